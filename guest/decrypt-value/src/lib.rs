@@ -1,0 +1,73 @@
+//! Decrypts values that `encrypt-value` (or any Vault client) produced: each value must
+//! be a Vault transit ciphertext `vault:v<N>:<base64>`. A value that is not one is an
+//! invalid-input failure (dead-lettered or stops the pipeline, as configured), never
+//! passed on. The kafka-transit headers are removed, so the record comes out as it went
+//! in. Tombstones pass through unchanged.
+//!
+//! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
+
+use std::cell::RefCell;
+
+use kafka_transit_policy_sdk::transit::{self, DecryptItem};
+use kafka_transit_policy_sdk::{
+    export_policy, through_vault, without_stamps, Failure, OutputRecord, Policy, Prepared,
+    SourceRecord, TransformResult, TransitKeyConfig,
+};
+
+thread_local! {
+    static CONFIG: RefCell<Option<TransitKeyConfig>> = const { RefCell::new(None) };
+}
+
+struct DecryptValue;
+
+impl Policy for DecryptValue {
+    fn init(config: String) -> Result<(), String> {
+        let config = TransitKeyConfig::parse(&config)?;
+        CONFIG.with(|c| *c.borrow_mut() = Some(config));
+        Ok(())
+    }
+
+    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+        CONFIG.with(|c| match c.borrow().as_ref() {
+            Some(config) => decrypt(config, batch),
+            None => batch
+                .iter()
+                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
+                .collect(),
+        })
+    }
+}
+
+fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    through_vault(
+        batch,
+        "vault decrypt",
+        |record| {
+            let Some(value) = record.value.take() else {
+                return Prepared::Forward;
+            };
+            let ciphertext = match String::from_utf8(value) {
+                Ok(text) if text.starts_with("vault:v") => text,
+                _ => {
+                    return Prepared::Fail(Failure::InvalidInput(
+                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)"
+                            .into(),
+                    ))
+                }
+            };
+            match config.context_for(record.key.as_deref()) {
+                Ok(context) => Prepared::Item(DecryptItem { ciphertext, context }),
+                Err(failure) => Prepared::Fail(failure),
+            }
+        },
+        |items| transit::decrypt(&config.key, items),
+        |record, plaintext| OutputRecord {
+            topic: None,
+            key: record.key,
+            value: Some(plaintext),
+            headers: without_stamps(record.headers),
+        },
+    )
+}
+
+export_policy!(DecryptValue);

@@ -1,0 +1,75 @@
+//! Encrypts each record's value with Vault transit. The value becomes the UTF-8 text
+//! `vault:v<N>:<base64>`, exactly Vault's ciphertext, so any Vault client in any
+//! language can decrypt it with `transit/decrypt` alone. Keys and existing headers stay
+//! as they are; two headers name the policy and the key. Tombstones pass through
+//! unchanged. One Vault batch request serves a whole batch.
+//!
+//! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
+
+use std::cell::RefCell;
+
+use kafka_transit_policy_sdk::transit::{self, EncryptItem};
+use kafka_transit_policy_sdk::{
+    export_policy, through_vault, Failure, Header, OutputRecord, Policy, Prepared,
+    SourceRecord, TransformResult, TransitKeyConfig, KEY_HEADER, POLICY_HEADER,
+};
+
+thread_local! {
+    static CONFIG: RefCell<Option<TransitKeyConfig>> = const { RefCell::new(None) };
+}
+
+struct EncryptValue;
+
+impl Policy for EncryptValue {
+    fn init(config: String) -> Result<(), String> {
+        let config = TransitKeyConfig::parse(&config)?;
+        CONFIG.with(|c| *c.borrow_mut() = Some(config));
+        Ok(())
+    }
+
+    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+        CONFIG.with(|c| match c.borrow().as_ref() {
+            Some(config) => encrypt(config, batch),
+            None => batch
+                .iter()
+                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
+                .collect(),
+        })
+    }
+}
+
+fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    through_vault(
+        batch,
+        "vault encrypt",
+        |record| {
+            let Some(plaintext) = record.value.take() else {
+                return Prepared::Forward; // a tombstone stays a tombstone
+            };
+            match config.context_for(record.key.as_deref()) {
+                Ok(context) => Prepared::Item(EncryptItem { plaintext, context }),
+                Err(failure) => Prepared::Fail(failure),
+            }
+        },
+        |items| transit::encrypt(&config.key, items),
+        |record, ciphertext| {
+            let mut headers = record.headers;
+            headers.push(Header {
+                key: POLICY_HEADER.into(),
+                value: Some(b"encrypt-value".to_vec()),
+            });
+            headers.push(Header {
+                key: KEY_HEADER.into(),
+                value: Some(config.key.as_bytes().to_vec()),
+            });
+            OutputRecord {
+                topic: None,
+                key: record.key,
+                value: Some(ciphertext.into_bytes()),
+                headers,
+            }
+        },
+    )
+}
+
+export_policy!(EncryptValue);
