@@ -1,0 +1,297 @@
+//! Tokens: the root token (never expires) and tokens issued by AppRole logins
+//! (real TTLs; expired ones are rejected). No policy language: an AppRole token
+//! may use transit data operations and read/list keys, nothing else.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::http::{get_duration_secs, get_str, ApiError, Op, Reply, Request};
+use crate::server::Shared;
+
+/// Vault's default (system) TTLs, used when a role leaves them at zero.
+const DEFAULT_TTL: Duration = Duration::from_secs(32 * 24 * 3600);
+
+/// Policies reported for AppRole tokens (informational only).
+const APPROLE_POLICIES: [&str; 2] = ["default", "vault-dev-transit"];
+
+/// An AppRole that may log in.
+#[derive(Debug, Clone)]
+pub struct AppRole {
+    pub role_id: String,
+    pub secret_id: String,
+    /// TTL of issued tokens (zero means Vault's default, 768h).
+    pub token_ttl: Duration,
+    /// Hard limit on a token's life, renewals included (zero means 768h).
+    pub token_max_ttl: Duration,
+}
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    Root,
+    AppRole(String),
+}
+
+struct TokenEntry {
+    accessor: String,
+    role_id: String,
+    issued: SystemTime,
+    creation_ttl: Duration,
+    expires: Instant,
+    max_expires: Instant,
+}
+
+pub(crate) struct TokenStore {
+    root: String,
+    root_accessor: String,
+    approles: Vec<AppRole>,
+    tokens: HashMap<String, TokenEntry>,
+}
+
+fn random_string(len: usize) -> String {
+    rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// RFC 3339 UTC text for a time (no chrono in the dependency set).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn or_default(d: Duration) -> Duration {
+    if d.is_zero() {
+        DEFAULT_TTL
+    } else {
+        d
+    }
+}
+
+impl TokenStore {
+    pub fn new(root: String, approles: Vec<AppRole>) -> Self {
+        Self {
+            root,
+            root_accessor: random_string(24),
+            approles,
+            tokens: HashMap::new(),
+        }
+    }
+
+    /// Identify a token; unknown and expired tokens are anonymous.
+    pub fn authenticate(&mut self, token: Option<&str>) -> Caller {
+        let Some(token) = token else {
+            return Caller::Anonymous;
+        };
+        if token == self.root {
+            return Caller::Root;
+        }
+        let now = Instant::now();
+        self.tokens.retain(|_, e| e.expires > now);
+        if self.tokens.contains_key(token) {
+            Caller::AppRole(token.to_string())
+        } else {
+            Caller::Anonymous
+        }
+    }
+
+    fn login(&mut self, role_id: &str, secret_id: &str) -> Option<(String, Duration)> {
+        let role = self
+            .approles
+            .iter()
+            .find(|r| r.role_id == role_id && r.secret_id == secret_id)?;
+        let ttl = or_default(role.token_ttl);
+        let max_ttl = or_default(role.token_max_ttl);
+        let ttl = ttl.min(max_ttl);
+        let token = format!("hvs.{}", random_string(24));
+        let now = Instant::now();
+        self.tokens.insert(
+            token.clone(),
+            TokenEntry {
+                accessor: random_string(24),
+                role_id: role_id.to_string(),
+                issued: SystemTime::now(),
+                creation_ttl: ttl,
+                expires: now + ttl,
+                max_expires: now + max_ttl,
+            },
+        );
+        Some((token, ttl))
+    }
+
+    fn auth_block(&self, token: &str, lease: Duration) -> Value {
+        let entry = &self.tokens[token];
+        json!({
+            "client_token": token,
+            "accessor": entry.accessor,
+            "policies": APPROLE_POLICIES,
+            "token_policies": APPROLE_POLICIES,
+            "identity_policies": null,
+            "metadata": { "role_name": entry.role_id },
+            "lease_duration": lease.as_secs(),
+            "renewable": true,
+            "entity_id": "",
+            "token_type": "service",
+            "orphan": true,
+            "mfa_requirement": null,
+            "num_uses": 0,
+        })
+    }
+}
+
+/// `POST auth/approle/login`.
+pub(crate) fn login(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    if req.op != Op::Write {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let role_id = get_str(&req.body, "role_id")?.unwrap_or_default();
+    if role_id.is_empty() {
+        return Err(ApiError::bad("missing role_id"));
+    }
+    let secret_id = get_str(&req.body, "secret_id")?.unwrap_or_default();
+    let mut tokens = shared.tokens();
+    let (token, ttl) = tokens
+        .login(&role_id, &secret_id)
+        .ok_or_else(|| ApiError::bad("invalid role or secret ID"))?;
+    Ok(Reply::auth(tokens.auth_block(&token, ttl), "approle"))
+}
+
+/// `auth/token/lookup-self` and `auth/token/renew-self`.
+pub(crate) fn token_route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply, ApiError> {
+    match (rest, req.op) {
+        ("lookup-self", Op::Read | Op::Write) => Ok(lookup_self(shared, &req.caller)),
+        ("renew-self", Op::Write) => renew_self(shared, req),
+        ("lookup-self" | "renew-self", _) => Err(ApiError::UnsupportedOperation),
+        _ if req.caller == Caller::Root => Err(ApiError::UnsupportedPath),
+        _ => Err(ApiError::PolicyDenied),
+    }
+}
+
+fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
+    let tokens = shared.tokens();
+    let data = match caller {
+        Caller::AppRole(token) if tokens.tokens.contains_key(token) => {
+            let e = &tokens.tokens[token];
+            let now = Instant::now();
+            let ttl = e.expires.saturating_duration_since(now);
+            let expire_time = SystemTime::now() + ttl;
+            let issued = e
+                .issued
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            json!({
+                "accessor": e.accessor,
+                "creation_time": issued,
+                "creation_ttl": e.creation_ttl.as_secs(),
+                "display_name": "approle",
+                "entity_id": "",
+                "expire_time": rfc3339(expire_time),
+                "explicit_max_ttl": 0,
+                "id": token,
+                "issue_time": rfc3339(e.issued),
+                "meta": { "role_name": e.role_id },
+                "num_uses": 0,
+                "orphan": true,
+                "path": "auth/approle/login",
+                "policies": APPROLE_POLICIES,
+                "renewable": true,
+                "ttl": ttl.as_secs(),
+                "type": "service",
+            })
+        }
+        _ => json!({
+            "accessor": tokens.root_accessor,
+            "creation_time": shared.started_unix,
+            "creation_ttl": 0,
+            "display_name": "root",
+            "entity_id": "",
+            "expire_time": null,
+            "explicit_max_ttl": 0,
+            "id": tokens.root,
+            "issue_time": rfc3339(UNIX_EPOCH + Duration::from_secs(shared.started_unix)),
+            "meta": null,
+            "num_uses": 0,
+            "orphan": true,
+            "path": "auth/token/root",
+            "policies": ["root"],
+            "renewable": false,
+            "ttl": 0,
+            "type": "service",
+        }),
+    };
+    Reply::data(data, "token")
+}
+
+fn renew_self(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    let Caller::AppRole(token) = &req.caller else {
+        // The root token has no TTL to extend.
+        return Err(ApiError::bad("lease is not renewable"));
+    };
+    let increment = get_duration_secs(&req.body, "increment")?;
+    let mut tokens = shared.tokens();
+    let entry = tokens
+        .tokens
+        .get_mut(token)
+        .ok_or(ApiError::PermissionDenied)?;
+    let wanted = increment
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(entry.creation_ttl);
+    let now = Instant::now();
+    let max_left = entry.max_expires.saturating_duration_since(now);
+    let mut warnings = Vec::new();
+    let granted = if wanted > max_left {
+        warnings.push(format!(
+            "TTL of \"{}s\" exceeded the effective max_ttl of \"{}s\"; TTL value is capped accordingly",
+            wanted.as_secs(),
+            max_left.as_secs()
+        ));
+        max_left
+    } else {
+        wanted
+    };
+    entry.expires = now + granted;
+    let auth = tokens.auth_block(token, granted);
+    Ok(Reply::auth(auth, "token").with_warnings(warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+    }
+}

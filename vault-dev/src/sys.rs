@@ -1,0 +1,213 @@
+//! `sys/*`: health, seal/unseal, the mount table, and the vault-dev-only
+//! `sys/dev/faults` and `sys/dev/stats` control endpoints.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::auth::Caller;
+use crate::http::{get_bool, get_int, get_str, ApiError, Op, Reply, Request};
+use crate::server::Shared;
+use crate::state::Mount;
+
+/// Version string reported by health and seal status.
+pub const VERSION: &str = concat!("1.18.0+vault-dev.", env!("CARGO_PKG_VERSION"));
+
+/// Mount paths Vault reserves.
+const RESERVED: [&str; 4] = ["sys", "auth", "cubbyhole", "identity"];
+
+/// `GET sys/health` (no token): 200 active, 503 sealed.
+pub(crate) fn health(shared: &Shared) -> Reply {
+    let sealed = shared.faults.is_sealed();
+    Reply::raw(
+        if sealed { 503 } else { 200 },
+        json!({
+            "initialized": true,
+            "sealed": sealed,
+            "standby": false,
+            "performance_standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": crate::keys::now_ms() / 1000,
+            "version": VERSION,
+            "enterprise": false,
+            "cluster_name": "vault-dev-cluster",
+            "cluster_id": shared.cluster_id,
+        }),
+    )
+}
+
+/// `GET sys/seal-status` (no token).
+pub(crate) fn seal_status(shared: &Shared) -> Reply {
+    Reply::raw(
+        200,
+        json!({
+            "type": "shamir",
+            "initialized": true,
+            "sealed": shared.faults.is_sealed(),
+            "t": 1,
+            "n": 1,
+            "progress": 0,
+            "nonce": "",
+            "version": VERSION,
+            "build_date": "",
+            "migration": false,
+            "cluster_name": "vault-dev-cluster",
+            "cluster_id": shared.cluster_id,
+            "recovery_seal": false,
+            "storage_type": "inmem",
+        }),
+    )
+}
+
+/// `PUT sys/unseal` (no token): any `key`, or `reset: true`, unseals — there are
+/// no real key shares in a development server.
+pub(crate) fn unseal(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    if req.op != Op::Write {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let key = get_str(&req.body, "key")?.unwrap_or_default();
+    let reset = get_bool(&req.body, "reset")?.unwrap_or(false);
+    if key.is_empty() && !reset {
+        return Err(ApiError::bad(
+            "'key' must be specified in request body as JSON, or 'reset' set to true",
+        ));
+    }
+    shared.faults.unseal();
+    Ok(seal_status(shared))
+}
+
+/// Token-protected `sys/*` paths; all root-only.
+pub(crate) fn route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply, ApiError> {
+    if req.caller != Caller::Root {
+        return Err(ApiError::PolicyDenied);
+    }
+    match (rest, req.op) {
+        ("seal", Op::Write) => {
+            shared.faults.seal();
+            Ok(Reply::no_content())
+        }
+        ("mounts", Op::Read) => Ok(list_mounts(shared)),
+        ("dev/faults", Op::Write) => dev_faults(shared, &req.body),
+        ("dev/stats", Op::Read) => Ok(Reply::data(
+            serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
+            "system",
+        )),
+        ("seal" | "mounts" | "dev/faults" | "dev/stats", _) => Err(ApiError::UnsupportedOperation),
+        _ => match rest.strip_prefix("mounts/") {
+            Some(path) => mount_op(shared, path.trim_matches('/'), req),
+            None => Err(ApiError::UnsupportedPath),
+        },
+    }
+}
+
+fn mount_json(m: &Mount) -> Value {
+    json!({
+        "type": m.mount_type,
+        "description": "",
+        "accessor": m.accessor,
+        "uuid": m.uuid,
+        "config": { "default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false },
+        "local": false,
+        "seal_wrap": false,
+        "external_entropy_access": false,
+        "options": null,
+    })
+}
+
+fn list_mounts(shared: &Shared) -> Reply {
+    let state = shared.read_state();
+    let mounts: Map<String, Value> = state
+        .mounts
+        .iter()
+        .map(|(p, m)| (format!("{p}/"), mount_json(m)))
+        .collect();
+    Reply::data(Value::Object(mounts), "system")
+}
+
+fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiError> {
+    if path.is_empty() {
+        return Err(ApiError::UnsupportedPath);
+    }
+    match req.op {
+        Op::Write => {
+            let kind = get_str(&req.body, "type")?.unwrap_or_default();
+            if kind != "transit" {
+                return Err(ApiError::bad(format!(
+                    "vault-dev only implements the transit secrets engine; cannot mount type \"{kind}\" at {path}/"
+                )));
+            }
+            let first = path.split('/').next().unwrap_or_default();
+            if RESERVED.contains(&first) {
+                return Err(ApiError::bad(format!(
+                    "cannot mount at reserved path {path}/"
+                )));
+            }
+            shared.mutate(|state| {
+                // Vault refuses a mount that is inside, or contains, another one.
+                if let Some(existing) = state.mounts.keys().find(|m| {
+                    m.as_str() == path
+                        || path.starts_with(&format!("{m}/"))
+                        || m.starts_with(&format!("{path}/"))
+                }) {
+                    return Err(ApiError::bad(format!(
+                        "path is already in use at {existing}/"
+                    )));
+                }
+                state.mounts.insert(path.to_string(), Mount::transit());
+                Ok(())
+            })?;
+            Ok(Reply::no_content())
+        }
+        Op::Delete => {
+            shared.mutate(|state| {
+                state.mounts.remove(path);
+                Ok(())
+            })?;
+            Ok(Reply::no_content())
+        }
+        Op::Read => {
+            let state = shared.read_state();
+            let m = state
+                .mounts
+                .get(path)
+                .ok_or_else(|| ApiError::bad(format!("No secret engine mount at {path}/")))?;
+            Ok(Reply::data(mount_json(m), "system"))
+        }
+        Op::List => Err(ApiError::UnsupportedOperation),
+    }
+}
+
+fn dev_faults(shared: &Shared, body: &Map<String, Value>) -> Result<Reply, ApiError> {
+    let faults = &shared.faults;
+    if get_bool(body, "clear")?.unwrap_or(false) {
+        faults.clear();
+    }
+    let count = |name: &str| -> Result<Option<u32>, ApiError> {
+        get_int(body, name)?
+            .map(|n| u32::try_from(n).map_err(|_| ApiError::bad(format!("{name} must be >= 0"))))
+            .transpose()
+    };
+    if let Some(n) = count("fail_next")? {
+        let status = get_int(body, "fail_status")?.unwrap_or(500);
+        if !(100..=599).contains(&status) {
+            return Err(ApiError::bad("fail_status must be an HTTP status code"));
+        }
+        faults.fail_next(n, status as u16);
+    }
+    if let Some(n) = count("rate_limit_next")? {
+        let retry_after = count("retry_after")?.map(|s| Duration::from_secs(u64::from(s)));
+        faults.rate_limit_next(n, retry_after);
+    }
+    if let Some(ms) = count("latency_ms")? {
+        faults.set_latency(Duration::from_millis(u64::from(ms)));
+    }
+    if let Some(sealed) = get_bool(body, "sealed")? {
+        if sealed {
+            faults.seal();
+        } else {
+            faults.unseal();
+        }
+    }
+    Ok(Reply::no_content())
+}
