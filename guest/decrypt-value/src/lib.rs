@@ -50,13 +50,15 @@ fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
                 Ok(text) if text.starts_with("vault:v") => text,
                 _ => {
                     return Prepared::Fail(Failure::InvalidInput(
-                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)"
-                            .into(),
+                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
                     ))
                 }
             };
             match config.context_for(record.key.as_deref()) {
-                Ok(context) => Prepared::Item(DecryptItem { ciphertext, context }),
+                Ok(context) => Prepared::Item(DecryptItem {
+                    ciphertext,
+                    context,
+                }),
                 Err(failure) => Prepared::Fail(failure),
             }
         },

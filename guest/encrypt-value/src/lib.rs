@@ -10,8 +10,8 @@ use std::cell::RefCell;
 
 use kafka_transit_policy_sdk::transit::{self, EncryptItem};
 use kafka_transit_policy_sdk::{
-    export_policy, through_vault, Failure, Header, OutputRecord, Policy, Prepared,
-    SourceRecord, TransformResult, TransitKeyConfig, KEY_HEADER, POLICY_HEADER,
+    export_policy, stamped, through_vault, Failure, OutputRecord, Policy, Prepared, SourceRecord,
+    TransformResult, TransitKeyConfig,
 };
 
 thread_local! {
@@ -52,22 +52,11 @@ fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
             }
         },
         |items| transit::encrypt(&config.key, items),
-        |record, ciphertext| {
-            let mut headers = record.headers;
-            headers.push(Header {
-                key: POLICY_HEADER.into(),
-                value: Some(b"encrypt-value".to_vec()),
-            });
-            headers.push(Header {
-                key: KEY_HEADER.into(),
-                value: Some(config.key.as_bytes().to_vec()),
-            });
-            OutputRecord {
-                topic: None,
-                key: record.key,
-                value: Some(ciphertext.into_bytes()),
-                headers,
-            }
+        |record, ciphertext| OutputRecord {
+            topic: None,
+            key: record.key,
+            value: Some(ciphertext.into_bytes()),
+            headers: stamped(record.headers, "encrypt-value", &config.key),
         },
     )
 }

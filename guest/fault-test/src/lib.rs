@@ -31,7 +31,9 @@ impl Policy for FaultTest {
             MISCOUNT.with(|m| m.set(true));
         }
         if config.contains("\"reject\"") {
-            return Err("policy.config.reject: this policy was asked to refuse its configuration".into());
+            return Err(
+                "policy.config.reject: this policy was asked to refuse its configuration".into(),
+            );
         }
         log(Level::Info, "fault-test policy initialised");
         Ok(())

@@ -15,8 +15,12 @@ wit_bindgen::generate!({
 
 pub use exports::kafka_transit::policy::policy::Guest as Policy;
 pub use kafka_transit::policy::log::{log, Level};
-pub use kafka_transit::policy::transit;
-pub use kafka_transit::policy::types::{Failure, Header, OutputRecord, SourceRecord, TransformResult};
+pub use kafka_transit::policy::types::{
+    Failure, Header, OutputRecord, SourceRecord, TransformResult,
+};
+pub use kafka_transit::policy::{envelope, transit};
+
+pub mod fields;
 
 use serde::de::DeserializeOwned;
 use transit::TransitError;
@@ -64,6 +68,21 @@ pub fn without_stamps(headers: Vec<Header>) -> Vec<Header> {
         .collect()
 }
 
+/// `headers` stamped with the policy that produced the record and the key it used,
+/// replacing any earlier stamps.
+pub fn stamped(headers: Vec<Header>, policy: &str, key: &str) -> Vec<Header> {
+    let mut headers = without_stamps(headers);
+    headers.push(Header {
+        key: POLICY_HEADER.into(),
+        value: Some(policy.as_bytes().to_vec()),
+    });
+    headers.push(Header {
+        key: KEY_HEADER.into(),
+        value: Some(key.as_bytes().to_vec()),
+    });
+    headers
+}
+
 /// Where a derived key's context comes from.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -91,16 +110,19 @@ pub struct TransitKeyConfig {
 
 impl TransitKeyConfig {
     pub fn parse(json: &str) -> Result<Self, String> {
-        let config: Self = parse_config(json)?;
-        if config.key.is_empty() {
+        parse_config::<Self>(json)?.validated()
+    }
+
+    /// The checks serde cannot express, for policies that embed these fields in a
+    /// larger config of their own.
+    pub fn validated(self) -> Result<Self, String> {
+        if self.key.is_empty() {
             return Err("policy.config.key: must name a Vault transit key".into());
         }
-        if config.context.is_some() && matches!(config.context_from, ContextSource::RecordKey) {
-            return Err(
-                "policy.config: set either `context` or `context_from`, not both".into(),
-            );
+        if self.context.is_some() && matches!(self.context_from, ContextSource::RecordKey) {
+            return Err("policy.config: set either `context` or `context_from`, not both".into());
         }
-        Ok(config)
+        Ok(self)
     }
 
     /// The derivation context for one record. A record without a key cannot have a
@@ -123,10 +145,22 @@ impl TransitKeyConfig {
 pub enum Prepared<I> {
     /// Forward the record unchanged (a tombstone, say).
     Forward,
-    /// Send this item to Vault; the record is finished with the item's result.
+    /// Send this item to Vault; the record is finished with the item's result. With
+    /// [`through_vault_many`], the item is the record's state and its (many) items.
     Item(I),
     /// The record is bad as it stands.
     Fail(Failure),
+}
+
+impl<I> Prepared<I> {
+    /// Goes on with the item, if there is one.
+    pub fn and_then<J>(self, next: impl FnOnce(I) -> Prepared<J>) -> Prepared<J> {
+        match self {
+            Prepared::Forward => Prepared::Forward,
+            Prepared::Item(item) => next(item),
+            Prepared::Fail(failure) => Prepared::Fail(failure),
+        }
+    }
 }
 
 /// Runs one Vault batch call for the records of `batch` that need it and maps the
@@ -139,32 +173,58 @@ pub fn through_vault<I, O>(
     call: impl FnOnce(&[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
     mut finish: impl FnMut(SourceRecord, O) -> OutputRecord,
 ) -> Vec<TransformResult> {
-    enum Slot {
+    through_vault_many(
+        batch,
+        what,
+        |record| prepare(record).and_then(|item| Prepared::Item(((), vec![item]))),
+        call,
+        |record, (), mut outputs| {
+            Ok(finish(
+                record,
+                outputs.pop().expect("one result for one item"),
+            ))
+        },
+    )
+}
+
+/// [`through_vault`] for policies that send zero or more items per record (one per
+/// field, say). `prepare` may also hand over per-record state (a parsed document) that
+/// `finish` gets back with that record's results, in item order, so nothing is parsed
+/// twice. Still one Vault call for all items of all records. A record with no items
+/// does not depend on the call and is finished whatever the call's fate; a record with
+/// a failed item fails with that item's error.
+pub fn through_vault_many<S, I, O>(
+    batch: Vec<SourceRecord>,
+    what: &str,
+    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(S, Vec<I>)>,
+    call: impl FnOnce(&[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
+    mut finish: impl FnMut(SourceRecord, S, Vec<O>) -> Result<OutputRecord, Failure>,
+) -> Vec<TransformResult> {
+    enum Slot<S> {
         Forward,
-        Item(usize),
+        Items(S, usize),
         Fail(Failure),
     }
     let mut batch = batch;
     let mut items = Vec::new();
-    let slots: Vec<Slot> = batch
+    let slots: Vec<Slot<S>> = batch
         .iter_mut()
         .map(|record| match prepare(record) {
             Prepared::Forward => Slot::Forward,
-            Prepared::Item(item) => {
-                items.push(item);
-                Slot::Item(items.len() - 1)
+            Prepared::Item((state, mine)) => {
+                let count = mine.len();
+                items.extend(mine);
+                Slot::Items(state, count)
             }
             Prepared::Fail(failure) => Slot::Fail(failure),
         })
         .collect();
 
-    let outcome: Result<Vec<Option<Result<O, TransitError>>>, Failure> = if items.is_empty() {
-        Ok(Vec::new())
+    let mut outcome = if items.is_empty() {
+        Ok(Vec::new().into_iter())
     } else {
         match call(&items) {
-            Ok(results) if results.len() == items.len() => {
-                Ok(results.into_iter().map(Some).collect())
-            }
+            Ok(results) if results.len() == items.len() => Ok(results.into_iter()),
             Ok(results) => Err(Failure::PolicyError(format!(
                 "{what}: host returned {} results for {} items",
                 results.len(),
@@ -173,21 +233,165 @@ pub fn through_vault<I, O>(
             Err(error) => Err(failure_from_transit(error, what)),
         }
     };
-    let mut outcome = outcome;
 
+    // Records own consecutive runs of items, so the results are dealt out in order.
     batch
         .into_iter()
         .zip(slots)
         .map(|(record, slot)| match slot {
             Slot::Forward => Ok(vec![forward(record)]),
             Slot::Fail(failure) => Err(failure),
-            Slot::Item(index) => match &mut outcome {
+            Slot::Items(state, 0) => finish(record, state, Vec::new()).map(|out| vec![out]),
+            Slot::Items(state, count) => match &mut outcome {
                 Err(failure) => Err(failure.clone()),
-                Ok(results) => match results[index].take().expect("each item is used once") {
-                    Ok(output) => Ok(vec![finish(record, output)]),
-                    Err(error) => Err(failure_from_transit(error, what)),
-                },
+                Ok(results) => {
+                    // Take all of this record's results before looking at any, so an
+                    // early error cannot leave some behind for the next record.
+                    let mine: Vec<_> = results.by_ref().take(count).collect();
+                    match mine.into_iter().collect::<Result<Vec<O>, _>>() {
+                        Ok(outputs) => finish(record, state, outputs).map(|out| vec![out]),
+                        Err(error) => Err(failure_from_transit(error, what)),
+                    }
+                }
             },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: &str) -> SourceRecord {
+        SourceRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Each record's value is a list of words, one item per word; "bad" fails its
+    /// item, "none" forwards the record, "" has no items.
+    fn run(
+        values: &[&str],
+        call: impl FnOnce(&[String]) -> Result<Vec<Result<String, TransitError>>, TransitError>,
+    ) -> Vec<Result<String, String>> {
+        through_vault_many(
+            values.iter().map(|v| record(v)).collect(),
+            "test",
+            |record| match String::from_utf8(record.value.clone().unwrap())
+                .unwrap()
+                .as_str()
+            {
+                "none" => Prepared::Forward,
+                "fail" => Prepared::Fail(Failure::InvalidInput("fail".into())),
+                words => Prepared::Item((
+                    "state",
+                    words.split_whitespace().map(String::from).collect(),
+                )),
+            },
+            call,
+            |record, state, outputs| {
+                assert_eq!(state, "state");
+                Ok(OutputRecord {
+                    value: Some(outputs.join(" ").into_bytes()),
+                    ..forward(record)
+                })
+            },
+        )
+        .into_iter()
+        .map(|result| match result {
+            Ok(mut out) => Ok(String::from_utf8(out.remove(0).value.unwrap_or_default()).unwrap()),
+            Err(failure) => Err(format!("{failure:?}")),
+        })
+        .collect()
+    }
+
+    fn upper(items: &[String]) -> Result<Vec<Result<String, TransitError>>, TransitError> {
+        Ok(items
+            .iter()
+            .map(|i| match i.as_str() {
+                "bad" => Err(TransitError::InvalidInput("bad".into())),
+                i => Ok(i.to_uppercase()),
+            })
+            .collect())
+    }
+
+    #[test]
+    fn many_items_go_in_one_call_and_come_back_per_record() {
+        let mut calls = 0;
+        let results = run(&["a b", "none", "", "c", "fail", "d bad e", "f"], |items| {
+            calls += 1;
+            assert_eq!(items, ["a", "b", "c", "d", "bad", "e", "f"]);
+            upper(items)
+        });
+        assert_eq!(calls, 1);
+        assert_eq!(results[0], Ok("A B".into()));
+        assert_eq!(results[1], Ok("none".into()));
+        assert_eq!(results[2], Ok("".into()));
+        assert_eq!(results[3], Ok("C".into()));
+        assert!(results[4].as_ref().unwrap_err().contains("fail"));
+        assert!(results[5].as_ref().unwrap_err().contains("test: bad"));
+        // The failed record's leftover item ("e") does not shift the next record's.
+        assert_eq!(results[6], Ok("F".into()));
+    }
+
+    #[test]
+    fn a_failed_call_fails_only_the_records_in_it() {
+        let results = run(&["a", "", "b"], |_| {
+            Err(TransitError::Unavailable("sealed".into()))
+        });
+        assert!(results[0].as_ref().unwrap_err().contains("Retryable"));
+        assert_eq!(results[1], Ok("".into()));
+        assert!(results[2].as_ref().unwrap_err().contains("Retryable"));
+    }
+
+    #[test]
+    fn a_miscounting_host_is_a_policy_error_and_no_items_means_no_call() {
+        let results = run(&["a b"], |_| Ok(vec![Ok("A".into())]));
+        assert!(results[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("1 results for 2 items"));
+        let results = run(&["", "none"], |_| panic!("no items, no call"));
+        assert_eq!(results[0], Ok("".into()));
+    }
+}
+
+/// Configuration of the envelope policies: a transit key and an optional fixed
+/// derivation context (one data key serves many records, so the context cannot vary
+/// per record).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeConfig {
+    /// The transit key that generates and wraps the data keys.
+    pub key: String,
+    /// A fixed derivation context (UTF-8), for keys created with `derived = true`.
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+impl EnvelopeConfig {
+    pub fn parse(json: &str) -> Result<Self, String> {
+        if json.contains("\"context_from\"") {
+            return Err(
+                "policy.config.context_from: envelope policies take one fixed `context`; \
+                 per-record contexts would need a data key per record"
+                    .into(),
+            );
+        }
+        let config: Self = parse_config(json)?;
+        if config.key.is_empty() {
+            return Err("policy.config.key: must name a Vault transit key".into());
+        }
+        Ok(config)
+    }
+
+    pub fn context(&self) -> Option<&[u8]> {
+        self.context.as_deref().map(str::as_bytes)
+    }
 }

@@ -1,0 +1,80 @@
+//! Encrypts selected fields of JSON records with Vault transit, leaving the rest of the
+//! record readable. Each selected value, whatever its type, is written as compact JSON
+//! text and encrypted; the field becomes the JSON string `vault:v<N>:<base64>`, so
+//! `decrypt-fields` can restore the original type. Keys stay as they are; two headers
+//! name the policy and the key. Tombstones pass through unchanged. One Vault batch
+//! request serves every field of every record of a batch.
+//!
+//! Config: `key`, `fields` (JSON Pointers, `*` for every element or member),
+//! `on_invalid_json` (`fail`|`pass`), `on_missing_field` (`pass`|`fail`), and `context`
+//! or `context_from = "record-key"` (derived keys).
+
+use std::cell::RefCell;
+
+use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
+use kafka_transit_policy_sdk::transit::{self, EncryptItem};
+use kafka_transit_policy_sdk::{
+    export_policy, stamped, through_vault_many, Failure, OutputRecord, Policy, Prepared,
+    SourceRecord, TransformResult,
+};
+use serde_json::Value;
+
+thread_local! {
+    static CONFIG: RefCell<Option<FieldsConfig>> = const { RefCell::new(None) };
+}
+
+struct EncryptFields;
+
+impl Policy for EncryptFields {
+    fn init(config: String) -> Result<(), String> {
+        let config = FieldsConfig::parse(&config)?;
+        CONFIG.with(|c| *c.borrow_mut() = Some(config));
+        Ok(())
+    }
+
+    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+        CONFIG.with(|c| match c.borrow().as_ref() {
+            Some(config) => encrypt(config, batch),
+            None => batch
+                .iter()
+                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
+                .collect(),
+        })
+    }
+}
+
+fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let key = &config.transit.key;
+    through_vault_many(
+        batch,
+        "vault encrypt",
+        |record| {
+            config.prepare(record).and_then(|mut selected: Selected| {
+                let items = fields::plan_encrypt(&mut selected.doc, &selected.locations)
+                    .into_iter()
+                    .map(|plaintext| EncryptItem {
+                        plaintext,
+                        context: selected.context.clone(),
+                    })
+                    .collect();
+                Prepared::Item(((selected.doc, selected.locations), items))
+            })
+        },
+        |items| transit::encrypt(key, items),
+        |record, (mut doc, locations), ciphertexts| {
+            fields::apply(
+                &mut doc,
+                &locations,
+                ciphertexts.into_iter().map(Value::String),
+            );
+            Ok(OutputRecord {
+                topic: None,
+                key: record.key,
+                value: Some(doc.to_string().into_bytes()),
+                headers: stamped(record.headers, "encrypt-fields", key),
+            })
+        },
+    )
+}
+
+export_policy!(EncryptFields);
