@@ -1,0 +1,103 @@
+//! Builds the built-in policies in `../guest` for wasm32-wasip2 and embeds them, so
+//! `kafka-transit demo` and `policy.builtin = "..."` work with no separate build step.
+//!
+//! The guests are a separate cargo workspace compiled by a nested cargo with its own
+//! target directory (so it never waits on the outer build's lock).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Every component in guest/. All are copied to OUT_DIR; `policy::builtin` embeds the
+/// production ones, and tests load `fault-test` from OUT_DIR by path.
+const POLICIES: &[&str] = &[
+    "passthrough",
+    "encrypt-value",
+    "decrypt-value",
+    "encrypt-fields",
+    "decrypt-fields",
+    "envelope-seal",
+    "envelope-open",
+    "fault-test",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let guest_dir = manifest_dir.join("../guest");
+    let wit_dir = manifest_dir.join("../wit");
+    for dir in [&guest_dir, &wit_dir] {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
+    // Cargo only watches directory mtimes shallowly; list the sources explicitly.
+    watch_tree(&guest_dir);
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: share <target>/wasm-guests
+    // across profiles so debug and release builds compile the guests once.
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-guests"))
+        .unwrap_or_else(|| out_dir.join("wasm-guests"));
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&guest_dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for policy in POLICIES {
+        command.args(["--package", policy]);
+    }
+    // The outer build's settings are for the host, not for wasm guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_MAKEFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        command.env_remove(var);
+    }
+    let status = command
+        .status()
+        .expect("could not run cargo to build the policies in guest/");
+    assert!(
+        status.success(),
+        "building guest/ for wasm32-wasip2 failed; is the target installed? \
+         (`rustup target add wasm32-wasip2`, or let rust-toolchain.toml do it)"
+    );
+
+    let built = target_dir.join("wasm32-wasip2/release");
+    for policy in POLICIES {
+        let file = format!("{}.wasm", policy.replace('-', "_"));
+        std::fs::copy(built.join(&file), out_dir.join(&file))
+            .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+    }
+}
+
+fn watch_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name == "bindings.rs" {
+            continue;
+        }
+        if path.is_dir() {
+            watch_tree(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

@@ -1,0 +1,547 @@
+//! `pipeline.toml`: what to consume, where to produce, which policy runs in between,
+//! how to reach Vault and what to do with records that cannot be transformed.
+//!
+//! Every error a user can cause names the field to change. Secrets are never inline:
+//! the Vault token comes from an environment variable or a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::vault::VaultSettings;
+
+/// A configuration problem, naming the field (`sink.topic`, `policy.path`, ...).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    pub vault: VaultSettings,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub errors: ErrorsConfig,
+    #[serde(default)]
+    pub pipeline: TuningConfig,
+}
+
+/// The cluster and topics records are consumed from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub bootstrap_servers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Any librdkafka consumer property; these win over kafka-transit's defaults.
+    #[serde(default)]
+    pub properties: Properties,
+}
+
+/// The cluster (possibly another one: on-prem to SaaS) records are produced to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub bootstrap_servers: String,
+    /// Where a policy's output goes unless the policy names another topic.
+    pub topic: String,
+    /// Any librdkafka producer property; these win over kafka-transit's defaults.
+    #[serde(default)]
+    pub properties: Properties,
+    /// Produce each record to the same partition number it came from (the sink topic
+    /// needs at least as many partitions). By default the sink partitions by key.
+    #[serde(default)]
+    pub preserve_partitions: bool,
+}
+
+/// librdkafka properties. TOML numbers and booleans are accepted and passed as text.
+#[derive(Debug, Clone, Default)]
+pub struct Properties(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(serde::de::Error::custom(format!(
+                            "property \"{name}\" must be a string, number or boolean, not {}",
+                            other.type_str()
+                        )))
+                    }
+                };
+                Ok((name, text))
+            })
+            .collect::<Result<_, _>>()
+            .map(Properties)
+    }
+}
+
+/// Which policy runs, and its own configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// A policy embedded in the host (see `policy::builtin::names`).
+    pub builtin: Option<String>,
+    /// A policy component on disk (`.wasm`), swapped in without rebuilding the host.
+    pub path: Option<PathBuf>,
+    /// Handed to the policy's `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Linear memory one policy instance may grow to, in MiB.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u64,
+    /// Guest CPU time allowed per batch (time spent waiting on Vault does not count).
+    #[serde(default = "default_batch_deadline", with = "duration_text")]
+    pub batch_deadline: Duration,
+    /// When envelope data keys are retired: `[policy.data_keys]`.
+    #[serde(default)]
+    pub data_keys: crate::envelope::DataKeyPolicy,
+}
+
+fn default_memory_limit_mib() -> u64 {
+    256
+}
+fn default_batch_deadline() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Where the policy's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl PolicyConfig {
+    pub fn source(&self) -> Result<PolicySource, ConfigError> {
+        match (&self.builtin, &self.path) {
+            (Some(name), None) => Ok(PolicySource::Builtin(name.clone())),
+            (None, Some(path)) => Ok(PolicySource::File(path.clone())),
+            (Some(_), Some(_)) => Err(invalid(
+                "policy",
+                "set either policy.builtin or policy.path, not both",
+            )),
+            (None, None) => Err(invalid(
+                "policy",
+                "set policy.builtin (e.g. \"encrypt-value\") or policy.path (a .wasm component)",
+            )),
+        }
+    }
+
+    /// `[policy.config]` as the JSON text the policy's `init` receives.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("a TOML table is valid JSON")
+    }
+}
+
+/// What happens to a record the policy could not transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Produce the record, with headers explaining why, to the dead-letter topic.
+    #[default]
+    DeadLetter,
+    /// Stop the pipeline without committing the record, so nothing is skipped.
+    Stop,
+}
+
+/// Which cluster the dead-letter topic lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterCluster {
+    /// The source cluster, where the (plaintext) record already is. The default: a
+    /// failed record never carries its contents to the sink cluster.
+    #[default]
+    Source,
+    /// The sink cluster. Only the failure's metadata goes there (error, source topic,
+    /// partition, offset): never the record's key, value or headers.
+    Sink,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsConfig {
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    pub dead_letter_topic: Option<String>,
+    #[serde(default)]
+    pub dead_letter_cluster: DeadLetterCluster,
+    /// Longest pause between retries of a batch that failed for a retryable reason.
+    #[serde(default = "default_max_retry_backoff", with = "duration_text")]
+    pub max_retry_backoff: Duration,
+}
+
+fn default_max_retry_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        ErrorsConfig {
+            on_failure: OnFailure::default(),
+            dead_letter_topic: None,
+            dead_letter_cluster: DeadLetterCluster::default(),
+            max_retry_backoff: default_max_retry_backoff(),
+        }
+    }
+}
+
+/// Batching and reporting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningConfig {
+    /// Most records handed to the policy at once (and so the size of its Vault batch).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// A batch closes early once its keys and values reach this many bytes, so large
+    /// records do not pile up in one policy instance's memory.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// How long to wait for a batch to fill before running a partial one.
+    #[serde(default = "default_batch_timeout", with = "duration_text")]
+    pub batch_timeout: Duration,
+    /// Batches produced but not yet acknowledged by the sink, at most.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight_batches: usize,
+    /// How often `run` logs progress.
+    #[serde(default = "default_progress_interval", with = "duration_text")]
+    pub progress_interval: Duration,
+    /// Largest record value expected, in bytes; client fetch and produce limits are
+    /// raised to fit it (the broker's `message.max.bytes` must allow it too).
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+fn default_max_batch_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_batch_timeout() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_progress_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_record_bytes() -> usize {
+    1024 * 1024
+}
+
+impl Default for TuningConfig {
+    fn default() -> Self {
+        TuningConfig {
+            batch_size: default_batch_size(),
+            max_batch_bytes: default_max_batch_bytes(),
+            batch_timeout: default_batch_timeout(),
+            max_in_flight_batches: default_max_in_flight(),
+            progress_interval: default_progress_interval(),
+            max_record_bytes: default_max_record_bytes(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads and checks a pipeline file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        // A relative policy path is relative to the config file, not to the shell.
+        if let Some(policy_path) = &config.policy.path {
+            if policy_path.is_relative() {
+                let base = path.parent().unwrap_or(Path::new("."));
+                config.policy.path = Some(base.join(policy_path));
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks pipeline TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("pipeline config"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: relations between fields and sane values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        non_empty("source.bootstrap_servers", &self.source.bootstrap_servers)?;
+        non_empty("source.group_id", &self.source.group_id)?;
+        if self.source.topics.is_empty() {
+            return Err(invalid(
+                "source.topics",
+                "list at least one topic to consume",
+            ));
+        }
+        for topic in &self.source.topics {
+            non_empty("source.topics", topic)?;
+        }
+        non_empty("sink.bootstrap_servers", &self.sink.bootstrap_servers)?;
+        non_empty("sink.topic", &self.sink.topic)?;
+        if self.source.bootstrap_servers == self.sink.bootstrap_servers
+            && self.source.topics.contains(&self.sink.topic)
+        {
+            return Err(invalid(
+                "sink.topic",
+                format!(
+                    "\"{}\" is also a source topic on the same cluster: the pipeline would consume its own output",
+                    self.sink.topic
+                ),
+            ));
+        }
+        for (name, _) in self.source.properties.0.iter() {
+            if name == "enable.auto.commit" || name == "enable.auto.offset.store" {
+                return Err(invalid(
+                    &format!("source.properties.\"{name}\""),
+                    "kafka-transit commits offsets itself, only after the sink acknowledged; remove this property",
+                ));
+            }
+        }
+        self.vault
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                field: "vault".into(),
+                message,
+            })?;
+        self.policy.source()?;
+        if self.policy.memory_limit_mib < 16 {
+            return Err(invalid(
+                "policy.memory_limit_mib",
+                "must be at least 16 (MiB)",
+            ));
+        }
+        if self.policy.batch_deadline.is_zero() {
+            return Err(invalid("policy.batch_deadline", "must be more than zero"));
+        }
+        match (&self.errors.on_failure, &self.errors.dead_letter_topic) {
+            (OnFailure::DeadLetter, None) => return Err(invalid(
+                "errors.dead_letter_topic",
+                "required when errors.on_failure = \"dead-letter\" (or set on_failure = \"stop\")",
+            )),
+            (_, Some(topic)) => {
+                non_empty("errors.dead_letter_topic", topic)?;
+                if topic == &self.sink.topic {
+                    return Err(invalid(
+                        "errors.dead_letter_topic",
+                        "must differ from sink.topic",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        let tuning = &self.pipeline;
+        if tuning.batch_size == 0 || tuning.batch_size > 10_000 {
+            return Err(invalid(
+                "pipeline.batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        if tuning.max_batch_bytes == 0 {
+            return Err(invalid(
+                "pipeline.max_batch_bytes",
+                "must be more than zero",
+            ));
+        }
+        if tuning.max_in_flight_batches == 0 {
+            return Err(invalid(
+                "pipeline.max_in_flight_batches",
+                "must be at least 1",
+            ));
+        }
+        if tuning.progress_interval.is_zero() {
+            return Err(invalid(
+                "pipeline.progress_interval",
+                "must be more than zero",
+            ));
+        }
+        if tuning.max_record_bytes < 1024 || tuning.max_record_bytes > 512 * 1024 * 1024 {
+            return Err(invalid(
+                "pipeline.max_record_bytes",
+                "must be between 1024 and 536870912",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(invalid(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Durations written as text: "50ms", "10s", "1h".
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "\"{text}\" is not a duration ({e}); write e.g. \"50ms\", \"10s\", \"1h\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["customers.raw"]
+group_id = "kafka-transit-encrypt"
+[source.properties]
+"auto.offset.reset" = "earliest"
+
+[sink]
+bootstrap_servers = "127.0.0.1:9092"
+topic = "customers.protected"
+[sink.properties]
+
+[vault]
+address = "http://127.0.0.1:8200"
+mount = "transit"
+token_env = "VAULT_TOKEN"
+
+[policy]
+builtin = "encrypt-value"
+[policy.config]
+key = "customers"
+
+[errors]
+on_failure = "dead-letter"
+dead_letter_topic = "customers.dlq"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = PipelineConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(config.source.topics, vec!["customers.raw"]);
+        assert_eq!(
+            config.source.properties.0.get("auto.offset.reset").unwrap(),
+            "earliest"
+        );
+        assert_eq!(config.sink.topic, "customers.protected");
+        assert_eq!(
+            config.policy.source().unwrap(),
+            PolicySource::Builtin("encrypt-value".into())
+        );
+        assert_eq!(config.policy.config_json(), r#"{"key":"customers"}"#);
+        assert_eq!(config.errors.on_failure, OnFailure::DeadLetter);
+        assert_eq!(config.errors.dead_letter_cluster, DeadLetterCluster::Source);
+        assert_eq!(config.pipeline.batch_size, 500);
+    }
+
+    fn error_of(text: &str) -> String {
+        PipelineConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let missing_topic = EXAMPLE.replace("topic = \"customers.protected\"", "");
+        assert!(
+            error_of(&missing_topic).contains("topic"),
+            "{}",
+            error_of(&missing_topic)
+        );
+
+        let both = EXAMPLE.replace(
+            "builtin = \"encrypt-value\"",
+            "builtin = \"encrypt-value\"\npath = \"x.wasm\"",
+        );
+        assert!(error_of(&both).starts_with("policy: set either"));
+
+        let no_dlq = EXAMPLE.replace("dead_letter_topic = \"customers.dlq\"", "");
+        assert!(error_of(&no_dlq).starts_with("errors.dead_letter_topic:"));
+
+        let loop_back = EXAMPLE.replace("customers.protected", "customers.raw");
+        assert!(error_of(&loop_back).starts_with("sink.topic:"));
+
+        let auto_commit = EXAMPLE.replace(
+            "\"auto.offset.reset\" = \"earliest\"",
+            "\"enable.auto.commit\" = true",
+        );
+        assert!(error_of(&auto_commit).contains("enable.auto.commit"));
+
+        let bad_duration = EXAMPLE.replace("[errors]", "[errors]\nmax_retry_backoff = \"soon\"");
+        assert!(error_of(&bad_duration).contains("not a duration"));
+
+        let unknown = EXAMPLE.replace("[errors]", "[errors]\non_falure = \"stop\"");
+        assert!(error_of(&unknown).contains("on_falure"));
+
+        let big_batch = format!("{EXAMPLE}\n[pipeline]\nbatch_size = 20000\n");
+        assert!(error_of(&big_batch).starts_with("pipeline.batch_size:"));
+    }
+
+    #[test]
+    fn properties_accept_numbers_and_booleans() {
+        let text = EXAMPLE.replace(
+            "[sink.properties]",
+            "[sink.properties]\n\"linger.ms\" = 5\n\"enable.idempotence\" = true",
+        );
+        let config = PipelineConfig::parse(&text).unwrap();
+        assert_eq!(config.sink.properties.0["linger.ms"], "5");
+        assert_eq!(config.sink.properties.0["enable.idempotence"], "true");
+    }
+
+    #[test]
+    fn relative_policy_path_is_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = EXAMPLE.replace("builtin = \"encrypt-value\"", "path = \"policies/p.wasm\"");
+        let file = dir.path().join("pipeline.toml");
+        std::fs::write(&file, text).unwrap();
+        let config = PipelineConfig::load(&file).unwrap();
+        assert_eq!(
+            config.policy.source().unwrap(),
+            PolicySource::File(dir.path().join("policies/p.wasm"))
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Kafka clients (librdkafka through rdkafka): the settings kafka-transit needs for
+//! at-least-once delivery, and conversions between Kafka messages and policy records.
+//!
+//! User properties from `[source.properties]` / `[sink.properties]` are applied last,
+//! so they win over these defaults (except the commit settings, which `config` refuses).
+
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
+use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Message};
+
+use crate::config::{Properties, SinkConfig, SourceConfig, TuningConfig};
+use crate::metrics::Metrics;
+use crate::policy::{Header, SourceRecord};
+
+/// Room for record headers and protocol framing on top of the largest value.
+const FRAMING_ALLOWANCE: usize = 64 * 1024;
+
+/// The consumer's view of librdkafka: feeds lag into the metrics and logs rebalances.
+pub struct SourceContext {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+            .map(|partition| partition.consumer_lag)
+            .sum();
+        self.metrics.set_lag(lag);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(
+                    partitions = partitions.count(),
+                    "source partitions assigned"
+                )
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = partitions.count(), "source partitions revoked")
+            }
+            Rebalance::Error(error) => tracing::warn!("consumer group rebalance failed: {error}"),
+        }
+    }
+}
+
+fn apply(config: &mut ClientConfig, properties: &Properties) {
+    for (name, value) in &properties.0 {
+        config.set(name, value);
+    }
+}
+
+/// Sizes that let records of `max_record_bytes` through, grown by `growth` (a policy
+/// may enlarge values: Vault's base64 ciphertext is about 4/3 of the plaintext).
+fn message_limit(tuning: &TuningConfig, growth: f64) -> usize {
+    (tuning.max_record_bytes as f64 * growth) as usize + FRAMING_ALLOWANCE
+}
+
+pub fn consumer(
+    source: &SourceConfig,
+    tuning: &TuningConfig,
+    metrics: Arc<Metrics>,
+) -> rdkafka::error::KafkaResult<StreamConsumer<SourceContext>> {
+    let fetch_limit = message_limit(tuning, 1.5).max(50 * 1024 * 1024);
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &source.bootstrap_servers)
+        .set("group.id", &source.group_id)
+        .set("client.id", "kafka-transit")
+        // Offsets are committed by the pipeline, only after the sink acknowledged.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts from the beginning: protect what is already there.
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.max.bytes", fetch_limit.to_string())
+        .set(
+            "max.partition.fetch.bytes",
+            message_limit(tuning, 1.5).to_string(),
+        )
+        .set(
+            "receive.message.max.bytes",
+            (fetch_limit + FRAMING_ALLOWANCE).to_string(),
+        )
+        .set(
+            "statistics.interval.ms",
+            tuning
+                .progress_interval
+                .as_millis()
+                .clamp(1000, 60_000)
+                .to_string(),
+        );
+    apply(&mut config, &source.properties);
+    config.create_with_context(SourceContext { metrics })
+}
+
+/// The sink producer: idempotent, so retries neither duplicate nor reorder records
+/// within a partition.
+pub fn producer(
+    bootstrap_servers: &str,
+    properties: &Properties,
+    tuning: &TuningConfig,
+) -> rdkafka::error::KafkaResult<FutureProducer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("client.id", "kafka-transit")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", message_limit(tuning, 1.5).to_string());
+    apply(&mut config, properties);
+    config.create()
+}
+
+pub fn sink_producer(
+    sink: &SinkConfig,
+    tuning: &TuningConfig,
+) -> rdkafka::error::KafkaResult<FutureProducer> {
+    producer(&sink.bootstrap_servers, &sink.properties, tuning)
+}
+
+/// Copies a consumed message into the policy's record type.
+pub fn source_record(message: &BorrowedMessage<'_>) -> SourceRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| Header {
+                    key: header.key.to_string(),
+                    value: header.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    SourceRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// Kafka headers for a produced record.
+pub fn owned_headers(headers: &[Header]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |owned, header| {
+            owned.insert(rdkafka::message::Header {
+                key: &header.key,
+                value: header.value.as_deref(),
+            })
+        },
+    )
+}
+
+/// Bytes a record occupies, for throughput figures.
+pub fn record_bytes(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {
+    (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len)) as u64
+}
+
+/// Reads a topic from the beginning the way an operator would (no consumer group, all
+/// partitions), until `expected` records arrived or `timeout` passed. Blocking: call it
+/// from `spawn_blocking` in async code.
+pub fn read_topic(
+    bootstrap_servers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", "kafka-transit-inspector")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "104857600")
+        .set("receive.message.max.bytes", "105000000")
+        .create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut messages = Vec::with_capacity(expected);
+    while messages.len() < expected {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match consumer.poll(left.min(std::time::Duration::from_millis(200))) {
+            Some(Ok(message)) => messages.push(message.detach()),
+            Some(Err(error)) => tracing::debug!("reading {topic}: {error}"),
+            None => {}
+        }
+    }
+    Ok(messages)
+}

@@ -1,0 +1,30 @@
+//! kafka-transit: encrypts Kafka records with HashiCorp Vault's transit engine, through
+//! data-protection policies that are WebAssembly components.
+//!
+//! ```text
+//!  source cluster            kafka-transit                          sink cluster
+//! ┌────────────┐  batch  ┌──────────────────────────────┐  records ┌────────────┐
+//! │ topic(s)   │ ──────▶ │ pipeline ─▶ policy (wasm)     │ ───────▶ │ sink topic │
+//! └────────────┘         │              │ transit import │          └────────────┘
+//!       ▲  dead letters  │              ▼                │
+//!       └─────────────── │            vault client ──────┼──▶ Vault transit
+//!                        └──────────────────────────────┘
+//! ```
+//!
+//! - [`config`] — `pipeline.toml`.
+//! - [`pipeline`] — the consume → transform → produce → commit loop.
+//! - [`kafka`] — rdkafka clients and record conversions.
+//! - [`policy`] — wasmtime, the WIT bindings and the host imports.
+//! - [`vault`] — the Vault transit client.
+//! - [`envelope`] — envelope encryption under Vault-wrapped data keys (wire format v1).
+//! - [`metrics`] — counters and progress.
+//! - [`demo`] — the zero-setup demonstration.
+
+pub mod config;
+pub mod demo;
+pub mod envelope;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod vault;

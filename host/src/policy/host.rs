@@ -1,0 +1,268 @@
+//! What a policy instance can reach: the host imports (`transit`, `log`) and an empty
+//! WASI context (no files, no environment, no arguments, no sockets). The guest sees
+//! only what the imports return: never a token, never key material.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::kafka_transit::policy::envelope::{OpenItem, SealItem};
+use super::bindings::kafka_transit::policy::{envelope, log, transit, types};
+use super::bindings::{DecryptItem, EncryptItem, Level, TransitError};
+use crate::envelope::Envelopes;
+use crate::vault::{DecryptInput, EncryptInput, ItemError, VaultClient, VaultError};
+
+/// Longest log message a policy may emit; longer ones are cut.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+pub struct GuestState {
+    policy: String,
+    vault: Option<VaultClient>,
+    envelopes: Option<Arc<Envelopes>>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// When the current batch started, and how long of it was spent in host calls:
+    /// the guest's own time is the difference.
+    batch_started: Instant,
+    host_time: Duration,
+    deadline: Duration,
+}
+
+impl GuestState {
+    pub fn new(
+        policy: String,
+        vault: Option<VaultClient>,
+        envelopes: Option<Arc<Envelopes>>,
+        memory_bytes: usize,
+    ) -> Self {
+        GuestState {
+            policy,
+            vault,
+            envelopes,
+            // Deliberately empty: no preopened directories, env, args or network.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            batch_started: Instant::now(),
+            host_time: Duration::ZERO,
+            deadline: Duration::MAX,
+        }
+    }
+
+    pub fn limits(&mut self) -> &mut StoreLimits {
+        &mut self.limits
+    }
+
+    pub fn start_batch(&mut self, deadline: Duration) {
+        self.batch_started = Instant::now();
+        self.host_time = Duration::ZERO;
+        self.deadline = deadline;
+    }
+
+    /// Whether the guest has used more CPU time than its batch deadline allows.
+    pub fn deadline_passed(&self) -> bool {
+        self.batch_started.elapsed().saturating_sub(self.host_time) > self.deadline
+    }
+
+    /// Runs a host call, keeping its time off the guest's deadline.
+    async fn timed<F: Future>(&mut self, call: F) -> F::Output {
+        let started = Instant::now();
+        let output = call.await;
+        self.host_time += started.elapsed();
+        output
+    }
+
+    fn vault(&self) -> Result<VaultClient, TransitError> {
+        self.vault.clone().ok_or_else(no_vault)
+    }
+
+    fn envelopes(&self) -> Result<Arc<Envelopes>, TransitError> {
+        self.envelopes.clone().ok_or_else(no_vault)
+    }
+}
+
+fn no_vault() -> TransitError {
+    TransitError::Unavailable("no Vault is configured for this run (policy validation only)".into())
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// How a Vault failure looks to a policy.
+fn transit_error(error: VaultError) -> TransitError {
+    let message = error.to_string();
+    match error {
+        VaultError::KeyNotFound { .. } => TransitError::KeyNotFound(message),
+        VaultError::PermissionDenied { .. } => TransitError::PermissionDenied(message),
+        VaultError::InvalidRequest { .. } => TransitError::InvalidInput(message),
+        // A missing mount or a refused login is an operator's fix, not the record's
+        // fault: the pipeline pauses (and says why) rather than dead-letter everything.
+        VaultError::Unavailable { .. }
+        | VaultError::MountNotFound { .. }
+        | VaultError::Auth { .. } => TransitError::Unavailable(message),
+        VaultError::Protocol { .. } => TransitError::Other(message),
+    }
+}
+
+fn item_error(error: ItemError) -> TransitError {
+    if error.is_invalid_input() {
+        TransitError::InvalidInput(error.message)
+    } else {
+        TransitError::Other(error.message)
+    }
+}
+
+fn per_item<T>(results: Vec<Result<T, ItemError>>) -> Vec<Result<T, TransitError>> {
+    results
+        .into_iter()
+        .map(|result| result.map_err(item_error))
+        .collect()
+}
+
+impl types::Host for GuestState {}
+
+impl transit::Host for GuestState {
+    async fn encrypt(
+        &mut self,
+        key: String,
+        items: Vec<EncryptItem>,
+    ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
+        let inputs: Vec<EncryptInput<'_>> = items
+            .iter()
+            .map(|item| EncryptInput {
+                plaintext: &item.plaintext,
+                context: item.context.as_deref(),
+            })
+            .collect();
+        let vault = self.vault()?;
+        self.timed(vault.encrypt_batch(&key, &inputs))
+            .await
+            .map(per_item)
+            .map_err(transit_error)
+    }
+
+    async fn decrypt(
+        &mut self,
+        key: String,
+        items: Vec<DecryptItem>,
+    ) -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
+        let inputs = decrypt_inputs(&items);
+        let vault = self.vault()?;
+        self.timed(vault.decrypt_batch(&key, &inputs))
+            .await
+            .map(per_item)
+            .map_err(transit_error)
+    }
+
+    async fn rewrap(
+        &mut self,
+        key: String,
+        items: Vec<DecryptItem>,
+    ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
+        let inputs = decrypt_inputs(&items);
+        let vault = self.vault()?;
+        self.timed(vault.rewrap_batch(&key, &inputs))
+            .await
+            .map(per_item)
+            .map_err(transit_error)
+    }
+
+    async fn hmac(
+        &mut self,
+        key: String,
+        inputs: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
+        let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        let vault = self.vault()?;
+        self.timed(vault.hmac_batch(&key, &inputs))
+            .await
+            .map(per_item)
+            .map_err(transit_error)
+    }
+}
+
+fn decrypt_inputs(items: &[DecryptItem]) -> Vec<DecryptInput<'_>> {
+    items
+        .iter()
+        .map(|item| DecryptInput {
+            ciphertext: &item.ciphertext,
+            context: item.context.as_deref(),
+        })
+        .collect()
+}
+
+impl envelope::Host for GuestState {
+    async fn seal(
+        &mut self,
+        key: String,
+        context: Option<Vec<u8>>,
+        items: Vec<SealItem>,
+    ) -> Result<Vec<Vec<u8>>, TransitError> {
+        let envelopes = self.envelopes()?;
+        let inputs: Vec<(&[u8], &[u8])> = items
+            .iter()
+            .map(|item| (item.plaintext.as_slice(), item.aad.as_slice()))
+            .collect();
+        self.timed(envelopes.seal(&key, context.as_deref(), &inputs))
+            .await
+            .map_err(transit_error)
+    }
+
+    async fn open(
+        &mut self,
+        key: String,
+        context: Option<Vec<u8>>,
+        items: Vec<OpenItem>,
+    ) -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
+        let envelopes = self.envelopes()?;
+        let inputs: Vec<(&[u8], &[u8])> = items
+            .iter()
+            .map(|item| (item.envelope.as_slice(), item.aad.as_slice()))
+            .collect();
+        let results = self
+            .timed(envelopes.open(&key, context.as_deref(), &inputs))
+            .await
+            .map_err(transit_error)?;
+        // Every per-envelope failure is about the record: malformed, tampered, or
+        // sealed under a key this policy does not open.
+        Ok(results
+            .into_iter()
+            .map(|result| result.map_err(|error| TransitError::InvalidInput(error.to_string())))
+            .collect())
+    }
+}
+
+impl log::Host for GuestState {
+    async fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut cut = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let policy = self.policy.as_str();
+        match level {
+            Level::Trace => tracing::trace!(target: "policy", policy, "{message}"),
+            Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
+            Level::Info => tracing::info!(target: "policy", policy, "{message}"),
+            Level::Warn => tracing::warn!(target: "policy", policy, "{message}"),
+            Level::Error => tracing::error!(target: "policy", policy, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The wasmtime side of the host, against real components built from guest/: traps,
+//! deadlines, memory limits, miscounted results and ambient authority. No Kafka here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_transit::config::PolicySource;
+use kafka_transit::policy::{
+    Failure, Limits, PolicyError, PolicyRunner, PolicyRuntime, SourceRecord,
+};
+
+fn component(file: &str) -> PolicySource {
+    PolicySource::File(PathBuf::from(env!("OUT_DIR")).join(file))
+}
+
+fn record(offset: i64, value: &str) -> SourceRecord {
+    SourceRecord {
+        topic: "in".into(),
+        partition: 0,
+        offset,
+        timestamp: Some(1_700_000_000_000),
+        key: Some(format!("k{offset}").into_bytes()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![],
+    }
+}
+
+async fn runner(
+    source: PolicySource,
+    config: &str,
+    limits: Limits,
+) -> Result<PolicyRunner, PolicyError> {
+    let runtime = PolicyRuntime::load(&source, config.to_string(), limits, None)?;
+    PolicyRunner::start(Arc::new(runtime)).await
+}
+
+async fn fault_test(limits: Limits) -> PolicyRunner {
+    runner(component("fault_test.wasm"), "{}", limits)
+        .await
+        .unwrap()
+}
+
+fn value_of(result: &kafka_transit::policy::TransformResult) -> Vec<u8> {
+    result.as_ref().unwrap()[0].value.clone().unwrap()
+}
+
+#[tokio::test]
+async fn passthrough_returns_records_unchanged() {
+    let mut runner = runner(
+        PolicySource::Builtin("passthrough".into()),
+        "{}",
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let mut tombstone = record(2, "");
+    tombstone.value = None;
+    tombstone.headers = vec![kafka_transit::policy::Header {
+        key: "h".into(),
+        value: None,
+    }];
+    let batch = vec![record(0, "a"), record(1, "b"), tombstone];
+    let results = runner.transform(&batch).await.unwrap();
+    assert_eq!(results.len(), 3);
+    for (input, result) in batch.iter().zip(&results) {
+        let output = &result.as_ref().unwrap()[0];
+        assert_eq!(output.topic, None);
+        assert_eq!(output.key, input.key);
+        assert_eq!(output.value, input.value);
+        assert_eq!(output.headers, input.headers);
+    }
+}
+
+#[tokio::test]
+async fn a_trap_fails_only_the_record_that_caused_it() {
+    let mut runner = fault_test(Limits::default()).await;
+    let batch = vec![record(0, "a"), record(1, "trap"), record(2, "c")];
+    let results = runner.transform(&batch).await.unwrap();
+    assert_eq!(value_of(&results[0]), b"a");
+    match &results[1] {
+        Err(Failure::PolicyError(message)) => assert!(message.contains("trap"), "{message}"),
+        other => panic!("expected a policy error, got {other:?}"),
+    }
+    assert_eq!(value_of(&results[2]), b"c");
+    assert!(
+        runner.replaced_instances >= 2,
+        "trapped instances are replaced"
+    );
+
+    // The runner is healthy afterwards.
+    let results = runner.transform(&[record(3, "d")]).await.unwrap();
+    assert_eq!(value_of(&results[0]), b"d");
+}
+
+#[tokio::test]
+async fn a_runaway_guest_is_stopped_by_the_batch_deadline() {
+    let limits = Limits {
+        batch_deadline: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let mut runner = fault_test(limits).await;
+    let started = Instant::now();
+    let results = runner
+        .transform(&[record(0, "ok"), record(1, "spin")])
+        .await
+        .unwrap();
+    assert_eq!(value_of(&results[0]), b"ok");
+    match &results[1] {
+        Err(Failure::PolicyError(message)) => assert!(message.contains("deadline"), "{message}"),
+        other => panic!("expected a deadline failure, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn memory_is_limited_per_instance() {
+    let limits = Limits {
+        memory_bytes: 64 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let mut runner = fault_test(limits).await;
+    let results = runner
+        .transform(&[record(0, "hog"), record(1, "fine")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&results[0], Err(Failure::PolicyError(_))),
+        "{:?}",
+        results[0]
+    );
+    assert_eq!(value_of(&results[1]), b"fine");
+}
+
+#[tokio::test]
+async fn a_policy_that_miscounts_fails_its_records_instead_of_misaligning_them() {
+    let mut runner = runner(
+        component("fault_test.wasm"),
+        r#"{"miscount":true}"#,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let results = runner
+        .transform(&[record(0, "a"), record(1, "b")])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    for result in &results {
+        match result {
+            Err(Failure::PolicyError(message)) => assert!(message.contains("results"), "{message}"),
+            other => panic!("expected a policy error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn guests_have_no_ambient_authority() {
+    let mut runner = fault_test(Limits::default()).await;
+    let results = runner.transform(&[record(0, "probe")]).await.unwrap();
+    assert_eq!(
+        String::from_utf8(value_of(&results[0])).unwrap(),
+        "env=0 args=0 fs=false"
+    );
+}
+
+#[tokio::test]
+async fn invalid_input_and_retryable_failures_reach_the_host() {
+    let mut runner = fault_test(Limits::default()).await;
+    let results = runner
+        .transform(&[record(0, "invalid"), record(1, "retry-once")])
+        .await
+        .unwrap();
+    assert!(matches!(&results[0], Err(Failure::InvalidInput(_))));
+    assert!(matches!(&results[1], Err(Failure::Retryable(_))));
+    let again = runner.transform(&[record(1, "retry-once")]).await.unwrap();
+    assert_eq!(value_of(&again[0]), b"retry-once");
+}
+
+#[tokio::test]
+async fn configuration_errors_surface_at_start() {
+    let error = runner(
+        component("fault_test.wasm"),
+        r#"{"reject":1}"#,
+        Limits::default(),
+    )
+    .await
+    .err()
+    .expect("init must fail");
+    assert!(matches!(error, PolicyError::Init { .. }));
+    assert!(
+        error.to_string().contains("policy.config.reject"),
+        "{error}"
+    );
+
+    let error = runner(
+        PolicySource::Builtin("encrypt-value".into()),
+        "{}",
+        Limits::default(),
+    )
+    .await
+    .err()
+    .expect("encrypt-value needs a key");
+    assert!(error.to_string().contains("missing field `key`"), "{error}");
+}
+
+#[tokio::test]
+async fn bad_components_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component").unwrap();
+    let error = runner(PolicySource::File(junk), "{}", Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
+
+    let error = runner(
+        PolicySource::File(dir.path().join("missing.wasm")),
+        "{}",
+        Limits::default(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        error.to_string().starts_with("policy.path: cannot read"),
+        "{error}"
+    );
+
+    let error = runner(
+        PolicySource::Builtin("encrypt-everything".into()),
+        "{}",
+        Limits::default(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        error.to_string().contains("encrypt-value"),
+        "lists the built-ins: {error}"
+    );
+}
+
+#[tokio::test]
+async fn encrypt_value_without_vault_is_retryable_not_a_leak() {
+    let mut runner = runner(
+        PolicySource::Builtin("encrypt-value".into()),
+        r#"{"key":"customers"}"#,
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let results = runner.transform(&[record(0, "secret")]).await.unwrap();
+    match &results[0] {
+        Err(Failure::Retryable(message)) => assert!(!message.contains("secret")),
+        other => panic!("expected retryable, got {other:?}"),
+    }
+}

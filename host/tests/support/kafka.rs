@@ -1,0 +1,235 @@
+//! In-process Kafka (librdkafka's mock cluster: real protocol, real clients) and
+//! pipelines to run against it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_transit::config::PipelineConfig;
+use kafka_transit::metrics::{Metrics, Snapshot};
+use kafka_transit::pipeline::{Pipeline, PipelineError};
+use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime};
+use kafka_transit::vault::VaultClient;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+/// A mock cluster of three brokers. Each partition keeps only 5 MiB: size data to fit.
+pub struct TestKafka {
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+    pub bootstrap: String,
+}
+
+impl TestKafka {
+    pub fn start(topics: &[(&str, i32)]) -> TestKafka {
+        let cluster = MockCluster::new(3).expect("mock cluster");
+        for (topic, partitions) in topics {
+            cluster
+                .create_topic(topic, *partitions, 1)
+                .expect("create topic");
+        }
+        let bootstrap = cluster.bootstrap_servers();
+        TestKafka {
+            _cluster: cluster,
+            bootstrap,
+        }
+    }
+
+    /// Produces records (key, value, headers) and waits for every acknowledgement.
+    pub async fn produce(&self, topic: &str, records: &[TestRecord]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("producer");
+        let mut deliveries = Vec::new();
+        for record in records {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: v.as_deref(),
+                    })
+                });
+            let mut message = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(key);
+            }
+            if let Some(value) = &record.value {
+                message = message.payload(value);
+            }
+            deliveries.push(
+                producer
+                    .send_result(message)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for delivery in deliveries {
+            delivery.await.expect("delivery").expect("acknowledged");
+        }
+    }
+
+    /// Everything on a topic (up to `expected` records, waiting at most `timeout`).
+    pub async fn read(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
+        let bootstrap = self.bootstrap.clone();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            kafka_transit::kafka::read_topic(&bootstrap, &topic, expected, timeout)
+                .expect("read topic")
+        })
+        .await
+        .unwrap()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TestRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl TestRecord {
+    pub fn new(key: &str, value: &str) -> TestRecord {
+        TestRecord {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A component built from guest/ by the host's build script.
+pub fn guest_component(name: &str) -> PathBuf {
+    PathBuf::from(env!("OUT_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The parts of a pipeline file tests vary.
+pub struct PipelineSpec<'a> {
+    pub source_bootstrap: &'a str,
+    pub sink_bootstrap: &'a str,
+    pub source_topic: &'a str,
+    pub sink_topic: &'a str,
+    pub group: &'a str,
+    /// `builtin = "..."` or `path = "..."`.
+    pub policy: String,
+    /// Lines of `[policy.config]`.
+    pub policy_config: &'a str,
+    /// Lines of `[errors]`.
+    pub errors: &'a str,
+    pub vault_address: &'a str,
+}
+
+impl PipelineSpec<'_> {
+    pub fn config(&self) -> PipelineConfig {
+        let text = format!(
+            r#"
+[source]
+bootstrap_servers = "{}"
+topics = ["{}"]
+group_id = "{}"
+
+[sink]
+bootstrap_servers = "{}"
+topic = "{}"
+
+[vault]
+address = "{}"
+token_env = "KAFKA_TRANSIT_TEST_UNUSED"
+
+[policy]
+{}
+[policy.config]
+{}
+
+[errors]
+{}
+
+[pipeline]
+batch_size = 200
+progress_interval = "1s"
+"#,
+            self.source_bootstrap,
+            self.source_topic,
+            self.group,
+            self.sink_bootstrap,
+            self.sink_topic,
+            self.vault_address,
+            self.policy,
+            self.policy_config,
+            self.errors
+        );
+        PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+}
+
+/// A pipeline running in the background.
+pub struct RunningPipeline {
+    pub metrics: Arc<Metrics>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<Snapshot, PipelineError>>,
+}
+
+impl RunningPipeline {
+    pub async fn start(config: PipelineConfig, vault: VaultClient) -> RunningPipeline {
+        let source = config.policy.source().unwrap();
+        let runtime = PolicyRuntime::load(
+            &source,
+            config.policy.config_json(),
+            Limits::default(),
+            Some(vault.clone()),
+        )
+        .expect("policy loads");
+        let runner = PolicyRunner::start(Arc::new(runtime))
+            .await
+            .expect("policy starts");
+        let pipeline = Pipeline::new(config, runner, vault).expect("pipeline");
+        let metrics = pipeline.metrics();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(pipeline.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningPipeline {
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits until `done` holds for the counters (panics after `timeout`).
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Snapshot) -> bool,
+    ) -> Snapshot {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.metrics.snapshot();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pipeline stalled at {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the pipeline as SIGTERM would and returns how it ended.
+    pub async fn stop(self) -> Result<Snapshot, PipelineError> {
+        let _ = self.stop.send(());
+        self.task.await.expect("pipeline task")
+    }
+
+    /// Waits for the pipeline to end by itself (an error that stops it).
+    pub async fn finished(self, timeout: Duration) -> Result<Snapshot, PipelineError> {
+        tokio::time::timeout(timeout, self.task)
+            .await
+            .expect("pipeline did not stop by itself")
+            .expect("pipeline task")
+    }
+}
