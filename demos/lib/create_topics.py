@@ -1,0 +1,27 @@
+"""Creates Kafka topics: create_topics.py BOOTSTRAP NAME[:PARTITIONS]...
+
+Uses confluent-kafka's admin client (librdkafka), as an operator's tooling would.
+Topics that already exist are left as they are.
+"""
+import sys
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def main() -> None:
+    bootstrap, specs = sys.argv[1], sys.argv[2:]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = []
+    for spec in specs:
+        name, _, partitions = spec.partition(":")
+        topics.append(NewTopic(name, num_partitions=int(partitions or 1), replication_factor=1))
+    for name, future in admin.create_topics(topics, operation_timeout=10).items():
+        try:
+            future.result()
+        except Exception as error:  # noqa: BLE001 - report every kind the same way
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                sys.exit(f"creating topic {name}: {error}")
+
+
+if __name__ == "__main__":
+    main()
