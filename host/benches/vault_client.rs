@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use kafka_transit::vault::{DecryptInput, EncryptInput, VaultClient, VaultSettings, VaultToken};
 
-const SEQ_SINGLE: usize = 2_000;
+const SEQ_SINGLE: usize = 10_000;
 const CONC_TASKS: usize = 16;
-const CONC_PER_TASK: usize = 250;
+const CONC_PER_TASK: usize = 1_000;
 const BATCH_ITEMS: usize = 500;
 const ITEM_BYTES: usize = 1024;
-const BATCHES: usize = 40;
+const BATCHES: usize = 200;
 
 struct Row {
     name: String,
