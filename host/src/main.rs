@@ -81,7 +81,6 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(execute(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
