@@ -9,9 +9,9 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use kafka_transit::policy::log::Level;
-pub use kafka_transit::policy::transit::{DecryptItem, EncryptItem, TransitError};
-pub use kafka_transit::policy::types::{Failure, Header, OutputRecord, SourceRecord};
+pub use self::kafka_transit::policy::log::Level;
+pub use self::kafka_transit::policy::transit::{DecryptItem, EncryptItem, TransitError};
+pub use self::kafka_transit::policy::types::{Failure, Header, OutputRecord, SourceRecord};
 
 /// One result per input record.
 pub type TransformResult = Result<Vec<OutputRecord>, Failure>;
