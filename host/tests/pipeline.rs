@@ -560,3 +560,61 @@ async fn envelope_policies_round_trip_with_a_handful_of_vault_requests() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypting_policies_dead_letter_plaintext_instead_of_passing_it_on() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    support::create_key(&vault_server, "transit", "customers", serde_json::json!({})).await;
+    let kafka = TestKafka::start(&[
+        ("raw", 1),
+        ("out-value", 1),
+        ("out-envelope", 1),
+        ("dlq", 1),
+    ]);
+    kafka
+        .produce(
+            "raw",
+            &[
+                TestRecord::new("k0", r#"{"ssn":"123-45-6789"}"#),
+                TestRecord::new("k1", "vault:v1:AAAA"),
+            ],
+        )
+        .await;
+
+    for (sink, policy) in [
+        ("out-value", "decrypt-value"),
+        ("out-envelope", "envelope-open"),
+    ] {
+        let mut pipeline_spec = spec(&kafka, &url, "raw", sink, format!("builtin = \"{policy}\""));
+        pipeline_spec.group = sink;
+        let pipeline =
+            RunningPipeline::start(pipeline_spec.config(), support::client_for(&vault_server))
+                .await;
+        pipeline
+            .wait_until(WAIT, |m| m.dead_lettered == 2 && m.committed_batches > 0)
+            .await;
+        pipeline.stop().await.unwrap();
+        assert!(
+            kafka.read(sink, 1, Duration::from_secs(1)).await.is_empty(),
+            "{policy} passed a record on"
+        );
+    }
+    let dead = kafka.read("dlq", 4, WAIT).await;
+    assert_eq!(dead.len(), 4);
+    for message in &dead {
+        assert_eq!(
+            header_text(message, dead_letter_headers::ERROR_KIND),
+            "invalid-input"
+        );
+    }
+    assert!(header_text(&dead[0], dead_letter_headers::ERROR)
+        .contains("not a Vault transit ciphertext"));
+    assert!(
+        header_text(&dead[1], dead_letter_headers::ERROR).contains("invalid ciphertext"),
+        "Vault's own reason"
+    );
+    assert!(
+        header_text(&dead[2], dead_letter_headers::ERROR).contains("not a kafka-transit envelope")
+    );
+}

@@ -6,39 +6,15 @@
 //!
 //! Config: the same as `encrypt-fields`.
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
 use kafka_transit_policy_sdk::transit::{self, DecryptItem};
 use kafka_transit_policy_sdk::{
-    export_policy, through_vault_many, without_stamps, Failure, OutputRecord, Policy, Prepared,
+    configured_policy, through_vault_many, without_stamps, Failure, OutputRecord, Prepared,
     SourceRecord, TransformResult,
 };
 use serde_json::Value;
 
-thread_local! {
-    static CONFIG: RefCell<Option<FieldsConfig>> = const { RefCell::new(None) };
-}
-
-struct DecryptFields;
-
-impl Policy for DecryptFields {
-    fn init(config: String) -> Result<(), String> {
-        let config = FieldsConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => decrypt(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(DecryptFields, FieldsConfig::parse, decrypt);
 
 fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault_many(
@@ -78,5 +54,3 @@ fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
         },
     )
 }
-
-export_policy!(DecryptFields);

@@ -6,37 +6,13 @@
 //!
 //! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::transit::{self, DecryptItem};
 use kafka_transit_policy_sdk::{
-    export_policy, through_vault, without_stamps, Failure, OutputRecord, Policy, Prepared,
+    configured_policy, through_vault, without_stamps, Failure, OutputRecord, Prepared,
     SourceRecord, TransformResult, TransitKeyConfig,
 };
 
-thread_local! {
-    static CONFIG: RefCell<Option<TransitKeyConfig>> = const { RefCell::new(None) };
-}
-
-struct DecryptValue;
-
-impl Policy for DecryptValue {
-    fn init(config: String) -> Result<(), String> {
-        let config = TransitKeyConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => decrypt(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(DecryptValue, TransitKeyConfig::parse, decrypt);
 
 fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault(
@@ -71,5 +47,3 @@ fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
         },
     )
 }
-
-export_policy!(DecryptValue);

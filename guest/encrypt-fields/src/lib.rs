@@ -9,39 +9,15 @@
 //! `on_invalid_json` (`fail`|`pass`), `on_missing_field` (`pass`|`fail`), and `context`
 //! or `context_from = "record-key"` (derived keys).
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
 use kafka_transit_policy_sdk::transit::{self, EncryptItem};
 use kafka_transit_policy_sdk::{
-    export_policy, stamped, through_vault_many, Failure, OutputRecord, Policy, Prepared,
-    SourceRecord, TransformResult,
+    configured_policy, stamped, through_vault_many, OutputRecord, Prepared, SourceRecord,
+    TransformResult,
 };
 use serde_json::Value;
 
-thread_local! {
-    static CONFIG: RefCell<Option<FieldsConfig>> = const { RefCell::new(None) };
-}
-
-struct EncryptFields;
-
-impl Policy for EncryptFields {
-    fn init(config: String) -> Result<(), String> {
-        let config = FieldsConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => encrypt(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(EncryptFields, FieldsConfig::parse, encrypt);
 
 fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     let key = &config.transit.key;
@@ -76,5 +52,3 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
         },
     )
 }
-
-export_policy!(EncryptFields);

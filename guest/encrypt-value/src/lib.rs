@@ -6,37 +6,13 @@
 //!
 //! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::transit::{self, EncryptItem};
 use kafka_transit_policy_sdk::{
-    export_policy, stamped, through_vault, Failure, OutputRecord, Policy, Prepared, SourceRecord,
+    configured_policy, stamped, through_vault, OutputRecord, Prepared, SourceRecord,
     TransformResult, TransitKeyConfig,
 };
 
-thread_local! {
-    static CONFIG: RefCell<Option<TransitKeyConfig>> = const { RefCell::new(None) };
-}
-
-struct EncryptValue;
-
-impl Policy for EncryptValue {
-    fn init(config: String) -> Result<(), String> {
-        let config = TransitKeyConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => encrypt(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(EncryptValue, TransitKeyConfig::parse, encrypt);
 
 fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault(
@@ -60,5 +36,3 @@ fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
         },
     )
 }
-
-export_policy!(EncryptValue);

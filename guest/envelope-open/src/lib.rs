@@ -5,37 +5,13 @@
 //!
 //! Config: `key` (required: envelopes of other keys are refused), `context`.
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::envelope::{self, OpenItem};
 use kafka_transit_policy_sdk::{
-    export_policy, through_vault, without_stamps, EnvelopeConfig, Failure, OutputRecord, Policy,
-    Prepared, SourceRecord, TransformResult,
+    configured_policy, through_vault, without_stamps, EnvelopeConfig, OutputRecord, Prepared,
+    SourceRecord, TransformResult,
 };
 
-thread_local! {
-    static CONFIG: RefCell<Option<EnvelopeConfig>> = const { RefCell::new(None) };
-}
-
-struct EnvelopeOpen;
-
-impl Policy for EnvelopeOpen {
-    fn init(config: String) -> Result<(), String> {
-        let config = EnvelopeConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => open(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(EnvelopeOpen, EnvelopeConfig::parse, open);
 
 fn open(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault(
@@ -57,5 +33,3 @@ fn open(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResul
         },
     )
 }
-
-export_policy!(EnvelopeOpen);

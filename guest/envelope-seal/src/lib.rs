@@ -8,37 +8,13 @@
 //! Per-record contexts (`context_from`) are refused: they would need a data key per
 //! record, which is what envelope encryption exists to avoid.
 
-use std::cell::RefCell;
-
 use kafka_transit_policy_sdk::envelope::{self, SealItem};
 use kafka_transit_policy_sdk::{
-    export_policy, stamped, through_vault, EnvelopeConfig, Failure, OutputRecord, Policy, Prepared,
+    configured_policy, stamped, through_vault, EnvelopeConfig, OutputRecord, Prepared,
     SourceRecord, TransformResult,
 };
 
-thread_local! {
-    static CONFIG: RefCell<Option<EnvelopeConfig>> = const { RefCell::new(None) };
-}
-
-struct EnvelopeSeal;
-
-impl Policy for EnvelopeSeal {
-    fn init(config: String) -> Result<(), String> {
-        let config = EnvelopeConfig::parse(&config)?;
-        CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(())
-    }
-
-    fn transform(batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-        CONFIG.with(|c| match c.borrow().as_ref() {
-            Some(config) => seal(config, batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::PolicyError("policy used before init".into())))
-                .collect(),
-        })
-    }
-}
+configured_policy!(EnvelopeSeal, EnvelopeConfig::parse, seal);
 
 fn seal(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault(
@@ -63,5 +39,3 @@ fn seal(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResul
         },
     )
 }
-
-export_policy!(EnvelopeSeal);

@@ -395,3 +395,51 @@ impl EnvelopeConfig {
         self.context.as_deref().map(str::as_bytes)
     }
 }
+
+/// Defines and exports a policy whose `init` parses a configuration once per instance
+/// and whose `transform` runs with it:
+///
+/// ```ignore
+/// kafka_transit_policy_sdk::configured_policy!(EncryptValue, TransitKeyConfig::parse, encrypt);
+/// fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> { ... }
+/// ```
+#[macro_export]
+macro_rules! configured_policy {
+    ($policy:ident, $parse:path, $transform:path) => {
+        // A component instance is single-threaded: a thread-local cell is all the
+        // synchronisation the configuration needs.
+        std::thread_local! {
+            static CONFIG: std::cell::RefCell<Option<Box<dyn std::any::Any>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+
+        struct $policy;
+
+        impl $crate::Policy for $policy {
+            fn init(config: String) -> Result<(), String> {
+                let parsed = $parse(&config)?;
+                CONFIG.with(|cell| *cell.borrow_mut() = Some(Box::new(parsed)));
+                Ok(())
+            }
+
+            fn transform(batch: Vec<$crate::SourceRecord>) -> Vec<$crate::TransformResult> {
+                CONFIG.with(
+                    |cell| match cell.borrow().as_ref().and_then(|c| c.downcast_ref()) {
+                        Some(config) => $transform(config, batch),
+                        None => $crate::fail_all(batch, "policy used before init"),
+                    },
+                )
+            }
+        }
+
+        $crate::export_policy!($policy);
+    };
+}
+
+/// Every record of the batch fails with a policy error.
+pub fn fail_all(batch: Vec<SourceRecord>, reason: &str) -> Vec<TransformResult> {
+    batch
+        .iter()
+        .map(|_| Err(Failure::PolicyError(reason.into())))
+        .collect()
+}
