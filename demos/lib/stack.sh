@@ -15,6 +15,24 @@ TANSU="${TANSU_BIN:-$KT_CACHE/tansu-$TANSU_VERSION/bin/tansu}"
 STACK_LOGS="${STACK_LOGS:-$(mktemp -d -t kafka-transit-stack.XXXXXX)}"
 STACK_PIDS=()
 
+# Debian's kcat links Debian's librdkafka 2.0.2, which cannot read tansu's ApiVersions
+# reply ("Read underflow"). The same kcat works with the newer librdkafka that the
+# confluent-kafka wheel ships (2.16), so kcat runs with that library first in the path.
+use_wheel_librdkafka_for_kcat() {
+  local wheel_lib
+  wheel_lib=$(python3 - <<'PY'
+import glob, os, confluent_kafka
+libs = os.path.join(os.path.dirname(confluent_kafka.__file__), "..", "confluent_kafka.libs")
+print(next(iter(sorted(glob.glob(os.path.join(libs, "librdkafka*.so*")))), ""))
+PY
+)
+  [ -n "$wheel_lib" ] || fail "confluent-kafka's librdkafka not found: pip install -r demos/python/requirements.txt"
+  mkdir -p "$KT_CACHE/kcat-librdkafka"
+  ln -sf "$(readlink -f "$wheel_lib")" "$KT_CACHE/kcat-librdkafka/librdkafka.so.1"
+  export KCAT_LIBRARY_PATH="$KT_CACHE/kcat-librdkafka"
+}
+kcat() { LD_LIBRARY_PATH="${KCAT_LIBRARY_PATH:-}" command kcat "$@"; }
+
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 fail() { printf '\033[31mFAILED: %s\033[0m\n' "$*" >&2; exit 1; }
 
@@ -34,6 +52,7 @@ trap stop_stack EXIT
 # build takes 20-30 minutes on two cores).
 stack_init() {
   command -v kcat >/dev/null || fail "kcat is missing: apt-get install kcat"
+  use_wheel_librdkafka_for_kcat
   if [ ! -x "$TANSU" ]; then
     say "installing tansu $TANSU_VERSION into $KT_CACHE (first time only; 20-30 minutes)"
     cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
@@ -145,4 +164,89 @@ dead_letter_topic = "$2.dlq"
 progress_interval = "2s"
 ${6:-}
 TOML
+}
+
+# ---------------------------------------------------------------------------------------
+# Helpers for the demonstrations (demos/0*.sh).
+
+# build_kafka_transit: only the release binary (no tansu), for demos run against a stack
+# that is already up (docker compose, your own cluster).
+build_kafka_transit() {
+  say "building kafka-transit (release)"
+  (cd "$REPO_ROOT" && cargo build --release -p kafka-transit --bin kafka-transit)
+  KAFKA_TRANSIT="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/kafka-transit"
+  export KAFKA_TRANSIT
+}
+
+# demo_stack: the stack a demo runs against. With KAFKA_BOOTSTRAP, VAULT_ADDR and
+# VAULT_TOKEN all set (run-local.sh, docker compose, ...) it uses that stack; otherwise it
+# starts tansu and vault-dev, which the EXIT trap stops. Sets DEMO_TOPIC_SUFFIX: a broker
+# that outlives the demo keeps earlier runs' records, so a re-run there gets fresh topics
+# (".<epoch>") unless DEMO_TOPIC_SUFFIX is set (run-local.sh sets it empty).
+demo_stack() {
+  if [ -n "${KAFKA_BOOTSTRAP:-}" ] && [ -n "${VAULT_ADDR:-}" ] && [ -n "${VAULT_TOKEN:-}" ]; then
+    command -v kcat >/dev/null || fail "kcat is missing: apt-get install kcat"
+    use_wheel_librdkafka_for_kcat # what stack_init does for kcat, as this shell skips it
+    [ -x "${KAFKA_TRANSIT:-}" ] || build_kafka_transit
+    DEMO_TOPIC_SUFFIX="${DEMO_TOPIC_SUFFIX-.$(date +%s)}"
+    say "using the running stack: Kafka $KAFKA_BOOTSTRAP, Vault $VAULT_ADDR"
+  else
+    stack_init
+    start_tansu
+    start_vault_dev
+    DEMO_TOPIC_SUFFIX=""
+  fi
+}
+
+# step TEXT: a transcript heading; check TEXT: an expectation that held.
+step() { printf '\n\033[1m-- %s\033[0m\n' "$*"; }
+check() { printf '   \033[32mok\033[0m %s\n' "$*"; }
+
+# clock; since START: wall-clock seconds with one decimal, for the transcript.
+clock() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(clock)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+# show_records [N] [WIDTH]: "key<TAB>value" lines on stdin, printed as "key | value",
+# the first N only, values truncated to WIDTH characters.
+show_records() {
+  awk -F '\t' -v n="${1:-3}" -v w="${2:-100}" '
+    NR <= n { v = substr($0, length($1) + 2); if (length(v) > w) v = substr(v, 1, w) "…"
+              printf "   %s | %s\n", $1, v }
+    END { if (NR > n) printf "   … and %d more\n", NR - n }'
+}
+
+# admin_view TOPIC: every record's key and value, read with kcat as a Kafka operator can.
+admin_view() {
+  kcat -b "$KAFKA_BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%k\t%s\n'
+}
+
+# run_pipeline_until CONFIG TOPIC COUNT LOG: runs kafka-transit until TOPIC holds COUNT
+# distinct keys, then stops it with SIGTERM (it finishes, commits and must exit 0), and
+# prints its final counters and the wall-clock time (start-up and group join included).
+run_pipeline_until() {
+  local config=$1 topic=$2 count=$3 log=$4 started
+  started=$(clock)
+  "$KAFKA_TRANSIT" --log-format json run --config "$config" >"$log" 2>&1 &
+  local pid=$!
+  STACK_PIDS+=("$pid") # stopped by the EXIT trap if a wait below fails
+  wait_for_keys "$topic" "$count" 240
+  kill -TERM "$pid"
+  wait "$pid" || fail "kafka-transit did not stop cleanly (log: $log)"
+  local kept=() other
+  for other in "${STACK_PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
+  STACK_PIDS=("${kept[@]}")
+  python3 - "$log" "$(since "$started")" <<'PY'
+import json, sys
+final = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("fields", {}).get("message") == "final":
+        final = event["fields"]
+print(f"   kafka-transit: {final.get('records_in', '?')} in, {final.get('records_out', '?')} out, "
+      f"{final.get('dead_lettered', '?')} dead-lettered, {final.get('vault_requests', '?')} Vault "
+      f"request(s), {sys.argv[2]} wall clock")
+PY
 }
