@@ -39,6 +39,8 @@ fn main() {
         .map(|t| t.join("wasm-guests"))
         .unwrap_or_else(|| out_dir.join("wasm-guests"));
 
+    ensure_wasm_target();
+
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -81,6 +83,34 @@ fn main() {
         let file = format!("{}.wasm", policy.replace('-', "_"));
         std::fs::copy(built.join(&file), out_dir.join(&file))
             .unwrap_or_else(|e| panic!("copying {file}: {e}"));
+    }
+}
+
+/// rust-toolchain.toml lists wasm32-wasip2, but rustup installs listed targets only
+/// with a toolchain it installs itself: on a machine that already had stable, add the
+/// target here so `cargo run -p kafka-transit -- demo` needs no other step.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+    if sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip2").is_dir()) {
+        return;
+    }
+    println!(
+        "cargo:warning=adding the wasm32-wasip2 target with rustup, to build the built-in policies"
+    );
+    match Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        _ => println!(
+            "cargo:warning=could not add wasm32-wasip2; run `rustup target add wasm32-wasip2`"
+        ),
     }
 }
 
