@@ -22,7 +22,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
@@ -116,8 +116,37 @@ fn header(key_name: &str, wrapped_key: &str) -> Vec<u8> {
     header
 }
 
-fn associated_data(header: &[u8], aad: &[u8]) -> Vec<u8> {
-    [header, aad].concat()
+fn associated_data<'a>(header: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    if aad.is_empty() {
+        header.into()
+    } else {
+        [header, aad].concat().into()
+    }
+}
+
+/// Seals one record: header ‖ nonce ‖ ciphertext ‖ tag, encrypted in place in the
+/// output buffer (one allocation, one copy of the plaintext).
+fn seal_into(
+    cipher: &Aes256Gcm,
+    header: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Vec<u8> {
+    let mut envelope = Vec::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
+    envelope.extend_from_slice(header);
+    envelope.extend_from_slice(nonce);
+    envelope.extend_from_slice(plaintext);
+    let body = header.len() + NONCE_LEN;
+    let tag = cipher
+        .encrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &associated_data(header, aad),
+            &mut envelope[body..],
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    envelope.extend_from_slice(&tag);
+    envelope
 }
 
 /// Seals with a given data key and nonce. Deterministic: the test vectors use it; the
@@ -130,22 +159,14 @@ pub fn seal_with(
     plaintext: &[u8],
     aad: &[u8],
 ) -> Vec<u8> {
-    let header = header(key_name, wrapped_key);
     let cipher = Aes256Gcm::new(data_key.into());
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &associated_data(&header, aad),
-            },
-        )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut envelope = header;
-    envelope.reserve(NONCE_LEN + sealed.len());
-    envelope.extend_from_slice(nonce);
-    envelope.extend_from_slice(&sealed);
-    envelope
+    seal_into(
+        &cipher,
+        &header(key_name, wrapped_key),
+        nonce,
+        plaintext,
+        aad,
+    )
 }
 
 /// Opens a parsed envelope with its (unwrapped) data key.
