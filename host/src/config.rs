@@ -74,9 +74,27 @@ pub struct SinkConfig {
     pub preserve_partitions: bool,
 }
 
-/// librdkafka properties. TOML numbers and booleans are accepted and passed as text.
-#[derive(Debug, Clone, Default)]
+/// librdkafka properties. TOML numbers and booleans are accepted and passed as text; a
+/// value may also come from the environment or a file, `{ env = "NAME" }` or
+/// `{ file = "PATH" }`, which is how secrets such as `sasl.password` must be given.
+#[derive(Clone, Default)]
 pub struct Properties(pub BTreeMap<String, String>);
+
+/// Values are not printed: some are passwords.
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// librdkafka properties that hold secrets: never accepted as inline text.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "sasl.oauthbearer.client.secret",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl.keystore.password",
+];
 
 impl<'de> Deserialize<'de> for Properties {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -88,9 +106,13 @@ impl<'de> Deserialize<'de> for Properties {
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => f.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Table(from) => {
+                        resolve(&name, &from).map_err(serde::de::Error::custom)?
+                    }
                     other => {
                         return Err(serde::de::Error::custom(format!(
-                            "property \"{name}\" must be a string, number or boolean, not {}",
+                            "property \"{name}\" must be a string, number, boolean, \
+                             {{ env = \"NAME\" }} or {{ file = \"PATH\" }}, not {}",
                             other.type_str()
                         )))
                     }
@@ -100,6 +122,67 @@ impl<'de> Deserialize<'de> for Properties {
             .collect::<Result<_, _>>()
             .map(Properties)
     }
+}
+
+/// A property value from `{ env = "NAME" }` or `{ file = "PATH" }`.
+fn resolve(name: &str, from: &toml::Table) -> Result<String, String> {
+    match (from.get("env"), from.get("file"), from.len()) {
+        (Some(toml::Value::String(var)), None, 1) => std::env::var(var)
+            .map_err(|_| format!("property \"{name}\": environment variable {var} is not set")),
+        (None, Some(toml::Value::String(path)), 1) => std::fs::read_to_string(path)
+            .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| format!("property \"{name}\": cannot read {path}: {e}")),
+        _ => Err(format!(
+            "property \"{name}\": write {{ env = \"NAME\" }} or {{ file = \"PATH\" }}"
+        )),
+    }
+}
+
+/// Refuses secrets written inline, before the typed parse (whose error excerpts would
+/// quote the offending line back), naming the field but never the value.
+fn refuse_inline_secrets(table: &toml::Table) -> Result<(), ConfigError> {
+    let text_at = |path: &[&str]| -> bool {
+        let mut value: Option<&toml::Value> = None;
+        let mut current = table;
+        for (depth, part) in path.iter().enumerate() {
+            value = current.get(*part);
+            match value {
+                Some(toml::Value::Table(next)) if depth + 1 < path.len() => current = next,
+                _ if depth + 1 < path.len() => return false,
+                _ => {}
+            }
+        }
+        matches!(value, Some(toml::Value::String(_)))
+    };
+    let inline = |field: String, instead: &str| ConfigError::Invalid {
+        field,
+        message: format!("secrets are never written in the configuration; use {instead}"),
+    };
+    if text_at(&["vault", "token"]) {
+        return Err(inline(
+            "vault.token".into(),
+            "vault.token_env or vault.token_file",
+        ));
+    }
+    for secret in ["role_id", "secret_id"] {
+        if text_at(&["vault", "approle", secret]) {
+            return Err(inline(
+                format!("vault.approle.{secret}"),
+                &format!("vault.approle.{secret}_env or vault.approle.{secret}_file"),
+            ));
+        }
+    }
+    for side in ["source", "sink"] {
+        for property in SECRET_PROPERTIES {
+            if text_at(&[side, "properties", property]) {
+                return Err(inline(
+                    format!("{side}.properties.\"{property}\""),
+                    "{ env = \"NAME\" } or { file = \"PATH\" }",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which policy runs, and its own configuration.
@@ -296,6 +379,9 @@ impl PipelineConfig {
 
     /// Parses and checks pipeline TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            refuse_inline_secrets(&table)?;
+        }
         let config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: PathBuf::from("pipeline config"),
             message: e.to_string(),
@@ -519,6 +605,54 @@ dead_letter_topic = "customers.dlq"
 
         let big_batch = format!("{EXAMPLE}\n[pipeline]\nbatch_size = 20000\n");
         assert!(error_of(&big_batch).starts_with("pipeline.batch_size:"));
+    }
+
+    #[test]
+    fn inline_secrets_are_refused_without_echoing_them() {
+        for (find, replace, field) in [
+            (
+                "token_env = \"VAULT_TOKEN\"",
+                "token = \"s.SECRET\"",
+                "vault.token",
+            ),
+            (
+                "[sink.properties]",
+                "[sink.properties]\n\"sasl.password\" = \"SECRET\"",
+                "sink.properties.\"sasl.password\"",
+            ),
+        ] {
+            let error = error_of(&EXAMPLE.replace(find, replace));
+            assert!(error.starts_with(field), "{error}");
+            assert!(!error.contains("SECRET"), "{error}");
+        }
+    }
+
+    #[test]
+    fn property_values_come_from_env_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "from-file\n").unwrap();
+        std::env::set_var("KAFKA_TRANSIT_TEST_SASL_USER", "from-env");
+        let text = EXAMPLE.replace(
+            "[sink.properties]",
+            &format!(
+                "[sink.properties]\n\"sasl.username\" = {{ env = \"KAFKA_TRANSIT_TEST_SASL_USER\" }}\n\"sasl.password\" = {{ file = \"{}\" }}",
+                file.display()
+            ),
+        );
+        let config = PipelineConfig::parse(&text).unwrap();
+        assert_eq!(config.sink.properties.0["sasl.username"], "from-env");
+        assert_eq!(config.sink.properties.0["sasl.password"], "from-file");
+        assert!(
+            !format!("{config:?}").contains("from-file"),
+            "Debug hides property values"
+        );
+
+        let missing = EXAMPLE.replace(
+            "[sink.properties]",
+            "[sink.properties]\n\"sasl.password\" = { env = \"KAFKA_TRANSIT_TEST_UNSET\" }",
+        );
+        assert!(error_of(&missing).contains("KAFKA_TRANSIT_TEST_UNSET is not set"));
     }
 
     #[test]
