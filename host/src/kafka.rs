@@ -54,6 +54,35 @@ impl ConsumerContext for SourceContext {
     }
 }
 
+/// The settings of `properties` that say how to reach and authenticate to a cluster
+/// (security, SASL, SSL, sockets, client id): what a producer to the source cluster
+/// (for dead letters) shares with the consumer, without its consumer-only properties.
+pub fn connection_properties(properties: &Properties) -> Properties {
+    const CONNECTION: &[&str] = &[
+        "security.",
+        "sasl.",
+        "ssl.",
+        "ssl_",
+        "enable.ssl",
+        "socket.",
+        "client.",
+        "broker.",
+        "metadata.",
+        "reconnect.",
+        "connections.",
+        "api.version",
+        "allow.auto.create.topics",
+    ];
+    Properties(
+        properties
+            .0
+            .iter()
+            .filter(|(name, _)| CONNECTION.iter().any(|prefix| name.starts_with(prefix)))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+    )
+}
+
 fn apply(config: &mut ClientConfig, properties: &Properties) {
     for (name, value) in &properties.0 {
         config.set(name, value);

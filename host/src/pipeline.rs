@@ -143,8 +143,7 @@ impl Pipeline {
                 let producer = match cluster {
                     DeadLetterCluster::Source => kafka::producer(
                         &config.source.bootstrap_servers,
-                        // The source cluster's connection settings (security, ...).
-                        &config.source.properties,
+                        &kafka::connection_properties(&config.source.properties),
                         &config.pipeline,
                     ),
                     DeadLetterCluster::Sink => kafka::sink_producer(&config.sink, &config.pipeline),
