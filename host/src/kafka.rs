@@ -242,3 +242,26 @@ pub fn read_topic(
     }
     Ok(messages)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_properties_keep_security_and_drop_consumer_settings() {
+        let properties = Properties(
+            [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "PLAIN"),
+                ("ssl.ca.location", "/etc/ca.pem"),
+                ("auto.offset.reset", "earliest"),
+                ("fetch.min.bytes", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let kept: Vec<String> = connection_properties(&properties).0.into_keys().collect();
+        assert_eq!(kept, ["sasl.mechanism", "security.protocol", "ssl.ca.location"]);
+    }
+}
