@@ -46,14 +46,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a pipeline file and load, type-check and initialise its policy, without
-    /// connecting to Kafka or Vault. Exits non-zero naming the field to fix.
+    /// Check a pipeline file and its policy, without touching Kafka or Vault.
+    ///
+    /// Loads, type-checks (against the data-policy world) and initialises the policy with
+    /// its [policy.config]. Exits non-zero with a message naming the field to fix.
     Validate {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Zero-setup demonstration: starts an in-process Kafka cluster and Vault-compatible
-    /// server and runs the three demonstrations: a Kafka administrator reads plaintext;
+    /// The three demonstrations in one process, with nothing to install.
+    ///
+    /// Starts an in-process Kafka cluster and Vault-compatible server and runs the three
+    /// demonstrations: a Kafka administrator reads plaintext;
     /// with kafka-transit in front (whole-value and field-level) the same administrator
     /// sees only ciphertext while the authorised consumer gets the records back; and
     /// multi-megabyte records through envelope encryption. Exits non-zero unless every
