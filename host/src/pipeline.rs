@@ -456,7 +456,17 @@ impl Pipeline {
     }
 
     async fn complete(&mut self, flight: InFlight) -> Result<(), PipelineError> {
-        let outcomes = flight.deliveries.await.unwrap_or_default();
+        // Never commit a batch whose acknowledgements were not all seen.
+        let outcomes = flight
+            .deliveries
+            .await
+            .map_err(|error| PipelineError::Delivery {
+                target: Target::Sink.name(),
+                topic: flight.records[0].topic.clone(),
+                partition: flight.records[0].partition,
+                offset: flight.records[0].offset,
+                detail: format!("waiting for acknowledgements failed: {error}"),
+            })?;
         for (index, target, bytes, outcome) in outcomes {
             let record = &flight.records[index];
             match (target, outcome) {
