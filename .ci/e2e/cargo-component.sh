@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 stack_init
-component="$REPO_ROOT/guest/target/wasm32-wasip1/release/encrypt_value.wasm"
+component="${CARGO_TARGET_DIR:-$REPO_ROOT/guest/target}/wasm32-wasip1/release/encrypt_value.wasm"
 [ -f "$component" ] || fail "$component is missing: run cargo component build --release in guest/encrypt-value"
 WORK=$(mktemp -d)
 KAFKA_BOOTSTRAP=127.0.0.1:9 VAULT_ADDR=http://127.0.0.1:8200 \
