@@ -262,6 +262,9 @@ mod tests {
             .collect(),
         );
         let kept: Vec<String> = connection_properties(&properties).0.into_keys().collect();
-        assert_eq!(kept, ["sasl.mechanism", "security.protocol", "ssl.ca.location"]);
+        assert_eq!(
+            kept,
+            ["sasl.mechanism", "security.protocol", "ssl.ca.location"]
+        );
     }
 }
