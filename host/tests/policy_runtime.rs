@@ -35,6 +35,14 @@ async fn runner(
     PolicyRunner::start(Arc::new(runtime)).await
 }
 
+/// The error a policy that must not start gives.
+async fn start_error(source: PolicySource, config: &str) -> PolicyError {
+    match runner(source, config, Limits::default()).await {
+        Ok(_) => panic!("the policy started"),
+        Err(error) => error,
+    }
+}
+
 async fn fault_test(limits: Limits) -> PolicyRunner {
     runner(component("fault_test.wasm"), "{}", limits)
         .await
@@ -183,28 +191,14 @@ async fn invalid_input_and_retryable_failures_reach_the_host() {
 
 #[tokio::test]
 async fn configuration_errors_surface_at_start() {
-    let error = runner(
-        component("fault_test.wasm"),
-        r#"{"reject":1}"#,
-        Limits::default(),
-    )
-    .await
-    .err()
-    .expect("init must fail");
+    let error = start_error(component("fault_test.wasm"), r#"{"reject":1}"#).await;
     assert!(matches!(error, PolicyError::Init { .. }));
     assert!(
         error.to_string().contains("policy.config.reject"),
         "{error}"
     );
 
-    let error = runner(
-        PolicySource::Builtin("encrypt-value".into()),
-        "{}",
-        Limits::default(),
-    )
-    .await
-    .err()
-    .expect("encrypt-value needs a key");
+    let error = start_error(PolicySource::Builtin("encrypt-value".into()), "{}").await;
     assert!(error.to_string().contains("missing field `key`"), "{error}");
 }
 
@@ -213,33 +207,16 @@ async fn bad_components_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not a component").unwrap();
-    let error = runner(PolicySource::File(junk), "{}", Limits::default())
-        .await
-        .err()
-        .unwrap();
+    let error = start_error(PolicySource::File(junk), "{}").await;
     assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
 
-    let error = runner(
-        PolicySource::File(dir.path().join("missing.wasm")),
-        "{}",
-        Limits::default(),
-    )
-    .await
-    .err()
-    .unwrap();
+    let error = start_error(PolicySource::File(dir.path().join("missing.wasm")), "{}").await;
     assert!(
         error.to_string().starts_with("policy.path: cannot read"),
         "{error}"
     );
 
-    let error = runner(
-        PolicySource::Builtin("encrypt-everything".into()),
-        "{}",
-        Limits::default(),
-    )
-    .await
-    .err()
-    .unwrap();
+    let error = start_error(PolicySource::Builtin("encrypt-everything".into()), "{}").await;
     assert!(
         error.to_string().contains("encrypt-value"),
         "lists the built-ins: {error}"
