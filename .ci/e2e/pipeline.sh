@@ -48,13 +48,20 @@ say "killed the runner with $before of $N records on customers.protected"
 [ "$before" -lt "$N" ] || fail "the run finished before the kill: nothing was tested"
 
 vault_write sys/dev/faults '{"clear": true}'
-say "encrypt pipeline, restarted"
-"$KAFKA_TRANSIT" run --config "$WORK/encrypt.toml" >"$WORK/encrypt-2.log" 2>&1 &
+say "encrypt pipeline, restarted (JSON logs, kafka_transit at debug level)"
+RUST_LOG=info,kafka_transit=debug "$KAFKA_TRANSIT" --log-format json run --config "$WORK/encrypt.toml" \
+  >"$WORK/encrypt-2.log" 2>&1 &
 runner=$!
 wait_for_keys customers.protected "$N" 180
 kill -TERM "$runner"
 wait "$runner" || fail "the runner did not exit 0 on SIGTERM (log: $WORK/encrypt-2.log)"
 grep -q "stopped cleanly" "$WORK/encrypt-2.log" || fail "no clean-stop line in $WORK/encrypt-2.log"
+python3 - "$WORK/encrypt-2.log" <<'PY' || fail "the JSON log has lines that are not JSON objects"
+import json, sys
+lines = [line for line in open(sys.argv[1]) if line.strip()]
+assert all(isinstance(json.loads(line), dict) for line in lines), "not JSON"
+assert any(json.loads(line)["fields"].get("message") == "progress" for line in lines), "no progress line"
+PY
 
 say "checking customers.protected with kcat"
 kcat -b "$KAFKA_BOOTSTRAP" -C -t customers.protected -o beginning -e -q -f '%k\t%s\n' >"$WORK/protected.tsv"
@@ -88,4 +95,6 @@ bad = [k for k, values in decrypted.items() if values != original[k]]
 assert not bad, f"{len(bad)} records differ after decryption, e.g. {bad[:3]}"
 print(f"{len(original)} records decrypted byte-identical")
 PY
+if grep -q -- "$VAULT_TOKEN" "$WORK"/*.log; then fail "the Vault token appears in a runner log"; fi
+if grep -q 'PLAINTEXT-NAME' "$WORK"/encrypt-*.log; then fail "record contents appear in a runner log"; fi
 say "end-to-end pipeline: passed"

@@ -236,7 +236,7 @@ impl Pipeline {
         };
         // Whatever happened, what was already handed to the producers is finished and
         // committed, so a restart repeats as little as possible.
-        let drained = self.settle(&mut in_flight, usize::MAX).await;
+        let drained = self.settle(&mut in_flight, 0).await;
         self.commit(CommitMode::Sync);
         outcome.and(drained)
     }
@@ -439,7 +439,7 @@ impl Pipeline {
     }
 
     /// Completes in-flight batches, oldest first, until at most `keep` remain (waiting
-    /// as needed) and no finished batch is left at the front.
+    /// as needed) and no finished batch is left at the front. `keep = 0` drains all.
     async fn settle(
         &mut self,
         in_flight: &mut VecDeque<InFlight>,

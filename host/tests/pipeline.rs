@@ -618,3 +618,48 @@ async fn decrypting_policies_dead_letter_plaintext_instead_of_passing_it_on() {
         header_text(&dead[2], dead_letter_headers::ERROR).contains("not a kafka-transit envelope")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_for_every_acknowledgement_then_commits() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("dlq", 1)]);
+    let records: Vec<TestRecord> = (0..200)
+        .map(|i| TestRecord::new(&format!("k{i}"), "v"))
+        .collect();
+    kafka.produce("in", &records).await;
+    // Acknowledgements now take long enough that a stop always finds some in flight.
+    kafka.slow_brokers(Duration::from_millis(400));
+    let mut pipeline_spec = spec(
+        &kafka,
+        &url,
+        "in",
+        "out",
+        "builtin = \"passthrough\"".into(),
+    );
+    pipeline_spec.group = "stop-drains";
+
+    let first =
+        RunningPipeline::start(pipeline_spec.config(), support::client_for(&vault_server)).await;
+    first.wait_until(WAIT, |m| m.records_in > 0).await;
+    let stopped = first.stop().await.unwrap();
+    assert!(stopped.records_in > 0);
+    assert_eq!(
+        stopped.records_out, stopped.records_in,
+        "every record handed to the producer was acknowledged before the stop returned"
+    );
+
+    let second =
+        RunningPipeline::start(pipeline_spec.config(), support::client_for(&vault_server)).await;
+    let rest = 200 - stopped.records_in;
+    if rest > 0 {
+        let done = second
+            .wait_until(WAIT, |m| m.records_out >= rest && m.committed_batches > 0)
+            .await;
+        assert_eq!(
+            done.records_in, rest,
+            "the second run starts exactly after the first"
+        );
+    }
+    second.stop().await.unwrap();
+}

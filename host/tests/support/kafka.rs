@@ -36,6 +36,15 @@ impl TestKafka {
         }
     }
 
+    /// Delays every broker's responses (acknowledgements included) by `delay`.
+    pub fn slow_brokers(&self, delay: Duration) {
+        for broker in 1..=3 {
+            self._cluster
+                .broker_round_trip_time(broker, delay)
+                .expect("broker round-trip time");
+        }
+    }
+
     /// Produces records (key, value, headers) and waits for every acknowledgement.
     pub async fn produce(&self, topic: &str, records: &[TestRecord]) {
         let producer: FutureProducer = ClientConfig::new()
