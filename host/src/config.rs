@@ -53,9 +53,26 @@ pub struct SourceConfig {
     pub bootstrap_servers: String,
     pub topics: Vec<String>,
     pub group_id: String,
+    /// How partitions are shared between runners of the same `group_id`.
+    #[serde(default)]
+    pub assignment: Assignment,
     /// Any librdkafka consumer property; these win over kafka-transit's defaults.
     #[serde(default)]
     pub properties: Properties,
+}
+
+/// How a runner gets its source partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Kafka consumer-group membership: runners of one group share the partitions and
+    /// rebalance when one joins or leaves.
+    #[default]
+    Group,
+    /// This runner reads every partition of `source.topics` itself, resuming from the
+    /// offsets committed under `group_id`, with no group membership: nothing to
+    /// rebalance, nothing to wait for after a crash. Run one runner per group.
+    Static,
 }
 
 /// The cluster (possibly another one: on-prem to SaaS) records are produced to.

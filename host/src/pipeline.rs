@@ -24,7 +24,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
-use crate::config::{DeadLetterCluster, OnFailure, PipelineConfig};
+use crate::config::{Assignment, DeadLetterCluster, OnFailure, PipelineConfig};
 use crate::kafka::{self, SourceContext};
 use crate::metrics::{Metrics, Snapshot};
 use crate::policy::{Failure, Header, PolicyError, PolicyRunner, SourceRecord, TransformResult};
@@ -48,6 +48,8 @@ pub enum PipelineError {
         context: &'static str,
         source: KafkaError,
     },
+    #[error("source.topics: {0}")]
+    SourceTopic(String),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(
@@ -183,9 +185,13 @@ impl Pipeline {
             .iter()
             .map(String::as_str)
             .collect();
-        self.consumer
-            .subscribe(&topics)
-            .map_err(kafka("subscribing to source.topics"))?;
+        match self.config.source.assignment {
+            Assignment::Group => self
+                .consumer
+                .subscribe(&topics)
+                .map_err(kafka("subscribing to source.topics"))?,
+            Assignment::Static => self.assign_every_partition()?,
+        }
         tracing::info!(
             policy = self.runner.runtime().name(),
             digest = self.runner.runtime().digest(),
@@ -199,6 +205,65 @@ impl Pipeline {
         let snapshot = self.metrics.snapshot();
         log_progress("final", &snapshot, None, self.vault.requests_sent());
         result.map(|()| snapshot)
+    }
+
+    /// Static assignment: every partition of the source topics, from the offsets
+    /// committed under the group id (or where `auto.offset.reset` says, for partitions
+    /// without a commit). Runs once at start-up; the calls block briefly.
+    fn assign_every_partition(&self) -> Result<(), PipelineError> {
+        const TIMEOUT: Duration = Duration::from_secs(30);
+        let mut partitions = TopicPartitionList::new();
+        for topic in &self.config.source.topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(kafka("reading the source topics' metadata"))?;
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if count == 0 {
+                return Err(PipelineError::SourceTopic(format!(
+                    "topic \"{topic}\" does not exist on the source cluster"
+                )));
+            }
+            for partition in 0..count as i32 {
+                partitions.add_partition(topic, partition);
+            }
+        }
+        let reset = match self
+            .config
+            .source
+            .properties
+            .0
+            .get("auto.offset.reset")
+            .map(String::as_str)
+        {
+            Some("latest" | "largest" | "end") => Offset::End,
+            _ => Offset::Beginning,
+        };
+        let committed = self
+            .consumer
+            .committed_offsets(partitions, TIMEOUT)
+            .map_err(kafka("reading the committed offsets of source.group_id"))?;
+        let mut start = TopicPartitionList::new();
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => reset,
+            };
+            start
+                .add_partition_offset(element.topic(), element.partition(), offset)
+                .map_err(kafka("assigning source partitions"))?;
+        }
+        tracing::info!(
+            partitions = start.count(),
+            "source partitions assigned (static)"
+        );
+        self.consumer
+            .assign(&start)
+            .map_err(kafka("assigning source partitions"))
     }
 
     async fn run_loop(&mut self, stop: impl Future<Output = ()>) -> Result<(), PipelineError> {

@@ -663,3 +663,53 @@ async fn a_stop_waits_for_every_acknowledgement_then_commits() {
     }
     second.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_assignment_resumes_from_committed_offsets_without_group_membership() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let kafka = TestKafka::start(&[("in", 3), ("out", 3), ("dlq", 1)]);
+    let batch = |from: usize| -> Vec<TestRecord> {
+        (from..from + 150)
+            .map(|i| TestRecord::new(&format!("k{i}"), &format!("v{i}")))
+            .collect()
+    };
+    kafka.produce("in", &batch(0)).await;
+    let mut config = spec(
+        &kafka,
+        &url,
+        "in",
+        "out",
+        "builtin = \"passthrough\"".into(),
+    )
+    .config();
+    config.source.assignment = kafka_transit::config::Assignment::Static;
+
+    let first = RunningPipeline::start(config.clone(), support::client_for(&vault_server)).await;
+    first.wait_until(WAIT, |m| m.records_out == 150).await;
+    first.stop().await.unwrap();
+
+    kafka.produce("in", &batch(150)).await;
+    let second = RunningPipeline::start(config.clone(), support::client_for(&vault_server)).await;
+    let done = second
+        .wait_until(WAIT, |m| m.records_out == 150 && m.committed_batches > 0)
+        .await;
+    second.stop().await.unwrap();
+    assert_eq!(
+        done.records_in, 150,
+        "resumed from the committed offsets of every partition"
+    );
+    assert_eq!(
+        kafka.read("out", 301, Duration::from_secs(5)).await.len(),
+        300
+    );
+
+    config.source.topics = vec!["missing".into()];
+    let missing = RunningPipeline::start(config, support::client_for(&vault_server)).await;
+    match missing.finished(WAIT).await {
+        Err(PipelineError::SourceTopic(message)) => {
+            assert!(message.contains("\"missing\""), "{message}")
+        }
+        other => panic!("expected a missing-topic error, got {other:?}"),
+    }
+}
