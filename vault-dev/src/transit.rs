@@ -565,6 +565,16 @@ impl Ctx<'_> {
                     .collect::<Result<Vec<_>, ApiError>>()
             },
         )?;
+        self.ciphertext_reply(batch, results, &items)
+    }
+
+    /// The reply of encrypt and rewrap: one ciphertext, or one per batch item.
+    fn ciphertext_reply(
+        &self,
+        batch: bool,
+        results: Vec<Result<(String, u32), String>>,
+        items: &[Item],
+    ) -> Result<Reply, ApiError> {
         if !batch {
             let (ciphertext, version) = results
                 .into_iter()
@@ -578,7 +588,7 @@ impl Ctx<'_> {
         }
         self.batch_results(
             results,
-            &items,
+            items,
             |(ct, v)| json!({ "ciphertext": ct, "key_version": v }),
         )
     }
@@ -677,22 +687,7 @@ impl Ctx<'_> {
                     .collect::<Result<Vec<_>, ApiError>>()
             },
         )?;
-        if !batch {
-            let (ciphertext, version) = results
-                .into_iter()
-                .next()
-                .unwrap_or(Err(String::new()))
-                .map_err(ApiError::BadRequest)?;
-            return Ok(Reply::data(
-                json!({ "ciphertext": ciphertext, "key_version": version }),
-                MOUNT_TYPE,
-            ));
-        }
-        self.batch_results(
-            results,
-            &items,
-            |(ct, v)| json!({ "ciphertext": ct, "key_version": v }),
-        )
+        self.ciphertext_reply(batch, results, &items)
     }
 
     fn datakey(&self, kind: &str, name: &str) -> Result<Reply, ApiError> {
