@@ -23,7 +23,7 @@ use rdkafka::{ClientConfig, Message};
 use crate::config::PipelineConfig;
 use crate::kafka::read_topic;
 use crate::pipeline::Pipeline;
-use crate::policy::{Limits, PolicyRunner, PolicyRuntime};
+use crate::policy::{PolicyRunner, PolicyRuntime};
 use crate::vault::{VaultClient, VaultSettings, VaultToken};
 
 const RAW: &str = "customers.raw";
@@ -138,13 +138,7 @@ progress_interval = "5s"
         let mut running = Vec::new();
         for stage in stages {
             let config = self.config(stage)?;
-            let source = config.policy.source()?;
-            let runtime = PolicyRuntime::load(
-                &source,
-                config.policy.config_json(),
-                Limits::default(),
-                Some(self.vault.clone()),
-            )?;
+            let runtime = PolicyRuntime::from_config(&config.policy, Some(self.vault.clone()))?;
             let runner = PolicyRunner::start(Arc::new(runtime)).await?;
             let pipeline = Pipeline::new(config, runner, self.vault.clone())?;
             let metrics = pipeline.metrics();

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::pipeline::Pipeline;
-use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime};
+use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 
 /// Encrypts Kafka records with HashiCorp Vault's transit engine before they reach a
@@ -108,17 +108,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn limits(config: &PipelineConfig) -> Limits {
-    Limits {
-        memory_bytes: (config.policy.memory_limit_mib * 1024 * 1024) as usize,
-        batch_deadline: config.policy.batch_deadline,
-    }
-}
-
 async fn validate(path: PathBuf) -> anyhow::Result<()> {
     let config = PipelineConfig::load(&path)?;
-    let source = config.policy.source()?;
-    let runtime = PolicyRuntime::load(&source, config.policy.config_json(), limits(&config), None)?;
+    let runtime = PolicyRuntime::from_config(&config.policy, None)?;
     PolicyRunner::start(Arc::new(runtime)).await?;
     println!(
         "{}: configuration valid; policy {} loaded and initialised",
@@ -141,13 +133,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let vault = VaultClient::connect(&config.vault)
         .await
         .with_context(|| format!("connecting to Vault at {}", config.vault.address))?;
-    let source = config.policy.source()?;
-    let runtime = PolicyRuntime::load(
-        &source,
-        config.policy.config_json(),
-        limits(&config),
-        Some(vault.clone()),
-    )?;
+    let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?;
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
     let pipeline = Pipeline::new(config, runner, vault)?;
     let summary = pipeline.run(shutdown_signal()).await?;

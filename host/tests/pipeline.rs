@@ -713,3 +713,41 @@ async fn static_assignment_resumes_from_committed_offsets_without_group_membersh
         other => panic!("expected a missing-topic error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_data_keys_settings_reach_the_envelope_import() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    support::create_key(&vault_server, "transit", "customers", serde_json::json!({})).await;
+    let kafka = TestKafka::start(&[("raw", 1), ("sealed", 1), ("dlq", 1)]);
+    let records: Vec<TestRecord> = (0..300)
+        .map(|i| TestRecord::new(&format!("k{i}"), "secret"))
+        .collect();
+    kafka.produce("raw", &records).await;
+
+    let mut pipeline_spec = spec(
+        &kafka,
+        &url,
+        "raw",
+        "sealed",
+        "builtin = \"envelope-seal\"".into(),
+    );
+    pipeline_spec.policy_config = "key = \"customers\"\n[policy.data_keys]\nmax_records = 100";
+    let pipeline =
+        RunningPipeline::start(pipeline_spec.config(), support::client_for(&vault_server)).await;
+    pipeline
+        .wait_until(WAIT, |m| m.records_out == 300 && m.committed_batches > 0)
+        .await;
+    pipeline.stop().await.unwrap();
+
+    let data_keys = vault_server
+        .stats()
+        .by_operation
+        .get("datakey")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        data_keys, 3,
+        "a new data key every 100 records, as [policy.data_keys] says"
+    );
+}

@@ -26,7 +26,7 @@ use bindings::{DataPolicy, DataPolicyPre};
 pub use bindings::{Failure, Header, OutputRecord, SourceRecord, TransformResult};
 use host::GuestState;
 
-use crate::config::PolicySource;
+use crate::config::{ConfigError, PolicyConfig, PolicySource};
 use crate::envelope::{DataKeyPolicy, Envelopes};
 use crate::vault::VaultClient;
 
@@ -46,6 +46,8 @@ pub enum PolicyError {
     Init { name: String, message: String },
     #[error("policy {name} failed: {detail}")]
     Runtime { name: String, detail: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Limits applied to every instance.
@@ -105,6 +107,20 @@ pub struct PolicyRuntime {
 }
 
 impl PolicyRuntime {
+    /// The runtime a pipeline's `[policy]` table describes: the component, its
+    /// `[policy.config]`, its limits and when its envelope data keys are retired.
+    pub fn from_config(
+        policy: &PolicyConfig,
+        vault: Option<VaultClient>,
+    ) -> Result<Self, PolicyError> {
+        let limits = Limits {
+            memory_bytes: (policy.memory_limit_mib * 1024 * 1024) as usize,
+            batch_deadline: policy.batch_deadline,
+        };
+        let runtime = Self::load(&policy.source()?, policy.config_json(), limits, vault)?;
+        Ok(runtime.with_data_keys(policy.data_keys))
+    }
+
     /// Loads and compiles a policy (from the on-disk cache when possible) and checks
     /// that it implements the `data-policy` world. `vault` may be `None` for
     /// `validate`, where a policy calling Vault gets an `unavailable` error.

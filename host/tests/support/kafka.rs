@@ -8,7 +8,7 @@ use std::time::Duration;
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::metrics::{Metrics, Snapshot};
 use kafka_transit::pipeline::{Pipeline, PipelineError};
-use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime};
+use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::mocking::MockCluster;
@@ -184,14 +184,8 @@ pub struct RunningPipeline {
 
 impl RunningPipeline {
     pub async fn start(config: PipelineConfig, vault: VaultClient) -> RunningPipeline {
-        let source = config.policy.source().unwrap();
-        let runtime = PolicyRuntime::load(
-            &source,
-            config.policy.config_json(),
-            Limits::default(),
-            Some(vault.clone()),
-        )
-        .expect("policy loads");
+        let runtime =
+            PolicyRuntime::from_config(&config.policy, Some(vault.clone())).expect("policy loads");
         let runner = PolicyRunner::start(Arc::new(runtime))
             .await
             .expect("policy starts");
