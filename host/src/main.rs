@@ -48,8 +48,10 @@ enum Command {
     },
     /// Check a pipeline file and its policy, without touching Kafka or Vault.
     ///
-    /// Loads, type-checks (against the data-policy world) and initialises the policy with
-    /// its [policy.config]. Exits non-zero with a message naming the field to fix.
+    /// Checks every field, that the Vault token (or AppRole IDs) can be read from the
+    /// variable or file the config names, and that the CA bundle loads; then loads,
+    /// type-checks (against the data-policy world) and initialises the policy with its
+    /// [policy.config]. Exits non-zero with a message naming the field to fix.
     Validate {
         #[arg(long, short)]
         config: PathBuf,
@@ -110,6 +112,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
 
 async fn validate(path: PathBuf) -> anyhow::Result<()> {
     let config = PipelineConfig::load(&path)?;
+    // What `run` would refuse before contacting Vault: an unset token variable, a
+    // missing token file, an unreadable CA bundle.
+    VaultClient::preflight(&config.vault).context("[vault]")?;
     let runtime = PolicyRuntime::from_config(&config.policy, None)?;
     PolicyRunner::start(Arc::new(runtime)).await?;
     println!(

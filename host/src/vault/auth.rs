@@ -99,16 +99,10 @@ fn read_file(path: &Path, field: &str) -> Result<Zeroizing<String>, VaultError> 
     Ok(Zeroizing::new(t.to_string()))
 }
 
-/// Logs in with AppRole (`auth/<mount>/login`), without a token.
-pub(crate) async fn approle_login(
-    inner: &Inner,
-    source: &TokenSource,
-) -> Result<AuthInfo, VaultError> {
-    let TokenSource::AppRole(ar) = source else {
-        return Err(VaultError::Auth {
-            detail: "AppRole login without vault.approle settings".into(),
-        });
-    };
+/// Reads the AppRole role ID and secret ID from where `[vault.approle]` says they are.
+fn read_approle_credentials(
+    ar: &AppRoleSettings,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), VaultError> {
     let role_id = match (&ar.role_id_env, &ar.role_id_file) {
         (Some(e), _) => read_env(
             e,
@@ -135,6 +129,31 @@ pub(crate) async fn approle_login(
             })
         }
     };
+    Ok((role_id, secret_id))
+}
+
+/// Reads every credential the settings name (token, or AppRole role and secret IDs)
+/// and drops it at once: what `kafka-transit validate` checks, so that a config it
+/// accepts is not refused by `run` for an unset variable or a missing file.
+pub(crate) fn check_credentials(settings: &VaultSettings) -> Result<(), VaultError> {
+    match TokenSource::from_settings(settings) {
+        TokenSource::AppRole(ar) => read_approle_credentials(&ar).map(drop),
+        TokenSource::Fixed => Ok(()),
+        source => source.read_token().map(drop),
+    }
+}
+
+/// Logs in with AppRole (`auth/<mount>/login`), without a token.
+pub(crate) async fn approle_login(
+    inner: &Inner,
+    source: &TokenSource,
+) -> Result<AuthInfo, VaultError> {
+    let TokenSource::AppRole(ar) = source else {
+        return Err(VaultError::Auth {
+            detail: "AppRole login without vault.approle settings".into(),
+        });
+    };
+    let (role_id, secret_id) = read_approle_credentials(ar)?;
     #[derive(Serialize)]
     struct Login<'a> {
         role_id: &'a str,

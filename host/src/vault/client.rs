@@ -130,6 +130,17 @@ impl VaultClient {
         Ok(client)
     }
 
+    /// Everything `connect` checks before it talks to Vault: the settings, that the
+    /// token (or the AppRole IDs) can be read from the variable or file they name, and
+    /// that the CA bundle loads. Reads each secret and drops it at once.
+    pub fn preflight(settings: &VaultSettings) -> Result<(), VaultError> {
+        settings
+            .validate()
+            .map_err(|detail| VaultError::Auth { detail })?;
+        auth::check_credentials(settings)?;
+        Self::build(settings, VaultToken::new(String::new()), TokenSource::Fixed).map(drop)
+    }
+
     /// A client using `token` as is: no I/O, no renewal.
     pub fn with_token(
         settings: &VaultSettings,

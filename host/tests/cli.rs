@@ -1,0 +1,128 @@
+//! The `kafka-transit` binary as a user runs it: `validate` refuses what `run` would
+//! refuse, naming the variable or file to fix.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn config_with_vault(vault: &str) -> String {
+    format!(
+        r#"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["customers.raw"]
+group_id = "kafka-transit-cli-test"
+
+[sink]
+bootstrap_servers = "127.0.0.1:9092"
+topic = "customers.protected"
+
+[vault]
+address = "http://127.0.0.1:8200"
+{vault}
+
+[policy]
+builtin = "encrypt-value"
+[policy.config]
+key = "customers"
+
+[errors]
+on_failure = "stop"
+"#
+    )
+}
+
+fn validate(dir: &Path, vault: &str, env: &[(&str, &str)]) -> Output {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, config_with_vault(vault)).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-transit"));
+    command.arg("validate").arg("--config").arg(&path);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run kafka-transit validate")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn validate_refuses_an_unset_token_variable_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let unset = "KT_CLI_TEST_TOKEN_THAT_IS_NOT_SET";
+    let output = validate(dir.path(), &format!("token_env = \"{unset}\""), &[]);
+    assert!(
+        !output.status.success(),
+        "validate accepted an unset token variable"
+    );
+    let message = stderr(&output);
+    assert!(message.contains(unset), "{message}");
+    assert!(message.contains("vault.token_env"), "{message}");
+
+    let output = validate(
+        dir.path(),
+        &format!("token_env = \"{unset}\""),
+        &[(unset, "s.a-token-for-the-test")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("s.a-token-for-the-test")
+            && !String::from_utf8_lossy(&output.stdout).contains("s.a-token-for-the-test"),
+        "the token was echoed"
+    );
+}
+
+#[test]
+fn validate_refuses_a_missing_token_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let vault = format!("token_file = {:?}", missing.display().to_string());
+    let output = validate(dir.path(), &vault, &[]);
+    assert!(
+        !output.status.success(),
+        "validate accepted a missing token file"
+    );
+    let message = stderr(&output);
+    assert!(message.contains("vault.token_file"), "{message}");
+    assert!(message.contains("no-such-token"), "{message}");
+
+    std::fs::write(&missing, "s.token-in-a-file\n").unwrap();
+    let output = validate(dir.path(), &vault, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn validate_refuses_unset_approle_variables_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = "[vault.approle]\nrole_id_env = \"KT_CLI_ROLE\"\nsecret_id_env = \"KT_CLI_SECRET\"";
+    let output = validate(dir.path(), vault, &[("KT_CLI_ROLE", "role")]);
+    assert!(
+        !output.status.success(),
+        "validate accepted an unset secret ID"
+    );
+    let message = stderr(&output);
+    assert!(message.contains("KT_CLI_SECRET"), "{message}");
+
+    let output = validate(
+        dir.path(),
+        vault,
+        &[("KT_CLI_ROLE", "role"), ("KT_CLI_SECRET", "secret")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn validate_refuses_an_unreadable_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = "token_env = \"KT_CLI_TOKEN\"\nca_cert = \"/no/such/ca.pem\"";
+    let output = validate(dir.path(), vault, &[("KT_CLI_TOKEN", "t")]);
+    assert!(
+        !output.status.success(),
+        "validate accepted a missing CA bundle"
+    );
+    assert!(
+        stderr(&output).contains("vault.ca_cert"),
+        "{}",
+        stderr(&output)
+    );
+}
