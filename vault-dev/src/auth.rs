@@ -9,7 +9,8 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::http::{get_duration_secs, get_str, ApiError, Op, Reply, Request};
+use crate::fields::{self, Fields, Kind, Schema};
+use crate::http::{ApiError, Op, Reply, Request};
 use crate::server::Shared;
 
 /// Vault's default (system) TTLs, used when a role leaves them at zero.
@@ -40,10 +41,12 @@ pub enum Caller {
 struct TokenEntry {
     accessor: String,
     role_id: String,
+    /// Vault gives each AppRole login an identity entity; here one per role.
+    entity_id: String,
     issued: SystemTime,
     creation_ttl: Duration,
+    max_ttl: Duration,
     expires: Instant,
-    max_expires: Instant,
 }
 
 pub(crate) struct TokenStore {
@@ -51,6 +54,7 @@ pub(crate) struct TokenStore {
     root_accessor: String,
     approles: Vec<AppRole>,
     tokens: HashMap<String, TokenEntry>,
+    entity_ids: HashMap<String, String>,
 }
 
 fn random_string(len: usize) -> String {
@@ -101,6 +105,7 @@ impl TokenStore {
             root_accessor: random_string(24),
             approles,
             tokens: HashMap::new(),
+            entity_ids: HashMap::new(),
         }
     }
 
@@ -121,28 +126,42 @@ impl TokenStore {
         }
     }
 
-    fn login(&mut self, role_id: &str, secret_id: &str) -> Option<(String, Duration)> {
+    /// Log in with Vault's checks and texts.
+    fn login(&mut self, role_id: &str, secret_id: &str) -> Result<(String, Duration), ApiError> {
+        let invalid = || ApiError::bad("invalid role or secret ID");
         let role = self
             .approles
             .iter()
-            .find(|r| r.role_id == role_id && r.secret_id == secret_id)?;
+            .find(|r| r.role_id == role_id)
+            .ok_or_else(invalid)?;
+        if secret_id.is_empty() {
+            return Err(ApiError::bad("missing secret_id"));
+        }
+        if role.secret_id != secret_id {
+            return Err(invalid());
+        }
         let ttl = or_default(role.token_ttl);
         let max_ttl = or_default(role.token_max_ttl);
         let ttl = ttl.min(max_ttl);
         let token = format!("hvs.{}", random_string(24));
-        let now = Instant::now();
+        let entity_id = self
+            .entity_ids
+            .entry(role_id.to_string())
+            .or_insert_with(|| uuid::Uuid::new_v4().to_string())
+            .clone();
         self.tokens.insert(
             token.clone(),
             TokenEntry {
                 accessor: random_string(24),
                 role_id: role_id.to_string(),
+                entity_id,
                 issued: SystemTime::now(),
                 creation_ttl: ttl,
-                expires: now + ttl,
-                max_expires: now + max_ttl,
+                max_ttl,
+                expires: Instant::now() + ttl,
             },
         );
-        Some((token, ttl))
+        Ok((token, ttl))
     }
 
     fn auth_block(&self, token: &str, lease: Duration) -> Value {
@@ -152,11 +171,10 @@ impl TokenStore {
             "accessor": entry.accessor,
             "policies": APPROLE_POLICIES,
             "token_policies": APPROLE_POLICIES,
-            "identity_policies": null,
             "metadata": { "role_name": entry.role_id },
             "lease_duration": lease.as_secs(),
             "renewable": true,
-            "entity_id": "",
+            "entity_id": entry.entity_id,
             "token_type": "service",
             "orphan": true,
             "mfa_requirement": null,
@@ -165,20 +183,30 @@ impl TokenStore {
     }
 }
 
-/// `POST auth/approle/login`.
+const LOGIN_FIELDS: Schema = &[("role_id", Kind::Str), ("secret_id", Kind::Str)];
+const RENEW_FIELDS: Schema = &[("token", Kind::Str), ("increment", Kind::Duration)];
+
+/// Check a body against a schema (Vault's field validation).
+fn validate(req: &Request, schema: Schema) -> Result<Fields<'_>, ApiError> {
+    fields::validate(&req.body, schema)
+        .map_err(|e| ApiError::BadRequest(format!("Field validation failed: {e}")))?;
+    Ok(Fields(&req.body))
+}
+
+/// `auth/approle/login` (a read logs in too, like Vault).
 pub(crate) fn login(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
-    if req.op != Op::Write {
+    if !matches!(req.op, Op::Write | Op::Read) {
         return Err(ApiError::UnsupportedOperation);
     }
-    let role_id = get_str(&req.body, "role_id")?.unwrap_or_default();
-    if role_id.is_empty() {
-        return Err(ApiError::bad("missing role_id"));
+    let f = validate(req, LOGIN_FIELDS)?;
+    let role_id = f.str("role_id").unwrap_or_default();
+    if role_id.trim().is_empty() {
+        // Vault's alias lookahead fails first, with a plain 500.
+        return Err(ApiError::InternalPlain("missing role_id".into()));
     }
-    let secret_id = get_str(&req.body, "secret_id")?.unwrap_or_default();
+    let secret_id = f.str("secret_id").unwrap_or_default();
     let mut tokens = shared.tokens();
-    let (token, ttl) = tokens
-        .login(&role_id, &secret_id)
-        .ok_or_else(|| ApiError::bad("invalid role or secret ID"))?;
+    let (token, ttl) = tokens.login(role_id.trim(), secret_id.trim())?;
     Ok(Reply::auth(tokens.auth_block(&token, ttl), "approle"))
 }
 
@@ -211,7 +239,7 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
                 "creation_time": issued,
                 "creation_ttl": e.creation_ttl.as_secs(),
                 "display_name": "approle",
-                "entity_id": "",
+                "entity_id": e.entity_id,
                 "expire_time": rfc3339(expire_time),
                 "explicit_max_ttl": 0,
                 "id": token,
@@ -222,7 +250,7 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
                 "path": "auth/approle/login",
                 "policies": APPROLE_POLICIES,
                 "renewable": true,
-                "ttl": ttl.as_secs(),
+                "ttl": (ttl.as_millis() + 500) / 1000, // Vault rounds to the second
                 "type": "service",
             })
         }
@@ -230,7 +258,8 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
             "accessor": tokens.root_accessor,
             "creation_time": shared.started_unix,
             "creation_ttl": 0,
-            "display_name": "root",
+            // A dev server's root token given by ID is made with auth/token/create.
+            "display_name": "token",
             "entity_id": "",
             "expire_time": null,
             "explicit_max_ttl": 0,
@@ -239,7 +268,7 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
             "meta": null,
             "num_uses": 0,
             "orphan": true,
-            "path": "auth/token/root",
+            "path": "auth/token/create",
             "policies": ["root"],
             "renewable": false,
             "ttl": 0,
@@ -250,11 +279,11 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
 }
 
 fn renew_self(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    let increment = validate(req, RENEW_FIELDS)?.duration_secs("increment");
     let Caller::AppRole(token) = &req.caller else {
         // The root token has no TTL to extend.
         return Err(ApiError::bad("lease is not renewable"));
     };
-    let increment = get_duration_secs(&req.body, "increment")?;
     let mut tokens = shared.tokens();
     let entry = tokens
         .tokens
@@ -264,27 +293,57 @@ fn renew_self(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
         .filter(|s| *s > 0)
         .map(Duration::from_secs)
         .unwrap_or(entry.creation_ttl);
-    let now = Instant::now();
-    let max_left = entry.max_expires.saturating_duration_since(now);
+    // Vault counts in whole seconds: what is left of the max TTL since issue.
+    let unix = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let max_left = Duration::from_secs(
+        (unix(entry.issued) + entry.max_ttl.as_secs()).saturating_sub(unix(SystemTime::now())),
+    );
     let mut warnings = Vec::new();
     let granted = if wanted > max_left {
         warnings.push(format!(
-            "TTL of \"{}s\" exceeded the effective max_ttl of \"{}s\"; TTL value is capped accordingly",
-            wanted.as_secs(),
-            max_left.as_secs()
+            "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+            human_duration(wanted),
+            human_duration(max_left)
         ));
         max_left
     } else {
         wanted
     };
-    entry.expires = now + granted;
+    entry.expires = Instant::now() + granted;
     let auth = tokens.auth_block(token, granted);
     Ok(Reply::auth(auth, "token").with_warnings(warnings))
+}
+
+/// Go's `Duration.String()` without zero units, as Vault prints TTLs: `1h`, `2m`,
+/// `1m30s`, `1h30s`.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out += &format!("{h}h");
+    }
+    if m > 0 {
+        out += &format!("{m}m");
+    }
+    if s > 0 || out.is_empty() {
+        out += &format!("{s}s");
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_like_vault() {
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(human_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human_duration(Duration::from_secs(3630)), "1h30s");
+        assert_eq!(human_duration(Duration::ZERO), "0s");
+    }
 
     #[test]
     fn formats_rfc3339() {

@@ -56,9 +56,17 @@ impl Reply {
     }
 
     /// Add warnings (left `null` when there are none, like Vault).
-    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
-        if let (false, Some(body)) = (warnings.is_empty(), self.body.as_mut()) {
-            body["warnings"] = json!(warnings);
+    pub fn with_warnings(self, warnings: Vec<String>) -> Self {
+        warnings.into_iter().fold(self, Self::add_warning)
+    }
+
+    /// Add one warning to the envelope's list.
+    pub fn add_warning(mut self, warning: String) -> Self {
+        if let Some(body) = self.body.as_mut() {
+            match body["warnings"].as_array_mut() {
+                Some(list) => list.push(json!(warning)),
+                None => body["warnings"] = json!([warning]),
+            }
         }
         self
     }
@@ -121,6 +129,9 @@ pub enum ApiError {
     /// 500, multierror-wrapped.
     #[error("{0}")]
     Internal(String),
+    /// 500 with the message as is (errors of login requests).
+    #[error("{0}")]
+    InternalPlain(String),
     /// 403: no token, unknown or expired token.
     #[error("permission denied")]
     PermissionDenied,
@@ -139,6 +150,9 @@ pub enum ApiError {
     /// 405: path exists, method does not.
     #[error("unsupported operation")]
     UnsupportedOperation,
+    /// 405 with `errors: []`, from Vault's hand-written `sys/*` handlers.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// 503.
     #[error("Vault is sealed")]
     Sealed,
@@ -156,6 +170,7 @@ impl ApiError {
         let (status, errors): (u16, Vec<String>) = match self {
             Self::BadRequest(m) => (400, vec![m]),
             Self::Internal(m) => (500, vec![multierror(&m)]),
+            Self::InternalPlain(m) => (500, vec![m]),
             Self::PermissionDenied => (403, vec!["permission denied".into()]),
             Self::PolicyDenied => (403, vec![multierror("permission denied")]),
             Self::NoHandler(path) => (
@@ -167,6 +182,7 @@ impl ApiError {
             Self::NotFound => (404, vec![]),
             Self::UnsupportedPath => (404, vec![multierror("unsupported path")]),
             Self::UnsupportedOperation => (405, vec![multierror("unsupported operation")]),
+            Self::MethodNotAllowed => (405, vec![]),
             Self::Sealed => (503, vec!["Vault is sealed".into()]),
             Self::TooLarge => (413, vec!["error parsing JSON".into()]),
         };
@@ -190,76 +206,6 @@ pub struct Request {
     pub path: String,
     pub body: Map<String, Value>,
     pub caller: Caller,
-}
-
-// ---- field access with Vault's lenient type conversion ----
-
-fn conversion_error(name: &str, v: &Value) -> ApiError {
-    ApiError::bad(format!("error converting input {v} for field \"{name}\""))
-}
-
-/// A string field; numbers and booleans are accepted as their text.
-pub fn get_str(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
-        Some(v) => Err(conversion_error(name, v)),
-    }
-}
-
-/// A boolean field; `"true"`/`"false"`/`1`/`0` are accepted too.
-pub fn get_bool(body: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(Value::String(s)) => match s.as_str() {
-            "true" | "1" | "t" | "T" | "TRUE" | "True" => Ok(Some(true)),
-            "false" | "0" | "f" | "F" | "FALSE" | "False" | "" => Ok(Some(false)),
-            _ => Err(conversion_error(name, &Value::String(s.clone()))),
-        },
-        Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
-        Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
-        Some(v) => Err(conversion_error(name, v)),
-    }
-}
-
-/// An integer field; numeric strings are accepted too.
-pub fn get_int(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiError> {
-    value_as_int(name, body.get(name))
-}
-
-pub fn value_as_int(name: &str, v: Option<&Value>) -> Result<Option<i64>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| conversion_error(name, v.unwrap_or(&Value::Null))),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| conversion_error(name, &Value::String(s.clone()))),
-        Some(v) => Err(conversion_error(name, v)),
-    }
-}
-
-/// A duration field in seconds: a number, or a string such as `"1h"` or `"3600"`.
-pub fn get_duration_secs(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            .map(Some)
-            .ok_or_else(|| conversion_error(name, &Value::Number(n.clone()))),
-        Some(Value::String(s)) => crate::duration::parse(s)
-            .map(|d| Some(d.as_secs()))
-            .ok_or_else(|| conversion_error(name, &Value::String(s.clone()))),
-        Some(v) => Err(conversion_error(name, v)),
-    }
 }
 
 // ---- dispatch ----
@@ -295,6 +241,50 @@ async fn read_body(mut body: Incoming) -> Result<Vec<u8>, BodyError> {
     }
 }
 
+/// `%XX` and `+` decoding of one query-string component.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The query string as request fields (Vault's `parseQuery`): one value is a
+/// string, several a list; `help` is reserved.
+fn parse_query(query: &str) -> Map<String, Value> {
+    let mut fields: Map<String, Value> = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (percent_decode(k), Value::String(percent_decode(v)));
+        if k == "help" {
+            continue;
+        }
+        match fields.get_mut(&k) {
+            Some(Value::Array(list)) => list.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+            None => {
+                fields.insert(k, v);
+            }
+        }
+    }
+    fields
+}
+
 fn token_of(headers: &hyper::HeaderMap) -> Option<String> {
     if let Some(t) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
         if !t.is_empty() {
@@ -322,17 +312,40 @@ async fn dispatch(shared: &Shared, req: hyper::Request<Incoming>) -> Reply {
         return ApiError::NotFound.into_reply();
     };
     let path = path.to_string();
-    let list_query = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "list=true" || kv == "list=1"));
+    // Reads, lists and deletes take their fields from the query string, like Vault.
+    let mut query = parse_query(parts.uri.query().unwrap_or(""));
+    let list_query = parts.method == Method::GET
+        && query
+            .get("list")
+            .is_some_and(|v| crate::fields::to_bool(v).unwrap_or(false));
+    if list_query {
+        query.remove("list");
+    }
     let op = match parts.method {
-        Method::GET | Method::HEAD if list_query => Op::List,
-        Method::GET | Method::HEAD => Op::Read,
-        Method::POST | Method::PUT | Method::PATCH => Op::Write,
+        Method::GET if list_query => Op::List,
+        Method::GET => Op::Read,
+        Method::HEAD if path == "sys/health" => Op::Read,
+        Method::POST | Method::PUT => Op::Write,
         Method::DELETE => Op::Delete,
         ref m if m.as_str() == "LIST" => Op::List,
-        _ => return ApiError::UnsupportedOperation.into_reply(),
+        // Nothing here supports PATCH; Vault checks the content type first.
+        Method::PATCH => {
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let media = ct.split(';').next().unwrap_or("").trim();
+            return match media {
+                "" => ApiError::bad("mime: no media type").into_reply(),
+                "application/merge-patch+json" => ApiError::UnsupportedOperation.into_reply(),
+                _ => Reply::raw(
+                    415,
+                    json!({ "errors": [format!("PATCH requires Content-Type of application/merge-patch+json, provided {media}")] }),
+                ),
+            };
+        }
+        _ => return ApiError::MethodNotAllowed.into_reply(),
     };
 
     // The dev control paths are neither counted nor subject to faults, so tests
@@ -369,19 +382,24 @@ async fn dispatch(shared: &Shared, req: hyper::Request<Incoming>) -> Reply {
     };
 
     if path == "sys/health" {
-        return sys::health(shared);
+        return match op {
+            Op::Read => sys::health(shared),
+            _ => ApiError::MethodNotAllowed.into_reply(),
+        };
     }
     if shared.faults.is_sealed() && !matches!(path.as_str(), "sys/unseal" | "sys/seal-status") {
         return ApiError::Sealed.into_reply();
     }
 
-    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let body = if op != Op::Write {
+        query
+    } else if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(m)) => m,
-            // Reads ignore a body they cannot use, like Vault.
-            _ if matches!(op, Op::Read | Op::List) => Map::new(),
+            Ok(Value::Null) => Map::new(),
+            // Vault's text (OpenBao reports the decoder's error instead).
             _ => return ApiError::bad("error parsing JSON").into_reply(),
         }
     };
@@ -401,7 +419,8 @@ fn route(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     // Paths that need no token.
     match path {
         "sys/unseal" => return sys::unseal(shared, req),
-        "sys/seal-status" => return Ok(sys::seal_status(shared)),
+        "sys/seal-status" if req.op == Op::Read => return Ok(sys::seal_status(shared)),
+        "sys/seal-status" => return Err(ApiError::MethodNotAllowed),
         "auth/approle/login" => return auth::login(shared, req),
         _ => {}
     }
@@ -417,6 +436,8 @@ fn route(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     let found = shared.read_state().find_mount(path);
     match found {
         Some((mount, rest)) => transit::handle(shared, &mount, rest, req),
+        // Vault checks the token's policy before routing.
+        None if req.caller != Caller::Root => Err(ApiError::PolicyDenied),
         None => Err(ApiError::NoHandler(path.to_string())),
     }
 }

@@ -24,7 +24,9 @@ use crate::ciphertext;
 use crate::gobase64;
 
 const NONCE_LEN: usize = 12;
-const CONVERGENT_VERSION: u32 = 3;
+/// What `GET keys/<name>` reports for a convergent key: Vault keeps the scheme
+/// version (3) per key version and sets the policy-wide value to -1.
+const POLICY_CONVERGENT_VERSION: i32 = -1;
 
 /// Vault's text for a derived key used without a context.
 pub const MISSING_CONTEXT: &str = "missing 'context' for key derivation; the key was created using a derived key, which means additional, per-request information must be included in order to perform operations with the key";
@@ -43,6 +45,16 @@ fn user(msg: impl Into<String>) -> KeyError {
     KeyError::User(msg.into())
 }
 
+/// Decode `associated_data`. Vault decodes it late (after the key checks) and
+/// reports a failure as an internal error.
+fn decode_aad(text: &str) -> Result<Vec<u8>, KeyError> {
+    gobase64::decode(text).map_err(|e| {
+        KeyError::Internal(format!(
+            "unable to get associated_data/additional_data from factory[0]: {e}"
+        ))
+    })
+}
+
 /// The symmetric key types vault-dev implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyType {
@@ -55,22 +67,6 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    /// Parse a `type` field; the error is the message to return (400).
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "aes256-gcm96" => Ok(Self::Aes256Gcm96),
-            "aes128-gcm96" => Ok(Self::Aes128Gcm96),
-            "chacha20-poly1305" => Ok(Self::ChaCha20Poly1305),
-            // Real Vault knows these; say plainly that this server does not.
-            "ecdsa-p256" | "ecdsa-p384" | "ecdsa-p521" | "ed25519" | "rsa-2048" | "rsa-3072"
-            | "rsa-4096" | "hmac" | "managed_key" | "aes128-cmac" | "aes192-cmac"
-            | "aes256-cmac" => Err(format!(
-                "key type {name} is not supported by vault-dev (only aes256-gcm96, aes128-gcm96, chacha20-poly1305)"
-            )),
-            _ => Err(format!("unknown key type {name}")),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Aes256Gcm96 => "aes256-gcm96",
@@ -321,10 +317,21 @@ impl KeyPolicy {
             .unwrap_or(0)
     }
 
+    /// A usable version. Like Vault, versions below `min_decryption_version` are
+    /// archived: they cannot be used, exported or listed until the minimum is
+    /// lowered again.
     fn version(&self, ver: u32) -> Result<&KeyVersion, KeyError> {
         self.versions
             .get(&ver)
+            .filter(|_| ver >= self.min_decryption_version)
             .ok_or_else(|| user("no such key version"))
+    }
+
+    /// The versions that are not archived.
+    fn live_versions(&self) -> impl Iterator<Item = (&u32, &KeyVersion)> {
+        self.versions
+            .iter()
+            .filter(|(v, _)| **v >= self.min_decryption_version)
     }
 
     /// The key to encrypt/decrypt with: the raw key, or for derived keys HKDF output
@@ -335,12 +342,12 @@ impl KeyPolicy {
         context: &[u8],
         extra: usize,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if self.derived && context.is_empty() {
+            return Err(user(MISSING_CONTEXT));
+        }
         let entry = self.version(ver)?;
         if !self.derived {
             return Ok(Zeroizing::new(entry.key.clone()));
-        }
-        if context.is_empty() {
-            return Err(user(MISSING_CONTEXT));
         }
         derive(&entry.key, context, self.key_type.key_len() + extra)
     }
@@ -356,10 +363,11 @@ impl KeyPolicy {
             let key = self.working_key(ver, context, 0)?;
             return f(&Cipher::new(self.key_type, &key)?);
         }
+        let entry = self.version(ver)?;
         let cipher = match cache.ciphers.entry(ver) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Cipher::new(self.key_type, &self.version(ver)?.key)?)
+                e.insert(Cipher::new(self.key_type, &entry.key)?)
             }
         };
         f(cipher)
@@ -380,13 +388,14 @@ impl KeyPolicy {
         }
     }
 
-    /// Encrypt; returns the ciphertext text and the version used.
+    /// Encrypt; returns the ciphertext text and the version used. `aad` is the
+    /// base64 `associated_data` (empty for none).
     pub fn encrypt(
         &self,
         requested_version: i64,
         context: &[u8],
         plaintext: &[u8],
-        aad: &[u8],
+        aad: &str,
         cache: &mut CipherCache,
     ) -> Result<(String, u32), KeyError> {
         let ver = self.encryption_version(requested_version)?;
@@ -394,13 +403,16 @@ impl KeyPolicy {
         let sealed = if self.convergent_encryption {
             // Convergent v3: one HKDF read gives the encryption key then the nonce key.
             let material = self.working_key(ver, context, 32)?;
+            let aad = decode_aad(aad)?;
             let (enc_key, nonce_key) = material.split_at(self.key_type.key_len());
             let mac = hmac_bytes(HmacAlgorithm::Sha256, nonce_key, plaintext);
             nonce.copy_from_slice(&mac[..NONCE_LEN]);
-            Cipher::new(self.key_type, enc_key)?.seal(&nonce, plaintext, aad)?
+            Cipher::new(self.key_type, enc_key)?.seal(&nonce, plaintext, &aad)?
         } else {
             rand::rngs::OsRng.fill_bytes(&mut nonce);
-            self.with_cipher(ver, context, cache, |c| c.seal(&nonce, plaintext, aad))?
+            self.with_cipher(ver, context, cache, |c| {
+                c.seal(&nonce, plaintext, &decode_aad(aad)?)
+            })?
         };
         let mut payload = Vec::with_capacity(NONCE_LEN + sealed.len());
         payload.extend_from_slice(&nonce);
@@ -409,11 +421,12 @@ impl KeyPolicy {
     }
 
     /// Decrypt a `vault:vN:...` ciphertext, with Vault's checks in Vault's order.
+    /// `aad` is the base64 `associated_data` (empty for none).
     pub fn decrypt(
         &self,
         text: &str,
         context: &[u8],
-        aad: &[u8],
+        aad: &str,
         cache: &mut CipherCache,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         let parsed = ciphertext::parse(text).map_err(|e| user(e.to_string()))?;
@@ -433,14 +446,16 @@ impl KeyPolicy {
         }
         let payload = gobase64::decode(parsed.payload)
             .map_err(|_| user("invalid ciphertext: could not decode base64"))?;
-        let ver = ver as u32;
-        if payload.len() < NONCE_LEN {
-            // Vault checks the key first (a derived key without context fails earlier).
-            self.working_key(ver, context, 0)?;
-            return Err(user("invalid ciphertext length"));
-        }
-        let (nonce, sealed) = payload.split_at(NONCE_LEN);
-        let plain = self.with_cipher(ver, context, cache, |c| c.open(nonce, sealed, aad))?;
+        // Then, like Vault: the key (a derived key needs its context), the
+        // associated data, the length.
+        let plain = self.with_cipher(ver as u32, context, cache, |c| {
+            let aad = decode_aad(aad)?;
+            if payload.len() < NONCE_LEN {
+                return Err(user("invalid ciphertext length"));
+            }
+            let (nonce, sealed) = payload.split_at(NONCE_LEN);
+            c.open(nonce, sealed, &aad)
+        })?;
         Ok(Zeroizing::new(plain))
     }
 
@@ -475,7 +490,9 @@ impl KeyPolicy {
                 self.latest_version
             )));
         }
-        Ok(requested as u32)
+        let ver = requested as u32;
+        self.version(ver)?;
+        Ok(ver)
     }
 
     /// Replace a version's HMAC key (test hook for Vault's known-answer vector).
@@ -489,10 +506,9 @@ impl KeyPolicy {
         Ok(())
     }
 
-    /// Raw key bytes (encryption or HMAC) per version, for `export/`.
+    /// Raw key bytes (encryption or HMAC) per live version, for `export/`.
     pub fn export(&self, hmac: bool, only: Option<u32>) -> BTreeMap<String, String> {
-        self.versions
-            .iter()
+        self.live_versions()
             .filter(|(v, _)| only.is_none_or(|o| o == **v))
             .map(|(v, k)| {
                 let bytes = if hmac { &k.hmac_key } else { &k.key };
@@ -501,16 +517,15 @@ impl KeyPolicy {
             .collect()
     }
 
-    /// Whether a version exists.
+    /// Whether a version exists and is not archived.
     pub fn has_version(&self, ver: u32) -> bool {
-        self.versions.contains_key(&ver)
+        self.version(ver).is_ok()
     }
 
     /// The key as `GET keys/<name>` shows it.
     pub fn to_json(&self) -> Value {
         let keys: serde_json::Map<String, Value> = self
-            .versions
-            .iter()
+            .live_versions()
             .map(|(v, k)| (v.to_string(), json!(k.created_ms / 1000)))
             .collect();
         let mut data = json!({
@@ -536,7 +551,7 @@ impl KeyPolicy {
             data["kdf"] = json!("hkdf_sha256");
             data["convergent_encryption"] = json!(self.convergent_encryption);
             if self.convergent_encryption {
-                data["convergent_encryption_version"] = json!(CONVERGENT_VERSION);
+                data["convergent_encryption_version"] = json!(POLICY_CONVERGENT_VERSION);
             }
         }
         data
@@ -585,11 +600,11 @@ mod tests {
                 ..Default::default()
             });
             let mut cache = CipherCache::default();
-            let (ct, ver) = k.encrypt(0, b"", b"hello", b"", &mut cache).unwrap();
+            let (ct, ver) = k.encrypt(0, b"", b"hello", "", &mut cache).unwrap();
             assert_eq!(ver, 1);
             let payload = gobase64::decode(ciphertext::parse(&ct).unwrap().payload).unwrap();
             assert_eq!(payload.len(), 5 + 28);
-            assert_eq!(&k.decrypt(&ct, b"", b"", &mut cache).unwrap()[..], b"hello");
+            assert_eq!(&k.decrypt(&ct, b"", "", &mut cache).unwrap()[..], b"hello");
         }
     }
 
@@ -600,12 +615,12 @@ mod tests {
             ..Default::default()
         });
         let mut cache = CipherCache::default();
-        let err = k.encrypt(0, b"", b"x", b"", &mut cache).unwrap_err();
+        let err = k.encrypt(0, b"", b"x", "", &mut cache).unwrap_err();
         assert_eq!(err, KeyError::User(MISSING_CONTEXT.into()));
-        let (ct, _) = k.encrypt(0, b"c1", b"x", b"", &mut cache).unwrap();
-        assert_eq!(&k.decrypt(&ct, b"c1", b"", &mut cache).unwrap()[..], b"x");
+        let (ct, _) = k.encrypt(0, b"c1", b"x", "", &mut cache).unwrap();
+        assert_eq!(&k.decrypt(&ct, b"c1", "", &mut cache).unwrap()[..], b"x");
         assert_eq!(
-            k.decrypt(&ct, b"c2", b"", &mut cache).unwrap_err(),
+            k.decrypt(&ct, b"c2", "", &mut cache).unwrap_err(),
             KeyError::User("cipher: message authentication failed".into())
         );
     }
@@ -618,41 +633,65 @@ mod tests {
             ..Default::default()
         });
         let mut cache = CipherCache::default();
-        let a = k.encrypt(0, b"c", b"same", b"", &mut cache).unwrap().0;
-        let b = k.encrypt(0, b"c", b"same", b"", &mut cache).unwrap().0;
-        let c = k.encrypt(0, b"d", b"same", b"", &mut cache).unwrap().0;
+        let a = k.encrypt(0, b"c", b"same", "", &mut cache).unwrap().0;
+        let b = k.encrypt(0, b"c", b"same", "", &mut cache).unwrap().0;
+        let c = k.encrypt(0, b"d", b"same", "", &mut cache).unwrap().0;
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(&k.decrypt(&a, b"c", b"", &mut cache).unwrap()[..], b"same");
+        assert_eq!(&k.decrypt(&a, b"c", "", &mut cache).unwrap()[..], b"same");
     }
 
     #[test]
     fn version_checks() {
         let mut k = key(CreateOptions::default());
         let mut cache = CipherCache::default();
-        let (v1, _) = k.encrypt(0, b"", b"x", b"", &mut cache).unwrap();
+        let (v1, _) = k.encrypt(0, b"", b"x", "", &mut cache).unwrap();
         k.rotate();
-        let (v2, ver) = k.encrypt(0, b"", b"x", b"", &mut cache).unwrap();
+        let (v2, ver) = k.encrypt(0, b"", b"x", "", &mut cache).unwrap();
         assert_eq!(ver, 2);
         assert!(v2.starts_with("vault:v2:"));
         k.min_decryption_version = 2;
         assert!(k
-            .decrypt(&v1, b"", b"", &mut cache)
+            .decrypt(&v1, b"", "", &mut cache)
             .unwrap_err()
             .to_string()
             .contains("too old"));
         let v3 = v2.replacen("vault:v2:", "vault:v3:", 1);
         assert_eq!(
-            k.decrypt(&v3, b"", b"", &mut cache)
-                .unwrap_err()
-                .to_string(),
+            k.decrypt(&v3, b"", "", &mut cache).unwrap_err().to_string(),
             "invalid ciphertext: version is too new"
         );
         assert_eq!(
-            k.decrypt("vault:v2:AAAA", b"", b"", &mut cache)
+            k.decrypt("vault:v2:AAAA", b"", "", &mut cache)
                 .unwrap_err()
                 .to_string(),
             "invalid ciphertext length"
         );
+        // Versions below the minimum are archived, as in Vault.
+        assert_eq!(
+            k.encrypt(1, b"", b"x", "", &mut cache).unwrap_err(),
+            KeyError::User("no such key version".into())
+        );
+        assert!(k.hmac_version(1).is_err());
+        assert!(k.to_json()["keys"].get("1").is_none());
+        assert!(!k.export(false, None).contains_key("1"));
+        k.min_decryption_version = 1;
+        assert!(k.to_json()["keys"].get("1").is_some());
+    }
+
+    #[test]
+    fn bad_associated_data_is_an_internal_error() {
+        let k = key(CreateOptions::default());
+        let mut cache = CipherCache::default();
+        let expected = KeyError::Internal(
+            "unable to get associated_data/additional_data from factory[0]: illegal base64 data at input byte 0".into(),
+        );
+        assert_eq!(
+            k.encrypt(0, b"", b"x", "%", &mut cache).unwrap_err(),
+            expected
+        );
+        let (ct, _) = k.encrypt(0, b"", b"x", "aGRy", &mut cache).unwrap();
+        assert_eq!(k.decrypt(&ct, b"", "%", &mut cache).unwrap_err(), expected);
+        assert_eq!(&k.decrypt(&ct, b"", "aGRy", &mut cache).unwrap()[..], b"x");
     }
 }

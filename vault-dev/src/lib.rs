@@ -18,9 +18,11 @@
 //! ```
 
 mod auth;
+mod batch;
 mod ciphertext;
 mod duration;
 mod faults;
+mod fields;
 mod gobase64;
 mod http;
 mod keys;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
-use crate::http::{get_bool, get_int, get_str, ApiError, Op, Reply, Request};
+use crate::fields::Fields;
+use crate::http::{ApiError, Op, Reply, Request};
 use crate::server::Shared;
 use crate::state::Mount;
 
@@ -16,25 +17,26 @@ pub const VERSION: &str = concat!("1.18.0+vault-dev.", env!("CARGO_PKG_VERSION")
 /// Mount paths Vault reserves.
 const RESERVED: [&str; 4] = ["sys", "auth", "cubbyhole", "identity"];
 
-/// `GET sys/health` (no token): 200 active, 503 sealed.
+/// `GET sys/health` (no token): 200 active, 503 sealed. A sealed server reports
+/// itself as standby, with unknown replication modes and no cluster.
 pub(crate) fn health(shared: &Shared) -> Reply {
     let sealed = shared.faults.is_sealed();
-    Reply::raw(
-        if sealed { 503 } else { 200 },
-        json!({
-            "initialized": true,
-            "sealed": sealed,
-            "standby": false,
-            "performance_standby": false,
-            "replication_performance_mode": "disabled",
-            "replication_dr_mode": "disabled",
-            "server_time_utc": crate::keys::now_ms() / 1000,
-            "version": VERSION,
-            "enterprise": false,
-            "cluster_name": "vault-dev-cluster",
-            "cluster_id": shared.cluster_id,
-        }),
-    )
+    let mut body = json!({
+        "initialized": true,
+        "sealed": sealed,
+        "standby": sealed,
+        "performance_standby": false,
+        "replication_performance_mode": if sealed { "unknown" } else { "disabled" },
+        "replication_dr_mode": if sealed { "unknown" } else { "disabled" },
+        "server_time_utc": crate::keys::now_ms() / 1000,
+        "version": VERSION,
+        "enterprise": false,
+    });
+    if !sealed {
+        body["cluster_name"] = json!("vault-dev-cluster");
+        body["cluster_id"] = json!(shared.cluster_id);
+    }
+    Reply::raw(if sealed { 503 } else { 200 }, body)
 }
 
 /// `GET sys/seal-status` (no token).
@@ -64,10 +66,11 @@ pub(crate) fn seal_status(shared: &Shared) -> Reply {
 /// no real key shares in a development server.
 pub(crate) fn unseal(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     if req.op != Op::Write {
-        return Err(ApiError::UnsupportedOperation);
+        return Err(ApiError::MethodNotAllowed);
     }
-    let key = get_str(&req.body, "key")?.unwrap_or_default();
-    let reset = get_bool(&req.body, "reset")?.unwrap_or(false);
+    let f = Fields(&req.body);
+    let key = f.str("key").unwrap_or_default();
+    let reset = f.bool("reset").unwrap_or(false);
     if key.is_empty() && !reset {
         return Err(ApiError::bad(
             "'key' must be specified in request body as JSON, or 'reset' set to true",
@@ -87,13 +90,17 @@ pub(crate) fn route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply,
             shared.faults.seal();
             Ok(Reply::no_content())
         }
+        // Vault's hand-written handler answers other methods with `errors: []`.
+        ("seal", _) => Err(ApiError::MethodNotAllowed),
+        // Vault lists `<path>/`, which no sys path here matches.
+        (_, Op::List) => Err(ApiError::UnsupportedPath),
         ("mounts", Op::Read) => Ok(list_mounts(shared)),
         ("dev/faults", Op::Write) => dev_faults(shared, &req.body),
         ("dev/stats", Op::Read) => Ok(Reply::data(
             serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
             "system",
         )),
-        ("seal" | "mounts" | "dev/faults" | "dev/stats", _) => Err(ApiError::UnsupportedOperation),
+        ("mounts" | "dev/faults" | "dev/stats", _) => Err(ApiError::UnsupportedOperation),
         _ => match rest.strip_prefix("mounts/") {
             Some(path) => mount_op(shared, path.trim_matches('/'), req),
             None => Err(ApiError::UnsupportedPath),
@@ -101,8 +108,9 @@ pub(crate) fn route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply,
     }
 }
 
-fn mount_json(m: &Mount) -> Value {
-    json!({
+fn mount_json(m: &Mount) -> Map<String, Value> {
+    let version = VERSION.split('+').next().unwrap_or(VERSION);
+    let v = json!({
         "type": m.mount_type,
         "description": "",
         "accessor": m.accessor,
@@ -112,7 +120,27 @@ fn mount_json(m: &Mount) -> Value {
         "seal_wrap": false,
         "external_entropy_access": false,
         "options": null,
-    })
+        "deprecation_status": "supported",
+        "plugin_version": "",
+        "running_plugin_version": format!("v{version}+builtin.vault"),
+        "running_sha256": "",
+    });
+    match v {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A `sys/*` reply: like Vault, the data is repeated at the top level (the form of
+/// the API before it had an envelope).
+fn system_reply(data: Map<String, Value>) -> Reply {
+    let mut reply = Reply::data(Value::Object(data.clone()), "system");
+    if let Some(Value::Object(body)) = reply.body.as_mut() {
+        for (k, v) in data {
+            body.entry(k).or_insert(v);
+        }
+    }
+    reply
 }
 
 fn list_mounts(shared: &Shared) -> Reply {
@@ -120,9 +148,9 @@ fn list_mounts(shared: &Shared) -> Reply {
     let mounts: Map<String, Value> = state
         .mounts
         .iter()
-        .map(|(p, m)| (format!("{p}/"), mount_json(m)))
+        .map(|(p, m)| (format!("{p}/"), Value::Object(mount_json(m))))
         .collect();
-    Reply::data(Value::Object(mounts), "system")
+    system_reply(mounts)
 }
 
 fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiError> {
@@ -131,17 +159,13 @@ fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiErro
     }
     match req.op {
         Op::Write => {
-            let kind = get_str(&req.body, "type")?.unwrap_or_default();
-            if kind != "transit" {
-                return Err(ApiError::bad(format!(
-                    "vault-dev only implements the transit secrets engine; cannot mount type \"{kind}\" at {path}/"
-                )));
+            let kind = Fields(&req.body).str("type").unwrap_or_default();
+            if kind.is_empty() {
+                return Err(ApiError::bad("backend type must be specified as a string"));
             }
             let first = path.split('/').next().unwrap_or_default();
             if RESERVED.contains(&first) {
-                return Err(ApiError::bad(format!(
-                    "cannot mount at reserved path {path}/"
-                )));
+                return Err(ApiError::bad(format!("cannot mount \"{path}/\"")));
             }
             shared.mutate(|state| {
                 // Vault refuses a mount that is inside, or contains, another one.
@@ -152,6 +176,11 @@ fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiErro
                 }) {
                     return Err(ApiError::bad(format!(
                         "path is already in use at {existing}/"
+                    )));
+                }
+                if kind != "transit" {
+                    return Err(ApiError::bad(format!(
+                        "vault-dev only implements the transit secrets engine; cannot mount type \"{kind}\" at {path}/"
                     )));
                 }
                 state.mounts.insert(path.to_string(), Mount::transit());
@@ -172,24 +201,25 @@ fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiErro
                 .mounts
                 .get(path)
                 .ok_or_else(|| ApiError::bad(format!("No secret engine mount at {path}/")))?;
-            Ok(Reply::data(mount_json(m), "system"))
+            Ok(system_reply(mount_json(m)))
         }
-        Op::List => Err(ApiError::UnsupportedOperation),
+        Op::List => Err(ApiError::UnsupportedPath),
     }
 }
 
 fn dev_faults(shared: &Shared, body: &Map<String, Value>) -> Result<Reply, ApiError> {
     let faults = &shared.faults;
-    if get_bool(body, "clear")?.unwrap_or(false) {
+    let f = Fields(body);
+    if f.bool("clear").unwrap_or(false) {
         faults.clear();
     }
     let count = |name: &str| -> Result<Option<u32>, ApiError> {
-        get_int(body, name)?
+        f.int(name)
             .map(|n| u32::try_from(n).map_err(|_| ApiError::bad(format!("{name} must be >= 0"))))
             .transpose()
     };
     if let Some(n) = count("fail_next")? {
-        let status = get_int(body, "fail_status")?.unwrap_or(500);
+        let status = f.int("fail_status").unwrap_or(500);
         if !(100..=599).contains(&status) {
             return Err(ApiError::bad("fail_status must be an HTTP status code"));
         }
@@ -202,7 +232,7 @@ fn dev_faults(shared: &Shared, body: &Map<String, Value>) -> Result<Reply, ApiEr
     if let Some(ms) = count("latency_ms")? {
         faults.set_latency(Duration::from_millis(u64::from(ms)));
     }
-    if let Some(sealed) = get_bool(body, "sealed")? {
+    if let Some(sealed) = f.bool("sealed") {
         if sealed {
             faults.seal();
         } else {
