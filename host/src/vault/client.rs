@@ -251,6 +251,7 @@ impl VaultClient {
                 &path,
                 key,
                 items.len(),
+                item_strings(items.iter().any(|i| i.context.is_some())),
                 |i| encrypt_item_len(&items[i]),
                 |r| &items[r],
             )
@@ -269,6 +270,7 @@ impl VaultClient {
                 &path,
                 key,
                 items.len(),
+                item_strings(items.iter().any(|i| i.context.is_some())),
                 |i| decrypt_item_len(&items[i]),
                 |r| &items[r],
             )
@@ -287,6 +289,7 @@ impl VaultClient {
                 &path,
                 key,
                 items.len(),
+                item_strings(items.iter().any(|i| i.context.is_some())),
                 |i| decrypt_item_len(&items[i]),
                 |r| &items[r],
             )
@@ -305,6 +308,7 @@ impl VaultClient {
                 &path,
                 key,
                 inputs.len(),
+                item_strings(false),
                 |i| hmac_item_len(inputs[i]),
                 |r| HmacItems(&inputs[r]),
             )
@@ -565,7 +569,20 @@ impl Inner {
                 path: target.path.to_string(),
             },
             StatusCode::NOT_FOUND => {
-                if msg.contains("no handler for route") || msg.contains("unsupported path") {
+                // A namespace that does not exist (Vault Enterprise, OpenBao) is a
+                // configuration error, not a missing key.
+                if msg.contains("namespace not found") {
+                    VaultError::Auth {
+                        detail: format!(
+                            "Vault has no namespace `{}` ({msg}): create it or fix vault.namespace",
+                            self.settings
+                                .namespace
+                                .as_deref()
+                                .unwrap_or_default()
+                                .trim_matches('/')
+                        ),
+                    }
+                } else if msg.contains("no handler for route") || msg.contains("unsupported path") {
                     VaultError::MountNotFound { mount }
                 } else if let Some(key) = key {
                     VaultError::KeyNotFound { mount, key }
@@ -629,12 +646,15 @@ impl Inner {
         })
     }
 
-    /// Runs a batch operation in chunks; results in input order.
+    /// Runs a batch operation in chunks; results in input order. A chunk holds at most
+    /// `max_batch_items` items, `max_batch_bytes` bytes and, with `strings_per_item` JSON
+    /// strings per item, OpenBao's limit of JSON strings per request.
     async fn run_batch<R, B>(
         &self,
         path: &str,
         key: &str,
         n: usize,
+        strings_per_item: usize,
         size_of: impl Fn(usize) -> usize,
         slice: impl Fn(std::ops::Range<usize>) -> B,
     ) -> Result<Vec<Result<R::Out, ItemError>>, VaultError>
@@ -646,7 +666,11 @@ impl Inner {
             return Ok(Vec::new());
         }
         let s = &self.settings;
-        let ranges = wire::chunk_ranges(n, &size_of, s.max_batch_items, s.max_batch_bytes);
+        let max_items = s.max_batch_items.min(wire::max_items_by_strings(
+            s.max_request_json_strings,
+            strings_per_item,
+        ));
+        let ranges = wire::chunk_ranges(n, &size_of, max_items, s.max_batch_bytes);
         let bodies = ranges.into_iter().map(|r| {
             let estimate = BATCH_ENVELOPE_BYTES + r.clone().map(&size_of).sum::<usize>();
             let len = r.len();
@@ -927,6 +951,29 @@ mod tests {
             }
             assert!(!e.is_retryable());
         }
+    }
+
+    #[test]
+    fn missing_namespace_is_a_configuration_error() {
+        let mut s = VaultSettings::for_token("http://127.0.0.1:1/", "UNUSED");
+        s.namespace = Some("team-a/".into());
+        let c = VaultClient::with_token(&s, VaultToken::new("hvs.t".into())).unwrap();
+        let t = Target {
+            path: "transit/encrypt/orders",
+            key: Some("orders"),
+            auth: true,
+        };
+        let raw = Raw {
+            status: StatusCode::NOT_FOUND,
+            body: br#"{"errors":["namespace not found"]}"#.to_vec(),
+        };
+        let e = c.inner.error_for(&raw, t);
+        assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`team-a`") && msg.contains("vault.namespace"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -53,6 +53,12 @@ pub struct VaultSettings {
     /// Most items per batch request (1..=10000).
     #[serde(default = "default_max_batch_items")]
     pub max_batch_items: usize,
+    /// Most JSON strings (keys and values) in one request body: OpenBao's listener
+    /// setting of the same name, 1000 by default, refuses larger bodies. With the
+    /// default a request carries at most 499 items (249 with a context); raise it to
+    /// what your server allows.
+    #[serde(default = "default_max_request_json_strings")]
+    pub max_request_json_strings: usize,
     /// Largest estimated JSON size of one batch request, in bytes (<= 32 MiB).
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
@@ -96,6 +102,9 @@ fn default_max_backoff() -> Duration {
 fn default_max_batch_items() -> usize {
     VAULT_MAX_BATCH_ITEMS
 }
+fn default_max_request_json_strings() -> usize {
+    1000
+}
 fn default_max_batch_bytes() -> usize {
     16 * 1024 * 1024
 }
@@ -117,6 +126,7 @@ impl VaultSettings {
             retry_initial_backoff: default_initial_backoff(),
             retry_max_backoff: default_max_backoff(),
             max_batch_items: default_max_batch_items(),
+            max_request_json_strings: default_max_request_json_strings(),
             max_batch_bytes: default_max_batch_bytes(),
         }
     }
@@ -253,6 +263,12 @@ impl VaultSettings {
             return Err(format!(
                 "vault.max_batch_items is {}; it must be between 1 and {VAULT_MAX_BATCH_ITEMS} (Vault's batch limit)",
                 self.max_batch_items
+            ));
+        }
+        if self.max_request_json_strings < 10 {
+            return Err(format!(
+                "vault.max_request_json_strings is {}; use at least 10 (OpenBao's default is 1000)",
+                self.max_request_json_strings
             ));
         }
         if self.max_batch_bytes < 1024 || self.max_batch_bytes > VAULT_MAX_REQUEST_BYTES {

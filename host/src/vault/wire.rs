@@ -132,6 +132,23 @@ pub(crate) const PARTIAL_FAILURE_STATUS: u16 = 207;
 /// Estimated size of the envelope around the batch items.
 pub(crate) const BATCH_ENVELOPE_BYTES: usize = 64;
 
+/// The most batch items with `strings_per_item` JSON strings each that one request can
+/// carry within `max_strings` JSON strings, keys and values counted (the envelope has
+/// two: its field names). OpenBao refuses a body over its listener's
+/// `max_request_json_strings` (1000 by default, since 2.4.1).
+pub(crate) fn max_items_by_strings(max_strings: usize, strings_per_item: usize) -> usize {
+    (max_strings.saturating_sub(2) / strings_per_item.max(1)).max(1)
+}
+
+/// JSON strings of one encrypt or decrypt item: its field and value, and the context's.
+pub(crate) fn item_strings(has_context: bool) -> usize {
+    if has_context {
+        4
+    } else {
+        2
+    }
+}
+
 pub(crate) fn b64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
@@ -484,6 +501,34 @@ mod tests {
             serde_json::json!({"batch_input": [{"plaintext": "aGVsbG8="}, {"plaintext": "", "context": "Yw=="}],
                                "partial_failure_response_code": 207})
         );
+    }
+
+    #[test]
+    fn batches_fit_openbao_json_strings_limit() {
+        let items = vec![EncryptInput::new(b"x"); max_items_by_strings(1000, item_strings(false))];
+        let body = to_json(
+            &BatchBody {
+                batch_input: &items[..],
+                partial_failure_response_code: 207,
+            },
+            0,
+        );
+        let strings = |v: &serde_json::Value| -> usize {
+            fn count(v: &serde_json::Value) -> usize {
+                match v {
+                    serde_json::Value::String(_) => 1,
+                    serde_json::Value::Array(a) => a.iter().map(count).sum(),
+                    serde_json::Value::Object(o) => o.values().map(|v| 1 + count(v)).sum(),
+                    _ => 0,
+                }
+            }
+            count(v)
+        };
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(strings(&v), 1000);
+        assert_eq!(max_items_by_strings(1000, item_strings(false)), 499);
+        assert_eq!(max_items_by_strings(1000, item_strings(true)), 249);
+        assert_eq!(max_items_by_strings(100_000, item_strings(false)), 49_999);
     }
 
     #[test]
