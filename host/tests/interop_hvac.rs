@@ -1,5 +1,7 @@
 //! Interop with the reference tools: HashiCorp's Python client `hvac` and the
-//! `cryptography` package's AES-GCM, against an in-process vault-dev.
+//! `cryptography` package's AES-GCM, against `support::TestVault::target()`: an
+//! in-process vault-dev, or the OpenBao (or Vault) server named by
+//! `KAFKA_TRANSIT_TEST_VAULT_ADDR` / `_TOKEN` (see `support`).
 //!
 //! Needs `python3` with `hvac` and `cryptography` installed; run by `.ci/run` with
 //! `cargo test -p kafka-transit --test interop_hvac -- --ignored`.
@@ -14,14 +16,19 @@ use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/hvac_interop.py");
 
-/// Runs the Python side in `mode` with `request` on stdin; returns its JSON answer.
-async fn python(server: &RunningServer, mode: &str, mut request: Value) -> Value {
+/// Runs the Python side in `mode` with `request` on stdin, on the test's mount of
+/// `vault`; returns its JSON answer.
+async fn python(vault: &TestVault, mode: &str, mut request: Value) -> Value {
     use tokio::io::AsyncWriteExt;
-    request["url"] = json!(server.url());
+    request["url"] = json!(vault.url());
+    request["mount"] = json!(vault.mount());
+    if let Some(ca) = vault.ca_cert() {
+        request["ca_cert"] = json!(ca);
+    }
     let mut child = tokio::process::Command::new("python3")
         .arg(SCRIPT)
         .arg(mode)
-        .env("VAULT_TOKEN", server.root_token())
+        .env("VAULT_TOKEN", vault.root_token())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -65,14 +72,14 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Python hvac; run by .ci/run"]
 async fn hvac_encrypts_we_decrypt() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     let pts = sample_plaintexts();
     let b64: Vec<String> = pts.iter().map(|p| STANDARD.encode(p)).collect();
     let answer = python(
-        &server,
+        &vault,
         "encrypt",
-        json!({"mount": "transit", "key": "interop-a", "plaintexts_b64": b64}),
+        json!({"key": "interop-a", "plaintexts_b64": b64}),
     )
     .await;
     let cts = strings(&answer, "ciphertexts");
@@ -87,14 +94,14 @@ async fn hvac_encrypts_we_decrypt() {
     for (ct, p) in cts.iter().zip(&pts) {
         assert_eq!(&c.decrypt("interop-a", ct, None).await.unwrap(), p);
     }
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Python hvac; run by .ci/run"]
 async fn we_encrypt_hvac_decrypts() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     let pts = sample_plaintexts();
     let inputs: Vec<EncryptInput> = pts.iter().map(|p| EncryptInput::new(p)).collect();
     let mut cts: Vec<String> = c
@@ -110,9 +117,9 @@ async fn we_encrypt_hvac_decrypts() {
             .unwrap(),
     );
     let answer = python(
-        &server,
+        &vault,
         "decrypt",
-        json!({"mount": "transit", "key": "interop-b", "ciphertexts": cts}),
+        json!({"key": "interop-b", "ciphertexts": cts}),
     )
     .await;
     let got: Vec<Vec<u8>> = strings(&answer, "plaintexts_b64")
@@ -122,21 +129,21 @@ async fn we_encrypt_hvac_decrypts() {
     let mut want = pts.clone();
     want.push(b"single request".to_vec());
     assert_eq!(got, want);
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Python hvac; run by .ci/run"]
 async fn exported_key_decrypts_with_python_aesgcm() {
-    let server = start_vault().await;
+    let vault = TestVault::target().await;
     create_key(
-        &server,
-        "transit",
+        &vault,
+        vault.mount(),
         "interop-export",
         json!({"exportable": true}),
     )
     .await;
-    let c = client_for(&server);
+    let c = client_for(&vault);
     let pts = sample_plaintexts();
     let inputs: Vec<EncryptInput> = pts.iter().map(|p| EncryptInput::new(p)).collect();
     let cts: Vec<String> = c
@@ -147,9 +154,9 @@ async fn exported_key_decrypts_with_python_aesgcm() {
         .map(Result::unwrap)
         .collect();
     let answer = python(
-        &server,
+        &vault,
         "aesgcm-decrypt",
-        json!({"mount": "transit", "key": "interop-export", "ciphertexts": cts}),
+        json!({"key": "interop-export", "ciphertexts": cts}),
     )
     .await;
     let got: Vec<Vec<u8>> = strings(&answer, "plaintexts_b64")
@@ -157,5 +164,5 @@ async fn exported_key_decrypts_with_python_aesgcm() {
         .map(|s| STANDARD.decode(s).unwrap())
         .collect();
     assert_eq!(got, pts);
-    server.shutdown().await;
+    vault.shutdown().await;
 }

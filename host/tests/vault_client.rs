@@ -1,4 +1,25 @@
-//! The Vault transit client against an in-process vault-dev server.
+//! The Vault transit client against a real server: `support::TestVault::target()`, an
+//! in-process vault-dev by default, or the OpenBao (or Vault) server named by
+//! `KAFKA_TRANSIT_TEST_VAULT_ADDR` / `_TOKEN` (and `KAFKA_TRANSIT_TEST_VAULT_TLS_*` for
+//! the TLS test); see `support` for the variables.
+//!
+//! vault-dev only, and why (they need its fault injection, `server.faults()`):
+//! - `sealed_then_unsealed_mid_retry`, `sealed_too_long_is_unavailable`: seal and unseal
+//!   at a chosen moment. Sealing a shared external server would fail the tests running
+//!   beside it, and unsealing it needs its unseal key.
+//! - `rate_limit_honours_retry_after`: a 429 with `Retry-After` on demand.
+//! - `internal_errors_are_retried`: the next two requests fail with 500.
+//! - `client_errors_are_not_retried`: a 400, 403 and 404 on demand for the same request.
+//!   Real ones are not retried either, on every server: `mount_not_found_vs_key_not_found`,
+//!   `wrong_key_gives_item_error`, `bad_token_is_permission_denied` count the requests.
+//! - `latency_beyond_timeout_is_unavailable`: answers slower than the request timeout.
+//!
+//! Also vault-dev only: `namespace_setting_is_accepted` (vault-dev ignores namespaces;
+//! it shows that the setting and its header do no harm there).
+//!
+//! External server only, skipped (saying so) on vault-dev, which implements neither
+//! namespaces nor ACL policies: `namespace_isolates_keys`,
+//! `limited_token_is_permission_denied`.
 
 mod support;
 
@@ -7,31 +28,39 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_transit::vault::{
-    AppRoleSettings, DecryptInput, EncryptInput, VaultClient, VaultError, VaultSettings,
+    AppRoleSettings, DecryptInput, EncryptInput, VaultClient, VaultError, VaultSettings, VaultToken,
 };
+use reqwest::Method;
+use serde_json::json;
 use support::*;
 
 fn items(plaintexts: &[Vec<u8>]) -> Vec<EncryptInput<'_>> {
     plaintexts.iter().map(|p| EncryptInput::new(p)).collect()
 }
 
+/// Says on stderr (uncaptured) that `test` did not run, and why.
+fn skipped(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped, {why}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_round_trip() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     for pt in [&b"hello vault"[..], b"", &[0u8, 255, 10, 13][..]] {
         let ct = c.encrypt("orders", pt, None).await.unwrap();
         assert!(ct.starts_with("vault:v1:"), "{ct}");
         assert_eq!(c.decrypt("orders", &ct, None).await.unwrap(), pt);
     }
     assert_eq!(c.requests_sent(), 6);
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_round_trip_rewrap_and_hmac() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     let pts: Vec<Vec<u8>> = (0..200)
         .map(|i| vec![(i % 251) as u8; i * 7 % 300])
         .collect();
@@ -60,19 +89,25 @@ async fn batch_round_trip_rewrap_and_hmac() {
     assert_eq!(h[0], h[2]);
     assert_ne!(h[0], h[1]);
     assert!(c.encrypt_batch("batchkey", &[]).await.unwrap().is_empty());
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_batch_is_chunked_by_items() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let mut s = settings_for(&vault);
+    s.max_batch_items = 400;
+    let c = client_with(&vault, s);
     let pts: Vec<Vec<u8>> = (0..25_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
-    let before = server_requests(&server);
+    let before = vault.server_requests();
     let cts = c.encrypt_batch("big", &items(&pts)).await.unwrap();
     assert_eq!(cts.len(), 25_000);
-    assert!(server_requests(&server) - before >= 3);
-    assert_eq!(c.requests_sent(), 3);
+    // 62 requests of 400 items, one of 200
+    assert_eq!(c.requests_sent(), 63);
+    // vault-dev counts what it received, too.
+    if let (Some(before), Some(after)) = (before, vault.server_requests()) {
+        assert!(after - before >= 63, "{before} -> {after}");
+    }
     // results are in input order
     let dec_in: Vec<DecryptInput> = cts
         .iter()
@@ -82,15 +117,67 @@ async fn large_batch_is_chunked_by_items() {
     for (i, d) in dec.iter().enumerate() {
         assert_eq!(d.as_ref().unwrap(), &(i as u32).to_be_bytes());
     }
-    server.shutdown().await;
+    vault.shutdown().await;
+}
+
+/// OpenBao refuses a request body holding more than 1000 JSON strings (keys and values):
+/// a request carries at most 499 items, 249 when they have a context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_is_chunked_by_json_strings() {
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
+    let pts: Vec<Vec<u8>> = (0..1000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let cts = c.encrypt_batch("strings", &items(&pts)).await.unwrap();
+    // 499 + 499 + 2
+    assert_eq!(c.requests_sent(), 3);
+    let dec_in: Vec<DecryptInput> = cts
+        .iter()
+        .map(|c| DecryptInput::new(c.as_ref().unwrap()))
+        .collect();
+    let dec = c.decrypt_batch("strings", &dec_in).await.unwrap();
+    assert_eq!(c.requests_sent(), 6);
+    for (d, p) in dec.iter().zip(&pts) {
+        assert_eq!(d.as_ref().unwrap(), p);
+    }
+
+    create_key(
+        &vault,
+        vault.mount(),
+        "strings-ctx",
+        json!({"derived": true}),
+    )
+    .await;
+    let with_context: Vec<EncryptInput> = pts
+        .iter()
+        .map(|p| EncryptInput {
+            plaintext: p,
+            context: Some(b"tenant"),
+        })
+        .collect();
+    let cts = c.encrypt_batch("strings-ctx", &with_context).await.unwrap();
+    // 4 x 249 + 4
+    assert_eq!(c.requests_sent(), 11);
+    let dec_in: Vec<DecryptInput> = cts
+        .iter()
+        .map(|c| DecryptInput {
+            ciphertext: c.as_ref().unwrap(),
+            context: Some(b"tenant"),
+        })
+        .collect();
+    let dec = c.decrypt_batch("strings-ctx", &dec_in).await.unwrap();
+    assert_eq!(c.requests_sent(), 16);
+    for (d, p) in dec.iter().zip(&pts) {
+        assert_eq!(d.as_ref().unwrap(), p);
+    }
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_is_chunked_by_bytes() {
-    let server = start_vault().await;
-    let mut s = settings_for(&server);
+    let vault = TestVault::target().await;
+    let mut s = settings_for(&vault);
     s.max_batch_bytes = 4096;
-    let c = client_with(&server, s);
+    let c = client_with(&vault, s);
     let pts: Vec<Vec<u8>> = (0..60).map(|i| vec![i as u8; 300]).collect();
     let cts = c.encrypt_batch("bytes", &items(&pts)).await.unwrap();
     // 300 bytes -> 400 base64 chars per item: at most 9 per 4 KiB request.
@@ -103,13 +190,13 @@ async fn batch_is_chunked_by_bytes() {
     for (d, p) in dec.iter().zip(&pts) {
         assert_eq!(d.as_ref().unwrap(), p);
     }
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_failure_is_per_item() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     let a = c.encrypt("pf", b"first", None).await.unwrap();
     let b = c.encrypt("pf", b"third", None).await.unwrap();
     let input = [
@@ -125,24 +212,24 @@ async fn partial_failure_is_per_item() {
     assert!(e1.message.contains("invalid ciphertext"), "{}", e1.message);
     assert_eq!(r[2].as_ref().unwrap(), b"third");
     assert!(r[3].as_ref().unwrap_err().message.contains("no prefix"));
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_items_failing_still_gives_item_errors() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     c.encrypt("allbad", b"x", None).await.unwrap();
     let input = [DecryptInput::new("vault:v1:AAAA"), DecryptInput::new("abc")];
     let r = c.decrypt_batch("allbad", &input).await.unwrap();
     assert!(r.iter().all(|x| x.as_ref().unwrap_err().is_invalid_input()));
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_gives_item_error() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     let ct = c.encrypt("key-a", b"secret", None).await.unwrap();
     c.encrypt("key-b", b"other", None).await.unwrap();
     let r = c
@@ -156,18 +243,23 @@ async fn wrong_key_gives_item_error() {
         "{}",
         e.message
     );
-    // the single-item form reports an InvalidRequest naming mount and key
+    // the single-item form reports an InvalidRequest naming mount and key, at once
+    let sent = c.requests_sent();
     let e = c.decrypt("key-b", &ct, None).await.unwrap_err();
     assert!(matches!(e, VaultError::InvalidRequest { .. }), "{e:?}");
+    assert_eq!(c.requests_sent(), sent + 1);
     let msg = e.to_string();
-    assert!(msg.contains("key-b") && msg.contains("transit"), "{msg}");
-    assert!(!msg.contains(server.root_token()));
-    server.shutdown().await;
+    assert!(
+        msg.contains("key-b") && msg.contains(vault.mount()),
+        "{msg}"
+    );
+    assert!(!msg.contains(vault.root_token()));
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_then_unsealed_mid_retry() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     let c = client_for(&server);
     server.faults().seal();
     let faults = server.faults().clone();
@@ -186,7 +278,7 @@ async fn sealed_then_unsealed_mid_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_too_long_is_unavailable() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     let mut s = settings_for(&server);
     s.max_retries = 2;
     let c = client_with(&server, s);
@@ -201,7 +293,7 @@ async fn sealed_too_long_is_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_honours_retry_after() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     let mut s = settings_for(&server);
     s.retry_max_backoff = Duration::from_secs(5);
     let c = client_with(&server, s);
@@ -221,7 +313,7 @@ async fn rate_limit_honours_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_errors_are_retried() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     let c = client_for(&server);
     server.faults().fail_next(2, 500);
     let before = server_requests(&server);
@@ -235,7 +327,7 @@ async fn internal_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_are_not_retried() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     for status in [400u16, 403, 404] {
         let c = client_for(&server);
         server.faults().fail_next(1, status);
@@ -253,17 +345,18 @@ async fn client_errors_are_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mount_not_found_vs_key_not_found() {
-    let server = start_vault().await;
-    let mut s = settings_for(&server);
+    let vault = TestVault::target().await;
+    let mut s = settings_for(&vault);
     s.mount = "no/such/mount".into();
-    let c = client_with(&server, s);
+    let c = client_with(&vault, s);
     let e = c.encrypt("k", b"x", None).await.unwrap_err();
     assert!(
         matches!(e, VaultError::MountNotFound { ref mount } if mount == "no/such/mount"),
         "{e:?}"
     );
+    assert_eq!(c.requests_sent(), 1);
 
-    let c = client_for(&server);
+    let c = client_for(&vault);
     let e = c
         .decrypt(
             "never-created",
@@ -282,32 +375,26 @@ async fn mount_not_found_vs_key_not_found() {
         .unwrap_err();
     assert!(matches!(e, VaultError::KeyNotFound { .. }), "{e:?}");
     assert_eq!(c.requests_sent(), 2);
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_mount_with_slash() {
-    let server = start_vault().await;
-    let (status, body) = raw_request(
-        &server,
-        reqwest::Method::POST,
-        "sys/mounts/team-a/transit",
-        Some(serde_json::json!({"type": "transit"})),
-    )
-    .await;
-    assert!((200..300).contains(&status), "{status} {body}");
-    let mut s = settings_for(&server);
-    s.mount = "/team-a/transit/".into();
-    let c = client_with(&server, s);
-    assert_eq!(c.mount(), "team-a/transit");
+    let vault = TestVault::target().await;
+    let team = unique_name("team");
+    vault.mount_transit(&format!("{team}/transit"), None).await;
+    let mut s = settings_for(&vault);
+    s.mount = format!("/{team}/transit/");
+    let c = client_with(&vault, s);
+    assert_eq!(c.mount(), format!("{team}/transit"));
     let ct = c.encrypt("k", b"x", None).await.unwrap();
     assert_eq!(c.decrypt("k", &ct, None).await.unwrap(), b"x");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_beyond_timeout_is_unavailable() {
-    let server = start_vault().await;
+    let server = start_vault_dev().await;
     let mut s = settings_for(&server);
     s.request_timeout = Duration::from_millis(200);
     s.max_retries = 2;
@@ -325,12 +412,87 @@ async fn latency_beyond_timeout_is_unavailable() {
     server.shutdown().await;
 }
 
-fn approle_settings(server: &RunningServer, role_id: &str, secret_id: &str) -> VaultSettings {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_token_is_permission_denied() {
+    let vault = TestVault::target().await;
+    let bad = VaultToken::new("hvs.definitely-not-valid-token".into());
+    let c = VaultClient::with_token(&settings_for(&vault), bad).unwrap();
+    let e = c.encrypt("k", b"x", None).await.unwrap_err();
+    let path = format!("{}/encrypt/k", vault.mount());
+    assert!(
+        matches!(e, VaultError::PermissionDenied { path: ref p, .. } if *p == path),
+        "{e:?}"
+    );
+    let e = c
+        .decrypt_batch("k", &[DecryptInput::new("vault:v1:AAAA")])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VaultError::PermissionDenied { .. }), "{e:?}");
+    // not retried
+    assert_eq!(c.requests_sent(), 2);
+    assert!(!format!("{e} {e:?}").contains("definitely-not-valid"));
+    vault.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_token_is_permission_denied() {
+    let Some(vault) = TestVault::external().await else {
+        return skipped(
+            "limited_token_is_permission_denied",
+            "vault-dev has no ACL policies (needs KAFKA_TRANSIT_TEST_VAULT_ADDR)",
+        );
+    };
+    let mount = vault.mount();
+    create_key(&vault, mount, "allowed", json!({})).await;
+    create_key(&vault, mount, "other", json!({})).await;
+    let policy = vault
+        .create_policy(&format!(
+            r#"path "{mount}/encrypt/allowed" {{ capabilities = ["update"] }}"#
+        ))
+        .await;
+    let var = unique_name("KT_TEST_LIMITED_TOKEN");
+    std::env::set_var(&var, vault.create_token(&[&policy]).await);
+    let mut s = settings_for(&vault);
+    s.token_env = Some(var);
+    // lookup-self is allowed by the `default` policy
+    let c = VaultClient::connect(&s).await.unwrap();
+    let ct = c.encrypt("allowed", b"x", None).await.unwrap();
+
+    let before = c.requests_sent();
+    let denied = [
+        c.encrypt("other", b"x", None).await.unwrap_err(),
+        c.decrypt("allowed", &ct, None).await.unwrap_err(),
+        c.decrypt_batch("allowed", &[DecryptInput::new(&ct)])
+            .await
+            .unwrap_err(),
+        c.generate_data_key("allowed", None).await.unwrap_err(),
+    ];
+    let paths = [
+        "encrypt/other",
+        "decrypt/allowed",
+        "decrypt/allowed",
+        "datakey/plaintext/allowed",
+    ];
+    for (e, path) in denied.iter().zip(paths) {
+        let want = format!("{mount}/{path}");
+        assert!(
+            matches!(e, VaultError::PermissionDenied { path: p, .. } if *p == want),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&want), "{e}");
+        assert!(!e.is_retryable());
+    }
+    // one request each: a 403 is not retried
+    assert_eq!(c.requests_sent() - before, 4);
+    vault.shutdown().await;
+}
+
+fn approle_settings(vault: &TestVault, role_id: &str, secret_id: &str) -> VaultSettings {
     let role_var = unique_name("KT_TEST_ROLE_ID");
     let secret_var = unique_name("KT_TEST_SECRET_ID");
     std::env::set_var(&role_var, role_id);
     std::env::set_var(&secret_var, secret_id);
-    let mut s = settings_for(server);
+    let mut s = settings_for(vault);
     s.token_env = None;
     s.approle = Some(AppRoleSettings {
         mount: "approle".into(),
@@ -342,26 +504,11 @@ fn approle_settings(server: &RunningServer, role_id: &str, secret_id: &str) -> V
     s
 }
 
-fn approle_server_config(token_ttl: Duration, token_max_ttl: Duration) -> ServerConfig {
-    ServerConfig {
-        approles: vec![vault_dev::AppRole {
-            role_id: "role-1".into(),
-            secret_id: "secret-1".into(),
-            token_ttl,
-            token_max_ttl,
-        }],
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_login_and_renewal() {
-    let server = start_vault_with(approle_server_config(
-        Duration::from_secs(2),
-        Duration::from_secs(60),
-    ))
-    .await;
-    let c = VaultClient::connect(&approle_settings(&server, "role-1", "secret-1"))
+    let (vault, role_id, secret_id) =
+        TestVault::target_with_approle(Duration::from_secs(2), Duration::from_secs(60)).await;
+    let c = VaultClient::connect(&approle_settings(&vault, &role_id, &secret_id))
         .await
         .unwrap();
     assert_eq!(c.auth_stats().logins, 1);
@@ -371,17 +518,14 @@ async fn approle_login_and_renewal() {
     assert_eq!(c.decrypt("ar", &ct, None).await.unwrap(), b"still works");
     let st = c.auth_stats();
     assert!(st.renewals >= 1 || st.logins >= 2, "{st:?}");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_relogin_when_renewal_refused() {
-    let server = start_vault_with(approle_server_config(
-        Duration::from_secs(2),
-        Duration::from_secs(3),
-    ))
-    .await;
-    let c = VaultClient::connect(&approle_settings(&server, "role-1", "secret-1"))
+    let (vault, role_id, secret_id) =
+        TestVault::target_with_approle(Duration::from_secs(2), Duration::from_secs(3)).await;
+    let c = VaultClient::connect(&approle_settings(&vault, &role_id, &secret_id))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -389,67 +533,57 @@ async fn approle_relogin_when_renewal_refused() {
     assert_eq!(c.decrypt("ar2", &ct, None).await.unwrap(), b"x");
     let st = c.auth_stats();
     assert!(st.logins >= 2, "{st:?}");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_bad_secret_is_auth_error() {
-    let server = start_vault_with(approle_server_config(
-        Duration::from_secs(60),
-        Duration::from_secs(120),
-    ))
-    .await;
-    let e = VaultClient::connect(&approle_settings(&server, "role-1", "wrong-secret"))
+    let (vault, role_id, _) =
+        TestVault::target_with_approle(Duration::from_secs(60), Duration::from_secs(120)).await;
+    let e = VaultClient::connect(&approle_settings(&vault, &role_id, "wrong-secret"))
         .await
         .unwrap_err();
     assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(msg.contains("approle"), "{msg}");
     assert!(!msg.contains("wrong-secret"), "{msg}");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_custom_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = make_tls(dir.path());
-    let server = start_vault_with(ServerConfig {
-        tls: Some(vault_dev::TlsFiles {
-            cert: tls.cert_pem.clone(),
-            key: tls.key_pem.clone(),
-        }),
-        ..Default::default()
-    })
-    .await;
-    assert!(server.url().starts_with("https://"), "{}", server.url());
-    let mut s = settings_for(&server);
-    s.ca_cert = Some(tls.ca_pem.clone());
+    let vault = TestVault::target_tls().await;
+    assert!(vault.url().starts_with("https://"), "{}", vault.url());
+    let s = settings_for(&vault);
+    assert!(s.ca_cert.is_some());
     let c = VaultClient::connect(&s).await.unwrap();
     let ct = c.encrypt("tls", b"over tls", None).await.unwrap();
     assert_eq!(c.decrypt("tls", &ct, None).await.unwrap(), b"over tls");
 
     // Without the CA the server is not trusted.
-    let mut s = settings_for(&server);
+    let mut s = settings_for(&vault);
+    s.ca_cert = None;
     s.max_retries = 0;
-    let e = client_with(&server, s)
+    let e = client_with(&vault, s)
         .encrypt("tls", b"x", None)
         .await
         .unwrap_err();
     assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
 
     // A CA file that is not PEM is a clear configuration error.
+    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.pem");
     std::fs::write(&bad, "not a certificate").unwrap();
-    let mut s = settings_for(&server);
+    let mut s = settings_for(&vault);
     s.ca_cert = Some(bad);
     let e = VaultClient::connect(&s).await.unwrap_err();
     assert!(e.to_string().contains("vault.ca_cert"), "{e}");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn namespace_is_configured() {
-    let server = start_vault().await;
+async fn namespace_setting_is_accepted() {
+    let server = start_vault_dev().await;
     let mut s = settings_for(&server);
     s.namespace = Some("team-a/".into());
     s.validate().unwrap();
@@ -460,12 +594,56 @@ async fn namespace_is_configured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_isolates_keys() {
+    let Some(vault) = TestVault::external().await else {
+        return skipped(
+            "namespace_isolates_keys",
+            "vault-dev has no namespaces (needs KAFKA_TRANSIT_TEST_VAULT_ADDR)",
+        );
+    };
+    // The same mount path inside a new namespace.
+    let ns = vault.create_namespace().await;
+    let mount = vault.mount();
+    vault.mount_transit(mount, Some(&ns)).await;
+    let mut s = settings_for(&vault);
+    s.namespace = Some(format!("{ns}/"));
+    s.validate().unwrap();
+    let c = VaultClient::connect(&s).await.unwrap();
+    let ct = c.encrypt("ns-key", b"x", None).await.unwrap();
+    assert_eq!(c.decrypt("ns-key", &ct, None).await.unwrap(), b"x");
+
+    // The key is in the namespace, and only there.
+    let key_path = format!("{mount}/keys/ns-key");
+    let (status, body) = raw_request_in(&vault, Some(&ns), Method::GET, &key_path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = raw_request(&vault, Method::GET, &key_path, None).await;
+    assert_eq!(status, 404, "{body}");
+    let e = client_for(&vault)
+        .decrypt("ns-key", &ct, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VaultError::KeyNotFound { .. }), "{e:?}");
+
+    // A namespace that does not exist is a configuration error, not a missing key.
+    s.namespace = Some(unique_name("kt_no_such_ns"));
+    let e = VaultClient::connect(&s).await.unwrap_err();
+    assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
+    assert!(e.to_string().contains("vault.namespace"), "{e}");
+    let e = client_with(&vault, s)
+        .encrypt("ns-key", b"x", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
+    vault.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_from_file() {
-    let server = start_vault().await;
+    let vault = TestVault::target().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
-    std::fs::write(&path, format!("  {}\n", server.root_token())).unwrap();
-    let mut s = settings_for(&server);
+    std::fs::write(&path, format!("  {}\n", vault.root_token())).unwrap();
+    let mut s = settings_for(&vault);
     s.token_env = None;
     s.token_file = Some(path.clone());
     let c = VaultClient::connect(&s).await.unwrap();
@@ -475,42 +653,41 @@ async fn token_from_file() {
     let e = VaultClient::connect(&s).await.unwrap_err();
     assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
     assert!(e.to_string().contains("missing"), "{e}");
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_from_env() {
-    let server = start_vault().await;
-    let s = settings_for(&server);
+    let vault = TestVault::target().await;
+    let mut s = settings_for(&vault);
     let c = VaultClient::connect(&s).await.unwrap();
     c.encrypt("te", b"x", None).await.unwrap();
 
     let unset = unique_name("KT_TEST_UNSET");
-    let e = VaultClient::connect(&VaultSettings::for_token(server.url(), unset.clone()))
-        .await
-        .unwrap_err();
+    s.token_env = Some(unset.clone());
+    let e = VaultClient::connect(&s).await.unwrap_err();
     assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
     assert!(e.to_string().contains(&unset) && e.to_string().contains("not set"));
 
     let bad = unique_name("KT_TEST_BAD_TOKEN");
     std::env::set_var(&bad, "hvs.definitely-not-valid-token");
-    let mut s = VaultSettings::for_token(server.url(), bad);
+    s.token_env = Some(bad);
     s.max_retries = 0;
     let e = VaultClient::connect(&s).await.unwrap_err();
     assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
     assert!(!e.to_string().contains("definitely-not-valid"), "{e}");
     assert!(!format!("{e:?}").contains("definitely-not-valid"));
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn datakey_plaintext_decrypts_to_same_bytes() {
-    let server = start_vault().await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    let c = client_for(&vault);
     // datakey does not create missing keys (as in Vault)
     let e = c.generate_data_key("dk", None).await.unwrap_err();
     assert!(matches!(e, VaultError::KeyNotFound { .. }), "{e:?}");
-    create_key(&server, "transit", "dk", serde_json::json!({})).await;
+    create_key(&vault, vault.mount(), "dk", json!({})).await;
     let dk = c.generate_data_key("dk", None).await.unwrap();
     assert_eq!(dk.plaintext.len(), 32);
     assert!(dk.ciphertext.starts_with("vault:v1:"));
@@ -518,20 +695,14 @@ async fn datakey_plaintext_decrypts_to_same_bytes() {
     assert!(!format!("{dk:?}").contains(&format!("{:?}", &dk.plaintext[..4])));
     let back = c.decrypt("dk", &dk.ciphertext, None).await.unwrap();
     assert_eq!(&back[..], &dk.plaintext[..]);
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_key_with_context() {
-    let server = start_vault().await;
-    create_key(
-        &server,
-        "transit",
-        "derived",
-        serde_json::json!({"derived": true}),
-    )
-    .await;
-    let c = client_for(&server);
+    let vault = TestVault::target().await;
+    create_key(&vault, vault.mount(), "derived", json!({"derived": true})).await;
+    let c = client_for(&vault);
     let ct = c.encrypt("derived", b"x", Some(b"tenant-1")).await.unwrap();
     assert_eq!(
         c.decrypt("derived", &ct, Some(b"tenant-1")).await.unwrap(),
@@ -548,7 +719,7 @@ async fn derived_key_with_context() {
         .await
         .unwrap();
     assert!(r[0].as_ref().unwrap_err().is_invalid_input());
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 /// A tiny HTTP server that answers every request with a 307 to `target`.
@@ -612,11 +783,11 @@ async fn start_redirector(target: String) -> (String, Arc<AtomicU64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_one_redirect_with_body() {
-    let server = start_vault().await;
-    let (redirector, hits) = start_redirector(server.url().trim_end_matches('/').to_string()).await;
-    let mut s = settings_for(&server);
+    let vault = TestVault::target().await;
+    let (redirector, hits) = start_redirector(vault.url().trim_end_matches('/').to_string()).await;
+    let mut s = settings_for(&vault);
     s.address = redirector.clone();
-    let c = client_with(&server, s);
+    let c = client_with(&vault, s);
     let pts = vec![b"one".to_vec(), b"two".to_vec()];
     let cts = c.encrypt_batch("redir", &items(&pts)).await.unwrap();
     assert_eq!(hits.load(Ordering::Relaxed), 1);
@@ -626,15 +797,15 @@ async fn follows_one_redirect_with_body() {
 
     // A redirect loop (redirector -> redirector) is not followed twice.
     let (loop_url, loop_hits) = start_redirector(redirector).await;
-    let mut s = settings_for(&server);
+    let mut s = settings_for(&vault);
     s.address = loop_url;
-    let e = client_with(&server, s)
+    let e = client_with(&vault, s)
         .encrypt("redir", b"x", None)
         .await
         .unwrap_err();
     assert!(matches!(e, VaultError::Protocol { .. }), "{e:?}");
     assert_eq!(loop_hits.load(Ordering::Relaxed), 1);
-    server.shutdown().await;
+    vault.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
