@@ -34,7 +34,7 @@ cat <<TEXT
    producer (application)   message.max.bytes        = $PRODUCER_MAX_BYTES
    kafka-transit            pipeline.max_record_bytes = $MAX_RECORD_BYTES (sizes its fetch/produce limits: x1.5)
    kafka-transit            pipeline.max_batch_bytes  = $MAX_BATCH_BYTES
-   broker                   message.max.bytes (tansu: no limit; docker-compose.yml sets KAFKA_MESSAGE_MAX_BYTES)
+   broker                   message.max.bytes (.ci/kafka/kafka.sh: 64 MiB; docker-compose.yml sets KAFKA_MESSAGE_MAX_BYTES)
 TEXT
 
 step "the application writes ${SIZES_MIB[*]} MiB records to $RAW"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command for every demonstration on this machine, no Docker: starts a tansu broker
-# and vault-dev (demos/lib/stack.sh), runs demos/0*.sh against them one after another,
+# One command for every demonstration on this machine, no Docker: starts Apache Kafka
+# (single-node KRaft) and OpenBao (demos/lib/stack.sh), runs demos/0*.sh against them one after another,
 # and stops both on exit, failure included (stack.sh's EXIT trap).
 #
 #   bash demos/run-local.sh        # exit status: 0 only if every demo passed
@@ -11,8 +11,8 @@ source "$DEMOS/lib/stack.sh"
 stack_init   # exports KAFKA_TRANSIT: the demos reuse the binary instead of rebuilding
 # Always a stack of our own, even if the caller's environment names another one.
 unset KAFKA_BOOTSTRAP VAULT_ADDR VAULT_TOKEN
-start_tansu
-start_vault_dev
+start_kafka
+start_openbao
 # A fresh broker: the demos' plain topic names are free (see demo_stack).
 export DEMO_TOPIC_SUFFIX=""
 

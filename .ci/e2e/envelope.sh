@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Envelope encryption end to end against real processes: records of 1 KiB to 20 MiB go
-# raw -> envelope-seal -> envelope-open through a tansu broker and come back
-# byte-identical; the Python reference decryptor (hvac + cryptography, no kafka-transit
+# raw -> envelope-seal -> envelope-open through Apache Kafka, with OpenBao holding the
+# key, and come back byte-identical; the Python reference decryptor (hvac + cryptography, no kafka-transit
 # code) opens what the host sealed; a record too large for the sink is dead-lettered
 # with an error naming the setting, not dropped and not hung on.
 set -euo pipefail
@@ -9,8 +9,8 @@ source "$(dirname "$0")/../../demos/lib/stack.sh"
 
 WORK=$(mktemp -d -t kafka-transit-envelope.XXXXXX)
 stack_init
-start_tansu
-start_vault_dev
+start_kafka
+start_openbao
 create_topics big.raw big.sealed big.opened big.raw.dlq big.sealed.dlq small.raw:3 small.sealed:3 small.raw.dlq
 vault_write transit/keys/customers '{}'
 

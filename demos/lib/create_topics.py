@@ -1,8 +1,10 @@
 """Creates Kafka topics: create_topics.py BOOTSTRAP NAME[:PARTITIONS]...
 
 Uses confluent-kafka's admin client (librdkafka), as an operator's tooling would.
-Topics that already exist are left as they are.
+Topics that already exist are left as they are. KCAT_CONFIG may name a file of
+librdkafka properties (key=value lines, as kcat -F reads) for a secured cluster.
 """
+import os
 import sys
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -10,7 +12,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 def main() -> None:
     bootstrap, specs = sys.argv[1], sys.argv[2:]
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config = {"bootstrap.servers": bootstrap}
+    if os.environ.get("KCAT_CONFIG"):
+        for line in open(os.environ["KCAT_CONFIG"], encoding="utf-8"):
+            key, sep, value = line.strip().partition("=")
+            if sep and not key.startswith("#"):
+                config[key.strip()] = value.strip()
+    admin = AdminClient(config)
     topics = []
     for spec in specs:
         name, _, partitions = spec.partition(":")

@@ -1,23 +1,29 @@
 # shellcheck shell=bash
-# The local stack for demos and end-to-end tests: a tansu Kafka broker and a vault-dev
-# server as separate processes on loopback, started on free ports and stopped on exit.
+# The local stack for demos and end-to-end tests: Apache Kafka (single-node KRaft, from
+# Maven Central jars) and OpenBao (Vault's open-source fork, the upstream release binary)
+# as separate processes on loopback, started on free ports and stopped on exit.
 #
 #   source demos/lib/stack.sh
-#   stack_init            # builds kafka-transit + vault-dev (release), installs tansu once
-#   start_tansu           # exports KAFKA_BOOTSTRAP
-#   start_vault_dev       # exports VAULT_ADDR, VAULT_TOKEN
-#   ...                   # everything started is stopped when the shell exits
+#   stack_init                   # checks tools; installs Kafka and OpenBao once; builds kafka-transit
+#   start_kafka                  # exports KAFKA_BOOTSTRAP
+#   start_kafka SINK_BOOTSTRAP --sasl-ssl   # a second cluster; sets SINK_BOOTSTRAP and SINK_KAFKA_DIR
+#   start_openbao [--tls]        # exports VAULT_ADDR, VAULT_TOKEN (and VAULT_CACERT with --tls)
+#   start_vault_dev              # vault-dev instead of OpenBao, for fault injection
+#   ...                          # everything started is stopped when the shell exits
+#
+# .ci/kafka/kafka.sh and .ci/openbao/openbao.sh do the work and can be run by hand.
 
-TANSU_VERSION=0.6.0
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KT_CACHE="${KAFKA_TRANSIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-transit}"
-TANSU="${TANSU_BIN:-$KT_CACHE/tansu-$TANSU_VERSION/bin/tansu}"
+KAFKA_SH="$REPO_ROOT/.ci/kafka/kafka.sh"
+OPENBAO_SH="$REPO_ROOT/.ci/openbao/openbao.sh"
 STACK_LOGS="${STACK_LOGS:-$(mktemp -d -t kafka-transit-stack.XXXXXX)}"
-STACK_PIDS=()
+STACK_PIDS=()     # processes this shell started (vault-dev, kafka-transit)
+STACK_SERVICES=() # "kafka DIR" / "openbao DIR": stopped through their scripts
 
-# Debian's kcat links Debian's librdkafka 2.0.2, which cannot read tansu's ApiVersions
-# reply ("Read underflow"). The same kcat works with the newer librdkafka that the
-# confluent-kafka wheel ships (2.16), so kcat runs with that library first in the path.
+# Debian's kcat links Debian's librdkafka 2.0.2, whose SCRAM login Kafka 4.x refuses even
+# with the right password (fixed in librdkafka 2.6.1). The same kcat works with the newer
+# librdkafka that the confluent-kafka wheel ships, so kcat runs with that library first.
 use_wheel_librdkafka_for_kcat() {
   local wheel_lib
   wheel_lib=$(python3 - <<'PY'
@@ -37,7 +43,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 fail() { printf '\033[31mFAILED: %s\033[0m\n' "$*" >&2; exit 1; }
 
 stop_stack() {
-  local pid
+  local pid service
   for pid in "${STACK_PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
@@ -45,26 +51,53 @@ stop_stack() {
     wait "$pid" 2>/dev/null || true
   done
   STACK_PIDS=()
+  for service in "${STACK_SERVICES[@]}"; do
+    case $service in
+      kafka\ *) bash "$KAFKA_SH" stop "${service#kafka }" >/dev/null 2>&1 || true ;;
+      openbao\ *) bash "$OPENBAO_SH" stop "${service#openbao }" >/dev/null 2>&1 || true ;;
+    esac
+  done
+  STACK_SERVICES=()
 }
 trap stop_stack EXIT
 
-# Release builds of the host and vault-dev, and tansu (cached by version: its first
-# build takes 20-30 minutes on two cores).
-stack_init() {
-  command -v kcat >/dev/null || fail "kcat is missing: apt-get install kcat"
+# require_tools [--servers]: every program and Python package the demos use (and, with
+# --servers, what running Kafka and OpenBao here needs), named when missing. `type -P`
+# looks only at executables on PATH, never at shell functions of the same name.
+require_tools() {
+  local missing=() tool tools=(kcat curl python3)
+  [ "${1:-}" != --servers ] || tools+=(openssl java)
+  for tool in "${tools[@]}"; do
+    type -P "$tool" >/dev/null || missing+=("$tool")
+  done
+  # Maven only fetches Kafka's jars the first time.
+  [ "${1:-}" != --servers ] || bash "$KAFKA_SH" installed >/dev/null 2>&1 || type -P mvn >/dev/null \
+    || missing+=(mvn)
+  [ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (Debian: apt-get install kcat curl python3 openssl openjdk-17-jre-headless maven; see README, \"Tests and CI\")"
+  python3 -c 'import confluent_kafka, hvac, cryptography' 2>/dev/null \
+    || fail "missing Python packages: pip install -r $REPO_ROOT/demos/python/requirements.txt"
   use_wheel_librdkafka_for_kcat
-  if [ ! -x "$TANSU" ]; then
-    say "installing tansu $TANSU_VERSION into $KT_CACHE (first time only; 20-30 minutes)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
-      --root "$KT_CACHE/tansu-$TANSU_VERSION"
-  fi
+}
+
+# Installs Apache Kafka's jars and builds OpenBao (each once, cached by version), and
+# builds the host and vault-dev (release).
+stack_init() {
+  require_tools --servers
+  say "Apache Kafka jars and OpenBao (cached by version under $KT_CACHE; the first time takes a while)"
+  bash "$KAFKA_SH" install >/dev/null
+  bash "$OPENBAO_SH" install >/dev/null
   say "building kafka-transit and vault-dev (release)"
   (cd "$REPO_ROOT" && cargo build --release -p kafka-transit -p vault-dev --bins)
   local target_dir
-  target_dir="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  target_dir="$(target_dir)"
   KAFKA_TRANSIT="$target_dir/release/kafka-transit"
   VAULT_DEV="$target_dir/release/vault-dev"
   export KAFKA_TRANSIT VAULT_DEV
+}
+
+target_dir() {
+  (cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps) \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
 free_port() {
@@ -82,24 +115,38 @@ wait_for() {
   done
 }
 
-start_tansu() {
-  local port
-  port=$(free_port)
-  "$TANSU" broker \
-    --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$STACK_LOGS/tansu.log" 2>&1 &
-  STACK_PIDS+=($!)
-  export KAFKA_BOOTSTRAP="127.0.0.1:$port"
-  wait_for 30 "tansu on $KAFKA_BOOTSTRAP" kcat -b "$KAFKA_BOOTSTRAP" -L -m 2
-  say "tansu broker on $KAFKA_BOOTSTRAP (log: $STACK_LOGS/tansu.log)"
+# start_kafka [VAR] [--sasl-ssl]: a fresh single-node cluster; its bootstrap address goes
+# into VAR (default KAFKA_BOOTSTRAP), its directory into ${VAR%_BOOTSTRAP}_KAFKA_DIR
+# (client.properties, ca.pem and sasl-password for --sasl-ssl).
+start_kafka() {
+  local var=KAFKA_BOOTSTRAP
+  if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then var=$1; shift; fi
+  local dir="$STACK_LOGS/kafka-${var,,}" bootstrap
+  STACK_SERVICES+=("kafka $dir")
+  bootstrap=$(bash "$KAFKA_SH" start "$dir" "$@") || fail "Apache Kafka did not start (log: $dir)"
+  printf -v "$var" '%s' "$bootstrap"
+  printf -v "${var%_BOOTSTRAP}_KAFKA_DIR" '%s' "$dir"
+  export "${var?}" "${var%_BOOTSTRAP}_KAFKA_DIR"
+  say "Apache Kafka on $bootstrap ${*:-} (data and log: $dir)"
 }
 
-# start_vault_dev [extra vault-dev flags...]
+# start_openbao [--tls]: an OpenBao dev server with transit and AppRole enabled.
+start_openbao() {
+  local dir="$STACK_LOGS/openbao${1:+-tls}"
+  STACK_SERVICES+=("openbao $dir")
+  VAULT_ADDR=$(bash "$OPENBAO_SH" start "$dir" "$@") || fail "OpenBao did not start (log: $dir/bao.log)"
+  VAULT_TOKEN=$(cat "$dir/token")
+  export VAULT_ADDR VAULT_TOKEN
+  if [ -f "$dir/ca.pem" ]; then export VAULT_CACERT="$dir/ca.pem"; fi
+  say "OpenBao on $VAULT_ADDR (log: $dir/bao.log)"
+}
+
+# start_vault_dev [extra vault-dev flags...]: our stand-in, for what needs its fault
+# injection (sys/dev/faults); everything else runs on OpenBao.
 start_vault_dev() {
   local port
   port=$(free_port)
-  export VAULT_TOKEN="${VAULT_TOKEN:-dev-root-$RANDOM$RANDOM}"
+  export VAULT_TOKEN="dev-root-$RANDOM$RANDOM"
   VAULT_DEV_ROOT_TOKEN="$VAULT_TOKEN" "$VAULT_DEV" --listen "127.0.0.1:$port" "$@" \
     >"$STACK_LOGS/vault-dev.log" 2>&1 &
   STACK_PIDS+=($!)
@@ -110,17 +157,24 @@ start_vault_dev() {
 
 # create_topics NAME[:PARTITIONS]...
 create_topics() {
-  python3 "$REPO_ROOT/demos/lib/create_topics.py" "$KAFKA_BOOTSTRAP" "$@"
+  python3 "$REPO_ROOT/demos/lib/create_topics.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
 }
 
 # vault_write PATH JSON: a Vault API call with the root token.
 vault_write() {
-  curl -sf -X POST -H "X-Vault-Token: $VAULT_TOKEN" -d "$2" "$VAULT_ADDR/v1/$1" >/dev/null
+  curl -sf ${VAULT_CACERT:+--cacert "$VAULT_CACERT"} -X POST -H "X-Vault-Token: $VAULT_TOKEN" \
+    -d "$2" "$VAULT_ADDR/v1/$1" >/dev/null
+}
+
+# admin_kcat ARGS...: kcat on the cluster an operator looks at: KAFKA_BOOTSTRAP, or
+# KCAT_BOOTSTRAP with the librdkafka properties file KCAT_CONFIG (a SASL_SSL cluster).
+admin_kcat() {
+  kcat -b "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" ${KCAT_CONFIG:+-F "$KCAT_CONFIG"} "$@"
 }
 
 # count_distinct_keys TOPIC: distinct record keys on a topic, read the way an operator would.
 count_distinct_keys() {
-  kcat -b "$KAFKA_BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | sort -u | grep -c . || true
+  admin_kcat -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | sort -u | grep -c . || true
 }
 
 # wait_for_keys TOPIC COUNT SECONDS
@@ -169,31 +223,30 @@ TOML
 # ---------------------------------------------------------------------------------------
 # Helpers for the demonstrations (demos/0*.sh).
 
-# build_kafka_transit: only the release binary (no tansu), for demos run against a stack
+# build_kafka_transit: only the release binary (no Kafka, no OpenBao), for demos run against a stack
 # that is already up (docker compose, your own cluster).
 build_kafka_transit() {
   say "building kafka-transit (release)"
   (cd "$REPO_ROOT" && cargo build --release -p kafka-transit --bin kafka-transit)
-  KAFKA_TRANSIT="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/kafka-transit"
+  KAFKA_TRANSIT="$(target_dir)/release/kafka-transit"
   export KAFKA_TRANSIT
 }
 
 # demo_stack: the stack a demo runs against. With KAFKA_BOOTSTRAP, VAULT_ADDR and
 # VAULT_TOKEN all set (run-local.sh, docker compose, ...) it uses that stack; otherwise it
-# starts tansu and vault-dev, which the EXIT trap stops. Sets DEMO_TOPIC_SUFFIX: a broker
+# starts Apache Kafka and OpenBao, which the EXIT trap stops. Sets DEMO_TOPIC_SUFFIX: a broker
 # that outlives the demo keeps earlier runs' records, so a re-run there gets fresh topics
 # (".<epoch>") unless DEMO_TOPIC_SUFFIX is set (run-local.sh sets it empty).
 demo_stack() {
   if [ -n "${KAFKA_BOOTSTRAP:-}" ] && [ -n "${VAULT_ADDR:-}" ] && [ -n "${VAULT_TOKEN:-}" ]; then
-    command -v kcat >/dev/null || fail "kcat is missing: apt-get install kcat"
-    use_wheel_librdkafka_for_kcat # what stack_init does for kcat, as this shell skips it
+    require_tools
     [ -x "${KAFKA_TRANSIT:-}" ] || build_kafka_transit
     DEMO_TOPIC_SUFFIX="${DEMO_TOPIC_SUFFIX-.$(date +%s)}"
     say "using the running stack: Kafka $KAFKA_BOOTSTRAP, Vault $VAULT_ADDR"
   else
     stack_init
-    start_tansu
-    start_vault_dev
+    start_kafka
+    start_openbao
     DEMO_TOPIC_SUFFIX=""
   fi
 }
