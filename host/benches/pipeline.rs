@@ -217,6 +217,7 @@ async fn main() {
                 key: Some(format!("k{i}").into_bytes()),
                 value: Some(value(i, options.value_bytes)),
                 headers: vec![],
+                timestamp: None,
             })
             .collect();
         kafka.produce("in", &records).await;

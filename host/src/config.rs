@@ -89,6 +89,23 @@ pub struct SinkConfig {
     /// needs at least as many partitions). By default the sink partitions by key.
     #[serde(default)]
     pub preserve_partitions: bool,
+    /// Which time an output record carries: its source record's (the default, as
+    /// MirrorMaker does, so time-based retention and event-time consumers see when the
+    /// event happened) or the time kafka-transit produced it.
+    #[serde(default)]
+    pub timestamp: TimestampSource,
+}
+
+/// `sink.timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimestampSource {
+    /// The source record's timestamp (CreateTime or LogAppendTime, as the source topic
+    /// recorded it).
+    #[default]
+    Source,
+    /// The time the sink producer sends the record.
+    Produce,
 }
 
 /// librdkafka properties. TOML numbers and booleans are accepted and passed as text; a

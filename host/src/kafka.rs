@@ -4,55 +4,16 @@
 //! User properties from `[source.properties]` / `[sink.properties]` are applied last,
 //! so they win over these defaults (except the commit settings, which `config` refuses).
 
-use std::sync::Arc;
-
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientConfig, Message};
 
 use crate::config::{Properties, SinkConfig, SourceConfig, TuningConfig};
-use crate::metrics::Metrics;
 use crate::policy::{Header, SourceRecord};
 
 /// Room for record headers and protocol framing on top of the largest value.
 const FRAMING_ALLOWANCE: usize = 64 * 1024;
-
-/// The consumer's view of librdkafka: feeds lag into the metrics and logs rebalances.
-pub struct SourceContext {
-    metrics: Arc<Metrics>,
-}
-
-impl ClientContext for SourceContext {
-    fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.values())
-            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
-            .map(|partition| partition.consumer_lag)
-            .sum();
-        self.metrics.set_lag(lag);
-    }
-}
-
-impl ConsumerContext for SourceContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(partitions) => {
-                tracing::info!(
-                    partitions = partitions.count(),
-                    "source partitions assigned"
-                )
-            }
-            Rebalance::Revoke(partitions) => {
-                tracing::info!(partitions = partitions.count(), "source partitions revoked")
-            }
-            Rebalance::Error(error) => tracing::warn!("consumer group rebalance failed: {error}"),
-        }
-    }
-}
 
 /// The settings of `properties` that say how to reach and authenticate to a cluster
 /// (security, SASL, SSL, sockets, client id): what a producer to the source cluster
@@ -95,11 +56,12 @@ fn message_limit(tuning: &TuningConfig, growth: f64) -> usize {
     (tuning.max_record_bytes as f64 * growth) as usize + FRAMING_ALLOWANCE
 }
 
-pub fn consumer(
+/// The source consumer; `context` sees its rebalances and statistics.
+pub fn consumer<C: ConsumerContext + 'static>(
     source: &SourceConfig,
     tuning: &TuningConfig,
-    metrics: Arc<Metrics>,
-) -> rdkafka::error::KafkaResult<StreamConsumer<SourceContext>> {
+    context: C,
+) -> rdkafka::error::KafkaResult<StreamConsumer<C>> {
     let fetch_limit = message_limit(tuning, 1.5).max(50 * 1024 * 1024);
     let mut config = ClientConfig::new();
     config
@@ -111,6 +73,10 @@ pub fn consumer(
         .set("enable.auto.offset.store", "false")
         // A new group starts from the beginning: protect what is already there.
         .set("auto.offset.reset", "earliest")
+        // Runners of one group hand over only the partitions that move, so the others
+        // keep working through a rebalance. Every member of a group must use the same
+        // strategy: set it explicitly when a group still has older runners.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("fetch.max.bytes", fetch_limit.to_string())
         .set(
             "max.partition.fetch.bytes",
@@ -129,7 +95,7 @@ pub fn consumer(
                 .to_string(),
         );
     apply(&mut config, &source.properties);
-    config.create_with_context(SourceContext { metrics })
+    config.create_with_context(context)
 }
 
 /// The sink producer: idempotent, so retries neither duplicate nor reorder records

@@ -15,6 +15,8 @@ pub struct Metrics {
     batches: AtomicU64,
     batch_retries: AtomicU64,
     committed_batches: AtomicU64,
+    /// Source partitions taken away from this runner by consumer-group rebalances.
+    partitions_revoked: AtomicU64,
     /// Sum of the consumer lag over assigned partitions; -1 until librdkafka reports.
     lag: AtomicI64,
 }
@@ -31,6 +33,7 @@ impl Default for Metrics {
             batches: AtomicU64::new(0),
             batch_retries: AtomicU64::new(0),
             committed_batches: AtomicU64::new(0),
+            partitions_revoked: AtomicU64::new(0),
             lag: AtomicI64::new(-1),
         }
     }
@@ -48,6 +51,7 @@ pub struct Snapshot {
     pub batches: u64,
     pub batch_retries: u64,
     pub committed_batches: u64,
+    pub partitions_revoked: u64,
     pub lag: Option<u64>,
 }
 
@@ -70,6 +74,9 @@ impl Metrics {
     pub fn committed(&self) {
         self.committed_batches.fetch_add(1, Relaxed);
     }
+    pub fn revoked(&self, partitions: u64) {
+        self.partitions_revoked.fetch_add(partitions, Relaxed);
+    }
     pub fn set_lag(&self, lag: i64) {
         self.lag.store(lag, Relaxed);
     }
@@ -86,6 +93,7 @@ impl Metrics {
             batches: self.batches.load(Relaxed),
             batch_retries: self.batch_retries.load(Relaxed),
             committed_batches: self.committed_batches.load(Relaxed),
+            partitions_revoked: self.partitions_revoked.load(Relaxed),
             lag: u64::try_from(lag).ok(),
         }
     }

@@ -67,6 +67,7 @@ async fn encrypts_every_value_and_decrypts_back_to_identical_records() {
         key: Some(b"deleted".to_vec()),
         value: None,
         headers: vec![],
+        timestamp: None,
     });
     records.push(TestRecord::new("empty-value", ""));
     let total = records.len();
@@ -750,4 +751,67 @@ async fn policy_data_keys_settings_reach_the_envelope_import() {
         data_keys, 3,
         "a new data key every 100 records, as [policy.data_keys] says"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_keep_their_source_timestamps_unless_the_sink_stamps_them() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let kafka = TestKafka::start(&[("in", 2), ("kept", 2), ("stamped", 2), ("dlq", 1)]);
+    // Event times of a day ago, a second apart.
+    let day_ago = chrono_free_now_millis() - 86_400_000;
+    let records: Vec<TestRecord> = (0..20)
+        .map(|i| TestRecord {
+            timestamp: Some(day_ago + i * 1000),
+            ..TestRecord::new(&format!("k{i}"), &format!("v{i}"))
+        })
+        .collect();
+    kafka.produce("in", &records).await;
+
+    for (sink, setting) in [("kept", ""), ("stamped", "produce")] {
+        let mut config =
+            spec(&kafka, &url, "in", sink, "builtin = \"passthrough\"".into()).config();
+        config.source.group_id = sink.to_string();
+        if !setting.is_empty() {
+            config.sink.timestamp = kafka_transit::config::TimestampSource::Produce;
+        }
+        let pipeline = RunningPipeline::start(config, support::client_for(&vault_server)).await;
+        pipeline
+            .wait_until(WAIT, |m| m.records_out == 20 && m.committed_batches > 0)
+            .await;
+        pipeline.stop().await.unwrap();
+    }
+    let expected: std::collections::HashMap<String, i64> = records
+        .iter()
+        .map(|r| {
+            (
+                String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                r.timestamp.unwrap(),
+            )
+        })
+        .collect();
+    let timestamp_of = |m: &OwnedMessage| m.timestamp().to_millis().expect("a timestamp");
+    for message in kafka.read("kept", 20, WAIT).await {
+        let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+        assert_eq!(
+            timestamp_of(&message),
+            expected[&key],
+            "{key} lost its event time"
+        );
+    }
+    let stamped = kafka.read("stamped", 20, WAIT).await;
+    assert_eq!(stamped.len(), 20);
+    for message in stamped {
+        assert!(
+            timestamp_of(&message) > day_ago + 3_600_000,
+            "sink.timestamp = \"produce\" stamps the time of production"
+        );
+    }
+}
+
+fn chrono_free_now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

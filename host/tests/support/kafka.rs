@@ -69,6 +69,9 @@ impl TestKafka {
             if let Some(value) = &record.value {
                 message = message.payload(value);
             }
+            if let Some(timestamp) = record.timestamp {
+                message = message.timestamp(timestamp);
+            }
             deliveries.push(
                 producer
                     .send_result(message)
@@ -99,6 +102,8 @@ pub struct TestRecord {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Milliseconds since the epoch; the producer's clock when `None`.
+    pub timestamp: Option<i64>,
 }
 
 impl TestRecord {
@@ -107,6 +112,7 @@ impl TestRecord {
             key: Some(key.as_bytes().to_vec()),
             value: Some(value.as_bytes().to_vec()),
             headers: Vec::new(),
+            timestamp: None,
         }
     }
 }

@@ -1,0 +1,105 @@
+//! The dead-letter topic: where a record that could not be protected goes instead of
+//! the sink, with headers that say why.
+//!
+//! It lives on the source cluster by default, where the plaintext already is; on the
+//! sink cluster it carries only the failure metadata, never the record's contents.
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::config::{DeadLetterCluster, PipelineConfig};
+use crate::kafka;
+use crate::policy::{Header, PolicyRuntime, SourceRecord};
+
+use super::delivery::enqueue;
+
+/// Headers on dead-lettered records.
+pub mod headers {
+    pub const ERROR: &str = "kafka-transit.error";
+    pub const ERROR_KIND: &str = "kafka-transit.error.kind";
+    pub const SOURCE_TOPIC: &str = "kafka-transit.source.topic";
+    pub const SOURCE_PARTITION: &str = "kafka-transit.source.partition";
+    pub const SOURCE_OFFSET: &str = "kafka-transit.source.offset";
+    pub const POLICY: &str = "kafka-transit.policy";
+    pub const POLICY_DIGEST: &str = "kafka-transit.policy.digest";
+}
+
+pub(crate) struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    cluster: DeadLetterCluster,
+}
+
+impl DeadLetters {
+    /// The dead-letter producer, when `errors.on_failure = "dead-letter"`.
+    pub(crate) fn new(config: &PipelineConfig) -> Result<Option<DeadLetters>, KafkaError> {
+        let Some(topic) = config.errors.dead_letter_topic.clone() else {
+            return Ok(None);
+        };
+        if config.errors.on_failure != crate::config::OnFailure::DeadLetter {
+            return Ok(None);
+        }
+        let cluster = config.errors.dead_letter_cluster;
+        let producer = match cluster {
+            DeadLetterCluster::Source => kafka::producer(
+                &config.source.bootstrap_servers,
+                &kafka::connection_properties(&config.source.properties),
+                &config.pipeline,
+            ),
+            DeadLetterCluster::Sink => kafka::sink_producer(&config.sink, &config.pipeline),
+        }?;
+        Ok(Some(DeadLetters {
+            producer,
+            topic,
+            cluster,
+        }))
+    }
+
+    /// Hands `record` to the dead-letter producer with headers naming the failure.
+    pub(crate) async fn send(
+        &self,
+        record: &SourceRecord,
+        kind: &'static str,
+        reason: &str,
+        policy: &PolicyRuntime,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        tracing::warn!(
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            kind,
+            dead_letter_topic = self.topic,
+            "dead-lettering record: {reason}"
+        );
+        let mut all = match self.cluster {
+            DeadLetterCluster::Source => record.headers.clone(),
+            // Never carry record contents to the sink cluster.
+            DeadLetterCluster::Sink => Vec::new(),
+        };
+        for (key, value) in [
+            (headers::ERROR, reason.to_string()),
+            (headers::ERROR_KIND, kind.to_string()),
+            (headers::SOURCE_TOPIC, record.topic.clone()),
+            (headers::SOURCE_PARTITION, record.partition.to_string()),
+            (headers::SOURCE_OFFSET, record.offset.to_string()),
+            (headers::POLICY, policy.name().to_string()),
+            (headers::POLICY_DIGEST, policy.digest().to_string()),
+        ] {
+            all.push(Header {
+                key: key.to_string(),
+                value: Some(value.into_bytes()),
+            });
+        }
+        let mut message =
+            FutureRecord::<[u8], [u8]>::to(&self.topic).headers(kafka::owned_headers(&all));
+        if self.cluster == DeadLetterCluster::Source {
+            if let Some(key) = &record.key {
+                message = message.key(key.as_slice());
+            }
+            if let Some(value) = &record.value {
+                message = message.payload(value.as_slice());
+            }
+        }
+        enqueue(&self.producer, message).await
+    }
+}

@@ -1,0 +1,317 @@
+//! The sink side: handing a batch's outputs (or its dead letters) to the producers, and
+//! completing batches strictly in order once every delivery was acknowledged.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::task::JoinHandle;
+
+use crate::config::{PipelineConfig, SinkConfig, TimestampSource};
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::policy::{Failure, PolicyRuntime, SourceRecord, TransformResult};
+
+use super::dead_letter::DeadLetters;
+use super::ownership::{BatchOffsets, Ownership};
+use super::source::Batch;
+use super::{kafka_error, PipelineError};
+
+/// Where a delivery went, to say which cluster failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Sink,
+    DeadLetter,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Sink => "the sink",
+            Target::DeadLetter => "the dead-letter topic",
+        }
+    }
+}
+
+type DeliveryOutcome = Result<(), KafkaError>;
+
+/// A batch whose records were handed to producers and await acknowledgement.
+pub(crate) struct InFlight {
+    records: Vec<SourceRecord>,
+    /// Its number in [`Ownership`], which tracks it for rebalances.
+    sequence: u64,
+    /// Resolves when every delivery of the batch has an answer.
+    deliveries: JoinHandle<Vec<(usize, Target, u64, DeliveryOutcome)>>,
+}
+
+pub(crate) struct Delivery {
+    sink: FutureProducer,
+    sink_config: SinkConfig,
+    dead_letters: Option<DeadLetters>,
+    ownership: Arc<Ownership>,
+    metrics: Arc<Metrics>,
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        config: &PipelineConfig,
+        ownership: Arc<Ownership>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Delivery, PipelineError> {
+        Ok(Delivery {
+            sink: kafka::sink_producer(&config.sink, &config.pipeline)
+                .map_err(kafka_error("creating the sink producer"))?,
+            sink_config: config.sink.clone(),
+            dead_letters: DeadLetters::new(config)
+                .map_err(kafka_error("creating the dead-letter producer"))?,
+            ownership,
+            metrics,
+        })
+    }
+
+    /// Hands the batch's outputs to the producers. Records of partitions revoked since
+    /// they were read are left out: their next owner reads them again.
+    pub(crate) async fn dispatch(
+        &self,
+        batch: Batch,
+        results: Vec<TransformResult>,
+        policy: &PolicyRuntime,
+    ) -> Result<InFlight, PipelineError> {
+        let mut offsets = BatchOffsets::new();
+        let mut records = Vec::with_capacity(batch.records.len());
+        let mut deliveries: Vec<(usize, Target, u64, DeliveryFuture)> = Vec::new();
+        for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
+            let partition = (record.topic.clone(), record.partition);
+            if !self.ownership.owns(&partition, epoch) {
+                tracing::debug!(
+                    topic = record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    "partition revoked since this record was read; left to its next owner"
+                );
+                continue;
+            }
+            offsets.insert(partition, (record.offset + 1, epoch));
+            let index = records.len();
+            match result {
+                Ok(outputs) => {
+                    for output in outputs {
+                        let topic = output.topic.as_deref().unwrap_or(&self.sink_config.topic);
+                        let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                            .headers(kafka::owned_headers(&output.headers));
+                        if let Some(key) = &output.key {
+                            message = message.key(key.as_slice());
+                        }
+                        if let Some(value) = &output.value {
+                            message = message.payload(value.as_slice());
+                        }
+                        if self.sink_config.preserve_partitions {
+                            message = message.partition(record.partition);
+                        }
+                        if self.sink_config.timestamp == TimestampSource::Source {
+                            if let Some(timestamp) = record.timestamp {
+                                message = message.timestamp(timestamp);
+                            }
+                        }
+                        let bytes =
+                            kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
+                        match enqueue(&self.sink, message).await {
+                            Ok(delivery) => deliveries.push((index, Target::Sink, bytes, delivery)),
+                            Err(error) if is_too_large(&error) => {
+                                let reason = too_large_reason(&error);
+                                let delivery = self
+                                    .dead_letter(&record, "sink-rejected", &reason, policy)
+                                    .await?;
+                                deliveries.push((index, Target::DeadLetter, 0, delivery));
+                            }
+                            Err(error) => {
+                                return Err(delivery_error(Target::Sink, &record, error));
+                            }
+                        }
+                    }
+                }
+                Err(failure) => {
+                    let (kind, reason) = describe_failure(&failure);
+                    let delivery = self.dead_letter(&record, kind, &reason, policy).await?;
+                    deliveries.push((index, Target::DeadLetter, 0, delivery));
+                }
+            }
+            records.push(record);
+        }
+        let sequence = self.ownership.dispatched(offsets);
+        let ownership = self.ownership.clone();
+        let deliveries = tokio::spawn(async move {
+            let outcomes = join_all(deliveries.into_iter().map(
+                |(index, target, bytes, delivery)| async move {
+                    let outcome = match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _message))) => Err(error),
+                        Err(_canceled) => Err(KafkaError::Canceled),
+                    };
+                    (index, target, bytes, outcome)
+                },
+            ))
+            .await;
+            ownership.delivered(sequence, outcomes.iter().all(|o| o.3.is_ok()));
+            outcomes
+        });
+        Ok(InFlight {
+            records,
+            sequence,
+            deliveries,
+        })
+    }
+
+    /// Sends a failed record to the dead-letter topic, or stops if so configured.
+    async fn dead_letter(
+        &self,
+        record: &SourceRecord,
+        kind: &'static str,
+        reason: &str,
+        policy: &PolicyRuntime,
+    ) -> Result<DeliveryFuture, PipelineError> {
+        let Some(dead_letters) = &self.dead_letters else {
+            return Err(PipelineError::StoppedOnFailure {
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                kind,
+                reason: reason.to_string(),
+            });
+        };
+        dead_letters
+            .send(record, kind, reason, policy)
+            .await
+            .map_err(|error| delivery_error(Target::DeadLetter, record, error))
+    }
+
+    /// Completes in-flight batches, oldest first, until at most `keep` remain (waiting
+    /// as needed) and no finished batch is left at the front. `keep = 0` drains all.
+    /// Returns how many batches completed.
+    pub(crate) async fn settle(
+        &self,
+        in_flight: &mut VecDeque<InFlight>,
+        keep: usize,
+        policy: &PolicyRuntime,
+    ) -> Result<usize, PipelineError> {
+        let mut completed = 0;
+        while let Some(front) = in_flight.front() {
+            if in_flight.len() <= keep && !front.deliveries.is_finished() {
+                break;
+            }
+            let flight = in_flight.pop_front().expect("front exists");
+            let sequence = flight.sequence;
+            let outcome = self.complete(flight, policy).await;
+            // Never commit a batch whose acknowledgements were not all seen.
+            self.ownership.completed(sequence, outcome.is_ok());
+            outcome?;
+            completed += 1;
+        }
+        Ok(completed)
+    }
+
+    async fn complete(
+        &self,
+        flight: InFlight,
+        policy: &PolicyRuntime,
+    ) -> Result<(), PipelineError> {
+        let outcomes = flight
+            .deliveries
+            .await
+            .map_err(|error| PipelineError::Delivery {
+                target: Target::Sink.name(),
+                topic: flight
+                    .records
+                    .first()
+                    .map(|r| r.topic.clone())
+                    .unwrap_or_default(),
+                partition: flight.records.first().map_or(-1, |r| r.partition),
+                offset: flight.records.first().map_or(-1, |r| r.offset),
+                detail: format!("waiting for acknowledgements failed: {error}"),
+            })?;
+        for (index, target, bytes, outcome) in outcomes {
+            let record = &flight.records[index];
+            match (target, outcome) {
+                (Target::Sink, Ok(())) => self.metrics.produced(bytes),
+                (Target::DeadLetter, Ok(())) => self.metrics.dead_lettered(),
+                // The broker refused the size: that is this record's failure, not the
+                // pipeline's. Dead-letter it (waiting for that) or stop.
+                (Target::Sink, Err(error)) if is_too_large(&error) => {
+                    let reason = too_large_reason(&error);
+                    let delivery = self
+                        .dead_letter(record, "sink-rejected", &reason, policy)
+                        .await?;
+                    match delivery.await {
+                        Ok(Ok(_)) => self.metrics.dead_lettered(),
+                        Ok(Err((error, _))) => {
+                            return Err(delivery_error(Target::DeadLetter, record, error))
+                        }
+                        Err(_) => {
+                            return Err(delivery_error(
+                                Target::DeadLetter,
+                                record,
+                                KafkaError::Canceled,
+                            ))
+                        }
+                    }
+                }
+                (target, Err(error)) => return Err(delivery_error(target, record, error)),
+            }
+        }
+        self.metrics.committed();
+        Ok(())
+    }
+}
+
+fn describe_failure(failure: &Failure) -> (&'static str, String) {
+    match failure {
+        Failure::InvalidInput(reason) => ("invalid-input", reason.clone()),
+        Failure::PolicyError(reason) => ("policy-error", reason.clone()),
+        Failure::Retryable(reason) => ("retryable", reason.clone()),
+    }
+}
+
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge)
+    )
+}
+
+fn too_large_reason(error: &KafkaError) -> String {
+    format!(
+        "record too large for the sink ({error}): raise sink.properties.\"message.max.bytes\" \
+         and the sink broker's message.max.bytes (or the topic's max.message.bytes), \
+         or pipeline.max_record_bytes"
+    )
+}
+
+fn delivery_error(target: Target, record: &SourceRecord, error: KafkaError) -> PipelineError {
+    PipelineError::Delivery {
+        target: target.name(),
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        detail: error.to_string(),
+    }
+}
+
+/// Hands a record to librdkafka, waiting while its local queue is full.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer,
+    mut message: FutureRecord<'_, [u8], [u8]>,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        match producer.send_result(message) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                message = returned;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}

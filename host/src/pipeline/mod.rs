@@ -1,0 +1,266 @@
+//! Source topic → policy → sink topic, at least once.
+//!
+//! One loop: gather a batch from the consumer ([`source`]), run the policy on the whole
+//! batch, hand every output to the idempotent sink producer or a failed record to the
+//! dead-letter topic ([`delivery`], [`dead_letter`]), and keep the batch "in flight"
+//! until every one of its deliveries is acknowledged. Batches complete strictly in
+//! order, and a batch's offsets are committed only once it and every batch before it
+//! are acknowledged, so a crash at any point re-delivers (never loses) records. While
+//! batch N is being acknowledged, batch N+1 is already in the policy: up to
+//! `pipeline.max_in_flight_batches` overlap. Rebalances go through [`ownership`]: a
+//! runner finishes and commits the in-flight work of partitions it loses before it lets
+//! them go, and never commits for a partition it no longer owns.
+//!
+//! Fail closed: a record the policy could not transform never goes to the sink. It goes
+//! to the dead-letter topic, which lives on the source cluster unless configured
+//! otherwise (and then carries no record contents), or the pipeline stops.
+
+mod dead_letter;
+mod delivery;
+mod ownership;
+mod source;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::KafkaError;
+use tokio::task::JoinHandle;
+
+use crate::config::PipelineConfig;
+use crate::metrics::{Metrics, Snapshot};
+use crate::policy::{Failure, PolicyError, PolicyRunner, SourceRecord, TransformResult};
+use crate::vault::VaultClient;
+
+pub use dead_letter::headers as dead_letter_headers;
+
+use delivery::{Delivery, InFlight};
+use ownership::Ownership;
+use source::Source;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        source: KafkaError,
+    },
+    #[error("source.topics: {0}")]
+    SourceTopic(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(
+        "record {topic}/{partition}@{offset} failed ({kind}: {reason}) and errors.on_failure = \"stop\"; \
+         it was not committed, so a restart retries it"
+    )]
+    StoppedOnFailure {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        kind: &'static str,
+        reason: String,
+    },
+    #[error(
+        "{target} did not acknowledge the output of {topic}/{partition}@{offset}: {detail}; \
+         nothing from that batch on was committed"
+    )]
+    Delivery {
+        target: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        detail: String,
+    },
+}
+
+fn kafka_error(context: &'static str) -> impl FnOnce(KafkaError) -> PipelineError {
+    move |source| PipelineError::Kafka { context, source }
+}
+
+pub struct Pipeline {
+    config: PipelineConfig,
+    runner: PolicyRunner,
+    source: Source,
+    delivery: Delivery,
+    metrics: Arc<Metrics>,
+    vault: VaultClient,
+}
+
+impl Pipeline {
+    /// Connects the Kafka clients (lazily: librdkafka connects on first use) around a
+    /// started policy.
+    pub fn new(
+        config: PipelineConfig,
+        runner: PolicyRunner,
+        vault: VaultClient,
+    ) -> Result<Self, PipelineError> {
+        let metrics = Arc::new(Metrics::default());
+        let ownership = Arc::new(Ownership::default());
+        let source = Source::new(
+            &config.source,
+            &config.pipeline,
+            ownership.clone(),
+            metrics.clone(),
+        )?;
+        let delivery = Delivery::new(&config, ownership, metrics.clone())?;
+        Ok(Pipeline {
+            config,
+            runner,
+            source,
+            delivery,
+            metrics,
+            vault,
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `stop` resolves (then finishes in-flight work, commits and returns
+    /// the final counters) or until an error that must stop the pipeline.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) -> Result<Snapshot, PipelineError> {
+        self.source.start(&self.config.source)?;
+        tracing::info!(
+            policy = self.runner.runtime().name(),
+            digest = self.runner.runtime().digest(),
+            topics = ?self.config.source.topics,
+            sink = self.config.sink.topic,
+            "pipeline started"
+        );
+        let reporter = self.spawn_progress_reporter();
+        let result = self.run_loop(stop).await;
+        reporter.abort();
+        let snapshot = self.metrics.snapshot();
+        log_progress("final", &snapshot, None, self.vault.requests_sent());
+        result.map(|()| snapshot)
+    }
+
+    async fn run_loop(&mut self, stop: impl Future<Output = ()>) -> Result<(), PipelineError> {
+        let mut stop = std::pin::pin!(stop);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let outcome = loop {
+            let batch = tokio::select! {
+                biased;
+                () = &mut stop => break Ok(()),
+                batch = self.source.next_batch(&self.config.pipeline) => batch,
+            };
+            if batch.records.is_empty() {
+                if let Err(error) = self.settle(&mut in_flight, 0).await {
+                    break Err(error);
+                }
+                continue;
+            }
+            let results = tokio::select! {
+                biased;
+                () = &mut stop => break Ok(()),
+                results = self.transform_until_settled(&batch.records) => results,
+            };
+            let flight = match results {
+                Ok(results) => {
+                    self.delivery
+                        .dispatch(batch, results, self.runner.runtime())
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match flight {
+                Ok(flight) => in_flight.push_back(flight),
+                Err(error) => break Err(error),
+            }
+            let keep = self.config.pipeline.max_in_flight_batches;
+            if let Err(error) = self.settle(&mut in_flight, keep).await {
+                break Err(error);
+            }
+        };
+        // Whatever happened, what was already handed to the producers is finished and
+        // committed, so a restart repeats as little as possible.
+        let drained = self.settle(&mut in_flight, 0).await;
+        self.source.commit(CommitMode::Sync);
+        outcome.and(drained)
+    }
+
+    /// Completes finished batches and commits what they acknowledged.
+    async fn settle(
+        &mut self,
+        in_flight: &mut VecDeque<InFlight>,
+        keep: usize,
+    ) -> Result<(), PipelineError> {
+        let completed = self
+            .delivery
+            .settle(in_flight, keep, self.runner.runtime())
+            .await?;
+        if completed > 0 {
+            self.source.commit(CommitMode::Async);
+        }
+        Ok(())
+    }
+
+    /// Runs the policy; while any record fails for a retryable reason (Vault sealed,
+    /// rate limited, unreachable), waits and runs the whole batch again. Re-running is
+    /// safe (nothing of the batch was produced yet) and keeps records in order. While
+    /// it waits, the source is paused but still polled, so the runner stays in its
+    /// consumer group however long Vault is away.
+    async fn transform_until_settled(
+        &mut self,
+        batch: &[SourceRecord],
+    ) -> Result<Vec<TransformResult>, PipelineError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let results = self.runner.transform(batch).await?;
+            let retryable = results.iter().find_map(|result| match result {
+                Err(Failure::Retryable(reason)) => Some(reason.clone()),
+                _ => None,
+            });
+            let Some(reason) = retryable else {
+                self.source.resume();
+                return Ok(results);
+            };
+            self.metrics.batch_retried();
+            tracing::warn!(
+                records = batch.len(),
+                "batch not transformed ({reason}); retrying in {backoff:?}"
+            );
+            self.source.wait_paused(backoff).await;
+            backoff = (backoff * 2).min(self.config.errors.max_retry_backoff);
+        }
+    }
+
+    fn spawn_progress_reporter(&self) -> JoinHandle<()> {
+        let metrics = self.metrics.clone();
+        let vault = self.vault.clone();
+        let interval = self.config.pipeline.progress_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            let mut last = metrics.snapshot();
+            loop {
+                ticker.tick().await;
+                let now = metrics.snapshot();
+                log_progress("progress", &now, Some(&last), vault.requests_sent());
+                last = now;
+            }
+        })
+    }
+}
+
+fn log_progress(what: &str, now: &Snapshot, last: Option<&Snapshot>, vault_requests: u64) {
+    let rate = last.map_or_else(
+        || now.records_in as f64 / now.elapsed.as_secs_f64().max(1e-9),
+        |last| now.rate_since(last),
+    );
+    tracing::info!(
+        records_in = now.records_in,
+        records_out = now.records_out,
+        dead_lettered = now.dead_lettered,
+        batch_retries = now.batch_retries,
+        vault_requests,
+        lag = now
+            .lag
+            .map_or_else(|| "unknown".to_string(), |lag| lag.to_string()),
+        records_per_second = format!("{rate:.0}"),
+        "{what}"
+    );
+}

@@ -1,0 +1,246 @@
+//! The source side: joining the group (or assigning every partition), gathering
+//! batches, staying in the group while a batch waits, and committing offsets.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{Assignment, SourceConfig, TuningConfig};
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::policy::SourceRecord;
+
+use super::ownership::{Epoch, Ownership, PipelineContext};
+use super::{kafka_error, PipelineError};
+
+/// Records handed to the policy together, each with the epoch its partition was owned
+/// under when it was read.
+pub(crate) struct Batch {
+    pub records: Vec<SourceRecord>,
+    pub epochs: Vec<Epoch>,
+}
+
+pub(crate) struct Source {
+    consumer: StreamConsumer<PipelineContext>,
+    ownership: Arc<Ownership>,
+    metrics: Arc<Metrics>,
+    /// Records that arrived while the source was paused; they open the next batch.
+    pending: VecDeque<(SourceRecord, Epoch)>,
+    paused: bool,
+}
+
+impl Source {
+    pub(crate) fn new(
+        config: &SourceConfig,
+        tuning: &TuningConfig,
+        ownership: Arc<Ownership>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Source, PipelineError> {
+        let context = PipelineContext {
+            ownership: ownership.clone(),
+            metrics: metrics.clone(),
+        };
+        let consumer = kafka::consumer(config, tuning, context)
+            .map_err(kafka_error("creating the source consumer"))?;
+        Ok(Source {
+            consumer,
+            ownership,
+            metrics,
+            pending: VecDeque::new(),
+            paused: false,
+        })
+    }
+
+    pub(crate) fn start(&self, config: &SourceConfig) -> Result<(), PipelineError> {
+        match config.assignment {
+            Assignment::Group => {
+                let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+                self.consumer
+                    .subscribe(&topics)
+                    .map_err(kafka_error("subscribing to source.topics"))
+            }
+            Assignment::Static => self.assign_every_partition(config),
+        }
+    }
+
+    /// Static assignment: every partition of the source topics, from the offsets
+    /// committed under the group id (or where `auto.offset.reset` says, for partitions
+    /// without a commit). Runs once at start-up; the calls block briefly.
+    fn assign_every_partition(&self, config: &SourceConfig) -> Result<(), PipelineError> {
+        const TIMEOUT: Duration = Duration::from_secs(30);
+        let mut partitions = TopicPartitionList::new();
+        for topic in &config.topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(topic), TIMEOUT)
+                .map_err(kafka_error("reading the source topics' metadata"))?;
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if count == 0 {
+                return Err(PipelineError::SourceTopic(format!(
+                    "topic \"{topic}\" does not exist on the source cluster"
+                )));
+            }
+            for partition in 0..count as i32 {
+                partitions.add_partition(topic, partition);
+            }
+        }
+        let reset = match config
+            .properties
+            .0
+            .get("auto.offset.reset")
+            .map(String::as_str)
+        {
+            Some("latest" | "largest" | "end") => Offset::End,
+            _ => Offset::Beginning,
+        };
+        let committed = self
+            .consumer
+            .committed_offsets(partitions, TIMEOUT)
+            .map_err(kafka_error(
+                "reading the committed offsets of source.group_id",
+            ))?;
+        let mut start = TopicPartitionList::new();
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                _ => reset,
+            };
+            start
+                .add_partition_offset(element.topic(), element.partition(), offset)
+                .map_err(kafka_error("assigning source partitions"))?;
+        }
+        tracing::info!(
+            partitions = start.count(),
+            "source partitions assigned (static)"
+        );
+        self.ownership.assigned(
+            start
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition())),
+        );
+        self.consumer
+            .assign(&start)
+            .map_err(kafka_error("assigning source partitions"))
+    }
+
+    /// Up to `pipeline.batch_size` records or `pipeline.max_batch_bytes` bytes, waiting
+    /// at most `pipeline.batch_timeout`.
+    pub(crate) async fn next_batch(&mut self, tuning: &TuningConfig) -> Batch {
+        let mut batch = Batch {
+            records: Vec::with_capacity(tuning.batch_size),
+            epochs: Vec::with_capacity(tuning.batch_size),
+        };
+        let mut bytes = 0u64;
+        let deadline = tokio::time::Instant::now() + tuning.batch_timeout;
+        while batch.records.len() < tuning.batch_size && bytes < tuning.max_batch_bytes as u64 {
+            let (record, epoch) = match self.pending.pop_front() {
+                Some(pending) => pending,
+                None => match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Err(_elapsed) => break,
+                    Ok(Ok(message)) => match self.owned_record(&message) {
+                        Some(owned) => owned,
+                        None => continue,
+                    },
+                    Ok(Err(error)) => {
+                        tracing::warn!("consumer: {error}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        break;
+                    }
+                },
+            };
+            bytes += kafka::record_bytes(record.key.as_deref(), record.value.as_deref());
+            batch.records.push(record);
+            batch.epochs.push(epoch);
+        }
+        if !batch.records.is_empty() {
+            self.metrics.consumed(batch.records.len() as u64, bytes);
+        }
+        batch
+    }
+
+    fn owned_record(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Option<(SourceRecord, Epoch)> {
+        let record = kafka::source_record(message);
+        let epoch = self
+            .ownership
+            .epoch(&(record.topic.clone(), record.partition))?;
+        Some((record, epoch))
+    }
+
+    /// Waits `duration` while a batch cannot go on (Vault sealed, unreachable), with
+    /// the assigned partitions paused but the consumer still polled: past
+    /// `max.poll.interval.ms` without a poll, librdkafka would leave the group, and the
+    /// rebalance that follows would repeat the batch elsewhere. Anything that arrives
+    /// anyway (a partition assigned meanwhile) is kept for the next batch.
+    pub(crate) async fn wait_paused(&mut self, duration: Duration) {
+        self.pause();
+        let deadline = tokio::time::Instant::now() + duration;
+        loop {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(message)) => {
+                    if let Some(owned) = self.owned_record(&message) {
+                        self.pending.push_back(owned);
+                    }
+                    self.paused = false;
+                    self.pause();
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!("consumer: {error}");
+                    tokio::time::sleep(Duration::from_millis(100).min(duration)).await;
+                }
+            }
+        }
+    }
+
+    fn pause(&mut self) {
+        if self.paused {
+            return;
+        }
+        match self.consumer.assignment() {
+            Ok(assignment) => match self.consumer.pause(&assignment) {
+                Ok(()) => self.paused = true,
+                Err(error) => tracing::warn!("pausing the source partitions failed: {error}"),
+            },
+            Err(error) => tracing::warn!("reading the source assignment failed: {error}"),
+        }
+    }
+
+    /// Fetches again after [`Source::wait_paused`]; fetching resumes after the last
+    /// record handed to a batch.
+    pub(crate) fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        self.paused = false;
+        let resumed = self
+            .consumer
+            .assignment()
+            .and_then(|assignment| self.consumer.resume(&assignment));
+        if let Err(error) = resumed {
+            tracing::warn!("resuming the source partitions failed: {error}");
+        }
+    }
+
+    /// Commits the acknowledged offsets of the partitions this runner owns.
+    pub(crate) fn commit(&self, mode: CommitMode) {
+        let list = self.ownership.commit_list();
+        if list.count() == 0 {
+            return;
+        }
+        // A failed commit loses nothing: the records are re-delivered after a restart.
+        if let Err(error) = self.consumer.commit(&list, mode) {
+            tracing::warn!("committing source offsets failed (records may be repeated after a restart): {error}");
+        }
+    }
+}
