@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
 N=10000
-RATE=1000 # records per second from the application
+RATE=500 # records per second from the application
 SESSION_TIMEOUT_MS=6000
 WORK=$(mktemp -d -t kafka-transit-e2e.XXXXXX)
 stack_init
@@ -28,6 +28,19 @@ for i in range(int(sys.argv[1])):
     value = {"id": i, "name": f"PLAINTEXT-NAME-{i:05d}", "card": f"4111{i:012d}"}
     print(f"customer-{i:05d}\t{json.dumps(value, separators=(',', ':'))}")
 PY2
+write_pipeline "$WORK/encrypt.toml" customers.raw customers.protected encrypt-value customers 'batch_size = 100'
+# A short session timeout so that the group notices the killed member quickly (the
+# broker's group.min.session.timeout.ms is lowered to allow it; librdkafka's default is 45 s).
+sed -i "/^\[sink\]/i [source.properties]\n\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\"\n" "$WORK/encrypt.toml"
+"$KAFKA_TRANSIT" validate --config "$WORK/encrypt.toml"
+
+say "encrypt pipeline, first run (to be killed with SIGKILL)"
+"$KAFKA_TRANSIT" --log-format json run --config "$WORK/encrypt.toml" >"$WORK/encrypt-1.log" 2>&1 &
+runner=$!
+STACK_PIDS+=("$runner")
+# The stream starts once the runner has its partitions, so the kill below lands while
+# the application is still producing, however slow the machine.
+wait_for 60 "the first runner's partitions" grep -q '"source partitions assigned"' "$WORK/encrypt-1.log"
 say "the application produces $N records at $RATE/s (ordinary producer batching)"
 python3 - "$KAFKA_BOOTSTRAP" "$WORK/records.tsv" "$RATE" >"$WORK/producer.log" 2>&1 <<'PY2' &
 import sys, time
@@ -48,15 +61,6 @@ PY2
 producer=$!
 STACK_PIDS+=("$producer")
 
-write_pipeline "$WORK/encrypt.toml" customers.raw customers.protected encrypt-value customers 'batch_size = 100'
-# A short session timeout so that the group notices the killed member quickly (the
-# broker's group.min.session.timeout.ms is lowered to allow it; librdkafka's default is 45 s).
-sed -i "/^\[sink\]/i [source.properties]\n\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\"\n" "$WORK/encrypt.toml"
-"$KAFKA_TRANSIT" validate --config "$WORK/encrypt.toml"
-
-say "encrypt pipeline, first run (to be killed with SIGKILL)"
-"$KAFKA_TRANSIT" run --config "$WORK/encrypt.toml" >"$WORK/encrypt-1.log" 2>&1 &
-runner=$!
 wait_for_keys customers.protected 2500 120
 kill -9 "$runner"
 killed_at=$(date +%s.%N)

@@ -1,24 +1,18 @@
 """Creates Kafka topics: create_topics.py BOOTSTRAP NAME[:PARTITIONS]...
 
 Uses confluent-kafka's admin client (librdkafka), as an operator's tooling would.
-Topics that already exist are left as they are. KCAT_CONFIG may name a file of
-librdkafka properties (key=value lines, as kcat -F reads) for a secured cluster.
+Topics that already exist are left as they are. KCAT_CONFIG: see kafka_config.py.
 """
-import os
 import sys
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafka_config import client_config
+
 
 def main() -> None:
     bootstrap, specs = sys.argv[1], sys.argv[2:]
-    config = {"bootstrap.servers": bootstrap}
-    if os.environ.get("KCAT_CONFIG"):
-        for line in open(os.environ["KCAT_CONFIG"], encoding="utf-8"):
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                config[key.strip()] = value.strip()
-    admin = AdminClient(config)
+    admin = AdminClient(client_config(bootstrap))
     topics = []
     for spec in specs:
         name, _, partitions = spec.partition(":")

@@ -172,9 +172,10 @@ admin_kcat() {
   kcat -b "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" ${KCAT_CONFIG:+-F "$KCAT_CONFIG"} "$@"
 }
 
-# count_distinct_keys TOPIC: distinct record keys on a topic, read the way an operator would.
+# count_distinct_keys TOPIC: distinct record keys on a topic, up to where it ended when
+# asked (so it answers while producers keep writing).
 count_distinct_keys() {
-  admin_kcat -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | sort -u | grep -c . || true
+  python3 "$REPO_ROOT/demos/lib/count_keys.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$1" 2>/dev/null || echo 0
 }
 
 # wait_for_keys TOPIC COUNT SECONDS
