@@ -19,6 +19,8 @@ usage: $(basename "$0") install | installed | start DIR [--tls] | stop DIR | --h
 
   install        fetch bao $OPENBAO_VERSION once into $CACHE_DIR/bin; print its path
   installed      exit 0 if it is already there
+  seal DIR       seal the server started in DIR (every request then gets 503)
+  unseal DIR     unseal it again with the unseal key from its log
   start DIR      run 'bao server -dev' (in memory) on a free 127.0.0.1 port in the
                  background, enable transit/ and approle/, print the address.
                  DIR gets: pid, bao.log, addr, token (0600), and with --tls ca.pem
@@ -124,6 +126,20 @@ start() {
   echo "$addr"
 }
 
+# seal DIR / unseal DIR: a real outage for tests; dev mode prints its one unseal key.
+seal() {
+  local dir=$1 curl_tls=()
+  [[ -f $dir/ca.pem ]] && curl_tls=(--cacert "$dir/ca.pem")
+  curl -fsS "${curl_tls[@]}" -X PUT -H "X-Vault-Token: $(cat "$dir/token")" "$(cat "$dir/addr")/v1/sys/seal" >/dev/null
+}
+unseal() {
+  local dir=$1 key curl_tls=()
+  [[ -f $dir/ca.pem ]] && curl_tls=(--cacert "$dir/ca.pem")
+  key=$(sed -n 's/^Unseal Key: //p' "$dir/bao.log" | head -1)
+  [[ -n $key ]] || die "no unseal key in $dir/bao.log"
+  curl -fsS "${curl_tls[@]}" -X PUT -d "{\"key\":\"$key\"}" "$(cat "$dir/addr")/v1/sys/unseal" >/dev/null
+}
+
 # Only kills the pid if it still is a bao (pids get reused); keeps bao.log for post-mortems.
 stop() {
   local dir=$1 pid i
@@ -141,6 +157,8 @@ case ${1:-} in
   installed) [[ -x $BAO ]] ;;
   start) [[ $# -ge 2 && $# -le 3 ]] || { usage >&2; exit 2; }; start "$2" "${3:-}" ;;
   stop) [[ $# -eq 2 ]] || { usage >&2; exit 2; }; stop "$2" ;;
+  seal) [[ $# -eq 2 ]] || { usage >&2; exit 2; }; seal "$2" ;;
+  unseal) [[ $# -eq 2 ]] || { usage >&2; exit 2; }; unseal "$2" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -138,8 +138,13 @@ start_openbao() {
   VAULT_TOKEN=$(cat "$dir/token")
   export VAULT_ADDR VAULT_TOKEN
   if [ -f "$dir/ca.pem" ]; then export VAULT_CACERT="$dir/ca.pem"; fi
+  export OPENBAO_DIR=$dir
   say "OpenBao on $VAULT_ADDR (log: $dir/bao.log)"
 }
+
+# openbao_seal / openbao_unseal: a real Vault outage, for the OpenBao started last.
+openbao_seal() { bash "$OPENBAO_SH" seal "$OPENBAO_DIR"; }
+openbao_unseal() { bash "$OPENBAO_SH" unseal "$OPENBAO_DIR"; }
 
 # start_vault_dev [extra vault-dev flags...]: our stand-in, for what needs its fault
 # injection (sys/dev/faults); everything else runs on OpenBao.
