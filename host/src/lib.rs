@@ -15,6 +15,7 @@
 //! - [`pipeline`] — the consume → transform → produce → commit loop.
 //! - [`kafka`] — rdkafka clients and record conversions.
 //! - [`policy`] — wasmtime, the WIT bindings and the host imports.
+//! - [`scaffold`] — `kafka-transit policy new` and `policy wit`, for policy authors.
 //! - [`vault`] — the Vault transit client.
 //! - [`envelope`] — envelope encryption under Vault-wrapped data keys (wire format v1).
 //! - [`metrics`] — counters and progress.
@@ -27,4 +28,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod scaffold;
 pub mod vault;

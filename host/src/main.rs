@@ -69,6 +69,9 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         records: usize,
     },
+    /// Write your own policy: `policy new` scaffolds a crate, `policy wit` prints the WIT.
+    #[command(subcommand)]
+    Policy(kafka_transit::scaffold::PolicyCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -99,6 +102,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { config } => run(config).await,
         Command::Validate { config } => validate(config).await,
+        Command::Policy(command) => kafka_transit::scaffold::run(command),
         Command::Demo { records } => {
             let report = kafka_transit::demo::run(records).await?;
             anyhow::ensure!(

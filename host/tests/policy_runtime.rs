@@ -238,3 +238,129 @@ async fn encrypt_value_without_vault_is_retryable_not_a_leak() {
         other => panic!("expected retryable, got {other:?}"),
     }
 }
+
+/// The reason a component written as WAT text is refused.
+async fn refusal(wat: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, wat::parse_str(wat).expect("valid WAT")).unwrap();
+    let error = start_error(PolicySource::File(path), "{}").await;
+    assert!(matches!(error, PolicyError::Invalid { .. }), "{error}");
+    error.to_string()
+}
+
+fn host_package() -> &'static str {
+    kafka_transit::policy::world::package()
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_with_how_to_build_a_component() {
+    let message = refusal("(module)").await;
+    assert!(message.contains("core WebAssembly module"), "{message}");
+    assert!(message.contains("--target wasm32-wasip2"), "{message}");
+    assert!(message.contains("cargo component build"), "{message}");
+}
+
+#[tokio::test]
+async fn a_component_without_the_policy_export_is_told_what_to_export() {
+    let message = refusal(
+        r#"(component
+             (instance $nothing)
+             (export "wasi:cli/run@0.2.0" (instance $nothing)))"#,
+    )
+    .await;
+    let export = format!(
+        "does not export {}",
+        host_package().replace('@', "/policy@")
+    );
+    assert!(message.contains(&export), "{message}");
+    assert!(
+        message.contains("exports only wasi:cli/run@0.2.0"),
+        "{message}"
+    );
+    assert!(message.contains("configured_policy!"), "{message}");
+}
+
+#[tokio::test]
+async fn a_component_built_against_another_wit_version_is_told_to_rebuild() {
+    let message = refusal(
+        r#"(component
+             (import "kafka-transit:policy/transit@0.1.0"
+               (instance (export "hmac" (func (param "key" string)))))
+             (instance $policy)
+             (export "kafka-transit:policy/policy@0.1.0" (instance $policy)))"#,
+    )
+    .await;
+    assert!(
+        message.contains(&format!(
+            "built against kafka-transit:policy@0.1.0, but this host implements {}",
+            host_package()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("kafka-transit policy wit"), "{message}");
+    assert_eq!(
+        message.matches("0.1.0").count(),
+        1,
+        "one rebuild: {message}"
+    );
+}
+
+#[tokio::test]
+async fn imports_the_host_does_not_grant_are_each_named() {
+    let version = host_package().split_once('@').unwrap().1;
+    let message = refusal(&format!(
+        r#"(component
+             (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+             (import "kafka-transit:policy/kms@{version}" (instance (export "unwrap" (func))))
+             (import "acme:vault/client@1.0.0" (instance (export "read" (func))))
+             (instance $policy)
+             (export "kafka-transit:policy/policy@{version}" (instance $policy)))"#
+    ))
+    .await;
+    assert!(
+        message.contains(
+            "imports wasi:http/outgoing-handler@0.2.0, and policies are not granted wasi:http"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "imports kafka-transit:policy/kms@{version}, which"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("imports acme:vault/client@1.0.0, which this host does not provide"),
+        "{message}"
+    );
+    assert!(!message.contains("does not export"), "{message}");
+}
+
+#[tokio::test]
+async fn a_policy_export_of_the_wrong_shape_gets_wasmtimes_words_and_the_way_out() {
+    let message = refusal(&format!(
+        r#"(component
+             (instance $policy)
+             (export "{}" (instance $policy)))"#,
+        host_package().replace('@', "/policy@")
+    ))
+    .await;
+    assert!(
+        message.contains("init"),
+        "wasmtime names the function: {message}"
+    );
+    assert!(message.contains("kafka-transit policy wit"), "{message}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_wasm_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.wasm");
+    std::fs::write(&path, "fn main() {}").unwrap();
+    let error = start_error(PolicySource::File(path), "{}").await;
+    assert!(
+        error.to_string().contains("not a WebAssembly file"),
+        "{error}"
+    );
+}

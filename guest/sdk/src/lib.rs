@@ -1,26 +1,86 @@
-//! The one place kafka-transit policies get their WIT bindings, plus the few helpers
-//! every policy needs (configuration parsing, mapping Vault errors to record failures,
-//! the headers the built-in policies stamp on records).
+//! Write [kafka-transit] data-protection policies in Rust.
 //!
-//! A policy implements [`Policy`] and registers itself with
-//! `kafka_transit_policy_sdk::export_policy!(MyPolicy);`.
+//! A policy is a WebAssembly component that the kafka-transit host hands batches of
+//! Kafka records; it returns one result per record and reaches Vault only through the
+//! host's imports ([`transit`], [`envelope`], [`log`]). This crate is the one place
+//! policies get their WIT bindings (generated from `wit/policy.wit`, shipped inside the
+//! crate, see [`WIT`]), plus what every policy needs:
+//!
+//! - [`configured_policy!`]: a policy whose `init` parses its `[policy.config]` once;
+//! - [`through_vault`] and [`through_vault_many`]: one Vault batch call for a whole
+//!   batch, results dealt back per record, failures mapped to what the host should do;
+//! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
+//!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
+//!
+//! A policy that replaces each record's key with its HMAC under a transit key:
+//!
+//! ```
+//! use kafka_transit_policy_sdk::transit;
+//! use kafka_transit_policy_sdk::{configured_policy, through_vault, OutputRecord, Prepared,
+//!     SourceRecord, TransformResult, TransitKeyConfig};
+//!
+//! configured_policy!(HashKeys, TransitKeyConfig::parse, hash_keys);
+//!
+//! fn hash_keys(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+//!     through_vault(
+//!         batch,
+//!         "vault hmac",
+//!         |record| match record.key.take() {
+//!             Some(key) => Prepared::Item(key),
+//!             None => Prepared::Forward,
+//!         },
+//!         |keys| transit::hmac(&config.key, keys),
+//!         |record, hmac| OutputRecord { topic: None, key: Some(hmac.into_bytes()),
+//!                                       value: record.value, headers: record.headers },
+//!     )
+//! }
+//! # use kafka_transit_policy_sdk::{testing::{record, Host}, Policy};
+//! # let host = Host::install();
+//! # host.create_key("customers");
+//! # HashKeys::init(r#"{"key":"customers"}"#.into()).unwrap();
+//! # let out = HashKeys::transform(vec![record("alice", "v")]).remove(0).unwrap();
+//! # assert!(out[0].key.as_deref().unwrap().starts_with(b"vault:v1:"));
+//! ```
+//!
+//! Build it for the host with `cargo build --release --target wasm32-wasip2` (or
+//! `cargo component build --release`); `kafka-transit policy new NAME` writes a crate
+//! like this one with its tests, its WIT and a pipeline file.
+//!
+//! [kafka-transit]: https://github.com/kafka-transit/kafka-transit
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "data-policy",
     pub_export_macro: true,
     export_macro_name: "export_policy",
     default_bindings_module: "kafka_transit_policy_sdk",
+    // So that tests can assert_eq! on records, results and failures.
+    additional_derives: [PartialEq, Eq],
 });
 
+/// The WIT package these bindings were generated from (`kafka-transit:policy@...`). A
+/// component built with this crate runs on a kafka-transit host whose `kafka-transit
+/// policy wit` prints the same text.
+pub const WIT: &str = include_str!("../wit/policy.wit");
+
 pub use exports::kafka_transit::policy::policy::Guest as Policy;
-pub use kafka_transit::policy::log::{log, Level};
+pub use kafka_transit::policy::log::Level;
 pub use kafka_transit::policy::types::{
     Failure, Header, OutputRecord, SourceRecord, TransformResult,
 };
+
+// In a component the imports are the host's. Natively (`cargo test`) there is no host:
+// the same functions, with the same types, answer from the stand-in in `testing`.
+#[cfg(target_arch = "wasm32")]
+pub use kafka_transit::policy::log::log;
+#[cfg(target_arch = "wasm32")]
 pub use kafka_transit::policy::{envelope, transit};
+#[cfg(not(target_arch = "wasm32"))]
+pub use testing::imports::{envelope, log, transit};
 
 pub mod fields;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 use serde::de::DeserializeOwned;
 use transit::TransitError;

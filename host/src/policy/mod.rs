@@ -8,12 +8,14 @@
 //!   breaks the policy fails.
 //!
 //! Guests get no filesystem, network, environment or arguments: their only way out is
-//! the `transit` and `log` imports, implemented in [`host`].
+//! the `transit` and `log` imports, implemented in [`host`]. [`world`] holds the WIT the
+//! host implements and explains components that do not match it.
 
 mod bindings;
 pub mod builtin;
 mod cache;
 mod host;
+pub mod world;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -153,6 +155,7 @@ impl PolicyRuntime {
         };
 
         let engine = engine();
+        world::check_format(&wasm).map_err(invalid)?;
         let component =
             cache::compile(engine, &wasm, &digest).map_err(|e| invalid(format!("{e:#}")))?;
         let mut linker = Linker::<GuestState>::new(engine);
@@ -160,10 +163,11 @@ impl PolicyRuntime {
             .map_err(|e| invalid(format!("{e:#}")))?;
         DataPolicy::add_to_linker::<GuestState, HasSelf<GuestState>>(&mut linker, |state| state)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = DataPolicyPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+        // Imports are checked here, exports just below; either failure is explained in
+        // terms of the WIT an author builds against.
+        let explain = |e: wasmtime::Error| invalid(world::explain(engine, &component, &e));
+        let instance_pre = linker.instantiate_pre(&component).map_err(explain)?;
+        let pre = DataPolicyPre::new(instance_pre).map_err(explain)?;
         let envelopes = vault
             .clone()
             .map(|vault| Arc::new(Envelopes::new(vault, DataKeyPolicy::default())));

@@ -1,0 +1,268 @@
+//! `kafka-transit policy`: what an author needs to write a policy outside this
+//! repository. `policy new` writes a standalone crate (the SDK as a dependency, an
+//! example policy with native tests, the host's own WIT, a pipeline file and a README)
+//! from the templates in `host/templates/policy/`; `policy wit` prints the WIT.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+
+use crate::policy::world;
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Write a new policy crate, ready to test, build and run.
+    ///
+    /// Creates DIR (default: ./NAME) with Cargo.toml (a cdylib on the policy SDK,
+    /// kafka-transit-policy-sdk, with the metadata cargo component reads), src/lib.rs (a
+    /// working example that replaces record keys by their HMAC under a Vault transit key,
+    /// with native tests against the SDK's stand-in host), wit/policy.wit (the WIT this
+    /// kafka-transit implements), pipeline.toml and README.md. Refuses a DIR that exists
+    /// and is not empty.
+    New {
+        /// The policy's name: lowercase words joined by '-', each starting with a letter
+        /// (e.g. hash-keys). It names the crate, the component and the .wasm file.
+        name: String,
+        /// Where to create the crate [default: ./NAME].
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// Depend on the SDK in this directory (guest/sdk of a kafka-transit checkout);
+        /// builds offline. Without it the crate depends on the SDK in kafka-transit's git
+        /// repository.
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Print the WIT this kafka-transit implements (package kafka-transit:policy, world
+    /// data-policy).
+    ///
+    /// A policy written in any language with a component toolchain implements this
+    /// world; `kafka-transit validate` refuses a component built against another version
+    /// and says what to change.
+    Wit,
+}
+
+/// Why `policy new` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+enum ScaffoldError {
+    #[error(
+        "policy name {0:?}: use lowercase letters and digits, in words joined by '-' that \
+         each start with a letter (e.g. hash-keys); it names the crate, the component and \
+         the .wasm file"
+    )]
+    Name(String),
+    #[error("{0} already exists and is not empty: choose another --dir, or remove it first")]
+    NotEmpty(PathBuf),
+    #[error("{0} exists and is not a directory: choose another --dir")]
+    NotADirectory(PathBuf),
+    #[error(
+        "--sdk-path {0}: no kafka-transit-policy-sdk crate there (give the guest/sdk \
+         directory of a kafka-transit checkout)"
+    )]
+    NoSdk(PathBuf),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where the new crate gets the SDK from.
+#[derive(Debug)]
+enum Sdk {
+    /// A directory holding the SDK crate; builds offline.
+    Path(PathBuf),
+    /// The kafka-transit git repository.
+    Git,
+}
+
+/// The repository the SDK lives in (host/Cargo.toml's `repository`).
+const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+const SDK_NAME: &str = "kafka-transit-policy-sdk";
+
+/// Each file of a new crate: its path in the crate and its template.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../templates/policy/Cargo.toml.template"),
+    ),
+    ("src/lib.rs", include_str!("../templates/policy/src/lib.rs")),
+    ("wit/policy.wit", world::WIT),
+    (
+        "pipeline.toml",
+        include_str!("../templates/policy/pipeline.toml"),
+    ),
+    ("README.md", include_str!("../templates/policy/README.md")),
+    (".gitignore", include_str!("../templates/policy/gitignore")),
+];
+
+pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::New {
+            name,
+            dir,
+            sdk_path,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = sdk_path.map_or(Sdk::Git, Sdk::Path);
+            new(&name, &dir, &sdk)?;
+            print!("{}", next_steps(&name, &dir, &sdk));
+            Ok(())
+        }
+        PolicyCommand::Wit => {
+            print!("{}", world::WIT);
+            Ok(())
+        }
+    }
+}
+
+/// Writes the crate for policy `name` into `dir`, which must not exist or be empty.
+fn new(name: &str, dir: &Path, sdk: &Sdk) -> Result<(), ScaffoldError> {
+    if !is_valid_name(name) {
+        return Err(ScaffoldError::Name(name.into()));
+    }
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).map_err(|_| ScaffoldError::NotADirectory(dir.to_path_buf()))?;
+        if entries.next().is_some() {
+            return Err(ScaffoldError::NotEmpty(dir.to_path_buf()));
+        }
+    }
+    let sdk_dependency = sdk_dependency(sdk)?;
+    let crate_name = name.replace('-', "_");
+    let values = [
+        ("name", name),
+        ("crate_name", &crate_name),
+        ("sdk_dependency", &sdk_dependency),
+        ("wit_package", world::package()),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("repository", REPOSITORY),
+    ];
+    for (file, template) in TEMPLATES {
+        let path = dir.join(file);
+        let write = || {
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+            std::fs::write(&path, render(template, &values))
+        };
+        write().map_err(|source| ScaffoldError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// What `policy new` tells the author to do next.
+fn next_steps(name: &str, dir: &Path, sdk: &Sdk) -> String {
+    let wasm = format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        name.replace('-', "_")
+    );
+    let sdk = match sdk {
+        Sdk::Path(path) => format!("the SDK at {}", path.display()),
+        Sdk::Git => format!("the SDK from {REPOSITORY} (--sdk-path for a checkout)"),
+    };
+    format!(
+        "Created policy {name} in {dir}, on {sdk}, for {package}.\n\
+         \n\
+         Next:\n\
+         \x20 cd {dir}\n\
+         \x20 cargo test                                      # its tests, natively: no Vault, no Kafka\n\
+         \x20 cargo build --release --target wasm32-wasip2    # -> {wasm}\n\
+         \x20 export VAULT_TOKEN=...                          # then edit pipeline.toml's addresses and topics\n\
+         \x20 kafka-transit validate --config pipeline.toml   # loads, type-checks and initialises the policy\n\
+         \x20 kafka-transit run --config pipeline.toml\n",
+        dir = dir.display(),
+        package = world::package(),
+    )
+}
+
+/// Lowercase words joined by '-', each starting with a letter: a valid crate name and
+/// a valid WIT package name (for cargo component).
+fn is_valid_name(name: &str) -> bool {
+    name.split('-').all(|word| {
+        word.starts_with(|c: char| c.is_ascii_lowercase())
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    })
+}
+
+/// The `[dependencies]` line for the SDK, with a comment saying how to change it.
+fn sdk_dependency(sdk: &Sdk) -> Result<String, ScaffoldError> {
+    match sdk {
+        Sdk::Path(path) => {
+            let missing = || ScaffoldError::NoSdk(path.clone());
+            let absolute = path.canonicalize().map_err(|_| missing())?;
+            let manifest =
+                std::fs::read_to_string(absolute.join("Cargo.toml")).map_err(|_| missing())?;
+            if !manifest.contains(&format!("name = \"{SDK_NAME}\"")) {
+                return Err(missing());
+            }
+            let path = toml::Value::String(absolute.display().to_string());
+            Ok(format!(
+                "# A kafka-transit checkout's SDK (`policy new --sdk-path`): builds offline.\n\
+                 {SDK_NAME} = {{ path = {path} }}"
+            ))
+        }
+        Sdk::Git => {
+            let url = toml::Value::String(REPOSITORY.into());
+            Ok(format!(
+                "# The SDK from kafka-transit's repository: pin the release you run with\n\
+                 # `tag = \"...\"` or `rev = \"...\"`, or use a checkout's with\n\
+                 # `path = \".../guest/sdk\"` (`kafka-transit policy new --sdk-path`).\n\
+                 {SDK_NAME} = {{ git = {url} }}"
+            ))
+        }
+    }
+}
+
+/// `template` with each `{{key}}` replaced by its value.
+fn render(template: &str, values: &[(&str, &str)]) -> String {
+    values
+        .iter()
+        .fold(template.to_string(), |text, (key, value)| {
+            text.replace(&format!("{{{{{key}}}}}"), value)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_has_a_value() {
+        let values = [
+            ("name", "n"),
+            ("crate_name", "n"),
+            ("sdk_dependency", "d"),
+            ("wit_package", "w"),
+            ("version", "v"),
+            ("repository", "r"),
+        ];
+        for (file, template) in TEMPLATES {
+            let text = render(template, &values);
+            assert!(!text.contains("{{"), "{file} keeps a placeholder");
+        }
+    }
+
+    #[test]
+    fn names_must_suit_cargo_and_wit() {
+        for good in ["hash-keys", "mask", "pii2-mask"] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "Hash",
+            "hash_keys",
+            "-x",
+            "x-",
+            "2fa",
+            "a--b",
+            "x-2",
+            "a b",
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
