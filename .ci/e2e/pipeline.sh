@@ -31,7 +31,7 @@ PY2
 write_pipeline "$WORK/encrypt.toml" customers.raw customers.protected encrypt-value customers 'batch_size = 100'
 # A short session timeout so that the group notices the killed member quickly (the
 # broker's group.min.session.timeout.ms is lowered to allow it; librdkafka's default is 45 s).
-sed -i "/^\[sink\]/i [source.properties]\n\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\"\n" "$WORK/encrypt.toml"
+source_properties "$WORK/encrypt.toml" "\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\""
 "$KAFKA_TRANSIT" validate --config "$WORK/encrypt.toml"
 
 say "encrypt pipeline, first run (to be killed with SIGKILL)"

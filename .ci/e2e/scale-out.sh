@@ -19,7 +19,7 @@ create_topics events.raw:6 events.protected:6 events.raw.dlq
 vault_write transit/keys/events '{}'
 
 write_pipeline "$WORK/encrypt.toml" events.raw events.protected encrypt-value events 'batch_size = 100'
-sed -i "/^\[sink\]/i [source.properties]\n\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\"\n" "$WORK/encrypt.toml"
+source_properties "$WORK/encrypt.toml" "\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\""
 
 declare -A RUNNER
 start_runner() { # NAME

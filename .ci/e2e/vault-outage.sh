@@ -17,7 +17,8 @@ create_topics payments.raw:3 payments.protected:3 payments.raw.dlq
 vault_write transit/keys/payments '{}'
 
 write_pipeline "$WORK/encrypt.toml" payments.raw payments.protected encrypt-value payments 'batch_size = 100'
-sed -i "/^\[sink\]/i [source.properties]\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"$POLL_INTERVAL_MS\"\n" "$WORK/encrypt.toml"
+source_properties "$WORK/encrypt.toml" '"session.timeout.ms" = "6000"' \
+  "\"max.poll.interval.ms\" = \"$POLL_INTERVAL_MS\""
 "$KAFKA_TRANSIT" --log-format json run --config "$WORK/encrypt.toml" >"$WORK/runner.log" 2>&1 &
 runner=$!
 STACK_PIDS+=("$runner")

@@ -8,7 +8,7 @@
 #   start_kafka                  # exports KAFKA_BOOTSTRAP
 #   start_kafka SINK_BOOTSTRAP --sasl-ssl   # a second cluster; sets SINK_BOOTSTRAP and SINK_KAFKA_DIR
 #   start_openbao [--tls]        # exports VAULT_ADDR, VAULT_TOKEN (and VAULT_CACERT with --tls)
-#   start_vault_dev              # vault-dev instead of OpenBao, for fault injection
+#   source_properties FILE 'name = value'...   # [source.properties] lines for a pipeline file
 #   ...                          # everything started is stopped when the shell exits
 #
 # .ci/kafka/kafka.sh and .ci/openbao/openbao.sh do the work and can be run by hand.
@@ -18,7 +18,7 @@ KT_CACHE="${KAFKA_TRANSIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-trans
 KAFKA_SH="$REPO_ROOT/.ci/kafka/kafka.sh"
 OPENBAO_SH="$REPO_ROOT/.ci/openbao/openbao.sh"
 STACK_LOGS="${STACK_LOGS:-$(mktemp -d -t kafka-transit-stack.XXXXXX)}"
-STACK_PIDS=()     # processes this shell started (vault-dev, kafka-transit)
+STACK_PIDS=()     # processes this shell started (kafka-transit, producers)
 STACK_SERVICES=() # "kafka DIR" / "openbao DIR": stopped through their scripts
 
 # Debian's kcat links Debian's librdkafka 2.0.2, whose SCRAM login Kafka 4.x refuses even
@@ -79,29 +79,19 @@ require_tools() {
   use_wheel_librdkafka_for_kcat
 }
 
-# Installs Apache Kafka's jars and builds OpenBao (each once, cached by version), and
-# builds the host and vault-dev (release).
+# Installs Apache Kafka's jars and OpenBao (each once, cached by version) and builds
+# kafka-transit (release).
 stack_init() {
   require_tools --servers
   say "Apache Kafka jars and OpenBao (cached by version under $KT_CACHE; the first time takes a while)"
   bash "$KAFKA_SH" install >/dev/null
   bash "$OPENBAO_SH" install >/dev/null
-  say "building kafka-transit and vault-dev (release)"
-  (cd "$REPO_ROOT" && cargo build --release -p kafka-transit -p vault-dev --bins)
-  local target_dir
-  target_dir="$(target_dir)"
-  KAFKA_TRANSIT="$target_dir/release/kafka-transit"
-  VAULT_DEV="$target_dir/release/vault-dev"
-  export KAFKA_TRANSIT VAULT_DEV
+  build_kafka_transit
 }
 
 target_dir() {
   (cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps) \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND until it succeeds.
@@ -145,20 +135,6 @@ start_openbao() {
 # openbao_seal / openbao_unseal: a real Vault outage, for the OpenBao started last.
 openbao_seal() { bash "$OPENBAO_SH" seal "$OPENBAO_DIR"; }
 openbao_unseal() { bash "$OPENBAO_SH" unseal "$OPENBAO_DIR"; }
-
-# start_vault_dev [extra vault-dev flags...]: our stand-in, for what needs its fault
-# injection (sys/dev/faults); everything else runs on OpenBao.
-start_vault_dev() {
-  local port
-  port=$(free_port)
-  export VAULT_TOKEN="dev-root-$RANDOM$RANDOM"
-  VAULT_DEV_ROOT_TOKEN="$VAULT_TOKEN" "$VAULT_DEV" --listen "127.0.0.1:$port" "$@" \
-    >"$STACK_LOGS/vault-dev.log" 2>&1 &
-  STACK_PIDS+=($!)
-  export VAULT_ADDR="http://127.0.0.1:$port"
-  wait_for 30 "vault-dev on $VAULT_ADDR" curl -sf "$VAULT_ADDR/v1/sys/health"
-  say "vault-dev on $VAULT_ADDR (log: $STACK_LOGS/vault-dev.log)"
-}
 
 # create_topics NAME[:PARTITIONS]...
 create_topics() {
@@ -226,11 +202,25 @@ ${6:-}
 TOML
 }
 
+# source_properties FILE LINE...: a [source.properties] table with LINEs
+# ('"session.timeout.ms" = "6000"') in a pipeline file that write_pipeline wrote.
+source_properties() {
+  local file=$1 table='[source.properties]'
+  shift
+  table+=$(printf '\n%s' "$@")
+  python3 - "$file" "$table" <<'PY'
+import sys
+path, table = sys.argv[1], sys.argv[2]
+text = open(path, encoding="utf-8").read()
+open(path, "w", encoding="utf-8").write(text.replace("\n[sink]\n", f"\n{table}\n\n[sink]\n", 1))
+PY
+}
+
 # ---------------------------------------------------------------------------------------
 # Helpers for the demonstrations (demos/0*.sh).
 
-# build_kafka_transit: only the release binary (no Kafka, no OpenBao), for demos run against a stack
-# that is already up (docker compose, your own cluster).
+# build_kafka_transit: the release binary; alone (without stack_init) for demos run
+# against a stack that is already up (docker compose, your own cluster).
 build_kafka_transit() {
   say "building kafka-transit (release)"
   (cd "$REPO_ROOT" && cargo build --release -p kafka-transit --bin kafka-transit)
