@@ -42,24 +42,8 @@ STACK_PIDS+=("$runner")
 # the application is still producing, however slow the machine.
 wait_for 60 "the first runner's partitions" grep -q '"source partitions assigned"' "$WORK/encrypt-1.log"
 say "the application produces $N records at $RATE/s (ordinary producer batching)"
-python3 - "$KAFKA_BOOTSTRAP" "$WORK/records.tsv" "$RATE" >"$WORK/producer.log" 2>&1 <<'PY2' &
-import sys, time
-from confluent_kafka import Producer
-bootstrap, path, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
-producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
-started = time.monotonic()
-for n, line in enumerate(open(path, encoding="utf-8")):
-    key, _, value = line.rstrip("\n").partition("\t")
-    producer.produce("customers.raw", key=key, value=value)
-    producer.poll(0)
-    ahead = n / rate - (time.monotonic() - started)
-    if ahead > 0:
-        time.sleep(ahead)
-assert producer.flush(60) == 0, "records left unsent"
-print(f"produced {n + 1} records")
-PY2
-producer=$!
-STACK_PIDS+=("$producer")
+produce_at_rate customers.raw "$WORK/records.tsv" "$RATE" "$WORK/producer.log"
+producer=$PRODUCER_PID
 
 wait_for_keys customers.protected 2500 120
 kill -9 "$runner"

@@ -9,6 +9,10 @@
 #   start_kafka SINK_BOOTSTRAP --sasl-ssl   # a second cluster; sets SINK_BOOTSTRAP and SINK_KAFKA_DIR
 #   start_openbao [--tls]        # exports VAULT_ADDR, VAULT_TOKEN (and VAULT_CACERT with --tls)
 #   source_properties FILE 'name = value'...   # [source.properties] lines for a pipeline file
+#   sink CMD...                  # CMD (create_topics, count_distinct_keys, ...) on the sink cluster
+#   produce_at_rate TOPIC RECORDS.tsv RATE LOG  # an application producing in the background
+#   read_records TOPIC [read_committed|read_uncommitted] >FILE   # key<TAB>value per record
+#   decrypt_check KEY ORIGINALS.tsv PROTECTED.tsv   # encrypt-value output decrypts to the originals
 #   ...                          # everything started is stopped when the shell exits
 #
 # .ci/kafka/kafka.sh and .ci/openbao/openbao.sh do the work and can be run by hand.
@@ -153,25 +157,57 @@ admin_kcat() {
   kcat -b "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" ${KCAT_CONFIG:+-F "$KCAT_CONFIG"} "$@"
 }
 
+# sink CMD...: CMD (create_topics, count_distinct_keys, wait_for_keys, read_records,
+# admin_kcat, ...) on the sink cluster: SINK_BOOTSTRAP (start_kafka SINK_BOOTSTRAP), with
+# the librdkafka properties file SINK_KCAT_CONFIG if it needs one (SASL_SSL).
+sink() { KCAT_BOOTSTRAP=$SINK_BOOTSTRAP KCAT_CONFIG=${SINK_KCAT_CONFIG:-} "$@"; }
+
 # count_distinct_keys TOPIC: distinct record keys on a topic, up to where it ended when
-# asked (so it answers while producers keep writing).
+# asked (so it answers while producers keep writing); of committed transactions only.
 count_distinct_keys() {
   python3 "$REPO_ROOT/demos/lib/count_keys.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$1" 2>/dev/null || echo 0
 }
 
-# wait_for_keys TOPIC COUNT SECONDS
+# wait_for_keys TOPIC COUNT SECONDS [HINT]: HINT (e.g. "log: FILE") ends the failure message.
 wait_for_keys() {
-  local topic=$1 want=$2 seconds=$3
+  local topic=$1 want=$2 seconds=$3 hint=${4:+ (${4})}
   local deadline=$((SECONDS + seconds)) have=0
   while :; do
     have=$(count_distinct_keys "$topic")
     [ "$have" -ge "$want" ] && return 0
-    [ "$SECONDS" -lt "$deadline" ] || fail "$topic has $have distinct keys after ${seconds}s; expected $want"
+    [ "$SECONDS" -lt "$deadline" ] || fail "$topic has $have distinct keys after ${seconds}s; expected $want$hint"
     sleep 1
   done
 }
 
-# write_pipeline FILE FROM TO POLICY KEY [extra TOML]
+# read_records TOPIC [read_committed|read_uncommitted]: one key<TAB>value line per record,
+# every partition from the beginning to where it ended when asked, with that
+# isolation.level (default read_committed, as a downstream consumer of an exactly-once
+# pipeline reads; read_uncommitted adds aborted and open transactions' records).
+read_records() {
+  python3 "$REPO_ROOT/demos/lib/read_topic.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
+}
+
+# produce_at_rate TOPIC RECORDS.tsv RATE LOG: an application sending the key<TAB>value
+# lines of RECORDS.tsv at RATE records/s (idempotent producer, ordinary batching), in the
+# background, its output in LOG; its pid goes into PRODUCER_PID (and STACK_PIDS), and
+# `wait "$PRODUCER_PID"` fails if not every record was acknowledged.
+produce_at_rate() {
+  python3 "$REPO_ROOT/demos/lib/produce_at_rate.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$1" "$2" "$3" \
+    >"$4" 2>&1 &
+  PRODUCER_PID=$!
+  STACK_PIDS+=("$PRODUCER_PID")
+}
+
+# decrypt_check KEY ORIGINALS.tsv PROTECTED.tsv: every record of PROTECTED (key<TAB>value
+# lines of encrypt-value output) decrypts with transit/decrypt (hvac, the root token) to
+# the original value of its key, and PROTECTED holds every key of ORIGINALS and no other.
+decrypt_check() {
+  python3 "$REPO_ROOT/demos/lib/decrypt_check.py" "$@"
+}
+
+# write_pipeline FILE FROM TO POLICY KEY [extra [pipeline] TOML]: the sink is
+# SINK_BOOTSTRAP when set (a second cluster: start_kafka SINK_BOOTSTRAP), else KAFKA_BOOTSTRAP.
 write_pipeline() {
   cat >"$1" <<TOML
 [source]
@@ -180,7 +216,7 @@ topics = ["$2"]
 group_id = "kafka-transit-$4-$2"
 
 [sink]
-bootstrap_servers = "$KAFKA_BOOTSTRAP"
+bootstrap_servers = "${SINK_BOOTSTRAP:-$KAFKA_BOOTSTRAP}"
 topic = "$3"
 
 [vault]
