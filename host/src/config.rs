@@ -329,10 +329,30 @@ impl Default for ErrorsConfig {
     }
 }
 
-/// Batching and reporting.
+/// `pipeline.delivery`: what a crash or a rebalance may do to the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryGuarantee {
+    /// Nothing is lost; after a crash the records since the last commit are produced
+    /// again (with fresh ciphertexts, so downstream cannot tell the copies apart).
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions on the sink cluster: each batch's outputs and its source
+    /// offsets commit together or not at all. Consumers of the sink must read with
+    /// `isolation.level = read_committed`.
+    ExactlyOnce,
+}
+
+/// Batching, delivery and reporting.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TuningConfig {
+    #[serde(default)]
+    pub delivery: DeliveryGuarantee,
+    /// Exactly-once: the compacted topic on the sink cluster where each transaction
+    /// records its source positions (created on first use if missing).
+    #[serde(default = "default_offsets_topic")]
+    pub offsets_topic: String,
     /// Most records handed to the policy at once (and so the size of its Vault batch).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -355,6 +375,9 @@ pub struct TuningConfig {
     pub max_record_bytes: usize,
 }
 
+fn default_offsets_topic() -> String {
+    "kafka-transit-offsets".into()
+}
 fn default_batch_size() -> usize {
     500
 }
@@ -377,6 +400,8 @@ fn default_max_record_bytes() -> usize {
 impl Default for TuningConfig {
     fn default() -> Self {
         TuningConfig {
+            delivery: DeliveryGuarantee::default(),
+            offsets_topic: default_offsets_topic(),
             batch_size: default_batch_size(),
             max_batch_bytes: default_max_batch_bytes(),
             batch_timeout: default_batch_timeout(),
@@ -456,6 +481,29 @@ impl PipelineConfig {
                     &format!("source.properties.\"{name}\""),
                     "kafka-transit commits offsets itself, only after the sink acknowledged; remove this property",
                 ));
+            }
+        }
+        if self.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
+            non_empty("pipeline.offsets_topic", &self.pipeline.offsets_topic)?;
+            if self.pipeline.offsets_topic == self.sink.topic {
+                return Err(invalid(
+                    "pipeline.offsets_topic",
+                    "must differ from sink.topic",
+                ));
+            }
+            for (name, value) in self.sink.properties.0.iter() {
+                let refused = match name.as_str() {
+                    "transactional.id" => Some(
+                        "with pipeline.delivery = \"exactly-once\" kafka-transit names one transactional producer per source partition (<source.group_id>.<topic>.<partition>); remove this property",
+                    ),
+                    "enable.idempotence" if value == "false" => Some(
+                        "transactions need the idempotent producer; remove this property",
+                    ),
+                    _ => None,
+                };
+                if let Some(message) = refused {
+                    return Err(invalid(&format!("sink.properties.\"{name}\""), message));
+                }
             }
         }
         self.vault
@@ -639,6 +687,34 @@ dead_letter_topic = "customers.dlq"
 
         let big_batch = format!("{EXAMPLE}\n[pipeline]\nbatch_size = 20000\n");
         assert!(error_of(&big_batch).starts_with("pipeline.batch_size:"));
+    }
+
+    #[test]
+    fn exactly_once_is_opt_in_and_owns_the_transactional_id() {
+        let config = PipelineConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(config.pipeline.delivery, DeliveryGuarantee::AtLeastOnce);
+
+        let eos = format!("{EXAMPLE}\n[pipeline]\ndelivery = \"exactly-once\"\n");
+        let config = PipelineConfig::parse(&eos).unwrap();
+        assert_eq!(config.pipeline.delivery, DeliveryGuarantee::ExactlyOnce);
+
+        let own_id = eos.replace(
+            "[sink.properties]",
+            "[sink.properties]\n\"transactional.id\" = \"mine\"",
+        );
+        assert!(error_of(&own_id).starts_with("sink.properties.\"transactional.id\":"));
+        let no_idempotence = eos.replace(
+            "[sink.properties]",
+            "[sink.properties]\n\"enable.idempotence\" = false",
+        );
+        assert!(error_of(&no_idempotence).starts_with("sink.properties.\"enable.idempotence\":"));
+
+        let typo = format!("{EXAMPLE}\n[pipeline]\ndelivery = \"exactly_once\"\n");
+        assert!(
+            error_of(&typo).contains("exactly-once"),
+            "{}",
+            error_of(&typo)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! User properties from `[source.properties]` / `[sink.properties]` are applied last,
 //! so they win over these defaults (except the commit settings, which `config` refuses).
 
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message};
@@ -124,6 +124,51 @@ pub fn sink_producer(
     producer(&sink.bootstrap_servers, &sink.properties, tuning)
 }
 
+/// A transactional sink producer (exactly-once): `init_transactions` on it fences every
+/// earlier producer with the same `transactional_id`.
+pub fn transactional_producer(
+    sink: &SinkConfig,
+    tuning: &TuningConfig,
+    transactional_id: &str,
+) -> rdkafka::error::KafkaResult<FutureProducer> {
+    let mut properties = sink.properties.clone();
+    properties
+        .0
+        .insert("transactional.id".into(), transactional_id.into());
+    producer(&sink.bootstrap_servers, &properties, tuning)
+}
+
+/// A consumer of the sink cluster without a group, for reading the exactly-once
+/// offsets topic: `read_committed` sees only what committed transactions wrote.
+pub fn sink_reader(
+    sink: &SinkConfig,
+    isolation_level: &str,
+) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &sink.bootstrap_servers)
+        .set("client.id", "kafka-transit")
+        // librdkafka assigns partitions only with a group id; this one never joins or
+        // commits.
+        .set("group.id", "kafka-transit-offsets-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", isolation_level);
+    apply(&mut config, &connection_properties(&sink.properties));
+    config.create()
+}
+
+/// An admin client of the sink cluster (creating the exactly-once offsets topic).
+pub fn sink_admin(
+    sink: &SinkConfig,
+) -> rdkafka::error::KafkaResult<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>
+{
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &sink.bootstrap_servers);
+    apply(&mut config, &connection_properties(&sink.properties));
+    config.create()
+}
+
 /// Copies a consumed message into the policy's record type.
 pub fn source_record(message: &BorrowedMessage<'_>) -> SourceRecord {
     let headers = message
@@ -194,7 +239,7 @@ pub fn read_topic(
         assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let mut messages = Vec::with_capacity(expected);
+    let mut messages = Vec::with_capacity(expected.min(100_000));
     while messages.len() < expected {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {

@@ -17,6 +17,8 @@ pub struct Metrics {
     committed_batches: AtomicU64,
     /// Source partitions taken away from this runner by consumer-group rebalances.
     partitions_revoked: AtomicU64,
+    /// Exactly-once: partition transactions aborted (and their records read again).
+    transactions_aborted: AtomicU64,
     /// Sum of the consumer lag over assigned partitions; -1 until librdkafka reports.
     lag: AtomicI64,
 }
@@ -34,6 +36,7 @@ impl Default for Metrics {
             batch_retries: AtomicU64::new(0),
             committed_batches: AtomicU64::new(0),
             partitions_revoked: AtomicU64::new(0),
+            transactions_aborted: AtomicU64::new(0),
             lag: AtomicI64::new(-1),
         }
     }
@@ -52,6 +55,7 @@ pub struct Snapshot {
     pub batch_retries: u64,
     pub committed_batches: u64,
     pub partitions_revoked: u64,
+    pub transactions_aborted: u64,
     pub lag: Option<u64>,
 }
 
@@ -77,6 +81,9 @@ impl Metrics {
     pub fn revoked(&self, partitions: u64) {
         self.partitions_revoked.fetch_add(partitions, Relaxed);
     }
+    pub fn transaction_aborted(&self) {
+        self.transactions_aborted.fetch_add(1, Relaxed);
+    }
     pub fn set_lag(&self, lag: i64) {
         self.lag.store(lag, Relaxed);
     }
@@ -94,6 +101,7 @@ impl Metrics {
             batch_retries: self.batch_retries.load(Relaxed),
             committed_batches: self.committed_batches.load(Relaxed),
             partitions_revoked: self.partitions_revoked.load(Relaxed),
+            transactions_aborted: self.transactions_aborted.load(Relaxed),
             lag: u64::try_from(lag).ok(),
         }
     }

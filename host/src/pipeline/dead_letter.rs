@@ -55,9 +55,29 @@ impl DeadLetters {
         }))
     }
 
+    /// Whether dead letters join the sink's transactions (exactly-once): they do on the
+    /// sink cluster; on the source cluster they are delivered at least once.
+    pub(crate) fn on_sink_cluster(&self) -> bool {
+        self.cluster == DeadLetterCluster::Sink
+    }
+
     /// Hands `record` to the dead-letter producer with headers naming the failure.
     pub(crate) async fn send(
         &self,
+        record: &SourceRecord,
+        kind: &'static str,
+        reason: &str,
+        policy: &PolicyRuntime,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        self.send_via(&self.producer, record, kind, reason, policy)
+            .await
+    }
+
+    /// [`DeadLetters::send`] through another producer of the same cluster (a
+    /// transactional one).
+    pub(crate) async fn send_via(
+        &self,
+        producer: &FutureProducer,
         record: &SourceRecord,
         kind: &'static str,
         reason: &str,
@@ -100,6 +120,6 @@ impl DeadLetters {
                 message = message.payload(value.as_slice());
             }
         }
-        enqueue(&self.producer, message).await
+        enqueue(producer, message).await
     }
 }

@@ -1,8 +1,8 @@
 //! The sink side: handing a batch's outputs (or its dead letters) to the producers, and
 //! completing batches strictly in order once every delivery was acknowledged.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 use crate::config::{PipelineConfig, SinkConfig, TimestampSource};
 use crate::kafka;
 use crate::metrics::Metrics;
-use crate::policy::{Failure, PolicyRuntime, SourceRecord, TransformResult};
+use crate::policy::{Failure, OutputRecord, PolicyRuntime, SourceRecord, TransformResult};
 
 use super::dead_letter::DeadLetters;
-use super::ownership::{BatchOffsets, Ownership};
+use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
 use super::source::Batch;
+use super::transactions::{Outcome, Transactions};
 use super::{kafka_error, PipelineError};
 
 /// Where a delivery went, to say which cluster failed.
@@ -38,6 +39,20 @@ impl Target {
 
 type DeliveryOutcome = Result<(), KafkaError>;
 
+/// Where to read a partition again after its transaction was aborted.
+pub(crate) struct Rewind {
+    pub partition: Partition,
+    pub epoch: Epoch,
+    pub offset: i64,
+}
+
+/// The records of one source partition in a batch, with their results.
+struct PartitionBatch {
+    partition: Partition,
+    epoch: Epoch,
+    items: Vec<(SourceRecord, TransformResult)>,
+}
+
 /// A batch whose records were handed to producers and await acknowledgement.
 pub(crate) struct InFlight {
     records: Vec<SourceRecord>,
@@ -53,7 +68,13 @@ pub(crate) struct Delivery {
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
+    /// Exactly-once: transactions aborted in a row, per partition.
+    aborts: Mutex<HashMap<Partition, u32>>,
 }
+
+/// Exactly-once: a partition whose transactions abort this many times in a row (with
+/// growing pauses) stops the pipeline instead of spinning.
+const MAX_CONSECUTIVE_ABORTS: u32 = 5;
 
 impl Delivery {
     pub(crate) fn new(
@@ -69,7 +90,14 @@ impl Delivery {
                 .map_err(kafka_error("creating the dead-letter producer"))?,
             ownership,
             metrics,
+            aborts: Mutex::default(),
         })
+    }
+
+    fn lock_aborts(&self) -> std::sync::MutexGuard<'_, HashMap<Partition, u32>> {
+        self.aborts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Hands the batch's outputs to the producers. Records of partitions revoked since
@@ -99,26 +127,9 @@ impl Delivery {
             match result {
                 Ok(outputs) => {
                     for output in outputs {
-                        let topic = output.topic.as_deref().unwrap_or(&self.sink_config.topic);
-                        let mut message = FutureRecord::<[u8], [u8]>::to(topic)
-                            .headers(kafka::owned_headers(&output.headers));
-                        if let Some(key) = &output.key {
-                            message = message.key(key.as_slice());
-                        }
-                        if let Some(value) = &output.value {
-                            message = message.payload(value.as_slice());
-                        }
-                        if self.sink_config.preserve_partitions {
-                            message = message.partition(record.partition);
-                        }
-                        if self.sink_config.timestamp == TimestampSource::Source {
-                            if let Some(timestamp) = record.timestamp {
-                                message = message.timestamp(timestamp);
-                            }
-                        }
                         let bytes =
                             kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-                        match enqueue(&self.sink, message).await {
+                        match enqueue(&self.sink, self.sink_message(&record, &output)).await {
                             Ok(delivery) => deliveries.push((index, Target::Sink, bytes, delivery)),
                             Err(error) if is_too_large(&error) => {
                                 let reason = too_large_reason(&error);
@@ -165,6 +176,265 @@ impl Delivery {
         })
     }
 
+    /// The sink record for one output of `record`.
+    fn sink_message<'a>(
+        &'a self,
+        record: &SourceRecord,
+        output: &'a OutputRecord,
+    ) -> FutureRecord<'a, [u8], [u8]> {
+        let topic = output.topic.as_deref().unwrap_or(&self.sink_config.topic);
+        let mut message =
+            FutureRecord::<[u8], [u8]>::to(topic).headers(kafka::owned_headers(&output.headers));
+        if let Some(key) = &output.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &output.value {
+            message = message.payload(value.as_slice());
+        }
+        if self.sink_config.preserve_partitions {
+            message = message.partition(record.partition);
+        }
+        if self.sink_config.timestamp == TimestampSource::Source {
+            if let Some(timestamp) = record.timestamp {
+                message = message.timestamp(timestamp);
+            }
+        }
+        message
+    }
+
+    /// Exactly-once: one transaction per source partition of the batch, holding its
+    /// outputs (and dead letters on the sink cluster) and its next source offset. The
+    /// partitions' transactions run side by side and each commits or aborts on its
+    /// own. Returns where to read aborted partitions again.
+    pub(crate) async fn deliver_exactly_once(
+        &self,
+        transactions: &Arc<Transactions>,
+        batch: Batch,
+        results: Vec<TransformResult>,
+        policy: &PolicyRuntime,
+    ) -> Result<Vec<Rewind>, PipelineError> {
+        let mut groups: Vec<PartitionBatch> = Vec::new();
+        let mut index: HashMap<Partition, usize> = HashMap::new();
+        for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
+            let partition = (record.topic.clone(), record.partition);
+            if !self.ownership.owns(&partition, epoch) {
+                continue;
+            }
+            let at = *index.entry(partition.clone()).or_insert_with(|| {
+                groups.push(PartitionBatch {
+                    partition,
+                    epoch,
+                    items: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[at].items.push((record, result));
+        }
+        let outcomes = join_all(
+            groups
+                .into_iter()
+                .map(|group| self.transact(transactions, group, policy)),
+        )
+        .await;
+        let mut rewinds = Vec::new();
+        for outcome in outcomes {
+            rewinds.extend(outcome?);
+        }
+        Ok(rewinds)
+    }
+
+    /// One partition's transaction. A record the sink refuses as too large aborts it;
+    /// the transaction is then repeated with that record dead-lettered instead.
+    async fn transact(
+        &self,
+        transactions: &Arc<Transactions>,
+        group: PartitionBatch,
+        policy: &PolicyRuntime,
+    ) -> Result<Option<Rewind>, PipelineError> {
+        let PartitionBatch {
+            partition,
+            epoch,
+            items,
+        } = group;
+        let Some(producer) = transactions.producer(&partition) else {
+            return Err(PipelineError::Transaction {
+                context: "finding the partition's producer",
+                transactional_id: transactions.transactional_id(&partition),
+                detail: "the partition was assigned but its producer could not be opened".into(),
+            });
+        };
+        let first = items.first().map_or(0, |(record, _)| record.offset);
+        let next = items.last().map_or(0, |(record, _)| record.offset + 1);
+        let mut refused: HashSet<i64> = HashSet::new();
+        loop {
+            transactions.begin(&producer, &partition)?;
+            let sent = self
+                .send_in_transaction(&producer, &items, &refused, policy)
+                .await;
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(error) => {
+                    abort(transactions, &producer, &partition).await?;
+                    return Err(error);
+                }
+            };
+            let (key, value) = transactions.position_record(&partition, next);
+            let position = FutureRecord::<str, str>::to(transactions.offsets_topic())
+                .key(&key)
+                .payload(&value);
+            if let Err((error, _)) = producer.send_result(position) {
+                abort(transactions, &producer, &partition).await?;
+                return Err(PipelineError::Transaction {
+                    context: "recording the source position",
+                    transactional_id: transactions.transactional_id(&partition),
+                    detail: error.to_string(),
+                });
+            }
+            let commit = {
+                let (transactions, producer, at) =
+                    (transactions.clone(), producer.clone(), partition.clone());
+                blocking(move || transactions.commit(&producer, &at)).await?
+            };
+            let mut too_large = Vec::new();
+            let mut produced = Vec::new();
+            let mut dead_lettered = 0;
+            for (offset, target, bytes, delivery) in sent {
+                match (delivery.await, target) {
+                    (Ok(Ok(_)), Target::Sink) => produced.push(bytes),
+                    (Ok(Ok(_)), Target::DeadLetter) => dead_lettered += 1,
+                    (Ok(Err((error, _))), Target::Sink) if is_too_large(&error) => {
+                        too_large.push(offset)
+                    }
+                    _ => {}
+                }
+            }
+            match commit {
+                Outcome::Committed => {
+                    for bytes in produced {
+                        self.metrics.produced(bytes);
+                    }
+                    for _ in 0..dead_lettered {
+                        self.metrics.dead_lettered();
+                    }
+                    self.metrics.committed();
+                    self.lock_aborts().remove(&partition);
+                    self.ownership
+                        .committed_in_transaction(partition, next, epoch);
+                    return Ok(None);
+                }
+                Outcome::Aborted(error) => {
+                    self.metrics.transaction_aborted();
+                    let before = refused.len();
+                    refused.extend(too_large);
+                    if refused.len() > before {
+                        tracing::warn!(
+                            topic = partition.0,
+                            partition = partition.1,
+                            "transaction aborted: the sink refused a record as too large; repeating it with that record dead-lettered"
+                        );
+                        continue;
+                    }
+                    let aborts = {
+                        let mut aborts = self.lock_aborts();
+                        let count = aborts.entry(partition.clone()).or_default();
+                        *count += 1;
+                        *count
+                    };
+                    if aborts > MAX_CONSECUTIVE_ABORTS {
+                        return Err(PipelineError::Transaction {
+                            context: "committing a transaction",
+                            transactional_id: transactions.transactional_id(&partition),
+                            detail: format!(
+                                "aborted {aborts} times in a row at {}/{}@{first}: {error}",
+                                partition.0, partition.1
+                            ),
+                        });
+                    }
+                    tracing::warn!(
+                        topic = partition.0,
+                        partition = partition.1,
+                        offset = first,
+                        "transaction aborted ({error}); reading the partition again from its last commit"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100 << aborts)).await;
+                    return Ok(Some(Rewind {
+                        partition,
+                        epoch,
+                        offset: first,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Sends a partition's outputs through its transactional producer. Dead letters on
+    /// the source cluster, outside the transaction, are awaited here: the offsets that
+    /// pass their records must not commit before they are acknowledged.
+    async fn send_in_transaction(
+        &self,
+        producer: &FutureProducer,
+        items: &[(SourceRecord, TransformResult)],
+        refused: &HashSet<i64>,
+        policy: &PolicyRuntime,
+    ) -> Result<Vec<(i64, Target, u64, DeliveryFuture)>, PipelineError> {
+        let mut sent = Vec::new();
+        for (record, result) in items {
+            let failure = match result {
+                Ok(_) if refused.contains(&record.offset) => Some((
+                    "sink-rejected",
+                    "the sink cluster refused the record as too large: raise the sink \
+                     broker's message.max.bytes (or the topic's max.message.bytes)"
+                        .to_string(),
+                )),
+                Ok(outputs) => {
+                    let mut failure = None;
+                    for output in outputs {
+                        let bytes =
+                            kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
+                        match enqueue(producer, self.sink_message(record, output)).await {
+                            Ok(delivery) => {
+                                sent.push((record.offset, Target::Sink, bytes, delivery))
+                            }
+                            Err(error) if is_too_large(&error) => {
+                                failure = Some(("sink-rejected", too_large_reason(&error)));
+                                break;
+                            }
+                            Err(error) => return Err(delivery_error(Target::Sink, record, error)),
+                        }
+                    }
+                    failure
+                }
+                Err(failure) => {
+                    let (kind, reason) = describe_failure(failure);
+                    Some((kind, reason))
+                }
+            };
+            let Some((kind, reason)) = failure else {
+                continue;
+            };
+            let Some(dead_letters) = &self.dead_letters else {
+                return Err(stopped_on_failure(record, kind, &reason));
+            };
+            if dead_letters.on_sink_cluster() {
+                let delivery = dead_letters
+                    .send_via(producer, record, kind, &reason, policy)
+                    .await
+                    .map_err(|error| delivery_error(Target::DeadLetter, record, error))?;
+                sent.push((record.offset, Target::DeadLetter, 0, delivery));
+            } else {
+                let acknowledged =
+                    match self.dead_letter(record, kind, &reason, policy).await?.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        Err(_) => Err(KafkaError::Canceled),
+                    };
+                acknowledged.map_err(|error| delivery_error(Target::DeadLetter, record, error))?;
+                self.metrics.dead_lettered();
+            }
+        }
+        Ok(sent)
+    }
+
     /// Sends a failed record to the dead-letter topic, or stops if so configured.
     async fn dead_letter(
         &self,
@@ -174,13 +444,7 @@ impl Delivery {
         policy: &PolicyRuntime,
     ) -> Result<DeliveryFuture, PipelineError> {
         let Some(dead_letters) = &self.dead_letters else {
-            return Err(PipelineError::StoppedOnFailure {
-                topic: record.topic.clone(),
-                partition: record.partition,
-                offset: record.offset,
-                kind,
-                reason: reason.to_string(),
-            });
+            return Err(stopped_on_failure(record, kind, reason));
         };
         dead_letters
             .send(record, kind, reason, policy)
@@ -264,6 +528,36 @@ impl Delivery {
         self.metrics.committed();
         Ok(())
     }
+}
+
+fn stopped_on_failure(record: &SourceRecord, kind: &'static str, reason: &str) -> PipelineError {
+    PipelineError::StoppedOnFailure {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        kind,
+        reason: reason.to_string(),
+    }
+}
+
+/// Aborts `partition`'s open transaction (off the async workers).
+async fn abort(
+    transactions: &Arc<Transactions>,
+    producer: &Arc<FutureProducer>,
+    partition: &Partition,
+) -> Result<(), PipelineError> {
+    let (transactions, producer, partition) =
+        (transactions.clone(), producer.clone(), partition.clone());
+    blocking(move || transactions.abort(&producer, &partition)).await
+}
+
+/// Runs a blocking transaction call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 fn describe_failure(failure: &Failure) -> (&'static str, String) {

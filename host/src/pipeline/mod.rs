@@ -1,4 +1,4 @@
-//! Source topic → policy → sink topic, at least once.
+//! Source topic → policy → sink topic, at least once or exactly once.
 //!
 //! One loop: gather a batch from the consumer ([`source`]), run the policy on the whole
 //! batch, hand every output to the idempotent sink producer or a failed record to the
@@ -11,6 +11,12 @@
 //! runner finishes and commits the in-flight work of partitions it loses before it lets
 //! them go, and never commits for a partition it no longer owns.
 //!
+//! With `pipeline.delivery = "exactly-once"` a batch is instead written in Kafka
+//! transactions, one per source partition, each holding its outputs and a record of
+//! its source position ([`transactions`]); batches then go one at a time, and a revoked partition has
+//! no open transaction (rebalances happen only while the consumer is polled, between
+//! batches).
+//!
 //! Fail closed: a record the policy could not transform never goes to the sink. It goes
 //! to the dead-letter topic, which lives on the source cluster unless configured
 //! otherwise (and then carries no record contents), or the pipeline stops.
@@ -19,6 +25,7 @@ mod dead_letter;
 mod delivery;
 mod ownership;
 mod source;
+mod transactions;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -29,7 +36,7 @@ use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
 use tokio::task::JoinHandle;
 
-use crate::config::PipelineConfig;
+use crate::config::{DeliveryGuarantee, PipelineConfig};
 use crate::metrics::{Metrics, Snapshot};
 use crate::policy::{Failure, PolicyError, PolicyRunner, SourceRecord, TransformResult};
 use crate::vault::VaultClient;
@@ -38,7 +45,8 @@ pub use dead_letter::headers as dead_letter_headers;
 
 use delivery::{Delivery, InFlight};
 use ownership::Ownership;
-use source::Source;
+use source::{Batch, Source};
+use transactions::Transactions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -73,6 +81,37 @@ pub enum PipelineError {
         offset: i64,
         detail: String,
     },
+    #[error(
+        "another runner took over {topic}/{partition}: it initialised transactional.id \
+         \"{transactional_id}\" and so fenced this runner, which stops rather than write \
+         a duplicate (nothing it had not committed is visible to read_committed consumers); \
+         with source.assignment = \"static\" run one runner per group"
+    )]
+    Fenced {
+        transactional_id: String,
+        topic: String,
+        partition: i32,
+    },
+    #[error(
+        "exactly-once: {context} for transactional.id \"{transactional_id}\" failed: {detail}; \
+         the sink cluster must support transactions (transaction.state.log.* broker settings) \
+         and, with ACLs, allow WRITE and DESCRIBE on TransactionalId prefix \
+         \"<source.group_id>.\""
+    )]
+    Transaction {
+        context: &'static str,
+        transactional_id: String,
+        detail: String,
+    },
+    #[error(
+        "exactly-once: the offsets topic \"{topic}\" (pipeline.offsets_topic, on the sink \
+         cluster): {context} failed: {detail}"
+    )]
+    OffsetsTopic {
+        topic: String,
+        context: &'static str,
+        detail: String,
+    },
 }
 
 fn kafka_error(context: &'static str) -> impl FnOnce(KafkaError) -> PipelineError {
@@ -84,6 +123,8 @@ pub struct Pipeline {
     runner: PolicyRunner,
     source: Source,
     delivery: Delivery,
+    /// Exactly-once only.
+    transactions: Option<Arc<Transactions>>,
     metrics: Arc<Metrics>,
     vault: VaultClient,
 }
@@ -98,10 +139,15 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         let metrics = Arc::new(Metrics::default());
         let ownership = Arc::new(Ownership::default());
+        let transactions = match config.pipeline.delivery {
+            DeliveryGuarantee::AtLeastOnce => None,
+            DeliveryGuarantee::ExactlyOnce => Some(Arc::new(Transactions::new(&config))),
+        };
         let source = Source::new(
             &config.source,
             &config.pipeline,
             ownership.clone(),
+            transactions.clone(),
             metrics.clone(),
         )?;
         let delivery = Delivery::new(&config, ownership, metrics.clone())?;
@@ -110,6 +156,7 @@ impl Pipeline {
             runner,
             source,
             delivery,
+            transactions,
             metrics,
             vault,
         })
@@ -128,6 +175,7 @@ impl Pipeline {
             digest = self.runner.runtime().digest(),
             topics = ?self.config.source.topics,
             sink = self.config.sink.topic,
+            delivery = ?self.config.pipeline.delivery,
             "pipeline started"
         );
         let reporter = self.spawn_progress_reporter();
@@ -147,6 +195,9 @@ impl Pipeline {
                 () = &mut stop => break Ok(()),
                 batch = self.source.next_batch(&self.config.pipeline) => batch,
             };
+            if let Some(failure) = self.transactions.as_ref().and_then(|t| t.take_failure()) {
+                break Err(failure);
+            }
             if batch.records.is_empty() {
                 if let Err(error) = self.settle(&mut in_flight, 0).await {
                     break Err(error);
@@ -158,20 +209,11 @@ impl Pipeline {
                 () = &mut stop => break Ok(()),
                 results = self.transform_until_settled(&batch.records) => results,
             };
-            let flight = match results {
-                Ok(results) => {
-                    self.delivery
-                        .dispatch(batch, results, self.runner.runtime())
-                        .await
-                }
+            let delivered = match results {
+                Ok(results) => self.deliver(batch, results, &mut in_flight).await,
                 Err(error) => Err(error),
             };
-            match flight {
-                Ok(flight) => in_flight.push_back(flight),
-                Err(error) => break Err(error),
-            }
-            let keep = self.config.pipeline.max_in_flight_batches;
-            if let Err(error) = self.settle(&mut in_flight, keep).await {
+            if let Err(error) = delivered {
                 break Err(error);
             }
         };
@@ -180,6 +222,35 @@ impl Pipeline {
         let drained = self.settle(&mut in_flight, 0).await;
         self.source.commit(CommitMode::Sync);
         outcome.and(drained)
+    }
+
+    /// Hands a transformed batch to the sink: at least once, into the in-flight queue
+    /// (completing the oldest batches beyond `pipeline.max_in_flight_batches`); exactly
+    /// once, in transactions that have committed or aborted when this returns.
+    async fn deliver(
+        &mut self,
+        batch: Batch,
+        results: Vec<TransformResult>,
+        in_flight: &mut VecDeque<InFlight>,
+    ) -> Result<(), PipelineError> {
+        let policy = self.runner.runtime();
+        let Some(transactions) = &self.transactions else {
+            let flight = self.delivery.dispatch(batch, results, policy).await?;
+            in_flight.push_back(flight);
+            let keep = self.config.pipeline.max_in_flight_batches;
+            return self.settle(in_flight, keep).await;
+        };
+        let rewinds = self
+            .delivery
+            .deliver_exactly_once(transactions, batch, results, policy)
+            .await?;
+        for rewind in rewinds {
+            self.source
+                .rewind(&rewind.partition, rewind.epoch, rewind.offset)?;
+        }
+        // A copy of the positions for the source group, where lag is monitored.
+        self.source.commit(CommitMode::Async);
+        Ok(())
     }
 
     /// Completes finished batches and commits what they acknowledged.
@@ -256,6 +327,7 @@ fn log_progress(what: &str, now: &Snapshot, last: Option<&Snapshot>, vault_reque
         records_out = now.records_out,
         dead_lettered = now.dead_lettered,
         batch_retries = now.batch_retries,
+        transactions_aborted = now.transactions_aborted,
         vault_requests,
         lag = now
             .lag

@@ -23,6 +23,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
 
+use super::transactions::Transactions;
+
 /// A source partition.
 pub(crate) type Partition = (String, i32);
 
@@ -122,6 +124,13 @@ impl Ownership {
         }
     }
 
+    /// A transaction committed `partition` up to `next` (exactly-once): the source
+    /// group gets a copy of it, for lag monitoring.
+    pub(crate) fn committed_in_transaction(&self, partition: Partition, next: i64, epoch: Epoch) {
+        self.lock()
+            .acknowledge(&BatchOffsets::from([(partition, (next, epoch))]));
+    }
+
     /// What may be committed now: the acknowledged offsets of owned partitions.
     pub(crate) fn commit_list(&self) -> TopicPartitionList {
         let state = self.lock();
@@ -213,10 +222,11 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
-/// The source consumer's view of librdkafka: rebalances go through [`Ownership`]; lag
-/// and revocations feed the metrics.
+/// The source consumer's view of librdkafka: rebalances go through [`Ownership`] (and,
+/// exactly-once, [`Transactions`]); lag and revocations feed the metrics.
 pub(crate) struct PipelineContext {
     pub(crate) ownership: Arc<Ownership>,
+    pub(crate) transactions: Option<Arc<Transactions>>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -237,7 +247,17 @@ impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
-                self.ownership.assigned(partitions_of(partitions));
+                let assigned = partitions_of(partitions);
+                self.ownership.assigned(assigned.clone());
+                if let Some(transactions) = &self.transactions {
+                    match block_in_place(|| transactions.open(&assigned)) {
+                        Ok(committed) => resume_from(partitions, &committed),
+                        Err(error) => {
+                            tracing::error!("taking the assigned partitions failed: {error}");
+                            transactions.failed(error);
+                        }
+                    }
+                }
                 tracing::info!(
                     partitions = partitions.count(),
                     "source partitions assigned"
@@ -255,6 +275,9 @@ impl ConsumerContext for PipelineContext {
                         );
                     }
                 }
+                if let Some(transactions) = &self.transactions {
+                    transactions.close(&revoked);
+                }
                 self.metrics.revoked(revoked.len() as u64);
                 tracing::info!(
                     partitions = revoked.len(),
@@ -263,6 +286,24 @@ impl ConsumerContext for PipelineContext {
                 );
             }
             Rebalance::Error(error) => tracing::warn!("consumer group rebalance failed: {error}"),
+        }
+    }
+}
+
+/// Starts each of `partitions` at its offset in `committed` (exactly-once: the offsets
+/// committed on the sink cluster), where there is one.
+pub(crate) fn resume_from(partitions: &TopicPartitionList, committed: &HashMap<Partition, i64>) {
+    // The elements point into the list librdkafka is about to assign.
+    for mut element in partitions.elements() {
+        let partition = (element.topic().to_string(), element.partition());
+        if let Some(&next) = committed.get(&partition) {
+            if let Err(error) = element.set_offset(Offset::Offset(next)) {
+                tracing::warn!(
+                    "cannot start {}/{} at {next}: {error}",
+                    partition.0,
+                    partition.1
+                );
+            }
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::kafka;
 use crate::metrics::Metrics;
 use crate::policy::SourceRecord;
 
-use super::ownership::{Epoch, Ownership, PipelineContext};
+use super::ownership::{resume_from, Epoch, Ownership, Partition, PipelineContext};
+use super::transactions::Transactions;
 use super::{kafka_error, PipelineError};
 
 /// Records handed to the policy together, each with the epoch its partition was owned
@@ -26,6 +27,7 @@ pub(crate) struct Batch {
 pub(crate) struct Source {
     consumer: StreamConsumer<PipelineContext>,
     ownership: Arc<Ownership>,
+    transactions: Option<Arc<Transactions>>,
     metrics: Arc<Metrics>,
     /// Records that arrived while the source was paused; they open the next batch.
     pending: VecDeque<(SourceRecord, Epoch)>,
@@ -37,10 +39,12 @@ impl Source {
         config: &SourceConfig,
         tuning: &TuningConfig,
         ownership: Arc<Ownership>,
+        transactions: Option<Arc<Transactions>>,
         metrics: Arc<Metrics>,
     ) -> Result<Source, PipelineError> {
         let context = PipelineContext {
             ownership: ownership.clone(),
+            transactions: transactions.clone(),
             metrics: metrics.clone(),
         };
         let consumer = kafka::consumer(config, tuning, context)
@@ -48,6 +52,7 @@ impl Source {
         Ok(Source {
             consumer,
             ownership,
+            transactions,
             metrics,
             pending: VecDeque::new(),
             paused: false,
@@ -67,8 +72,9 @@ impl Source {
     }
 
     /// Static assignment: every partition of the source topics, from the offsets
-    /// committed under the group id (or where `auto.offset.reset` says, for partitions
-    /// without a commit). Runs once at start-up; the calls block briefly.
+    /// committed under the group id (exactly-once: on the sink cluster first), or where
+    /// `auto.offset.reset` says, for partitions without a commit. Runs once at
+    /// start-up; the calls block briefly.
     fn assign_every_partition(&self, config: &SourceConfig) -> Result<(), PipelineError> {
         const TIMEOUT: Duration = Duration::from_secs(30);
         let mut partitions = TopicPartitionList::new();
@@ -120,12 +126,15 @@ impl Source {
             partitions = start.count(),
             "source partitions assigned (static)"
         );
-        self.ownership.assigned(
-            start
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition())),
-        );
+        let assigned: Vec<Partition> = start
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        self.ownership.assigned(assigned.clone());
+        if let Some(transactions) = &self.transactions {
+            resume_from(&start, &transactions.open(&assigned)?);
+        }
         self.consumer
             .assign(&start)
             .map_err(kafka_error("assigning source partitions"))
@@ -230,6 +239,32 @@ impl Source {
         if let Err(error) = resumed {
             tracing::warn!("resuming the source partitions failed: {error}");
         }
+    }
+
+    /// Reads `partition` again from `offset` (exactly-once, after an aborted
+    /// transaction), if it is still owned under `epoch`. An error stops the pipeline:
+    /// going on would skip the aborted records.
+    pub(crate) fn rewind(
+        &mut self,
+        partition: &Partition,
+        epoch: Epoch,
+        offset: i64,
+    ) -> Result<(), PipelineError> {
+        if !self.ownership.owns(partition, epoch) {
+            return Ok(());
+        }
+        self.pending
+            .retain(|(record, _)| (&record.topic, record.partition) != (&partition.0, partition.1));
+        self.consumer
+            .seek(
+                &partition.0,
+                partition.1,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            )
+            .map_err(kafka_error(
+                "rewinding a partition after an aborted transaction",
+            ))
     }
 
     /// Commits the acknowledged offsets of the partitions this runner owns.

@@ -1,5 +1,7 @@
-//! In-process Kafka (librdkafka's mock cluster: real protocol, real clients) and
-//! pipelines to run against it.
+//! Kafka for tests: in-process (librdkafka's mock cluster: real protocol, real
+//! clients) or, where the mock cannot show a behaviour (transactions: it neither stores
+//! transactional offset commits nor hides aborted records), Apache Kafka named by the
+//! environment; and pipelines to run against either.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,14 +12,20 @@ use kafka_transit::metrics::{Metrics, Snapshot};
 use kafka_transit::pipeline::{Pipeline, PipelineError};
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// A mock cluster of three brokers. Each partition keeps only 5 MiB: size data to fit.
+/// Prefix of the variables naming Apache Kafka clusters: `KAFKA_TRANSIT_TEST_KAFKA_<ROLE>`
+/// holds a bootstrap address (`.ci/run` starts them with `.ci/kafka/kafka.sh`).
+pub const EXTERNAL_KAFKA_ENV: &str = "KAFKA_TRANSIT_TEST_KAFKA";
+
+/// A mock cluster of three brokers (each partition keeps only 5 MiB: size data to fit),
+/// or an external Apache Kafka cluster.
 pub struct TestKafka {
-    _cluster: MockCluster<'static, DefaultProducerContext>,
+    cluster: Option<MockCluster<'static, DefaultProducerContext>>,
     pub bootstrap: String,
 }
 
@@ -31,24 +39,107 @@ impl TestKafka {
         }
         let bootstrap = cluster.bootstrap_servers();
         TestKafka {
-            _cluster: cluster,
+            cluster: Some(cluster),
             bootstrap,
         }
+    }
+
+    /// The Apache Kafka cluster named by `KAFKA_TRANSIT_TEST_KAFKA_<role>`; panics with
+    /// how to start one when the variable is unset (tests that need it are `#[ignore]`d,
+    /// so only an explicit `--ignored` run gets here).
+    pub fn external(role: &str) -> TestKafka {
+        let variable = format!("{EXTERNAL_KAFKA_ENV}_{role}");
+        let bootstrap = std::env::var(&variable).unwrap_or_else(|_| {
+            panic!(
+                "{variable} is not set: start Apache Kafka with `bash .ci/kafka/kafka.sh start DIR` \
+                 and set {variable}=$(cat DIR/bootstrap)"
+            )
+        });
+        TestKafka {
+            cluster: None,
+            bootstrap,
+        }
+    }
+
+    /// Creates topics with `config` (topic-level settings) on an external cluster.
+    pub async fn create_topics(&self, topics: &[(&str, i32)], config: &[(&str, &str)]) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|(name, partitions)| {
+                config.iter().fold(
+                    NewTopic::new(name, *partitions, TopicReplication::Fixed(1)),
+                    |topic, (key, value)| topic.set(key, value),
+                )
+            })
+            .collect();
+        for result in admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .expect("create topics")
+        {
+            result.unwrap_or_else(|(topic, error)| panic!("creating {topic}: {error}"));
+        }
+    }
+
+    fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        self.cluster
+            .as_ref()
+            .expect("fault injection needs the mock cluster")
     }
 
     /// Delays every broker's responses (acknowledgements included) by `delay`.
     pub fn slow_brokers(&self, delay: Duration) {
         for broker in 1..=3 {
-            self._cluster
+            self.mock()
                 .broker_round_trip_time(broker, delay)
                 .expect("broker round-trip time");
         }
+    }
+
+    /// The next offsets committed under `group` for partitions `0..partitions` of
+    /// `topic` (-1 where there is none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let list = self
+            .group_client(group)
+            .committed_offsets(partition_list(topic, partitions, None), WAIT)
+            .expect("committed offsets");
+        list.elements()
+            .iter()
+            .map(|e| e.offset().to_raw().filter(|&o| o >= 0).unwrap_or(-1))
+            .collect()
+    }
+
+    /// Commits `offset` under `group` for every partition `0..partitions` of `topic`,
+    /// as an operator resetting a group's offsets would.
+    pub fn commit(&self, group: &str, topic: &str, partitions: i32, offset: i64) {
+        self.group_client(group)
+            .commit(
+                &partition_list(topic, partitions, Some(offset)),
+                CommitMode::Sync,
+            )
+            .expect("commit");
+    }
+
+    fn group_client(&self, group: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
     }
 
     /// Produces records (key, value, headers) and waits for every acknowledgement.
     pub async fn produce(&self, topic: &str, records: &[TestRecord]) {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
+            .set("message.max.bytes", "67108864")
             .create()
             .expect("producer");
         let mut deliveries = Vec::new();
@@ -95,6 +186,23 @@ impl TestKafka {
         .await
         .unwrap()
     }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn partition_list(topic: &str, partitions: i32, offset: Option<i64>) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        match offset {
+            Some(offset) => list
+                .add_partition_offset(topic, partition, Offset::Offset(offset))
+                .expect("offset"),
+            None => {
+                list.add_partition(topic, partition);
+            }
+        }
+    }
+    list
 }
 
 #[derive(Debug, Clone, Default)]
