@@ -6,9 +6,16 @@
 # and gets partitions, and the stream goes on a while longer. Every record must arrive
 # encrypted; the duplicates the kill causes (at-least-once) and the takeover time are
 # reported.
+#
+#   bash .ci/e2e/scale-out.sh [at-least-once|exactly-once]
+#
+# With exactly-once (pipeline.delivery) the kill must cause no duplicate at all for a
+# read_committed reader.
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
+DELIVERY=${1:-at-least-once}
+case $DELIVERY in at-least-once | exactly-once) ;; *) fail "usage: $0 [at-least-once|exactly-once]" ;; esac
 RATE=500 # records per second, produced until the script says stop
 SESSION_TIMEOUT_MS=6000
 WORK=$(mktemp -d -t kafka-transit-scale-out.XXXXXX)
@@ -18,7 +25,9 @@ start_openbao
 create_topics events.raw:6 events.protected:6 events.raw.dlq
 vault_write transit/keys/events '{}'
 
-write_pipeline "$WORK/encrypt.toml" events.raw events.protected encrypt-value events 'batch_size = 100'
+write_pipeline "$WORK/encrypt.toml" events.raw events.protected encrypt-value events \
+  "batch_size = 100
+delivery = \"$DELIVERY\""
 source_properties "$WORK/encrypt.toml" "\"session.timeout.ms\" = \"$SESSION_TIMEOUT_MS\""
 
 declare -A RUNNER
@@ -119,9 +128,9 @@ fi
 [ "$(cut -f1 "$WORK/protected.tsv" | sort -u | wc -l)" -eq "$N" ] || fail "records are missing on events.protected"
 [ "$(count_distinct_keys events.raw.dlq)" -eq 0 ] || fail "records were dead-lettered"
 
-python3 - "$WORK" "$N" <<'PY'
+python3 - "$WORK" "$N" "$DELIVERY" <<'PY'
 import json, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, delivery = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 finals = {}
 for name in "acd":
     for line in open(f"{work}/{name}.log", encoding="utf-8"):
@@ -130,7 +139,9 @@ for name in "acd":
             finals[name] = fields
 deliveries = sum(1 for _ in open(f"{work}/protected.tsv"))
 print("   records out: " + ", ".join(f"{name} {finals[name]['records_out']}" for name in "acd"))
-print(f"   {n} records, {deliveries} deliveries: {deliveries - n} duplicates (at-least-once, from the kill)")
+print(f"   {n} records, {deliveries} deliveries (read_committed): {deliveries - n} duplicates ({delivery}, from the kill)")
 assert finals["d"]["records_out"] > 0, "the fourth runner moved no records"
+if delivery == "exactly-once":
+    assert deliveries == n, f"{deliveries - n} duplicates in exactly-once mode"
 PY
-say "scale-out: passed"
+say "scale-out ($DELIVERY): passed"

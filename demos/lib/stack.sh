@@ -302,7 +302,7 @@ show_records() {
 
 # admin_view TOPIC: every record's key and value, read with kcat as a Kafka operator can.
 admin_view() {
-  kcat -b "$KAFKA_BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%k\t%s\n'
+  kcat -b "$KAFKA_BOOTSTRAP" -X isolation.level=read_committed -C -t "$1" -o beginning -e -q -f '%k\t%s\n'
 }
 
 # run_pipeline_until CONFIG TOPIC COUNT LOG: runs kafka-transit until TOPIC holds COUNT

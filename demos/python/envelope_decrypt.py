@@ -100,6 +100,8 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60.0):
             "bootstrap.servers": bootstrap,
             "group.id": "envelope-reference-decryptor",
             "enable.auto.commit": False,
+            # Skip records of aborted transactions (exactly-once pipelines).
+            "isolation.level": "read_committed",
             "fetch.max.bytes": 104857600,
             "max.partition.fetch.bytes": 104857600,
             "receive.message.max.bytes": 105000000,

@@ -3,12 +3,16 @@
 //!
 //!     cargo bench -p kafka-transit --bench pipeline
 //!     cargo bench -p kafka-transit --bench pipeline -- --records 20000 --value-bytes 1024
+//!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --rounds 5
 //!
-//! Two measurements per policy, both on one machine with an in-process vault-dev:
+//! Measurements per policy, all on one machine with an in-process vault-dev:
 //! - "policy": batches of 500 records straight through the wasm policy (and Vault),
 //!   no Kafka: the host's per-record cost.
-//! - "pipeline": records consumed from and produced to librdkafka's in-process mock
-//!   cluster (real protocol), from the first record consumed to the last acknowledged.
+//! - "pipeline" (at-least-once) and "pipeline-eos" (`delivery = "exactly-once"`):
+//!   records consumed from and produced to librdkafka's in-process mock cluster (real
+//!   protocol), or the Apache Kafka cluster given with `--kafka`, from the first record
+//!   consumed to the last one out. Each is run `--rounds` times (default 3), the two
+//!   modes interleaved, and the median is reported.
 
 #[path = "../tests/support/kafka.rs"]
 #[allow(dead_code)]
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_support::{PipelineSpec, RunningPipeline, TestKafka, TestRecord};
-use kafka_transit::config::PolicySource;
+use kafka_transit::config::{DeliveryGuarantee, PolicySource};
 use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime, SourceRecord};
 use kafka_transit::vault::{VaultClient, VaultSettings, VaultToken};
 
@@ -56,18 +60,25 @@ const PARTITIONS: i32 = 12;
 struct Options {
     records: usize,
     value_bytes: usize,
+    /// An Apache Kafka bootstrap address instead of the mock cluster.
+    kafka: Option<String>,
+    rounds: usize,
 }
 
 fn options() -> Options {
     let mut options = Options {
         records: 24_000,
         value_bytes: 1024,
+        kafka: None,
+        rounds: 3,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--records" => options.records = pair[1].parse().expect("--records N"),
             "--value-bytes" => options.value_bytes = pair[1].parse().expect("--value-bytes N"),
+            "--kafka" => options.kafka = Some(pair[1].clone()),
+            "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
             _ => {}
         }
     }
@@ -140,26 +151,43 @@ async fn policy_only(
     }
 }
 
+/// One pipeline run from `input` to a sink topic of its own.
+struct Run<'a> {
+    case: &'a Case,
+    delivery: DeliveryGuarantee,
+    input: &'a str,
+    sink: String,
+}
+
+fn measure(delivery: DeliveryGuarantee) -> &'static str {
+    match delivery {
+        DeliveryGuarantee::AtLeastOnce => "pipeline",
+        DeliveryGuarantee::ExactlyOnce => "pipeline-eos",
+    }
+}
+
 async fn through_kafka(
-    case: &Case,
+    run: &Run<'_>,
     options: &Options,
     kafka: &TestKafka,
     vault: &VaultClient,
     server: &vault_dev::RunningServer,
 ) -> Row {
-    let sink = format!("out-{}", case.policy);
+    let case = run.case;
+    let sink = &run.sink;
     let spec = PipelineSpec {
         source_bootstrap: &kafka.bootstrap,
         sink_bootstrap: &kafka.bootstrap,
-        source_topic: "in",
-        sink_topic: &sink,
-        group: &sink,
+        source_topic: run.input,
+        sink_topic: sink,
+        group: sink,
         policy: format!("builtin = \"{}\"", case.policy),
         policy_config: case.toml,
         errors: "on_failure = \"stop\"",
         vault_address: &server.url(),
     };
     let mut config = spec.config();
+    config.pipeline.delivery = run.delivery;
     config.pipeline.batch_size = 500;
     config.pipeline.progress_interval = Duration::from_secs(3600);
     let requests_before = server.stats().requests;
@@ -180,7 +208,7 @@ async fn through_kafka(
     let records = records.max(1.0);
     Row {
         policy: case.policy,
-        what: "pipeline",
+        what: measure(run.delivery),
         records_per_second: records / seconds,
         megabytes_per_second: records * options.value_bytes as f64 / seconds / 1e6,
         vault_requests: server.stats().requests - requests_before,
@@ -198,16 +226,48 @@ async fn main() {
         VaultClient::with_token(&settings, VaultToken::new(server.root_token().to_string()))
             .unwrap();
 
-    let mut topics: Vec<(String, i32)> = vec![("in".to_string(), PARTITIONS)];
-    topics.extend(
-        CASES
-            .iter()
-            .map(|c| (format!("out-{}", c.policy), PARTITIONS)),
-    );
-    let topic_refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-    let kafka = TestKafka::start(&topic_refs);
+    let input = match &options.kafka {
+        None => "in".to_string(),
+        Some(_) => format!("bench-in-{}", std::process::id()),
+    };
+    let mut runs = Vec::new();
+    for round in 0..options.rounds {
+        for case in CASES {
+            for delivery in [
+                DeliveryGuarantee::AtLeastOnce,
+                DeliveryGuarantee::ExactlyOnce,
+            ] {
+                let sink = format!("{input}-{}-{}-{round}", case.policy, measure(delivery));
+                runs.push(Run {
+                    case,
+                    delivery,
+                    input: &input,
+                    sink,
+                });
+            }
+        }
+    }
+    let mut topics: Vec<(&str, i32)> = vec![(&input, PARTITIONS)];
+    topics.extend(runs.iter().map(|run| (run.sink.as_str(), PARTITIONS)));
+    let kafka = match &options.kafka {
+        None => {
+            // The mock cluster cannot create topics through the admin API.
+            topics.push(("kafka-transit-offsets", 1));
+            TestKafka::start(&topics)
+        }
+        Some(bootstrap) => {
+            let kafka = TestKafka::at(bootstrap);
+            kafka.create_topics(&topics, &[]).await;
+            kafka
+        }
+    };
+    let where_ = if kafka.is_mock() {
+        "librdkafka's in-process mock cluster".to_string()
+    } else {
+        format!("Apache Kafka at {}", kafka.bootstrap)
+    };
     eprintln!(
-        "producing {} records of {} bytes to the mock cluster...",
+        "producing {} records of {} bytes to {where_}...",
         options.records, options.value_bytes
     );
     for chunk in (0..options.records).collect::<Vec<_>>().chunks(5000) {
@@ -220,7 +280,7 @@ async fn main() {
                 timestamp: None,
             })
             .collect();
-        kafka.produce("in", &records).await;
+        kafka.produce(&input, &records).await;
     }
 
     let mut rows = Vec::new();
@@ -234,14 +294,43 @@ async fn main() {
     {
         rows.push(policy_only(case, 512, 1 << 20, &vault, &server).await);
     }
+    let mut pipeline_rows: Vec<Row> = Vec::new();
+    for (n, run) in runs.iter().enumerate() {
+        eprintln!(
+            "run {}/{}: {} {}",
+            n + 1,
+            runs.len(),
+            run.case.policy,
+            measure(run.delivery)
+        );
+        pipeline_rows.push(through_kafka(run, &options, &kafka, &vault, &server).await);
+    }
     for case in CASES {
-        rows.push(through_kafka(case, &options, &kafka, &vault, &server).await);
+        for delivery in [
+            DeliveryGuarantee::AtLeastOnce,
+            DeliveryGuarantee::ExactlyOnce,
+        ] {
+            let what = measure(delivery);
+            let mut same: Vec<&Row> = pipeline_rows
+                .iter()
+                .filter(|r| r.policy == case.policy && r.what == what)
+                .collect();
+            same.sort_by(|a, b| a.records_per_second.total_cmp(&b.records_per_second));
+            let median = same[same.len() / 2];
+            rows.push(Row {
+                policy: median.policy,
+                what,
+                records_per_second: median.records_per_second,
+                megabytes_per_second: median.megabytes_per_second,
+                vault_requests: median.vault_requests,
+            });
+        }
     }
 
     println!(
         "\n{} records of {} bytes, batches of up to 500, one machine: in-process vault-dev; \
-         pipeline rows through librdkafka's in-process mock cluster",
-        options.records, options.value_bytes
+         pipeline rows through {where_}, median of {} rounds",
+        options.records, options.value_bytes, options.rounds
     );
     println!(
         "{:<15} {:<12} {:>12} {:>9} {:>15} {:>12}",
@@ -260,6 +349,19 @@ async fn main() {
             row.megabytes_per_second,
             100.0 * row.records_per_second / baseline,
             row.vault_requests
+        );
+    }
+    println!("\nexactly-once against at-least-once, same policy, same run:");
+    for case in CASES {
+        let rate = |what| {
+            rows.iter()
+                .find(|r| r.policy == case.policy && r.what == what)
+                .map_or(f64::NAN, |r| r.records_per_second)
+        };
+        println!(
+            "{:<15} {:>6.1}%",
+            case.policy,
+            100.0 * rate("pipeline-eos") / rate("pipeline")
         );
     }
     server.shutdown().await;

@@ -55,10 +55,20 @@ impl TestKafka {
                  and set {variable}=$(cat DIR/bootstrap)"
             )
         });
+        TestKafka::at(&bootstrap)
+    }
+
+    /// An external cluster at `bootstrap`.
+    pub fn at(bootstrap: &str) -> TestKafka {
         TestKafka {
             cluster: None,
-            bootstrap,
+            bootstrap: bootstrap.to_string(),
         }
+    }
+
+    /// Whether this is librdkafka's mock cluster.
+    pub fn is_mock(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// Creates topics with `config` (topic-level settings) on an external cluster.
