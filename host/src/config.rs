@@ -353,6 +353,11 @@ pub struct TuningConfig {
     /// records its source positions (created on first use if missing).
     #[serde(default = "default_offsets_topic")]
     pub offsets_topic: String,
+    /// Exactly-once: how long a partition's transaction stays open across batches before
+    /// it commits (sooner when the source goes quiet). Longer amortises the commit;
+    /// shorter makes outputs visible to `read_committed` readers sooner.
+    #[serde(default = "default_transaction_interval", with = "duration_text")]
+    pub transaction_interval: Duration,
     /// Most records handed to the policy at once (and so the size of its Vault batch).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -375,6 +380,9 @@ pub struct TuningConfig {
     pub max_record_bytes: usize,
 }
 
+fn default_transaction_interval() -> Duration {
+    Duration::from_millis(100)
+}
 fn default_offsets_topic() -> String {
     "kafka-transit-offsets".into()
 }
@@ -402,6 +410,7 @@ impl Default for TuningConfig {
         TuningConfig {
             delivery: DeliveryGuarantee::default(),
             offsets_topic: default_offsets_topic(),
+            transaction_interval: default_transaction_interval(),
             batch_size: default_batch_size(),
             max_batch_bytes: default_max_batch_bytes(),
             batch_timeout: default_batch_timeout(),
@@ -485,6 +494,12 @@ impl PipelineConfig {
         }
         if self.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
             non_empty("pipeline.offsets_topic", &self.pipeline.offsets_topic)?;
+            if self.pipeline.transaction_interval > Duration::from_secs(30) {
+                return Err(invalid(
+                    "pipeline.transaction_interval",
+                    "must be at most 30s (well inside the producer's transaction.timeout.ms, 60s by default)",
+                ));
+            }
             if self.pipeline.offsets_topic == self.sink.topic {
                 return Err(invalid(
                     "pipeline.offsets_topic",

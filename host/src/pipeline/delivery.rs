@@ -1,8 +1,8 @@
 //! The sink side: handing a batch's outputs (or its dead letters) to the producers, and
 //! completing batches strictly in order once every delivery was acknowledged.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -18,7 +18,7 @@ use crate::policy::{Failure, OutputRecord, PolicyRuntime, SourceRecord, Transfor
 use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
 use super::source::Batch;
-use super::transactions::{Outcome, Transactions};
+use super::transactions::{Sent, Transactions};
 use super::{kafka_error, PipelineError};
 
 /// Where a delivery went, to say which cluster failed.
@@ -38,13 +38,6 @@ impl Target {
 }
 
 type DeliveryOutcome = Result<(), KafkaError>;
-
-/// Where to read a partition again after its transaction was aborted.
-pub(crate) struct Rewind {
-    pub partition: Partition,
-    pub epoch: Epoch,
-    pub offset: i64,
-}
 
 /// The records of one source partition in a batch, with their results.
 struct PartitionBatch {
@@ -68,13 +61,7 @@ pub(crate) struct Delivery {
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
-    /// Exactly-once: transactions aborted in a row, per partition.
-    aborts: Mutex<HashMap<Partition, u32>>,
 }
-
-/// Exactly-once: a partition whose transactions abort this many times in a row (with
-/// growing pauses) stops the pipeline instead of spinning.
-const MAX_CONSECUTIVE_ABORTS: u32 = 5;
 
 impl Delivery {
     pub(crate) fn new(
@@ -90,14 +77,7 @@ impl Delivery {
                 .map_err(kafka_error("creating the dead-letter producer"))?,
             ownership,
             metrics,
-            aborts: Mutex::default(),
         })
-    }
-
-    fn lock_aborts(&self) -> std::sync::MutexGuard<'_, HashMap<Partition, u32>> {
-        self.aborts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Hands the batch's outputs to the producers. Records of partitions revoked since
@@ -202,17 +182,16 @@ impl Delivery {
         message
     }
 
-    /// Exactly-once: one transaction per source partition of the batch, holding its
-    /// outputs (and dead letters on the sink cluster) and its next source offset. The
-    /// partitions' transactions run side by side and each commits or aborts on its
-    /// own. Returns where to read aborted partitions again.
+    /// Exactly-once: hands the batch's outputs (and dead letters on the sink cluster) to
+    /// the open transaction of each source partition, beginning one where none is open.
+    /// [`Transactions::commit_due`] commits them, with their positions.
     pub(crate) async fn deliver_exactly_once(
         &self,
         transactions: &Arc<Transactions>,
         batch: Batch,
         results: Vec<TransformResult>,
         policy: &PolicyRuntime,
-    ) -> Result<Vec<Rewind>, PipelineError> {
+    ) -> Result<(), PipelineError> {
         let mut groups: Vec<PartitionBatch> = Vec::new();
         let mut index: HashMap<Partition, usize> = HashMap::new();
         for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
@@ -230,157 +209,50 @@ impl Delivery {
             });
             groups[at].items.push((record, result));
         }
-        let outcomes = join_all(
-            groups
-                .into_iter()
-                .map(|group| self.transact(transactions, group, policy)),
-        )
-        .await;
-        let mut rewinds = Vec::new();
-        for outcome in outcomes {
-            rewinds.extend(outcome?);
-        }
-        Ok(rewinds)
-    }
-
-    /// One partition's transaction. A record the sink refuses as too large aborts it;
-    /// the transaction is then repeated with that record dead-lettered instead.
-    async fn transact(
-        &self,
-        transactions: &Arc<Transactions>,
-        group: PartitionBatch,
-        policy: &PolicyRuntime,
-    ) -> Result<Option<Rewind>, PipelineError> {
-        let PartitionBatch {
-            partition,
-            epoch,
-            items,
-        } = group;
-        let Some(producer) = transactions.producer(&partition) else {
-            return Err(PipelineError::Transaction {
-                context: "finding the partition's producer",
-                transactional_id: transactions.transactional_id(&partition),
-                detail: "the partition was assigned but its producer could not be opened".into(),
-            });
-        };
-        let first = items.first().map_or(0, |(record, _)| record.offset);
-        let next = items.last().map_or(0, |(record, _)| record.offset + 1);
-        let mut refused: HashSet<i64> = HashSet::new();
-        loop {
-            transactions.begin(&producer, &partition)?;
+        for group in groups {
+            let first = group.items.first().map_or(0, |(record, _)| record.offset);
+            let next = group
+                .items
+                .last()
+                .map_or(0, |(record, _)| record.offset + 1);
+            let producer = transactions.begin(&group.partition, group.epoch, first)?;
             let sent = self
-                .send_in_transaction(&producer, &items, &refused, policy)
+                .send_in_transaction(&producer, transactions, &group, policy)
                 .await;
-            let sent = match sent {
-                Ok(sent) => sent,
-                Err(error) => {
-                    abort(transactions, &producer, &partition).await?;
+            match sent {
+                Ok(sent) => transactions.sent(&group.partition, next, sent),
+                // The sink did not take a record (librdkafka refuses sends once a
+                // transaction must abort): abort, and read the partition again.
+                Err((sent, error @ PipelineError::Delivery { .. })) => {
+                    transactions.sent(&group.partition, next, sent);
+                    transactions.doom(&group.partition, error.to_string());
+                }
+                Err((_, error)) => {
+                    let (transactions, partition) = (transactions.clone(), group.partition);
+                    tokio::task::spawn_blocking(move || transactions.abort_open(&partition))
+                        .await
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
                     return Err(error);
                 }
-            };
-            let (key, value) = transactions.position_record(&partition, next);
-            let position = FutureRecord::<str, str>::to(transactions.offsets_topic())
-                .key(&key)
-                .payload(&value);
-            if let Err((error, _)) = producer.send_result(position) {
-                abort(transactions, &producer, &partition).await?;
-                return Err(PipelineError::Transaction {
-                    context: "recording the source position",
-                    transactional_id: transactions.transactional_id(&partition),
-                    detail: error.to_string(),
-                });
-            }
-            let commit = {
-                let (transactions, producer, at) =
-                    (transactions.clone(), producer.clone(), partition.clone());
-                blocking(move || transactions.commit(&producer, &at)).await?
-            };
-            let mut too_large = Vec::new();
-            let mut produced = Vec::new();
-            let mut dead_lettered = 0;
-            for (offset, target, bytes, delivery) in sent {
-                match (delivery.await, target) {
-                    (Ok(Ok(_)), Target::Sink) => produced.push(bytes),
-                    (Ok(Ok(_)), Target::DeadLetter) => dead_lettered += 1,
-                    (Ok(Err((error, _))), Target::Sink) if is_too_large(&error) => {
-                        too_large.push(offset)
-                    }
-                    _ => {}
-                }
-            }
-            match commit {
-                Outcome::Committed => {
-                    for bytes in produced {
-                        self.metrics.produced(bytes);
-                    }
-                    for _ in 0..dead_lettered {
-                        self.metrics.dead_lettered();
-                    }
-                    self.metrics.committed();
-                    self.lock_aborts().remove(&partition);
-                    self.ownership
-                        .committed_in_transaction(partition, next, epoch);
-                    return Ok(None);
-                }
-                Outcome::Aborted(error) => {
-                    self.metrics.transaction_aborted();
-                    let before = refused.len();
-                    refused.extend(too_large);
-                    if refused.len() > before {
-                        tracing::warn!(
-                            topic = partition.0,
-                            partition = partition.1,
-                            "transaction aborted: the sink refused a record as too large; repeating it with that record dead-lettered"
-                        );
-                        continue;
-                    }
-                    let aborts = {
-                        let mut aborts = self.lock_aborts();
-                        let count = aborts.entry(partition.clone()).or_default();
-                        *count += 1;
-                        *count
-                    };
-                    if aborts > MAX_CONSECUTIVE_ABORTS {
-                        return Err(PipelineError::Transaction {
-                            context: "committing a transaction",
-                            transactional_id: transactions.transactional_id(&partition),
-                            detail: format!(
-                                "aborted {aborts} times in a row at {}/{}@{first}: {error}",
-                                partition.0, partition.1
-                            ),
-                        });
-                    }
-                    tracing::warn!(
-                        topic = partition.0,
-                        partition = partition.1,
-                        offset = first,
-                        "transaction aborted ({error}); reading the partition again from its last commit"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100 << aborts)).await;
-                    return Ok(Some(Rewind {
-                        partition,
-                        epoch,
-                        offset: first,
-                    }));
-                }
             }
         }
+        Ok(())
     }
 
     /// Sends a partition's outputs through its transactional producer. Dead letters on
-    /// the source cluster, outside the transaction, are awaited here: the offsets that
-    /// pass their records must not commit before they are acknowledged.
+    /// the source cluster, outside the transaction, are awaited here: the position that
+    /// passes their records must not commit before they are acknowledged.
     async fn send_in_transaction(
         &self,
         producer: &FutureProducer,
-        items: &[(SourceRecord, TransformResult)],
-        refused: &HashSet<i64>,
+        transactions: &Transactions,
+        group: &PartitionBatch,
         policy: &PolicyRuntime,
-    ) -> Result<Vec<(i64, Target, u64, DeliveryFuture)>, PipelineError> {
+    ) -> Result<Vec<Sent>, (Vec<Sent>, PipelineError)> {
         let mut sent = Vec::new();
-        for (record, result) in items {
+        for (record, result) in &group.items {
             let failure = match result {
-                Ok(_) if refused.contains(&record.offset) => Some((
+                Ok(_) if transactions.refused(&group.partition, record.offset) => Some((
                     "sink-rejected",
                     "the sink cluster refused the record as too large: raise the sink \
                      broker's message.max.bytes (or the topic's max.message.bytes)"
@@ -392,14 +264,19 @@ impl Delivery {
                         let bytes =
                             kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
                         match enqueue(producer, self.sink_message(record, output)).await {
-                            Ok(delivery) => {
-                                sent.push((record.offset, Target::Sink, bytes, delivery))
-                            }
+                            Ok(delivery) => sent.push(Sent {
+                                offset: record.offset,
+                                dead_letter: false,
+                                bytes,
+                                delivery,
+                            }),
                             Err(error) if is_too_large(&error) => {
                                 failure = Some(("sink-rejected", too_large_reason(&error)));
                                 break;
                             }
-                            Err(error) => return Err(delivery_error(Target::Sink, record, error)),
+                            Err(error) => {
+                                return Err((sent, delivery_error(Target::Sink, record, error)))
+                            }
                         }
                     }
                     failure
@@ -413,22 +290,44 @@ impl Delivery {
                 continue;
             };
             let Some(dead_letters) = &self.dead_letters else {
-                return Err(stopped_on_failure(record, kind, &reason));
+                return Err((sent, stopped_on_failure(record, kind, &reason)));
             };
             if dead_letters.on_sink_cluster() {
-                let delivery = dead_letters
+                let delivery = match dead_letters
                     .send_via(producer, record, kind, &reason, policy)
                     .await
-                    .map_err(|error| delivery_error(Target::DeadLetter, record, error))?;
-                sent.push((record.offset, Target::DeadLetter, 0, delivery));
+                {
+                    Ok(delivery) => delivery,
+                    Err(error) => {
+                        return Err((sent, delivery_error(Target::DeadLetter, record, error)))
+                    }
+                };
+                sent.push(Sent {
+                    offset: record.offset,
+                    dead_letter: true,
+                    bytes: 0,
+                    delivery,
+                });
             } else {
-                let acknowledged =
-                    match self.dead_letter(record, kind, &reason, policy).await?.await {
+                // Outside the transaction, at least once: acknowledged before the
+                // position passes it, or the transaction aborts and it is sent again.
+                let acknowledged = match self.dead_letter(record, kind, &reason, policy).await {
+                    Ok(delivery) => match delivery.await {
                         Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error),
-                        Err(_) => Err(KafkaError::Canceled),
-                    };
-                acknowledged.map_err(|error| delivery_error(Target::DeadLetter, record, error))?;
+                        Ok(Err((error, _))) => {
+                            Err(delivery_error(Target::DeadLetter, record, error))
+                        }
+                        Err(_) => Err(delivery_error(
+                            Target::DeadLetter,
+                            record,
+                            KafkaError::Canceled,
+                        )),
+                    },
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = acknowledged {
+                    return Err((sent, error));
+                }
                 self.metrics.dead_lettered();
             }
         }
@@ -538,26 +437,6 @@ fn stopped_on_failure(record: &SourceRecord, kind: &'static str, reason: &str) -
         kind,
         reason: reason.to_string(),
     }
-}
-
-/// Aborts `partition`'s open transaction (off the async workers).
-async fn abort(
-    transactions: &Arc<Transactions>,
-    producer: &Arc<FutureProducer>,
-    partition: &Partition,
-) -> Result<(), PipelineError> {
-    let (transactions, producer, partition) =
-        (transactions.clone(), producer.clone(), partition.clone());
-    blocking(move || transactions.abort(&producer, &partition)).await
-}
-
-/// Runs a blocking transaction call off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
-) -> Result<T, PipelineError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
 }
 
 fn describe_failure(failure: &Failure) -> (&'static str, String) {

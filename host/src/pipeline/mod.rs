@@ -11,11 +11,12 @@
 //! runner finishes and commits the in-flight work of partitions it loses before it lets
 //! them go, and never commits for a partition it no longer owns.
 //!
-//! With `pipeline.delivery = "exactly-once"` a batch is instead written in Kafka
-//! transactions, one per source partition, each holding its outputs and a record of
-//! its source position ([`transactions`]); batches then go one at a time, and a revoked partition has
-//! no open transaction (rebalances happen only while the consumer is polled, between
-//! batches).
+//! With `pipeline.delivery = "exactly-once"` outputs go instead into Kafka
+//! transactions, one open per source partition across batches, committed with a record
+//! of the partition's source position every `pipeline.transaction_interval`, when the
+//! source goes quiet, before waiting on Vault, and before a partition is revoked
+//! ([`transactions`]).
+
 //!
 //! Fail closed: a record the policy could not transform never goes to the sink. It goes
 //! to the dead-letter topic, which lives on the source cluster unless configured
@@ -141,7 +142,11 @@ impl Pipeline {
         let ownership = Arc::new(Ownership::default());
         let transactions = match config.pipeline.delivery {
             DeliveryGuarantee::AtLeastOnce => None,
-            DeliveryGuarantee::ExactlyOnce => Some(Arc::new(Transactions::new(&config))),
+            DeliveryGuarantee::ExactlyOnce => Some(Arc::new(Transactions::new(
+                &config,
+                ownership.clone(),
+                metrics.clone(),
+            ))),
         };
         let source = Source::new(
             &config.source,
@@ -199,7 +204,12 @@ impl Pipeline {
                 break Err(failure);
             }
             if batch.records.is_empty() {
-                if let Err(error) = self.settle(&mut in_flight, 0).await {
+                // Quiet source: finish what is open rather than wait for more.
+                let settled = match self.settle(&mut in_flight, 0).await {
+                    Ok(()) => self.commit_transactions(true).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = settled {
                     break Err(error);
                 }
                 continue;
@@ -219,7 +229,12 @@ impl Pipeline {
         };
         // Whatever happened, what was already handed to the producers is finished and
         // committed, so a restart repeats as little as possible.
-        let drained = self.settle(&mut in_flight, 0).await;
+        let drained = match self.settle(&mut in_flight, 0).await {
+            // After an error the open transactions are left to abort: the next owner of
+            // their partitions fences this runner and aborts them.
+            Ok(()) if outcome.is_ok() => self.commit_transactions(true).await,
+            other => other,
+        };
         self.source.commit(CommitMode::Sync);
         outcome.and(drained)
     }
@@ -240,15 +255,26 @@ impl Pipeline {
             let keep = self.config.pipeline.max_in_flight_batches;
             return self.settle(in_flight, keep).await;
         };
-        let rewinds = self
-            .delivery
+        self.delivery
             .deliver_exactly_once(transactions, batch, results, policy)
             .await?;
+        self.commit_transactions(false).await
+    }
+
+    /// Exactly-once: commits the transactions open for `pipeline.transaction_interval`
+    /// (all of them with `force`), rewinds the partitions of aborted ones, and gives the
+    /// source group a copy of the positions, where lag is monitored.
+    async fn commit_transactions(&mut self, force: bool) -> Result<(), PipelineError> {
+        let Some(transactions) = self.transactions.clone() else {
+            return Ok(());
+        };
+        let rewinds = tokio::task::spawn_blocking(move || transactions.commit_due(force))
+            .await
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
         for rewind in rewinds {
             self.source
                 .rewind(&rewind.partition, rewind.epoch, rewind.offset)?;
         }
-        // A copy of the positions for the source group, where lag is monitored.
         self.source.commit(CommitMode::Async);
         Ok(())
     }
@@ -290,6 +316,8 @@ impl Pipeline {
                 return Ok(results);
             };
             self.metrics.batch_retried();
+            // Nothing stays open while Vault is away (transactions time out).
+            self.commit_transactions(true).await?;
             tracing::warn!(
                 records = batch.len(),
                 "batch not transformed ({reason}); retrying in {backoff:?}"

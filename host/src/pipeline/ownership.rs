@@ -265,6 +265,9 @@ impl ConsumerContext for PipelineContext {
             }
             Rebalance::Revoke(partitions) => {
                 let revoked = partitions_of(partitions);
+                if let Some(transactions) = &self.transactions {
+                    block_in_place(|| transactions.commit_revoked(&revoked));
+                }
                 // This callback runs inside the pipeline's poll; the delivery tasks that
                 // settle its batches run on other worker threads.
                 let commit = block_in_place(|| self.ownership.revoke(&revoked, REVOKE_DRAIN_LIMIT));

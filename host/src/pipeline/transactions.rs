@@ -19,20 +19,21 @@
 //! which aborts the previous owner's open transaction and makes every later commit of
 //! the previous owner fail: a zombie can never commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::{PipelineConfig, SinkConfig, TuningConfig};
 use crate::kafka;
+use crate::metrics::Metrics;
 
-use super::ownership::Partition;
+use super::ownership::{Epoch, Ownership, Partition};
 use super::PipelineError;
 
 /// Longest wait for a producer's first initialisation (which waits for the previous
@@ -44,50 +45,96 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 const POSITIONS_TIMEOUT: Duration = Duration::from_secs(150);
 /// Partitions whose producers are initialised at the same time.
 const OPEN_PARALLELISM: usize = 16;
+/// A partition whose transactions abort this many times in a row (with growing pauses)
+/// stops the pipeline instead of spinning.
+const MAX_CONSECUTIVE_ABORTS: u32 = 5;
+
+/// A delivery handed to a transactional producer; it counts once its transaction
+/// commits.
+pub(crate) struct Sent {
+    pub offset: i64,
+    pub dead_letter: bool,
+    pub bytes: u64,
+    pub delivery: DeliveryFuture,
+}
+
+/// Where to read a partition again after its transaction was aborted.
+pub(crate) struct Rewind {
+    pub partition: Partition,
+    pub epoch: Epoch,
+    pub offset: i64,
+}
+
+/// A partition's transaction, open across batches until `pipeline.transaction_interval`
+/// has passed (or something needs it committed now).
+struct OpenTransaction {
+    producer: Arc<FutureProducer>,
+    epoch: Epoch,
+    /// The first offset it holds: where an abort rewinds to.
+    first: i64,
+    /// The offset after the last record it holds: the position it commits.
+    next: i64,
+    began: Instant,
+    sent: Vec<Sent>,
+    /// Why it must abort (a delivery failed, so librdkafka will not commit it).
+    doomed: Option<String>,
+}
 
 pub(crate) struct Transactions {
     sink: SinkConfig,
     tuning: TuningConfig,
     group_id: String,
     offsets_topic: String,
+    interval: Duration,
     producers: Mutex<HashMap<Partition, Arc<FutureProducer>>>,
+    open: Mutex<HashMap<Partition, OpenTransaction>>,
+    /// Records the sink refused as too large: dead-lettered when read again.
+    refused: Mutex<HashSet<(Partition, i64)>>,
+    /// Transactions aborted in a row, per partition.
+    aborts: Mutex<HashMap<Partition, u32>>,
     /// Why partitions assigned in a rebalance could not be opened; the pipeline stops on
     /// it before it reads further.
     failure: Mutex<Option<PipelineError>>,
+    ownership: Arc<Ownership>,
+    metrics: Arc<Metrics>,
 }
 
 /// How a partition's transaction ended.
 pub(crate) enum Outcome {
     Committed,
-    /// Aborted: nothing of it is visible to `read_committed` consumers; the partition
-    /// must be read again from its last committed offset.
-    Aborted(KafkaError),
+    /// Aborted (why): nothing of it is visible to `read_committed` consumers; the
+    /// partition must be read again from its last committed offset.
+    Aborted(String),
 }
 
 impl Transactions {
-    pub(crate) fn new(config: &PipelineConfig) -> Transactions {
+    pub(crate) fn new(
+        config: &PipelineConfig,
+        ownership: Arc<Ownership>,
+        metrics: Arc<Metrics>,
+    ) -> Transactions {
         Transactions {
             sink: config.sink.clone(),
             tuning: config.pipeline.clone(),
             group_id: config.source.group_id.clone(),
             offsets_topic: config.pipeline.offsets_topic.clone(),
+            interval: config.pipeline.transaction_interval,
             producers: Mutex::default(),
+            open: Mutex::default(),
+            refused: Mutex::default(),
+            aborts: Mutex::default(),
             failure: Mutex::default(),
+            ownership,
+            metrics,
         }
     }
 
     fn producers(&self) -> MutexGuard<'_, HashMap<Partition, Arc<FutureProducer>>> {
-        self.producers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.producers)
     }
 
     pub(crate) fn transactional_id(&self, (topic, partition): &Partition) -> String {
         format!("{}.{topic}.{partition}", self.group_id)
-    }
-
-    pub(crate) fn offsets_topic(&self) -> &str {
-        &self.offsets_topic
     }
 
     /// The offsets-topic record saying `partition` continues at `next`: key
@@ -284,8 +331,8 @@ impl Transactions {
         Ok(())
     }
 
-    /// Lets `partitions` go. Nothing is open on them: transactions commit before the
-    /// consumer is polled again, and rebalances happen only in a poll.
+    /// Lets `partitions` go, after [`Transactions::commit_revoked`] ended their
+    /// transactions.
     pub(crate) fn close(&self, partitions: &[Partition]) {
         let mut producers = self.producers();
         for partition in partitions {
@@ -299,23 +346,252 @@ impl Transactions {
 
     /// Records why an assignment could not be opened (from the rebalance callback).
     pub(crate) fn failed(&self, error: PipelineError) {
-        self.failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get_or_insert(error);
+        lock(&self.failure).get_or_insert(error);
     }
 
     pub(crate) fn take_failure(&self) -> Option<PipelineError> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        lock(&self.failure).take()
+    }
+
+    /// The producer of `partition`'s open transaction; begins one (holding records from
+    /// `first` on) if none is open.
+    pub(crate) fn begin(
+        &self,
+        partition: &Partition,
+        epoch: Epoch,
+        first: i64,
+    ) -> Result<Arc<FutureProducer>, PipelineError> {
+        let mut open = lock(&self.open);
+        if let Some(transaction) = open.get(partition) {
+            return Ok(transaction.producer.clone());
+        }
+        let Some(producer) = self.producer(partition) else {
+            // Opening it failed in a rebalance: that error says why.
+            return Err(self.take_failure().unwrap_or_else(|| {
+                self.error(
+                    partition,
+                    "finding the partition's producer",
+                    "the partition is assigned but has no producer",
+                )
+            }));
+        };
+        producer.begin_transaction().map_err(|error| {
+            self.check_fatal(&producer, partition, &error)
+                .err()
+                .unwrap_or_else(|| self.error(partition, "beginning a transaction", error))
+        })?;
+        open.insert(
+            partition.clone(),
+            OpenTransaction {
+                producer: producer.clone(),
+                epoch,
+                first,
+                next: first,
+                began: Instant::now(),
+                sent: Vec::new(),
+                doomed: None,
+            },
+        );
+        Ok(producer)
+    }
+
+    /// Records what a batch handed to `partition`'s open transaction.
+    pub(crate) fn sent(&self, partition: &Partition, next: i64, sent: Vec<Sent>) {
+        if let Some(transaction) = lock(&self.open).get_mut(partition) {
+            transaction.next = next;
+            transaction.sent.extend(sent);
+        }
+    }
+
+    /// Marks `partition`'s open transaction to be aborted at the next commit (a send
+    /// into it failed; its records are read again).
+    pub(crate) fn doom(&self, partition: &Partition, reason: String) {
+        if let Some(transaction) = lock(&self.open).get_mut(partition) {
+            transaction.doomed.get_or_insert(reason);
+        }
+    }
+
+    /// Whether the sink refused the record at `offset` of `partition` as too large.
+    pub(crate) fn refused(&self, partition: &Partition, offset: i64) -> bool {
+        lock(&self.refused).contains(&(partition.clone(), offset))
+    }
+
+    /// Aborts `partition`'s open transaction, if any. Blocking.
+    pub(crate) fn abort_open(&self, partition: &Partition) -> Result<(), PipelineError> {
+        let transaction = lock(&self.open).remove(partition);
+        match transaction {
+            Some(transaction) => self.abort(&transaction.producer, partition),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the open transactions that have been open for
+    /// `pipeline.transaction_interval`, or all of them with `force`, side by side.
+    /// Returns where to read aborted ones again. Blocking.
+    pub(crate) fn commit_due(&self, force: bool) -> Result<Vec<Rewind>, PipelineError> {
+        let due: Vec<(Partition, OpenTransaction)> = {
+            let mut open = lock(&self.open);
+            let partitions: Vec<Partition> = open
+                .iter()
+                .filter(|(_, t)| force || t.doomed.is_some() || t.began.elapsed() >= self.interval)
+                .map(|(partition, _)| partition.clone())
+                .collect();
+            partitions
+                .into_iter()
+                .filter_map(|partition| open.remove_entry(&partition))
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = due
+                .into_iter()
+                .map(|(partition, transaction)| {
+                    scope.spawn(move || self.finish(partition, transaction))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("committing a transaction panicked"))
+                .collect()
+        });
+        let mut rewinds = Vec::new();
+        for outcome in outcomes {
+            rewinds.extend(outcome?);
+        }
+        Ok(rewinds)
+    }
+
+    /// Commits the open transactions of `partitions` before they are revoked; an aborted
+    /// one is left to the next owner, who reads from the last committed position.
+    /// Blocking.
+    pub(crate) fn commit_revoked(&self, partitions: &[Partition]) {
+        let due: Vec<(Partition, OpenTransaction)> = {
+            let mut open = lock(&self.open);
+            partitions
+                .iter()
+                .filter_map(|partition| open.remove_entry(partition))
+                .collect()
+        };
+        for (partition, transaction) in due {
+            if let Err(error) = self.finish(partition, transaction) {
+                tracing::warn!("committing a revoked partition's transaction failed: {error}");
+            }
+        }
+    }
+
+    /// Writes the position record into `transaction` and commits it; on an abort, says
+    /// where to read again.
+    fn finish(
+        &self,
+        partition: Partition,
+        transaction: OpenTransaction,
+    ) -> Result<Option<Rewind>, PipelineError> {
+        let OpenTransaction {
+            producer,
+            epoch,
+            first,
+            next,
+            sent,
+            doomed,
+            ..
+        } = transaction;
+        let (key, value) = self.position_record(&partition, next);
+        let position = FutureRecord::<str, str>::to(&self.offsets_topic)
+            .key(&key)
+            .payload(&value);
+        let recorded = match doomed {
+            Some(reason) => Err(reason),
+            None => producer
+                .send_result(position)
+                .map(drop)
+                .map_err(|(error, _)| format!("recording the source position failed: {error}")),
+        };
+        let outcome = match recorded {
+            Ok(()) => self.commit(&producer, &partition)?,
+            // Never commit a transaction without its position, or with a failed send.
+            Err(reason) => {
+                if let Some((_, fatal)) = producer.client().fatal_error() {
+                    return Err(self.error(&partition, "a fatal producer error", fatal));
+                }
+                self.abort(&producer, &partition)?;
+                Outcome::Aborted(reason)
+            }
+        };
+        // Every delivery has its answer once the transaction ended.
+        let answers = futures::executor::block_on(futures::future::join_all(
+            sent.into_iter()
+                .map(|s| async move { (s.offset, s.dead_letter, s.bytes, s.delivery.await) }),
+        ));
+        match outcome {
+            Outcome::Committed => {
+                for (_, dead_letter, bytes, _) in answers {
+                    if dead_letter {
+                        self.metrics.dead_lettered();
+                    } else {
+                        self.metrics.produced(bytes);
+                    }
+                }
+                self.metrics.committed();
+                lock(&self.aborts).remove(&partition);
+                self.ownership
+                    .committed_in_transaction(partition, next, epoch);
+                Ok(None)
+            }
+            Outcome::Aborted(error) => {
+                self.metrics.transaction_aborted();
+                let too_large: Vec<i64> = answers
+                    .into_iter()
+                    .filter(|(_, dead_letter, _, answer)| {
+                        !dead_letter
+                            && matches!(answer, Ok(Err((e, _))) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
+                    })
+                    .map(|(offset, ..)| offset)
+                    .collect();
+                let newly_refused = {
+                    let mut refused = lock(&self.refused);
+                    too_large
+                        .into_iter()
+                        .filter(|&offset| refused.insert((partition.clone(), offset)))
+                        .count()
+                };
+                // A refused record is dead-lettered when read again: not a repeat.
+                let aborts = if newly_refused > 0 {
+                    0
+                } else {
+                    let mut aborts = lock(&self.aborts);
+                    let count = aborts.entry(partition.clone()).or_default();
+                    *count += 1;
+                    *count
+                };
+                if aborts > MAX_CONSECUTIVE_ABORTS {
+                    return Err(self.error(
+                        &partition,
+                        "committing a transaction",
+                        format!("aborted {aborts} times in a row at offset {first}: {error}"),
+                    ));
+                }
+                tracing::warn!(
+                    topic = partition.0,
+                    partition = partition.1,
+                    offset = first,
+                    "transaction aborted ({error}); reading the partition again from its last commit"
+                );
+                std::thread::sleep(Duration::from_millis(50 << aborts));
+                Ok(Some(Rewind {
+                    partition,
+                    epoch,
+                    offset: first,
+                }))
+            }
+        }
     }
 
     /// Commits the open transaction of `partition` (its outputs and its position
     /// record), or aborts it. Fencing and other fatal errors stop the pipeline.
     /// Blocking.
-    pub(crate) fn commit(
+    fn commit(
         &self,
         producer: &FutureProducer,
         partition: &Partition,
@@ -325,7 +601,7 @@ impl Transactions {
             Err(error) => {
                 self.check_fatal(producer, partition, &error)?;
                 self.abort(producer, partition)?;
-                Ok(Outcome::Aborted(error))
+                Ok(Outcome::Aborted(error.to_string()))
             }
         }
     }
@@ -344,11 +620,7 @@ impl Transactions {
     }
 
     /// Aborts the open transaction of `partition`. Blocking.
-    pub(crate) fn abort(
-        &self,
-        producer: &FutureProducer,
-        partition: &Partition,
-    ) -> Result<(), PipelineError> {
+    fn abort(&self, producer: &FutureProducer, partition: &Partition) -> Result<(), PipelineError> {
         producer
             .abort_transaction(TRANSACTION_TIMEOUT)
             .map_err(|error| {
@@ -357,20 +629,6 @@ impl Transactions {
                 }
                 self.error(partition, "aborting a transaction", error)
             })
-    }
-
-    /// Begins a transaction on `partition`'s producer.
-    pub(crate) fn begin(
-        &self,
-        producer: &FutureProducer,
-        partition: &Partition,
-    ) -> Result<(), PipelineError> {
-        producer.begin_transaction().map_err(|error| {
-            if let Err(fatal) = self.check_fatal(producer, partition, &error) {
-                return fatal;
-            }
-            self.error(partition, "beginning a transaction", error)
-        })
     }
 
     /// `Err` when `producer` can no longer be used: fenced by a newer owner of its
@@ -427,4 +685,10 @@ impl Transactions {
             detail: detail.to_string(),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
