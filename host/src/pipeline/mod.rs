@@ -47,7 +47,7 @@ pub use dead_letter::headers as dead_letter_headers;
 use delivery::{Delivery, InFlight};
 use ownership::Ownership;
 use source::{Batch, Source};
-use transactions::Transactions;
+use transactions::{Rewind, Transactions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -126,6 +126,8 @@ pub struct Pipeline {
     delivery: Delivery,
     /// Exactly-once only.
     transactions: Option<Arc<Transactions>>,
+    /// Exactly-once: the round of commits running while the next batch is prepared.
+    commit_round: Option<JoinHandle<Result<Vec<Rewind>, PipelineError>>>,
     metrics: Arc<Metrics>,
     vault: VaultClient,
 }
@@ -162,6 +164,7 @@ impl Pipeline {
             source,
             delivery,
             transactions,
+            commit_round: None,
             metrics,
             vault,
         })
@@ -206,7 +209,7 @@ impl Pipeline {
             if batch.records.is_empty() {
                 // Quiet source: finish what is open rather than wait for more.
                 let settled = match self.settle(&mut in_flight, 0).await {
-                    Ok(()) => self.commit_transactions(true).await,
+                    Ok(()) => self.commit_transactions().await,
                     Err(error) => Err(error),
                 };
                 if let Err(error) = settled {
@@ -232,7 +235,7 @@ impl Pipeline {
         let drained = match self.settle(&mut in_flight, 0).await {
             // After an error the open transactions are left to abort: the next owner of
             // their partitions fences this runner and aborts them.
-            Ok(()) if outcome.is_ok() => self.commit_transactions(true).await,
+            Ok(()) if outcome.is_ok() => self.commit_transactions().await,
             other => other,
         };
         self.source.commit(CommitMode::Sync);
@@ -241,34 +244,53 @@ impl Pipeline {
 
     /// Hands a transformed batch to the sink: at least once, into the in-flight queue
     /// (completing the oldest batches beyond `pipeline.max_in_flight_batches`); exactly
-    /// once, in transactions that have committed or aborted when this returns.
+    /// once, into the partitions' open transactions, then starts a round of commits
+    /// that runs while the next batch is read and transformed.
     async fn deliver(
         &mut self,
         batch: Batch,
         results: Vec<TransformResult>,
         in_flight: &mut VecDeque<InFlight>,
     ) -> Result<(), PipelineError> {
-        let policy = self.runner.runtime();
-        let Some(transactions) = &self.transactions else {
+        let Some(transactions) = self.transactions.clone() else {
+            let policy = self.runner.runtime();
             let flight = self.delivery.dispatch(batch, results, policy).await?;
             in_flight.push_back(flight);
             let keep = self.config.pipeline.max_in_flight_batches;
             return self.settle(in_flight, keep).await;
         };
+        // A partition whose transaction is still committing cannot take records yet;
+        // one rewound meanwhile drops this batch's records (a new epoch).
+        self.finish_commits().await?;
         self.delivery
-            .deliver_exactly_once(transactions, batch, results, policy)
+            .deliver_exactly_once(&transactions, batch, results, self.runner.runtime())
             .await?;
-        self.commit_transactions(false).await
+        self.commit_round = Some(tokio::task::spawn_blocking(move || {
+            transactions.commit_due(false)
+        }));
+        Ok(())
     }
 
-    /// Exactly-once: commits the transactions open for `pipeline.transaction_interval`
-    /// (all of them with `force`), rewinds the partitions of aborted ones, and gives the
-    /// source group a copy of the positions, where lag is monitored.
-    async fn commit_transactions(&mut self, force: bool) -> Result<(), PipelineError> {
-        let Some(transactions) = self.transactions.clone() else {
+    /// Exactly-once: commits every open transaction now (the source is quiet, Vault is
+    /// away, the pipeline stops).
+    async fn commit_transactions(&mut self) -> Result<(), PipelineError> {
+        self.finish_commits().await?;
+        if let Some(transactions) = self.transactions.clone() {
+            self.commit_round = Some(tokio::task::spawn_blocking(move || {
+                transactions.commit_due(true)
+            }));
+        }
+        self.finish_commits().await
+    }
+
+    /// Waits for the round of commits in progress, if any; reads the partitions of
+    /// aborted transactions again, and gives the source group a copy of the positions,
+    /// where lag is monitored.
+    async fn finish_commits(&mut self) -> Result<(), PipelineError> {
+        let Some(round) = self.commit_round.take() else {
             return Ok(());
         };
-        let rewinds = tokio::task::spawn_blocking(move || transactions.commit_due(force))
+        let rewinds = round
             .await
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
         for rewind in rewinds {
@@ -317,7 +339,7 @@ impl Pipeline {
             };
             self.metrics.batch_retried();
             // Nothing stays open while Vault is away (transactions time out).
-            self.commit_transactions(true).await?;
+            self.commit_transactions().await?;
             tracing::warn!(
                 records = batch.len(),
                 "batch not transformed ({reason}); retrying in {backoff:?}"

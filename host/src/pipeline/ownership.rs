@@ -80,6 +80,17 @@ impl Ownership {
         }
     }
 
+    /// Starts a new epoch of `partition`, if owned (exactly-once, after a rewind): the
+    /// records read before it no longer count.
+    pub(crate) fn renew(&self, partition: &Partition) {
+        let mut state = self.lock();
+        if state.owned.contains_key(partition) {
+            state.last_epoch += 1;
+            let epoch = state.last_epoch;
+            state.owned.insert(partition.clone(), epoch);
+        }
+    }
+
     /// The epoch `partition` is owned under, if it is.
     pub(crate) fn epoch(&self, partition: &Partition) -> Option<Epoch> {
         self.lock().owned.get(partition).copied()

@@ -253,6 +253,8 @@ impl Source {
         if !self.ownership.owns(partition, epoch) {
             return Ok(());
         }
+        // Records of the partition already read (a batch being prepared) are stale.
+        self.ownership.renew(partition);
         self.pending
             .retain(|(record, _)| (&record.topic, record.partition) != (&partition.0, partition.1));
         self.consumer

@@ -86,6 +86,9 @@ pub(crate) struct Transactions {
     group_id: String,
     offsets_topic: String,
     interval: Duration,
+    /// Held while transactions commit, so that a revocation waits for a round of
+    /// commits in progress before it lets partitions go.
+    committing: Mutex<()>,
     producers: Mutex<HashMap<Partition, Arc<FutureProducer>>>,
     open: Mutex<HashMap<Partition, OpenTransaction>>,
     /// Records the sink refused as too large: dead-lettered when read again.
@@ -119,6 +122,7 @@ impl Transactions {
             group_id: config.source.group_id.clone(),
             offsets_topic: config.pipeline.offsets_topic.clone(),
             interval: config.pipeline.transaction_interval,
+            committing: Mutex::default(),
             producers: Mutex::default(),
             open: Mutex::default(),
             refused: Mutex::default(),
@@ -429,6 +433,7 @@ impl Transactions {
     /// `pipeline.transaction_interval`, or all of them with `force`, side by side.
     /// Returns where to read aborted ones again. Blocking.
     pub(crate) fn commit_due(&self, force: bool) -> Result<Vec<Rewind>, PipelineError> {
+        let _committing = lock(&self.committing);
         let due: Vec<(Partition, OpenTransaction)> = {
             let mut open = lock(&self.open);
             let partitions: Vec<Partition> = open
@@ -467,6 +472,7 @@ impl Transactions {
     /// one is left to the next owner, who reads from the last committed position.
     /// Blocking.
     pub(crate) fn commit_revoked(&self, partitions: &[Partition]) {
+        let _committing = lock(&self.committing);
         let due: Vec<(Partition, OpenTransaction)> = {
             let mut open = lock(&self.open);
             partitions
