@@ -4,6 +4,7 @@
 //!     cargo bench -p kafka-transit --bench pipeline
 //!     cargo bench -p kafka-transit --bench pipeline -- --records 20000 --value-bytes 1024
 //!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --rounds 5
+//!     cargo bench -p kafka-transit --bench pipeline -- --transaction-interval-ms 1000
 //!
 //! Measurements per policy, all on one machine with an in-process vault-dev:
 //! - "policy": batches of 500 records straight through the wasm policy (and Vault),
@@ -63,6 +64,8 @@ struct Options {
     /// An Apache Kafka bootstrap address instead of the mock cluster.
     kafka: Option<String>,
     rounds: usize,
+    /// `pipeline.transaction_interval` of the exactly-once rows.
+    transaction_interval: Option<Duration>,
 }
 
 fn options() -> Options {
@@ -71,6 +74,7 @@ fn options() -> Options {
         value_bytes: 1024,
         kafka: None,
         rounds: 3,
+        transaction_interval: None,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
@@ -79,6 +83,10 @@ fn options() -> Options {
             "--value-bytes" => options.value_bytes = pair[1].parse().expect("--value-bytes N"),
             "--kafka" => options.kafka = Some(pair[1].clone()),
             "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
+            "--transaction-interval-ms" => {
+                let ms = pair[1].parse().expect("--transaction-interval-ms N");
+                options.transaction_interval = Some(Duration::from_millis(ms));
+            }
             _ => {}
         }
     }
@@ -188,6 +196,9 @@ async fn through_kafka(
     };
     let mut config = spec.config();
     config.pipeline.delivery = run.delivery;
+    if let Some(interval) = options.transaction_interval {
+        config.pipeline.transaction_interval = interval;
+    }
     config.pipeline.batch_size = 500;
     config.pipeline.progress_interval = Duration::from_secs(3600);
     let requests_before = server.stats().requests;
@@ -351,7 +362,12 @@ async fn main() {
             row.vault_requests
         );
     }
-    println!("\nexactly-once against at-least-once, same policy, same run:");
+    println!(
+        "\nexactly-once (transaction_interval {}) against at-least-once, same policy, same run:",
+        options
+            .transaction_interval
+            .map_or_else(|| "default".to_string(), |i| format!("{i:?}"))
+    );
     for case in CASES {
         let rate = |what| {
             rows.iter()
