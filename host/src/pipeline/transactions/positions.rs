@@ -1,0 +1,177 @@
+//! The offsets topic: where each transaction records its partition's next source
+//! offset, and where a new owner reads it back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::kafka;
+use crate::pipeline::ownership::Partition;
+use crate::pipeline::PipelineError;
+
+use super::{Transactions, TRANSACTION_TIMEOUT};
+
+/// Longest wait for the offsets topic to be readable to its end: an open transaction
+/// of a runner that died holds it until a new owner fences that runner, or until the
+/// broker aborts it after `transaction.timeout.ms` (librdkafka's default: 60 s).
+const POSITIONS_TIMEOUT: Duration = Duration::from_secs(150);
+
+impl Transactions {
+    /// The offsets-topic record saying `partition` continues at `next`: key
+    /// `["<group>","<topic>",<partition>]`, value `{"offset":<next>}` (JSON, readable
+    /// with any Kafka tool).
+    pub(crate) fn position_record(
+        &self,
+        (topic, partition): &Partition,
+        next: i64,
+    ) -> (String, String) {
+        (
+            serde_json::json!([self.group_id, topic, partition]).to_string(),
+            serde_json::json!({ "offset": next }).to_string(),
+        )
+    }
+
+    /// The last committed positions of `partitions` in the offsets topic (partitions
+    /// without one are left out: they start where the source group says). Reads the
+    /// topic as `read_committed` up to the end it had when called, so that every
+    /// transaction open then (a fenced owner's, another runner's) has ended first.
+    /// Creates the topic if it does not exist. Blocking.
+    pub(super) fn positions(
+        &self,
+        partitions: &[Partition],
+    ) -> Result<HashMap<Partition, i64>, PipelineError> {
+        let topic = self.offsets_topic.as_str();
+        let failed = |context: &'static str| {
+            move |error: KafkaError| self.topic_error(context, error.to_string())
+        };
+        let watermarks = kafka::sink_reader(&self.sink, "read_uncommitted")
+            .map_err(failed("creating a reader"))?;
+        let metadata = watermarks
+            .fetch_metadata(Some(topic), TRANSACTION_TIMEOUT)
+            .map_err(failed("reading its metadata"))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        if count == 0 {
+            self.create_offsets_topic()?;
+            return Ok(HashMap::new());
+        }
+        let mut end: HashMap<i32, i64> = HashMap::new();
+        let mut start = TopicPartitionList::new();
+        for partition in 0..count {
+            let (low, high) = watermarks
+                .fetch_watermarks(topic, partition, TRANSACTION_TIMEOUT)
+                .map_err(failed("reading its end offsets"))?;
+            if high > low {
+                end.insert(partition, high);
+                start
+                    .add_partition_offset(topic, partition, Offset::Beginning)
+                    .map_err(failed("assigning its partitions"))?;
+            }
+        }
+        let wanted: HashMap<String, &Partition> = partitions
+            .iter()
+            .map(|partition| (self.position_record(partition, 0).0, partition))
+            .collect();
+        let mut found = HashMap::new();
+        if end.is_empty() {
+            return Ok(found);
+        }
+        let reader = kafka::sink_reader(&self.sink, "read_committed")
+            .map_err(failed("creating a reader"))?;
+        reader
+            .assign(&start)
+            .map_err(failed("assigning its partitions"))?;
+        let deadline = Instant::now() + POSITIONS_TIMEOUT;
+        while !end.is_empty() {
+            if Instant::now() > deadline {
+                return Err(self.topic_error(
+                    "reading it to its end",
+                    format!(
+                        "still behind after {POSITIONS_TIMEOUT:?}: a transaction stays open \
+                         (a stopped runner's is aborted after the producer's \
+                         transaction.timeout.ms)"
+                    ),
+                ));
+            }
+            if let Some(message) = reader.poll(Duration::from_millis(200)) {
+                let message = message.map_err(failed("reading it"))?;
+                let key = message.key().map(String::from_utf8_lossy);
+                if let Some(partition) = key.and_then(|key| wanted.get(key.as_ref()).copied()) {
+                    let offset = message
+                        .payload()
+                        .and_then(|value| serde_json::from_slice::<serde_json::Value>(value).ok())
+                        .and_then(|value| value["offset"].as_i64())
+                        .ok_or_else(|| {
+                            self.topic_error(
+                                "reading it",
+                                format!(
+                                    "the record at {}@{} is not {{\"offset\": <number>}}",
+                                    message.partition(),
+                                    message.offset()
+                                ),
+                            )
+                        })?;
+                    found.insert(partition.clone(), offset);
+                }
+            }
+            // The position moves past transaction markers too, which end a partition.
+            let positions = reader.position().map_err(failed("reading it"))?;
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset() {
+                    if end
+                        .get(&element.partition())
+                        .is_some_and(|&e| position >= e)
+                    {
+                        end.remove(&element.partition());
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn create_offsets_topic(&self) -> Result<(), PipelineError> {
+        let admin = kafka::sink_admin(&self.sink)
+            .map_err(|error| self.topic_error("creating it", error.to_string()))?;
+        // One partition, compacted: one small record per source partition survives.
+        let topic = NewTopic::new(&self.offsets_topic, 1, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact");
+        let options = AdminOptions::new().operation_timeout(Some(TRANSACTION_TIMEOUT));
+        let results = futures::executor::block_on(admin.create_topics([&topic], &options))
+            .map_err(|error| self.topic_error("creating it", error.to_string()))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(self.topic_error(
+                        "creating it",
+                        format!(
+                            "{code}: create it yourself (compacted: cleanup.policy=compact) \
+                             or let the runner's principal CREATE it"
+                        ),
+                    ))
+                }
+            }
+        }
+        tracing::info!(
+            topic = self.offsets_topic,
+            "created the exactly-once offsets topic"
+        );
+        Ok(())
+    }
+
+    fn topic_error(&self, context: &'static str, detail: String) -> PipelineError {
+        PipelineError::OffsetsTopic {
+            topic: self.offsets_topic.clone(),
+            context,
+            detail,
+        }
+    }
+}
