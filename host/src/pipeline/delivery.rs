@@ -19,7 +19,7 @@ use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
 use super::source::Batch;
 use super::transactions::{Sent, Transactions};
-use super::{kafka_error, PipelineError};
+use super::{joined, kafka_error, PipelineError};
 
 /// Where a delivery went, to say which cluster failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +231,7 @@ impl Delivery {
                     let (transactions, partition) = (transactions.clone(), group.partition);
                     tokio::task::spawn_blocking(move || transactions.abort_open(&partition))
                         .await
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+                        .map_err(joined("aborting a transaction"))??;
                     return Err(error);
                 }
             }

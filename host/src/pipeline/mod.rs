@@ -115,6 +115,19 @@ pub enum PipelineError {
     },
 }
 
+/// For a blocking task's `JoinError`: re-raises its panic; a task cancelled because the
+/// runtime shuts down becomes an error.
+fn joined(context: &'static str) -> impl FnOnce(tokio::task::JoinError) -> PipelineError {
+    move |error| match error.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(error) => PipelineError::Transaction {
+            context,
+            transactional_id: "*".into(),
+            detail: error.to_string(),
+        },
+    }
+}
+
 fn kafka_error(context: &'static str) -> impl FnOnce(KafkaError) -> PipelineError {
     move |source| PipelineError::Kafka { context, source }
 }
@@ -290,9 +303,7 @@ impl Pipeline {
         let Some(round) = self.commit_round.take() else {
             return Ok(());
         };
-        let rewinds = round
-            .await
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))?;
+        let rewinds = round.await.map_err(joined("committing transactions"))??;
         for rewind in rewinds {
             self.source
                 .rewind(&rewind.partition, rewind.epoch, rewind.offset)?;

@@ -304,6 +304,9 @@ pub struct RunningPipeline {
     pub metrics: Arc<Metrics>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<Snapshot, PipelineError>>,
+    /// The error the pipeline stopped with, if it stopped by itself: a stalled wait
+    /// says it.
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl RunningPipeline {
@@ -316,13 +319,26 @@ impl RunningPipeline {
         let pipeline = Pipeline::new(config, runner, vault).expect("pipeline");
         let metrics = pipeline.metrics();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(pipeline.run(async move {
-            let _ = stopped.await;
-        }));
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let task = tokio::spawn({
+            let failed = failed.clone();
+            async move {
+                let result = pipeline
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                if let Err(error) = &result {
+                    *failed.lock().unwrap() = Some(error.to_string());
+                }
+                result
+            }
+        });
         RunningPipeline {
             metrics,
             stop,
             task,
+            failed,
         }
     }
 
@@ -337,6 +353,9 @@ impl RunningPipeline {
             let now = self.metrics.snapshot();
             if done(&now) {
                 return now;
+            }
+            if let Some(error) = self.failed.lock().unwrap().as_ref() {
+                panic!("the pipeline stopped with an error at {now:?}: {error}");
             }
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot::Canceled;
+use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::pipeline::ownership::{Epoch, Partition};
@@ -23,6 +26,45 @@ pub(crate) enum Outcome {
     /// Aborted (why): nothing of it is visible to `read_committed` consumers; the
     /// partition must be read again from its last committed offset.
     Aborted(String),
+}
+
+/// A delivery's answer.
+type Answer = Result<OwnedDeliveryResult, Canceled>;
+
+/// Waits (at most [`TRANSACTION_TIMEOUT`]) until every delivery of a transaction was
+/// acknowledged, or one failed: then librdkafka holds the rest until the transaction is
+/// aborted, and flushing (which rdkafka's `commit_transaction` does first) would wait out
+/// its whole timeout. Returns why the transaction must abort, if it must.
+fn wait_for_deliveries(
+    producer: &FutureProducer,
+    sent: &mut [Sent],
+    answers: &mut [Option<Answer>],
+) -> Option<String> {
+    let deadline = Instant::now() + TRANSACTION_TIMEOUT;
+    loop {
+        let flushed = producer.flush(Duration::from_millis(100)).is_ok();
+        for (s, answer) in sent.iter_mut().zip(answers.iter_mut()) {
+            if answer.is_none() {
+                *answer = (&mut s.delivery).now_or_never();
+            }
+        }
+        let failed = answers.iter().find_map(|answer| match answer {
+            Some(Ok(Err((error, _)))) => Some(format!("a record was not delivered: {error}")),
+            Some(Err(Canceled)) => Some("a delivery was cancelled".to_string()),
+            _ => None,
+        });
+        if failed.is_some() {
+            return failed;
+        }
+        if flushed {
+            return None;
+        }
+        if Instant::now() > deadline {
+            return Some(format!(
+                "the sink did not acknowledge the transaction's records within {TRANSACTION_TIMEOUT:?}"
+            ));
+        }
+    }
 }
 
 impl Transactions {
@@ -168,7 +210,7 @@ impl Transactions {
             epoch,
             first,
             next,
-            sent,
+            mut sent,
             doomed,
             ..
         } = transaction;
@@ -176,29 +218,38 @@ impl Transactions {
         let position = FutureRecord::<str, str>::to(&self.offsets_topic)
             .key(&key)
             .payload(&value);
+        let mut answers: Vec<Option<Answer>> = sent.iter().map(|_| None).collect();
         let recorded = match doomed {
             Some(reason) => Err(reason),
             None => producer
                 .send_result(position)
                 .map(drop)
-                .map_err(|(error, _)| format!("recording the source position failed: {error}")),
+                .map_err(|(error, _)| format!("recording the source position failed: {error}"))
+                .and_then(
+                    |()| match wait_for_deliveries(&producer, &mut sent, &mut answers) {
+                        Some(reason) => Err(reason),
+                        None => Ok(()),
+                    },
+                ),
         };
         let outcome = match recorded {
             Ok(()) => self.commit(&producer, &partition)?,
             // Never commit a transaction without its position, or with a failed send.
             Err(reason) => {
-                if let Some((_, fatal)) = producer.client().fatal_error() {
-                    return Err(self.error(&partition, "a fatal producer error", fatal));
-                }
+                self.usable(&producer, &partition, None)?;
                 self.abort(&producer, &partition)?;
                 Outcome::Aborted(reason)
             }
         };
         // Every delivery has its answer once the transaction ended.
-        let answers = futures::executor::block_on(futures::future::join_all(
-            sent.into_iter()
-                .map(|s| async move { (s.offset, s.dead_letter, s.bytes, s.delivery.await) }),
-        ));
+        let answers: Vec<(i64, bool, u64, Answer)> = sent
+            .into_iter()
+            .zip(answers)
+            .map(|(s, answer)| {
+                let answer = answer.unwrap_or_else(|| futures::executor::block_on(s.delivery));
+                (s.offset, s.dead_letter, s.bytes, answer)
+            })
+            .collect();
         match outcome {
             Outcome::Committed => {
                 for (_, dead_letter, bytes, _) in answers {

@@ -196,15 +196,25 @@ impl Transactions {
         lock(&self.failure).take()
     }
 
-    /// `Err` when `producer` can no longer be used: fenced by a newer owner of its
-    /// transactional id, or another fatal error.
+    /// `Err` when `producer` can no longer be used after `error`: fenced by a newer
+    /// owner of its transactional id, or another fatal error.
     pub(crate) fn check_fatal(
         &self,
         producer: &FutureProducer,
         partition: &Partition,
         error: &KafkaError,
     ) -> Result<(), PipelineError> {
-        let fatal = producer.client().fatal_error();
+        self.usable(producer, partition, error.rdkafka_error_code())
+    }
+
+    /// `Err` when `producer` is fenced (by its own state, or by the `code` of an error
+    /// it returned) or in another fatal state.
+    pub(crate) fn usable(
+        &self,
+        producer: &FutureProducer,
+        partition: &Partition,
+        code: Option<RDKafkaErrorCode>,
+    ) -> Result<(), PipelineError> {
         let is_fence = |code: Option<RDKafkaErrorCode>| {
             matches!(
                 code,
@@ -215,9 +225,8 @@ impl Transactions {
                 )
             )
         };
-        let fenced =
-            is_fence(fatal.as_ref().map(|(code, _)| *code)) || is_fence(error.rdkafka_error_code());
-        if fenced {
+        let fatal = producer.client().fatal_error();
+        if is_fence(fatal.as_ref().map(|(code, _)| *code)) || is_fence(code) {
             return Err(PipelineError::Fenced {
                 transactional_id: self.transactional_id(partition),
                 topic: partition.0.clone(),
