@@ -135,6 +135,13 @@ pub fn transactional_producer(
     properties
         .0
         .insert("transactional.id".into(), transactional_id.into());
+    // A transaction that must abort waits for its records still in flight, which a
+    // refused record's successors retry until this timeout (librdkafka caps it at
+    // transaction.timeout.ms, 60 s by default): keep the wait short.
+    properties
+        .0
+        .entry("message.timeout.ms".into())
+        .or_insert_with(|| "30000".into());
     producer(&sink.bootstrap_servers, &properties, tuning)
 }
 

@@ -28,6 +28,10 @@ pub(crate) enum Outcome {
     Aborted(String),
 }
 
+/// One attempt at aborting a transaction; [`Transactions::abort`] tries again until
+/// [`TRANSACTION_TIMEOUT`].
+const ABORT_ATTEMPT: Duration = Duration::from_secs(10);
+
 /// A delivery's answer.
 type Answer = Result<OwnedDeliveryResult, Canceled>;
 
@@ -346,14 +350,25 @@ impl Transactions {
     }
 
     /// Aborts the open transaction of `partition`. Blocking.
+    ///
+    /// An abort first waits for the delivery reports of the records it purges; when that
+    /// times out (seen on CI with a transaction the sink had refused a record of), the
+    /// reports are served here and the abort is tried again, as librdkafka allows for a
+    /// retriable abort error.
     fn abort(&self, producer: &FutureProducer, partition: &Partition) -> Result<(), PipelineError> {
-        producer
-            .abort_transaction(TRANSACTION_TIMEOUT)
-            .map_err(|error| {
-                if let Err(fatal) = self.check_fatal(producer, partition, &error) {
-                    return fatal;
-                }
-                self.error(partition, "aborting a transaction", error)
-            })
+        let deadline = Instant::now() + TRANSACTION_TIMEOUT;
+        loop {
+            let error = match producer.abort_transaction(ABORT_ATTEMPT) {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            self.check_fatal(producer, partition, &error)?;
+            let retriable = matches!(&error, KafkaError::Transaction(e) if e.is_retriable());
+            if !retriable || Instant::now() > deadline {
+                return Err(self.error(partition, "aborting a transaction", error));
+            }
+            tracing::warn!("aborting a transaction: {error}; trying again");
+            producer.poll(Duration::from_millis(100));
+        }
     }
 }
