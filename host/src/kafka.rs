@@ -176,6 +176,20 @@ pub fn sink_admin(
     config.create()
 }
 
+/// How many partitions `topic` has (0 if it does not exist), from `client`'s metadata.
+pub fn partition_count<C: ConsumerContext>(
+    client: &impl rdkafka::consumer::Consumer<C>,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<usize> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len()))
+}
+
 /// Copies a consumed message into the policy's record type.
 pub fn source_record(message: &BorrowedMessage<'_>) -> SourceRecord {
     let headers = message

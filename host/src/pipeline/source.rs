@@ -79,15 +79,8 @@ impl Source {
         const TIMEOUT: Duration = Duration::from_secs(30);
         let mut partitions = TopicPartitionList::new();
         for topic in &config.topics {
-            let metadata = self
-                .consumer
-                .fetch_metadata(Some(topic), TIMEOUT)
+            let count = kafka::partition_count(&self.consumer, topic, TIMEOUT)
                 .map_err(kafka_error("reading the source topics' metadata"))?;
-            let count = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-                .map_or(0, |t| t.partitions().len());
             if count == 0 {
                 return Err(PipelineError::SourceTopic(format!(
                     "topic \"{topic}\" does not exist on the source cluster"

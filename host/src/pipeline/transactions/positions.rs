@@ -50,14 +50,8 @@ impl Transactions {
         };
         let watermarks = kafka::sink_reader(&self.sink, "read_uncommitted")
             .map_err(failed("creating a reader"))?;
-        let metadata = watermarks
-            .fetch_metadata(Some(topic), TRANSACTION_TIMEOUT)
-            .map_err(failed("reading its metadata"))?;
-        let count = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len() as i32);
+        let count = kafka::partition_count(&watermarks, topic, TRANSACTION_TIMEOUT)
+            .map_err(failed("reading its metadata"))? as i32;
         if count == 0 {
             self.create_offsets_topic()?;
             return Ok(HashMap::new());
