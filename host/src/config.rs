@@ -44,6 +44,32 @@ pub struct PipelineConfig {
     pub errors: ErrorsConfig,
     #[serde(default)]
     pub pipeline: TuningConfig,
+    /// The admin HTTP listener (metrics, health probes, policy reload); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: where Prometheus scrapes and Kubernetes probes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `host:port` to listen on, e.g. `"127.0.0.1:9464"` (`"0.0.0.0:9464"` in a pod).
+    /// Anyone who reaches it can read metrics and reload the policy: keep it on
+    /// loopback or a network only operators reach.
+    pub listen: std::net::SocketAddr,
+    /// `/health/live` fails once the pipeline loop has not gone round for this long.
+    #[serde(default = "default_stall_timeout", with = "duration_text")]
+    pub stall_timeout: Duration,
+    /// How often readiness asks Vault whether it is unsealed and accepts the token.
+    #[serde(default = "default_vault_check_interval", with = "duration_text")]
+    pub vault_check_interval: Duration,
+}
+
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_vault_check_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// The cluster and topics records are consumed from.
@@ -552,6 +578,20 @@ impl PipelineConfig {
                 }
             }
             _ => {}
+        }
+        if let Some(admin) = &self.admin {
+            if admin.vault_check_interval < Duration::from_millis(100) {
+                return Err(invalid(
+                    "admin.vault_check_interval",
+                    "must be at least 100ms",
+                ));
+            }
+            if admin.stall_timeout <= self.errors.max_retry_backoff {
+                return Err(invalid(
+                    "admin.stall_timeout",
+                    "must be longer than errors.max_retry_backoff (a batch waiting for Vault goes round once per backoff)",
+                ));
+            }
         }
         let tuning = &self.pipeline;
         if tuning.batch_size == 0 || tuning.batch_size > 10_000 {

@@ -280,6 +280,7 @@ impl Envelopes {
                     && key.created.elapsed() < self.policy.max_age
                 {
                     key.sealed += records;
+                    self.vault.inner.metrics.data_key_cache_hit("seal");
                     return Ok((key.material.clone(), key.wrapped.clone()));
                 }
             }
@@ -298,8 +299,9 @@ impl Envelopes {
                 })?;
         let material = Arc::new(Zeroizing::new(material));
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
+        self.vault.inner.metrics.data_key_minted();
         let mut active = self.active.lock().expect("data key cache");
-        active.insert(
+        let retired = active.insert(
             slot,
             ActiveKey {
                 material: material.clone(),
@@ -308,6 +310,9 @@ impl Envelopes {
                 sealed: records,
             },
         );
+        if retired.is_some() {
+            self.vault.inner.metrics.data_key_retired();
+        }
         Ok((material, fresh.ciphertext))
     }
 
@@ -368,6 +373,7 @@ impl Envelopes {
                 }
                 match cache.get(&(key_name.to_string(), envelope.wrapped_key.to_string())) {
                     Some(material) => {
+                        self.vault.inner.metrics.data_key_cache_hit("open");
                         keys.insert(envelope.wrapped_key, Ok(material.clone()));
                     }
                     None => {

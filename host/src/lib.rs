@@ -19,8 +19,10 @@
 //! - [`vault`] — the Vault transit client.
 //! - [`envelope`] — envelope encryption under Vault-wrapped data keys (wire format v1).
 //! - [`metrics`] — counters and progress.
+//! - [`admin`] — the admin listener: `/metrics`, health probes, policy reload.
 //! - [`demo`] — the zero-setup demonstration.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod envelope;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use kafka_transit::admin::Admin;
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::pipeline::Pipeline;
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
@@ -139,12 +140,26 @@ async fn validate(path: PathBuf) -> anyhow::Result<()> {
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = PipelineConfig::load(&path)?;
+    // First, so that probes answer (not ready) while Vault and the policy come up.
+    let mut admin = match &config.admin {
+        Some(admin) => Some(Admin::start(admin).await?),
+        None => None,
+    };
     let vault = VaultClient::connect(&config.vault)
         .await
         .with_context(|| format!("connecting to Vault at {}", config.vault.address))?;
+    if let Some(admin) = &mut admin {
+        admin.watch_vault(&vault);
+    }
     let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?;
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
+    if let Some(admin) = &admin {
+        admin.policy_loaded();
+    }
     let pipeline = Pipeline::new(config, runner, vault)?;
+    if let Some(admin) = &admin {
+        admin.watch_pipeline(pipeline.metrics());
+    }
     let summary = pipeline.run(shutdown_signal()).await?;
     tracing::info!(
         records_in = summary.records_in,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -25,14 +25,15 @@ use super::{joined, kafka_error, PipelineError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Sink,
-    DeadLetter,
+    /// With the failure's kind (`invalid-input`, ...), for the metrics.
+    DeadLetter(&'static str),
 }
 
 impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Sink => "the sink",
-            Target::DeadLetter => "the dead-letter topic",
+            Target::DeadLetter(_) => "the dead-letter topic",
         }
     }
 }
@@ -49,6 +50,7 @@ struct PartitionBatch {
 /// A batch whose records were handed to producers and await acknowledgement.
 pub(crate) struct InFlight {
     records: Vec<SourceRecord>,
+    read_at: Instant,
     /// Its number in [`Ownership`], which tracks it for rebalances.
     sequence: u64,
     /// Resolves when every delivery of the batch has an answer.
@@ -89,6 +91,7 @@ impl Delivery {
         policy: &PolicyRuntime,
     ) -> Result<InFlight, PipelineError> {
         let mut offsets = BatchOffsets::new();
+        let read_at = batch.read_at;
         let mut records = Vec::with_capacity(batch.records.len());
         let mut deliveries: Vec<(usize, Target, u64, DeliveryFuture)> = Vec::new();
         for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
@@ -116,7 +119,12 @@ impl Delivery {
                                 let delivery = self
                                     .dead_letter(&record, "sink-rejected", &reason, policy)
                                     .await?;
-                                deliveries.push((index, Target::DeadLetter, 0, delivery));
+                                deliveries.push((
+                                    index,
+                                    Target::DeadLetter("sink-rejected"),
+                                    0,
+                                    delivery,
+                                ));
                             }
                             Err(error) => {
                                 return Err(delivery_error(Target::Sink, &record, error));
@@ -127,7 +135,7 @@ impl Delivery {
                 Err(failure) => {
                     let (kind, reason) = describe_failure(&failure);
                     let delivery = self.dead_letter(&record, kind, &reason, policy).await?;
-                    deliveries.push((index, Target::DeadLetter, 0, delivery));
+                    deliveries.push((index, Target::DeadLetter(kind), 0, delivery));
                 }
             }
             records.push(record);
@@ -151,6 +159,7 @@ impl Delivery {
         });
         Ok(InFlight {
             records,
+            read_at,
             sequence,
             deliveries,
         })
@@ -266,7 +275,7 @@ impl Delivery {
                         match enqueue(producer, self.sink_message(record, output)).await {
                             Ok(delivery) => sent.push(Sent {
                                 offset: record.offset,
-                                dead_letter: false,
+                                dead_letter: None,
                                 bytes,
                                 delivery,
                             }),
@@ -299,12 +308,15 @@ impl Delivery {
                 {
                     Ok(delivery) => delivery,
                     Err(error) => {
-                        return Err((sent, delivery_error(Target::DeadLetter, record, error)))
+                        return Err((
+                            sent,
+                            delivery_error(Target::DeadLetter(kind), record, error),
+                        ))
                     }
                 };
                 sent.push(Sent {
                     offset: record.offset,
-                    dead_letter: true,
+                    dead_letter: Some(kind),
                     bytes: 0,
                     delivery,
                 });
@@ -315,10 +327,10 @@ impl Delivery {
                     Ok(delivery) => match delivery.await {
                         Ok(Ok(_)) => Ok(()),
                         Ok(Err((error, _))) => {
-                            Err(delivery_error(Target::DeadLetter, record, error))
+                            Err(delivery_error(Target::DeadLetter(kind), record, error))
                         }
                         Err(_) => Err(delivery_error(
-                            Target::DeadLetter,
+                            Target::DeadLetter(kind),
                             record,
                             KafkaError::Canceled,
                         )),
@@ -328,7 +340,7 @@ impl Delivery {
                 if let Err(error) = acknowledged {
                     return Err((sent, error));
                 }
-                self.metrics.dead_lettered();
+                self.metrics.dead_lettered(kind);
             }
         }
         Ok(sent)
@@ -348,7 +360,7 @@ impl Delivery {
         dead_letters
             .send(record, kind, reason, policy)
             .await
-            .map_err(|error| delivery_error(Target::DeadLetter, record, error))
+            .map_err(|error| delivery_error(Target::DeadLetter(kind), record, error))
     }
 
     /// Completes in-flight batches, oldest first, until at most `keep` remain (waiting
@@ -399,7 +411,7 @@ impl Delivery {
             let record = &flight.records[index];
             match (target, outcome) {
                 (Target::Sink, Ok(())) => self.metrics.produced(bytes),
-                (Target::DeadLetter, Ok(())) => self.metrics.dead_lettered(),
+                (Target::DeadLetter(kind), Ok(())) => self.metrics.dead_lettered(kind),
                 // The broker refused the size: that is this record's failure, not the
                 // pipeline's. Dead-letter it (waiting for that) or stop.
                 (Target::Sink, Err(error)) if is_too_large(&error) => {
@@ -408,13 +420,17 @@ impl Delivery {
                         .dead_letter(record, "sink-rejected", &reason, policy)
                         .await?;
                     match delivery.await {
-                        Ok(Ok(_)) => self.metrics.dead_lettered(),
+                        Ok(Ok(_)) => self.metrics.dead_lettered("sink-rejected"),
                         Ok(Err((error, _))) => {
-                            return Err(delivery_error(Target::DeadLetter, record, error))
+                            return Err(delivery_error(
+                                Target::DeadLetter("sink-rejected"),
+                                record,
+                                error,
+                            ))
                         }
                         Err(_) => {
                             return Err(delivery_error(
-                                Target::DeadLetter,
+                                Target::DeadLetter("sink-rejected"),
                                 record,
                                 KafkaError::Canceled,
                             ))
@@ -425,6 +441,7 @@ impl Delivery {
             }
         }
         self.metrics.committed();
+        self.metrics.batch_finished(flight.read_at.elapsed());
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ mod transactions;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
@@ -211,6 +211,7 @@ impl Pipeline {
         let mut stop = std::pin::pin!(stop);
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let outcome = loop {
+            self.metrics.heartbeat();
             let batch = tokio::select! {
                 biased;
                 () = &mut stop => break Ok(()),
@@ -275,9 +276,11 @@ impl Pipeline {
         // A partition whose transaction is still committing cannot take records yet;
         // one rewound meanwhile drops this batch's records (a new epoch).
         self.finish_commits().await?;
+        let read_at = batch.read_at;
         self.delivery
             .deliver_exactly_once(&transactions, batch, results, self.runner.runtime())
             .await?;
+        self.metrics.batch_finished(read_at.elapsed());
         self.commit_round = Some(tokio::task::spawn_blocking(move || {
             transactions.commit_due(false)
         }));
@@ -321,8 +324,9 @@ impl Pipeline {
         let completed = self
             .delivery
             .settle(in_flight, keep, self.runner.runtime())
-            .await?;
-        if completed > 0 {
+            .await;
+        self.metrics.set_in_flight(in_flight.len());
+        if completed? > 0 {
             self.source.commit(CommitMode::Async);
         }
         Ok(())
@@ -339,7 +343,10 @@ impl Pipeline {
     ) -> Result<Vec<TransformResult>, PipelineError> {
         let mut backoff = Duration::from_millis(200);
         loop {
+            let started = Instant::now();
             let results = self.runner.transform(batch).await?;
+            self.metrics.transformed(started.elapsed());
+            self.metrics.heartbeat();
             let retryable = results.iter().find_map(|result| match result {
                 Err(Failure::Retryable(reason)) => Some(reason.clone()),
                 _ => None,

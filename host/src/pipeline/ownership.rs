@@ -92,6 +92,11 @@ impl Ownership {
     }
 
     /// The epoch `partition` is owned under, if it is.
+    /// How many partitions this runner owns now.
+    pub(crate) fn owned_count(&self) -> usize {
+        self.lock().owned.len()
+    }
+
     pub(crate) fn epoch(&self, partition: &Partition) -> Option<Epoch> {
         self.lock().owned.get(partition).copied()
     }
@@ -243,14 +248,14 @@ pub(crate) struct PipelineContext {
 
 impl ClientContext for PipelineContext {
     fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.values())
-            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
-            .map(|partition| partition.consumer_lag)
-            .sum();
-        self.metrics.set_lag(lag);
+        let lags = statistics.topics.iter().flat_map(|(topic, stats)| {
+            stats
+                .partitions
+                .values()
+                .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+                .map(move |partition| (topic.as_str(), partition.partition, partition.consumer_lag))
+        });
+        self.metrics.set_lag(lags);
     }
 }
 
@@ -260,6 +265,7 @@ impl ConsumerContext for PipelineContext {
             Rebalance::Assign(partitions) => {
                 let assigned = partitions_of(partitions);
                 self.ownership.assigned(assigned.clone());
+                self.metrics.set_assigned(self.ownership.owned_count());
                 if let Some(transactions) = &self.transactions {
                     match block_in_place(|| transactions.open(&assigned)) {
                         Ok(committed) => resume_from(partitions, &committed),
@@ -293,6 +299,7 @@ impl ConsumerContext for PipelineContext {
                     transactions.close(&revoked);
                 }
                 self.metrics.revoked(revoked.len() as u64);
+                self.metrics.set_assigned(self.ownership.owned_count());
                 tracing::info!(
                     partitions = revoked.len(),
                     committed = commit.count(),

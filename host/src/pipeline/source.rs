@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -22,6 +22,8 @@ use super::{kafka_error, PipelineError};
 pub(crate) struct Batch {
     pub records: Vec<SourceRecord>,
     pub epochs: Vec<Epoch>,
+    /// When the batch was complete: where its `batch_duration` starts.
+    pub read_at: Instant,
 }
 
 pub(crate) struct Source {
@@ -125,6 +127,7 @@ impl Source {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         self.ownership.assigned(assigned.clone());
+        self.metrics.set_assigned(self.ownership.owned_count());
         if let Some(transactions) = &self.transactions {
             resume_from(&start, &transactions.open(&assigned)?);
         }
@@ -139,6 +142,7 @@ impl Source {
         let mut batch = Batch {
             records: Vec::with_capacity(tuning.batch_size),
             epochs: Vec::with_capacity(tuning.batch_size),
+            read_at: Instant::now(),
         };
         let mut bytes = 0u64;
         let deadline = tokio::time::Instant::now() + tuning.batch_timeout;
@@ -165,6 +169,7 @@ impl Source {
         if !batch.records.is_empty() {
             self.metrics.consumed(batch.records.len() as u64, bytes);
         }
+        batch.read_at = Instant::now();
         batch
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -13,12 +13,13 @@ use serde::Serialize;
 use super::auth::{self, TokenSource};
 use super::backoff::{parse_retry_after, retry_delay};
 use super::error::{ItemError, VaultError};
+use super::metrics::{self, VaultMetrics};
 use super::settings::VaultSettings;
 use super::token::{DataKey, VaultToken};
 use super::wire::{self, *};
 
-const X_VAULT_TOKEN: HeaderName = HeaderName::from_static("x-vault-token");
-const X_VAULT_REQUEST: HeaderName = HeaderName::from_static("x-vault-request");
+pub(crate) const X_VAULT_TOKEN: HeaderName = HeaderName::from_static("x-vault-token");
+pub(crate) const X_VAULT_REQUEST: HeaderName = HeaderName::from_static("x-vault-request");
 const X_VAULT_NAMESPACE: HeaderName = HeaderName::from_static("x-vault-namespace");
 
 /// How many chunks of one large batch call are in flight at once.
@@ -48,10 +49,11 @@ pub(crate) struct Inner {
     pub(crate) mount: String,
     pub(crate) settings: VaultSettings,
     /// Headers sent with every request (X-Vault-Request, namespace, content type).
-    common_headers: HeaderMap,
+    pub(crate) common_headers: HeaderMap,
     token: RwLock<TokenSlot>,
     pub(crate) source: TokenSource,
     requests: AtomicU64,
+    pub(crate) metrics: VaultMetrics,
     pub(crate) logins: AtomicU64,
     pub(crate) renewals: AtomicU64,
     pub(crate) renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -214,6 +216,7 @@ impl VaultClient {
                 token: RwLock::new(TokenSlot { token, header }),
                 source,
                 requests: AtomicU64::new(0),
+                metrics: VaultMetrics::default(),
                 logins: AtomicU64::new(0),
                 renewals: AtomicU64::new(0),
                 renewer: Mutex::new(None),
@@ -229,6 +232,12 @@ impl VaultClient {
     /// HTTP requests actually sent, retries and redirects included.
     pub fn requests_sent(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Adds the client's request counts and latencies to a registry prefixed
+    /// `kafka_transit`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.metrics.register(registry);
     }
 
     /// Logins and renewals done so far.
@@ -424,13 +433,31 @@ impl Inner {
         Ok(())
     }
 
-    fn token_header(&self) -> HeaderValue {
+    pub(crate) fn token_header(&self) -> HeaderValue {
         self.token.read().expect("token lock").header.clone()
     }
 
     /// Sends one logical request, retrying retryable failures and following one 307.
     /// Returns every response that is not retried (including 4xx) as `Raw`.
     pub(crate) async fn send(
+        &self,
+        method: Method,
+        target: Target<'_>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Raw, VaultError> {
+        let started = Instant::now();
+        let result = self.send_with_retries(method, target, body).await;
+        let status = result.as_ref().ok().map(|raw| raw.status.as_u16());
+        self.metrics.observe(
+            &self.mount,
+            target.path,
+            metrics::outcome(&result, status),
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn send_with_retries(
         &self,
         method: Method,
         target: Target<'_>,

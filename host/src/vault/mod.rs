@@ -13,6 +13,8 @@ mod auth;
 mod backoff;
 mod client;
 mod error;
+mod health;
+mod metrics;
 mod settings;
 mod token;
 mod wire;

@@ -29,6 +29,18 @@ pub struct TestKafka {
     pub bootstrap: String,
 }
 
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        // A failed assertion unwinds past the pipelines before they have stopped: a
+        // cluster destroyed under them would leave their last offset commit waiting
+        // forever (librdkafka's synchronous commit has no timeout), and the failing test
+        // would hang instead of failing. The process ends soon; let the cluster live.
+        if std::thread::panicking() {
+            std::mem::forget(self.cluster.take());
+        }
+    }
+}
+
 impl TestKafka {
     pub fn start(topics: &[(&str, i32)]) -> TestKafka {
         let cluster = MockCluster::new(3).expect("mock cluster");

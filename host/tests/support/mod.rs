@@ -20,6 +20,7 @@
 //! Use from a test file with `mod support;`.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod kafka;
 
 use std::collections::BTreeSet;

@@ -246,7 +246,7 @@ impl Transactions {
             }
         };
         // Every delivery has its answer once the transaction ended.
-        let answers: Vec<(i64, bool, u64, Answer)> = sent
+        let answers: Vec<(i64, Option<&'static str>, u64, Answer)> = sent
             .into_iter()
             .zip(answers)
             .map(|(s, answer)| {
@@ -257,13 +257,13 @@ impl Transactions {
         match outcome {
             Outcome::Committed => {
                 for (_, dead_letter, bytes, _) in answers {
-                    if dead_letter {
-                        self.metrics.dead_lettered();
-                    } else {
-                        self.metrics.produced(bytes);
+                    match dead_letter {
+                        Some(kind) => self.metrics.dead_lettered(kind),
+                        None => self.metrics.produced(bytes),
                     }
                 }
                 self.metrics.committed();
+                self.metrics.transaction_committed();
                 lock(&self.aborts).remove(&partition);
                 self.ownership
                     .committed_in_transaction(partition, next, epoch);
@@ -274,7 +274,7 @@ impl Transactions {
                 let too_large: Vec<i64> = answers
                     .into_iter()
                     .filter(|(_, dead_letter, _, answer)| {
-                        !dead_letter
+                        dead_letter.is_none()
                             && matches!(answer, Ok(Err((e, _))) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
                     })
                     .map(|(offset, ..)| offset)

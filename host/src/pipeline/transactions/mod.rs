@@ -46,7 +46,8 @@ const OPEN_PARALLELISM: usize = 16;
 /// commits.
 pub(crate) struct Sent {
     pub offset: i64,
-    pub dead_letter: bool,
+    /// A dead letter, with its failure kind; `None` for a transformed output.
+    pub dead_letter: Option<&'static str>,
     pub bytes: u64,
     pub delivery: DeliveryFuture,
 }

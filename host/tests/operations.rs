@@ -1,0 +1,281 @@
+//! The admin listener on a running pipeline (librdkafka's mock cluster, an in-process
+//! vault-dev): `/metrics` counts what the pipeline moved, and the probes follow Vault.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use support::admin::{request, start_admin, Exposition};
+use support::kafka::{guest_component, PipelineSpec, RunningPipeline, TestKafka, TestRecord};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn spec<'a>(kafka: &'a TestKafka, vault: &'a str, policy: String) -> PipelineSpec<'a> {
+    PipelineSpec {
+        source_bootstrap: &kafka.bootstrap,
+        sink_bootstrap: &kafka.bootstrap,
+        source_topic: "in",
+        sink_topic: "out",
+        group: "operations",
+        policy,
+        policy_config: "key = \"customers\"",
+        errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
+        vault_address: vault,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_the_pipeline_moved_and_agree_with_the_progress_counters() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    let kafka = TestKafka::start(&[("in", 3), ("out", 3), ("dlq", 1)]);
+    let pipeline = RunningPipeline::start(
+        spec(&kafka, &url, "builtin = \"encrypt-value\"".into()).config(),
+        vault.clone(),
+    )
+    .await;
+    // Vault is checked once, at start: later probes would race the request count below.
+    let admin = start_admin(&pipeline, &vault, Duration::from_secs(3600)).await;
+    let address = admin.local_addr();
+
+    let records: Vec<TestRecord> = (0..3000)
+        .map(|i| TestRecord::new(&format!("k{i}"), &format!("secret {i}")))
+        .collect();
+    let (first, rest) = records.split_at(1000);
+    kafka.produce("in", first).await;
+    pipeline.wait_until(WAIT, |m| m.records_out >= 1).await;
+    let during = Exposition::scrape(address).await;
+    kafka.produce("in", rest).await;
+    let done = pipeline
+        .wait_until(WAIT, |m| m.records_out == 3000 && m.lag == Some(0))
+        .await;
+    let after = Exposition::scrape(address).await;
+    let snapshot = pipeline.metrics.snapshot();
+
+    let consumed_during = during.single("kafka_transit_records_consumed_total");
+    assert!(
+        (1.0..=3000.0).contains(&consumed_during),
+        "mid-run scrape saw {consumed_during} records consumed"
+    );
+    assert_eq!(after.single("kafka_transit_records_consumed_total"), 3000.0);
+    assert_eq!(after.single("kafka_transit_records_produced_total"), 3000.0);
+    assert_eq!(after.sum("kafka_transit_records_dead_lettered_total"), 0.0);
+    // The progress line reads the same counters.
+    assert_eq!(
+        after.single("kafka_transit_records_consumed_total") as u64,
+        snapshot.records_in
+    );
+    assert_eq!(
+        after.single("kafka_transit_consumed_bytes_total") as u64,
+        snapshot.bytes_in
+    );
+    assert_eq!(
+        after.single("kafka_transit_produced_bytes_total") as u64,
+        snapshot.bytes_out
+    );
+    assert_eq!(
+        after.single("kafka_transit_batches_total") as u64,
+        snapshot.batches
+    );
+    assert_eq!(
+        after.single("kafka_transit_batches_committed_total") as u64,
+        snapshot.committed_batches
+    );
+    assert!(done.batches >= 2, "3000 records in batches of at most 200");
+
+    // Histograms: one batch duration per committed batch, one transform per batch run.
+    assert_eq!(
+        after.types["kafka_transit_batch_duration_seconds"],
+        "histogram"
+    );
+    assert_eq!(
+        after.single("kafka_transit_batch_duration_seconds_count") as u64,
+        snapshot.committed_batches
+    );
+    assert!(
+        after.single("kafka_transit_policy_transform_duration_seconds_count") as u64
+            >= snapshot.batches
+    );
+    let inf = after
+        .value("kafka_transit_batch_duration_seconds_bucket", "le=\"+Inf\"")
+        .expect("a +Inf bucket");
+    assert_eq!(
+        inf,
+        after.single("kafka_transit_batch_duration_seconds_count")
+    );
+
+    // Every request vault-dev received is counted once, by operation and outcome.
+    let encrypts = after
+        .value(
+            "kafka_transit_vault_requests_total",
+            "operation=\"encrypt\",outcome=\"success\"",
+        )
+        .expect("encrypt requests");
+    assert!(
+        encrypts >= done.batches as f64 / 2.0,
+        "{encrypts} encrypt requests"
+    );
+    assert_eq!(
+        after.sum("kafka_transit_vault_requests_total") as u64,
+        support::server_requests(&vault_server),
+        "{}",
+        after.text
+    );
+    assert!(after
+        .value(
+            "kafka_transit_vault_request_duration_seconds_count",
+            "operation=\"encrypt\""
+        )
+        .is_some());
+
+    for partition in 0..3 {
+        assert_eq!(
+            after.value(
+                "kafka_transit_consumer_lag",
+                &format!("topic=\"in\",partition=\"{partition}\"")
+            ),
+            Some(0.0),
+            "{}",
+            after.text
+        );
+    }
+    assert_eq!(after.single("kafka_transit_partitions_assigned"), 3.0);
+    assert_eq!(after.single("kafka_transit_ready"), 1.0);
+    assert_eq!(after.single("kafka_transit_batches_in_flight"), 0.0);
+    pipeline.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_counted_by_reason() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("dlq", 1)]);
+    let values = ["a", "invalid", "b", "trap", "invalid", "c"];
+    let records: Vec<TestRecord> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| TestRecord::new(&format!("k{i}"), v))
+        .collect();
+    kafka.produce("in", &records).await;
+    let mut spec = spec(&kafka, &url, String::new());
+    spec.policy = format!("path = \"{}\"", guest_component("fault-test").display());
+    spec.policy_config = "";
+    let pipeline = RunningPipeline::start(spec.config(), vault.clone()).await;
+    let admin = start_admin(&pipeline, &vault, Duration::from_secs(3600)).await;
+    pipeline
+        .wait_until(WAIT, |m| m.records_out == 3 && m.dead_lettered == 3)
+        .await;
+    let scraped = Exposition::scrape(admin.local_addr()).await;
+    let reason = |r: &str| {
+        scraped.value(
+            "kafka_transit_records_dead_lettered_total",
+            &format!("reason=\"{r}\""),
+        )
+    };
+    assert_eq!(reason("invalid-input"), Some(2.0), "{}", scraped.text);
+    assert_eq!(reason("policy-error"), Some(1.0), "{}", scraped.text);
+    assert_eq!(scraped.single("kafka_transit_records_produced_total"), 3.0);
+    pipeline.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_a_vault_seal_while_no_record_is_lost_or_leaked() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    let kafka = TestKafka::start(&[("in", 2), ("out", 2), ("dlq", 1)]);
+    let pipeline = RunningPipeline::start(
+        spec(&kafka, &url, "builtin = \"encrypt-value\"".into()).config(),
+        vault.clone(),
+    )
+    .await;
+    let admin = start_admin(&pipeline, &vault, Duration::from_millis(100)).await;
+    let address = admin.local_addr();
+    let ready = || async move { request(address, "GET", "/health/ready").await };
+
+    let records: Vec<TestRecord> = (0..200)
+        .map(|i| TestRecord::new(&format!("k{i}"), "top secret"))
+        .collect();
+    kafka.produce("in", &records[..100]).await;
+    pipeline.wait_until(WAIT, |m| m.records_out == 100).await;
+    wait_for(|| async { ready().await.0 == 200 }).await;
+    assert_eq!(request(address, "GET", "/health/live").await.0, 200);
+
+    vault_server.faults().seal();
+    wait_for(|| async { ready().await.0 == 503 }).await;
+    let (_, body) = ready().await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["not_ready"], serde_json::json!(["vault: sealed"]));
+    kafka.produce("in", &records[100..]).await;
+    pipeline.wait_until(WAIT, |m| m.batch_retries >= 1).await;
+    assert_eq!(pipeline.metrics.snapshot().records_out, 100);
+    assert_eq!(
+        request(address, "GET", "/health/live").await.0,
+        200,
+        "waiting for Vault is not a stall"
+    );
+    let sealed = Exposition::scrape(address).await;
+    assert_eq!(sealed.single("kafka_transit_ready"), 0.0);
+
+    vault_server.faults().unseal();
+    wait_for(|| async { ready().await.0 == 200 }).await;
+    let done = pipeline.wait_until(WAIT, |m| m.records_out == 200).await;
+    assert_eq!(done.dead_lettered, 0);
+    pipeline.stop().await.unwrap();
+    let out = kafka.read("out", 200, WAIT).await;
+    assert_eq!(out.len(), 200);
+    assert!(out
+        .iter()
+        .all(|m| m.payload().unwrap().starts_with(b"vault:v1:")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_names_its_endpoints_and_methods() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("dlq", 1)]);
+    let pipeline = RunningPipeline::start(
+        spec(&kafka, &url, "builtin = \"passthrough\"".into()).config(),
+        vault.clone(),
+    )
+    .await;
+    let admin = start_admin(&pipeline, &vault, Duration::from_secs(3600)).await;
+    let address = admin.local_addr();
+    let (status, body) = request(address, "GET", "/nothing").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("/health/ready"), "{body}");
+    assert_eq!(request(address, "POST", "/metrics").await.0, 405);
+    assert_eq!(request(address, "GET", "/admin/policy/reload").await.0, 405);
+    let config = kafka_transit::config::AdminConfig {
+        listen: address,
+        stall_timeout: Duration::from_secs(60),
+        vault_check_interval: Duration::from_secs(5),
+    };
+    let error = kafka_transit::admin::Admin::start(&config)
+        .await
+        .err()
+        .expect("the port is taken");
+    assert!(error.to_string().starts_with("admin.listen:"), "{error}");
+    pipeline.stop().await.unwrap();
+}
+
+/// Polls `condition` until it holds (panics after a minute).
+async fn wait_for<F, Fut>(condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
