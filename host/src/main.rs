@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::pipeline::Pipeline;
+use kafka_transit::policy::swap::PolicySwitch;
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 
@@ -144,7 +145,15 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to Vault at {}", config.vault.address))?;
     let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?;
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
-    let pipeline = Pipeline::new(config, runner, vault)?;
+    // Hot swap: policy.path changes and SIGHUP load a new policy while this runs.
+    let (switch, updates) = PolicySwitch::new(
+        path.clone(),
+        config.policy.clone(),
+        vault.clone(),
+        runner.runtime(),
+    );
+    let _triggers = switch.spawn_triggers();
+    let pipeline = Pipeline::new(config, runner, vault)?.with_policy_updates(updates);
     let summary = pipeline.run(shutdown_signal()).await?;
     tracing::info!(
         records_in = summary.records_in,
