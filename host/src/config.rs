@@ -265,6 +265,11 @@ pub struct PolicyConfig {
     /// When envelope data keys are retired: `[policy.data_keys]`.
     #[serde(default)]
     pub data_keys: crate::envelope::DataKeyPolicy,
+    /// How often the file at `policy.path` is checked for a new component (see
+    /// `policy::swap`); a change is loaded once the file has stayed the same for one
+    /// more interval, so a half-written file is never loaded.
+    #[serde(default = "default_watch_interval", with = "duration_text")]
+    pub watch_interval: Duration,
 }
 
 fn default_memory_limit_mib() -> u64 {
@@ -272,6 +277,9 @@ fn default_memory_limit_mib() -> u64 {
 }
 fn default_batch_deadline() -> Duration {
     Duration::from_secs(10)
+}
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Where the policy's component comes from.
@@ -563,6 +571,9 @@ impl PipelineConfig {
         if self.policy.batch_deadline.is_zero() {
             return Err(invalid("policy.batch_deadline", "must be more than zero"));
         }
+        if self.policy.watch_interval.is_zero() {
+            return Err(invalid("policy.watch_interval", "must be more than zero"));
+        }
         match (&self.errors.on_failure, &self.errors.dead_letter_topic) {
             (OnFailure::DeadLetter, None) => return Err(invalid(
                 "errors.dead_letter_topic",
@@ -842,5 +853,22 @@ dead_letter_topic = "customers.dlq"
             config.policy.source().unwrap(),
             PolicySource::File(dir.path().join("policies/p.wasm"))
         );
+    }
+
+    #[test]
+    fn the_policy_file_is_watched_every_second_unless_configured() {
+        let config = PipelineConfig::parse(EXAMPLE).unwrap();
+        assert_eq!(config.policy.watch_interval, Duration::from_secs(1));
+        let set = EXAMPLE.replace(
+            "builtin = \"encrypt-value\"",
+            "builtin = \"encrypt-value\"\nwatch_interval = \"250ms\"",
+        );
+        let config = PipelineConfig::parse(&set).unwrap();
+        assert_eq!(config.policy.watch_interval, Duration::from_millis(250));
+        let zero = EXAMPLE.replace(
+            "builtin = \"encrypt-value\"",
+            "builtin = \"encrypt-value\"\nwatch_interval = \"0s\"",
+        );
+        assert!(error_of(&zero).starts_with("policy.watch_interval:"));
     }
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kafka_transit::admin::Admin;
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::pipeline::Pipeline;
+use kafka_transit::policy::swap::PolicySwitch;
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 
@@ -153,12 +154,21 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     }
     let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?;
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
+    // Hot swap: policy.path changes, SIGHUP and POST /admin/policy/reload load a new
+    // policy while this runs.
+    let (switch, updates) = PolicySwitch::new(
+        path.clone(),
+        config.policy.clone(),
+        vault.clone(),
+        runner.runtime(),
+    );
+    let _triggers = switch.spawn_triggers();
+    let pipeline = Pipeline::new(config, runner, vault)?.with_policy_updates(updates);
     if let Some(admin) = &admin {
         admin.policy_loaded();
-    }
-    let pipeline = Pipeline::new(config, runner, vault)?;
-    if let Some(admin) = &admin {
+        admin.register(|registry| switch.register(registry));
         admin.watch_pipeline(pipeline.metrics());
+        admin.on_reload(reload_endpoint(switch.clone()));
     }
     let summary = pipeline.run(shutdown_signal()).await?;
     tracing::info!(
@@ -168,6 +178,19 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         "stopped cleanly"
     );
     Ok(())
+}
+
+/// `POST /admin/policy/reload`: what SIGHUP does, with the outcome in the answer.
+fn reload_endpoint(switch: PolicySwitch) -> kafka_transit::admin::Reload {
+    Arc::new(move || {
+        let switch = switch.clone();
+        Box::pin(async move {
+            match switch.reload_from_config().await {
+                Ok(loaded) => Ok(serde_json::json!(loaded)),
+                Err(refused) => Err(refused.to_string()),
+            }
+        })
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

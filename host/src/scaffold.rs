@@ -1,13 +1,14 @@
 //! `kafka-transit policy`: what an author needs to write a policy outside this
 //! repository. `policy new` writes a standalone crate (the SDK as a dependency, an
 //! example policy with native tests, the host's own WIT, a pipeline file and a README)
-//! from the templates in `host/templates/policy/`; `policy wit` prints the WIT.
+//! from the templates in `host/templates/policy/`; `policy wit` prints the WIT;
+//! `policy export` writes a built-in policy's component to a file, to start from.
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::policy::world;
+use crate::policy::{builtin, world};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -39,6 +40,20 @@ pub enum PolicyCommand {
     /// world; `kafka-transit validate` refuses a component built against another version
     /// and says what to change.
     Wit,
+    /// Write a built-in policy's component (.wasm) to a file.
+    ///
+    /// To start from a built-in as a file: point policy.path at it and the policy can
+    /// later be replaced while the pipeline runs (see README: "Swapping the policy while
+    /// it runs"), or keep a copy to compare digests with. The file is exactly what
+    /// `policy.builtin = "NAME"` runs. Overwrites FILE.
+    Export {
+        /// The built-in policy: passthrough, encrypt-value, decrypt-value, encrypt-fields,
+        /// decrypt-fields, envelope-seal or envelope-open.
+        name: String,
+        /// Where to write the component (e.g. encrypt-value.wasm).
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// Why `policy new` wrote nothing.
@@ -59,6 +74,8 @@ enum ScaffoldError {
          directory of a kafka-transit checkout)"
     )]
     NoSdk(PathBuf),
+    #[error("policy export: no built-in policy {name:?} (built-in: {known})")]
+    UnknownBuiltin { name: String, known: String },
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -113,7 +130,25 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             print!("{}", world::WIT);
             Ok(())
         }
+        PolicyCommand::Export { name, output } => {
+            let digest = export(&name, &output)?;
+            println!("{}: built-in policy {name}, {digest}", output.display());
+            Ok(())
+        }
     }
+}
+
+/// Writes built-in policy `name` to `output`; returns its digest.
+fn export(name: &str, output: &Path) -> Result<String, ScaffoldError> {
+    let wasm = builtin::component(name).ok_or_else(|| ScaffoldError::UnknownBuiltin {
+        name: name.into(),
+        known: builtin::names().collect::<Vec<_>>().join(", "),
+    })?;
+    std::fs::write(output, wasm).map_err(|source| ScaffoldError::Write {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    Ok(crate::policy::digest_of(wasm))
 }
 
 /// Writes the crate for policy `name` into `dir`, which must not exist or be empty.
@@ -229,6 +264,24 @@ fn render(template: &str, values: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_writes_exactly_the_builtin_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("encrypt-value.wasm");
+        let digest = export("encrypt-value", &output).unwrap();
+        let written = std::fs::read(&output).unwrap();
+        assert_eq!(written, builtin::component("encrypt-value").unwrap());
+        assert_eq!(digest, crate::policy::digest_of(&written));
+
+        let error = export("encrypt-everything", &output)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"encrypt-everything\"") && error.contains("envelope-seal"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn every_placeholder_has_a_value() {

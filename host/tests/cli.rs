@@ -1,5 +1,5 @@
 //! The `kafka-transit` binary as a user runs it: `validate` refuses what `run` would
-//! refuse, naming the variable or file to fix.
+//! refuse, naming the variable or file to fix; `policy export` writes a built-in.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -125,4 +125,40 @@ fn validate_refuses_an_unreadable_ca_bundle() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn policy_export_writes_the_builtin_component_and_names_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("envelope-seal.wasm");
+    let exported = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+        .args(["policy", "export", "envelope-seal", "--output"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let wasm = std::fs::read(&output).unwrap();
+    assert_eq!(
+        wasm,
+        kafka_transit::policy::builtin::component("envelope-seal").unwrap()
+    );
+    let digest = kafka_transit::policy::digest_of(&wasm);
+    assert!(
+        String::from_utf8_lossy(&exported.stdout).contains(&digest),
+        "the digest is printed"
+    );
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+        .args(["policy", "export", "seal-everything", "--output"])
+        .arg(dir.path().join("x.wasm"))
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("\"seal-everything\"")
+            && stderr(&unknown).contains("envelope-seal"),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(!dir.path().join("x.wasm").exists());
 }

@@ -50,6 +50,9 @@ struct PartitionBatch {
 /// A batch whose records were handed to producers and await acknowledgement.
 pub(crate) struct InFlight {
     records: Vec<SourceRecord>,
+    /// The policy that transformed the batch: its late dead letters (a record the sink
+    /// refused) carry this digest even if another policy was swapped in meanwhile.
+    policy: Arc<PolicyRuntime>,
     read_at: Instant,
     /// Its number in [`Ownership`], which tracks it for rebalances.
     sequence: u64,
@@ -88,7 +91,7 @@ impl Delivery {
         &self,
         batch: Batch,
         results: Vec<TransformResult>,
-        policy: &PolicyRuntime,
+        policy: &Arc<PolicyRuntime>,
     ) -> Result<InFlight, PipelineError> {
         let mut offsets = BatchOffsets::new();
         let read_at = batch.read_at;
@@ -159,6 +162,7 @@ impl Delivery {
         });
         Ok(InFlight {
             records,
+            policy: policy.clone(),
             read_at,
             sequence,
             deliveries,
@@ -370,7 +374,6 @@ impl Delivery {
         &self,
         in_flight: &mut VecDeque<InFlight>,
         keep: usize,
-        policy: &PolicyRuntime,
     ) -> Result<usize, PipelineError> {
         let mut completed = 0;
         while let Some(front) = in_flight.front() {
@@ -379,7 +382,7 @@ impl Delivery {
             }
             let flight = in_flight.pop_front().expect("front exists");
             let sequence = flight.sequence;
-            let outcome = self.complete(flight, policy).await;
+            let outcome = self.complete(flight).await;
             // Never commit a batch whose acknowledgements were not all seen.
             self.ownership.completed(sequence, outcome.is_ok());
             outcome?;
@@ -388,11 +391,7 @@ impl Delivery {
         Ok(completed)
     }
 
-    async fn complete(
-        &self,
-        flight: InFlight,
-        policy: &PolicyRuntime,
-    ) -> Result<(), PipelineError> {
+    async fn complete(&self, flight: InFlight) -> Result<(), PipelineError> {
         let outcomes = flight
             .deliveries
             .await
@@ -417,7 +416,7 @@ impl Delivery {
                 (Target::Sink, Err(error)) if is_too_large(&error) => {
                     let reason = too_large_reason(&error);
                     let delivery = self
-                        .dead_letter(record, "sink-rejected", &reason, policy)
+                        .dead_letter(record, "sink-rejected", &reason, &flight.policy)
                         .await?;
                     match delivery.await {
                         Ok(Ok(_)) => self.metrics.dead_lettered("sink-rejected"),

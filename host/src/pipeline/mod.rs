@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{DeliveryGuarantee, PipelineConfig};
 use crate::metrics::{Metrics, Snapshot};
+use crate::policy::swap::PolicyUpdates;
 use crate::policy::{Failure, PolicyError, PolicyRunner, SourceRecord, TransformResult};
 use crate::vault::VaultClient;
 
@@ -143,6 +144,8 @@ pub struct Pipeline {
     commit_round: Option<JoinHandle<Result<Vec<Rewind>, PipelineError>>>,
     metrics: Arc<Metrics>,
     vault: VaultClient,
+    /// Policies loaded while running (hot swap); taken between batches only.
+    policy_updates: Option<PolicyUpdates>,
 }
 
 impl Pipeline {
@@ -180,7 +183,14 @@ impl Pipeline {
             commit_round: None,
             metrics,
             vault,
+            policy_updates: None,
         })
+    }
+
+    /// Switches to the policies `updates` delivers, each from the next batch on.
+    pub fn with_policy_updates(mut self, updates: PolicyUpdates) -> Self {
+        self.policy_updates = Some(updates);
+        self
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {
@@ -219,6 +229,10 @@ impl Pipeline {
             };
             if let Some(failure) = self.transactions.as_ref().and_then(|t| t.take_failure()) {
                 break Err(failure);
+            }
+            // Between batches, so each batch sees one policy, retries included.
+            if let Some(updates) = &self.policy_updates {
+                updates.apply(&mut self.runner);
             }
             if batch.records.is_empty() {
                 // Quiet source: finish what is open rather than wait for more.
@@ -267,8 +281,8 @@ impl Pipeline {
         in_flight: &mut VecDeque<InFlight>,
     ) -> Result<(), PipelineError> {
         let Some(transactions) = self.transactions.clone() else {
-            let policy = self.runner.runtime();
-            let flight = self.delivery.dispatch(batch, results, policy).await?;
+            let policy = self.runner.shared_runtime();
+            let flight = self.delivery.dispatch(batch, results, &policy).await?;
             in_flight.push_back(flight);
             let keep = self.config.pipeline.max_in_flight_batches;
             return self.settle(in_flight, keep).await;
@@ -321,10 +335,7 @@ impl Pipeline {
         in_flight: &mut VecDeque<InFlight>,
         keep: usize,
     ) -> Result<(), PipelineError> {
-        let completed = self
-            .delivery
-            .settle(in_flight, keep, self.runner.runtime())
-            .await;
+        let completed = self.delivery.settle(in_flight, keep).await;
         self.metrics.set_in_flight(in_flight.len());
         if completed? > 0 {
             self.source.commit(CommitMode::Async);

@@ -15,6 +15,7 @@ mod bindings;
 pub mod builtin;
 mod cache;
 mod host;
+pub mod swap;
 pub mod world;
 
 use std::sync::{Arc, OnceLock};
@@ -148,7 +149,7 @@ impl PolicyRuntime {
                 (path.display().to_string(), wasm.into())
             }
         };
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&wasm)));
+        let digest = digest_of(&wasm);
         let invalid = |detail: String| PolicyError::Invalid {
             name: name.clone(),
             detail,
@@ -247,6 +248,11 @@ impl PolicyRuntime {
     }
 }
 
+/// `sha256:<hex>` of a component's bytes: how logs, headers and metrics name a version.
+pub fn digest_of(wasm: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(wasm)))
+}
+
 /// A trap's message without the wasm backtrace (which is noise in a log line).
 fn describe_trap(error: &wasmtime::Error) -> String {
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
@@ -305,6 +311,12 @@ impl PolicyRunner {
             instance: Some(instance),
             replaced_instances: 0,
         })
+    }
+
+    /// The runtime, shared: work that outlives a policy swap keeps the version that
+    /// transformed it.
+    pub fn shared_runtime(&self) -> Arc<PolicyRuntime> {
+        self.runtime.clone()
     }
 
     pub fn runtime(&self) -> &PolicyRuntime {

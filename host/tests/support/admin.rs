@@ -65,9 +65,8 @@ impl Exposition {
     pub fn parse(text: &str) -> Exposition {
         let mut samples: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
         let mut types = BTreeMap::new();
-        let mut lines = text.lines().peekable();
         let mut ended = false;
-        while let Some(line) = lines.next() {
+        for line in text.lines() {
             assert!(!ended, "a line after # EOF: {line:?}");
             if line == "# EOF" {
                 ended = true;

@@ -3,13 +3,14 @@
 //! transactional offset commits nor hides aborted records), Apache Kafka named by the
 //! environment; and pipelines to run against either.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::metrics::{Metrics, Snapshot};
 use kafka_transit::pipeline::{Pipeline, PipelineError};
+use kafka_transit::policy::swap::{PolicySwitch, Triggers};
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -270,7 +271,19 @@ pub struct PipelineSpec<'a> {
 
 impl PipelineSpec<'_> {
     pub fn config(&self) -> PipelineConfig {
-        let text = format!(
+        let text = self.text();
+        PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// Writes the pipeline file to `path` (for what re-reads it: a policy reload).
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.text())
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// The pipeline file's text.
+    pub fn text(&self) -> String {
+        format!(
             r#"
 [source]
 bootstrap_servers = "{}"
@@ -306,9 +319,16 @@ progress_interval = "1s"
             self.policy,
             self.policy_config,
             self.errors
-        );
-        PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        )
     }
+}
+
+async fn start_policy(config: &PipelineConfig, vault: &VaultClient) -> PolicyRunner {
+    let runtime =
+        PolicyRuntime::from_config(&config.policy, Some(vault.clone())).expect("policy loads");
+    PolicyRunner::start(Arc::new(runtime))
+        .await
+        .expect("policy starts")
 }
 
 /// A pipeline running in the background.
@@ -323,12 +343,34 @@ pub struct RunningPipeline {
 
 impl RunningPipeline {
     pub async fn start(config: PipelineConfig, vault: VaultClient) -> RunningPipeline {
-        let runtime =
-            PolicyRuntime::from_config(&config.policy, Some(vault.clone())).expect("policy loads");
-        let runner = PolicyRunner::start(Arc::new(runtime))
-            .await
-            .expect("policy starts");
+        let runner = start_policy(&config, &vault).await;
         let pipeline = Pipeline::new(config, runner, vault).expect("pipeline");
+        RunningPipeline::run(pipeline)
+    }
+
+    /// A pipeline from the file at `config_path` whose policy can be swapped while it
+    /// runs, as `kafka-transit run` does: through the returned switch, and by the file
+    /// watcher and SIGHUP listener, which run until the returned `Triggers` drops.
+    pub async fn start_swappable(
+        config_path: &Path,
+        vault: VaultClient,
+    ) -> (RunningPipeline, PolicySwitch, Triggers) {
+        let config = PipelineConfig::load(config_path).expect("pipeline file loads");
+        let runner = start_policy(&config, &vault).await;
+        let (switch, updates) = PolicySwitch::new(
+            config_path.to_path_buf(),
+            config.policy.clone(),
+            vault.clone(),
+            runner.runtime(),
+        );
+        let triggers = switch.spawn_triggers();
+        let pipeline = Pipeline::new(config, runner, vault)
+            .expect("pipeline")
+            .with_policy_updates(updates);
+        (RunningPipeline::run(pipeline), switch, triggers)
+    }
+
+    fn run(pipeline: Pipeline) -> RunningPipeline {
         let metrics = pipeline.metrics();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let failed = Arc::new(std::sync::Mutex::new(None));
