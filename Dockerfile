@@ -28,7 +28,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --create-home --home-dir /var/lib/kafka-transit kafka-transit
+ && groupadd --system --gid 10001 kafka-transit \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /var/lib/kafka-transit kafka-transit
 COPY --from=build /src/target/release/kafka-transit /usr/local/bin/kafka-transit
 # Compiled policies are cached here (keyed by digest), so restarts skip compilation.
 ENV KAFKA_TRANSIT_CACHE_DIR=/var/lib/kafka-transit/cache

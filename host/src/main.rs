@@ -71,6 +71,19 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         records: usize,
     },
+    /// Ask a running runner's admin listener whether it is live (or ready); exit 0 if so.
+    ///
+    /// For container health checks where no HTTP client is installed: GETs
+    /// /health/live (or /health/ready with --ready) on [admin] listen and prints the
+    /// answer. Exits 1 on any answer but 200, or when nothing answers within 5 s.
+    Health {
+        /// The admin listener's address ([admin] listen).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        address: String,
+        /// Readiness (policy loaded, Vault usable, partitions assigned) instead of liveness.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Write your own policy: `policy new` scaffolds a crate, `policy wit` prints the WIT.
     #[command(subcommand)]
     Policy(kafka_transit::scaffold::PolicyCommand),
@@ -80,7 +93,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo's transcript is the point; its pipelines' progress lines would bury it.
     let default_filter = match cli.command {
-        Command::Demo { .. } => "warn",
+        Command::Demo { .. } | Command::Health { .. } => "warn",
         _ => "info,librdkafka=warn,rdkafka=warn",
     };
     init_logging(cli.log_format, default_filter);
@@ -105,6 +118,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => run(config).await,
         Command::Validate { config } => validate(config).await,
         Command::Policy(command) => kafka_transit::scaffold::run(command),
+        Command::Health { address, ready } => health(&address, ready).await,
         Command::Demo { records } => {
             let report = kafka_transit::demo::run(records).await?;
             anyhow::ensure!(
@@ -177,6 +191,26 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         dead_lettered = summary.dead_lettered,
         "stopped cleanly"
     );
+    Ok(())
+}
+
+async fn health(address: &str, ready: bool) -> anyhow::Result<()> {
+    let path = if ready {
+        "/health/ready"
+    } else {
+        "/health/live"
+    };
+    let url = format!("http://{address}{path}");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}: is [admin] listen set to {address}?"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{}", body.trim());
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
     Ok(())
 }
 

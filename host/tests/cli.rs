@@ -162,3 +162,23 @@ fn policy_export_writes_the_builtin_component_and_names_unknown_ones() {
     );
     assert!(!dir.path().join("x.wasm").exists());
 }
+
+#[test]
+fn health_fails_naming_the_setting_when_nothing_listens() {
+    // A port just released: nothing listens there.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+        .args(["health", "--ready", "--address", &address.to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("http://{address}/health/ready"))
+            && stderr.contains("[admin] listen"),
+        "{stderr}"
+    );
+}
