@@ -4,7 +4,10 @@
 # through, the file is replaced (mv, atomic) by envelope-seal. Every record must reach
 # the sink once, each a Vault ciphertext or an envelope, with exactly one switch per
 # partition. Then a broken .wasm is refused (the runner keeps sealing), and SIGHUP after
-# rewriting [policy] switches to encrypt-fields with its own [policy.config].
+# rewriting [policy] switches to encrypt-fields with its own [policy.config]. Last,
+# POST /admin/policy/reload on the admin listener: a [policy.config] the policy rejects
+# is answered 422 and refused, a good one 200; /metrics counts the reloads and names the
+# policy in use.
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
@@ -28,6 +31,9 @@ text = open(path, encoding="utf-8").read()
 text = text.replace('builtin = "encrypt-value"\n', 'path = "policy.wasm"\nwatch_interval = "500ms"\n', 1)
 open(path, "w", encoding="utf-8").write(text)
 PY
+ADMIN_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ADMIN="http://127.0.0.1:$ADMIN_PORT"
+printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$ADMIN_PORT" >>"$WORK/swap.toml"
 "$KAFKA_TRANSIT" --log-format json run --config "$WORK/swap.toml" >"$WORK/runner.log" 2>&1 &
 runner=$!
 STACK_PIDS+=("$runner")
@@ -173,15 +179,35 @@ wait_for 60 "the swap to encrypt-fields after SIGHUP" log_has "policy swapped" 2
 produce json 100 json
 wait_for_keys orders.protected $((N + 200)) 60 "log: $WORK/runner.log"
 check_protected $((N + 200)) late envelope json fields || fail "after SIGHUP (log: $WORK/runner.log)"
+say "SIGHUP: [policy] re-read, encrypt-fields with its own [policy.config] in use"
+
+# set_fields JSON_LIST: [policy.config] fields of the pipeline file.
+set_fields() { sed -i "s|^fields = .*|fields = $1|" "$WORK/swap.toml"; }
+reload() { curl -sS -o "$WORK/reload.json" -w '%{http_code}' -X POST "$ADMIN/admin/policy/reload"; }
+set_fields '"not a list"'
+status=$(reload)
+[ "$status" = 422 ] || fail "a rejected [policy.config] answered $status: $(cat "$WORK/reload.json")"
+grep -q '"reloaded":false' "$WORK/reload.json" || fail "unexpected refusal body: $(cat "$WORK/reload.json")"
+say "POST /admin/policy/reload with a bad [policy.config]: 422 $(cat "$WORK/reload.json")"
+set_fields '["/card"]'
+status=$(reload)
+[ "$status" = 200 ] || fail "a good reload answered $status: $(cat "$WORK/reload.json")"
+wait_for 30 "the swap after POST /admin/policy/reload" log_has "policy swapped" 3
+python3 "$REPO_ROOT/demos/lib/scrape.py" metrics "$ADMIN" >"$WORK/samples.txt"
+grep -qx 'kafka_transit_policy_reloads_total{outcome="applied"} 3' "$WORK/samples.txt" \
+  && grep -qx 'kafka_transit_policy_reloads_total{outcome="refused"} 2' "$WORK/samples.txt" \
+  && grep -q '^kafka_transit_policy_info{digest="sha256:[0-9a-f]*",name="encrypt-fields"} 1$' "$WORK/samples.txt" \
+  || fail "/metrics does not count the reloads: $(grep policy "$WORK/samples.txt")"
+say "POST /admin/policy/reload: 200 $(cat "$WORK/reload.json"); /metrics: $(grep -c policy_reloads "$WORK/samples.txt") reload series, policy_info names encrypt-fields"
 
 kill -TERM "$runner"
 wait "$runner" || fail "the runner did not exit 0 on SIGTERM (log: $WORK/runner.log)"
 swaps=$(log_count "policy swapped")
 refusals=$(log_count "policy reload refused")
-[ "$swaps" -eq 2 ] || fail "$swaps swaps logged, expected 2 (log: $WORK/runner.log)"
-[ "$refusals" -eq 1 ] || fail "$refusals refusals logged, expected 1 (log: $WORK/runner.log)"
+[ "$swaps" -eq 3 ] || fail "$swaps swaps logged, expected 3 (log: $WORK/runner.log)"
+[ "$refusals" -eq 2 ] || fail "$refusals refusals logged, expected 2 (log: $WORK/runner.log)"
 [ "$(count_distinct_keys orders.raw.dlq)" -eq 0 ] || fail "records were dead-lettered"
 if admin_kcat -C -t orders.protected -o beginning -e -q 2>/dev/null | grep -q 'PLAINTEXT-ORDER\|4111-0000'; then
   fail "plaintext reached the sink"
 fi
-say "hot swap: $((N + 200)) records, $swaps swaps, $refusals refusal, no plaintext, nothing dead-lettered: passed"
+say "hot swap: $((N + 200)) records, $swaps swaps, $refusals refusals, no plaintext, nothing dead-lettered: passed"

@@ -33,6 +33,10 @@ scrape() { python3 "$REPO_ROOT/demos/lib/scrape.py" "$@"; }
 probe() { scrape status "$ADMIN" "$1"; } # prints "STATUS BODY"
 metric() { scrape metrics "$ADMIN" | awk -v s="$1" '$1 == s { print $2 }'; }
 ready_is() { [ "$(probe /health/ready | cut -d' ' -f1)" = "$1" ]; }
+# librdkafka reports lag every statistics.interval.ms (pipeline.progress_interval, 2 s).
+lag_is_zero() {
+  scrape metrics "$ADMIN" | awk '/^kafka_transit_consumer_lag\{/ { n++; if ($2 != 0) bad = 1 } END { exit !(n == 3 && !bad) }'
+}
 "$KAFKA_TRANSIT" --log-format json run --config "$WORK/encrypt.toml" >"$WORK/runner.log" 2>&1 &
 runner=$!
 STACK_PIDS+=("$runner")
@@ -74,6 +78,7 @@ say "OpenBao unsealed after $((SECONDS - sealed_at))s (max.poll.interval.ms = $P
 
 wait_for_keys payments.protected "$N" 120
 wait_for 30 "/health/ready to answer 200 after the unseal" ready_is 200
+wait_for 30 "/metrics to report lag 0 on every partition" lag_is_zero
 scrape metrics "$ADMIN" "$WORK/metrics.txt" >"$WORK/samples.txt"
 kill -TERM "$runner"
 wait "$runner" || fail "the runner did not exit 0 on SIGTERM (log: $WORK/runner.log)"

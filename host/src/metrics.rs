@@ -225,60 +225,60 @@ impl Metrics {
     /// Adds the pipeline's instruments to a registry prefixed `kafka_transit`.
     pub fn register(&self, registry: &mut Registry) {
         let counters = [
-            ("records_consumed", "Records read from the source topics.", &self.records_in),
-            ("records_produced", "Records the sink acknowledged (transformed outputs).", &self.records_out),
-            ("batches", "Batches read from the source.", &self.batches),
-            ("batch_retries", "Times a batch waited (Vault sealed, unreachable or rate limiting) and was transformed again.", &self.batch_retries),
-            ("batches_committed", "Batches whose source offsets were committed (exactly once: partition transactions committed).", &self.committed_batches),
-            ("partitions_revoked", "Source partitions taken away by consumer-group rebalances.", &self.partitions_revoked),
-            ("transactions_committed", "Exactly-once: partition transactions committed.", &self.transactions_committed),
-            ("transactions_aborted", "Exactly-once: partition transactions aborted (their records are read again).", &self.transactions_aborted),
+            ("records_consumed", "Records read from the source topics", &self.records_in),
+            ("records_produced", "Records the sink acknowledged (transformed outputs)", &self.records_out),
+            ("batches", "Batches read from the source", &self.batches),
+            ("batch_retries", "Times a batch waited (Vault sealed, unreachable or rate limiting) and was transformed again", &self.batch_retries),
+            ("batches_committed", "Batches whose source offsets were committed (exactly once: partition transactions committed)", &self.committed_batches),
+            ("partitions_revoked", "Source partitions taken away by consumer-group rebalances", &self.partitions_revoked),
+            ("transactions_committed", "Exactly-once: partition transactions committed", &self.transactions_committed),
+            ("transactions_aborted", "Exactly-once: partition transactions aborted (their records are read again)", &self.transactions_aborted),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
         }
         registry.register_with_unit(
             "consumed",
-            "Bytes (keys and values) read from the source topics.",
+            "Bytes (keys and values) read from the source topics",
             Unit::Bytes,
             self.bytes_in.clone(),
         );
         registry.register_with_unit(
             "produced",
-            "Bytes (keys and values) the sink acknowledged.",
+            "Bytes (keys and values) the sink acknowledged",
             Unit::Bytes,
             self.bytes_out.clone(),
         );
         registry.register(
             "records_dead_lettered",
-            "Records acknowledged by the dead-letter topic, by the reason they could not be protected.",
+            "Records acknowledged by the dead-letter topic, by the reason they could not be protected",
             self.dead_lettered.clone(),
         );
         registry.register_with_unit(
             "batch_duration",
-            "From a batch being read to every output acknowledged by the sink (exactly once: written into its transactions).",
+            "From a batch being read to every output acknowledged by the sink (exactly once: written into its transactions)",
             Unit::Seconds,
             self.batch_duration.clone(),
         );
         registry.register_with_unit(
             "policy_transform_duration",
-            "One run of the policy over a batch, its Vault calls included.",
+            "One run of the policy over a batch, its Vault calls included",
             Unit::Seconds,
             self.transform_duration.clone(),
         );
         registry.register(
             "batches_in_flight",
-            "Batches handed to the sink and not yet acknowledged.",
+            "Batches handed to the sink and not yet acknowledged",
             self.in_flight.clone(),
         );
         registry.register(
             "partitions_assigned",
-            "Source partitions this runner owns.",
+            "Source partitions this runner owns",
             self.partitions_assigned.clone(),
         );
         registry.register(
             "consumer_lag",
-            "Records between this runner's position and the end of each source partition (librdkafka statistics).",
+            "Records between this runner's position and the end of each source partition (librdkafka statistics)",
             self.lag.clone(),
         );
     }

@@ -77,7 +77,7 @@ impl Admin {
         let mut registry = Registry::with_prefix("kafka_transit");
         registry.register(
             "ready",
-            "1 while /health/ready answers 200 (policy loaded, Vault usable, partitions assigned).",
+            "1 while /health/ready answers 200 (policy loaded, Vault usable, partitions assigned)",
             health.ready_gauge.clone(),
         );
         let state = Arc::new(State {
