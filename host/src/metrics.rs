@@ -68,15 +68,23 @@ pub struct Metrics {
     heartbeat_ms: AtomicU64,
 }
 
+/// The `kafka-transit.error.kind` values, each exposed from the start (at 0) so that
+/// `rate()` and alerts see a series before the first dead letter.
+const DEAD_LETTER_REASONS: [&str; 3] = ["invalid-input", "policy-error", "sink-rejected"];
+
 impl Default for Metrics {
     fn default() -> Self {
+        let dead_lettered = Family::<ReasonLabels, Counter>::default();
+        for reason in DEAD_LETTER_REASONS {
+            dead_lettered.get_or_create(&ReasonLabels { reason });
+        }
         Metrics {
             started: Instant::now(),
             records_in: Counter::default(),
             bytes_in: Counter::default(),
             records_out: Counter::default(),
             bytes_out: Counter::default(),
-            dead_lettered: Family::default(),
+            dead_lettered,
             dead_lettered_total: AtomicU64::new(0),
             batches: Counter::default(),
             batch_retries: Counter::default(),
@@ -333,6 +341,8 @@ mod tests {
             "kafka_transit_records_consumed_total 3",
             "kafka_transit_consumed_bytes_total 300",
             "kafka_transit_records_dead_lettered_total{reason=\"policy-error\"} 1",
+            // Exposed before the first dead letter of its kind.
+            "kafka_transit_records_dead_lettered_total{reason=\"sink-rejected\"} 0",
             "kafka_transit_policy_transform_duration_seconds_count 1",
             "kafka_transit_consumer_lag{topic=\"orders\",partition=\"1\"} 6",
         ] {

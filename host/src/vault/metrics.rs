@@ -47,12 +47,17 @@ impl Default for VaultMetrics {
             // 0.5 ms (a local dev server) to about 16 s (retries through an outage).
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         }
+        let data_key_cache_hits = Family::<UseLabels, Counter>::default();
+        // Both series exist from the start, so a ratio over them is defined at once.
+        for operation in ["seal", "open"] {
+            data_key_cache_hits.get_or_create(&UseLabels { operation });
+        }
         VaultMetrics {
             requests: Family::default(),
             durations: Family::new_with_constructor(histogram),
             data_keys_minted: Counter::default(),
             data_keys_retired: Counter::default(),
-            data_key_cache_hits: Family::default(),
+            data_key_cache_hits,
         }
     }
 }
