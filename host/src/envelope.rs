@@ -228,9 +228,17 @@ type DataKeyBytes = Arc<Zeroizing<[u8; 32]>>;
 /// A data key in use is shared by every record of one transit key and context.
 type SealingSlot = (String, Option<Vec<u8>>);
 
+/// A sealing data key ready to use: the cipher (its AES key schedule and GHASH key
+/// computed once, not per record) and the envelope header, which is the same for every
+/// record sealed under it. The AES round keys are wiped when the last user drops it
+/// (the `aes` crate's `zeroize` feature).
+struct Sealer {
+    cipher: Aes256Gcm,
+    header: Vec<u8>,
+}
+
 struct ActiveKey {
-    material: DataKeyBytes,
-    wrapped: String,
+    sealer: Arc<Sealer>,
     created: Instant,
     sealed: u64,
 }
@@ -271,7 +279,7 @@ impl Envelopes {
         key_name: &str,
         context: Option<&[u8]>,
         records: u64,
-    ) -> Result<(DataKeyBytes, String), VaultError> {
+    ) -> Result<Arc<Sealer>, VaultError> {
         let slot = (key_name.to_string(), context.map(<[u8]>::to_vec));
         {
             let mut active = self.active.lock().expect("data key cache");
@@ -281,7 +289,7 @@ impl Envelopes {
                 {
                     key.sealed += records;
                     self.vault.inner.metrics.data_key_cache_hit("seal");
-                    return Ok((key.material.clone(), key.wrapped.clone()));
+                    return Ok(key.sealer.clone());
                 }
             }
         }
@@ -297,15 +305,18 @@ impl Envelopes {
                         fresh.plaintext.len()
                     ),
                 })?;
-        let material = Arc::new(Zeroizing::new(material));
+        let material = Zeroizing::new(material);
+        let sealer = Arc::new(Sealer {
+            cipher: Aes256Gcm::new(material.as_slice().into()),
+            header: header(key_name, &fresh.ciphertext),
+        });
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
         self.vault.inner.metrics.data_key_minted();
         let mut active = self.active.lock().expect("data key cache");
         let retired = active.insert(
             slot,
             ActiveKey {
-                material: material.clone(),
-                wrapped: fresh.ciphertext.clone(),
+                sealer: sealer.clone(),
                 created: Instant::now(),
                 sealed: records,
             },
@@ -313,7 +324,7 @@ impl Envelopes {
         if retired.is_some() {
             self.vault.inner.metrics.data_key_retired();
         }
-        Ok((material, fresh.ciphertext))
+        Ok(sealer)
     }
 
     /// Seals each (plaintext, aad) under one data key of `key_name`. A batch larger than
@@ -327,13 +338,17 @@ impl Envelopes {
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());
         for chunk in items.chunks(per_key) {
-            let (material, wrapped) = self
+            let sealer = self
                 .key_for_sealing(key_name, context, chunk.len() as u64)
                 .await?;
             for (plaintext, aad) in chunk {
                 let nonce: [u8; NONCE_LEN] = rand::random();
-                envelopes.push(seal_with(
-                    &material, key_name, &wrapped, &nonce, plaintext, aad,
+                envelopes.push(seal_into(
+                    &sealer.cipher,
+                    &sealer.header,
+                    &nonce,
+                    plaintext,
+                    aad,
                 ));
             }
         }

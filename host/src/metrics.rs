@@ -76,7 +76,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let dead_lettered = Family::<ReasonLabels, Counter>::default();
         for reason in DEAD_LETTER_REASONS {
-            dead_lettered.get_or_create(&ReasonLabels { reason });
+            let _ = dead_lettered.get_or_create(&ReasonLabels { reason });
         }
         Metrics {
             started: Instant::now(),

@@ -50,7 +50,7 @@ impl Default for VaultMetrics {
         let data_key_cache_hits = Family::<UseLabels, Counter>::default();
         // Both series exist from the start, so a ratio over them is defined at once.
         for operation in ["seal", "open"] {
-            data_key_cache_hits.get_or_create(&UseLabels { operation });
+            let _ = data_key_cache_hits.get_or_create(&UseLabels { operation });
         }
         VaultMetrics {
             requests: Family::default(),
