@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+/// See host/Cargo.toml: large record buffers are reused instead of faulted in anew.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_transit::admin::Admin;
 use kafka_transit::config::PipelineConfig;
