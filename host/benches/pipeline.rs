@@ -50,7 +50,7 @@
 #[allow(dead_code)]
 mod kafka_support;
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -593,11 +593,11 @@ async fn main() {
         for measure in measures {
             for case in CASES.iter().filter(|c| selected(measure, c, size)) {
                 if let Some(encrypting) = case.reads {
-                    if !inputs.contains_key(&(size, Some(encrypting))) {
+                    if let Entry::Vacant(slot) = inputs.entry((size, Some(encrypting))) {
                         eprintln!("preparing {count} {encrypting} records of {size} bytes...");
                         let sealed = transformed(self::case(encrypting), &plain, &client).await;
                         check_round_trip(case, &sealed, &plain, &client).await;
-                        inputs.insert((size, Some(encrypting)), sealed);
+                        slot.insert(sealed);
                     }
                 }
                 let work = match measure {
