@@ -1,95 +1,153 @@
-//! Throughput of the policies, with and without Kafka, against the passthrough baseline
-//! measured in the same run.
+//! Throughput and CPU cost of the built-in policies, with and without Kafka, against the
+//! passthrough baseline measured in the same run. `bench/README.md` explains how to read
+//! the output; `bench/run.sh` runs this against Apache Kafka and OpenBao and compares it
+//! with the seed's approach (an application calling Vault once per record).
 //!
 //!     cargo bench -p kafka-transit --bench pipeline
-//!     cargo bench -p kafka-transit --bench pipeline -- --records 20000 --value-bytes 1024
-//!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --rounds 5
-//!     cargo bench -p kafka-transit --bench pipeline -- --transaction-interval-ms 1000
+//!     cargo bench -p kafka-transit --bench pipeline -- --rounds 2 --min-seconds 0.3 --sizes 1024
+//!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --vault http://127.0.0.1:8200
 //!
-//! Measurements per policy, all on one machine with an in-process vault-dev:
-//! - "policy": batches of 500 records straight through the wasm policy (and Vault),
-//!   no Kafka: the host's per-record cost.
-//! - "pipeline" (at-least-once) and "pipeline-eos" (`delivery = "exactly-once"`):
-//!   records consumed from and produced to librdkafka's in-process mock cluster (real
-//!   protocol), or the Apache Kafka cluster given with `--kafka`, from the first record
-//!   consumed to the last one out. Each is run `--rounds` times (default 3), the two
-//!   modes interleaved, and the median is reported.
+//! Options (after `--`):
+//! - `--rounds N` (default 5): every row is measured N times. Rounds are interleaved
+//!   (round 1 of every row, then round 2, ...), so a slow spell of the machine lands on
+//!   one round of many rows rather than on every round of one row.
+//! - `--min-seconds S` (default 2): each round repeats its work until S seconds of
+//!   measured time, so one hiccup is a small part of a round.
+//! - `--sizes B,B` (default 1024,1048576): record value sizes in bytes. Rows of policies
+//!   that send values to Vault transit (encrypt-*, decrypt-*) are left out above 256 KiB:
+//!   transit takes at most about 1 MiB of base64 per value, which is why envelope
+//!   encryption exists.
+//! - `--input-bytes B` (default 32 MiB): the input topic of each size holds this many
+//!   bytes of values (so 1 MiB rows have fewer records); a pipeline pass consumes all of
+//!   it, and passes repeat until `--min-seconds`. The mock cluster keeps 5 MiB per
+//!   partition, so raise this only with `--kafka`.
+//! - `--kafka HOST:PORT`: Apache Kafka instead of librdkafka's in-process mock cluster.
+//! - `--vault ADDR`: an external Vault or OpenBao (plain http) with the token in
+//!   `VAULT_TOKEN` and transit mounted at `transit/`, instead of an in-process vault-dev.
+//!   The transit key `bench` is created if missing.
+//! - `--transaction-interval-ms N`: `pipeline.transaction_interval` of the exactly-once rows.
+//! - `--only WORD,WORD`: only rows whose label (`measure/policy/size`, e.g.
+//!   `pipeline-eos/envelope-seal/1KiB`) contains one of the words.
+//! - `--json FILE`: also write the summary as JSON (bench/run.sh reads it).
+//!
+//! Measures, per policy and size:
+//! - `policy`: batches straight through the wasm policy (and Vault), no Kafka: the
+//!   host's per-record cost.
+//! - `pipeline` (at-least-once) and `pipeline-eos` (`delivery = "exactly-once"`): a fresh
+//!   pipeline (consumer group) per pass consumes the input topic and produces to a sink
+//!   topic; time runs from the first record consumed to the last one acknowledged, so
+//!   group join is not counted.
+//!
+//! The decrypt side (decrypt-value, decrypt-fields, envelope-open) reads what the
+//! matching encrypting policy wrote: those inputs are prepared once, before the rounds,
+//! and checked to decrypt back to the originals.
+//!
+//! CPU is this process's own user+system time (`getrusage(RUSAGE_SELF)`) over the measured
+//! time of each round. It includes the in-process vault-dev and mock cluster when they are
+//! used; with `--kafka` and `--vault` it is the runner's alone.
 
 #[path = "../tests/support/kafka.rs"]
 #[allow(dead_code)]
 mod kafka_support;
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_support::{PipelineSpec, RunningPipeline, TestKafka, TestRecord};
+use kafka_support::{PipelineSpec, RunningPipeline, TestKafka};
 use kafka_transit::config::{DeliveryGuarantee, PolicySource};
 use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime, SourceRecord};
 use kafka_transit::vault::{VaultClient, VaultSettings, VaultToken};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 
 /// A policy and its configuration, as `[policy.config]` TOML and as the JSON `init` gets.
 struct Case {
     policy: &'static str,
     toml: &'static str,
     json: &'static str,
+    /// The encrypting policy whose output this one reads (the decrypt side).
+    reads: Option<&'static str>,
+    /// Sends each value to Vault transit (so cannot take values near 1 MiB).
+    transit: bool,
 }
 
+const KEY_TOML: &str = "key = \"bench\"";
+const KEY_JSON: &str = r#"{"key":"bench"}"#;
+const FIELDS_TOML: &str = "key = \"bench\"\nfields = [\"/payload\"]";
+const FIELDS_JSON: &str = r#"{"key":"bench","fields":["/payload"]}"#;
+
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    Case {
-        policy: "passthrough",
-        toml: "",
-        json: "{}",
-    },
-    Case {
-        policy: "encrypt-value",
-        toml: "key = \"bench\"",
-        json: r#"{"key":"bench"}"#,
-    },
-    Case {
-        policy: "encrypt-fields",
-        toml: "key = \"bench\"\nfields = [\"/payload\"]",
-        json: r#"{"key":"bench","fields":["/payload"]}"#,
-    },
-    Case {
-        policy: "envelope-seal",
-        toml: "key = \"bench\"",
-        json: r#"{"key":"bench"}"#,
-    },
+    Case { policy: "passthrough", toml: "", json: "{}", reads: None, transit: false },
+    Case { policy: "encrypt-value", toml: KEY_TOML, json: KEY_JSON, reads: None, transit: true },
+    Case { policy: "encrypt-fields", toml: FIELDS_TOML, json: FIELDS_JSON, reads: None, transit: true },
+    Case { policy: "envelope-seal", toml: KEY_TOML, json: KEY_JSON, reads: None, transit: false },
+    Case { policy: "decrypt-value", toml: KEY_TOML, json: KEY_JSON, reads: Some("encrypt-value"), transit: true },
+    Case { policy: "decrypt-fields", toml: FIELDS_TOML, json: FIELDS_JSON, reads: Some("encrypt-fields"), transit: true },
+    Case { policy: "envelope-open", toml: KEY_TOML, json: KEY_JSON, reads: Some("envelope-seal"), transit: false },
 ];
-const PARTITIONS: i32 = 12;
+
+fn case(policy: &str) -> &'static Case {
+    CASES.iter().find(|c| c.policy == policy).unwrap()
+}
+
+/// Above this, values are too large for Vault transit (see the module comment).
+const TRANSIT_MAX_VALUE: usize = 256 * 1024;
+const PARTITIONS: i32 = 16;
+const KEY: &str = "bench";
 
 struct Options {
-    records: usize,
-    value_bytes: usize,
-    /// An Apache Kafka bootstrap address instead of the mock cluster.
-    kafka: Option<String>,
     rounds: usize,
-    /// `pipeline.transaction_interval` of the exactly-once rows.
+    min_seconds: f64,
+    sizes: Vec<usize>,
+    input_bytes: usize,
+    kafka: Option<String>,
+    vault: Option<String>,
     transaction_interval: Option<Duration>,
+    only: Vec<String>,
+    json: Option<String>,
 }
 
 fn options() -> Options {
     let mut options = Options {
-        records: 24_000,
-        value_bytes: 1024,
+        rounds: 5,
+        min_seconds: 2.0,
+        sizes: vec![1024, 1 << 20],
+        input_bytes: 32 << 20,
         kafka: None,
-        rounds: 3,
+        vault: None,
         transaction_interval: None,
+        only: Vec::new(),
+        json: None,
     };
+    // `cargo bench` adds `--bench`: unknown arguments are ignored rather than refused.
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
+        let value = pair[1].as_str();
         match pair[0].as_str() {
-            "--records" => options.records = pair[1].parse().expect("--records N"),
-            "--value-bytes" => options.value_bytes = pair[1].parse().expect("--value-bytes N"),
-            "--kafka" => options.kafka = Some(pair[1].clone()),
-            "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
+            "--rounds" => options.rounds = value.parse().expect("--rounds N"),
+            "--min-seconds" => options.min_seconds = value.parse().expect("--min-seconds S"),
+            "--sizes" => {
+                options.sizes = value
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--sizes BYTES,BYTES"))
+                    .collect()
+            }
+            "--input-bytes" => options.input_bytes = value.parse().expect("--input-bytes N"),
+            "--kafka" => options.kafka = Some(value.to_string()),
+            "--vault" => options.vault = Some(value.trim_end_matches('/').to_string()),
             "--transaction-interval-ms" => {
-                let ms = pair[1].parse().expect("--transaction-interval-ms N");
+                let ms = value.parse().expect("--transaction-interval-ms N");
                 options.transaction_interval = Some(Duration::from_millis(ms));
             }
+            "--only" => options.only = value.split(',').map(str::to_string).collect(),
+            "--json" => options.json = Some(value.to_string()),
             _ => {}
         }
     }
+    assert!(options.rounds > 0, "--rounds must be at least 1");
     options
 }
 
@@ -100,22 +158,159 @@ fn value(i: usize, size: usize) -> Vec<u8> {
     value
 }
 
-struct Row {
-    policy: &'static str,
-    what: &'static str,
-    records_per_second: f64,
-    megabytes_per_second: f64,
-    vault_requests: u64,
+fn size_label(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => format!("{b}B"),
+    }
 }
 
-/// Batches straight through the policy: `records` values of `value_bytes` each.
-async fn policy_only(
-    case: &Case,
-    records: usize,
+/// This process's user+system CPU time in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given, which is plain data.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The Vault server the policies call: in-process vault-dev, or an external one.
+enum Vault {
+    Dev(vault_dev::RunningServer),
+    External(String),
+}
+
+impl Vault {
+    fn url(&self) -> String {
+        match self {
+            Vault::Dev(server) => server.url(),
+            Vault::External(address) => address.clone(),
+        }
+    }
+
+    fn token(&self) -> String {
+        match self {
+            Vault::Dev(server) => server.root_token().to_string(),
+            Vault::External(_) => std::env::var("VAULT_TOKEN").expect("--vault needs VAULT_TOKEN"),
+        }
+    }
+
+    /// Requests served so far; only vault-dev counts them.
+    fn requests(&self) -> Option<u64> {
+        match self {
+            Vault::Dev(server) => Some(server.stats().requests),
+            Vault::External(_) => None,
+        }
+    }
+
+    /// Creates the transit key (a no-op if it exists): envelope-seal's data keys need it.
+    async fn create_key(&self) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/transit/keys/{KEY}", self.url()))
+            .header("X-Vault-Token", self.token())
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("Vault answers");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "creating transit/keys/{KEY} at {}: {status} {}",
+            self.url(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Measure {
+    Policy,
+    Pipeline(DeliveryGuarantee),
+}
+
+impl Measure {
+    fn label(self) -> &'static str {
+        match self {
+            Measure::Policy => "policy",
+            Measure::Pipeline(DeliveryGuarantee::AtLeastOnce) => "pipeline",
+            Measure::Pipeline(DeliveryGuarantee::ExactlyOnce) => "pipeline-eos",
+        }
+    }
+}
+
+/// What one round of one row measured.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    records: f64,
+    seconds: f64,
+    cpu_seconds: f64,
+    vault_requests: Option<u64>,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.records += other.records;
+        self.seconds += other.seconds;
+        self.cpu_seconds += other.cpu_seconds;
+        self.vault_requests = self
+            .vault_requests
+            .zip(other.vault_requests)
+            .map(|(a, b)| a + b);
+    }
+}
+
+/// A row's state between rounds.
+enum Work {
+    /// A live policy instance and the batch it transforms, again and again.
+    Policy {
+        runner: PolicyRunner,
+        batch: Vec<SourceRecord>,
+    },
+    /// The topic each pass consumes (`records` records) and the sink it writes.
+    Pipeline {
+        input: String,
+        records: usize,
+        sink: String,
+        passes: usize,
+    },
+}
+
+/// What a row measures.
+#[derive(Clone, Copy)]
+struct RowId {
+    case: &'static Case,
+    measure: Measure,
     value_bytes: usize,
-    vault: &VaultClient,
-    server: &vault_dev::RunningServer,
-) -> Row {
+}
+
+impl RowId {
+    fn label(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.measure.label(),
+            self.case.policy,
+            size_label(self.value_bytes)
+        )
+    }
+}
+
+struct Row {
+    id: RowId,
+    work: Work,
+    samples: Vec<Sample>,
+}
+
+impl Row {
+    fn mb_per_second(&self, sample: &Sample) -> f64 {
+        sample.records * self.id.value_bytes as f64 / sample.seconds / 1e6
+    }
+}
+
+async fn start_policy(case: &Case, vault: &VaultClient) -> PolicyRunner {
     let runtime = PolicyRuntime::load(
         &PolicySource::Builtin(case.policy.into()),
         case.json.into(),
@@ -123,262 +318,548 @@ async fn policy_only(
         Some(vault.clone()),
     )
     .unwrap();
-    let mut runner = PolicyRunner::start(Arc::new(runtime)).await.unwrap();
-    let batch_size = (16 * 1024 * 1024 / value_bytes).clamp(4, 500);
-    let batch: Vec<SourceRecord> = (0..batch_size)
+    PolicyRunner::start(Arc::new(runtime)).await.unwrap()
+}
+
+fn batch_size(value_bytes: usize) -> usize {
+    (16 * 1024 * 1024 / value_bytes).clamp(4, 500)
+}
+
+fn plain_records(count: usize, value_bytes: usize) -> Vec<SourceRecord> {
+    (0..count)
         .map(|i| SourceRecord {
             topic: "in".into(),
-            partition: 0,
+            partition: i as i32 % PARTITIONS,
             offset: i as i64,
             timestamp: None,
             key: Some(format!("k{i}").into_bytes()),
             value: Some(value(i, value_bytes)),
             headers: vec![],
         })
-        .collect();
-    runner.transform(&batch).await.unwrap(); // warm-up
-    let requests_before = server.stats().requests;
-    let rounds = (records / batch.len()).max(1);
+        .collect()
+}
+
+/// `records` through `policy`, as records its decrypting counterpart reads.
+async fn transformed(
+    policy: &Case,
+    records: &[SourceRecord],
+    vault: &VaultClient,
+) -> Vec<SourceRecord> {
+    let mut runner = start_policy(policy, vault).await;
+    let mut out = Vec::with_capacity(records.len());
+    for chunk in records.chunks(batch_size(value_len(&records[0]))) {
+        for (record, result) in chunk.iter().zip(runner.transform(chunk).await.unwrap()) {
+            let mut outputs = result.unwrap_or_else(|e| panic!("{}: {e:?}", policy.policy));
+            assert_eq!(
+                outputs.len(),
+                1,
+                "{} writes one record per record",
+                policy.policy
+            );
+            let output = outputs.remove(0);
+            out.push(SourceRecord {
+                key: output.key,
+                value: output.value,
+                headers: output.headers,
+                ..record.clone()
+            });
+        }
+    }
+    out
+}
+
+fn value_len(record: &SourceRecord) -> usize {
+    record.value.as_ref().map_or(0, Vec::len)
+}
+
+/// The decrypting `policy` must give back `originals` from `inputs`: otherwise the
+/// decrypt rows would measure failures.
+async fn check_round_trip(
+    policy: &Case,
+    inputs: &[SourceRecord],
+    originals: &[SourceRecord],
+    vault: &VaultClient,
+) {
+    let sample = inputs.len().min(8);
+    let back = transformed(policy, &inputs[..sample], vault).await;
+    for (back, original) in back.iter().zip(originals) {
+        assert!(
+            back.value == original.value,
+            "{} did not restore the original value",
+            policy.policy
+        );
+    }
+}
+
+/// Produces `records` to their own partitions (spread evenly: the mock cluster keeps
+/// only 5 MiB per partition) and waits for every acknowledgement.
+async fn produce(bootstrap: &str, topic: &str, records: &[SourceRecord]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.max.bytes", "67108864")
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    for chunk in records.chunks(2000) {
+        let mut deliveries = Vec::new();
+        for record in chunk {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, header| {
+                    h.insert(rdkafka::message::Header {
+                        key: &header.key,
+                        value: header.value.as_deref(),
+                    })
+                });
+            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(record.partition)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(key);
+            }
+            if let Some(value) = &record.value {
+                message = message.payload(value);
+            }
+            deliveries.push(
+                producer
+                    .send_result(message)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for delivery in deliveries {
+            delivery.await.expect("delivery").expect("acknowledged");
+        }
+    }
+}
+
+/// One round of a policy-only row: the batch again and again for `min_seconds`.
+async fn policy_round(
+    runner: &mut PolicyRunner,
+    batch: &[SourceRecord],
+    min_seconds: f64,
+    vault: &Vault,
+) -> Sample {
+    let requests = vault.requests();
+    let cpu = cpu_seconds();
     let started = Instant::now();
-    for _ in 0..rounds {
-        let results = runner.transform(&batch).await.unwrap();
+    let mut records = 0;
+    while records == 0 || started.elapsed().as_secs_f64() < min_seconds {
+        let results = runner.transform(batch).await.unwrap();
         assert!(results.iter().all(Result::is_ok));
+        records += batch.len();
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let records = (rounds * batch.len()) as f64;
-    Row {
-        policy: case.policy,
-        what: if value_bytes >= 1 << 20 {
-            "policy-1MiB"
-        } else {
-            "policy"
-        },
-        records_per_second: records / seconds,
-        megabytes_per_second: records * value_bytes as f64 / seconds / 1e6,
-        vault_requests: server.stats().requests - requests_before,
+    Sample {
+        records: records as f64,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_seconds() - cpu,
+        vault_requests: requests.zip(vault.requests()).map(|(a, b)| b - a),
     }
 }
 
-/// One pipeline run from `input` to a sink topic of its own.
-struct Run<'a> {
-    case: &'a Case,
-    delivery: DeliveryGuarantee,
-    input: &'a str,
-    sink: String,
-}
-
-fn measure(delivery: DeliveryGuarantee) -> &'static str {
-    match delivery {
-        DeliveryGuarantee::AtLeastOnce => "pipeline",
-        DeliveryGuarantee::ExactlyOnce => "pipeline-eos",
-    }
-}
-
-async fn through_kafka(
-    run: &Run<'_>,
+/// One pass of a pipeline row: a fresh consumer group reads the whole input topic.
+#[allow(clippy::too_many_arguments)]
+async fn pipeline_pass(
+    row: RowId,
+    input: &str,
+    records: usize,
+    sink: &str,
+    group: &str,
     options: &Options,
     kafka: &TestKafka,
-    vault: &VaultClient,
-    server: &vault_dev::RunningServer,
-) -> Row {
-    let case = run.case;
-    let sink = &run.sink;
+    vault: &Vault,
+    client: &VaultClient,
+) -> Sample {
     let spec = PipelineSpec {
         source_bootstrap: &kafka.bootstrap,
         sink_bootstrap: &kafka.bootstrap,
-        source_topic: run.input,
+        source_topic: input,
         sink_topic: sink,
-        group: sink,
-        policy: format!("builtin = \"{}\"", case.policy),
-        policy_config: case.toml,
+        group,
+        policy: format!("builtin = \"{}\"", row.case.policy),
+        policy_config: row.case.toml,
         errors: "on_failure = \"stop\"",
-        vault_address: &server.url(),
+        vault_address: &vault.url(),
     };
     let mut config = spec.config();
-    config.pipeline.delivery = run.delivery;
+    if let Measure::Pipeline(delivery) = row.measure {
+        config.pipeline.delivery = delivery;
+    }
     if let Some(interval) = options.transaction_interval {
         config.pipeline.transaction_interval = interval;
     }
     config.pipeline.batch_size = 500;
     config.pipeline.progress_interval = Duration::from_secs(3600);
-    let requests_before = server.stats().requests;
-    let pipeline = RunningPipeline::start(config, vault.clone()).await;
-    // Group join takes seconds on the mock cluster: time from the first record in.
+    // Room for an envelope around the largest value.
+    config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * row.value_bytes);
+    let pipeline = RunningPipeline::start(config, client.clone()).await;
+    // Group join takes seconds and is not what is measured: wait for the first record,
+    // polling often so the start of the measured time is close to it.
     let first = pipeline
         .wait_until(Duration::from_secs(60), |m| m.records_in > 0)
         .await;
+    let requests = vault.requests();
+    let cpu = cpu_seconds();
     let started = Instant::now();
-    let last = pipeline
-        .wait_until(Duration::from_secs(600), |m| {
-            m.records_out as usize >= options.records
-        })
-        .await;
-    let seconds = started.elapsed().as_secs_f64();
-    pipeline.stop().await.unwrap();
-    let records = (last.records_out - first.records_out.min(last.records_out)) as f64;
-    let records = records.max(1.0);
-    Row {
-        policy: case.policy,
-        what: measure(run.delivery),
-        records_per_second: records / seconds,
-        megabytes_per_second: records * options.value_bytes as f64 / seconds / 1e6,
-        vault_requests: server.stats().requests - requests_before,
+    let mut last = first;
+    while (last.records_out as usize) < records {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        last = pipeline.metrics.snapshot();
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{} stalled at {last:?}",
+            row.label()
+        );
     }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let requests = requests.zip(vault.requests()).map(|(a, b)| b - a);
+    let end = pipeline.stop().await.unwrap();
+    assert_eq!(
+        end.dead_lettered,
+        0,
+        "{}: records dead-lettered",
+        row.label()
+    );
+    Sample {
+        records: (last.records_out - first.records_out.min(last.records_out)).max(1) as f64,
+        seconds,
+        cpu_seconds: cpu,
+        vault_requests: requests,
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Median, min and max.
+fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
+    let m = median(&mut values);
+    (m, values[0], values[values.len() - 1])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let options = options();
-    let server = vault_dev::Server::start(vault_dev::ServerConfig::default())
-        .await
-        .unwrap();
-    let settings = VaultSettings::for_token(server.url(), "KAFKA_TRANSIT_BENCH_UNUSED");
-    let vault =
-        VaultClient::with_token(&settings, VaultToken::new(server.root_token().to_string()))
-            .unwrap();
-
-    let input = match &options.kafka {
-        None => "in".to_string(),
-        Some(_) => format!("bench-in-{}", std::process::id()),
+    let vault = match &options.vault {
+        None => Vault::Dev(
+            vault_dev::Server::start(vault_dev::ServerConfig::default())
+                .await
+                .unwrap(),
+        ),
+        Some(address) => Vault::External(address.clone()),
     };
-    let mut runs = Vec::new();
-    for round in 0..options.rounds {
-        for case in CASES {
-            for delivery in [
-                DeliveryGuarantee::AtLeastOnce,
-                DeliveryGuarantee::ExactlyOnce,
-            ] {
-                let sink = format!("{input}-{}-{}-{round}", case.policy, measure(delivery));
-                runs.push(Run {
-                    case,
-                    delivery,
-                    input: &input,
-                    sink,
+    vault.create_key().await;
+    let settings = VaultSettings::for_token(vault.url(), "KAFKA_TRANSIT_BENCH_UNUSED");
+    let client = VaultClient::with_token(&settings, VaultToken::new(vault.token())).unwrap();
+
+    // The rows, in the order each round runs them.
+    let selected = |measure: Measure, case: &Case, size: usize| {
+        let label = format!("{}/{}/{}", measure.label(), case.policy, size_label(size));
+        (!case.transit || size <= TRANSIT_MAX_VALUE)
+            && (options.only.is_empty() || options.only.iter().any(|w| label.contains(w)))
+    };
+    let measures = [
+        Measure::Policy,
+        Measure::Pipeline(DeliveryGuarantee::AtLeastOnce),
+        Measure::Pipeline(DeliveryGuarantee::ExactlyOnce),
+    ];
+    let prefix = match &options.kafka {
+        None => "bench".to_string(),
+        Some(_) => format!("bench-{}", std::process::id()),
+    };
+    let input_topic = |size: usize, reads: Option<&str>| {
+        format!(
+            "{prefix}-in-{}-{}",
+            size_label(size),
+            reads.unwrap_or("plain")
+        )
+    };
+
+    let mut rows: Vec<Row> = Vec::new();
+    // Inputs prepared once per size: plain values, and each encrypting policy's output.
+    let mut inputs: BTreeMap<(usize, Option<&str>), Vec<SourceRecord>> = BTreeMap::new();
+    for &size in &options.sizes {
+        let count = (options.input_bytes / size).max(1);
+        let plain = plain_records(count, size);
+        for measure in measures {
+            for case in CASES.iter().filter(|c| selected(measure, c, size)) {
+                if let Some(encrypting) = case.reads {
+                    if let Entry::Vacant(slot) = inputs.entry((size, Some(encrypting))) {
+                        eprintln!("preparing {count} {encrypting} records of {size} bytes...");
+                        let sealed = transformed(self::case(encrypting), &plain, &client).await;
+                        check_round_trip(case, &sealed, &plain, &client).await;
+                        slot.insert(sealed);
+                    }
+                }
+                let work = match measure {
+                    Measure::Policy => {
+                        let source = inputs.get(&(size, case.reads)).unwrap_or(&plain);
+                        let batch = source[..batch_size(size).min(source.len())].to_vec();
+                        let mut runner = start_policy(case, &client).await;
+                        runner.transform(&batch).await.unwrap(); // warm-up
+                        Work::Policy { runner, batch }
+                    }
+                    Measure::Pipeline(_) => Work::Pipeline {
+                        input: input_topic(size, case.reads),
+                        records: count,
+                        sink: format!(
+                            "{prefix}-out-{}-{}-{}",
+                            measure.label(),
+                            case.policy,
+                            size_label(size)
+                        ),
+                        passes: 0,
+                    },
+                };
+                rows.push(Row {
+                    id: RowId {
+                        case,
+                        measure,
+                        value_bytes: size,
+                    },
+                    work,
+                    samples: Vec::new(),
                 });
             }
         }
+        inputs.insert((size, None), plain);
     }
-    let mut topics: Vec<(&str, i32)> = vec![(&input, PARTITIONS)];
-    topics.extend(runs.iter().map(|run| (run.sink.as_str(), PARTITIONS)));
-    let kafka = match &options.kafka {
-        None => {
-            // The mock cluster cannot create topics through the admin API.
-            topics.push(("kafka-transit-offsets", 1));
-            TestKafka::start(&topics)
-        }
-        Some(bootstrap) => {
-            let kafka = TestKafka::at(bootstrap);
-            kafka.create_topics(&topics, &[]).await;
-            kafka
-        }
-    };
-    let where_ = if kafka.is_mock() {
-        "librdkafka's in-process mock cluster".to_string()
-    } else {
-        format!("Apache Kafka at {}", kafka.bootstrap)
-    };
-    eprintln!(
-        "producing {} records of {} bytes to {where_}...",
-        options.records, options.value_bytes
-    );
-    for chunk in (0..options.records).collect::<Vec<_>>().chunks(5000) {
-        let records: Vec<TestRecord> = chunk
-            .iter()
-            .map(|&i| TestRecord {
-                key: Some(format!("k{i}").into_bytes()),
-                value: Some(value(i, options.value_bytes)),
-                headers: vec![],
-                timestamp: None,
-            })
-            .collect();
-        kafka.produce(&input, &records).await;
-    }
+    assert!(!rows.is_empty(), "no row matches --only");
 
-    let mut rows = Vec::new();
-    for case in CASES {
-        rows.push(policy_only(case, options.records, options.value_bytes, &vault, &server).await);
-    }
-    // Large records: envelope encryption against the baseline, 1 MiB values.
-    for case in CASES
-        .iter()
-        .filter(|c| matches!(c.policy, "passthrough" | "envelope-seal"))
-    {
-        rows.push(policy_only(case, 512, 1 << 20, &vault, &server).await);
-    }
-    let mut pipeline_rows: Vec<Row> = Vec::new();
-    for (n, run) in runs.iter().enumerate() {
-        eprintln!(
-            "run {}/{}: {} {}",
-            n + 1,
-            runs.len(),
-            run.case.policy,
-            measure(run.delivery)
-        );
-        pipeline_rows.push(through_kafka(run, &options, &kafka, &vault, &server).await);
-    }
-    for case in CASES {
-        for delivery in [
-            DeliveryGuarantee::AtLeastOnce,
-            DeliveryGuarantee::ExactlyOnce,
-        ] {
-            let what = measure(delivery);
-            let mut same: Vec<&Row> = pipeline_rows
-                .iter()
-                .filter(|r| r.policy == case.policy && r.what == what)
-                .collect();
-            same.sort_by(|a, b| a.records_per_second.total_cmp(&b.records_per_second));
-            let median = same[same.len() / 2];
-            rows.push(Row {
-                policy: median.policy,
-                what,
-                records_per_second: median.records_per_second,
-                megabytes_per_second: median.megabytes_per_second,
-                vault_requests: median.vault_requests,
-            });
-        }
-    }
-
-    println!(
-        "\n{} records of {} bytes, batches of up to 500, one machine: in-process vault-dev; \
-         pipeline rows through {where_}, median of {} rounds",
-        options.records, options.value_bytes, options.rounds
-    );
-    println!(
-        "{:<15} {:<12} {:>12} {:>9} {:>15} {:>12}",
-        "policy", "measure", "records/s", "MB/s", "vs passthrough", "vault reqs"
-    );
+    // Kafka, with the input topics the pipeline rows read.
+    let mut used_inputs: Vec<(usize, Option<&str>)> = Vec::new();
+    let mut topics: Vec<String> = Vec::new();
     for row in &rows {
-        let baseline = rows
-            .iter()
-            .find(|r| r.policy == "passthrough" && r.what == row.what)
-            .map_or(1.0, |r| r.records_per_second);
+        if let Work::Pipeline { input, sink, .. } = &row.work {
+            if !topics.contains(input) {
+                topics.push(input.clone());
+                used_inputs.push((row.id.value_bytes, row.id.case.reads));
+            }
+            topics.push(sink.clone());
+        }
+    }
+    let mut kafka = None;
+    let mut where_ = String::from("no Kafka");
+    if !topics.is_empty() {
+        let mut list: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), PARTITIONS)).collect();
+        let cluster = match &options.kafka {
+            None => {
+                // The mock cluster cannot create topics through the admin API.
+                list.push(("kafka-transit-offsets", 1));
+                TestKafka::start(&list)
+            }
+            Some(bootstrap) => {
+                let cluster = TestKafka::at(bootstrap);
+                cluster
+                    .create_topics(&list, &[("max.message.bytes", "67108864")])
+                    .await;
+                cluster
+            }
+        };
+        where_ = if cluster.is_mock() {
+            "librdkafka's in-process mock cluster".to_string()
+        } else {
+            format!("Apache Kafka at {}", cluster.bootstrap)
+        };
+        for key in &used_inputs {
+            let topic = input_topic(key.0, key.1);
+            eprintln!("producing {topic} to {where_}...");
+            produce(&cluster.bootstrap, &topic, &inputs[key]).await;
+        }
+        kafka = Some(cluster);
+    }
+    drop(inputs);
+
+    // Round-robin: round 1 of every row, then round 2, ...
+    for round in 0..options.rounds {
+        for row in rows.iter_mut() {
+            eprintln!("round {}/{}: {}", round + 1, options.rounds, row.id.label());
+            let sample = match &mut row.work {
+                Work::Policy { runner, batch } => {
+                    policy_round(runner, batch, options.min_seconds, &vault).await
+                }
+                Work::Pipeline {
+                    input,
+                    records,
+                    sink,
+                    passes,
+                } => {
+                    let mut total = Sample {
+                        vault_requests: vault.requests().map(|_| 0),
+                        ..Sample::default()
+                    };
+                    while total.records == 0.0 || total.seconds < options.min_seconds {
+                        *passes += 1;
+                        let group = format!("{sink}-{passes}");
+                        let kafka = kafka.as_ref().unwrap();
+                        let pass = pipeline_pass(
+                            row.id, input, *records, sink, &group, &options, kafka, &vault, &client,
+                        )
+                        .await;
+                        total.add(pass);
+                    }
+                    total
+                }
+            };
+            row.samples.push(sample);
+        }
+    }
+
+    report(&rows, &options, &where_, &vault);
+    if let Vault::Dev(server) = vault {
+        server.shutdown().await;
+    }
+}
+
+fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
+    let baseline = |row: &Row| {
+        rows.iter().find(|r| {
+            r.id.case.policy == "passthrough"
+                && r.id.measure == row.id.measure
+                && r.id.value_bytes == row.id.value_bytes
+        })
+    };
+    let vault_name = match vault {
+        Vault::Dev(_) => "in-process vault-dev".to_string(),
+        Vault::External(address) => format!("Vault at {address}"),
+    };
+    let in_process = [
+        (options.kafka.is_none(), "the mock cluster"),
+        (options.vault.is_none(), "vault-dev"),
+    ]
+    .iter()
+    .filter(|(yes, _)| *yes)
+    .map(|(_, what)| *what)
+    .collect::<Vec<_>>();
+    println!(
+        "\n{} rounds per row, interleaved, each at least {} s; {vault_name}; pipeline rows \
+         through {where_}; batches of up to 500",
+        options.rounds, options.min_seconds
+    );
+    println!(
+        "median [min-max] over rounds; vs passthrough = median of per-round ratios to the \
+         passthrough row of the same measure and size"
+    );
+    if in_process.is_empty() {
+        println!("CPU: this process (the runner) alone, user+system, per MB/s of values moved");
+    } else {
         println!(
-            "{:<15} {:<12} {:>12.0} {:>9.1} {:>14.1}% {:>12}",
-            row.policy,
-            row.what,
-            row.records_per_second,
-            row.megabytes_per_second,
-            100.0 * row.records_per_second / baseline,
-            row.vault_requests
+            "CPU: this process, user+system, per MB/s of values moved; it INCLUDES {} \
+             running in-process (use --kafka and --vault for the runner's own)",
+            in_process.join(" and ")
         );
     }
     println!(
-        "\nexactly-once (transaction_interval {}) against at-least-once, same policy, same run:",
-        options
-            .transaction_interval
-            .map_or_else(|| "default".to_string(), |i| format!("{i:?}"))
+        "\n{:<13} {:<5} {:<15} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10}",
+        "measure",
+        "size",
+        "policy",
+        "MB/s",
+        "[min-max]",
+        "records/s",
+        "vs passthrough",
+        "mcores/MB/s",
+        "vault/rnd"
     );
-    for case in CASES {
-        let rate = |what| {
-            rows.iter()
-                .find(|r| r.policy == case.policy && r.what == what)
-                .map_or(f64::NAN, |r| r.records_per_second)
-        };
+    let mut json = Vec::new();
+    for row in rows {
+        let mbps: Vec<f64> = row.samples.iter().map(|s| row.mb_per_second(s)).collect();
+        let (mb, mb_min, mb_max) = summary(mbps.clone());
+        let (rps, _, _) = summary(row.samples.iter().map(|s| s.records / s.seconds).collect());
+        // Millicores per MB/s: (cpu / wall * 1000) / (MB/s), per round.
+        let (mcores, _, _) = summary(
+            row.samples
+                .iter()
+                .map(|s| s.cpu_seconds / s.seconds * 1000.0 / row.mb_per_second(s))
+                .collect(),
+        );
+        let ratio = baseline(row).map(|base| {
+            summary(
+                row.samples
+                    .iter()
+                    .zip(&base.samples)
+                    .map(|(s, b)| row.mb_per_second(s) / base.mb_per_second(b))
+                    .collect(),
+            )
+        });
+        let requests: Option<Vec<f64>> = row
+            .samples
+            .iter()
+            .map(|s| s.vault_requests.map(|r| r as f64))
+            .collect();
+        let requests = requests.map(|r| summary(r).0);
         println!(
-            "{:<15} {:>6.1}%",
-            case.policy,
-            100.0 * rate("pipeline-eos") / rate("pipeline")
+            "{:<13} {:<5} {:<15} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10}",
+            row.id.measure.label(),
+            size_label(row.id.value_bytes),
+            row.id.case.policy,
+            mb,
+            format!("[{mb_min:.1}-{mb_max:.1}]"),
+            rps,
+            ratio.map_or("-".into(), |(m, lo, hi)| format!(
+                "{m:.2} [{lo:.2}-{hi:.2}]"
+            )),
+            mcores,
+            requests.map_or("-".into(), |r| format!("{r:.0}")),
+        );
+        json.push(serde_json::json!({
+            "measure": row.id.measure.label(),
+            "policy": row.id.case.policy,
+            "value_bytes": row.id.value_bytes,
+            "mb_per_second": {"median": mb, "min": mb_min, "max": mb_max},
+            "records_per_second": rps,
+            "vs_passthrough": ratio.map(|r| r.0),
+            "millicores_per_mb_per_second": mcores,
+            "rounds": mbps,
+        }));
+    }
+
+    // Exactly-once against at-least-once: the same policy and size, per round.
+    let eos: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.id.measure == Measure::Pipeline(DeliveryGuarantee::ExactlyOnce))
+        .collect();
+    if !eos.is_empty() {
+        println!(
+            "\nexactly-once / at-least-once (transaction_interval {}), median of per-round \
+             ratios:",
+            options
+                .transaction_interval
+                .map_or_else(|| "default".to_string(), |i| format!("{i:?}"))
         );
     }
-    server.shutdown().await;
+    for row in eos {
+        let Some(alo) = rows.iter().find(|r| {
+            r.id.measure == Measure::Pipeline(DeliveryGuarantee::AtLeastOnce)
+                && r.id.case.policy == row.id.case.policy
+                && r.id.value_bytes == row.id.value_bytes
+        }) else {
+            continue;
+        };
+        let (m, lo, hi) = summary(
+            row.samples
+                .iter()
+                .zip(&alo.samples)
+                .map(|(e, a)| row.mb_per_second(e) / alo.mb_per_second(a))
+                .collect(),
+        );
+        println!(
+            "{:<5} {:<15} {m:.2} [{lo:.2}-{hi:.2}]",
+            size_label(row.id.value_bytes),
+            row.id.case.policy
+        );
+    }
+    if let Some(path) = &options.json {
+        let text = serde_json::to_string_pretty(&json).unwrap();
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    }
 }
