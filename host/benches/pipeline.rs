@@ -46,6 +46,10 @@
 //! time of each round. It includes the in-process vault-dev and mock cluster when they are
 //! used; with `--kafka` and `--vault` it is the runner's alone.
 
+/// The binary's allocator (host/Cargo.toml says why), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/kafka.rs"]
 #[allow(dead_code)]
 mod kafka_support;
