@@ -110,6 +110,23 @@ impl TestKafka {
         }
     }
 
+    /// Deletes topics on an external cluster (their data goes with them).
+    pub async fn delete_topics(&self, topics: &[&str]) {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        for result in admin
+            .delete_topics(topics, &AdminOptions::new())
+            .await
+            .expect("delete topics")
+        {
+            result.unwrap_or_else(|(topic, error)| panic!("deleting {topic}: {error}"));
+        }
+    }
+
     fn mock(&self) -> &MockCluster<'static, DefaultProducerContext> {
         self.cluster
             .as_ref()
