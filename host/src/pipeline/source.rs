@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Assignment, SourceConfig, TuningConfig};
@@ -101,12 +102,9 @@ impl Source {
             Some("latest" | "largest" | "end") => Offset::End,
             _ => Offset::Beginning,
         };
-        let committed = self
-            .consumer
-            .committed_offsets(partitions, TIMEOUT)
-            .map_err(kafka_error(
-                "reading the committed offsets of source.group_id",
-            ))?;
+        let committed = committed_offsets(&self.consumer, &partitions, TIMEOUT).map_err(
+            kafka_error("reading the committed offsets of source.group_id"),
+        )?;
         let mut start = TopicPartitionList::new();
         for element in committed.elements() {
             let offset = match element.offset() {
@@ -278,4 +276,36 @@ impl Source {
             tracing::warn!("committing source offsets failed (records may be repeated after a restart): {error}");
         }
     }
+}
+
+/// The group's committed offsets of `partitions`. A cluster that has just started (or
+/// is moving the group's coordinator) answers "not coordinator" or "loading" for a
+/// while; those are retried until `timeout`, as a consumer's own commits are.
+fn committed_offsets<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    partitions: &TopicPartitionList,
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.committed_offsets(partitions.clone(), left) {
+            Err(error) if coordinator_not_ready(&error) && !left.is_zero() => {
+                tracing::debug!("committed offsets not readable yet ({error}); retrying");
+                std::thread::sleep(Duration::from_millis(200).min(left));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn coordinator_not_ready(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
 }
