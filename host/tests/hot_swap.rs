@@ -18,17 +18,7 @@ use support::kafka::{PipelineSpec, RunningPipeline, TestKafka, TestRecord};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn spec<'a>(kafka: &'a TestKafka, vault: &'a str, policy: String) -> PipelineSpec<'a> {
-    PipelineSpec {
-        source_bootstrap: &kafka.bootstrap,
-        sink_bootstrap: &kafka.bootstrap,
-        source_topic: "in",
-        sink_topic: "out",
-        group: "hot-swap",
-        policy,
-        policy_config: "key = \"customers\"",
-        errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
-        vault_address: vault,
-    }
+    PipelineSpec::in_to_out(kafka, vault, "hot-swap", policy)
 }
 
 /// Replaces `path` as a deployment would: a new file renamed over the old one.

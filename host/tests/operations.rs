@@ -12,17 +12,7 @@ use support::kafka::{guest_component, PipelineSpec, RunningPipeline, TestKafka, 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn spec<'a>(kafka: &'a TestKafka, vault: &'a str, policy: String) -> PipelineSpec<'a> {
-    PipelineSpec {
-        source_bootstrap: &kafka.bootstrap,
-        sink_bootstrap: &kafka.bootstrap,
-        source_topic: "in",
-        sink_topic: "out",
-        group: "operations",
-        policy,
-        policy_config: "key = \"customers\"",
-        errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
-        vault_address: vault,
-    }
+    PipelineSpec::in_to_out(kafka, vault, "operations", policy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

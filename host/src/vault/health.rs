@@ -17,60 +17,53 @@ impl VaultClient {
     /// in a few words for a readiness body (never the token).
     pub async fn check_ready(&self) -> Result<(), String> {
         let inner = &self.inner;
-        let timeout = inner.settings.request_timeout.min(PROBE_TIMEOUT);
-        let health = format!(
-            "{}/v1/sys/health?standbyok=true&perfstandbyok=true",
-            inner.base
-        );
-        let started = Instant::now();
-        let answer = inner
+        let health = inner
             .http
-            .get(&health)
-            .header(X_VAULT_REQUEST, "true")
-            .timeout(timeout)
-            .send()
-            .await;
-        let status = answer.as_ref().ok().map(|response| response.status());
-        inner
-            .metrics
-            .observe_probe("sys/health", status, started.elapsed());
-        match status {
-            None => return Err(format!("vault: unreachable at {}", inner.base)),
-            Some(StatusCode::SERVICE_UNAVAILABLE) => return Err("vault: sealed".into()),
+            .get(format!(
+                "{}/v1/sys/health?standbyok=true&perfstandbyok=true",
+                inner.base
+            ))
+            .header(X_VAULT_REQUEST, "true");
+        match self.probe("sys/health", health).await {
             Some(StatusCode::NOT_IMPLEMENTED) => return Err("vault: not initialised".into()),
-            Some(status) if !status.is_success() => {
-                return Err(format!(
-                    "vault: sys/health answered HTTP {}",
-                    status.as_u16()
-                ))
-            }
-            Some(_) => {}
+            other => self.answered("sys/health", other)?,
         }
-
-        let lookup = format!("{}/v1/auth/token/lookup-self", inner.base);
-        let started = Instant::now();
-        let answer = inner
+        let lookup = inner
             .http
-            .get(&lookup)
+            .get(format!("{}/v1/auth/token/lookup-self", inner.base))
             .headers(inner.common_headers.clone())
-            .header(X_VAULT_TOKEN, inner.token_header())
-            .timeout(timeout)
-            .send()
-            .await;
-        let status = answer.as_ref().ok().map(|response| response.status());
-        inner
-            .metrics
-            .observe_probe("auth/token/lookup-self", status, started.elapsed());
-        match status {
-            None => Err(format!("vault: unreachable at {}", inner.base)),
+            .header(X_VAULT_TOKEN, inner.token_header());
+        match self.probe("auth/token/lookup-self", lookup).await {
             Some(StatusCode::FORBIDDEN) => {
                 Err("vault: the token was rejected (expired or revoked)".into())
             }
+            other => self.answered("auth/token/lookup-self", other),
+        }
+    }
+
+    /// Sends one probe request (no retries), counts it, and returns its status: `None`
+    /// when nothing answered.
+    async fn probe(&self, path: &str, request: reqwest::RequestBuilder) -> Option<StatusCode> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let status = request
+            .timeout(inner.settings.request_timeout.min(PROBE_TIMEOUT))
+            .send()
+            .await
+            .ok()
+            .map(|response| response.status());
+        inner.metrics.observe_probe(path, status, started.elapsed());
+        status
+    }
+
+    /// What every probe's status means: success, unreachable, sealed, or another answer.
+    fn answered(&self, path: &str, status: Option<StatusCode>) -> Result<(), String> {
+        match status {
+            None => Err(format!("vault: unreachable at {}", self.inner.base)),
             Some(StatusCode::SERVICE_UNAVAILABLE) => Err("vault: sealed".into()),
-            Some(status) if !status.is_success() => Err(format!(
-                "vault: auth/token/lookup-self answered HTTP {}",
-                status.as_u16()
-            )),
+            Some(status) if !status.is_success() => {
+                Err(format!("vault: {path} answered HTTP {}", status.as_u16()))
+            }
             Some(_) => Ok(()),
         }
     }

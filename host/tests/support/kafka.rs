@@ -286,7 +286,28 @@ pub struct PipelineSpec<'a> {
     pub vault_address: &'a str,
 }
 
-impl PipelineSpec<'_> {
+impl<'a> PipelineSpec<'a> {
+    /// Topic `in` to topic `out` on one cluster, dead letters to `dlq`, transit key
+    /// `customers`: what most single-pipeline tests run.
+    pub fn in_to_out(
+        kafka: &'a TestKafka,
+        vault_address: &'a str,
+        group: &'a str,
+        policy: String,
+    ) -> PipelineSpec<'a> {
+        PipelineSpec {
+            source_bootstrap: &kafka.bootstrap,
+            sink_bootstrap: &kafka.bootstrap,
+            source_topic: "in",
+            sink_topic: "out",
+            group,
+            policy,
+            policy_config: "key = \"customers\"",
+            errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
+            vault_address,
+        }
+    }
+
     pub fn config(&self) -> PipelineConfig {
         let text = self.text();
         PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
