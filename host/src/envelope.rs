@@ -22,8 +22,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use zeroize::Zeroizing;
 
 use crate::vault::{DecryptInput, VaultClient, VaultError};
@@ -127,7 +126,7 @@ fn associated_data<'a>(header: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8
 /// Seals one record: header ‖ nonce ‖ ciphertext ‖ tag, encrypted in place in the
 /// output buffer (one allocation, one copy of the plaintext).
 fn seal_into(
-    cipher: &Aes256Gcm,
+    cipher: &LessSafeKey,
     header: &[u8],
     nonce: &[u8; NONCE_LEN],
     plaintext: &[u8],
@@ -139,13 +138,13 @@ fn seal_into(
     envelope.extend_from_slice(plaintext);
     let body = header.len() + NONCE_LEN;
     let tag = cipher
-        .encrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &associated_data(header, aad),
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(*nonce),
+            Aad::from(associated_data(header, aad)),
             &mut envelope[body..],
         )
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    envelope.extend_from_slice(&tag);
+    envelope.extend_from_slice(tag.as_ref());
     envelope
 }
 
@@ -159,9 +158,8 @@ pub fn seal_with(
     plaintext: &[u8],
     aad: &[u8],
 ) -> Vec<u8> {
-    let cipher = Aes256Gcm::new(data_key.into());
     seal_into(
-        &cipher,
+        &cipher_for(data_key),
         &header(key_name, wrapped_key),
         nonce,
         plaintext,
@@ -175,17 +173,34 @@ pub fn open_with(
     parsed: &Parsed<'_>,
     aad: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let cipher = Aes256Gcm::new_from_slice(data_key)
+    let data_key: &[u8; 32] = data_key
+        .try_into()
         .map_err(|_| EnvelopeError::Unwrap("the unwrapped data key is not 256 bits".into()))?;
-    cipher
-        .decrypt(
-            Nonce::from_slice(parsed.nonce),
-            Payload {
-                msg: parsed.sealed,
-                aad: &associated_data(parsed.header, aad),
-            },
+    let nonce = Nonce::try_assume_unique_for_key(parsed.nonce)
+        .expect("parse() splits off exactly one nonce");
+    // One copy of the ciphertext, opened in place; the tag is cut off the end.
+    let mut plaintext = parsed.sealed.to_vec();
+    let opened = cipher_for(data_key)
+        .open_in_place(
+            nonce,
+            Aad::from(associated_data(parsed.header, aad)),
+            &mut plaintext,
         )
-        .map_err(|_| EnvelopeError::Authentication)
+        .map_err(|_| EnvelopeError::Authentication)?
+        .len();
+    plaintext.truncate(opened);
+    Ok(plaintext)
+}
+
+/// AES-256-GCM under `data_key`, from aws-lc-rs: with VAES and VPCLMULQDQ it runs
+/// several times faster than a portable implementation. The key schedule lives in an
+/// `EVP_AEAD_CTX` that AWS-LC allocates itself and wipes when freeing it
+/// (`OPENSSL_free` cleanses the whole allocation), so dropping the returned key leaves
+/// no key material behind; `data_key` itself stays the caller's to wipe.
+fn cipher_for(data_key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, data_key).expect("a 32-byte key is an AES-256 key"),
+    )
 }
 
 /// When a data key is retired.
@@ -231,9 +246,9 @@ type SealingSlot = (String, Option<Vec<u8>>);
 /// A sealing data key ready to use: the cipher (its AES key schedule and GHASH key
 /// computed once, not per record) and the envelope header, which is the same for every
 /// record sealed under it. The AES round keys are wiped when the last user drops it
-/// (the `aes` crate's `zeroize` feature).
+/// (see [`cipher_for`]).
 struct Sealer {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     header: Vec<u8>,
 }
 
@@ -307,7 +322,7 @@ impl Envelopes {
                 })?;
         let material = Zeroizing::new(material);
         let sealer = Arc::new(Sealer {
-            cipher: Aes256Gcm::new(material.as_slice().into()),
+            cipher: cipher_for(&material),
             header: header(key_name, &fresh.ciphertext),
         });
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
