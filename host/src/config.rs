@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::topics::{Route, SourceTopics, TopicTemplate};
 use crate::vault::VaultSettings;
 
 /// A configuration problem, naming the field (`sink.topic`, `policy.path`, ...).
@@ -77,6 +78,8 @@ fn default_vault_check_interval() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub bootstrap_servers: String,
+    /// Topic names, and regular expressions (starting with `^`, librdkafka's convention)
+    /// that pick up matching topics as they are created.
     pub topics: Vec<String>,
     pub group_id: String,
     /// How partitions are shared between runners of the same `group_id`.
@@ -106,8 +109,9 @@ pub enum Assignment {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub bootstrap_servers: String,
-    /// Where a policy's output goes unless the policy names another topic.
-    pub topic: String,
+    /// Where a policy's output goes unless the policy names another topic: a name, or a
+    /// template of the source topic (`"{topic}.protected"`).
+    pub topic: TopicTemplate,
     /// Any librdkafka producer property; these win over kafka-transit's defaults.
     #[serde(default)]
     pub properties: Properties,
@@ -340,7 +344,8 @@ pub enum DeadLetterCluster {
 pub struct ErrorsConfig {
     #[serde(default)]
     pub on_failure: OnFailure,
-    pub dead_letter_topic: Option<String>,
+    /// A name, or a template of the source topic (`"{topic}.dlq"`).
+    pub dead_letter_topic: Option<TopicTemplate>,
     #[serde(default)]
     pub dead_letter_cluster: DeadLetterCluster,
     /// Longest pause between retries of a batch that failed for a retryable reason.
@@ -492,31 +497,72 @@ impl PipelineConfig {
         Ok(config)
     }
 
+    /// `source.topics`, checked.
+    pub fn source_topics(&self) -> Result<SourceTopics, ConfigError> {
+        SourceTopics::parse(&self.source.topics)
+            .map_err(|message| invalid("source.topics", message))
+    }
+
+    /// Where outputs go, per source topic (`sink.topic`).
+    pub fn sink_route(&self) -> Result<Route, ConfigError> {
+        let same_cluster = self.source.bootstrap_servers == self.sink.bootstrap_servers;
+        Ok(Route::new(
+            "sink.topic",
+            self.sink.topic.clone(),
+            same_cluster.then(|| self.source_topics()).transpose()?,
+            self.reserved_topics(),
+        ))
+    }
+
+    /// Where dead letters go, per source topic, when they go anywhere.
+    pub fn dead_letter_route(&self) -> Result<Option<Route>, ConfigError> {
+        let Some(template) = &self.errors.dead_letter_topic else {
+            return Ok(None);
+        };
+        let on_source_cluster = match self.errors.dead_letter_cluster {
+            DeadLetterCluster::Source => true,
+            DeadLetterCluster::Sink => self.source.bootstrap_servers == self.sink.bootstrap_servers,
+        };
+        Ok(Some(Route::new(
+            "errors.dead_letter_topic",
+            template.clone(),
+            on_source_cluster
+                .then(|| self.source_topics())
+                .transpose()?,
+            self.reserved_topics(),
+        )))
+    }
+
+    fn reserved_topics(&self) -> Vec<String> {
+        match self.pipeline.delivery {
+            DeliveryGuarantee::ExactlyOnce => vec![self.pipeline.offsets_topic.clone()],
+            DeliveryGuarantee::AtLeastOnce => Vec::new(),
+        }
+    }
+
     /// Checks what serde cannot: relations between fields and sane values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         non_empty("source.bootstrap_servers", &self.source.bootstrap_servers)?;
         non_empty("source.group_id", &self.source.group_id)?;
-        if self.source.topics.is_empty() {
+        let source_topics = self.source_topics()?;
+        if source_topics.has_patterns() && self.source.assignment == Assignment::Static {
             return Err(invalid(
                 "source.topics",
-                "list at least one topic to consume",
+                "patterns (\"^...\") need source.assignment = \"group\": a static assignment \
+                 reads the partitions of listed topics only; list the topics instead",
             ));
-        }
-        for topic in &self.source.topics {
-            non_empty("source.topics", topic)?;
         }
         non_empty("sink.bootstrap_servers", &self.sink.bootstrap_servers)?;
-        non_empty("sink.topic", &self.sink.topic)?;
-        if self.source.bootstrap_servers == self.sink.bootstrap_servers
-            && self.source.topics.contains(&self.sink.topic)
-        {
-            return Err(invalid(
-                "sink.topic",
-                format!(
-                    "\"{}\" is also a source topic on the same cluster: the pipeline would consume its own output",
-                    self.sink.topic
-                ),
-            ));
+        // The listed source topics are known now: a template that sends one back to the
+        // pipeline is refused here, not at the first record. Patterns are checked as
+        // their topics appear.
+        let routes = [Some(self.sink_route()?), self.dead_letter_route()?];
+        for route in routes.iter().flatten() {
+            for topic in source_topics.names() {
+                route
+                    .topic_for(topic)
+                    .map_err(|message| invalid(route.field(), message))?;
+            }
         }
         for (name, _) in self.source.properties.0.iter() {
             if name == "enable.auto.commit" || name == "enable.auto.offset.store" {
@@ -528,16 +574,16 @@ impl PipelineConfig {
         }
         if self.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
             non_empty("pipeline.offsets_topic", &self.pipeline.offsets_topic)?;
+            if self.sink.topic.literal() == Some(self.pipeline.offsets_topic.as_str()) {
+                return Err(invalid(
+                    "pipeline.offsets_topic",
+                    "must differ from sink.topic",
+                ));
+            }
             if self.pipeline.transaction_interval > Duration::from_secs(30) {
                 return Err(invalid(
                     "pipeline.transaction_interval",
                     "must be at most 30s (well inside the producer's transaction.timeout.ms, 60s by default)",
-                ));
-            }
-            if self.pipeline.offsets_topic == self.sink.topic {
-                return Err(invalid(
-                    "pipeline.offsets_topic",
-                    "must differ from sink.topic",
                 ));
             }
             for (name, value) in self.sink.properties.0.iter() {
@@ -579,14 +625,11 @@ impl PipelineConfig {
                 "errors.dead_letter_topic",
                 "required when errors.on_failure = \"dead-letter\" (or set on_failure = \"stop\")",
             )),
-            (_, Some(topic)) => {
-                non_empty("errors.dead_letter_topic", topic)?;
-                if topic == &self.sink.topic {
-                    return Err(invalid(
-                        "errors.dead_letter_topic",
-                        "must differ from sink.topic",
-                    ));
-                }
+            (_, Some(topic)) if topic == &self.sink.topic => {
+                return Err(invalid(
+                    "errors.dead_letter_topic",
+                    "must differ from sink.topic",
+                ))
             }
             _ => {}
         }
@@ -703,7 +746,7 @@ dead_letter_topic = "customers.dlq"
             config.source.properties.0.get("auto.offset.reset").unwrap(),
             "earliest"
         );
-        assert_eq!(config.sink.topic, "customers.protected");
+        assert_eq!(config.sink.topic.as_str(), "customers.protected");
         assert_eq!(
             config.policy.source().unwrap(),
             PolicySource::Builtin("encrypt-value".into())
@@ -716,6 +759,48 @@ dead_letter_topic = "customers.dlq"
 
     fn error_of(text: &str) -> String {
         PipelineConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn topics_by_pattern_and_template() {
+        let routed = EXAMPLE
+            .replace(
+                r#"topics = ["customers.raw"]"#,
+                r#"topics = ['^.*\.raw$', "orders"]"#,
+            )
+            .replace(
+                r#"topic = "customers.protected""#,
+                r#"topic = "{topic|strip_suffix:.raw}.protected""#,
+            )
+            .replace(r#""customers.dlq""#, r#""{topic}.dlq""#);
+        let config = PipelineConfig::parse(&routed).unwrap();
+        let sink = config.sink_route().unwrap();
+        assert_eq!(
+            &*sink.topic_for("customers.raw").unwrap(),
+            "customers.protected"
+        );
+        let dead_letters = config.dead_letter_route().unwrap().unwrap();
+        assert_eq!(&*dead_letters.topic_for("orders").unwrap(), "orders.dlq");
+
+        // A listed topic whose sink the subscription also consumes: refused at start-up.
+        let looping = routed.replace(r#""{topic}.dlq""#, r#""{topic}.raw""#);
+        let error = error_of(&looping);
+        assert!(
+            error.starts_with("errors.dead_letter_topic: errors.dead_letter_topic = \"{topic}.raw\" sends records of \"orders\" to \"orders.raw\""),
+            "{error}"
+        );
+        let static_patterns = routed.replace(
+            "group_id = \"kafka-transit-encrypt\"",
+            "group_id = \"g\"\nassignment = \"static\"",
+        );
+        assert!(error_of(&static_patterns).starts_with("source.topics: patterns"));
+        let bad_pattern = routed.replace(r#"'^.*\.raw$'"#, r#""^(""#);
+        assert!(error_of(&bad_pattern).contains("not a valid regular expression"));
+        let header_topic = routed.replace(r#""{topic}.dlq""#, r#""{header:tenant}""#);
+        assert!(error_of(&header_topic).contains("cannot name a topic"));
+        // The old rule, now a case of the general one.
+        let same = EXAMPLE.replace(r#""customers.protected""#, r#""customers.raw""#);
+        assert!(error_of(&same).contains("consume its own output"));
     }
 
     #[test]

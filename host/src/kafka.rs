@@ -57,6 +57,10 @@ fn message_limit(tuning: &TuningConfig, growth: f64) -> usize {
 }
 
 /// The source consumer; `context` sees its rebalances and statistics.
+/// How often a pattern subscription looks for new matching topics, unless the source's
+/// own `topic.metadata.refresh.interval.ms` says otherwise.
+pub const PATTERN_REFRESH_MS: &str = "10000";
+
 pub fn consumer<C: ConsumerContext + 'static>(
     source: &SourceConfig,
     tuning: &TuningConfig,
@@ -94,6 +98,11 @@ pub fn consumer<C: ConsumerContext + 'static>(
                 .clamp(1000, 60_000)
                 .to_string(),
         );
+    if source.topics.iter().any(|topic| topic.starts_with('^')) {
+        // librdkafka matches patterns against the metadata it refreshes, every 5 minutes
+        // by default: a topic created now would wait that long to be consumed.
+        config.set("topic.metadata.refresh.interval.ms", PATTERN_REFRESH_MS);
+    }
     apply(&mut config, &source.properties);
     config.create_with_context(context)
 }

@@ -31,4 +31,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod scaffold;
+pub mod topics;
 pub mod vault;

@@ -9,22 +9,11 @@ use base64::Engine as _;
 use kafka_transit::pipeline::{dead_letter_headers, PipelineError};
 use kafka_transit::vault::DecryptInput;
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use support::kafka::{guest_component, PipelineSpec, RunningPipeline, TestKafka, TestRecord};
+use support::kafka::{
+    guest_component, header_text, PipelineSpec, RunningPipeline, TestKafka, TestRecord,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-}
-
-fn header_text(message: &OwnedMessage, name: &str) -> String {
-    String::from_utf8_lossy(header(message, name).unwrap_or_else(|| panic!("no header {name}")))
-        .into_owned()
-}
 
 fn spec<'a>(
     kafka: &'a TestKafka,

@@ -9,7 +9,7 @@
 use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
 use kafka_transit_policy_sdk::transit::{self, DecryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault_many, without_stamps, Failure, OutputRecord, Prepared,
+    configured_policy, through_vault_keyed, without_stamps, Failure, OutputRecord, Prepared,
     SourceRecord, TransformResult,
 };
 use serde_json::Value;
@@ -17,7 +17,7 @@ use serde_json::Value;
 configured_policy!(DecryptFields, FieldsConfig::parse, decrypt);
 
 fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault_many(
+    through_vault_keyed(
         batch,
         "vault decrypt",
         |record| {
@@ -34,10 +34,11 @@ fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
                         context: selected.context.clone(),
                     })
                     .collect();
-                Prepared::Item(((selected.doc, selected.locations), items))
+                let key = selected.key_or(config).to_string();
+                Prepared::Item((key, (selected.doc, selected.locations), items))
             })
         },
-        |items| transit::decrypt(&config.transit.key, items),
+        transit::decrypt,
         |record, (mut doc, locations), plaintexts| {
             let values = locations
                 .iter()

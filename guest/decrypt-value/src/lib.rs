@@ -8,38 +8,36 @@
 
 use kafka_transit_policy_sdk::transit::{self, DecryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault, without_stamps, Failure, OutputRecord, Prepared,
-    SourceRecord, TransformResult, TransitKeyConfig,
+    configured_policy, through_vault_by_key, without_stamps, Failure, OutputRecord, SourceRecord,
+    TransformResult, TransitKeyConfig,
 };
 
 configured_policy!(DecryptValue, TransitKeyConfig::parse, decrypt);
 
 fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault(
+    through_vault_by_key(
         batch,
         "vault decrypt",
         |record| {
-            let Some(value) = record.value.take() else {
-                return Prepared::Forward;
-            };
-            let ciphertext = match String::from_utf8(value) {
-                Ok(text) if text.starts_with("vault:v") => text,
-                _ => {
-                    return Prepared::Fail(Failure::InvalidInput(
-                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
-                    ))
-                }
-            };
-            match config.context_for(record.key.as_deref()) {
-                Ok(context) => Prepared::Item(DecryptItem {
+            config.key.with_value(record, |value, record| {
+                let ciphertext = match String::from_utf8(value) {
+                    Ok(text) if text.starts_with("vault:v") => text,
+                    _ => {
+                        return Err(Failure::InvalidInput(
+                            "value is not a Vault transit ciphertext (expected vault:v<N>:...)"
+                                .into(),
+                        ))
+                    }
+                };
+                let context = config.context_for(record.key.as_deref())?;
+                Ok(DecryptItem {
                     ciphertext,
                     context,
-                }),
-                Err(failure) => Prepared::Fail(failure),
-            }
+                })
+            })
         },
-        |items| transit::decrypt(&config.key, items),
-        |record, plaintext| OutputRecord {
+        transit::decrypt,
+        |record, _, plaintext| OutputRecord {
             topic: None,
             key: record.key,
             value: Some(plaintext),

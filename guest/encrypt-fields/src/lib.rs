@@ -12,7 +12,7 @@
 use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
 use kafka_transit_policy_sdk::transit::{self, EncryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_many, OutputRecord, Prepared, SourceRecord,
+    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
     TransformResult,
 };
 use serde_json::Value;
@@ -20,8 +20,7 @@ use serde_json::Value;
 configured_policy!(EncryptFields, FieldsConfig::parse, encrypt);
 
 fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let key = &config.transit.key;
-    through_vault_many(
+    through_vault_keyed(
         batch,
         "vault encrypt",
         |record| {
@@ -33,11 +32,12 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
                         context: selected.context.clone(),
                     })
                     .collect();
-                Prepared::Item(((selected.doc, selected.locations), items))
+                let key = selected.key_or(config).to_string();
+                Prepared::Item((key.clone(), (selected.doc, selected.locations, key), items))
             })
         },
-        |items| transit::encrypt(key, items),
-        |record, (mut doc, locations), ciphertexts| {
+        transit::encrypt,
+        |record, (mut doc, locations, key), ciphertexts| {
             fields::apply(
                 &mut doc,
                 &locations,
@@ -47,7 +47,7 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
                 topic: None,
                 key: record.key,
                 value: Some(doc.to_string().into_bytes()),
-                headers: stamped(record.headers, "encrypt-fields", key),
+                headers: stamped(record.headers, "encrypt-fields", &key),
             })
         },
     )

@@ -4,35 +4,34 @@
 //! as they are; two headers name the policy and the key. Tombstones pass through
 //! unchanged. One Vault batch request serves a whole batch.
 //!
-//! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
+//! Config: `key` (required; a name or a template such as `"{topic}"` or
+//! `"tenant-{header:tenant}"`), `context` or `context_from = "record-key"` (derived keys).
 
 use kafka_transit_policy_sdk::transit::{self, EncryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault, OutputRecord, Prepared, SourceRecord,
-    TransformResult, TransitKeyConfig,
+    configured_policy, stamped, through_vault_by_key, OutputRecord, SourceRecord, TransformResult,
+    TransitKeyConfig,
 };
 
 configured_policy!(EncryptValue, TransitKeyConfig::parse, encrypt);
 
 fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault(
+    through_vault_by_key(
         batch,
         "vault encrypt",
         |record| {
-            let Some(plaintext) = record.value.take() else {
-                return Prepared::Forward; // a tombstone stays a tombstone
-            };
-            match config.context_for(record.key.as_deref()) {
-                Ok(context) => Prepared::Item(EncryptItem { plaintext, context }),
-                Err(failure) => Prepared::Fail(failure),
-            }
+            // A tombstone stays a tombstone.
+            config.key.with_value(record, |plaintext, record| {
+                let context = config.context_for(record.key.as_deref())?;
+                Ok(EncryptItem { plaintext, context })
+            })
         },
-        |items| transit::encrypt(&config.key, items),
-        |record, ciphertext| OutputRecord {
+        transit::encrypt,
+        |record, key, ciphertext| OutputRecord {
             topic: None,
             key: record.key,
             value: Some(ciphertext.into_bytes()),
-            headers: stamped(record.headers, "encrypt-value", &config.key),
+            headers: stamped(record.headers, "encrypt-value", key),
         },
     )
 }

@@ -7,25 +7,26 @@
 
 use kafka_transit_policy_sdk::envelope::{self, OpenItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault, without_stamps, EnvelopeConfig, OutputRecord, Prepared,
+    configured_policy, through_vault_by_key, without_stamps, EnvelopeConfig, OutputRecord,
     SourceRecord, TransformResult,
 };
 
 configured_policy!(EnvelopeOpen, EnvelopeConfig::parse, open);
 
 fn open(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault(
+    through_vault_by_key(
         batch,
         "envelope open",
-        |record| match record.value.take() {
-            Some(envelope) => Prepared::Item(OpenItem {
-                envelope,
-                aad: Vec::new(),
-            }),
-            None => Prepared::Forward,
+        |record| {
+            config.key.with_value(record, |envelope, _| {
+                Ok(OpenItem {
+                    envelope,
+                    aad: Vec::new(),
+                })
+            })
         },
-        |items| envelope::open(&config.key, config.context(), items),
-        |record, plaintext| OutputRecord {
+        |key, items| envelope::open(key, config.context(), items),
+        |record, _, plaintext| OutputRecord {
             topic: None,
             key: record.key,
             value: Some(plaintext),

@@ -10,32 +10,33 @@
 
 use kafka_transit_policy_sdk::envelope::{self, SealItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault, EnvelopeConfig, OutputRecord, Prepared,
-    SourceRecord, TransformResult,
+    configured_policy, stamped, through_vault_by_key, EnvelopeConfig, OutputRecord, SourceRecord,
+    TransformResult,
 };
 
 configured_policy!(EnvelopeSeal, EnvelopeConfig::parse, seal);
 
 fn seal(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault(
+    through_vault_by_key(
         batch,
         "envelope seal",
-        |record| match record.value.take() {
-            Some(plaintext) => Prepared::Item(SealItem {
-                plaintext,
-                aad: Vec::new(),
-            }),
-            None => Prepared::Forward,
+        |record| {
+            config.key.with_value(record, |plaintext, _| {
+                Ok(SealItem {
+                    plaintext,
+                    aad: Vec::new(),
+                })
+            })
         },
-        |items| {
-            envelope::seal(&config.key, config.context(), items)
+        |key, items| {
+            envelope::seal(key, config.context(), items)
                 .map(|sealed| sealed.into_iter().map(Ok).collect())
         },
-        |record, sealed| OutputRecord {
+        |record, key, sealed| OutputRecord {
             topic: None,
             key: record.key,
             value: Some(sealed),
-            headers: stamped(record.headers, "envelope-seal", &config.key),
+            headers: stamped(record.headers, "envelope-seal", key),
         },
     )
 }

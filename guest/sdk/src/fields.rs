@@ -12,7 +12,9 @@ use std::fmt::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{parse_config, ContextSource, Failure, Prepared, SourceRecord, TransitKeyConfig};
+use crate::{
+    parse_config, ContextSource, Failure, KeyName, Prepared, SourceRecord, TransitKeyConfig,
+};
 
 /// The configured pointers, validated.
 #[derive(Debug, Clone)]
@@ -287,7 +289,17 @@ pub struct FieldsConfig {
 pub struct Selected {
     pub doc: Value,
     pub locations: Vec<String>,
+    /// The record's transit key; `None` when no field was selected (nothing goes to
+    /// Vault, so a record the key template cannot resolve is fine then).
+    pub key: Option<String>,
     pub context: Option<Vec<u8>>,
+}
+
+impl Selected {
+    /// The key to name in the record's `kafka-transit.key` header.
+    pub fn key_or<'a>(&'a self, config: &'a FieldsConfig) -> &'a str {
+        self.key.as_deref().unwrap_or(config.transit.key.as_str())
+    }
 }
 
 impl FieldsConfig {
@@ -295,7 +307,7 @@ impl FieldsConfig {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Raw {
-            key: String,
+            key: KeyName,
             #[serde(default)]
             context: Option<String>,
             #[serde(default)]
@@ -339,18 +351,24 @@ impl FieldsConfig {
                 "field {pointer:?} is missing (policy.config.on_missing_field = \"fail\")"
             )));
         }
-        // No field, no Vault: a keyless record is fine then, even with a per-record context.
-        let context = if selection.locations.is_empty() {
-            None
+        // No field, no Vault: a keyless record is fine then, even with a per-record context
+        // or key.
+        let (key, context) = if selection.locations.is_empty() {
+            (None, None)
         } else {
-            match self.transit.context_for(record.key.as_deref()) {
-                Ok(context) => context,
+            let resolved =
+                self.transit.key.for_record(record).and_then(|key| {
+                    Ok((Some(key), self.transit.context_for(record.key.as_deref())?))
+                });
+            match resolved {
+                Ok(resolved) => resolved,
                 Err(failure) => return Prepared::Fail(failure),
             }
         };
         Prepared::Item(Selected {
             doc,
             locations: selection.locations,
+            key,
             context,
         })
     }
@@ -567,7 +585,7 @@ mod tests {
     #[test]
     fn config_defaults_and_errors() {
         let config = FieldsConfig::parse(r#"{"key": "customers", "fields": ["/ssn"]}"#).unwrap();
-        assert_eq!(config.transit.key, "customers");
+        assert_eq!(config.transit.key.as_str(), "customers");
         assert_eq!(config.on_invalid_json, Action::Fail);
         assert_eq!(config.on_missing_field, Action::Pass);
 

@@ -9,29 +9,33 @@
 //! - [`configured_policy!`]: a policy whose `init` parses its `[policy.config]` once;
 //! - [`through_vault`] and [`through_vault_many`]: one Vault batch call for a whole
 //!   batch, results dealt back per record, failures mapped to what the host should do;
+//!   [`through_vault_by_key`] and [`through_vault_keyed`] when the transit key is
+//!   resolved per record ([`KeyName`]: `key = "{topic}"`), one call per distinct key;
 //! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
 //!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
 //!
-//! A policy that replaces each record's key with its HMAC under a transit key:
+//! A policy that replaces each record's key with its HMAC under a transit key (a name,
+//! or a template such as `"{topic}"`, resolved per record):
 //!
 //! ```
 //! use kafka_transit_policy_sdk::transit;
-//! use kafka_transit_policy_sdk::{configured_policy, through_vault, OutputRecord, Prepared,
-//!     SourceRecord, TransformResult, TransitKeyConfig};
+//! use kafka_transit_policy_sdk::{configured_policy, through_vault_by_key, OutputRecord,
+//!     Prepared, SourceRecord, TransformResult, TransitKeyConfig};
 //!
 //! configured_policy!(HashKeys, TransitKeyConfig::parse, hash_keys);
 //!
 //! fn hash_keys(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-//!     through_vault(
+//!     through_vault_by_key(
 //!         batch,
 //!         "vault hmac",
-//!         |record| match record.key.take() {
-//!             Some(key) => Prepared::Item(key),
-//!             None => Prepared::Forward,
+//!         |record| match (config.key.for_record(record), record.key.take()) {
+//!             (_, None) => Prepared::Forward,
+//!             (Ok(transit_key), Some(key)) => Prepared::Item((transit_key, key)),
+//!             (Err(failure), Some(_)) => Prepared::Fail(failure),
 //!         },
-//!         |keys| transit::hmac(&config.key, keys),
-//!         |record, hmac| OutputRecord { topic: None, key: Some(hmac.into_bytes()),
-//!                                       value: record.value, headers: record.headers },
+//!         |transit_key, keys| transit::hmac(transit_key, keys),
+//!         |record, _, hmac| OutputRecord { topic: None, key: Some(hmac.into_bytes()),
+//!                                          value: record.value, headers: record.headers },
 //!     )
 //! }
 //! # use kafka_transit_policy_sdk::{testing::{record, Host}, Policy};
@@ -79,8 +83,11 @@ pub use kafka_transit::policy::{envelope, transit};
 pub use testing::imports::{envelope, log, transit};
 
 pub mod fields;
+mod key;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+
+pub use key::KeyName;
 
 use serde::de::DeserializeOwned;
 use transit::TransitError;
@@ -93,7 +100,15 @@ pub const KEY_HEADER: &str = "kafka-transit.key";
 /// Parses the pipeline's `[policy.config]` table (JSON text from the host). The error
 /// names the offending field, e.g. "policy.config: missing field `key`".
 pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, String> {
-    serde_json::from_str(json).map_err(|e| format!("policy.config: {e}"))
+    serde_json::from_str(json).map_err(|e| {
+        // A field's own deserializer (KeyName) may already name the field.
+        let message = e.to_string();
+        if message.starts_with("policy.config.") {
+            message
+        } else {
+            format!("policy.config: {message}")
+        }
+    })
 }
 
 /// What a failed Vault call means for the records that depended on it.
@@ -158,8 +173,8 @@ pub enum ContextSource {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransitKeyConfig {
-    /// The transit key's name.
-    pub key: String,
+    /// The transit key's name, or a template naming one per record (see [`KeyName`]).
+    pub key: KeyName,
     /// A fixed derivation context (UTF-8), for keys created with `derived = true`.
     #[serde(default)]
     pub context: Option<String>,
@@ -176,9 +191,6 @@ impl TransitKeyConfig {
     /// The checks serde cannot express, for policies that embed these fields in a
     /// larger config of their own.
     pub fn validated(self) -> Result<Self, String> {
-        if self.key.is_empty() {
-            return Err("policy.config.key: must name a Vault transit key".into());
-        }
         if self.context.is_some() && matches!(self.context_from, ContextSource::RecordKey) {
             return Err("policy.config: set either `context` or `context_from`, not both".into());
         }
@@ -247,6 +259,30 @@ pub fn through_vault<I, O>(
     )
 }
 
+/// [`through_vault`] for policies whose key is resolved per record ([`KeyName`]):
+/// `prepare` gives each record's key with its item, there is one Vault batch call per
+/// distinct key, and `finish` gets the record's key back (for [`stamped`]).
+pub fn through_vault_by_key<I, O>(
+    batch: Vec<SourceRecord>,
+    what: &str,
+    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(String, I)>,
+    call: impl FnMut(&str, &[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
+    mut finish: impl FnMut(SourceRecord, &str, O) -> OutputRecord,
+) -> Vec<TransformResult> {
+    through_vault_keyed(
+        batch,
+        what,
+        |record| {
+            prepare(record).and_then(|(key, item)| Prepared::Item((key.clone(), key, vec![item])))
+        },
+        call,
+        |record, key, mut outputs| {
+            let output = outputs.pop().expect("one result for one item");
+            Ok(finish(record, &key, output))
+        },
+    )
+}
+
 /// [`through_vault`] for policies that send zero or more items per record (one per
 /// field, say). `prepare` may also hand over per-record state (a parsed document) that
 /// `finish` gets back with that record's results, in item order, so nothing is parsed
@@ -258,51 +294,86 @@ pub fn through_vault_many<S, I, O>(
     what: &str,
     mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(S, Vec<I>)>,
     call: impl FnOnce(&[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
+    finish: impl FnMut(SourceRecord, S, Vec<O>) -> Result<OutputRecord, Failure>,
+) -> Vec<TransformResult> {
+    let mut call = Some(call);
+    through_vault_keyed(
+        batch,
+        what,
+        |record| {
+            prepare(record).and_then(|(state, items)| Prepared::Item((String::new(), state, items)))
+        },
+        |_, items| (call.take().expect("one key, so one call"))(items),
+        finish,
+    )
+}
+
+/// The general form: each record names its transit key, its state and its items;
+/// there is one Vault batch call per distinct key (in order of first use), and each
+/// record gets its own results back in item order.
+pub fn through_vault_keyed<S, I, O>(
+    batch: Vec<SourceRecord>,
+    what: &str,
+    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(String, S, Vec<I>)>,
+    mut call: impl FnMut(&str, &[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
     mut finish: impl FnMut(SourceRecord, S, Vec<O>) -> Result<OutputRecord, Failure>,
 ) -> Vec<TransformResult> {
     enum Slot<S> {
         Forward,
-        Items(S, usize),
+        /// The record's state, its key's group and how many items it has there.
+        Items(S, usize, usize),
         Fail(Failure),
     }
     let mut batch = batch;
-    let mut items = Vec::new();
+    // Few distinct keys per batch: a list beats a map.
+    let mut groups: Vec<(String, Vec<I>)> = Vec::new();
     let slots: Vec<Slot<S>> = batch
         .iter_mut()
         .map(|record| match prepare(record) {
             Prepared::Forward => Slot::Forward,
-            Prepared::Item((state, mine)) => {
+            Prepared::Item((key, state, mine)) => {
+                let group = match groups.iter().position(|(k, _)| *k == key) {
+                    Some(group) => group,
+                    None => {
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
                 let count = mine.len();
-                items.extend(mine);
-                Slot::Items(state, count)
+                groups[group].1.extend(mine);
+                Slot::Items(state, group, count)
             }
             Prepared::Fail(failure) => Slot::Fail(failure),
         })
         .collect();
 
-    let mut outcome = if items.is_empty() {
-        Ok(Vec::new().into_iter())
-    } else {
-        match call(&items) {
-            Ok(results) if results.len() == items.len() => Ok(results.into_iter()),
-            Ok(results) => Err(Failure::PolicyError(format!(
-                "{what}: host returned {} results for {} items",
-                results.len(),
-                items.len()
-            ))),
-            Err(error) => Err(failure_from_transit(error, what)),
-        }
-    };
+    let mut outcomes: Vec<Result<_, Failure>> = groups
+        .iter()
+        .map(|(key, items)| {
+            if items.is_empty() {
+                return Ok(Vec::new().into_iter());
+            }
+            match call(key, items) {
+                Ok(results) if results.len() == items.len() => Ok(results.into_iter()),
+                Ok(results) => Err(Failure::PolicyError(format!(
+                    "{what}: host returned {} results for {} items",
+                    results.len(),
+                    items.len()
+                ))),
+                Err(error) => Err(failure_from_transit(error, what)),
+            }
+        })
+        .collect();
 
-    // Records own consecutive runs of items, so the results are dealt out in order.
+    // Within a group, records own consecutive runs of items, in record order.
     batch
         .into_iter()
         .zip(slots)
         .map(|(record, slot)| match slot {
             Slot::Forward => Ok(vec![forward(record)]),
             Slot::Fail(failure) => Err(failure),
-            Slot::Items(state, 0) => finish(record, state, Vec::new()).map(|out| vec![out]),
-            Slot::Items(state, count) => match &mut outcome {
+            Slot::Items(state, _, 0) => finish(record, state, Vec::new()).map(|out| vec![out]),
+            Slot::Items(state, group, count) => match &mut outcomes[group] {
                 Err(failure) => Err(failure.clone()),
                 Ok(results) => {
                     // Take all of this record's results before looking at any, so an
@@ -401,6 +472,41 @@ mod tests {
     }
 
     #[test]
+    fn one_call_per_key_and_a_failed_key_fails_only_its_records() {
+        let mut calls = Vec::new();
+        let results: Vec<_> = through_vault_keyed(
+            ["a:x", "b:y", "a:z", "c:w"].map(record).to_vec(),
+            "test",
+            |record| {
+                let value = String::from_utf8(record.value.clone().unwrap()).unwrap();
+                let (key, word) = value.split_once(':').unwrap();
+                Prepared::Item((key.to_string(), key.to_string(), vec![word.to_string()]))
+            },
+            |key, items| {
+                calls.push(format!("{key}:{}", items.join(",")));
+                match key {
+                    "c" => Err(TransitError::Unavailable("sealed".into())),
+                    _ => upper(items),
+                }
+            },
+            |record, key, outputs| {
+                Ok(OutputRecord {
+                    value: Some(format!("{key}={}", outputs.join(" ")).into_bytes()),
+                    ..forward(record)
+                })
+            },
+        )
+        .into_iter()
+        .map(|r| r.map(|mut out| String::from_utf8(out.remove(0).value.unwrap()).unwrap()))
+        .collect();
+        assert_eq!(calls, ["a:x,z", "b:y", "c:w"]);
+        assert_eq!(results[0], Ok("a=X".to_string()));
+        assert_eq!(results[1], Ok("b=Y".to_string()));
+        assert_eq!(results[2], Ok("a=Z".to_string()));
+        assert!(matches!(results[3], Err(Failure::Retryable(_))));
+    }
+
+    #[test]
     fn a_failed_call_fails_only_the_records_in_it() {
         let results = run(&["a", "", "b"], |_| {
             Err(TransitError::Unavailable("sealed".into()))
@@ -428,8 +534,9 @@ mod tests {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvelopeConfig {
-    /// The transit key that generates and wraps the data keys.
-    pub key: String,
+    /// The transit key that generates and wraps the data keys, or a template naming one
+    /// per record (see [`KeyName`]); data keys are cached per resolved key.
+    pub key: KeyName,
     /// A fixed derivation context (UTF-8), for keys created with `derived = true`.
     #[serde(default)]
     pub context: Option<String>,
@@ -444,11 +551,7 @@ impl EnvelopeConfig {
                     .into(),
             );
         }
-        let config: Self = parse_config(json)?;
-        if config.key.is_empty() {
-            return Err("policy.config.key: must name a Vault transit key".into());
-        }
-        Ok(config)
+        parse_config(json)
     }
 
     pub fn context(&self) -> Option<&[u8]> {

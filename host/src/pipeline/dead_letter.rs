@@ -4,14 +4,18 @@
 //! It lives on the source cluster by default, where the plaintext already is; on the
 //! sink cluster it carries only the failure metadata, never the record's contents.
 
+use std::sync::Arc;
+
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{DeadLetterCluster, PipelineConfig};
 use crate::kafka;
 use crate::policy::{Header, PolicyRuntime, SourceRecord};
+use crate::topics::Route;
 
 use super::delivery::enqueue;
+use super::{kafka_error, PipelineError};
 
 /// Headers on dead-lettered records.
 pub mod headers {
@@ -26,14 +30,17 @@ pub mod headers {
 
 pub(crate) struct DeadLetters {
     producer: FutureProducer,
-    topic: String,
+    route: Route,
     cluster: DeadLetterCluster,
 }
 
 impl DeadLetters {
     /// The dead-letter producer, when `errors.on_failure = "dead-letter"`.
-    pub(crate) fn new(config: &PipelineConfig) -> Result<Option<DeadLetters>, KafkaError> {
-        let Some(topic) = config.errors.dead_letter_topic.clone() else {
+    pub(crate) fn new(config: &PipelineConfig) -> Result<Option<DeadLetters>, PipelineError> {
+        let route = config
+            .dead_letter_route()
+            .map_err(|e| PipelineError::Route(e.to_string()))?;
+        let Some(route) = route else {
             return Ok(None);
         };
         if config.errors.on_failure != crate::config::OnFailure::DeadLetter {
@@ -47,10 +54,11 @@ impl DeadLetters {
                 &config.pipeline,
             ),
             DeadLetterCluster::Sink => kafka::sink_producer(&config.sink, &config.pipeline),
-        }?;
+        }
+        .map_err(kafka_error("creating the dead-letter producer"))?;
         Ok(Some(DeadLetters {
             producer,
-            topic,
+            route,
             cluster,
         }))
     }
@@ -61,15 +69,24 @@ impl DeadLetters {
         self.cluster == DeadLetterCluster::Sink
     }
 
-    /// Hands `record` to the dead-letter producer with headers naming the failure.
+    /// The dead-letter topic for `record` (`errors.dead_letter_topic`).
+    pub(crate) fn topic_for(&self, record: &SourceRecord) -> Result<Arc<str>, PipelineError> {
+        self.route
+            .topic_for(&record.topic)
+            .map_err(PipelineError::Route)
+    }
+
+    /// Hands `record` to the dead-letter producer, on `topic`, with headers naming the
+    /// failure.
     pub(crate) async fn send(
         &self,
+        topic: &str,
         record: &SourceRecord,
         kind: &'static str,
         reason: &str,
         policy: &PolicyRuntime,
     ) -> Result<DeliveryFuture, KafkaError> {
-        self.send_via(&self.producer, record, kind, reason, policy)
+        self.send_via(&self.producer, topic, record, kind, reason, policy)
             .await
     }
 
@@ -78,6 +95,7 @@ impl DeadLetters {
     pub(crate) async fn send_via(
         &self,
         producer: &FutureProducer,
+        topic: &str,
         record: &SourceRecord,
         kind: &'static str,
         reason: &str,
@@ -88,7 +106,7 @@ impl DeadLetters {
             partition = record.partition,
             offset = record.offset,
             kind,
-            dead_letter_topic = self.topic,
+            dead_letter_topic = topic,
             "dead-lettering record: {reason}"
         );
         let mut all = match self.cluster {
@@ -110,8 +128,7 @@ impl DeadLetters {
                 value: Some(value.into_bytes()),
             });
         }
-        let mut message =
-            FutureRecord::<[u8], [u8]>::to(&self.topic).headers(kafka::owned_headers(&all));
+        let mut message = FutureRecord::<[u8], [u8]>::to(topic).headers(kafka::owned_headers(&all));
         if self.cluster == DeadLetterCluster::Source {
             if let Some(key) = &record.key {
                 message = message.key(key.as_slice());

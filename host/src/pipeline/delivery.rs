@@ -14,6 +14,7 @@ use crate::config::{PipelineConfig, SinkConfig, TimestampSource};
 use crate::kafka;
 use crate::metrics::Metrics;
 use crate::policy::{Failure, OutputRecord, PolicyRuntime, SourceRecord, TransformResult};
+use crate::topics::Route;
 
 use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
@@ -63,6 +64,7 @@ pub(crate) struct InFlight {
 pub(crate) struct Delivery {
     sink: FutureProducer,
     sink_config: SinkConfig,
+    sink_route: Route,
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
@@ -78,8 +80,10 @@ impl Delivery {
             sink: kafka::sink_producer(&config.sink, &config.pipeline)
                 .map_err(kafka_error("creating the sink producer"))?,
             sink_config: config.sink.clone(),
-            dead_letters: DeadLetters::new(config)
-                .map_err(kafka_error("creating the dead-letter producer"))?,
+            sink_route: config
+                .sink_route()
+                .map_err(|e| PipelineError::Route(e.to_string()))?,
+            dead_letters: DeadLetters::new(config)?,
             ownership,
             metrics,
         })
@@ -112,10 +116,12 @@ impl Delivery {
             let index = records.len();
             match result {
                 Ok(outputs) => {
+                    let sink_topic = self.sink_topic(&record)?;
                     for output in outputs {
                         let bytes =
                             kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-                        match enqueue(&self.sink, self.sink_message(&record, &output)).await {
+                        let message = self.sink_message(&record, &output, &sink_topic);
+                        match enqueue(&self.sink, message).await {
                             Ok(delivery) => deliveries.push((index, Target::Sink, bytes, delivery)),
                             Err(error) if is_too_large(&error) => {
                                 let reason = too_large_reason(&error);
@@ -169,13 +175,21 @@ impl Delivery {
         })
     }
 
+    /// The sink topic for outputs of `record` that name none (`sink.topic`).
+    fn sink_topic(&self, record: &SourceRecord) -> Result<Arc<str>, PipelineError> {
+        self.sink_route
+            .topic_for(&record.topic)
+            .map_err(PipelineError::Route)
+    }
+
     /// The sink record for one output of `record`.
     fn sink_message<'a>(
         &'a self,
         record: &SourceRecord,
         output: &'a OutputRecord,
+        sink_topic: &'a str,
     ) -> FutureRecord<'a, [u8], [u8]> {
-        let topic = output.topic.as_deref().unwrap_or(&self.sink_config.topic);
+        let topic = output.topic.as_deref().unwrap_or(sink_topic);
         let mut message =
             FutureRecord::<[u8], [u8]>::to(topic).headers(kafka::owned_headers(&output.headers));
         if let Some(key) = &output.key {
@@ -273,10 +287,15 @@ impl Delivery {
                 )),
                 Ok(outputs) => {
                     let mut failure = None;
+                    let sink_topic = match self.sink_topic(record) {
+                        Ok(topic) => topic,
+                        Err(error) => return Err((sent, error)),
+                    };
                     for output in outputs {
                         let bytes =
                             kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-                        match enqueue(producer, self.sink_message(record, output)).await {
+                        let message = self.sink_message(record, output, &sink_topic);
+                        match enqueue(producer, message).await {
                             Ok(delivery) => sent.push(Sent {
                                 offset: record.offset,
                                 dead_letter: None,
@@ -305,9 +324,13 @@ impl Delivery {
             let Some(dead_letters) = &self.dead_letters else {
                 return Err((sent, stopped_on_failure(record, kind, &reason)));
             };
+            let topic = match dead_letters.topic_for(record) {
+                Ok(topic) => topic,
+                Err(error) => return Err((sent, error)),
+            };
             if dead_letters.on_sink_cluster() {
                 let delivery = match dead_letters
-                    .send_via(producer, record, kind, &reason, policy)
+                    .send_via(producer, &topic, record, kind, &reason, policy)
                     .await
                 {
                     Ok(delivery) => delivery,
@@ -361,8 +384,9 @@ impl Delivery {
         let Some(dead_letters) = &self.dead_letters else {
             return Err(stopped_on_failure(record, kind, reason));
         };
+        let topic = dead_letters.topic_for(record)?;
         dead_letters
-            .send(record, kind, reason, policy)
+            .send(&topic, record, kind, reason, policy)
             .await
             .map_err(|error| delivery_error(Target::DeadLetter(kind), record, error))
     }

@@ -59,6 +59,10 @@ pub enum PipelineError {
     },
     #[error("source.topics: {0}")]
     SourceTopic(String),
+    /// A topic template gave no usable topic for a source topic (the message names the
+    /// field and what to change).
+    #[error("{0}")]
+    Route(String),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(
@@ -205,7 +209,7 @@ impl Pipeline {
             policy = self.runner.runtime().name(),
             digest = self.runner.runtime().digest(),
             topics = ?self.config.source.topics,
-            sink = self.config.sink.topic,
+            sink = %self.config.sink.topic,
             delivery = ?self.config.pipeline.delivery,
             "pipeline started"
         );

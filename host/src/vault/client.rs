@@ -414,6 +414,15 @@ impl Inner {
                 message: "the transit key name is empty; set a key name".into(),
             });
         }
+        // Percent-encoding leaves dots alone, and a URL normalises "..": the request
+        // would reach another path than the one named.
+        if key == "." || key == ".." {
+            return Err(VaultError::InvalidRequest {
+                mount: self.mount.clone(),
+                key: key.to_string(),
+                message: "\".\" and \"..\" are not transit key names".into(),
+            });
+        }
         let mut p = String::with_capacity(self.mount.len() + op.len() + key.len() + 2);
         p.push_str(&self.mount);
         p.push('/');

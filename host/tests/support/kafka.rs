@@ -14,7 +14,7 @@ use kafka_transit::policy::swap::{PolicySwitch, Triggers};
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -84,8 +84,21 @@ impl TestKafka {
         self.cluster.is_some()
     }
 
-    /// Creates topics with `config` (topic-level settings) on an external cluster.
+    /// Creates topics with `config` (topic-level settings; an external cluster only: the
+    /// mock cluster answers no CreateTopics request and takes no settings).
     pub async fn create_topics(&self, topics: &[(&str, i32)], config: &[(&str, &str)]) {
+        if let Some(cluster) = &self.cluster {
+            assert!(
+                config.is_empty(),
+                "the mock cluster takes no topic settings"
+            );
+            for (topic, partitions) in topics {
+                cluster
+                    .create_topic(topic, *partitions, 1)
+                    .expect("create topic");
+            }
+            return;
+        }
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
         use rdkafka::client::DefaultClientContext;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -268,6 +281,21 @@ impl TestRecord {
 /// A component built from guest/ by the host's build script.
 pub fn guest_component(name: &str) -> PathBuf {
     PathBuf::from(env!("OUT_DIR")).join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The value of a consumed record's header `name`, if it has one with a value.
+pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a [u8]> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// [`header`] as text; panics when the header is missing.
+pub fn header_text(message: &OwnedMessage, name: &str) -> String {
+    String::from_utf8_lossy(header(message, name).unwrap_or_else(|| panic!("no header {name}")))
+        .into_owned()
 }
 
 /// The parts of a pipeline file tests vary.

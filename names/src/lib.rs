@@ -1,0 +1,371 @@
+//! Name templates: how one kafka-transit pipeline names the sink topic, the dead-letter
+//! topic and the Vault transit key of each record from the record itself.
+//!
+//! The language is the smallest that routes many topics and tenants:
+//!
+//! ```text
+//! template    = { text | placeholder }
+//! placeholder = "{" field { "|" filter } "}"
+//! field       = "topic"                      the record's source topic
+//!             | "header:" NAME               the value of the record's header NAME (UTF-8;
+//!                                            the last one when it repeats)
+//! filter      = "strip_prefix:" TEXT         remove TEXT from the start, if it is there
+//!             | "strip_suffix:" TEXT         remove TEXT from the end, if it is there
+//! ```
+//!
+//! `"{topic}.protected"`, `"{topic|strip_suffix:.raw}.protected"` (`customers.raw` →
+//! `customers.protected`), `"{topic}.dlq"`, `"tenant-{header:tenant}"`. Braces have no
+//! escape: neither Kafka topic names nor Vault key names may contain them.
+//!
+//! A rendered name must be a valid name (see [`check_name`]): record headers come from
+//! whoever produced the record, and a name like `../sys` must never reach a Vault path.
+//!
+//! This crate is shared by the host (topics) and the policy SDK (keys), so that both
+//! read templates the same way.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The longest name Kafka accepts for a topic; Vault key names are held to it too.
+pub const MAX_NAME_LEN: usize = 249;
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(Field, Vec<Filter>),
+}
+
+/// Where a placeholder's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Topic,
+    Header(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Filter {
+    StripPrefix(String),
+    StripSuffix(String),
+}
+
+/// What a record offers a template: its topic and its headers.
+pub trait Record {
+    fn topic(&self) -> &str;
+    /// The value of the last header called `name`, if any.
+    fn header(&self, name: &str) -> Option<Option<&[u8]>>;
+}
+
+/// Why a template could not be parsed. The message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Why a template gave no name for one record: always the record's doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    MissingHeader(String),
+    HeaderNotText(String),
+    InvalidName { name: String, reason: &'static str },
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderError::MissingHeader(h) => write!(f, "the record has no header \"{h}\""),
+            RenderError::HeaderNotText(h) => {
+                write!(f, "the record's header \"{h}\" is not UTF-8 text")
+            }
+            RenderError::InvalidName { name, reason } => {
+                write!(
+                    f,
+                    "\"{}\" is not a valid name: {reason}",
+                    name.escape_debug()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+impl Template {
+    /// Parses `text`. Errors say what is wrong; the caller prefixes the field name.
+    pub fn parse(text: &str) -> Result<Template, ParseError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            match rest.find(['{', '}']) {
+                Some(at) if rest.as_bytes()[at] == b'}' => {
+                    return Err(ParseError(format!(
+                        "\"{text}\": '}}' without a matching '{{'"
+                    )))
+                }
+                Some(at) => {
+                    if at > 0 {
+                        parts.push(Part::Text(rest[..at].to_string()));
+                    }
+                    let close = rest[at..].find('}').ok_or_else(|| {
+                        ParseError(format!("\"{text}\": '{{' without a matching '}}'"))
+                    })?;
+                    parts.push(placeholder(text, &rest[at + 1..at + close])?);
+                    rest = &rest[at + close + 1..];
+                }
+                None => {
+                    parts.push(Part::Text(rest.to_string()));
+                    rest = "";
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(ParseError("must not be empty".into()));
+        }
+        Ok(Template {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    /// The text the template was parsed from.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The name itself, when the template has no placeholder.
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Text(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The fields the template reads, so a caller can refuse those it cannot offer.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Field(field, _) => Some(field),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The name for `record`, checked with [`check_name`].
+    pub fn render(&self, record: &impl Record) -> Result<Cow<'_, str>, RenderError> {
+        if let Some(name) = self.literal() {
+            return Ok(Cow::Borrowed(name));
+        }
+        let mut name = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => name.push_str(text),
+                Part::Field(field, filters) => {
+                    let mut value = match field {
+                        Field::Topic => record.topic(),
+                        Field::Header(h) => match record.header(h) {
+                            None | Some(None) => return Err(RenderError::MissingHeader(h.clone())),
+                            Some(Some(bytes)) => std::str::from_utf8(bytes)
+                                .map_err(|_| RenderError::HeaderNotText(h.clone()))?,
+                        },
+                    };
+                    for filter in filters {
+                        value = match filter {
+                            Filter::StripPrefix(p) => {
+                                value.strip_prefix(p.as_str()).unwrap_or(value)
+                            }
+                            Filter::StripSuffix(s) => {
+                                value.strip_suffix(s.as_str()).unwrap_or(value)
+                            }
+                        };
+                    }
+                    name.push_str(value);
+                }
+            }
+        }
+        check_name(&name).map_err(|reason| RenderError::InvalidName {
+            name: name.clone(),
+            reason,
+        })?;
+        Ok(Cow::Owned(name))
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn placeholder(text: &str, inside: &str) -> Result<Part, ParseError> {
+    let mut pieces = inside.split('|');
+    let field = match pieces.next().unwrap_or_default() {
+        "topic" => Field::Topic,
+        f => match f.strip_prefix("header:") {
+            Some(name) if !name.is_empty() => Field::Header(name.to_string()),
+            _ => {
+                return Err(ParseError(format!(
+                    "\"{text}\": unknown placeholder {{{f}}}; use {{topic}} or {{header:NAME}}"
+                )))
+            }
+        },
+    };
+    let filters = pieces
+        .map(|filter| match filter.split_once(':') {
+            Some(("strip_prefix", p)) if !p.is_empty() => Ok(Filter::StripPrefix(p.to_string())),
+            Some(("strip_suffix", s)) if !s.is_empty() => Ok(Filter::StripSuffix(s.to_string())),
+            _ => Err(ParseError(format!(
+                "\"{text}\": unknown filter \"{filter}\"; use strip_prefix:TEXT or strip_suffix:TEXT"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Part::Field(field, filters))
+}
+
+/// A name both Kafka (topics) and Vault (transit keys, a path segment) accept: 1 to 249
+/// of `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("it is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not names");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("only letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct R(&'static str, Vec<(&'static str, Option<&'static [u8]>)>);
+
+    impl Record for R {
+        fn topic(&self) -> &str {
+            self.0
+        }
+        fn header(&self, name: &str) -> Option<Option<&[u8]>> {
+            self.1
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| *v)
+        }
+    }
+
+    fn render(template: &str, record: &R) -> Result<String, String> {
+        Template::parse(template)
+            .map_err(|e| e.to_string())?
+            .render(record)
+            .map(Cow::into_owned)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn topic_with_filters() {
+        let r = R("customers.raw", vec![]);
+        assert_eq!(
+            render("{topic}.protected", &r).unwrap(),
+            "customers.raw.protected"
+        );
+        assert_eq!(
+            render("{topic|strip_suffix:.raw}.protected", &r).unwrap(),
+            "customers.protected"
+        );
+        assert_eq!(
+            render("{topic|strip_prefix:customers.}", &r).unwrap(),
+            "raw"
+        );
+        assert_eq!(
+            render("x-{topic|strip_prefix:nope|strip_suffix:.raw}", &r).unwrap(),
+            "x-customers",
+            "a filter whose text is absent leaves the value alone; filters chain"
+        );
+        assert_eq!(render("fixed", &r).unwrap(), "fixed");
+        assert_eq!(Template::parse("fixed").unwrap().literal(), Some("fixed"));
+        assert_eq!(Template::parse("{topic}").unwrap().literal(), None);
+    }
+
+    #[test]
+    fn headers_select_names_and_the_last_one_wins() {
+        let r = R(
+            "t",
+            vec![("tenant", Some(b"acme")), ("tenant", Some(b"globex"))],
+        );
+        assert_eq!(
+            render("tenant-{header:tenant}", &r).unwrap(),
+            "tenant-globex"
+        );
+        assert_eq!(
+            render("{header:region}", &r).unwrap_err(),
+            "the record has no header \"region\""
+        );
+        let valueless = R("t", vec![("tenant", None)]);
+        assert!(render("{header:tenant}", &valueless)
+            .unwrap_err()
+            .contains("no header"));
+        let binary = R("t", vec![("tenant", Some(b"\xff"))]);
+        assert!(render("{header:tenant}", &binary)
+            .unwrap_err()
+            .contains("not UTF-8"));
+    }
+
+    #[test]
+    fn rendered_names_cannot_escape_into_a_vault_path() {
+        for evil in ["..", ".", "a/b", "../sys/seal", "", "a b", "k\u{e9}y"] {
+            let leaked: &'static [u8] = Box::leak(evil.as_bytes().to_vec().into_boxed_slice());
+            let r = R("t", vec![("tenant", Some(leaked))]);
+            let error = render("{header:tenant}", &r).unwrap_err();
+            assert!(error.contains("is not a valid name"), "{evil:?}: {error}");
+        }
+        assert!(check_name(&"a".repeat(250)).is_err());
+        assert!(check_name(&"a".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn parse_errors_say_what_to_write() {
+        for (bad, says) in [
+            ("", "must not be empty"),
+            ("{topic", "without a matching '}'"),
+            ("topic}", "without a matching '{'"),
+            ("{partition}", "use {topic} or {header:NAME}"),
+            ("{header:}", "use {topic} or {header:NAME}"),
+            (
+                "{topic|upper}",
+                "use strip_prefix:TEXT or strip_suffix:TEXT",
+            ),
+            ("{topic|strip_suffix:}", "unknown filter"),
+        ] {
+            let error = Template::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn fields_lists_what_a_template_reads() {
+        let t = Template::parse("{topic}-{header:tenant}").unwrap();
+        assert_eq!(
+            t.fields().cloned().collect::<Vec<_>>(),
+            [Field::Topic, Field::Header("tenant".into())]
+        );
+        assert_eq!(t.to_string(), "{topic}-{header:tenant}");
+    }
+}
