@@ -5,8 +5,10 @@
 # OpenBao over TLS holding the key; then a Java consumer (kafka-clients with
 # KafkaTransitDeserializer configured by properties alone, HostOutputIT under mvn verify)
 # and the Go package (go test, on the values as the host wrote them to Kafka) read both
-# topics back and compare byte for byte; a tampered envelope is refused by both, the
-# Java consumer naming its partition and offset.
+# topics back and compare byte for byte, with a token that may only decrypt with that
+# key; a tampered envelope and a wrong token are refused by both, the Java consumer
+# naming partition and offset; a value encrypted in a Vault namespace decrypts with
+# the namespace set, and only then.
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
@@ -16,7 +18,23 @@ start_kafka
 start_openbao --tls
 create_topics readers.raw:2 readers.sealed:2 readers.encrypted:2 readers.raw.dlq readers.tampered
 vault_write transit/keys/customers '{}'
-printf '%s\n' "$VAULT_TOKEN" >"$WORK/token"
+
+# vault_call NAMESPACE PATH JSON: Vault's answer to a POST with the root token ("" for the root namespace).
+vault_call() {
+  curl -sf --cacert "$VAULT_CACERT" -X POST -H "X-Vault-Token: $VAULT_TOKEN" ${1:+-H "X-Vault-Namespace: $1"} \
+    -d "$3" "$VAULT_ADDR/v1/$2"
+}
+json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); [d := d[k] for k in sys.argv[1:]]; print(d)' "$@"; }
+say "the readers' token may only decrypt with key customers; a namespace with its own transit key"
+vault_call "" sys/policies/acl/kafka-transit-reader \
+  '{"policy": "path \"transit/decrypt/customers\" { capabilities = [\"update\"] }"}' >/dev/null
+vault_call "" auth/token/create '{"policies": ["kafka-transit-reader"], "ttl": "1h"}' \
+  | json_field auth client_token >"$WORK/token"
+vault_call "" sys/namespaces/team-a '{}' >/dev/null
+vault_call team-a sys/mounts/transit '{"type": "transit"}' >/dev/null
+vault_call team-a transit/keys/customers '{}' >/dev/null
+vault_call team-a transit/encrypt/customers "{\"plaintext\": \"$(printf 'hello from namespace team-a' | base64)\"}" \
+  | json_field data ciphertext >"$WORK/namespace-value.txt"
 
 say "producing 303 records of known content (JSON, binary, empty, 1 MiB, a tombstone)"
 python3 - "$KAFKA_BOOTSTRAP" "$WORK/expected" <<'PY'
@@ -93,7 +111,7 @@ PY
 
 export KAFKA_TRANSIT_E2E_BOOTSTRAP=$KAFKA_BOOTSTRAP KAFKA_TRANSIT_E2E_EXPECTED=$WORK/expected \
   KAFKA_TRANSIT_E2E_COUNT=$COUNT KAFKA_TRANSIT_E2E_TOKEN_FILE=$WORK/token \
-  KAFKA_TRANSIT_E2E_HOST_OUTPUT=$WORK/host-output
+  KAFKA_TRANSIT_E2E_HOST_OUTPUT=$WORK/host-output KAFKA_TRANSIT_E2E_NAMESPACE_VALUE=$WORK/namespace-value.txt
 
 say "Java: a kafka-clients consumer with KafkaTransitDeserializer (HostOutputIT, mvn verify)"
 started=$SECONDS
@@ -105,11 +123,11 @@ grep -q 'Skipped: 0' clients/java/target/failsafe-reports/io.kafkatransit.client
   || fail "HostOutputIT was skipped"
 echo "   Java: $((SECONDS - started))s"
 
-say "Go: Open and DecryptValue on the host's output (go test -run TestHostOutput)"
+say "Go: Open and DecryptValue on the host's output (go test -run 'TestHostOutput|TestNamespace')"
 started=$SECONDS
-(cd clients/go && nice -n 10 go test -count=1 -run TestHostOutput -v ./... >"$WORK/go.log" 2>&1) \
+(cd clients/go && nice -n 10 go test -count=1 -run 'TestHostOutput|TestNamespace' -v ./... >"$WORK/go.log" 2>&1) \
   || { cat "$WORK/go.log"; fail "the Go reader"; }
 grep 'go reader:' "$WORK/go.log" || fail "TestHostOutput did not run (log: $WORK/go.log)"
-grep -q -- '--- SKIP' "$WORK/go.log" && fail "TestHostOutput was skipped (log: $WORK/go.log)"
+! grep -q -- '--- SKIP' "$WORK/go.log" || fail "a Go end-to-end test was skipped (log: $WORK/go.log)"
 echo "   Go: $((SECONDS - started))s"
 say "readers end-to-end: passed"

@@ -45,11 +45,12 @@ func TestHostOutput(t *testing.T) {
 	expected := readDir(t, os.Getenv("KAFKA_TRANSIT_E2E_EXPECTED"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// A token that may only decrypt with key customers, read from its file.
 	config := Config{
-		Address: os.Getenv("VAULT_ADDR"),
-		Token:   os.Getenv("VAULT_TOKEN"),
-		CACert:  os.Getenv("VAULT_CACERT"),
-		Key:     "customers",
+		Address:   os.Getenv("VAULT_ADDR"),
+		TokenFile: os.Getenv("KAFKA_TRANSIT_E2E_TOKEN_FILE"),
+		CACert:    os.Getenv("VAULT_CACERT"),
+		Key:       "customers",
 	}
 
 	for _, topic := range []string{"readers.sealed", "readers.encrypted"} {
@@ -123,4 +124,49 @@ func TestHostOutput(t *testing.T) {
 		t.Fatalf("the tampered envelope: %x, %v", plaintext, err)
 	}
 	t.Logf("go reader: tampered envelope refused: %v", err)
+
+	refused := config
+	refused.TokenFile, refused.Token = "", "not-a-token"
+	reader, err = New(refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plaintext, err = reader.Open(ctx, tampered["json-7"])
+	if !errors.Is(err, ErrVault) || plaintext != nil || strings.Contains(err.Error(), "not-a-token") {
+		t.Fatalf("a token Vault refuses: %x, %v", plaintext, err)
+	}
+	t.Logf("go reader: a refused token: %v", err)
+}
+
+// TestNamespace decrypts a value encrypted in Vault namespace team-a: with the namespace
+// set, and not without. Skipped unless .ci/e2e/readers.sh set it up.
+func TestNamespace(t *testing.T) {
+	path := os.Getenv("KAFKA_TRANSIT_E2E_NAMESPACE_VALUE")
+	if path == "" {
+		t.Skip("KAFKA_TRANSIT_E2E_NAMESPACE_VALUE not set: run .ci/e2e/readers.sh")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.TrimSpace(string(raw))
+	config := Config{Address: os.Getenv("VAULT_ADDR"), Token: os.Getenv("VAULT_TOKEN"),
+		CACert: os.Getenv("VAULT_CACERT"), Key: "customers"}
+	outside, err := New(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := outside.DecryptValue(context.Background(), text); !errors.Is(err, ErrVault) {
+		t.Fatalf("without the namespace: %v", err)
+	}
+	config.Namespace = "team-a"
+	inside, err := New(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plaintext, err := inside.DecryptValue(context.Background(), text)
+	if err != nil || string(plaintext) != "hello from namespace team-a" {
+		t.Fatalf("with the namespace: %q, %v", plaintext, err)
+	}
+	t.Logf("go reader: a value encrypted in namespace team-a decrypts with the namespace set, not without")
 }

@@ -65,21 +65,25 @@ func (r *Reader) DecryptValue(ctx context.Context, text string) ([]byte, error) 
 	return r.Read(ctx, []byte(text))
 }
 
-// Read reads one protected value, whichever of the two forms it is.
+// Read reads one protected value, whichever of the two forms it is (nil stays nil).
 func (r *Reader) Read(ctx context.Context, value []byte) ([]byte, error) {
 	result := r.ReadAll(ctx, [][]byte{value})[0]
 	return result.Plaintext, result.Err
 }
 
 // ReadAll reads a batch: every data key not cached and every vault:v value goes to Vault
-// in one transit/decrypt batch per transit key. One result per value, in order.
+// in one transit/decrypt batch per transit key. One result per value, in order. A nil
+// value (a tombstone) reads as nil without error; an empty one is ErrTruncated.
 func (r *Reader) ReadAll(ctx context.Context, values [][]byte) []Result {
 	results := make([]Result, len(values))
 	envelopes := make([]*Envelope, len(values))
+	tombstones := make([]bool, len(values))
 	wrapped := map[string][]string{}
 	var texts []string
 	for i, value := range values {
 		switch {
+		case value == nil:
+			tombstones[i] = true
 		case bytes.HasPrefix(value, vaultPrefix):
 			if r.key == "" {
 				results[i].Err = fmt.Errorf("%w: a vault:v value needs the transit key to decrypt it with", ErrConfig)
@@ -99,7 +103,7 @@ func (r *Reader) ReadAll(ctx context.Context, values [][]byte) []Result {
 	defer l.wipe()
 	for i, value := range values {
 		switch {
-		case results[i].Err != nil:
+		case results[i].Err != nil, tombstones[i]:
 		case envelopes[i] != nil:
 			results[i].Plaintext, results[i].Err = l.open(envelopes[i], nil)
 		default:

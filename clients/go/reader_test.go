@@ -159,3 +159,13 @@ func TestConfigNeverShowsTheToken(t *testing.T) {
 		t.Errorf("no token: %v", err)
 	}
 }
+
+func TestATombstoneStaysNilAnEmptyValueIsRefused(t *testing.T) {
+	reader := NewReader(newFakeVault(), "customers", 10)
+	if plaintext, err := reader.Read(context.Background(), nil); plaintext != nil || err != nil {
+		t.Errorf("tombstone: %x, %v", plaintext, err)
+	}
+	if _, err := reader.Read(context.Background(), []byte{}); !errors.Is(err, ErrTruncated) {
+		t.Errorf("empty value: %v", err)
+	}
+}

@@ -2,14 +2,17 @@ package io.kafkatransit.client;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -29,6 +32,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Reads what kafka-transit wrote, through live Apache Kafka and OpenBao (over TLS): run by
@@ -145,6 +149,47 @@ class HostOutputIT {
                         + "%d Vault request(s)%n", topic, read.size(), polls, identical, calls);
             }
         }
+    }
+
+    @Test
+    void aTokenVaultRefusesFailsThePollNeverYieldingCiphertext(@TempDir Path dir) throws IOException {
+        Properties props = properties(KafkaTransitDeserializer.class.getName());
+        props.put("kafka.transit.vault.token.file", Files.writeString(dir.resolve("token"), "not-a-token").toString());
+        try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(props)) {
+            consumer.subscribe(List.of("readers.sealed"));
+            long deadline = System.nanoTime() + DEADLINE.toNanos();
+            while (System.nanoTime() < deadline) {
+                try {
+                    assertTrue(consumer.poll(Duration.ofMillis(500)).isEmpty(), "records returned");
+                } catch (RecordDeserializationException e) {
+                    TransitReadException cause = assertInstanceOf(TransitReadException.class, e.getCause().getCause());
+                    assertEquals(TransitReadException.Reason.VAULT, cause.reason());
+                    assertTrue(cause.getMessage().contains("HTTP 403"), cause.getMessage());
+                    assertFalse(cause.getMessage().contains("not-a-token"));
+                    System.out.printf("java reader: a refused token fails the poll at %s offset %d: %s%n",
+                            e.topicPartition(), e.offset(), cause.getMessage());
+                    return;
+                }
+            }
+            fail("no failure with a token Vault refuses");
+        }
+    }
+
+    @Test
+    void aValueEncryptedInANamespaceDecryptsWithTheNamespaceSet() throws IOException {
+        String text = Files.readString(Path.of(System.getenv("KAFKA_TRANSIT_E2E_NAMESPACE_VALUE"))).strip();
+        Map<String, Object> configs = new HashMap<>();
+        properties(KafkaTransitDeserializer.class.getName()).forEach((k, v) -> configs.put((String) k, v));
+        configs.remove("kafka.transit.vault.token.file"); // the root token, from VAULT_TOKEN
+        try (TransitReader outside = TransitReader.from(TransitConfig.from(configs))) {
+            assertEquals(TransitReadException.Reason.VAULT,
+                    assertThrows(TransitReadException.class, () -> outside.decryptValue(text)).reason());
+        }
+        configs.put("kafka.transit.vault.namespace", "team-a");
+        try (TransitReader inside = TransitReader.from(TransitConfig.from(configs))) {
+            assertEquals("hello from namespace team-a", new String(inside.decryptValue(text), StandardCharsets.UTF_8));
+        }
+        System.out.println("java reader: a value encrypted in namespace team-a decrypts with the namespace set, not without");
     }
 
     @Test
