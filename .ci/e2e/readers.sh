@@ -68,17 +68,9 @@ for policy in envelope-seal:readers.sealed encrypt-value:readers.encrypted; do
   sed -i "s|^token_env = \"VAULT_TOKEN\"|&\nca_cert = \"$VAULT_CACERT\"|" "$WORK/${policy%%:*}.toml"
 done
 
-run_until() { # CONFIG TOPIC COUNT LOG
-  "$KAFKA_TRANSIT" run --config "$1" >"$4" 2>&1 &
-  local pid=$!
-  STACK_PIDS+=("$pid")
-  wait_for_keys "$2" "$3" 240 "log: $4"
-  kill -TERM "$pid"
-  wait "$pid" || fail "kafka-transit did not stop cleanly (log: $4)"
-}
 say "the host seals (envelope-seal) and encrypts (encrypt-value) them"
-run_until "$WORK/envelope-seal.toml" readers.sealed $COUNT "$WORK/seal.log"
-run_until "$WORK/encrypt-value.toml" readers.encrypted $COUNT "$WORK/encrypt.log"
+run_pipeline_until "$WORK/envelope-seal.toml" readers.sealed $COUNT "$WORK/seal.log"
+run_pipeline_until "$WORK/encrypt-value.toml" readers.encrypted $COUNT "$WORK/encrypt.log"
 [ "$(count_distinct_keys readers.raw.dlq)" -eq 0 ] || fail "records were dead-lettered"
 
 say "host output as written to Kafka, for the Go reader; a tampered copy of one envelope"
