@@ -91,30 +91,28 @@ public final class TransitReader implements AutoCloseable {
      * to Vault in one {@code transit/decrypt} batch per transit key. One outcome per value, in order.
      */
     public List<Outcome> readAll(List<byte[]> values) {
-        Object[] parsed = new Object[values.size()]; // Envelope, String (vault text) or TransitReadException
+        List<Item> items = new ArrayList<>(values.size());
         Map<String, List<String>> wrapped = new LinkedHashMap<>();
         Map<String, List<String>> texts = new LinkedHashMap<>();
-        for (int i = 0; i < parsed.length; i++) {
-            try {
-                parsed[i] = classify(values.get(i));
-                if (parsed[i] instanceof Envelope envelope) {
-                    wrapped.computeIfAbsent(envelope.keyName(), k -> new ArrayList<>()).add(envelope.wrappedKey());
-                } else {
-                    texts.computeIfAbsent(key, k -> new ArrayList<>()).add((String) parsed[i]);
-                }
-            } catch (TransitReadException e) {
-                parsed[i] = e;
+        for (byte[] value : values) {
+            Item item = classify(value);
+            items.add(item);
+            if (item instanceof Sealed sealed) {
+                wrapped.computeIfAbsent(sealed.envelope.keyName(), k -> new ArrayList<>())
+                        .add(sealed.envelope.wrappedKey());
+            } else if (item instanceof Text text) {
+                texts.computeIfAbsent(key, k -> new ArrayList<>()).add(text.text);
             }
         }
         try (Lookup lookup = lookup(wrapped, texts)) {
-            List<Outcome> outcomes = new ArrayList<>(parsed.length);
-            for (Object item : parsed) {
+            List<Outcome> outcomes = new ArrayList<>(items.size());
+            for (Item item : items) {
                 try {
-                    if (item instanceof TransitReadException e) {
-                        throw e;
+                    if (item instanceof Unreadable unreadable) {
+                        throw unreadable.error;
                     }
-                    outcomes.add(new Outcome.Read(item instanceof Envelope envelope
-                            ? lookup.open(envelope, NO_AAD) : lookup.texts.get((String) item).plaintext()));
+                    outcomes.add(new Outcome.Read(item instanceof Sealed sealed
+                            ? lookup.open(sealed.envelope, NO_AAD) : lookup.texts.get(((Text) item).text).plaintext()));
                 } catch (TransitReadException e) {
                     outcomes.add(new Outcome.Failed(e));
                 }
@@ -123,21 +121,38 @@ public final class TransitReader implements AutoCloseable {
         }
     }
 
-    private Object classify(byte[] value) {
-        if (startsWith(value, VAULT_PREFIX)) {
-            if (key == null) {
-                throw new TransitReadException(Reason.CONFIG,
-                        "a vault:v value needs the transit key to decrypt it with (" + TransitConfig.KEY + ")");
+    /** A value of a batch, classified before Vault is asked. */
+    private sealed interface Item {
+    }
+
+    private record Sealed(Envelope envelope) implements Item {
+    }
+
+    private record Text(String text) implements Item {
+    }
+
+    private record Unreadable(TransitReadException error) implements Item {
+    }
+
+    private Item classify(byte[] value) {
+        try {
+            if (startsWith(value, VAULT_PREFIX)) {
+                if (key == null) {
+                    throw new TransitReadException(Reason.CONFIG,
+                            "a vault:v value needs the transit key to decrypt it with (" + TransitConfig.KEY + ")");
+                }
+                return new Text(new String(value, StandardCharsets.US_ASCII));
             }
-            return new String(value, StandardCharsets.US_ASCII);
+            if (value.length > 0 && !Envelope.looksLikeEnvelope(value)) {
+                throw new TransitReadException(Reason.FORMAT, String.format(
+                        "neither a kafka-transit envelope nor a Vault ciphertext (first byte 0x%02x)", value[0] & 0xff));
+            }
+            Envelope envelope = Envelope.parse(value);
+            checkKey(envelope.keyName());
+            return new Sealed(envelope);
+        } catch (TransitReadException e) {
+            return new Unreadable(e);
         }
-        if (value.length > 0 && !Envelope.looksLikeEnvelope(value)) {
-            throw new TransitReadException(Reason.FORMAT, String.format(
-                    "neither a kafka-transit envelope nor a Vault ciphertext (first byte 0x%02x)", value[0] & 0xff));
-        }
-        Envelope envelope = Envelope.parse(value);
-        checkKey(envelope.keyName());
-        return envelope;
     }
 
     private void checkKey(String keyName) {
