@@ -84,13 +84,13 @@ require_tools() {
 }
 
 # Installs Apache Kafka's jars and OpenBao (each once, cached by version) and builds
-# kafka-transit (release).
+# kafka-transit (release), unless KAFKA_TRANSIT already names a built binary.
 stack_init() {
   require_tools --servers
   say "Apache Kafka jars and OpenBao (cached by version under $KT_CACHE; the first time takes a while)"
   bash "$KAFKA_SH" install >/dev/null
   bash "$OPENBAO_SH" install >/dev/null
-  build_kafka_transit
+  if [ -x "${KAFKA_TRANSIT:-}" ]; then say "using kafka-transit at $KAFKA_TRANSIT"; else build_kafka_transit; fi
 }
 
 target_dir() {

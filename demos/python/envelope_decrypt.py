@@ -19,6 +19,7 @@ import os
 import struct
 import sys
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT_VERSION = 1
@@ -32,7 +33,9 @@ class EnvelopeError(Exception):
 
 def parse(envelope: bytes):
     """Returns (key_name, wrapped_key, header, nonce, ciphertext_and_tag)."""
-    if not envelope or envelope[0] != FORMAT_VERSION:
+    if not envelope:
+        raise EnvelopeError("truncated: an empty value")
+    if envelope[0] != FORMAT_VERSION:
         raise EnvelopeError("not a kafka-transit envelope (unknown format version)")
     at = 1
     fields = []
@@ -86,7 +89,19 @@ def check_vectors(path: str) -> None:
             bytes.fromhex(vector["data_key_hex"]), envelope, bytes.fromhex(vector["aad_hex"])
         )
         assert plaintext == bytes.fromhex(vector["plaintext_hex"]), vector["name"]
-    print(f"{len(vectors)} test vectors opened correctly")
+    tampered = json.load(open(path, encoding="utf-8")).get("tampered", [])
+    for case in tampered:
+        envelope = bytes.fromhex(case["envelope_hex"])
+        try:
+            open_with(bytes.fromhex(case["data_key_hex"]), envelope, bytes.fromhex(case["aad_hex"]))
+        except InvalidTag:
+            failed = "authentication"
+        except EnvelopeError as error:
+            failed = "version" if "version" in str(error) else "truncated"
+        else:
+            raise AssertionError(f"tampered envelope opened: {case['name']}")
+        assert failed == case["expect"], f"{case['name']}: failed on {failed}, expected {case['expect']}"
+    print(f"{len(vectors)} test vectors opened correctly, {len(tampered)} tampered ones rejected")
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60.0):

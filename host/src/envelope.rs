@@ -495,6 +495,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn published_tampered_vectors_are_rejected_even_with_the_right_data_key() {
+        let vectors = vectors();
+        let tampered = vectors["tampered"].as_array().unwrap();
+        assert!(tampered.len() >= 10);
+        for case in tampered {
+            let data_key = hex_field(case, "data_key_hex");
+            let aad = hex_field(case, "aad_hex");
+            let envelope = hex_field(case, "envelope_hex");
+            let kind = match parse(&envelope).and_then(|p| open_with(&data_key, &p, &aad)) {
+                Ok(_) => panic!("tampered envelope opened: {}", case["name"]),
+                Err(EnvelopeError::Authentication) => "authentication",
+                Err(EnvelopeError::Malformed(why)) if why.contains("version") => "version",
+                Err(EnvelopeError::Malformed(_)) => "truncated",
+                Err(other) => panic!("{}: {other}", case["name"]),
+            };
+            assert_eq!(kind, case["expect"].as_str().unwrap(), "{}", case["name"]);
+        }
+    }
+
     fn sample() -> ([u8; 32], Vec<u8>) {
         let key = [7u8; 32];
         let envelope = seal_with(

@@ -1,0 +1,25 @@
+// Package kafkatransit reads Kafka record values that kafka-transit protected with
+// Vault's transit engine, using the standard library only:
+//
+//   - envelopes written by the envelope-seal policy (docs/envelope-format.md): the data
+//     key is unwrapped with transit/decrypt, then the record is opened with AES-256-GCM,
+//     the envelope's header authenticated as associated data;
+//   - values written by the encrypt-value policy: Vault's own ciphertext text
+//     "vault:vN:base64", decrypted with transit/decrypt.
+//
+// Bring your own Kafka client; hand the record values to a Reader:
+//
+//	reader, err := kafkatransit.New(kafkatransit.Config{
+//		Address: "https://vault.example:8200",
+//		Token:   os.Getenv("VAULT_TOKEN"),
+//		Key:     "customers",
+//	})
+//	plaintext, err := reader.Open(ctx, value)            // an envelope
+//	plaintext, err := reader.DecryptValue(ctx, string(v)) // a vault:v1:... value
+//
+// Unwrapped data keys stay in a bounded LRU (one Vault request per data key, however many
+// records it sealed), are zeroed when evicted, and never appear in errors. ReadAll reads
+// a batch with one Vault request per transit key. A value that cannot be read is an
+// error matching one of ErrFormat, ErrTruncated, ErrAuthentication, ErrKeyMismatch,
+// ErrVault or ErrConfig (errors.Is), never ciphertext returned as data.
+package kafkatransit

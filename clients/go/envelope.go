@@ -1,0 +1,102 @@
+package kafkatransit
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Sizes of envelope format version 1.
+const (
+	FormatVersion = 1
+	NonceLength   = 12
+	TagLength     = 16
+)
+
+// Why a value could not be read; match with errors.Is.
+var (
+	// ErrFormat: neither a kafka-transit envelope nor a Vault ciphertext text.
+	ErrFormat = errors.New("not a kafka-transit envelope")
+	// ErrTruncated: an envelope whose lengths run past its end, or too short for nonce and tag.
+	ErrTruncated = errors.New("truncated kafka-transit envelope")
+	// ErrAuthentication: the AES-GCM tag check failed (tampered, wrong key or associated data).
+	ErrAuthentication = errors.New("envelope failed authentication")
+	// ErrKeyMismatch: the envelope names another transit key than the reader's.
+	ErrKeyMismatch = errors.New("envelope sealed with another Vault key")
+	// ErrVault: Vault refused to decrypt, or could not be reached.
+	ErrVault = errors.New("vault could not decrypt")
+	// ErrConfig: the reader lacks a setting this value needs.
+	ErrConfig = errors.New("kafka-transit reader misconfigured")
+)
+
+// Envelope is a parsed envelope: 0x01 | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag.
+type Envelope struct {
+	KeyName    string
+	WrappedKey string // Vault's ciphertext text of the data key, "vault:vN:..."
+	Header     []byte // everything before the nonce, authenticated as associated data
+	Nonce      []byte
+	Sealed     []byte // ciphertext followed by the 16-byte tag
+}
+
+// LooksLikeEnvelope reports whether value starts like an envelope (it may still be malformed).
+func LooksLikeEnvelope(value []byte) bool {
+	return len(value) > 0 && value[0] == FormatVersion
+}
+
+// Parse reads an envelope's fields without decrypting. The returned slices alias envelope.
+func Parse(envelope []byte) (*Envelope, error) {
+	if len(envelope) == 0 {
+		return nil, fmt.Errorf("%w: an empty value", ErrTruncated)
+	}
+	if envelope[0] != FormatVersion {
+		return nil, fmt.Errorf("%w: unknown format version 0x%02x", ErrFormat, envelope[0])
+	}
+	at := 1
+	var fields [2]string
+	for i, name := range [2]string{"key name", "wrapped key"} {
+		if len(envelope) < at+2 {
+			return nil, fmt.Errorf("%w: cut in the %s", ErrTruncated, name)
+		}
+		length := int(binary.BigEndian.Uint16(envelope[at:]))
+		if len(envelope) < at+2+length {
+			return nil, fmt.Errorf("%w: cut in the %s", ErrTruncated, name)
+		}
+		fields[i] = string(envelope[at+2 : at+2+length])
+		at += 2 + length
+	}
+	if len(envelope)-at < NonceLength+TagLength {
+		return nil, fmt.Errorf("%w: cut before the tag", ErrTruncated)
+	}
+	return &Envelope{
+		KeyName:    fields[0],
+		WrappedKey: fields[1],
+		Header:     envelope[:at],
+		Nonce:      envelope[at : at+NonceLength],
+		Sealed:     envelope[at+NonceLength:],
+	}, nil
+}
+
+// Open decrypts the envelope with its unwrapped 32-byte data key; the associated data is
+// Header ‖ aad (aad is empty for kafka-transit's built-in policies).
+func (e *Envelope) Open(dataKey, aad []byte) ([]byte, error) {
+	block, err := aes.NewCipher(dataKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)
+	}
+	ad := make([]byte, 0, len(e.Header)+len(aad))
+	ad = append(append(ad, e.Header...), aad...)
+	plaintext, err := gcm.Open(nil, e.Nonce, e.Sealed, ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w (tampered, wrong data key or wrong associated data)", ErrAuthentication)
+	}
+	if plaintext == nil {
+		plaintext = []byte{}
+	}
+	return plaintext, nil
+}

@@ -1,0 +1,3 @@
+module github.com/kafka-transit/kafka-transit/clients/go
+
+go 1.22

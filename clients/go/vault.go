@@ -1,0 +1,201 @@
+package kafkatransit
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// MaxBatch is the most ciphertexts sent in one request (OpenBao refuses request bodies
+// of more than 1000 JSON strings by default).
+const MaxBatch = 250
+
+// Config says how to reach Vault (or OpenBao) and which transit key to use.
+type Config struct {
+	Address   string // e.g. https://vault.example:8200
+	Token     string // a Vault token; or TokenFile
+	TokenFile string // read at each request, so an agent can renew it; wins over Token
+	Mount     string // the transit mount; default "transit"
+	Namespace string // sent as X-Vault-Namespace when set
+	CACert    string // PEM file of certificates to trust for https
+	Key       string // transit key of vault:v values; when set, envelopes must name it too
+	CacheSize int    // unwrapped data keys kept; 0: DefaultCacheSize
+	Timeout   time.Duration
+	// HTTPClient, when set, is used as it is (CACert and Timeout are then ignored).
+	HTTPClient *http.Client
+}
+
+// String never shows the token.
+func (c Config) String() string {
+	return fmt.Sprintf("kafkatransit.Config{Address: %q, Mount: %q, Key: %q, Namespace: %q}",
+		c.Address, c.Mount, c.Key, c.Namespace)
+}
+
+// GoString never shows the token (%#v).
+func (c Config) GoString() string { return c.String() }
+
+// Vault calls transit/decrypt over HTTP, always with batch_input.
+type Vault struct {
+	http      *http.Client
+	address   string
+	mount     string
+	token     func() (string, error)
+	namespace string
+}
+
+// New is a Reader against Vault as cfg says.
+func New(cfg Config) (*Reader, error) {
+	vault, err := NewVault(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewReader(vault, cfg.Key, cfg.CacheSize), nil
+}
+
+// NewVault is the transit/decrypt client cfg describes.
+func NewVault(cfg Config) (*Vault, error) {
+	if cfg.Address == "" {
+		return nil, fmt.Errorf("%w: no Vault address", ErrConfig)
+	}
+	if cfg.Token == "" && cfg.TokenFile == "" {
+		return nil, fmt.Errorf("%w: no Vault token (Token or TokenFile)", ErrConfig)
+	}
+	client := cfg.HTTPClient
+	if client == nil {
+		timeout := cfg.Timeout
+		if timeout == 0 {
+			timeout = 30 * time.Second
+		}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.CACert != "" {
+			pem, err := os.ReadFile(cfg.CACert)
+			if err != nil {
+				return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%w: no certificate in %s", ErrConfig, cfg.CACert)
+			}
+			transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		client = &http.Client{Transport: transport, Timeout: timeout}
+	}
+	mount := strings.Trim(cfg.Mount, "/")
+	if mount == "" {
+		mount = "transit"
+	}
+	token := func() (string, error) { return cfg.Token, nil }
+	if cfg.TokenFile != "" {
+		token = func() (string, error) {
+			b, err := os.ReadFile(cfg.TokenFile)
+			if err != nil {
+				return "", fmt.Errorf("%w: Vault token file: %w", ErrConfig, err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	return &Vault{http: client, address: strings.TrimRight(cfg.Address, "/"), mount: mount, token: token,
+		namespace: cfg.Namespace}, nil
+}
+
+// Decrypt implements Decrypter with POST /v1/<mount>/decrypt/<key>, MaxBatch items a request.
+func (v *Vault) Decrypt(ctx context.Context, keyName string, ciphertexts []string) ([]Decryption, error) {
+	out := make([]Decryption, 0, len(ciphertexts))
+	for start := 0; start < len(ciphertexts); start += MaxBatch {
+		chunk, err := v.request(ctx, keyName, ciphertexts[start:min(len(ciphertexts), start+MaxBatch)])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, chunk...)
+	}
+	return out, nil
+}
+
+type batchItem struct {
+	Ciphertext string `json:"ciphertext"`
+}
+
+type decryptAnswer struct {
+	Errors []string `json:"errors"`
+	Data   struct {
+		BatchResults []struct {
+			Plaintext *string `json:"plaintext"`
+			Error     string  `json:"error"`
+		} `json:"batch_results"`
+	} `json:"data"`
+}
+
+func (v *Vault) request(ctx context.Context, keyName string, chunk []string) ([]Decryption, error) {
+	items := make([]batchItem, len(chunk))
+	for i, c := range chunk {
+		items[i] = batchItem{c}
+	}
+	body, err := json.Marshal(map[string]any{"batch_input": items})
+	if err != nil {
+		return nil, err
+	}
+	token, err := v.token()
+	if err != nil {
+		return nil, err
+	}
+	endpoint := v.address + "/v1/" + escapePath(v.mount) + "/decrypt/" + escapePath(keyName)
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("X-Vault-Token", token)
+	if v.namespace != "" {
+		request.Header.Set("X-Vault-Namespace", v.namespace)
+	}
+	response, err := v.http.Do(request)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Vault at %s is unreachable: %w", ErrVault, v.address, err)
+	}
+	defer response.Body.Close()
+	raw, err := io.ReadAll(response.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading Vault's answer: %w", ErrVault, err)
+	}
+	var answer decryptAnswer
+	// Vault answers 400 with per-item errors when some items of a batch fail.
+	if json.Unmarshal(raw, &answer) == nil && len(answer.Data.BatchResults) == len(chunk) {
+		out := make([]Decryption, len(chunk))
+		for i, item := range answer.Data.BatchResults {
+			switch {
+			case item.Error != "":
+				out[i].Err = item.Error
+			case item.Plaintext == nil:
+				out[i].Err = "no plaintext in Vault's answer"
+			default:
+				plain, err := base64.StdEncoding.DecodeString(*item.Plaintext)
+				if err != nil {
+					out[i].Err = "Vault's plaintext is not base64"
+				} else {
+					out[i].Plaintext = plain
+				}
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("%w: HTTP %d from transit/decrypt/%s: %s", ErrVault, response.StatusCode, keyName,
+		strings.Join(answer.Errors, "; "))
+}
+
+func escapePath(path string) string {
+	parts := strings.Split(path, "/")
+	for i, part := range parts {
+		parts[i] = url.PathEscape(part)
+	}
+	return strings.Join(parts, "/")
+}

@@ -1,0 +1,106 @@
+package kafkatransit
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+type hexBytes []byte
+
+func (h *hexBytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	decoded, err := hex.DecodeString(s)
+	*h = decoded
+	return err
+}
+
+type vectorFile struct {
+	Vectors []struct {
+		Name       string   `json:"name"`
+		DataKey    hexBytes `json:"data_key_hex"`
+		KeyName    string   `json:"key_name"`
+		WrappedKey string   `json:"wrapped_key"`
+		Plaintext  hexBytes `json:"plaintext_hex"`
+		AAD        hexBytes `json:"aad_hex"`
+		Envelope   hexBytes `json:"envelope_hex"`
+	} `json:"vectors"`
+	Tampered []struct {
+		Name     string   `json:"name"`
+		DataKey  hexBytes `json:"data_key_hex"`
+		AAD      hexBytes `json:"aad_hex"`
+		Envelope hexBytes `json:"envelope_hex"`
+		Expect   string   `json:"expect"`
+	} `json:"tampered"`
+}
+
+func loadVectors(t *testing.T) vectorFile {
+	t.Helper()
+	raw, err := os.ReadFile("../../docs/envelope-test-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file vectorFile
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestPublishedVectorsOpen(t *testing.T) {
+	file := loadVectors(t)
+	if len(file.Vectors) != 3 {
+		t.Fatalf("%d vectors", len(file.Vectors))
+	}
+	vault := newFakeVault()
+	for _, v := range file.Vectors {
+		vault.knows(v.WrappedKey, v.DataKey)
+	}
+	reader := NewReader(vault, "", 10)
+	for _, v := range file.Vectors {
+		envelope, err := Parse(v.Envelope)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		if envelope.KeyName != v.KeyName || envelope.WrappedKey != v.WrappedKey {
+			t.Errorf("%s: parsed %q %q", v.Name, envelope.KeyName, envelope.WrappedKey)
+		}
+		plaintext, err := envelope.Open(v.DataKey, v.AAD)
+		if err != nil || !bytes.Equal(plaintext, v.Plaintext) {
+			t.Errorf("%s: opened to %x, %v", v.Name, plaintext, err)
+		}
+		plaintext, err = reader.OpenWithAAD(context.Background(), v.Envelope, v.AAD)
+		if err != nil || !bytes.Equal(plaintext, v.Plaintext) {
+			t.Errorf("%s: the reader opened to %x, %v", v.Name, plaintext, err)
+		}
+	}
+}
+
+func TestTamperedVectorsAreRejected(t *testing.T) {
+	file := loadVectors(t)
+	if len(file.Tampered) < 10 {
+		t.Fatalf("only %d tampered vectors", len(file.Tampered))
+	}
+	expected := map[string]error{"version": ErrFormat, "truncated": ErrTruncated, "authentication": ErrAuthentication}
+	for _, v := range file.Tampered {
+		envelope, err := Parse(v.Envelope)
+		var plaintext []byte
+		if err == nil {
+			plaintext, err = envelope.Open(v.DataKey, v.AAD)
+		}
+		if !errors.Is(err, expected[v.Expect]) || plaintext != nil {
+			t.Errorf("%s: got %v (plaintext %x), expected %v", v.Name, err, plaintext, expected[v.Expect])
+		}
+		if err != nil && strings.Contains(err.Error(), hex.EncodeToString(v.DataKey)) {
+			t.Errorf("%s: the data key is in the error", v.Name)
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package io.kafkatransit.client;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.GeneralSecurityException;
+import java.security.KeyStore;
+import java.security.cert.Certificate;
+import java.security.cert.CertificateFactory;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
+import java.util.stream.Collectors;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.TrustManagerFactory;
+
+import io.kafkatransit.client.TransitReadException.Reason;
+
+/**
+ * Vault's (or OpenBao's) {@code POST /v1/<mount>/decrypt/<key>} over {@code java.net.http},
+ * always with {@code batch_input}, at most {@value #MAX_BATCH} ciphertexts a request
+ * (OpenBao refuses request bodies of more than 1000 JSON strings by default).
+ */
+public final class VaultTransit implements TransitDecrypter {
+    public static final int MAX_BATCH = 250;
+
+    private final HttpClient http;
+    private final URI address;
+    private final String mount;
+    private final Supplier<String> token;
+    private final String namespace;
+    private final Duration timeout;
+
+    /**
+     * @param token gives the token for each request (read from a file, an agent, ...)
+     * @param namespace sent as {@code X-Vault-Namespace} when not null
+     * @param tls trusts these certificates for https (null: the JDK's defaults)
+     */
+    public VaultTransit(URI address, String mount, Supplier<String> token, String namespace, SSLContext tls,
+                        Duration timeout) {
+        HttpClient.Builder builder = HttpClient.newBuilder().connectTimeout(timeout);
+        if (tls != null) {
+            builder.sslContext(tls);
+        }
+        this.http = builder.build();
+        this.address = address;
+        this.mount = mount;
+        this.token = token;
+        this.namespace = namespace;
+        this.timeout = timeout;
+    }
+
+    /** The client {@code config} describes: token from its file or variable, its CA file. */
+    public static VaultTransit from(TransitConfig config) {
+        Supplier<String> token = config.tokenFile() != null
+                ? () -> readToken(config.tokenFile())
+                : () -> {
+                    String value = System.getenv(config.tokenEnv());
+                    if (value == null || value.isBlank()) {
+                        throw new TransitReadException(Reason.CONFIG,
+                                "no Vault token: the environment variable " + config.tokenEnv() + " is not set");
+                    }
+                    return value.strip();
+                };
+        return new VaultTransit(config.address(), config.mount(), token, config.namespace(),
+                config.caFile() == null ? null : trusting(config.caFile()), config.timeout());
+    }
+
+    private static String readToken(Path file) {
+        try {
+            return Files.readString(file).strip();
+        } catch (IOException e) {
+            throw new TransitReadException(Reason.CONFIG, "cannot read the Vault token file " + file + ": " + e);
+        }
+    }
+
+    /** An SSLContext that trusts the PEM certificates in {@code caFile}. */
+    public static SSLContext trusting(Path caFile) {
+        try (InputStream in = Files.newInputStream(caFile)) {
+            KeyStore store = KeyStore.getInstance(KeyStore.getDefaultType());
+            store.load(null, null);
+            int n = 0;
+            for (Certificate certificate : CertificateFactory.getInstance("X.509").generateCertificates(in)) {
+                store.setCertificateEntry("ca-" + n++, certificate);
+            }
+            TrustManagerFactory trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+            trust.init(store);
+            SSLContext context = SSLContext.getInstance("TLS");
+            context.init(null, trust.getTrustManagers(), null);
+            return context;
+        } catch (IOException | GeneralSecurityException e) {
+            throw new IllegalArgumentException("cannot use the CA file " + caFile + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public List<Decryption> decrypt(String keyName, List<String> ciphertexts) {
+        List<Decryption> results = new ArrayList<>(ciphertexts.size());
+        for (int start = 0; start < ciphertexts.size(); start += MAX_BATCH) {
+            results.addAll(request(keyName, ciphertexts.subList(start, Math.min(ciphertexts.size(), start + MAX_BATCH))));
+        }
+        return results;
+    }
+
+    private List<Decryption> request(String keyName, List<String> chunk) {
+        String body = chunk.stream().map(c -> "{\"ciphertext\":" + Json.quote(c) + "}")
+                .collect(Collectors.joining(",", "{\"batch_input\":[", "]}"));
+        URI uri = URI.create(address + "/v1/" + path(mount) + "/decrypt/" + path(keyName));
+        HttpRequest.Builder request = HttpRequest.newBuilder(uri).timeout(timeout)
+                .header("Content-Type", "application/json")
+                .header("X-Vault-Token", token.get())
+                .POST(HttpRequest.BodyPublishers.ofString(body));
+        if (namespace != null && !namespace.isEmpty()) {
+            request.header("X-Vault-Namespace", namespace);
+        }
+        HttpResponse<String> response;
+        try {
+            response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
+        } catch (IOException e) {
+            throw new TransitReadException(Reason.VAULT, "Vault at " + address + " is unreachable: " + e, e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new TransitReadException(Reason.VAULT, "interrupted while asking Vault", e);
+        }
+        Object answer;
+        try {
+            answer = Json.parse(response.body());
+        } catch (IllegalArgumentException e) {
+            answer = null;
+        }
+        // Vault answers 400 with per-item errors when some items of a batch fail.
+        if (answer instanceof Map<?, ?> top && top.get("data") instanceof Map<?, ?> data
+                && data.get("batch_results") instanceof List<?> items && items.size() == chunk.size()) {
+            List<Decryption> results = new ArrayList<>(items.size());
+            for (Object item : items) {
+                Map<?, ?> fields = item instanceof Map<?, ?> m ? m : Map.of();
+                Object error = fields.get("error");
+                Object plaintext = fields.get("plaintext");
+                if (error instanceof String message && !message.isEmpty()) {
+                    results.add(new Decryption.Failed(message));
+                } else if (plaintext instanceof String text) {
+                    results.add(new Decryption.Plaintext(Base64.getDecoder().decode(text)));
+                } else {
+                    results.add(new Decryption.Failed("no plaintext in Vault's answer"));
+                }
+            }
+            return results;
+        }
+        String errors = answer instanceof Map<?, ?> top && top.get("errors") instanceof List<?> list
+                ? list.toString() : "no batch results";
+        throw new TransitReadException(Reason.VAULT,
+                "Vault answered HTTP " + response.statusCode() + " to transit/decrypt/" + keyName + ": " + errors);
+    }
+
+    private static String path(String segments) {
+        return Arrays.stream(segments.split("/"))
+                .map(s -> URLEncoder.encode(s, StandardCharsets.UTF_8).replace("+", "%20"))
+                .collect(Collectors.joining("/"));
+    }
+
+    @Override
+    public String toString() {
+        return "VaultTransit[" + address + ", mount=" + mount + (namespace == null ? "" : ", namespace=" + namespace) + "]";
+    }
+}

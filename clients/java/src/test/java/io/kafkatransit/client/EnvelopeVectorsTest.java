@@ -1,0 +1,50 @@
+package io.kafkatransit.client;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Map;
+
+import org.junit.jupiter.api.Test;
+
+import io.kafkatransit.client.TransitReadException.Reason;
+
+class EnvelopeVectorsTest {
+    private static final Map<String, Reason> EXPECTED = Map.of(
+            "version", Reason.FORMAT, "truncated", Reason.TRUNCATED, "authentication", Reason.AUTHENTICATION);
+
+    @Test
+    void everyPublishedVectorOpensToItsPlaintext() {
+        assertEquals(3, Vectors.sealed().size());
+        for (Vectors.Sealed vector : Vectors.sealed()) {
+            Envelope envelope = Envelope.parse(vector.envelope());
+            assertEquals(vector.keyName(), envelope.keyName(), vector.name());
+            assertEquals(vector.wrappedKey(), envelope.wrappedKey(), vector.name());
+            assertArrayEquals(vector.plaintext(), envelope.open(vector.dataKey(), vector.aad()), vector.name());
+        }
+    }
+
+    @Test
+    void everyVectorOpensThroughTheReaderWithItsWrappedKeyUnwrapped() {
+        FakeVault vault = new FakeVault();
+        Vectors.sealed().forEach(v -> vault.knows(v.wrappedKey(), v.dataKey()));
+        try (TransitReader reader = new TransitReader(vault, null, 10)) {
+            for (Vectors.Sealed vector : Vectors.sealed()) {
+                assertArrayEquals(vector.plaintext(), reader.open(vector.envelope(), vector.aad()), vector.name());
+            }
+        }
+    }
+
+    @Test
+    void everyTamperedEnvelopeIsRejectedForItsReasonEvenWithTheRightDataKey() {
+        assertTrue(Vectors.tampered().size() >= 10);
+        for (Vectors.Tampered t : Vectors.tampered()) {
+            TransitReadException error = assertThrows(TransitReadException.class,
+                    () -> Envelope.parse(t.envelope()).open(t.dataKey(), t.aad()), t.name());
+            assertEquals(EXPECTED.get(t.expect()), error.reason(), t.name() + ": " + error.getMessage());
+            assertTrue(!error.getMessage().contains(Vectors.HEX.formatHex(t.dataKey())), "data key in a message");
+        }
+    }
+}
