@@ -25,6 +25,7 @@ mod faults;
 mod fields;
 mod gobase64;
 mod http;
+mod jwt;
 mod keys;
 mod server;
 mod state;
