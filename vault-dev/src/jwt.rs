@@ -599,7 +599,11 @@ fn check_bound_claims(role: &Role, claims: &Map<String, Value>) -> Result<(), Ap
 /// `auth/<mount>/login` with `role` and `jwt`.
 fn login(shared: &Shared, mount: &str, req: &Request) -> Result<Reply, ApiError> {
     if req.op != Op::Write {
-        return Err(ApiError::UnsupportedOperation);
+        // Unauthenticated paths answer without the multierror wrapping.
+        return Ok(Reply::raw(
+            405,
+            json!({ "errors": ["unsupported operation"] }),
+        ));
     }
     let f = validate(req, LOGIN_FIELDS)?;
     let (role_name, role, accessor, claims) = {
@@ -691,6 +695,18 @@ mod tests {
             assert_eq!(key.bytes, kp.public_key_raw());
         }
         assert!(parse_pem("garbage").is_none());
+    }
+
+    #[test]
+    fn signer_output_verifies() {
+        let signer = crate::JwtSigner::generate().unwrap();
+        let key = parse_pem(&signer.public_key_pem()).expect("signer's PEM parses");
+        let jwt = signer.sign(&json!({ "sub": "x" }));
+        let (signed, sig) = jwt.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        assert!(verifies("ES256", &key, signed.as_bytes(), &sig));
+        assert!(!verifies("ES256", &key, b"other", &sig));
+        assert!(!verifies("RS256", &key, signed.as_bytes(), &sig));
     }
 
     #[test]
