@@ -220,7 +220,7 @@ const LOGIN_FIELDS: Schema = &[("role_id", Kind::Str), ("secret_id", Kind::Str)]
 const RENEW_FIELDS: Schema = &[("token", Kind::Str), ("increment", Kind::Duration)];
 
 /// Check a body against a schema (Vault's field validation).
-pub(crate) fn validate(req: &Request, schema: Schema) -> Result<Fields<'_>, ApiError> {
+fn validate(req: &Request, schema: Schema) -> Result<Fields<'_>, ApiError> {
     fields::validate(&req.body, schema)
         .map_err(|e| ApiError::BadRequest(format!("Field validation failed: {e}")))?;
     Ok(Fields(&req.body))

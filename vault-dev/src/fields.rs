@@ -270,7 +270,7 @@ fn convert(kind: Kind, v: &Value) -> Result<(), String> {
         Kind::Slice => Ok(()),
         Kind::Map => match v {
             Value::Object(_) | Value::Null => Ok(()),
-            other => Err(format!("'' expected a map, got '{}'", go_kind(other))),
+            other => Err(unconvertible("map[string]interface {}", other)),
         },
     }
 }

@@ -16,8 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use serde_json::{json, Map, Value};
 
-use crate::auth::{validate, Caller, Grant};
-use crate::fields::{Kind, Schema};
+use crate::auth::{Caller, Grant};
+use crate::fields::{self, Fields, Kind, Schema};
 use crate::http::{ApiError, Op, Reply, Request};
 use crate::server::Shared;
 
@@ -248,6 +248,12 @@ pub(crate) fn route(shared: &Shared, req: &Request) -> Option<Result<Reply, ApiE
 }
 
 // ---- config ----
+
+/// The auth method's field validation: its errors carry no prefix, unlike transit's.
+fn validate<'r>(req: &'r Request, schema: Schema) -> Result<Fields<'r>, ApiError> {
+    fields::validate(&req.body, schema).map_err(ApiError::BadRequest)?;
+    Ok(Fields(&req.body))
+}
 
 const CONFIG_FIELDS: Schema = &[
     ("jwt_validation_pubkeys", Kind::Slice),
