@@ -715,6 +715,37 @@ mod tests {
         assert!(!verifies("RS256", &key, signed.as_bytes(), &sig));
     }
 
+    /// A 2048-bit RSA public key made with `openssl genpkey`, and a JWT signed with its
+    /// private key (RS256, then PS256 over the same input), which was not kept: ring
+    /// cannot make RSA keys, so the RS and PS paths are checked against these.
+    const RSA_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAy0JEPyXle3mNK1kSXY/x\nV79BVlm+GI7P6MFO7atN9BNlK2uPQXYyA/+gcwPhFT5SleT07dJjQUwfVLqjypf0\nwDw1VnE6EHdtVnnafNk7HB1CkIRJ6eZ+hgSa/jmgFa9ZJEHZ7hyDId/TQEpO/1u9\nZ+E6AoRj8T3c/xxeTfIJtUUhR3hB8pjocgGQoo03DplMAI4UgTNdmvD9SvOsG2DN\n3zFL/06JZI0N6uCaKqnR/+rN8F0oSskWS5jdw6kzmCuU2KWXTuNW2h5+zUOiJAgk\nmubDwCRdU8q4LRWhWaD5jScTRPPm2K7GkFcFm90rg/DAhkKXHG5qQMdO3bHGdVxL\n4wIDAQAB\n-----END PUBLIC KEY-----\n";
+    const RS256_JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJyczI1Ni12ZWN0b3IifQ.ZGBkxptOHyhhWeU8VjhalzUPJFXGNPj36psGJ7WpnADaqkElAFjtj8_ssTIB-ncQmoITZ6lAyQChA-LWzAYaoDd5UnwO5xaetS6Uguwak_opmG6sl4Q__gIeE7ubgiRKsFEcRNjR23_lb0XkI_ll2YsS0KtoBg65OevXj3VvxblTPHioo7z2sZL3AKv8BmUZog9pptGHK_saWhCQxXpGXT0x-zTeQKhGRL7s5B5AOIsPACohD3kHtPRrw0-G2d_2-em-D1x3K1MgJsgd38B0VQj5rDgixZ-39DifNI77oLwpjD-v3g8k61s1TgsbFOXCZTA3fXFV9wXe-jxIIeJdow";
+    const PS256_SIG: &str = "QPzYMbWmGzcyQR18qPCr1q-tpc-z5uRFxAx4wE5wskrYRodDwg7xSeYIujCYiJ8ABx3gOsdG-TMYg_7tboESQcTpXaI7h1Q9T2sjRXdIvv8GKcAghw5vpgqddCOUTnKWJ6l0v0aBcnN5iMSRo7kfb0yEsEKim2OFFUVYPuIwDomtmNHaVp5Iz08NH0R89Jp_G4cRozGQFlSPfQTnoXak6QajlUjxcNfnWHIS65fQkIv_IX04w6dmyR_AO7Nc06fJTrdoDKO7yNFwPb-sy60qu7KluoQKqCtk_gBeOQnjPa908I7Q2qGsBFfTDuyW-9IZWCIEC634nPlbiYIyLxDhTA";
+
+    #[test]
+    fn rsa_signatures_verify() {
+        let key = parse_pem(RSA_PUBLIC_PEM).expect("RSA SPKI parses");
+        assert!(key.kind == KeyKind::Rsa);
+        let (signed, sig) = RS256_JWT.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        assert!(verifies("RS256", &key, signed.as_bytes(), &sig));
+        assert!(!verifies("RS384", &key, signed.as_bytes(), &sig));
+        assert!(!verifies("RS256", &key, b"tampered", &sig));
+        let pss = URL_SAFE_NO_PAD.decode(PS256_SIG).unwrap();
+        assert!(verifies("PS256", &key, signed.as_bytes(), &pss));
+        assert!(!verifies("RS256", &key, signed.as_bytes(), &pss));
+        // The whole login path: a config holding the key accepts the token.
+        let config = Config {
+            pems: vec![RSA_PUBLIC_PEM.into()],
+            keys: vec![key],
+            bound_issuer: String::new(),
+        };
+        let claims = verified_claims(&config, RS256_JWT).expect("verifies");
+        assert_eq!(claims["sub"], "rs256-vector");
+        let tampered = RS256_JWT.replacen("eyJzdWIi", "eyJzdWJ4", 1);
+        assert!(verified_claims(&config, &tampered).is_err());
+    }
+
     #[test]
     fn claims_by_name_and_pointer() {
         let claims = json!({ "team": "data", "k8s": { "ns": "prod" } });
