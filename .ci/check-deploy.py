@@ -457,9 +457,9 @@ def check_pipeline_toml(at: str, text: str, admin_port, mounts: dict) -> None:
         if admin_port is not None and port != admin_port:
             problem(f"{at}: [admin] listen port {port} is not the container's admin port {admin_port}")
     vault = config.get("vault") or {}
-    sources = [k for k in ("token_env", "token_file", "approle") if k in vault]
+    sources = [k for k in ("token_env", "token_file", "approle", "jwt", "kubernetes") if k in vault]
     if len(sources) != 1:
-        problem(f"{at}: [vault] needs exactly one of token_env, token_file, [vault.approle] (has {sources})")
+        problem(f"{at}: [vault] needs exactly one of token_env, token_file, [vault.approle], [vault.jwt], [vault.kubernetes] (has {sources})")
     policy = config.get("policy") or {}
     if ("builtin" in policy) == ("path" in policy):
         problem(f"{at}: [policy] needs exactly one of builtin and path")

@@ -236,6 +236,14 @@ fn refuse_inline_secrets(table: &toml::Table) -> Result<(), ConfigError> {
             ));
         }
     }
+    for method in ["jwt", "kubernetes"] {
+        if text_at(&["vault", method, "jwt"]) {
+            return Err(inline(
+                format!("vault.{method}.jwt"),
+                &format!("vault.{method}.jwt_file"),
+            ));
+        }
+    }
     for side in ["source", "sink"] {
         for property in SECRET_PROPERTIES {
             if text_at(&[side, "properties", property]) {
@@ -875,6 +883,11 @@ dead_letter_topic = "customers.dlq"
                 "token_env = \"VAULT_TOKEN\"",
                 "token = \"s.SECRET\"",
                 "vault.token",
+            ),
+            (
+                "token_env = \"VAULT_TOKEN\"",
+                "[vault.jwt]\nrole = \"kt\"\njwt = \"eyJSECRET\"",
+                "vault.jwt.jwt",
             ),
             (
                 "[sink.properties]",

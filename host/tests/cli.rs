@@ -112,6 +112,26 @@ fn validate_refuses_unset_approle_variables_and_names_them() {
 }
 
 #[test]
+fn validate_refuses_a_missing_jwt_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("sa-token");
+    let vault = format!(
+        "[vault.kubernetes]\nrole = \"kafka-transit\"\njwt_file = \"{}\"",
+        jwt.display()
+    );
+    let output = validate(dir.path(), &vault, &[]);
+    assert!(!output.status.success(), "validate accepted a missing JWT");
+    let message = stderr(&output);
+    assert!(message.contains("vault.kubernetes.jwt_file"), "{message}");
+    assert!(message.contains("sa-token"), "{message}");
+
+    std::fs::write(&jwt, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln\n").unwrap();
+    let output = validate(dir.path(), &vault, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("c2ln"));
+}
+
+#[test]
 fn validate_refuses_an_unreadable_ca_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let vault = "token_env = \"KT_CLI_TOKEN\"\nca_cert = \"/no/such/ca.pem\"";

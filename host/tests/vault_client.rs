@@ -551,6 +551,122 @@ async fn approle_bad_secret_is_auth_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_login() {
+    let (vault, role) =
+        TestVault::target_with_jwt(Duration::from_secs(60), Duration::from_secs(120)).await;
+    let c = role.connect(&vault).await.unwrap();
+    assert_eq!(c.auth_stats().logins, 1);
+    let ct = c.encrypt("jwt", b"workload identity", None).await.unwrap();
+    assert_eq!(
+        c.decrypt("jwt", &ct, None).await.unwrap(),
+        b"workload identity"
+    );
+    vault.shutdown().await;
+}
+
+/// The Kubernetes method's wire format (`role` and `jwt` posted to
+/// `auth/<mount>/login`) against a jwt method standing in for it: OpenBao's
+/// kubernetes method needs a Kubernetes API server to review the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_login_posts_role_and_service_account_jwt() {
+    let (vault, role) =
+        TestVault::target_with_jwt(Duration::from_secs(60), Duration::from_secs(120)).await;
+    let mut s = role.settings(&vault);
+    s.kubernetes = s.jwt.take();
+    let c = VaultClient::connect(&s).await.unwrap();
+    assert_eq!(c.auth_stats().logins, 1);
+    c.encrypt("k8s", b"x", None).await.unwrap();
+    vault.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_refused_is_auth_error_naming_the_role_not_the_jwt() {
+    let (vault, role) =
+        TestVault::target_with_jwt(Duration::from_secs(60), Duration::from_secs(120)).await;
+    let now = vault_dev::unix_now();
+    for (claims, server_says) in [
+        (json!({ "aud": ["someone-else"] }), "audience"),
+        (json!({ "team": "ops" }), "claim \"team\""),
+        (json!({ "exp": now - 600 }), "expired"),
+    ] {
+        let jwt = role.jwt_with(claims);
+        role.write_jwt(&jwt);
+        let e = role.connect(&vault).await.unwrap_err();
+        assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("vault.jwt.role") && msg.contains(server_says),
+            "{msg}"
+        );
+        let signature = jwt.rsplit('.').next().unwrap();
+        assert!(!msg.contains(signature) && !format!("{e:?}").contains(signature));
+    }
+    // Signed with a key the method does not trust.
+    let stranger = vault_dev::JwtSigner::generate().unwrap();
+    role.write_jwt(&stranger.sign(&json!({ "sub": "x", "aud": "kafka-transit" })));
+    let e = role.connect(&vault).await.unwrap_err();
+    assert!(e.to_string().contains("signature"), "{e}");
+    vault.shutdown().await;
+}
+
+/// Records keep flowing while the token expires (3 s TTL, 4 s max TTL: renewal is
+/// capped, then the client logs in again) and the JWT file is rotated under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_relogin_while_records_flow() {
+    let (vault, role) =
+        TestVault::target_with_jwt(Duration::from_secs(3), Duration::from_secs(4)).await;
+    let c = role.connect(&vault).await.unwrap();
+    let started = Instant::now();
+    let mut sent = 0u32;
+    let mut rotated = false;
+    while started.elapsed() < Duration::from_secs(11) {
+        let pt = format!("record {sent}");
+        let ct = c.encrypt("flow", pt.as_bytes(), None).await.unwrap();
+        assert_eq!(c.decrypt("flow", &ct, None).await.unwrap(), pt.as_bytes());
+        sent += 1;
+        if !rotated && started.elapsed() > Duration::from_secs(5) {
+            role.write_jwt(&role.jwt_with(json!({ "sub": "rotated" })));
+            rotated = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = c.auth_stats();
+    assert!(
+        st.logins >= 3,
+        "two expiries in 11 s need two re-logins: {st:?}"
+    );
+    assert!(sent >= 20, "{sent}");
+    vault.shutdown().await;
+}
+
+/// Each login reads the file again: a bad JWT there stops re-logins until a good one
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_file_is_read_again_at_every_login() {
+    let (vault, role) =
+        TestVault::target_with_jwt(Duration::from_secs(2), Duration::from_secs(3)).await;
+    let c = role.connect(&vault).await.unwrap();
+    role.write_jwt(&role.jwt_with(json!({ "team": "ops" })));
+    let until = |ok: bool| {
+        let c = &c;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.encrypt("reread", b"x", None).await.is_ok() != ok {
+                assert!(Instant::now() < deadline, "encrypt never became ok={ok}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // The token expires and the refused re-logins cannot replace it.
+    until(false).await;
+    assert_eq!(c.auth_stats().logins, 1);
+    role.write_jwt(&role.jwt());
+    until(true).await;
+    assert!(c.auth_stats().logins >= 2, "{:?}", c.auth_stats());
+    vault.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_custom_ca() {
     let vault = TestVault::target_tls().await;
     assert!(vault.url().starts_with("https://"), "{}", vault.url());

@@ -1,6 +1,7 @@
-//! Tokens: the root token (never expires) and tokens issued by AppRole logins
-//! (real TTLs; expired ones are rejected). No policy language: an AppRole token
-//! may use transit data operations and read/list keys, nothing else.
+//! Tokens: the root token (never expires) and tokens issued by AppRole and JWT logins
+//! (real TTLs; expired ones are rejected). No policy language: a login's token may use
+//! transit data operations and read/list keys, nothing else, whatever policies it
+//! names.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,13 +36,30 @@ pub struct AppRole {
 pub enum Caller {
     Anonymous,
     Root,
-    AppRole(String),
+    /// A token issued by a login.
+    Token(String),
+}
+
+/// What a login hands to [`TokenStore::issue`].
+pub(crate) struct Grant {
+    /// Identifies the entity: Vault gives each alias (AppRole role, JWT user claim
+    /// value) an identity entity of its own, reused by later logins.
+    pub alias: String,
+    pub policies: Vec<String>,
+    pub metadata: Value,
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+    /// The login path (`auth/approle/login`) and the token's display name.
+    pub path: String,
+    pub display_name: String,
 }
 
 struct TokenEntry {
     accessor: String,
-    role_id: String,
-    /// Vault gives each AppRole login an identity entity; here one per role.
+    policies: Vec<String>,
+    metadata: Value,
+    path: String,
+    display_name: String,
     entity_id: String,
     issued: SystemTime,
     creation_ttl: Duration,
@@ -120,7 +138,7 @@ impl TokenStore {
         let now = Instant::now();
         self.tokens.retain(|_, e| e.expires > now);
         if self.tokens.contains_key(token) {
-            Caller::AppRole(token.to_string())
+            Caller::Token(token.to_string())
         } else {
             Caller::Anonymous
         }
@@ -140,20 +158,35 @@ impl TokenStore {
         if role.secret_id != secret_id {
             return Err(invalid());
         }
-        let ttl = or_default(role.token_ttl);
-        let max_ttl = or_default(role.token_max_ttl);
-        let ttl = ttl.min(max_ttl);
+        Ok(self.issue(Grant {
+            alias: format!("approle/{role_id}"),
+            policies: APPROLE_POLICIES.map(String::from).to_vec(),
+            metadata: json!({ "role_name": role_id }),
+            ttl: role.token_ttl,
+            max_ttl: role.token_max_ttl,
+            path: "auth/approle/login".into(),
+            display_name: "approle".into(),
+        }))
+    }
+
+    /// Issue a token for a successful login; zero TTLs mean Vault's default.
+    pub(crate) fn issue(&mut self, grant: Grant) -> (String, Duration) {
+        let max_ttl = or_default(grant.max_ttl);
+        let ttl = or_default(grant.ttl).min(max_ttl);
         let token = format!("hvs.{}", random_string(24));
         let entity_id = self
             .entity_ids
-            .entry(role_id.to_string())
+            .entry(grant.alias)
             .or_insert_with(|| uuid::Uuid::new_v4().to_string())
             .clone();
         self.tokens.insert(
             token.clone(),
             TokenEntry {
                 accessor: random_string(24),
-                role_id: role_id.to_string(),
+                policies: grant.policies,
+                metadata: grant.metadata,
+                path: grant.path,
+                display_name: grant.display_name,
                 entity_id,
                 issued: SystemTime::now(),
                 creation_ttl: ttl,
@@ -161,17 +194,17 @@ impl TokenStore {
                 expires: Instant::now() + ttl,
             },
         );
-        Ok((token, ttl))
+        (token, ttl)
     }
 
-    fn auth_block(&self, token: &str, lease: Duration) -> Value {
+    pub(crate) fn auth_block(&self, token: &str, lease: Duration) -> Value {
         let entry = &self.tokens[token];
         json!({
             "client_token": token,
             "accessor": entry.accessor,
-            "policies": APPROLE_POLICIES,
-            "token_policies": APPROLE_POLICIES,
-            "metadata": { "role_name": entry.role_id },
+            "policies": entry.policies,
+            "token_policies": entry.policies,
+            "metadata": entry.metadata,
             "lease_duration": lease.as_secs(),
             "renewable": true,
             "entity_id": entry.entity_id,
@@ -224,7 +257,7 @@ pub(crate) fn token_route(shared: &Shared, rest: &str, req: &Request) -> Result<
 fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
     let tokens = shared.tokens();
     let data = match caller {
-        Caller::AppRole(token) if tokens.tokens.contains_key(token) => {
+        Caller::Token(token) if tokens.tokens.contains_key(token) => {
             let e = &tokens.tokens[token];
             let now = Instant::now();
             let ttl = e.expires.saturating_duration_since(now);
@@ -238,17 +271,17 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
                 "accessor": e.accessor,
                 "creation_time": issued,
                 "creation_ttl": e.creation_ttl.as_secs(),
-                "display_name": "approle",
+                "display_name": e.display_name,
                 "entity_id": e.entity_id,
                 "expire_time": rfc3339(expire_time),
                 "explicit_max_ttl": 0,
                 "id": token,
                 "issue_time": rfc3339(e.issued),
-                "meta": { "role_name": e.role_id },
+                "meta": e.metadata,
                 "num_uses": 0,
                 "orphan": true,
-                "path": "auth/approle/login",
-                "policies": APPROLE_POLICIES,
+                "path": e.path,
+                "policies": e.policies,
                 "renewable": true,
                 "ttl": (ttl.as_millis() + 500) / 1000, // Vault rounds to the second
                 "type": "service",
@@ -280,7 +313,7 @@ fn lookup_self(shared: &Shared, caller: &Caller) -> Reply {
 
 fn renew_self(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     let increment = validate(req, RENEW_FIELDS)?.duration_secs("increment");
-    let Caller::AppRole(token) = &req.caller else {
+    let Caller::Token(token) = &req.caller else {
         // The root token has no TTL to extend.
         return Err(ApiError::bad("lease is not renewable"));
     };

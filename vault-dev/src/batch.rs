@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::fields::go_type;
+use crate::fields::{go_kind, go_type};
 
 /// One item of an encrypt, decrypt or rewrap batch (or the single request).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,17 +25,6 @@ pub struct Item {
 pub enum Require {
     Plaintext,
     Ciphertext,
-}
-
-/// Go's `reflect.Kind` name, used by mapstructure (a `json.Number` is a string).
-fn go_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "invalid",
-        Value::Bool(_) => "bool",
-        Value::Number(_) | Value::String(_) => "string",
-        Value::Array(_) => "slice",
-        Value::Object(_) => "map",
-    }
 }
 
 /// `decodeBatchRequestItems` (encrypt and decrypt).

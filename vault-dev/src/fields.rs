@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 /// A field's type (`framework.TypeString`, `TypeBool`, `TypeInt`,
-/// `TypeDurationSecond`, `TypeSlice`).
+/// `TypeDurationSecond`, `TypeSlice` / `TypeCommaStringSlice`, `TypeMap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Str,
@@ -17,6 +17,7 @@ pub enum Kind {
     Int,
     Duration,
     Slice,
+    Map,
 }
 
 /// The fields an endpoint accepts.
@@ -267,6 +268,21 @@ fn convert(kind: Kind, v: &Value) -> Result<(), String> {
         Kind::Duration => to_duration_secs(v).map(drop),
         // Weak decoding wraps any single value into a list: never an error.
         Kind::Slice => Ok(()),
+        Kind::Map => match v {
+            Value::Object(_) | Value::Null => Ok(()),
+            other => Err(unconvertible("map[string]interface {}", other)),
+        },
+    }
+}
+
+/// Go's `reflect.Kind` name, used by mapstructure (a `json.Number` is a string).
+pub fn go_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "invalid",
+        Value::Bool(_) => "bool",
+        Value::Number(_) | Value::String(_) => "string",
+        Value::Array(_) => "slice",
+        Value::Object(_) => "map",
     }
 }
 
@@ -324,6 +340,22 @@ impl<'a> Fields<'a> {
 
     pub fn int(&self, name: &str) -> Option<i64> {
         self.0.get(name).and_then(|v| to_int(v).ok())
+    }
+
+    /// A `TypeCommaStringSlice` field: a list, or one text split at commas; each item
+    /// trimmed, empty ones dropped. `None` when absent.
+    pub fn comma_list(&self, name: &str) -> Option<Vec<String>> {
+        let items: Vec<String> = match self.0.get(name)? {
+            Value::Array(list) => list.iter().filter_map(|v| to_string(v).ok()).collect(),
+            v => to_string(v).ok()?.split(',').map(str::to_string).collect(),
+        };
+        Some(
+            items
+                .into_iter()
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect(),
+        )
     }
 
     /// A duration field in whole seconds; `None` when absent or null.

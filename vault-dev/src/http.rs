@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::faults::Injected;
 use crate::server::Shared;
-use crate::{auth, sys, transit};
+use crate::{auth, jwt, sys, transit};
 
 /// Vault's default `max_request_size`.
 pub const MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
@@ -422,6 +422,9 @@ fn route(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
         "sys/seal-status" if req.op == Op::Read => return Ok(sys::seal_status(shared)),
         "sys/seal-status" => return Err(ApiError::MethodNotAllowed),
         "auth/approle/login" => return auth::login(shared, req),
+        _ if jwt::is_login(shared, path) => {
+            return jwt::route(shared, req).unwrap_or(Err(ApiError::PermissionDenied))
+        }
         _ => {}
     }
     if req.caller == Caller::Anonymous {
@@ -432,6 +435,9 @@ fn route(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     }
     if let Some(rest) = path.strip_prefix("auth/token/") {
         return auth::token_route(shared, rest, req);
+    }
+    if let Some(reply) = jwt::route(shared, req) {
+        return reply;
     }
     let found = shared.read_state().find_mount(path);
     match found {

@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{AppRole, Caller, TokenStore};
 use crate::faults::{Counters, Faults, Stats};
 use crate::http::ApiError;
+use crate::jwt::JwtAuth;
 use crate::state::{Mount, State};
 use crate::store::Store;
 
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     state: RwLock<State>,
     store: Option<Store>,
     tokens: Mutex<TokenStore>,
+    /// Auth methods enabled through `sys/auth` (not persisted, like tokens).
+    jwt: Mutex<JwtAuth>,
     pub faults: Faults,
     pub counters: Counters,
     pub min_auto_rotate_period: Duration,
@@ -101,13 +104,17 @@ impl Shared {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    pub fn jwt(&self) -> MutexGuard<'_, JwtAuth> {
+        self.jwt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn authenticate(&self, token: Option<&str>) -> Caller {
         self.tokens().authenticate(token)
     }
 
     /// The operation name a request is counted under in [`Stats`].
     pub fn classify(&self, path: &str) -> String {
-        if path == "auth/approle/login" {
+        if path.starts_with("auth/") && path.ends_with("/login") {
             return "login".into();
         }
         if path.starts_with("auth/token/") {
@@ -225,6 +232,7 @@ impl Server {
                 config.root_token.clone(),
                 config.approles.clone(),
             )),
+            jwt: Mutex::default(),
             faults: Faults::default(),
             counters: Counters::default(),
             min_auto_rotate_period: config.min_auto_rotate_period,

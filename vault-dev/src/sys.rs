@@ -1,4 +1,4 @@
-//! `sys/*`: health, seal/unseal, the mount table, and the vault-dev-only
+//! `sys/*`: health, seal/unseal, the mount and auth tables, and the vault-dev-only
 //! `sys/dev/faults` and `sys/dev/stats` control endpoints.
 
 use std::time::Duration;
@@ -95,15 +95,17 @@ pub(crate) fn route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply,
         // Vault lists `<path>/`, which no sys path here matches.
         (_, Op::List) => Err(ApiError::UnsupportedPath),
         ("mounts", Op::Read) => Ok(list_mounts(shared)),
+        ("auth", Op::Read) => Ok(list_auth(shared)),
         ("dev/faults", Op::Write) => dev_faults(shared, &req.body),
         ("dev/stats", Op::Read) => Ok(Reply::data(
             serde_json::to_value(shared.counters.snapshot()).unwrap_or(Value::Null),
             "system",
         )),
-        ("mounts" | "dev/faults" | "dev/stats", _) => Err(ApiError::UnsupportedOperation),
-        _ => match rest.strip_prefix("mounts/") {
-            Some(path) => mount_op(shared, path.trim_matches('/'), req),
-            None => Err(ApiError::UnsupportedPath),
+        ("mounts" | "auth" | "dev/faults" | "dev/stats", _) => Err(ApiError::UnsupportedOperation),
+        _ => match (rest.strip_prefix("mounts/"), rest.strip_prefix("auth/")) {
+            (Some(path), _) => mount_op(shared, path.trim_matches('/'), req),
+            (_, Some(path)) => auth_op(shared, path.trim_matches('/'), req),
+            _ => Err(ApiError::UnsupportedPath),
         },
     }
 }
@@ -153,31 +155,43 @@ fn list_mounts(shared: &Shared) -> Reply {
     system_reply(mounts)
 }
 
+/// Vault refuses a mount (or auth method) inside, or containing, another one.
+pub(crate) fn check_path_free<'a>(
+    mut existing: impl Iterator<Item = &'a String>,
+    path: &str,
+) -> Result<(), ApiError> {
+    match existing.find(|m| {
+        m.as_str() == path
+            || path.starts_with(&format!("{m}/"))
+            || m.starts_with(&format!("{path}/"))
+    }) {
+        Some(m) => Err(ApiError::bad(format!("path is already in use at {m}/"))),
+        None => Ok(()),
+    }
+}
+
+/// The `type` of a mount or auth method to enable.
+fn backend_type(req: &Request) -> Result<String, ApiError> {
+    let kind = Fields(&req.body).str("type").unwrap_or_default();
+    if kind.is_empty() {
+        return Err(ApiError::bad("backend type must be specified as a string"));
+    }
+    Ok(kind)
+}
+
 fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiError> {
     if path.is_empty() {
         return Err(ApiError::UnsupportedPath);
     }
     match req.op {
         Op::Write => {
-            let kind = Fields(&req.body).str("type").unwrap_or_default();
-            if kind.is_empty() {
-                return Err(ApiError::bad("backend type must be specified as a string"));
-            }
+            let kind = backend_type(req)?;
             let first = path.split('/').next().unwrap_or_default();
             if RESERVED.contains(&first) {
                 return Err(ApiError::bad(format!("cannot mount \"{path}/\"")));
             }
             shared.mutate(|state| {
-                // Vault refuses a mount that is inside, or contains, another one.
-                if let Some(existing) = state.mounts.keys().find(|m| {
-                    m.as_str() == path
-                        || path.starts_with(&format!("{m}/"))
-                        || m.starts_with(&format!("{path}/"))
-                }) {
-                    return Err(ApiError::bad(format!(
-                        "path is already in use at {existing}/"
-                    )));
-                }
+                check_path_free(state.mounts.keys(), path)?;
                 if kind != "transit" {
                     return Err(ApiError::bad(format!(
                         "vault-dev only implements the transit secrets engine; cannot mount type \"{kind}\" at {path}/"
@@ -204,6 +218,43 @@ fn mount_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiErro
             Ok(system_reply(mount_json(m)))
         }
         Op::List => Err(ApiError::UnsupportedPath),
+    }
+}
+
+/// `sys/auth`: the fixed `token/` and `approle/` methods and the enabled jwt ones.
+fn list_auth(shared: &Shared) -> Reply {
+    let fixed = |kind: &str| {
+        json!({
+            "type": kind,
+            "accessor": format!("auth_{kind}_vaultdev"),
+            "description": "",
+            "local": false,
+            "seal_wrap": false,
+            "config": { "default_lease_ttl": 0, "max_lease_ttl": 0, "token_type": "default-service" },
+        })
+    };
+    let mut table = shared.jwt().table();
+    table.insert("token/".into(), fixed("token"));
+    table.insert("approle/".into(), fixed("approle"));
+    system_reply(table)
+}
+
+/// `sys/auth/<path>`: enable (`type` jwt) or disable an auth method.
+fn auth_op(shared: &Shared, path: &str, req: &Request) -> Result<Reply, ApiError> {
+    if path.is_empty() {
+        return Err(ApiError::UnsupportedPath);
+    }
+    match req.op {
+        Op::Write => {
+            let kind = backend_type(req)?;
+            shared.jwt().enable(path, &kind)?;
+            Ok(Reply::no_content())
+        }
+        Op::Delete => {
+            shared.jwt().disable(path);
+            Ok(Reply::no_content())
+        }
+        Op::Read | Op::List => Err(ApiError::UnsupportedOperation),
     }
 }
 

@@ -47,7 +47,7 @@ use support::{
     b64, is_well_formed, start, start_vault_dev, start_vault_dev_with, start_with_approles, unb64,
     Vault,
 };
-use vault_dev::{AppRole, ServerConfig, TlsFiles};
+use vault_dev::{AppRole, JwtSigner, ServerConfig, TlsFiles};
 
 // ---------- section 7 ----------
 
@@ -1304,6 +1304,213 @@ async fn approle_token_lifecycle() {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let r = v.call_as(t, "GET", "auth/token/lookup-self", None).await;
     assert_eq!((r.status, r.error()), (403, "permission denied".into()));
+}
+
+/// The jwt auth method as set up with the API (enable, config, role) and its login:
+/// refusals with OpenBao's status and text, and a token with the role's policies and
+/// TTL for a JWT that satisfies the role.
+#[tokio::test]
+async fn jwt_auth_method() {
+    let v = start().await;
+    let signer = JwtSigner::generate().unwrap();
+    let mount = format!("jwt-conformance-{}", std::process::id());
+    let at = |rest: &str| format!("auth/{mount}/{rest}");
+    let r = v
+        .write(&format!("sys/auth/{mount}"), json!({ "type": "jwt" }))
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+
+    let r = v
+        .write(&at("login"), json!({ "role": "r", "jwt": "x.y.z" }))
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "could not load configuration".into())
+    );
+    let r = v
+        .write(
+            &at("config"),
+            json!({ "jwt_validation_pubkeys": ["garbage"] }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (
+            400,
+            "error parsing public key: data does not contain any valid public keys".into()
+        )
+    );
+    let config = json!({ "jwt_validation_pubkeys": [signer.public_key_pem()] });
+    assert_eq!(v.write(&at("config"), config).await.status, 204);
+
+    let role = json!({
+        "role_type": "jwt",
+        "bound_audiences": ["kt"],
+        "bound_claims": { "team": "data" },
+        "user_claim": "sub",
+        "token_ttl": "5s",
+        "token_max_ttl": "10s",
+        "token_policies": ["p2", "p1"],
+    });
+    let without = |field: &str| {
+        let mut r = role.clone();
+        r.as_object_mut().unwrap().remove(field);
+        r
+    };
+    for (body, error) in [
+        (
+            without("role_type"),
+            "'allowed_redirect_uris' must be set if 'role_type' is 'oidc' or unspecified.",
+        ),
+        (
+            {
+                let mut r = without("bound_audiences");
+                r.as_object_mut().unwrap().remove("bound_claims");
+                r
+            },
+            "must have at least one bound constraint when creating/updating a role",
+        ),
+        (
+            without("user_claim"),
+            "a user claim must be defined on the role",
+        ),
+    ] {
+        let r = v.write(&at("role/bad"), body).await;
+        assert_eq!((r.status, r.error()), (400, error.into()));
+    }
+    assert_eq!(v.write(&at("role/r"), role).await.status, 204);
+    let r = v.read(&at("role/r")).await;
+    assert_eq!(r.body["data"]["token_ttl"], 5);
+    assert_eq!(r.body["data"]["token_max_ttl"], 10);
+    assert_eq!(r.body["data"]["bound_audiences"], json!(["kt"]));
+    assert_eq!(r.body["data"]["user_claim"], "sub");
+
+    let now = vault_dev::unix_now();
+    let good = json!({
+        "sub": "svc", "aud": "kt", "team": "data", "iat": now, "nbf": now, "exp": now + 300,
+    });
+    let with = |changes: Value| {
+        let mut claims = good.clone();
+        for (k, val) in changes.as_object().unwrap() {
+            match val {
+                Value::Null => claims.as_object_mut().unwrap().remove(k),
+                _ => claims
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(k.clone(), val.clone()),
+            };
+        }
+        signer.sign(&claims)
+    };
+    let stranger = JwtSigner::generate().unwrap();
+    let invalid = |detail: &str| format!("error validating token: {detail}");
+    for (name, role, jwt, error) in [
+        ("no role", "", with(json!({})), "missing role".to_string()),
+        (
+            "unknown role",
+            "nope",
+            with(json!({})),
+            "role \"nope\" could not be found".into(),
+        ),
+        ("no jwt", "r", String::new(), "missing token".into()),
+        (
+            "not a JWS",
+            "r",
+            "abc.def".into(),
+            invalid("error verifying token signature: go-jose/go-jose: compact JWS format must have three parts"),
+        ),
+        (
+            "bad signature",
+            "r",
+            stranger.sign(&good),
+            invalid("error verifying token signature: no known key successfully validated the token signature"),
+        ),
+        (
+            "wrong audience",
+            "r",
+            with(json!({ "aud": "other" })),
+            invalid("invalid audience (aud) claim: audience claim does not match any expected audience"),
+        ),
+        (
+            "expired beyond the leeway",
+            "r",
+            with(json!({ "exp": now - 120 })),
+            invalid("invalid expiration time (exp) claim: token is expired"),
+        ),
+        (
+            "not yet valid",
+            "r",
+            with(json!({ "nbf": now + 120 })),
+            invalid("invalid not before (nbf) claim: token not yet valid"),
+        ),
+        (
+            "issued in the future",
+            "r",
+            with(json!({ "iat": now + 120 })),
+            invalid("invalid issued at (iat) claim: token issued in the future"),
+        ),
+        (
+            "bound claim missing",
+            "r",
+            with(json!({ "team": null })),
+            "error validating claims: claim \"team\" is missing".into(),
+        ),
+        (
+            "bound claim differs",
+            "r",
+            with(json!({ "team": "ops" })),
+            "error validating claims: claim \"team\" does not match any associated bound claim values".into(),
+        ),
+        (
+            "no user claim",
+            "r",
+            with(json!({ "sub": null })),
+            "claim \"sub\" not found in token".into(),
+        ),
+    ] {
+        let r = v
+            .call_as(
+                None,
+                "POST",
+                &at("login"),
+                Some(json!({ "role": role, "jwt": jwt })),
+            )
+            .await;
+        assert_eq!((r.status, r.error()), (400, error), "{name}");
+    }
+    let r = v.call_as(None, "GET", &at("login"), None).await;
+    assert_eq!((r.status, r.error()), (405, "unsupported operation".into()));
+
+    // Within the leeway, with the audience in a list.
+    for jwt in [
+        with(json!({})),
+        with(json!({ "exp": now - 10, "aud": ["x", "kt"] })),
+    ] {
+        let r = v
+            .call_as(
+                None,
+                "POST",
+                &at("login"),
+                Some(json!({ "role": "r", "jwt": jwt })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let auth = &r.body["auth"];
+        assert_eq!(auth["lease_duration"], 5);
+        assert_eq!(auth["renewable"], true);
+        assert_eq!(auth["policies"], json!(["default", "p1", "p2"]));
+        assert_eq!(auth["token_policies"], json!(["default", "p1", "p2"]));
+        assert_eq!(auth["metadata"], json!({ "role": "r" }));
+        let token = auth["client_token"].as_str().unwrap();
+        let r = v
+            .call_as(Some(token), "GET", "auth/token/lookup-self", None)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(r.body["data"]["ttl"].as_u64().unwrap() <= 5);
+        assert_eq!(r.body["data"]["policies"], json!(["default", "p1", "p2"]));
+    }
+    let r = v.call("DELETE", &format!("sys/auth/{mount}"), None).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! Where the token comes from, AppRole login, and background renewal.
+//! Where the token comes from, logins (AppRole, JWT, Kubernetes), and background renewal.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::backoff::backoff_delay;
 use super::client::{parse_json, Inner, Target};
 use super::error::VaultError;
-use super::settings::{AppRoleSettings, VaultSettings};
+use super::settings::{AppRoleSettings, JwtKind, JwtLoginSettings, VaultSettings};
 use super::token::VaultToken;
 use super::wire::{self, AuthInfo, Envelope, LookupData};
 
@@ -23,13 +23,102 @@ pub(crate) enum TokenSource {
     Fixed,
     Env(String),
     File(PathBuf),
+    /// Logs in (without a token) and logs in again when the token runs out.
+    Login(LoginMethod),
+}
+
+/// An auth method the client logs in with.
+pub(crate) enum LoginMethod {
     AppRole(AppRoleSettings),
+    /// `[vault.jwt]` or `[vault.kubernetes]`: a role and a JWT read from a file.
+    Jwt(JwtKind, JwtLoginSettings),
+}
+
+/// Borrowed, so that no unzeroized copy of a credential is made on the way.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum LoginBody<'a> {
+    AppRole {
+        role_id: &'a str,
+        secret_id: &'a str,
+    },
+    Jwt {
+        role: &'a str,
+        jwt: &'a str,
+    },
+}
+
+impl LoginMethod {
+    /// The method's name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            LoginMethod::AppRole(_) => "AppRole",
+            LoginMethod::Jwt(JwtKind::Jwt, _) => "JWT",
+            LoginMethod::Jwt(JwtKind::Kubernetes, _) => "Kubernetes",
+        }
+    }
+
+    fn mount(&self) -> &str {
+        match self {
+            LoginMethod::AppRole(ar) => ar.mount.trim_matches('/'),
+            LoginMethod::Jwt(kind, j) => j.mount_path(*kind),
+        }
+    }
+
+    /// The settings table and the field naming the mount, for messages.
+    fn fields(&self) -> (&'static str, String) {
+        let table = match self {
+            LoginMethod::AppRole(_) => "vault.approle",
+            LoginMethod::Jwt(kind, _) => kind.field(),
+        };
+        (table, format!("{table}.mount"))
+    }
+
+    /// The login request's body, with the credentials read afresh (a rotated JWT or
+    /// secret ID file is picked up at the next login).
+    fn body(&self) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let body = match self {
+            LoginMethod::AppRole(ar) => {
+                let (role_id, secret_id) = read_approle_credentials(ar)?;
+                serde_json::to_vec(&LoginBody::AppRole {
+                    role_id: &role_id,
+                    secret_id: &secret_id,
+                })
+            }
+            LoginMethod::Jwt(kind, j) => {
+                let jwt = read_jwt(*kind, j)?;
+                serde_json::to_vec(&LoginBody::Jwt {
+                    role: &j.role,
+                    jwt: &jwt,
+                })
+            }
+        };
+        Ok(Zeroizing::new(body.expect("serializing login")))
+    }
+
+    /// What to check when Vault refuses the credentials.
+    fn refused_hint(&self) -> String {
+        match self {
+            LoginMethod::AppRole(_) => {
+                "check the role ID and secret ID named by vault.approle".into()
+            }
+            LoginMethod::Jwt(kind, j) => format!(
+                "check {field}.role and the JWT in {}: its signature, audience, claims and expiry must satisfy the role",
+                j.jwt_path(*kind).unwrap_or_default().display(),
+                field = kind.field()
+            ),
+        }
+    }
 }
 
 impl TokenSource {
     pub(crate) fn from_settings(s: &VaultSettings) -> TokenSource {
         if let Some(ar) = &s.approle {
-            TokenSource::AppRole(ar.clone())
+            TokenSource::Login(LoginMethod::AppRole(ar.clone()))
+        } else if let Some(j) = &s.jwt {
+            TokenSource::Login(LoginMethod::Jwt(JwtKind::Jwt, j.clone()))
+        } else if let Some(k) = &s.kubernetes {
+            TokenSource::Login(LoginMethod::Jwt(JwtKind::Kubernetes, k.clone()))
         } else if let Some(f) = &s.token_file {
             TokenSource::File(f.clone())
         } else if let Some(e) = &s.token_env {
@@ -47,7 +136,7 @@ impl TokenSource {
             TokenSource::File(path) => {
                 read_file(path, "vault.token_file").map(|t| VaultToken::new(t.to_string()))
             }
-            TokenSource::Fixed | TokenSource::AppRole(_) => Err(VaultError::Auth {
+            TokenSource::Fixed | TokenSource::Login(_) => Err(VaultError::Auth {
                 detail: "no token source to read (set vault.token_env or vault.token_file)".into(),
             }),
         }
@@ -132,66 +221,70 @@ fn read_approle_credentials(
     Ok((role_id, secret_id))
 }
 
-/// Reads every credential the settings name (token, or AppRole role and secret IDs)
-/// and drops it at once: what `kafka-transit validate` checks, so that a config it
-/// accepts is not refused by `run` for an unset variable or a missing file.
+/// Reads the JWT of a `[vault.jwt]` or `[vault.kubernetes]` login from its file.
+fn read_jwt(kind: JwtKind, j: &JwtLoginSettings) -> Result<Zeroizing<String>, VaultError> {
+    let field = format!("{}.jwt_file", kind.field());
+    let path = j.jwt_path(kind).ok_or_else(|| VaultError::Auth {
+        detail: format!("{field} is not set; set it to the file holding the JWT"),
+    })?;
+    read_file(&path, &field)
+}
+
+/// Reads every credential the settings name (token, AppRole role and secret IDs, or
+/// the JWT) and drops it at once: what `kafka-transit validate` checks, so that a
+/// config it accepts is not refused by `run` for an unset variable or a missing file.
 pub(crate) fn check_credentials(settings: &VaultSettings) -> Result<(), VaultError> {
     match TokenSource::from_settings(settings) {
-        TokenSource::AppRole(ar) => read_approle_credentials(&ar).map(drop),
+        TokenSource::Login(method) => method.body().map(drop),
         TokenSource::Fixed => Ok(()),
         source => source.read_token().map(drop),
     }
 }
 
-/// Logs in with AppRole (`auth/<mount>/login`), without a token.
-pub(crate) async fn approle_login(
-    inner: &Inner,
-    source: &TokenSource,
-) -> Result<AuthInfo, VaultError> {
-    let TokenSource::AppRole(ar) = source else {
+/// Logs in (`auth/<mount>/login`, without a token) with the source's auth method.
+pub(crate) async fn login(inner: &Inner, source: &TokenSource) -> Result<AuthInfo, VaultError> {
+    let TokenSource::Login(method) = source else {
         return Err(VaultError::Auth {
-            detail: "AppRole login without vault.approle settings".into(),
+            detail: "login without [vault.approle], [vault.jwt] or [vault.kubernetes] settings"
+                .into(),
         });
     };
-    let (role_id, secret_id) = read_approle_credentials(ar)?;
-    #[derive(Serialize)]
-    struct Login<'a> {
-        role_id: &'a str,
-        secret_id: &'a str,
-    }
-    let body = serde_json::to_vec(&Login {
-        role_id: &role_id,
-        secret_id: &secret_id,
-    })
-    .expect("serializing login");
-    let mount = ar.mount.trim_matches('/');
+    let body = method.body()?;
+    let (name, mount) = (method.name(), method.mount());
     let path = format!("auth/{mount}/login");
     let target = Target {
         path: &path,
         key: None,
         auth: false,
     };
-    let raw = inner.send(Method::POST, target, Some(body)).await?;
+    let raw = inner
+        .send(Method::POST, target, Some(body.to_vec()))
+        .await?;
     if !raw.status.is_success() {
         let msg = wire::error_message(&raw.body).unwrap_or_default();
+        let (table, mount_field) = method.fields();
         let detail = match raw.status {
             StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN => format!(
-                "AppRole login at {path} was refused ({msg}); check the role ID and secret ID named by vault.approle"
+                "{name} login at {path} was refused ({msg}); {}",
+                method.refused_hint()
             ),
             StatusCode::NOT_FOUND => format!(
-                "no AppRole auth method at auth/{mount} ({msg}); enable it or fix vault.approle.mount"
+                "no {name} auth method at auth/{mount} ({msg}); enable it or fix {mount_field}"
             ),
-            s => format!("AppRole login at {path} failed with HTTP {}: {msg}", s.as_u16()),
+            s => format!(
+                "{name} login at {path} failed with HTTP {}: {msg} (settings: {table})",
+                s.as_u16()
+            ),
         };
         return Err(VaultError::Auth { detail });
     }
     let env: Envelope<serde::de::IgnoredAny> = parse_json(&raw.body, &path)?;
     let auth = env.auth.ok_or_else(|| VaultError::Protocol {
-        detail: format!("AppRole login response from {path} has no auth block"),
+        detail: format!("{name} login response from {path} has no auth block"),
     })?;
     if auth.client_token.is_empty() {
         return Err(VaultError::Protocol {
-            detail: format!("AppRole login response from {path} has an empty client_token"),
+            detail: format!("{name} login response from {path} has an empty client_token"),
         });
     }
     Ok(auth)
@@ -229,7 +322,7 @@ fn describe_source(s: &TokenSource) -> String {
         TokenSource::Fixed => "the caller".into(),
         TokenSource::Env(n) => format!("env var {n} (vault.token_env)"),
         TokenSource::File(p) => format!("{} (vault.token_file)", p.display()),
-        TokenSource::AppRole(a) => format!("AppRole login at auth/{}", a.mount.trim_matches('/')),
+        TokenSource::Login(m) => format!("{} login at auth/{}", m.name(), m.mount()),
     }
 }
 
@@ -261,11 +354,11 @@ async fn renew_self(inner: &Inner, increment: Duration) -> Result<(AuthInfo, boo
     Ok((auth, capped))
 }
 
-/// Gets a new token: AppRole login, or re-reading the token file / env var.
+/// Gets a new token: a login, or re-reading the token file / env var.
 async fn relogin(inner: &Inner) -> Result<(Duration, bool), VaultError> {
     match &inner.source {
-        TokenSource::AppRole(_) => {
-            let a = approle_login(inner, &inner.source).await?;
+        TokenSource::Login(_) => {
+            let a = login(inner, &inner.source).await?;
             inner.set_token(VaultToken::new(a.client_token.clone()))?;
             Ok((Duration::from_secs(a.lease_duration), a.renewable))
         }

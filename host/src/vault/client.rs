@@ -77,7 +77,7 @@ impl Drop for Inner {
 /// Counters of the token lifecycle (for tests and metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthStats {
-    /// Successful logins (AppRole) or token re-reads after the first.
+    /// Successful logins (AppRole, JWT, Kubernetes) or token re-reads after the first.
     pub logins: u64,
     /// Successful `renew-self` calls.
     pub renewals: u64,
@@ -100,21 +100,21 @@ pub(crate) struct Target<'a> {
 }
 
 impl VaultClient {
-    /// Reads the token (or logs in with AppRole and starts renewing the token in the
-    /// background), then checks the token with `lookup-self`.
+    /// Reads the token (or logs in with AppRole, a JWT or Kubernetes and starts renewing
+    /// the token in the background), then checks the token with `lookup-self`.
     pub async fn connect(settings: &VaultSettings) -> Result<VaultClient, VaultError> {
         settings
             .validate()
             .map_err(|detail| VaultError::Auth { detail })?;
         let source = TokenSource::from_settings(settings);
-        // The first token: read it, or log in with AppRole (a request without token).
+        // The first token: read it, or log in (a request without token).
         let (token, needs_login) = match &source {
-            TokenSource::AppRole(_) => (VaultToken::new(String::new()), true),
+            TokenSource::Login(_) => (VaultToken::new(String::new()), true),
             other => (other.read_token()?, false),
         };
         let client = Self::build(settings, token, source)?;
         let login_auth = if needs_login {
-            let a = auth::approle_login(&client.inner, &client.inner.source).await?;
+            let a = auth::login(&client.inner, &client.inner.source).await?;
             client
                 .inner
                 .set_token(VaultToken::new(a.client_token.clone()))?;
@@ -133,7 +133,7 @@ impl VaultClient {
     }
 
     /// Everything `connect` checks before it talks to Vault: the settings, that the
-    /// token (or the AppRole IDs) can be read from the variable or file they name, and
+    /// token (or the AppRole IDs, or the JWT) can be read from the variable or file they name, and
     /// that the CA bundle loads. Reads each secret and drops it at once.
     pub fn preflight(settings: &VaultSettings) -> Result<(), VaultError> {
         settings

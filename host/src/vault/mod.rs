@@ -1,6 +1,7 @@
 //! Client of HashiCorp Vault's transit secrets engine.
 //!
-//! - [`VaultSettings`]: the `[vault]` table (token from env/file, or AppRole; CA bundle;
+//! - [`VaultSettings`]: the `[vault]` table (token from env/file, or an AppRole, JWT or
+//!   Kubernetes login; CA bundle;
 //!   namespace; retries; batch limits).
 //! - [`VaultClient`]: batch encrypt/decrypt/rewrap/hmac with per-item errors, chunked to
 //!   Vault's limits; single-item encrypt/decrypt; data keys. Retries connection errors,
@@ -22,7 +23,8 @@ mod wire;
 pub use client::{AuthStats, VaultClient};
 pub use error::{ItemError, VaultError};
 pub use settings::{
-    AppRoleSettings, VaultSettings, VAULT_MAX_BATCH_ITEMS, VAULT_MAX_REQUEST_BYTES,
+    AppRoleSettings, JwtKind, JwtLoginSettings, VaultSettings, KUBERNETES_TOKEN_PATH,
+    VAULT_MAX_BATCH_ITEMS, VAULT_MAX_REQUEST_BYTES,
 };
 pub use token::{DataKey, VaultToken};
 pub use wire::{DecryptInput, EncryptInput};

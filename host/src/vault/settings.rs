@@ -1,8 +1,9 @@
 //! The `[vault]` table of `pipeline.toml`.
 //!
 //! Secrets are never written inline in the configuration: the token, the AppRole role ID
-//! and the AppRole secret ID are always read from an environment variable or a file whose
-//! *name* is configured here. That keeps the derived `Debug` of these structs harmless.
+//! and secret ID, and the JWT of a JWT or Kubernetes login are always read from an
+//! environment variable or a file whose *name* is configured here. That keeps the derived
+//! `Debug` of these structs harmless.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,12 @@ pub struct VaultSettings {
     /// Log in with AppRole instead of using a fixed token.
     #[serde(default)]
     pub approle: Option<AppRoleSettings>,
+    /// Log in with a JWT (the `jwt` auth method, e.g. workload identity tokens).
+    #[serde(default)]
+    pub jwt: Option<JwtLoginSettings>,
+    /// Log in with the pod's service account token (the `kubernetes` auth method).
+    #[serde(default)]
+    pub kubernetes: Option<JwtLoginSettings>,
     /// PEM bundle whose certificates are added to the trusted roots.
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
@@ -81,6 +88,97 @@ pub struct AppRoleSettings {
     pub secret_id_file: Option<PathBuf>,
 }
 
+/// A login that sends a role and a JWT read from a file (`[vault.jwt]` and
+/// `[vault.kubernetes]`, whose defaults differ: see [`JwtKind`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtLoginSettings {
+    /// Mount path of the auth method (`auth/<mount>/login`); default `jwt` or
+    /// `kubernetes`.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// The role to log in as.
+    #[serde(default)]
+    pub role: String,
+    /// File holding the JWT, read again at every login because Kubernetes rotates
+    /// projected tokens in place. Required for `[vault.jwt]`; `[vault.kubernetes]`
+    /// defaults to the service account token.
+    #[serde(default)]
+    pub jwt_file: Option<PathBuf>,
+}
+
+/// Which of the two role-and-JWT logins a [`JwtLoginSettings`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKind {
+    Jwt,
+    Kubernetes,
+}
+
+/// Where Kubernetes mounts a pod's service account token.
+pub const KUBERNETES_TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+impl JwtKind {
+    /// The settings table, for messages: `vault.jwt` or `vault.kubernetes`.
+    pub fn field(self) -> &'static str {
+        match self {
+            JwtKind::Jwt => "vault.jwt",
+            JwtKind::Kubernetes => "vault.kubernetes",
+        }
+    }
+
+    /// The auth method's name in Vault, and its usual mount path.
+    pub fn method(self) -> &'static str {
+        match self {
+            JwtKind::Jwt => "jwt",
+            JwtKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl JwtLoginSettings {
+    /// The mount path without surrounding slashes.
+    pub fn mount_path(&self, kind: JwtKind) -> &str {
+        self.mount
+            .as_deref()
+            .map_or(kind.method(), |m| m.trim_matches('/'))
+    }
+
+    /// The JWT file: the configured one, else Kubernetes' default.
+    pub fn jwt_path(&self, kind: JwtKind) -> Option<PathBuf> {
+        match (&self.jwt_file, kind) {
+            (Some(p), _) => Some(p.clone()),
+            (None, JwtKind::Kubernetes) => Some(PathBuf::from(KUBERNETES_TOKEN_PATH)),
+            (None, JwtKind::Jwt) => None,
+        }
+    }
+
+    fn validate(&self, kind: JwtKind) -> Result<(), String> {
+        let field = kind.field();
+        check_auth_mount(
+            &format!("{field}.mount"),
+            self.mount_path(kind),
+            kind.method(),
+        )?;
+        let role = self.role.trim();
+        if role.is_empty() || role != self.role || role.contains('/') {
+            return Err(format!(
+                "{field}.role: must name a role of the {} auth method, without '/' or surrounding spaces (e.g. role = \"kafka-transit\"); it is {:?}",
+                kind.method(),
+                self.role
+            ));
+        }
+        match &self.jwt_file {
+            Some(p) if p.as_os_str().is_empty() => Err(format!(
+                "{field}.jwt_file is empty; set it to the path of the file holding the JWT"
+            )),
+            None if kind == JwtKind::Jwt => Err(format!(
+                "{field}.jwt_file is not set; set it to the file holding the JWT (e.g. a projected service account token), never the JWT itself"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn default_mount() -> String {
     "transit".to_string()
 }
@@ -120,6 +218,8 @@ impl VaultSettings {
             token_env: Some(token_env_name.into()),
             token_file: None,
             approle: None,
+            jwt: None,
+            kubernetes: None,
             ca_cert: None,
             request_timeout: default_request_timeout(),
             max_retries: default_max_retries(),
@@ -139,13 +239,15 @@ impl VaultSettings {
             self.token_env.is_some(),
             self.token_file.is_some(),
             self.approle.is_some(),
+            self.jwt.is_some(),
+            self.kubernetes.is_some(),
         ]
         .iter()
         .filter(|s| **s)
         .count();
         if sources != 1 {
             return Err(format!(
-                "exactly one of vault.token_env, vault.token_file and vault.approle must be set ({sources} are); \
+                "exactly one of vault.token_env, vault.token_file, [vault.approle], [vault.jwt] and [vault.kubernetes] must be set ({sources} are); \
                  e.g. token_env = \"VAULT_TOKEN\" (secrets are never written inline in the config)"
             ));
         }
@@ -228,6 +330,12 @@ impl VaultSettings {
         if let Some(ar) = &self.approle {
             ar.validate()?;
         }
+        if let Some(j) = &self.jwt {
+            j.validate(JwtKind::Jwt)?;
+        }
+        if let Some(k) = &self.kubernetes {
+            k.validate(JwtKind::Kubernetes)?;
+        }
         if let Some(path) = &self.ca_cert {
             if path.as_os_str().is_empty() {
                 return Err(
@@ -288,17 +396,11 @@ impl VaultSettings {
 
 impl AppRoleSettings {
     fn validate(&self) -> Result<(), String> {
-        let mount = self.mount.trim_matches('/');
-        if mount.is_empty()
-            || !mount
-                .split('/')
-                .all(|s| !s.is_empty() && s.chars().all(is_path_char))
-        {
-            return Err(format!(
-                "vault.approle.mount {:?} is not a valid auth mount path; use e.g. \"approle\"",
-                self.mount
-            ));
-        }
+        check_auth_mount(
+            "vault.approle.mount",
+            self.mount.trim_matches('/'),
+            "approle",
+        )?;
         match (&self.role_id_env, &self.role_id_file) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err("exactly one of vault.approle.role_id_env and vault.approle.role_id_file must be set".into())
@@ -314,6 +416,19 @@ impl AppRoleSettings {
             (None, Some(_)) => Ok(()),
         }
     }
+}
+
+fn check_auth_mount(field: &str, mount: &str, example: &str) -> Result<(), String> {
+    if mount.is_empty()
+        || !mount
+            .split('/')
+            .all(|s| !s.is_empty() && s.chars().all(is_path_char))
+    {
+        return Err(format!(
+            "{field} {mount:?} is not a valid auth mount path; use e.g. \"{example}\""
+        ));
+    }
+    Ok(())
 }
 
 fn is_path_char(c: char) -> bool {
@@ -406,9 +521,20 @@ mod tests {
         assert!(r.is_err());
     }
 
+    type Mutation = Box<dyn Fn(&mut VaultSettings)>;
+
+    /// Each change to valid settings is refused with a message containing the text.
+    fn assert_each_names_its_field(cases: Vec<(Mutation, &str)>) {
+        for (mutate, field) in cases {
+            let mut s = base();
+            mutate(&mut s);
+            let err = s.validate().expect_err(field);
+            assert!(err.contains(field), "{err:?} should name {field}");
+        }
+    }
+
     #[test]
     fn validation_messages_name_the_field() {
-        type Mutation = Box<dyn Fn(&mut VaultSettings)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|s| s.address = "ftp://x".into()), "vault.address"),
             (Box::new(|s| s.address = "".into()), "vault.address"),
@@ -458,12 +584,96 @@ mod tests {
                 "vault.approle.secret_id",
             ),
         ];
-        for (mutate, field) in cases {
-            let mut s = base();
-            mutate(&mut s);
-            let err = s.validate().expect_err(field);
-            assert!(err.contains(field), "{err:?} should name {field}");
+        assert_each_names_its_field(cases);
+    }
+
+    fn jwt_login(jwt_file: Option<&str>) -> JwtLoginSettings {
+        JwtLoginSettings {
+            mount: None,
+            role: "kafka-transit".into(),
+            jwt_file: jwt_file.map(PathBuf::from),
         }
+    }
+
+    #[test]
+    fn jwt_and_kubernetes_tables() {
+        let s: VaultSettings =
+            toml::from_str("address = \"http://v:8200\"\n[kubernetes]\nrole = \"kt\"\n").unwrap();
+        s.validate().unwrap();
+        let k = s.kubernetes.as_ref().unwrap();
+        assert_eq!(k.mount_path(JwtKind::Kubernetes), "kubernetes");
+        assert_eq!(
+            k.jwt_path(JwtKind::Kubernetes).unwrap(),
+            PathBuf::from(KUBERNETES_TOKEN_PATH)
+        );
+        let s: VaultSettings = toml::from_str(
+            "address = \"http://v:8200\"\n[jwt]\nrole = \"kt\"\nmount = \"/gitlab/jwt/\"\njwt_file = \"/run/id/token\"\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        let j = s.jwt.as_ref().unwrap();
+        assert_eq!(j.mount_path(JwtKind::Jwt), "gitlab/jwt");
+        assert_eq!(
+            j.jwt_path(JwtKind::Jwt).unwrap(),
+            PathBuf::from("/run/id/token")
+        );
+        // The JWT itself is never written in the file.
+        let r: Result<VaultSettings, _> =
+            toml::from_str("address = \"http://v:8200\"\n[jwt]\nrole = \"kt\"\njwt = \"eyJ\"\n");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn jwt_and_kubernetes_validation_names_the_field() {
+        let only = |f: fn(&mut VaultSettings)| -> Mutation {
+            Box::new(move |s: &mut VaultSettings| {
+                s.token_env = None;
+                f(s)
+            })
+        };
+        let cases: Vec<(Mutation, &str)> = vec![
+            (only(|s| s.jwt = Some(jwt_login(None))), "vault.jwt.jwt_file"),
+            (
+                only(|s| s.jwt = Some(jwt_login(Some("")))),
+                "vault.jwt.jwt_file",
+            ),
+            (
+                only(|s| {
+                    let mut j = jwt_login(Some("/t"));
+                    j.role = String::new();
+                    s.jwt = Some(j)
+                }),
+                "vault.jwt.role: must name a role",
+            ),
+            (
+                only(|s| {
+                    let mut j = jwt_login(None);
+                    j.role = "a/b".into();
+                    s.kubernetes = Some(j)
+                }),
+                "vault.kubernetes.role",
+            ),
+            (
+                only(|s| {
+                    let mut j = jwt_login(None);
+                    j.mount = Some("a//b".into());
+                    s.kubernetes = Some(j)
+                }),
+                "vault.kubernetes.mount",
+            ),
+            (
+                only(|s| {
+                    s.jwt = Some(jwt_login(Some("/t")));
+                    s.kubernetes = Some(jwt_login(None));
+                }),
+                "exactly one of vault.token_env, vault.token_file, [vault.approle], [vault.jwt] and [vault.kubernetes]",
+            ),
+            (
+                Box::new(|s| s.kubernetes = Some(jwt_login(None))),
+                "(2 are)",
+            ),
+        ];
+        assert_each_names_its_field(cases);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kafka_transit::vault::{VaultClient, VaultSettings, VaultToken};
+use kafka_transit::vault::{VaultClient, VaultError, VaultSettings, VaultToken};
 use serde_json::{json, Value};
 pub use vault_dev::{RunningServer, ServerConfig};
 
@@ -38,6 +38,131 @@ pub use vault_dev::{RunningServer, ServerConfig};
 pub const EXTERNAL_ENV: &str = "KAFKA_TRANSIT_TEST_VAULT";
 /// Prefix of the variables naming the external https server.
 pub const EXTERNAL_TLS_ENV: &str = "KAFKA_TRANSIT_TEST_VAULT_TLS";
+
+/// A role of a `jwt` auth method made by [`TestVault::target_with_jwt`], and the key
+/// whose JWTs it accepts.
+pub struct JwtRole {
+    pub mount: String,
+    pub role: String,
+    pub signer: vault_dev::JwtSigner,
+    /// The file the settings name, holding a JWT the role accepts until a test
+    /// writes another one with [`JwtRole::write_jwt`].
+    pub jwt_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl JwtRole {
+    /// The audience and claim the role is bound to.
+    pub const AUDIENCE: &'static str = "kafka-transit";
+    pub const TEAM: &'static str = "data";
+
+    async fn create(vault: &TestVault, token_ttl: Duration, token_max_ttl: Duration) -> JwtRole {
+        let signer = vault_dev::JwtSigner::generate().expect("a signing key");
+        let mount = unique_name("kt_jwt");
+        vault
+            .create(
+                reqwest::Method::POST,
+                &format!("sys/auth/{mount}"),
+                json!({ "type": "jwt" }),
+            )
+            .await;
+        let config = json!({ "jwt_validation_pubkeys": [signer.public_key_pem()] });
+        request_ok(
+            vault,
+            reqwest::Method::POST,
+            &format!("auth/{mount}/config"),
+            config,
+        )
+        .await;
+        // vault-dev has no policy language: its login tokens may use transit anyway.
+        let policy = match vault.dev() {
+            Some(_) => "kt-transit".to_string(),
+            None => {
+                vault
+                    .create_policy(&format!(
+                        r#"path "{}/*" {{ capabilities = ["create", "read", "update"] }}"#,
+                        vault.mount
+                    ))
+                    .await
+            }
+        };
+        let role = "kafka-transit".to_string();
+        let seconds = |d: Duration| format!("{}s", d.as_secs());
+        request_ok(
+            vault,
+            reqwest::Method::POST,
+            &format!("auth/{mount}/role/{role}"),
+            json!({
+                "role_type": "jwt",
+                "bound_audiences": [Self::AUDIENCE],
+                "bound_claims": { "team": Self::TEAM },
+                "user_claim": "sub",
+                "token_ttl": seconds(token_ttl),
+                "token_max_ttl": seconds(token_max_ttl),
+                "token_policies": [policy],
+            }),
+        )
+        .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jwt_role = JwtRole {
+            mount,
+            role,
+            signer,
+            jwt_file: dir.path().join("token"),
+            _dir: dir,
+        };
+        jwt_role.write_jwt(&jwt_role.jwt());
+        jwt_role
+    }
+
+    /// Replaces the JWT file the way the kubelet rotates a projected token: a new
+    /// file renamed over the old one.
+    pub fn write_jwt(&self, jwt: &str) {
+        let tmp = self.jwt_file.with_extension("new");
+        std::fs::write(&tmp, jwt).expect("write the JWT");
+        std::fs::rename(&tmp, &self.jwt_file).expect("rename the JWT into place");
+    }
+
+    /// A client logging in with this role and the JWT file.
+    pub async fn connect(&self, vault: &TestVault) -> Result<VaultClient, VaultError> {
+        VaultClient::connect(&self.settings(vault)).await
+    }
+
+    /// A JWT the role accepts, valid for ten minutes, with `changes` merged into its
+    /// claims.
+    pub fn jwt_with(&self, changes: Value) -> String {
+        let now = vault_dev::unix_now();
+        let mut claims = json!({
+            "iss": "kafka-transit-tests",
+            "sub": "system:serviceaccount:streams:kafka-transit",
+            "aud": [Self::AUDIENCE],
+            "team": Self::TEAM,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+        });
+        if let (Some(claims), Value::Object(changes)) = (claims.as_object_mut(), changes) {
+            claims.extend(changes);
+        }
+        self.signer.sign(&claims)
+    }
+
+    pub fn jwt(&self) -> String {
+        self.jwt_with(json!({}))
+    }
+
+    /// Settings logging in with this role (`[vault.jwt]`) and the JWT file.
+    pub fn settings(&self, vault: &TestVault) -> VaultSettings {
+        let mut s = settings_for(vault);
+        s.token_env = None;
+        s.jwt = Some(kafka_transit::vault::JwtLoginSettings {
+            mount: Some(self.mount.clone()),
+            role: self.role.clone(),
+            jwt_file: Some(self.jwt_file.clone()),
+        });
+        s
+    }
+}
 
 /// Starts an in-process vault-dev with the default configuration.
 pub async fn start_vault_dev() -> RunningServer {
@@ -210,6 +335,19 @@ impl TestVault {
         let reply = request_ok(&vault, reqwest::Method::POST, &secret_id_path, json!({})).await;
         let secret_id = get(reply, "secret_id");
         (vault, role_id, secret_id)
+    }
+
+    /// The target with the `jwt` auth method enabled at a mount of its own, trusting a
+    /// key made for the test, and a role whose tokens live `token_ttl`, are renewable
+    /// up to `token_max_ttl` and may use the test's mount. The same API calls set it up
+    /// on vault-dev and on OpenBao.
+    pub async fn target_with_jwt(
+        token_ttl: Duration,
+        token_max_ttl: Duration,
+    ) -> (TestVault, JwtRole) {
+        let vault = TestVault::target().await;
+        let role = JwtRole::create(&vault, token_ttl, token_max_ttl).await;
+        (vault, role)
     }
 
     async fn start_dev(
