@@ -116,6 +116,8 @@ pub struct Snapshot {
     pub batches: u64,
     pub batch_retries: u64,
     pub committed_batches: u64,
+    /// Batches handed to the producers and not yet fully acknowledged.
+    pub batches_in_flight: u64,
     pub partitions_revoked: u64,
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
@@ -223,6 +225,7 @@ impl Metrics {
             batches: self.batches.get(),
             batch_retries: self.batch_retries.get(),
             committed_batches: self.committed_batches.get(),
+            batches_in_flight: u64::try_from(self.in_flight.get()).unwrap_or(0),
             partitions_revoked: self.partitions_revoked.get(),
             transactions_committed: self.transactions_committed.get(),
             transactions_aborted: self.transactions_aborted.get(),

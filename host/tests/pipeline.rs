@@ -631,7 +631,9 @@ async fn a_stop_waits_for_every_acknowledgement_then_commits() {
 
     let first =
         RunningPipeline::start(pipeline_spec.config(), support::client_for(&vault_server)).await;
-    first.wait_until(WAIT, |m| m.records_in > 0).await;
+    // A stop while the batch is still in the policy leaves it unsent (and uncommitted);
+    // this test is about a stop that finds acknowledgements outstanding.
+    first.wait_until(WAIT, |m| m.batches_in_flight > 0).await;
     let stopped = first.stop().await.unwrap();
     assert!(stopped.records_in > 0);
     assert_eq!(
