@@ -60,7 +60,7 @@ bootstrap, expected = sys.argv[1], json.load(open(sys.argv[2]))
 sealed = {m.key().decode(): m.value() for m in read_topic(bootstrap, "big.sealed", 3)}
 opened = {m.key().decode(): m.value() for m in read_topic(bootstrap, "big.opened", 3)}
 for key, digest in expected.items():
-    assert sealed[key][0] == 1, f"{key} on big.sealed is not an envelope"
+    assert sealed[key][0] == 2, f"{key} on big.sealed is not an envelope"
     assert hashlib.sha256(opened[key]).hexdigest() == digest, f"{key} differs after the round trip"
     print(f"  {key}: {len(opened[key]):>9} bytes, sealed {len(sealed[key]):>9} bytes, identical")
 PY

@@ -6,10 +6,10 @@
 //!
 //! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
 
-use kafka_transit_policy_sdk::transit::{self, DecryptItem};
+use kafka_transit_policy_sdk::transit;
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault, without_stamps, Failure, OutputRecord, Prepared,
-    SourceRecord, TransformResult, TransitKeyConfig,
+    configured_policy, through_vault, without_stamps, OutputRecord, SourceRecord, TransformResult,
+    TransitKeyConfig,
 };
 
 configured_policy!(DecryptValue, TransitKeyConfig::parse, decrypt);
@@ -18,26 +18,7 @@ fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
     through_vault(
         batch,
         "vault decrypt",
-        |record| {
-            let Some(value) = record.value.take() else {
-                return Prepared::Forward;
-            };
-            let ciphertext = match String::from_utf8(value) {
-                Ok(text) if text.starts_with("vault:v") => text,
-                _ => {
-                    return Prepared::Fail(Failure::InvalidInput(
-                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
-                    ))
-                }
-            };
-            match config.context_for(record.key.as_deref()) {
-                Ok(context) => Prepared::Item(DecryptItem {
-                    ciphertext,
-                    context,
-                }),
-                Err(failure) => Prepared::Fail(failure),
-            }
-        },
+        |record| config.ciphertext_item(record),
         |items| transit::decrypt(&config.key, items),
         |record, plaintext| OutputRecord {
             topic: None,
