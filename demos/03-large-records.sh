@@ -67,7 +67,7 @@ for message in read_topic(sys.argv[2], sys.argv[3], int(sys.argv[4])):
     shown = "".join(c if c.isprintable() and c != "\ufffd" else "." for c in shown)
     print(f"   {message.key().decode():<15} {len(value):>10,} bytes | {shown}…")
 PY
-check "every sealed record is an envelope (format version 1)"
+check "every sealed record is an envelope (format version 2)"
 
 step "kafka-transit run: envelope-open $SEALED -> $OPENED"
 run_pipeline_until "$WORK/open.toml" "$OPENED" "$count" "$WORK/open.log"

@@ -17,6 +17,9 @@ const POLICIES: &[&str] = &[
     "decrypt-fields",
     "envelope-seal",
     "envelope-open",
+    "rewrap-value",
+    "rewrap-fields",
+    "envelope-rewrap",
     "fault-test",
 ];
 

@@ -238,6 +238,16 @@ ${6:-}
 TOML
 }
 
+# run_until CONFIG TOPIC COUNT LOG: runs a pipeline until TOPIC holds COUNT distinct
+# keys, then stops it with SIGTERM, which must end it cleanly.
+run_until() {
+  "$KAFKA_TRANSIT" run --config "$1" >"$4" 2>&1 &
+  local pid=$!
+  wait_for_keys "$2" "$3" 240
+  kill -TERM "$pid"
+  wait "$pid" || fail "kafka-transit did not stop cleanly (log: $4)"
+}
+
 # source_properties FILE LINE...: a [source.properties] table with LINEs
 # ('"session.timeout.ms" = "6000"') in a pipeline file that write_pipeline wrote.
 source_properties() {

@@ -35,7 +35,7 @@ import hvac.exceptions
 from confluent_kafka import Consumer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from envelope_decrypt import FORMAT_VERSION, EnvelopeError, Unwrapper, read_topic  # noqa: E402
+from envelope_decrypt import FORMAT_VERSIONS, EnvelopeError, Unwrapper, read_topic  # noqa: E402
 
 VAULT_PREFIX = b"vault:v"
 # Ciphertexts per transit/decrypt request: OpenBao refuses request bodies of more than
@@ -74,7 +74,7 @@ class Decryptor:
             value = message.value() or b""
             if value.startswith(VAULT_PREFIX):
                 by_key.setdefault(key_of(message, self.default_key), []).append(index)
-            elif value[:1] == bytes([FORMAT_VERSION]):
+            elif value[:1] and value[0] in FORMAT_VERSIONS:
                 out[index] = self.envelopes.open(value)
             else:
                 raise RuntimeError(

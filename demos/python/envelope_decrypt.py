@@ -22,7 +22,9 @@ import sys
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-FORMAT_VERSION = 1
+# Version 2 is written; version 1 (whose tag also covers the wrapped key) is still read.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 NONCE_LEN = 12
 TAG_LEN = 16
 
@@ -32,13 +34,14 @@ class EnvelopeError(Exception):
 
 
 def parse(envelope: bytes):
-    """Returns (key_name, wrapped_key, header, nonce, ciphertext_and_tag)."""
+    """Returns (key_name, wrapped_key, authenticated, nonce, ciphertext_and_tag), where
+    `authenticated` is the part of the header the tag covers."""
     if not envelope:
         raise EnvelopeError("truncated: an empty value")
-    if envelope[0] != FORMAT_VERSION:
+    if envelope[0] not in FORMAT_VERSIONS:
         raise EnvelopeError("not a kafka-transit envelope (unknown format version)")
     at = 1
-    fields = []
+    fields, ends = [], []
     for what in ("key name", "wrapped key"):
         if len(envelope) < at + 2:
             raise EnvelopeError(f"truncated in the {what}")
@@ -47,15 +50,18 @@ def parse(envelope: bytes):
             raise EnvelopeError(f"truncated in the {what}")
         fields.append(envelope[at + 2 : at + 2 + length].decode())
         at += 2 + length
-    header, rest = envelope[:at], envelope[at:]
+        ends.append(at)
+    # Version 2 leaves the wrapped key out of the tag, so that it can be rewrapped.
+    authenticated = envelope[: ends[0] if envelope[0] == 2 else ends[1]]
+    rest = envelope[at:]
     if len(rest) < NONCE_LEN + TAG_LEN:
         raise EnvelopeError("truncated before the tag")
-    return fields[0], fields[1], header, rest[:NONCE_LEN], rest[NONCE_LEN:]
+    return fields[0], fields[1], authenticated, rest[:NONCE_LEN], rest[NONCE_LEN:]
 
 
 def open_with(data_key: bytes, envelope: bytes, aad: bytes = b"") -> bytes:
-    _, _, header, nonce, sealed = parse(envelope)
-    return AESGCM(data_key).decrypt(nonce, sealed, header + aad)
+    _, _, authenticated, nonce, sealed = parse(envelope)
+    return AESGCM(data_key).decrypt(nonce, sealed, authenticated + aad)
 
 
 class Unwrapper:

@@ -5,17 +5,19 @@
 //! The wire format is published in `docs/envelope-format.md`:
 //!
 //! ```text
-//! version (1 byte) = 0x01
+//! version (1 byte) = 0x02 (0x01 is still opened)
 //! key name length (u16, big endian) | key name (UTF-8)          the transit key
 //! wrapped key length (u16, big endian) | wrapped key (ASCII)    Vault's "vault:vN:..."
 //! nonce (12 bytes)
 //! ciphertext || tag (16 bytes)
 //! ```
 //!
-//! Everything before the nonce is the header; AES-GCM authenticates it (as associated
-//! data, followed by the caller's own associated data), so an edited or swapped
-//! data-key reference is detected. Any Vault client can unwrap the data key with
-//! `transit/decrypt/<key name>` and open the record with any AES-GCM library.
+//! AES-GCM authenticates the version byte and the key name (as associated data, followed
+//! by the caller's own). Version 2 leaves the wrapped key out of it, so that rotation can
+//! rewrap the data key (`transit/rewrap`) without the data key and without touching the
+//! ciphertext; a wrapped key that unwraps to any other data key still fails the tag.
+//! Version 1 authenticated the whole header. Any Vault client can unwrap the data key
+//! with `transit/decrypt/<key name>` and open the record with any AES-GCM library.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -27,7 +29,11 @@ use zeroize::Zeroizing;
 
 use crate::vault::{DecryptInput, VaultClient, VaultError};
 
-pub const FORMAT_VERSION: u8 = 1;
+/// The version written.
+pub const FORMAT_VERSION: u8 = 2;
+/// The first version, still opened: its tag covers the wrapped key, so it cannot be
+/// rewrapped.
+pub const FORMAT_VERSION_1: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
@@ -54,7 +60,9 @@ pub enum EnvelopeError {
 pub struct Parsed<'a> {
     pub key_name: &'a str,
     pub wrapped_key: &'a str,
-    header: &'a [u8],
+    pub version: u8,
+    /// The prefix of the envelope that the tag covers.
+    authenticated: &'a [u8],
     nonce: &'a [u8],
     sealed: &'a [u8],
 }
@@ -70,18 +78,19 @@ fn read_field<'a>(bytes: &'a [u8], at: &mut usize, what: &str) -> Result<&'a [u8
 
 /// Splits an envelope into its parts without decrypting.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
-    match bytes.first() {
+    let version = match bytes.first() {
         None => return Err(EnvelopeError::Malformed("empty value".into())),
-        Some(&FORMAT_VERSION) => {}
+        Some(&version @ (FORMAT_VERSION | FORMAT_VERSION_1)) => version,
         Some(other) => {
             return Err(EnvelopeError::Malformed(format!(
                 "unknown format version 0x{other:02x}"
             )))
         }
-    }
+    };
     let mut at = 1;
     let key_name = std::str::from_utf8(read_field(bytes, &mut at, "key name")?)
         .map_err(|_| EnvelopeError::Malformed("key name is not UTF-8".into()))?;
+    let key_name_end = at;
     let wrapped_key = std::str::from_utf8(read_field(bytes, &mut at, "wrapped key")?)
         .map_err(|_| EnvelopeError::Malformed("wrapped key is not text".into()))?;
     if !wrapped_key.starts_with("vault:v") {
@@ -89,7 +98,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
             "wrapped key is not a Vault ciphertext".into(),
         ));
     }
-    let header = &bytes[..at];
+    let authenticated = match version {
+        FORMAT_VERSION_1 => &bytes[..at],
+        _ => &bytes[..key_name_end],
+    };
     let rest = &bytes[at..];
     if rest.len() < NONCE_LEN + TAG_LEN {
         return Err(EnvelopeError::Malformed("truncated before the tag".into()));
@@ -98,13 +110,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
     Ok(Parsed {
         key_name,
         wrapped_key,
-        header,
+        version,
+        authenticated,
         nonce,
         sealed,
     })
 }
 
-fn header(key_name: &str, wrapped_key: &str) -> Vec<u8> {
+/// A version 2 header, and the length of its authenticated prefix (version and key
+/// name).
+fn header(key_name: &str, wrapped_key: &str) -> (Vec<u8>, usize) {
     let mut header = Vec::with_capacity(5 + key_name.len() + wrapped_key.len());
     header.push(FORMAT_VERSION);
     for field in [key_name.as_bytes(), wrapped_key.as_bytes()] {
@@ -112,14 +127,14 @@ fn header(key_name: &str, wrapped_key: &str) -> Vec<u8> {
         header.extend_from_slice(&length.to_be_bytes());
         header.extend_from_slice(field);
     }
-    header
+    (header, 3 + key_name.len())
 }
 
-fn associated_data<'a>(header: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+fn associated_data<'a>(authenticated: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8]> {
     if aad.is_empty() {
-        header.into()
+        authenticated.into()
     } else {
-        [header, aad].concat().into()
+        [authenticated, aad].concat().into()
     }
 }
 
@@ -127,7 +142,7 @@ fn associated_data<'a>(header: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8
 /// output buffer (one allocation, one copy of the plaintext).
 fn seal_into(
     cipher: &LessSafeKey,
-    header: &[u8],
+    (header, authenticated): (&[u8], usize),
     nonce: &[u8; NONCE_LEN],
     plaintext: &[u8],
     aad: &[u8],
@@ -140,7 +155,7 @@ fn seal_into(
     let tag = cipher
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(*nonce),
-            Aad::from(associated_data(header, aad)),
+            Aad::from(associated_data(&header[..authenticated], aad)),
             &mut envelope[body..],
         )
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
@@ -158,9 +173,10 @@ pub fn seal_with(
     plaintext: &[u8],
     aad: &[u8],
 ) -> Vec<u8> {
+    let (header, authenticated) = header(key_name, wrapped_key);
     seal_into(
         &cipher_for(data_key),
-        &header(key_name, wrapped_key),
+        (&header, authenticated),
         nonce,
         plaintext,
         aad,
@@ -183,7 +199,7 @@ pub fn open_with(
     let opened = cipher_for(data_key)
         .open_in_place(
             nonce,
-            Aad::from(associated_data(parsed.header, aad)),
+            Aad::from(associated_data(parsed.authenticated, aad)),
             &mut plaintext,
         )
         .map_err(|_| EnvelopeError::Authentication)?
@@ -217,6 +233,15 @@ pub struct DataKeyPolicy {
     /// Unwrapped data keys kept in memory for opening.
     #[serde(default = "default_open_cache")]
     pub open_cache_entries: usize,
+    /// How soon a rotated transit key reaches new envelopes: a sealing data key older
+    /// than this is replaced by a fresh one, which Vault wraps under the key's latest
+    /// version. Minting is the check (no `read` on `transit/keys` is needed, and it costs
+    /// the one request a version lookup would).
+    #[serde(
+        default = "default_rotation_check_interval",
+        with = "crate::config::duration_text"
+    )]
+    pub rotation_check_interval: Duration,
 }
 
 fn default_max_records() -> u64 {
@@ -228,6 +253,9 @@ fn default_max_age() -> Duration {
 fn default_open_cache() -> usize {
     1024
 }
+fn default_rotation_check_interval() -> Duration {
+    Duration::from_secs(300)
+}
 
 impl Default for DataKeyPolicy {
     fn default() -> Self {
@@ -235,6 +263,7 @@ impl Default for DataKeyPolicy {
             max_records: default_max_records(),
             max_age: default_max_age(),
             open_cache_entries: default_open_cache(),
+            rotation_check_interval: default_rotation_check_interval(),
         }
     }
 }
@@ -250,12 +279,15 @@ type SealingSlot = (String, Option<Vec<u8>>);
 struct Sealer {
     cipher: LessSafeKey,
     header: Vec<u8>,
+    authenticated: usize,
 }
 
 struct ActiveKey {
     sealer: Arc<Sealer>,
     created: Instant,
     sealed: u64,
+    /// The transit key version that wrapped it.
+    version: u64,
 }
 
 /// Seals and opens envelopes, fetching data keys from Vault and caching them. Shared by
@@ -299,8 +331,10 @@ impl Envelopes {
         {
             let mut active = self.active.lock().expect("data key cache");
             if let Some(key) = active.get_mut(&slot) {
+                let age = key.created.elapsed();
                 if key.sealed + records <= self.policy.max_records
-                    && key.created.elapsed() < self.policy.max_age
+                    && age < self.policy.max_age
+                    && age < self.policy.rotation_check_interval
                 {
                     key.sealed += records;
                     self.vault.inner.metrics.data_key_cache_hit("seal");
@@ -321,9 +355,11 @@ impl Envelopes {
                     ),
                 })?;
         let material = Zeroizing::new(material);
+        let (header, authenticated) = header(key_name, &fresh.ciphertext);
         let sealer = Arc::new(Sealer {
             cipher: cipher_for(&material),
-            header: header(key_name, &fresh.ciphertext),
+            header,
+            authenticated,
         });
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
         self.vault.inner.metrics.data_key_minted();
@@ -334,10 +370,19 @@ impl Envelopes {
                 sealer: sealer.clone(),
                 created: Instant::now(),
                 sealed: records,
+                version: fresh.key_version,
             },
         );
-        if retired.is_some() {
+        if let Some(retired) = retired {
             self.vault.inner.metrics.data_key_retired();
+            if retired.version != fresh.key_version {
+                tracing::info!(
+                    key = key_name,
+                    from = retired.version,
+                    to = fresh.key_version,
+                    "transit key rotated: new envelopes carry a data key wrapped by the new version"
+                );
+            }
         }
         Ok(sealer)
     }
@@ -360,7 +405,7 @@ impl Envelopes {
                 let nonce: [u8; NONCE_LEN] = rand::random();
                 envelopes.push(seal_into(
                     &sealer.cipher,
-                    &sealer.header,
+                    (&sealer.header, sealer.authenticated),
                     &nonce,
                     plaintext,
                     aad,
@@ -472,23 +517,30 @@ mod tests {
         hex::decode(vector[name].as_str().unwrap()).unwrap()
     }
 
+    /// Version 2 vectors seal to their exact bytes; every vector, version 1 too, opens.
     #[test]
     fn published_test_vectors_seal_to_the_exact_bytes_and_open_again() {
-        for vector in vectors()["vectors"].as_array().unwrap() {
+        let vectors = vectors();
+        let vectors = vectors["vectors"].as_array().unwrap();
+        for version in [FORMAT_VERSION, FORMAT_VERSION_1] {
+            assert!(vectors
+                .iter()
+                .any(|v| v["format_version"] == u64::from(version)));
+        }
+        for vector in vectors {
             let data_key: [u8; 32] = hex_field(vector, "data_key_hex").try_into().unwrap();
             let nonce: [u8; 12] = hex_field(vector, "nonce_hex").try_into().unwrap();
             let plaintext = hex_field(vector, "plaintext_hex");
             let aad = hex_field(vector, "aad_hex");
             let key_name = vector["key_name"].as_str().unwrap();
             let wrapped = vector["wrapped_key"].as_str().unwrap();
-            let envelope = seal_with(&data_key, key_name, wrapped, &nonce, &plaintext, &aad);
-            assert_eq!(
-                hex::encode(&envelope),
-                vector["envelope_hex"].as_str().unwrap(),
-                "{}",
-                vector["name"]
-            );
-            let parsed = parse(&envelope).unwrap();
+            let published = hex_field(vector, "envelope_hex");
+            if vector["format_version"] == u64::from(FORMAT_VERSION) {
+                let envelope = seal_with(&data_key, key_name, wrapped, &nonce, &plaintext, &aad);
+                assert_eq!(envelope, published, "{}", vector["name"]);
+            }
+            let parsed = parse(&published).unwrap();
+            assert_eq!(parsed.version, vector["format_version"]);
             assert_eq!(parsed.key_name, key_name);
             assert_eq!(parsed.wrapped_key, wrapped);
             assert_eq!(open_with(&data_key, &parsed, &aad).unwrap(), plaintext);
@@ -515,6 +567,17 @@ mod tests {
         }
     }
 
+    fn published(name: &str) -> Vec<u8> {
+        let vectors = vectors();
+        let vector = vectors["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap();
+        hex_field(vector, "envelope_hex")
+    }
+
     fn sample() -> ([u8; 32], Vec<u8>) {
         let key = [7u8; 32];
         let envelope = seal_with(
@@ -528,13 +591,21 @@ mod tests {
         (key, envelope)
     }
 
-    #[test]
-    fn any_flipped_bit_is_detected() {
-        let (key, envelope) = sample();
-        for index in 0..envelope.len() {
-            let mut tampered = envelope.clone();
+    /// The bytes of the wrapped key text in `envelope`.
+    fn wrapped_key_bytes(envelope: &[u8]) -> std::ops::Range<usize> {
+        let parsed = parse(envelope).unwrap();
+        let start = 3 + parsed.key_name.len() + 2;
+        start..start + parsed.wrapped_key.len()
+    }
+
+    fn assert_flips_detected(key: &[u8], envelope: &[u8], bytes: impl Iterator<Item = usize>) {
+        assert!(parse(envelope)
+            .and_then(|p| open_with(key, &p, b""))
+            .is_ok());
+        for index in bytes {
+            let mut tampered = envelope.to_vec();
             tampered[index] ^= 0x01;
-            let result = parse(&tampered).and_then(|p| open_with(&key, &p, b""));
+            let result = parse(&tampered).and_then(|p| open_with(key, &p, b""));
             assert!(
                 result.is_err(),
                 "flipping a bit of byte {index} went unnoticed"
@@ -542,20 +613,49 @@ mod tests {
         }
     }
 
+    /// In version 2 a flipped bit of the wrapped key is Vault's to notice (it no longer
+    /// unwraps, or to another data key); every other byte is the tag's.
     #[test]
-    fn a_swapped_wrapped_key_or_key_name_is_detected() {
+    fn any_flipped_bit_outside_the_wrapped_key_is_detected() {
         let (key, envelope) = sample();
-        let swapped = {
+        let wrapped = wrapped_key_bytes(&envelope);
+        let outside = (0..envelope.len()).filter(|i| !wrapped.contains(i));
+        assert_flips_detected(&key, &envelope, outside);
+    }
+
+    #[test]
+    fn version_1_authenticates_every_byte_including_the_wrapped_key() {
+        let envelope = published("hello");
+        let key: Vec<u8> = (0u8..32).collect(); // the vector's data key
+        assert_flips_detected(&key, &envelope, 0..envelope.len());
+    }
+
+    /// What rotation relies on: a rewrapped data key (same data key, new wrapped text)
+    /// opens the untouched ciphertext; a changed key name does not.
+    #[test]
+    fn a_replaced_wrapped_key_keeps_the_tag_and_a_swapped_key_name_does_not() {
+        let (key, envelope) = sample();
+        let replace = |key_name: &str, wrapped: &str| {
             let parsed = parse(&envelope).unwrap();
-            let mut forged = header("customers", "vault:v1:BBBB");
+            let (mut forged, _) = header(key_name, wrapped);
             forged.extend_from_slice(parsed.nonce);
             forged.extend_from_slice(parsed.sealed);
             forged
         };
-        let parsed = parse(&swapped).unwrap();
+        let rewrapped = replace("customers", "vault:v2:BBBBBBBB");
+        assert!(rewrapped.ends_with(&envelope[envelope.len() - 40..]));
+        let parsed = parse(&rewrapped).unwrap();
+        assert_eq!(parsed.wrapped_key, "vault:v2:BBBBBBBB");
+        assert_eq!(open_with(&key, &parsed, b"").unwrap(), b"secret value");
+        let renamed = replace("customerz", "vault:v1:AAAA");
         assert_eq!(
-            open_with(&key, &parsed, b""),
+            open_with(&key, &parse(&renamed).unwrap(), b""),
             Err(EnvelopeError::Authentication)
+        );
+        assert_eq!(
+            open_with(&[8u8; 32], &parse(&rewrapped).unwrap(), b""),
+            Err(EnvelopeError::Authentication),
+            "a wrapped key that unwraps to another data key fails the tag"
         );
     }
 

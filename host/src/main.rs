@@ -22,7 +22,8 @@ use kafka_transit::vault::VaultClient;
 ///
 /// kafka-transit consumes records from a source cluster, passes them in batches through
 /// a data-protection policy (a WebAssembly component: encrypt-value, encrypt-fields,
-/// envelope-seal, their decrypting twins, passthrough, or your own .wasm), and produces
+/// envelope-seal, their decrypting twins, their rewrapping twins for key rotation,
+/// passthrough, or your own .wasm), and produces
 /// the result to a sink cluster. Vault holds the keys; records that cannot be protected
 /// never reach the sink.
 #[derive(Parser)]

@@ -48,7 +48,8 @@ pub enum PolicyCommand {
     /// `policy.builtin = "NAME"` runs. Overwrites FILE.
     Export {
         /// The built-in policy: passthrough, encrypt-value, decrypt-value, encrypt-fields,
-        /// decrypt-fields, envelope-seal or envelope-open.
+        /// decrypt-fields, envelope-seal, envelope-open, rewrap-value, rewrap-fields or
+        /// envelope-rewrap.
         name: String,
         /// Where to write the component (e.g. encrypt-value.wasm).
         #[arg(long, short, value_name = "FILE")]

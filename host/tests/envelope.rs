@@ -107,7 +107,7 @@ async fn misuse_gives_clear_per_record_errors_never_plaintext() {
     // The wrapped key of an envelope sealed under "other", relabelled as "right".
     let relabelled = {
         let parsed = parse(&other).unwrap();
-        let mut forged = vec![1u8];
+        let mut forged = vec![kafka_transit::envelope::FORMAT_VERSION];
         for field in [&b"right"[..], parsed.wrapped_key.as_bytes()] {
             forged.extend_from_slice(&(field.len() as u16).to_be_bytes());
             forged.extend_from_slice(field);

@@ -22,17 +22,7 @@ fn spec<'a>(
     to: &'a str,
     policy: String,
 ) -> PipelineSpec<'a> {
-    PipelineSpec {
-        source_bootstrap: &kafka.bootstrap,
-        sink_bootstrap: &kafka.bootstrap,
-        source_topic: from,
-        sink_topic: to,
-        group: from,
-        policy,
-        policy_config: "key = \"customers\"",
-        errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
-        vault_address: vault,
-    }
+    PipelineSpec::from_to(kafka, vault, from, to, policy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +519,7 @@ async fn envelope_policies_round_trip_with_a_handful_of_vault_requests() {
 
     for message in kafka.read("sealed", 600, WAIT).await {
         let value = message.payload().unwrap();
-        assert_eq!(value[0], 1, "envelope format version 1");
+        assert_eq!(value[0], 2, "envelope format version 2");
         assert!(!String::from_utf8_lossy(value).contains("secret-"));
         assert_eq!(
             header_text(&message, "kafka-transit.policy"),

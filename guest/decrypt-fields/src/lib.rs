@@ -6,11 +6,11 @@
 //!
 //! Config: the same as `encrypt-fields`.
 
-use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
-use kafka_transit_policy_sdk::transit::{self, DecryptItem};
+use kafka_transit_policy_sdk::fields::{self, FieldsConfig};
+use kafka_transit_policy_sdk::transit;
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault_keyed, without_stamps, Failure, OutputRecord, Prepared,
-    SourceRecord, TransformResult,
+    configured_policy, through_vault_keyed, without_stamps, Failure, OutputRecord, SourceRecord,
+    TransformResult,
 };
 use serde_json::Value;
 
@@ -20,24 +20,7 @@ fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
     through_vault_keyed(
         batch,
         "vault decrypt",
-        |record| {
-            config.prepare(record).and_then(|mut selected: Selected| {
-                let ciphertexts = match fields::plan_decrypt(&mut selected.doc, &selected.locations)
-                {
-                    Ok(ciphertexts) => ciphertexts,
-                    Err(failure) => return Prepared::Fail(failure),
-                };
-                let items = ciphertexts
-                    .into_iter()
-                    .map(|ciphertext| DecryptItem {
-                        ciphertext,
-                        context: selected.context.clone(),
-                    })
-                    .collect();
-                let key = selected.key_or(config).to_string();
-                Prepared::Item((key, (selected.doc, selected.locations), items))
-            })
-        },
+        |record| config.ciphertext_items(record),
         transit::decrypt,
         |record, (mut doc, locations), plaintexts| {
             let values = locations

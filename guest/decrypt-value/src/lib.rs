@@ -6,9 +6,9 @@
 //!
 //! Config: `key` (required), `context` or `context_from = "record-key"` (derived keys).
 
-use kafka_transit_policy_sdk::transit::{self, DecryptItem};
+use kafka_transit_policy_sdk::transit;
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault_by_key, without_stamps, Failure, OutputRecord, SourceRecord,
+    configured_policy, through_vault_by_key, without_stamps, OutputRecord, SourceRecord,
     TransformResult, TransitKeyConfig,
 };
 
@@ -18,24 +18,7 @@ fn decrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<Transform
     through_vault_by_key(
         batch,
         "vault decrypt",
-        |record| {
-            config.key.with_value(record, |value, record| {
-                let ciphertext = match String::from_utf8(value) {
-                    Ok(text) if text.starts_with("vault:v") => text,
-                    _ => {
-                        return Err(Failure::InvalidInput(
-                            "value is not a Vault transit ciphertext (expected vault:v<N>:...)"
-                                .into(),
-                        ))
-                    }
-                };
-                let context = config.context_for(record.key.as_deref())?;
-                Ok(DecryptItem {
-                    ciphertext,
-                    context,
-                })
-            })
-        },
+        |record| config.ciphertext_item(record),
         transit::decrypt,
         |record, _, plaintext| OutputRecord {
             topic: None,

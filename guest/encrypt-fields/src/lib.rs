@@ -15,7 +15,6 @@ use kafka_transit_policy_sdk::{
     configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
     TransformResult,
 };
-use serde_json::Value;
 
 configured_policy!(EncryptFields, FieldsConfig::parse, encrypt);
 
@@ -37,16 +36,11 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
             })
         },
         transit::encrypt,
-        |record, (mut doc, locations, key), ciphertexts| {
-            fields::apply(
-                &mut doc,
-                &locations,
-                ciphertexts.into_iter().map(Value::String),
-            );
+        |record, (doc, locations, key), ciphertexts| {
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
-                value: Some(doc.to_string().into_bytes()),
+                value: Some(fields::with_ciphertexts((doc, locations), ciphertexts)),
                 headers: stamped(record.headers, "encrypt-fields", &key),
             })
         },

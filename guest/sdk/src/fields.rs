@@ -12,6 +12,7 @@ use std::fmt::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::transit::DecryptItem;
 use crate::{
     parse_config, ContextSource, Failure, KeyName, Prepared, SourceRecord, TransitKeyConfig,
 };
@@ -266,6 +267,17 @@ pub fn apply(doc: &mut Value, locations: &[String], values: impl IntoIterator<It
     }
 }
 
+/// The document with each selected field replaced by its ciphertext, as the record's
+/// new value.
+pub fn with_ciphertexts((mut doc, locations): Located, ciphertexts: Vec<String>) -> Vec<u8> {
+    apply(
+        &mut doc,
+        &locations,
+        ciphertexts.into_iter().map(Value::String),
+    );
+    doc.to_string().into_bytes()
+}
+
 /// Whether to fail a record that is not as configured, or pass it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -283,6 +295,10 @@ pub struct FieldsConfig {
     /// A configured pointer that selects nothing: pass (default) or fail.
     pub on_missing_field: Action,
 }
+
+/// A parsed document and the locations of its selected fields, handed from a policy's
+/// preparation to its finish.
+pub type Located = (Value, Vec<String>);
 
 /// A record's parsed value, what to protect in it, and the derivation context.
 #[derive(Debug)]
@@ -370,6 +386,30 @@ impl FieldsConfig {
             locations: selection.locations,
             key,
             context,
+        })
+    }
+
+    /// [`FieldsConfig::prepare`], then the selected fields' ciphertexts taken out as
+    /// items to decrypt or rewrap: for [`through_vault_keyed`](crate::through_vault_keyed),
+    /// with the record's key, and the document and the fields' locations as its state.
+    pub fn ciphertext_items(
+        &self,
+        record: &SourceRecord,
+    ) -> Prepared<(String, Located, Vec<DecryptItem>)> {
+        self.prepare(record).and_then(|mut selected: Selected| {
+            let ciphertexts = match plan_decrypt(&mut selected.doc, &selected.locations) {
+                Ok(ciphertexts) => ciphertexts,
+                Err(failure) => return Prepared::Fail(failure),
+            };
+            let items = ciphertexts
+                .into_iter()
+                .map(|ciphertext| DecryptItem {
+                    ciphertext,
+                    context: selected.context.clone(),
+                })
+                .collect();
+            let key = selected.key_or(self).to_string();
+            Prepared::Item((key, (selected.doc, selected.locations), items))
         })
     }
 }

@@ -82,6 +82,7 @@ pub use kafka_transit::policy::{envelope, transit};
 #[cfg(not(target_arch = "wasm32"))]
 pub use testing::imports::{envelope, log, transit};
 
+pub mod envelope_format;
 pub mod fields;
 mod key;
 #[cfg(not(target_arch = "wasm32"))]
@@ -211,6 +212,60 @@ impl TransitKeyConfig {
             (ContextSource::None, None) => Ok(None),
         }
     }
+
+    /// Takes a record's value as a Vault ciphertext to decrypt or rewrap, with the
+    /// record's key and context: for [`through_vault_by_key`]. A value that is not a
+    /// ciphertext fails the record: passing it on would pass on whatever it is.
+    pub fn ciphertext_item(
+        &self,
+        record: &mut SourceRecord,
+    ) -> Prepared<(String, transit::DecryptItem)> {
+        self.key.with_value(record, |value, record| {
+            let ciphertext = match String::from_utf8(value) {
+                Ok(text) if text.starts_with("vault:v") => text,
+                _ => {
+                    return Err(Failure::InvalidInput(
+                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
+                    ))
+                }
+            };
+            let context = self.context_for(record.key.as_deref())?;
+            Ok(transit::DecryptItem {
+                ciphertext,
+                context,
+            })
+        })
+    }
+}
+
+/// Runs `call` once on the distinct items of `items` (by `identity`) and gives every
+/// item its answer, so a batch in which many records share a ciphertext (envelopes
+/// sealed under one data key, say) costs Vault one item per ciphertext.
+pub fn deduplicated<I: Clone, O: Clone>(
+    items: &[I],
+    identity: impl Fn(&I) -> &str,
+    call: impl FnOnce(&[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
+) -> Result<Vec<Result<O, TransitError>>, TransitError> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let slots: Vec<usize> = items
+        .iter()
+        .map(|item| {
+            *first.entry(identity(item)).or_insert_with(|| {
+                distinct.push(item.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let answers = call(&distinct)?;
+    if answers.len() != distinct.len() {
+        // through_vault reports a miscount; keep it visible rather than guess.
+        return Ok(answers);
+    }
+    Ok(slots
+        .into_iter()
+        .map(|slot| answers[slot].clone())
+        .collect())
 }
 
 /// What a policy wants done with one record of a batch before the Vault call.

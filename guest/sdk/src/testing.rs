@@ -28,12 +28,17 @@
 //! like Vault's (`vault:v<N>:<base64>`) and decrypt only under the key and context they
 //! were made with, but they are looked up in memory, not encrypted; HMACs are stable per
 //! key, key version and input, and differ between inputs, but are not cryptographic.
+//! Envelopes have the published header (docs/envelope-format.md), whose wrapped data key
+//! is a stand-in ciphertext that `transit::rewrap` moves to a new version; all envelopes
+//! sealed under one key version share one data key, as the host's do between rotations.
+//! [`Host::rotate_key`] and [`Host::set_min_decryption_version`] act as Vault's do.
 //! Assert what the policy does with the answers, not the answers' bytes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::envelope_format;
 use crate::kafka_transit::policy::envelope::{OpenItem, SealItem};
 use crate::kafka_transit::policy::transit::{DecryptItem, EncryptItem, TransitError};
 use crate::{Level, SourceRecord};
@@ -114,6 +119,15 @@ impl Host {
         *self.state.borrow_mut().keys.entry(name.into()).or_insert(0) += 1;
     }
 
+    /// Like Vault's `min_decryption_version` of key `name`: ciphertexts (and envelopes'
+    /// wrapped data keys) of older versions no longer decrypt, rewrap or open.
+    pub fn set_min_decryption_version(&self, name: &str, version: u32) {
+        self.state
+            .borrow_mut()
+            .min_decryption
+            .insert(name.into(), version);
+    }
+
     /// Every later call fails as a whole with `error` (Vault sealed or unreachable:
     /// `unavailable`; a token without the right: `permission-denied`; ...), until
     /// [`Host::clear_failures`]. This comes before any `on_*` handler.
@@ -183,10 +197,43 @@ impl Host {
         self.state.borrow_mut().handlers.open = Some(Box::new(handler));
     }
 
+    /// `plaintext` encrypted under `key` (through `transit::encrypt`, so it counts as a
+    /// call): a test's input for a policy that takes ciphertexts.
+    pub fn encrypt(&self, key: &str, plaintext: &[u8]) -> String {
+        let item = EncryptItem {
+            plaintext: plaintext.to_vec(),
+            context: None,
+        };
+        imports::transit::encrypt(key, &[item])
+            .and_then(|mut results| results.remove(0))
+            .unwrap_or_else(|error| panic!("encrypting a test input under {key:?}: {error:?}"))
+    }
+
+    /// `ciphertext` decrypted under `key` (through `transit::decrypt`): what any consumer
+    /// of a policy's output would get.
+    pub fn decrypt(&self, key: &str, ciphertext: &str) -> Result<Vec<u8>, TransitError> {
+        let item = DecryptItem {
+            ciphertext: ciphertext.into(),
+            context: None,
+        };
+        imports::transit::decrypt(key, &[item])?.remove(0)
+    }
+
     /// Every Vault call the policy made since [`Host::install`], in order: the host
     /// sends one Vault batch request per call, so this is what a batch costs.
     pub fn calls(&self) -> Vec<Call> {
         self.state.borrow().calls.clone()
+    }
+
+    /// How many items each `operation` call carried, in order: `[2]` is one Vault batch
+    /// request of two items.
+    pub fn items_per_call(&self, operation: Operation) -> Vec<usize> {
+        let calls = self.calls();
+        calls
+            .iter()
+            .filter(|call| call.operation == operation)
+            .map(|call| call.items)
+            .collect()
     }
 
     /// Every message the policy logged since [`Host::install`], in order.
@@ -261,12 +308,21 @@ struct Secret {
     plaintext: Vec<u8>,
 }
 
+/// A transit key and a derivation context: what one data key serves.
+type SealingSlot = (String, Option<Vec<u8>>);
+
 #[derive(Default)]
 struct State {
     /// Transit key name -> latest version.
     keys: HashMap<String, u32>,
+    /// Transit key name -> `min_decryption_version`, where a test set one.
+    min_decryption: HashMap<String, u32>,
     ciphertexts: HashMap<String, Secret>,
-    envelopes: HashMap<Vec<u8>, Secret>,
+    /// The data key in use per transit key and context: the version that wrapped it,
+    /// and its wrapped text.
+    data_keys: HashMap<SealingSlot, (u32, String)>,
+    /// (data key, envelope body) -> what was sealed.
+    envelopes: HashMap<(Vec<u8>, Vec<u8>), Secret>,
     issued: u64,
     failing_calls: Option<TransitError>,
     failing_items: Vec<(ItemMatcher, TransitError)>,
@@ -277,6 +333,8 @@ struct State {
 
 /// Vault's own text when a ciphertext does not open under the key and context given.
 const AUTHENTICATION_FAILED: &str = "cipher: message authentication failed";
+/// Vault's own text for a ciphertext older than the key's `min_decryption_version`.
+const TOO_OLD: &str = "ciphertext or signature version is disallowed by policy (too old)";
 
 impl State {
     fn version(&self, key: &str) -> Result<u32, TransitError> {
@@ -308,6 +366,15 @@ impl State {
     }
 
     fn find_ciphertext(&self, key: &str, item: &DecryptItem) -> Result<Secret, TransitError> {
+        let version = item
+            .ciphertext
+            .strip_prefix("vault:v")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|version| version.parse::<u32>().ok());
+        let minimum = self.min_decryption.get(key).copied().unwrap_or(1);
+        if version.is_some_and(|version| version < minimum) {
+            return Err(TransitError::InvalidInput(TOO_OLD.into()));
+        }
         match self.ciphertexts.get(&item.ciphertext) {
             None => Err(TransitError::InvalidInput(
                 "invalid ciphertext: not one that transit::encrypt or rewrap returned".into(),
@@ -386,56 +453,99 @@ impl State {
         context: Option<&[u8]>,
         items: &[SealItem],
     ) -> Result<Vec<Vec<u8>>, TransitError> {
-        self.version(key)?;
+        let version = self.version(key)?;
         if let Some(error) = items
             .iter()
             .find_map(|item| self.item_failure(&item.plaintext))
         {
             return Err(error);
         }
+        let context = context.map(<[u8]>::to_vec);
+        let slot = (key.to_string(), context.clone());
+        let wrapped = match self.data_keys.get(&slot) {
+            Some((minted, wrapped)) if *minted == version => wrapped.clone(),
+            // A rotation (or a first seal): a fresh data key, wrapped by the new version.
+            _ => {
+                let data_key = Secret {
+                    key: key.into(),
+                    context: context.clone(),
+                    aad: Vec::new(),
+                    plaintext: self.next_name().into_bytes(),
+                };
+                let wrapped = self.issue_ciphertext(version, data_key);
+                self.data_keys.insert(slot, (version, wrapped.clone()));
+                wrapped
+            }
+        };
+        let data_key = self.ciphertexts[&wrapped].plaintext.clone();
         Ok(items
             .iter()
             .map(|item| {
-                // Version byte 1, as in the published envelope format; the rest is a name.
-                let mut envelope = vec![1];
-                envelope.extend(self.next_name().into_bytes());
+                // Nonce, ciphertext and tag stand in as a name, 28 bytes like the smallest.
+                let body = format!("{:<28}", self.next_name()).into_bytes();
                 let secret = Secret {
                     key: key.into(),
-                    context: context.map(<[u8]>::to_vec),
+                    context: context.clone(),
                     aad: item.aad.clone(),
                     plaintext: item.plaintext.clone(),
                 };
-                self.envelopes.insert(envelope.clone(), secret);
-                envelope
+                self.envelopes
+                    .insert((data_key.clone(), body.clone()), secret);
+                envelope_format::assemble(key, &wrapped, &body)
             })
             .collect())
+    }
+
+    /// What an envelope holds, as the host opens it: its wrapped data key unwrapped
+    /// under `key` and `context` (so `min_decryption_version` applies), then the body.
+    fn open_one(
+        &self,
+        key: &str,
+        context: Option<&[u8]>,
+        item: &OpenItem,
+    ) -> Result<Vec<u8>, TransitError> {
+        let header = envelope_format::parse(&item.envelope).map_err(TransitError::InvalidInput)?;
+        if header.key_name != key {
+            return Err(TransitError::InvalidInput(format!(
+                "envelope sealed under transit key {:?}, not {key:?}",
+                header.key_name
+            )));
+        }
+        let unwrap = DecryptItem {
+            ciphertext: header.wrapped_key.into(),
+            context: context.map(<[u8]>::to_vec),
+        };
+        let data_key = self.find_ciphertext(key, &unwrap).map_err(|error| {
+            let TransitError::InvalidInput(message) = error else {
+                return error;
+            };
+            TransitError::InvalidInput(format!(
+                "the envelope's data key could not be unwrapped: {message}"
+            ))
+        })?;
+        match self
+            .envelopes
+            .get(&(data_key.plaintext, header.body.to_vec()))
+        {
+            None => Err(TransitError::InvalidInput(
+                "not an envelope that envelope::seal returned (malformed, truncated or \
+                 tampered with)"
+                    .into(),
+            )),
+            Some(secret) if secret.aad != item.aad => {
+                Err(TransitError::InvalidInput(AUTHENTICATION_FAILED.into()))
+            }
+            Some(secret) => Ok(secret.plaintext.clone()),
+        }
     }
 
     fn open(&mut self, key: &str, context: Option<&[u8]>, items: &[OpenItem]) -> Answer<Vec<u8>> {
         self.version(key)?;
         Ok(items
             .iter()
-            .map(|item| {
-                if let Some(error) = self.item_failure(&item.envelope) {
-                    return Err(error);
-                }
-                match self.envelopes.get(&item.envelope) {
-                    None => Err(TransitError::InvalidInput(
-                        "not an envelope that envelope::seal returned (malformed, truncated \
-                         or tampered with)"
-                            .into(),
-                    )),
-                    Some(secret) if secret.key != key => Err(TransitError::InvalidInput(format!(
-                        "envelope sealed under transit key {:?}, not {key:?}",
-                        secret.key
-                    ))),
-                    Some(secret)
-                        if secret.context.as_deref() != context || secret.aad != item.aad =>
-                    {
-                        Err(TransitError::InvalidInput(AUTHENTICATION_FAILED.into()))
-                    }
-                    Some(secret) => Ok(secret.plaintext.clone()),
-                }
+            .map(|item| match self.item_failure(&item.envelope) {
+                Some(error) => Err(error),
+                None => self.open_one(key, context, item),
             })
             .collect())
     }
@@ -681,6 +791,58 @@ mod tests {
     }
 
     #[test]
+    fn min_decryption_version_refuses_older_ciphertexts_and_envelopes() {
+        let host = Host::install();
+        host.create_key("k");
+        let old = transit::encrypt("k", &[encrypt_item("x", None)]).unwrap()[0]
+            .clone()
+            .unwrap();
+        let seal = SealItem {
+            plaintext: b"big".to_vec(),
+            aad: Vec::new(),
+        };
+        let sealed_v1 = envelope::seal("k", None, &[seal.clone(), seal.clone()]).unwrap();
+        let header = |sealed: &[u8]| {
+            crate::envelope_format::parse(sealed)
+                .unwrap()
+                .wrapped_key
+                .to_string()
+        };
+        assert_eq!(header(&sealed_v1[0]), header(&sealed_v1[1]), "one data key");
+        host.rotate_key("k");
+        let sealed_v2 = envelope::seal("k", None, &[seal]).unwrap().remove(0);
+        assert!(
+            header(&sealed_v2).starts_with("vault:v2:"),
+            "a rotation mints a new data key"
+        );
+        let rewrapped_key = transit::rewrap("k", &[decrypt_item(&header(&sealed_v1[0]), None)])
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        let rewrapped = crate::envelope_format::parse(&sealed_v1[0])
+            .unwrap()
+            .rewrapped(&rewrapped_key)
+            .unwrap();
+
+        host.set_min_decryption_version("k", 2);
+        let refused = transit::decrypt("k", &[decrypt_item(&old, None)]).unwrap();
+        assert!(matches!(&refused[0], Err(TransitError::InvalidInput(m)) if m == TOO_OLD));
+        let open = |envelope: &Vec<u8>| OpenItem {
+            envelope: envelope.clone(),
+            aad: Vec::new(),
+        };
+        let opened = envelope::open(
+            "k",
+            None,
+            &[open(&sealed_v1[1]), open(&sealed_v2), open(&rewrapped)],
+        )
+        .unwrap();
+        assert!(matches!(&opened[0], Err(TransitError::InvalidInput(m)) if m.contains(TOO_OLD)));
+        assert_eq!(opened[1], Ok(b"big".to_vec()));
+        assert_eq!(opened[2], Ok(b"big".to_vec()));
+    }
+
+    #[test]
     fn envelopes_open_only_with_their_key_context_and_aad() {
         let host = Host::install();
         host.create_key("k");
@@ -691,7 +853,7 @@ mod tests {
         };
         let sealed =
             envelope::seal("k", Some(b"ctx"), &[seal("big", ""), seal("big", "h")]).unwrap();
-        assert_eq!(sealed[0][0], 1, "version byte");
+        assert_eq!(sealed[0][0], 2, "version byte");
         assert!(!sealed[0].windows(3).any(|w| w == b"big"));
         let open = |envelope: &[u8], aad: &str| OpenItem {
             envelope: envelope.to_vec(),

@@ -14,6 +14,9 @@ const BUILTINS: &[(&str, &[u8])] = &[
     builtin!("decrypt-fields", "decrypt_fields.wasm"),
     builtin!("envelope-seal", "envelope_seal.wasm"),
     builtin!("envelope-open", "envelope_open.wasm"),
+    builtin!("rewrap-value", "rewrap_value.wasm"),
+    builtin!("rewrap-fields", "rewrap_fields.wasm"),
+    builtin!("envelope-rewrap", "envelope_rewrap.wasm"),
 ];
 
 /// The component of a built-in policy.

@@ -136,7 +136,7 @@ impl VaultMetrics {
         );
         registry.register(
             "envelope_data_keys_retired",
-            "Envelope data keys replaced after policy.data_keys.max_records or max_age",
+            "Envelope data keys replaced after policy.data_keys.max_records, max_age or rotation_check_interval",
             self.data_keys_retired.clone(),
         );
         registry.register(

@@ -336,6 +336,22 @@ impl<'a> PipelineSpec<'a> {
         }
     }
 
+    /// Topic `from` to topic `to` on one cluster, consumer group `from`, dead letters to
+    /// `dlq`, transit key `customers`: a step of a chain of pipelines.
+    pub fn from_to(
+        kafka: &'a TestKafka,
+        vault_address: &'a str,
+        from: &'a str,
+        to: &'a str,
+        policy: String,
+    ) -> PipelineSpec<'a> {
+        PipelineSpec {
+            source_topic: from,
+            sink_topic: to,
+            ..PipelineSpec::in_to_out(kafka, vault_address, from, policy)
+        }
+    }
+
     pub fn config(&self) -> PipelineConfig {
         let text = self.text();
         PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
