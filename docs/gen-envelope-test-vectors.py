@@ -31,14 +31,49 @@ VECTORS = [
 ]
 
 
-def header(key_name: str, wrapped: str) -> bytes:
+# Version 2 seals the same inputs, named "<name> (v2)"; then the first of them once more
+# with its data key rewrapped (transit/rewrap): another wrapped key of the same data key.
+REWRAPPED_KEY = "vault:v2:bXkgZGF0YSBrZXksIHJld3JhcHBlZCB1bmRlciB2ZXJzaW9uIDI="
+REWRAPPED = "hello (v2), data key rewrapped to version 2: same nonce, ciphertext and tag"
+
+
+def header(version: int, key_name: str, wrapped: str) -> tuple:
+    """The header, and the length of its authenticated prefix: version 2 authenticates the
+    version byte and the key name, version 1 the whole header."""
     name, wrapped = key_name.encode(), wrapped.encode()
-    return b"\x01" + struct.pack(">H", len(name)) + name + struct.pack(">H", len(wrapped)) + wrapped
+    head = bytes([version]) + struct.pack(">H", len(name)) + name + struct.pack(">H", len(wrapped)) + wrapped
+    return head, 3 + len(name) if version == 2 else len(head)
 
 
-def seal(data_key: bytes, key_name: str, wrapped: str, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
-    head = header(key_name, wrapped)
-    return head + nonce + AESGCM(data_key).encrypt(nonce, plaintext, head + aad)
+def seal(version: int, data_key: bytes, key_name: str, wrapped: str, nonce: bytes, plaintext: bytes,
+         aad: bytes) -> bytes:
+    head, authenticated = header(version, key_name, wrapped)
+    return head + nonce + AESGCM(data_key).encrypt(nonce, plaintext, head[:authenticated] + aad)
+
+
+def vector(version: int, name: str, key_hex: str, key_name: str, wrapped: str, nonce_hex: str,
+           plaintext: bytes, aad: bytes) -> dict:
+    envelope = seal(version, bytes.fromhex(key_hex), key_name, wrapped, bytes.fromhex(nonce_hex), plaintext, aad)
+    return {
+        "name": name,
+        "format_version": version,
+        "data_key_hex": key_hex,
+        "key_name": key_name,
+        "wrapped_key": wrapped,
+        "nonce_hex": nonce_hex,
+        "plaintext_hex": plaintext.hex(),
+        "aad_hex": aad.hex(),
+        "envelope_hex": envelope.hex(),
+    }
+
+
+def vectors() -> list:
+    made = [vector(1, *inputs) for inputs in VECTORS] + [vector(2, f"{name} (v2)", *rest) for name, *rest in VECTORS]
+    _, key_hex, key_name, _, nonce_hex, plaintext, aad = VECTORS[0]
+    rewrapped = vector(2, REWRAPPED, key_hex, key_name, REWRAPPED_KEY, nonce_hex, plaintext, aad)
+    body = 2 * (12 + len(plaintext) + 16)  # hex digits of nonce, ciphertext and tag
+    assert rewrapped["envelope_hex"][-body:] == made[len(VECTORS)]["envelope_hex"][-body:]
+    return made + [rewrapped]
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -47,23 +82,27 @@ def flip(data: bytes, index: int) -> bytes:
     return bytes(out)
 
 
+def case(name: str, based_on: dict, data: bytes, expect: str, aad_hex: str = None) -> dict:
+    return {
+        "name": name,
+        "based_on": based_on["name"],
+        "data_key_hex": based_on["data_key_hex"],
+        "aad_hex": based_on["aad_hex"] if aad_hex is None else aad_hex,
+        "envelope_hex": data.hex(),
+        "expect": expect,
+    }
+
+
 def tampered(vectors: list) -> list:
-    hello, empty, _ = vectors
-    envelope = bytes.fromhex(hello["envelope_hex"])
-    head_len = len(header(hello["key_name"], hello["wrapped_key"]))
+    named = {v["name"]: v for v in vectors}
+    hello, empty = named["hello"], named["empty plaintext with associated data"]
+    hello2, empty2 = named["hello (v2)"], named["empty plaintext with associated data (v2)"]
+    envelope, envelope2 = bytes.fromhex(hello["envelope_hex"]), bytes.fromhex(hello2["envelope_hex"])
+    head_len = len(header(1, hello["key_name"], hello["wrapped_key"])[0])
     name_at = 3  # first byte of the key name
     wrapped_at = 5 + len(hello["key_name"]) + len("vault:v1:")  # first base64 byte of the wrapped key
-
-    def case(name, based_on, data, expect, aad_hex=None):
-        return {
-            "name": name,
-            "based_on": based_on["name"],
-            "data_key_hex": based_on["data_key_hex"],
-            "aad_hex": based_on["aad_hex"] if aad_hex is None else aad_hex,
-            "envelope_hex": data.hex(),
-            "expect": expect,
-        }
-
+    # Version 2 leaves the wrapped key out of the tag: a changed one is Vault's to notice
+    # (it unwraps to another data key, or not at all), so no case here expects otherwise.
     return [
         case("flipped tag byte", hello, flip(envelope, len(envelope) - 1), "authentication"),
         case("flipped ciphertext byte", hello, flip(envelope, head_len + 12), "authentication"),
@@ -76,31 +115,26 @@ def tampered(vectors: list) -> list:
         case("cut inside the key name", hello, envelope[:7], "truncated"),
         case("wrapped key length past the end", hello, envelope[: head_len - 1], "truncated"),
         case("empty input", hello, b"", "truncated"),
-        case("wrong version byte", hello, b"\x02" + envelope[1:], "version"),
+        case("unknown version byte", hello, b"\x03" + envelope[1:], "version"),
         case("a plaintext JSON record", hello, b'{"name":"Ada"}' + bytes(40), "version"),
+        case("version byte changed from 1 to 2", hello, b"\x02" + envelope[1:], "authentication"),
+        case("version byte changed from 2 to 1", hello2, b"\x01" + envelope2[1:], "authentication"),
+        case("flipped tag byte (v2)", hello2, flip(envelope2, len(envelope2) - 1), "authentication"),
+        case("key name changed in the authenticated header (v2)", hello2, flip(envelope2, name_at + 8),
+             "authentication"),
+        case("wrong associated data (v2)", empty2, bytes.fromhex(empty2["envelope_hex"]), "authentication",
+             aad_hex=""),
     ]
 
 
 def build() -> str:
-    vectors = []
-    for name, key_hex, key_name, wrapped, nonce_hex, plaintext, aad in VECTORS:
-        envelope = seal(bytes.fromhex(key_hex), key_name, wrapped, bytes.fromhex(nonce_hex), plaintext, aad)
-        vectors.append({
-            "name": name,
-            "data_key_hex": key_hex,
-            "key_name": key_name,
-            "wrapped_key": wrapped,
-            "nonce_hex": nonce_hex,
-            "plaintext_hex": plaintext.hex(),
-            "aad_hex": aad.hex(),
-            "envelope_hex": envelope.hex(),
-        })
+    made = vectors()
     document = {
-        "format": "kafka-transit envelope v1 (docs/envelope-format.md)",
+        "format": "kafka-transit envelope v1 and v2 (docs/envelope-format.md)",
         "generated_by": "Python cryptography AESGCM, independently of the Rust implementation "
                         "(docs/gen-envelope-test-vectors.py)",
-        "vectors": vectors,
-        "tampered": tampered(vectors),
+        "vectors": made,
+        "tampered": tampered(made),
     }
     return json.dumps(document, indent=2) + "\n"
 
