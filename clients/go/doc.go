@@ -1,9 +1,10 @@
 // Package kafkatransit reads Kafka record values that kafka-transit protected with
 // Vault's transit engine, using the standard library only:
 //
-//   - envelopes written by the envelope-seal policy (docs/envelope-format.md): the data
-//     key is unwrapped with transit/decrypt, then the record is opened with AES-256-GCM,
-//     the envelope's header authenticated as associated data;
+//   - envelopes written by the envelope-seal policy (docs/envelope-format.md), format
+//     versions 2 and 1: the data key is unwrapped with transit/decrypt, then the record is
+//     opened with AES-256-GCM, the authenticated header as associated data (version byte
+//     and key name in version 2, the whole header in version 1);
 //   - values written by the encrypt-value policy: Vault's own ciphertext text
 //     "vault:vN:base64", decrypted with transit/decrypt.
 //

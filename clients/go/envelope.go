@@ -8,11 +8,15 @@ import (
 	"fmt"
 )
 
-// Sizes of envelope format version 1.
+// Envelope format versions (docs/envelope-format.md) and sizes.
 const (
-	FormatVersion = 1
-	NonceLength   = 12
-	TagLength     = 16
+	// FormatVersion is the version kafka-transit writes: its tag covers the version byte
+	// and the key name, not the wrapped key, so that the data key can be rewrapped.
+	FormatVersion = 2
+	// FormatVersion1 is still read: its tag covers the whole header, wrapped key included.
+	FormatVersion1 = 1
+	NonceLength    = 12
+	TagLength      = 16
 )
 
 // Why a value could not be read; match with errors.Is.
@@ -31,18 +35,23 @@ var (
 	ErrConfig = errors.New("kafka-transit reader misconfigured")
 )
 
-// Envelope is a parsed envelope: 0x01 | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag.
+// Envelope is a parsed envelope:
+// version (0x02 or 0x01) | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag.
 type Envelope struct {
+	Version    byte // FormatVersion or FormatVersion1
 	KeyName    string
 	WrappedKey string // Vault's ciphertext text of the data key, "vault:vN:..."
-	Header     []byte // everything before the nonce, authenticated as associated data
-	Nonce      []byte
-	Sealed     []byte // ciphertext followed by the 16-byte tag
+	// Authenticated is the authenticated header, the start of the associated data: the
+	// version byte and the key name (version 2), or everything before the nonce (version 1).
+	Authenticated []byte
+	Nonce         []byte
+	Sealed        []byte // ciphertext followed by the 16-byte tag
 }
 
-// LooksLikeEnvelope reports whether value starts like an envelope (it may still be malformed).
+// LooksLikeEnvelope reports whether value starts like an envelope of a version this
+// package reads (it may still be malformed).
 func LooksLikeEnvelope(value []byte) bool {
-	return len(value) > 0 && value[0] == FormatVersion
+	return len(value) > 0 && (value[0] == FormatVersion || value[0] == FormatVersion1)
 }
 
 // Parse reads an envelope's fields without decrypting. The returned slices alias envelope.
@@ -50,11 +59,12 @@ func Parse(envelope []byte) (*Envelope, error) {
 	if len(envelope) == 0 {
 		return nil, fmt.Errorf("%w: an empty value", ErrTruncated)
 	}
-	if envelope[0] != FormatVersion {
+	if !LooksLikeEnvelope(envelope) {
 		return nil, fmt.Errorf("%w: unknown format version 0x%02x", ErrFormat, envelope[0])
 	}
 	at := 1
 	var fields [2]string
+	var ends [2]int
 	for i, name := range [2]string{"key name", "wrapped key"} {
 		if len(envelope) < at+2 {
 			return nil, fmt.Errorf("%w: cut in the %s", ErrTruncated, name)
@@ -65,21 +75,27 @@ func Parse(envelope []byte) (*Envelope, error) {
 		}
 		fields[i] = string(envelope[at+2 : at+2+length])
 		at += 2 + length
+		ends[i] = at
 	}
 	if len(envelope)-at < NonceLength+TagLength {
 		return nil, fmt.Errorf("%w: cut before the tag", ErrTruncated)
 	}
+	authenticated := envelope[:ends[1]] // version 1: the whole header
+	if envelope[0] == FormatVersion {
+		authenticated = envelope[:ends[0]] // version 2: the wrapped key is left out
+	}
 	return &Envelope{
-		KeyName:    fields[0],
-		WrappedKey: fields[1],
-		Header:     envelope[:at],
-		Nonce:      envelope[at : at+NonceLength],
-		Sealed:     envelope[at+NonceLength:],
+		Version:       envelope[0],
+		KeyName:       fields[0],
+		WrappedKey:    fields[1],
+		Authenticated: authenticated,
+		Nonce:         envelope[at : at+NonceLength],
+		Sealed:        envelope[at+NonceLength:],
 	}, nil
 }
 
 // Open decrypts the envelope with its unwrapped 32-byte data key; the associated data is
-// Header ‖ aad (aad is empty for kafka-transit's built-in policies).
+// Authenticated ‖ aad (aad is empty for kafka-transit's built-in policies).
 func (e *Envelope) Open(dataKey, aad []byte) ([]byte, error) {
 	block, err := aes.NewCipher(dataKey)
 	if err != nil {
@@ -89,8 +105,8 @@ func (e *Envelope) Open(dataKey, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)
 	}
-	ad := make([]byte, 0, len(e.Header)+len(aad))
-	ad = append(append(ad, e.Header...), aad...)
+	ad := make([]byte, 0, len(e.Authenticated)+len(aad))
+	ad = append(append(ad, e.Authenticated...), aad...)
 	plaintext, err := gcm.Open(nil, e.Nonce, e.Sealed, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%w (tampered, wrong data key or wrong associated data)", ErrAuthentication)

@@ -26,6 +26,7 @@ func (h *hexBytes) UnmarshalJSON(b []byte) error {
 type vectorFile struct {
 	Vectors []struct {
 		Name       string   `json:"name"`
+		Version    byte     `json:"format_version"`
 		DataKey    hexBytes `json:"data_key_hex"`
 		KeyName    string   `json:"key_name"`
 		WrappedKey string   `json:"wrapped_key"`
@@ -57,9 +58,10 @@ func loadVectors(t *testing.T) vectorFile {
 
 func TestPublishedVectorsOpen(t *testing.T) {
 	file := loadVectors(t)
-	if len(file.Vectors) != 3 {
+	if len(file.Vectors) != 7 {
 		t.Fatalf("%d vectors", len(file.Vectors))
 	}
+	versions := map[byte]int{}
 	vault := newFakeVault()
 	for _, v := range file.Vectors {
 		vault.knows(v.WrappedKey, v.DataKey)
@@ -70,8 +72,9 @@ func TestPublishedVectorsOpen(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
-		if envelope.KeyName != v.KeyName || envelope.WrappedKey != v.WrappedKey {
-			t.Errorf("%s: parsed %q %q", v.Name, envelope.KeyName, envelope.WrappedKey)
+		versions[envelope.Version]++
+		if envelope.Version != v.Version || envelope.KeyName != v.KeyName || envelope.WrappedKey != v.WrappedKey {
+			t.Errorf("%s: parsed version %d, %q %q", v.Name, envelope.Version, envelope.KeyName, envelope.WrappedKey)
 		}
 		plaintext, err := envelope.Open(v.DataKey, v.AAD)
 		if err != nil || !bytes.Equal(plaintext, v.Plaintext) {
@@ -81,6 +84,9 @@ func TestPublishedVectorsOpen(t *testing.T) {
 		if err != nil || !bytes.Equal(plaintext, v.Plaintext) {
 			t.Errorf("%s: the reader opened to %x, %v", v.Name, plaintext, err)
 		}
+	}
+	if versions[FormatVersion] == 0 || versions[FormatVersion1] == 0 {
+		t.Errorf("vectors by format version: %v, expected both 1 and 2", versions)
 	}
 }
 
