@@ -11,18 +11,24 @@ import javax.crypto.spec.SecretKeySpec;
 import io.kafkatransit.client.TransitReadException.Reason;
 
 /**
- * A parsed kafka-transit envelope (docs/envelope-format.md, version 1):
- * {@code 0x01 | u16 N | key name | u16 W | wrapped key | 12-byte nonce | ciphertext | 16-byte tag}.
- * The header (everything before the nonce) is authenticated as associated data.
+ * A parsed kafka-transit envelope (docs/envelope-format.md, versions 2 and 1):
+ * {@code version | u16 N | key name | u16 W | wrapped key | 12-byte nonce | ciphertext | 16-byte tag}.
+ * The {@code authenticatedHeader} starts the associated data: the version byte and the key
+ * name in version 2 (the wrapped key is left out, so that it can be rewrapped), everything
+ * before the nonce in version 1.
  */
-public record Envelope(String keyName, String wrappedKey, byte[] header, byte[] nonce, byte[] sealed) {
-    public static final int FORMAT_VERSION = 1;
+public record Envelope(int version, String keyName, String wrappedKey, byte[] authenticatedHeader, byte[] nonce,
+                       byte[] sealed) {
+    /** The version kafka-transit writes. */
+    public static final int FORMAT_VERSION = 2;
+    /** The first version, still read: its tag covers the whole header, wrapped key included. */
+    public static final int FORMAT_VERSION_1 = 1;
     public static final int NONCE_LENGTH = 12;
     public static final int TAG_LENGTH = 16;
 
-    /** True when {@code value} starts like an envelope (it may still be malformed). */
+    /** True when {@code value} starts like an envelope of a version read here (it may still be malformed). */
     public static boolean looksLikeEnvelope(byte[] value) {
-        return value.length > 0 && value[0] == FORMAT_VERSION;
+        return value.length > 0 && (value[0] == FORMAT_VERSION || value[0] == FORMAT_VERSION_1);
     }
 
     /** Parses the envelope's fields; does not decrypt. */
@@ -30,12 +36,13 @@ public record Envelope(String keyName, String wrappedKey, byte[] header, byte[] 
         if (envelope.length == 0) {
             throw new TransitReadException(Reason.TRUNCATED, "not a kafka-transit envelope: an empty value");
         }
-        if (envelope[0] != FORMAT_VERSION) {
+        if (!looksLikeEnvelope(envelope)) {
             throw new TransitReadException(Reason.FORMAT,
                     String.format("not a kafka-transit envelope: unknown format version 0x%02x", envelope[0] & 0xff));
         }
         int at = 1;
         String[] fields = new String[2];
+        int[] ends = new int[2];
         String[] names = {"key name", "wrapped key"};
         for (int i = 0; i < 2; i++) {
             if (envelope.length < at + 2) {
@@ -47,11 +54,14 @@ public record Envelope(String keyName, String wrappedKey, byte[] header, byte[] 
             }
             fields[i] = new String(envelope, at + 2, length, StandardCharsets.UTF_8);
             at += 2 + length;
+            ends[i] = at;
         }
         if (envelope.length - at < NONCE_LENGTH + TAG_LENGTH) {
             throw new TransitReadException(Reason.TRUNCATED, "not a kafka-transit envelope: truncated before the tag");
         }
-        return new Envelope(fields[0], fields[1], Arrays.copyOfRange(envelope, 0, at),
+        int version = envelope[0];
+        int authenticated = version == FORMAT_VERSION ? ends[0] : ends[1];
+        return new Envelope(version, fields[0], fields[1], Arrays.copyOfRange(envelope, 0, authenticated),
                 Arrays.copyOfRange(envelope, at, at + NONCE_LENGTH),
                 Arrays.copyOfRange(envelope, at + NONCE_LENGTH, envelope.length));
     }
@@ -62,14 +72,14 @@ public record Envelope(String keyName, String wrappedKey, byte[] header, byte[] 
 
     /**
      * Opens the envelope with its unwrapped 32-byte data key; the associated data is
-     * {@code header ‖ aad} ({@code aad} is empty for kafka-transit's built-in policies).
+     * {@code authenticatedHeader ‖ aad} ({@code aad} is empty for kafka-transit's built-in policies).
      */
     public byte[] open(byte[] dataKey, byte[] aad) {
         try {
             Cipher cipher = Cipher.getInstance("AES/GCM/NoPadding");
             cipher.init(Cipher.DECRYPT_MODE, new SecretKeySpec(dataKey, "AES"),
                     new GCMParameterSpec(TAG_LENGTH * 8, nonce));
-            cipher.updateAAD(header);
+            cipher.updateAAD(authenticatedHeader);
             cipher.updateAAD(aad);
             return cipher.doFinal(sealed);
         } catch (AEADBadTagException e) {
@@ -82,6 +92,6 @@ public record Envelope(String keyName, String wrappedKey, byte[] header, byte[] 
 
     @Override
     public String toString() {
-        return "Envelope[keyName=" + keyName + ", wrappedKey=" + wrappedKey + ", sealed=" + sealed.length + " bytes]";
+        return "Envelope[version=" + version + ", keyName=" + keyName + ", wrappedKey=" + wrappedKey + ", sealed=" + sealed.length + " bytes]";
     }
 }

@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
 
 import org.junit.jupiter.api.Test;
 
@@ -17,9 +19,12 @@ class EnvelopeVectorsTest {
 
     @Test
     void everyPublishedVectorOpensToItsPlaintext() {
-        assertEquals(3, Vectors.sealed().size());
+        assertEquals(7, Vectors.sealed().size());
+        assertEquals(Set.of(Envelope.FORMAT_VERSION, Envelope.FORMAT_VERSION_1),
+                Vectors.sealed().stream().map(Vectors.Sealed::version).collect(Collectors.toSet()));
         for (Vectors.Sealed vector : Vectors.sealed()) {
             Envelope envelope = Envelope.parse(vector.envelope());
+            assertEquals(vector.version(), envelope.version(), vector.name());
             assertEquals(vector.keyName(), envelope.keyName(), vector.name());
             assertEquals(vector.wrappedKey(), envelope.wrappedKey(), vector.name());
             assertArrayEquals(vector.plaintext(), envelope.open(vector.dataKey(), vector.aad()), vector.name());

@@ -11,7 +11,7 @@ import java.util.Map;
 final class Vectors {
     static final HexFormat HEX = HexFormat.of();
 
-    record Sealed(String name, byte[] dataKey, String keyName, String wrappedKey, byte[] plaintext, byte[] aad,
+    record Sealed(String name, int version, byte[] dataKey, String keyName, String wrappedKey, byte[] plaintext, byte[] aad,
                   byte[] envelope) {
     }
 
@@ -33,7 +33,8 @@ final class Vectors {
 
     static List<Sealed> sealed() {
         return ((List<?>) document().get("vectors")).stream().map(v -> (Map<?, ?>) v)
-                .map(v -> new Sealed((String) v.get("name"), hex(v, "data_key_hex"), (String) v.get("key_name"),
+                .map(v -> new Sealed((String) v.get("name"), ((Number) v.get("format_version")).intValue(),
+                        hex(v, "data_key_hex"), (String) v.get("key_name"),
                         (String) v.get("wrapped_key"), hex(v, "plaintext_hex"), hex(v, "aad_hex"),
                         hex(v, "envelope_hex")))
                 .toList();
