@@ -91,6 +91,7 @@ def check_vectors(path: str) -> None:
         envelope = bytes.fromhex(vector["envelope_hex"])
         key_name, wrapped, *_ = parse(envelope)
         assert key_name == vector["key_name"] and wrapped == vector["wrapped_key"], vector["name"]
+        assert envelope[0] == vector["format_version"] in FORMAT_VERSIONS, vector["name"]
         plaintext = open_with(
             bytes.fromhex(vector["data_key_hex"]), envelope, bytes.fromhex(vector["aad_hex"])
         )
