@@ -97,9 +97,9 @@ topic = "orders.protected"
 def kind(value: bytes) -> str:
     if value.startswith(b"vault:v1:"):
         return "vault"
-    # The envelope format (docs/envelope-format.md): version 1, then the key name and the
-    # wrapped data key, each with a big-endian u16 length.
-    if value[:1] == b"\x01" and len(value) > 3:
+    # The envelope format (docs/envelope-format.md): version 2 (1 is still read), then the
+    # key name and the wrapped data key, each with a big-endian u16 length.
+    if value[:1] in (b"\x01", b"\x02") and len(value) > 3:
         name_len = int.from_bytes(value[1:3], "big")
         at = 3 + name_len
         wrapped_len = int.from_bytes(value[at:at + 2], "big")
