@@ -17,6 +17,9 @@ COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 # longer installs it implicitly, so install it (and the guest target) explicitly.
 RUN rustup toolchain install && rustup target add wasm32-wasip2
 COPY wit wit
+# Name templates ({topic}, {header:NAME}): a workspace member, and a dependency of the
+# policies' SDK.
+COPY names names
 COPY guest guest
 COPY host host
 # The host depends on vault-dev (a workspace member) for its tests and `demo`.

@@ -10,8 +10,8 @@ unnoticed. This checks what can be checked statically:
 * every bind-mounted file or directory under the repository exists;
 * every depends_on target is a service, with a known condition;
 * the Dockerfile's COPY sources (outside --from stages) exist in the repository and
-  are not excluded by .dockerignore, and
-  its build stage runs `cargo build ... -p kafka-transit`.
+  are not excluded by .dockerignore, every workspace member of Cargo.toml is copied,
+  and its build stage runs `cargo build ... -p kafka-transit`.
 
 Exits non-zero naming every problem found.  Usage: python3 .ci/validate-compose.py
 """
@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 
 try:
     import yaml
@@ -106,7 +107,7 @@ def dockerfile_instructions(path: str):
 def check_dockerfile(path: str) -> None:
     context = os.path.dirname(path)
     relative = os.path.relpath(path, REPO)
-    stages, builds_host = 0, False
+    stages, builds_host, copied = 0, False, set()
     for instruction, arguments in dockerfile_instructions(path):
         if instruction == "FROM":
             stages += 1
@@ -120,6 +121,7 @@ def check_dockerfile(path: str) -> None:
             for source in words[:-1]:
                 if re.match(r"^[a-z]+://", source):
                     continue
+                copied.add(os.path.normpath(source))
                 if ignored(context, source):
                     problem(f"{relative}: {instruction} source {source!r} is excluded by .dockerignore")
                 if not any(os.path.exists(p) for p in
@@ -131,6 +133,13 @@ def check_dockerfile(path: str) -> None:
         problem(f"{relative}: no FROM")
     if not builds_host:
         problem(f"{relative}: no build stage runs `cargo build ... -p kafka-transit`")
+    # cargo refuses a workspace whose members are missing, so every member must be copied.
+    if builds_host and "." not in copied:
+        with open(os.path.join(REPO, "Cargo.toml"), "rb") as manifest:
+            members = tomllib.load(manifest)["workspace"]["members"]
+        for member in members:
+            if os.path.normpath(member) not in copied:
+                problem(f"{relative}: workspace member {member!r} (Cargo.toml) is never copied into the image")
 
 
 def ignored(context: str, source: str) -> bool:
