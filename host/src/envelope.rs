@@ -192,11 +192,19 @@ pub fn open_with(
     let data_key: &[u8; 32] = data_key
         .try_into()
         .map_err(|_| EnvelopeError::Unwrap("the unwrapped data key is not 256 bits".into()))?;
+    open_parsed(&cipher_for(data_key), parsed, aad)
+}
+
+fn open_parsed(
+    cipher: &LessSafeKey,
+    parsed: &Parsed<'_>,
+    aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
     let nonce = Nonce::try_assume_unique_for_key(parsed.nonce)
         .expect("parse() splits off exactly one nonce");
     // One copy of the ciphertext, opened in place; the tag is cut off the end.
     let mut plaintext = parsed.sealed.to_vec();
-    let opened = cipher_for(data_key)
+    let opened = cipher
         .open_in_place(
             nonce,
             Aad::from(associated_data(parsed.authenticated, aad)),
@@ -268,7 +276,9 @@ impl Default for DataKeyPolicy {
     }
 }
 
-type DataKeyBytes = Arc<Zeroizing<[u8; 32]>>;
+/// An unwrapped data key, ready to open with: the cipher is made once per data key, not
+/// per record, and wipes its key schedule when the last user drops it.
+type Opener = Arc<LessSafeKey>;
 /// A data key in use is shared by every record of one transit key and context.
 type SealingSlot = (String, Option<Vec<u8>>);
 
@@ -298,7 +308,7 @@ pub struct Envelopes {
     /// The data key in use for sealing, per (transit key, context).
     active: Mutex<HashMap<SealingSlot, ActiveKey>>,
     /// Unwrapped data keys by their wrapped text, for opening.
-    opened: Mutex<lru::LruCache<(String, String), DataKeyBytes>>,
+    opened: Mutex<lru::LruCache<(String, String), Opener>>,
 }
 
 impl std::fmt::Debug for Envelopes {
@@ -438,7 +448,7 @@ impl Envelopes {
             })
             .collect();
 
-        let mut keys: HashMap<&str, Result<DataKeyBytes, EnvelopeError>> = HashMap::new();
+        let mut keys: HashMap<&str, Result<Opener, EnvelopeError>> = HashMap::new();
         let mut missing: Vec<&str> = Vec::new();
         {
             let mut cache = self.opened.lock().expect("open cache");
@@ -473,17 +483,20 @@ impl Envelopes {
             let mut cache = self.opened.lock().expect("open cache");
             for (wrapped, result) in missing.iter().zip(unwrapped) {
                 let entry = match result {
-                    Ok(raw) => match <[u8; 32]>::try_from(raw.as_slice()) {
-                        Ok(material) => {
-                            let material = Arc::new(Zeroizing::new(material));
-                            cache.put(
-                                (key_name.to_string(), wrapped.to_string()),
-                                material.clone(),
-                            );
-                            Ok(material)
+                    Ok(raw) => {
+                        let raw = Zeroizing::new(raw);
+                        match <&[u8; 32]>::try_from(raw.as_slice()) {
+                            Ok(material) => {
+                                let opener = Arc::new(cipher_for(material));
+                                cache.put(
+                                    (key_name.to_string(), wrapped.to_string()),
+                                    opener.clone(),
+                                );
+                                Ok(opener)
+                            }
+                            Err(_) => Err(EnvelopeError::Unwrap("not a 256-bit data key".into())),
                         }
-                        Err(_) => Err(EnvelopeError::Unwrap("not a 256-bit data key".into())),
-                    },
+                    }
                     Err(error) => Err(EnvelopeError::Unwrap(error.message)),
                 };
                 keys.insert(wrapped, entry);
@@ -495,11 +508,12 @@ impl Envelopes {
             .zip(items)
             .map(|(parsed, (_, aad))| {
                 let parsed = parsed?;
-                let material = keys
+                let opener = keys
                     .get(parsed.wrapped_key)
                     .expect("every wrapped key was looked up")
-                    .clone()?;
-                open_with(material.as_slice(), &parsed, aad)
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                open_parsed(opener, &parsed, aad)
             })
             .collect())
     }
