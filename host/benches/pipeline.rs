@@ -13,6 +13,9 @@
 //!   one round of many rows rather than on every round of one row.
 //! - `--min-seconds S` (default 2): each round repeats its work until S seconds of
 //!   measured time, so one hiccup is a small part of a round.
+//! - `--warmup N` (default 1): N unmeasured rounds of every row first, each one pass (or
+//!   one batch), so that the broker's JIT, the page cache and the first policy
+//!   instances are not measured in round 1 (which ran 2-4x slower than the rest).
 //! - `--sizes B,B` (default 1024,1048576): record value sizes in bytes. Rows of policies
 //!   that send values to Vault transit (encrypt-*, decrypt-*) are left out above 256 KiB:
 //!   transit takes at most about 1 MiB of base64 per value, which is why envelope
@@ -104,6 +107,7 @@ const KEY: &str = "bench";
 
 struct Options {
     rounds: usize,
+    warmup: usize,
     min_seconds: f64,
     sizes: Vec<usize>,
     input_bytes: usize,
@@ -117,6 +121,7 @@ struct Options {
 fn options() -> Options {
     let mut options = Options {
         rounds: 5,
+        warmup: 1,
         min_seconds: 2.0,
         sizes: vec![1024, 1 << 20],
         input_bytes: 32 << 20,
@@ -133,6 +138,7 @@ fn options() -> Options {
         match pair[0].as_str() {
             "--rounds" => options.rounds = value.parse().expect("--rounds N"),
             "--min-seconds" => options.min_seconds = value.parse().expect("--min-seconds S"),
+            "--warmup" => options.warmup = value.parse().expect("--warmup N"),
             "--sizes" => {
                 options.sizes = value
                     .split(',')
@@ -687,13 +693,26 @@ async fn main() {
     }
     drop(inputs);
 
-    // Round-robin: round 1 of every row, then round 2, ...
-    for round in 0..options.rounds {
+    // Warm-up rounds (one pass each, not measured), then round-robin: round 1 of every
+    // row, then round 2, ...
+    for round in 0..options.warmup + options.rounds {
+        let warm = round < options.warmup;
+        let min_seconds = if warm { 0.0 } else { options.min_seconds };
         for row in rows.iter_mut() {
-            eprintln!("round {}/{}: {}", round + 1, options.rounds, row.id.label());
+            if warm {
+                eprintln!(
+                    "warm-up {}/{}: {}",
+                    round + 1,
+                    options.warmup,
+                    row.id.label()
+                );
+            } else {
+                let round = round - options.warmup;
+                eprintln!("round {}/{}: {}", round + 1, options.rounds, row.id.label());
+            }
             let sample = match &mut row.work {
                 Work::Policy { runner, batch } => {
-                    policy_round(runner, batch, options.min_seconds, &vault).await
+                    policy_round(runner, batch, min_seconds, &vault).await
                 }
                 Work::Pipeline {
                     input,
@@ -705,7 +724,7 @@ async fn main() {
                         vault_requests: vault.requests().map(|_| 0),
                         ..Sample::default()
                     };
-                    while total.records == 0.0 || total.seconds < options.min_seconds {
+                    while total.records == 0.0 || total.seconds < min_seconds {
                         *passes += 1;
                         let group = format!("{sink}-{passes}");
                         let kafka = kafka.as_ref().unwrap();
@@ -734,7 +753,9 @@ async fn main() {
                     total
                 }
             };
-            row.samples.push(sample);
+            if !warm {
+                row.samples.push(sample);
+            }
         }
     }
 
@@ -765,9 +786,9 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
     .map(|(_, what)| *what)
     .collect::<Vec<_>>();
     println!(
-        "\n{} rounds per row, interleaved, each at least {} s; {vault_name}; pipeline rows \
-         through {where_}; batches of up to 500",
-        options.rounds, options.min_seconds
+        "\n{} rounds per row (after {} unmeasured), interleaved, each at least {} s; \
+         {vault_name}; pipeline rows through {where_}; batches of up to 500",
+        options.rounds, options.warmup, options.min_seconds
     );
     println!(
         "median [min-max] over rounds; vs passthrough = median of per-round ratios to the \
