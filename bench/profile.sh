@@ -38,11 +38,15 @@ STACK_PIDS+=("$HARNESS")
 wait_for 600 "the row's first round" grep -q '^round 1/1' "$OUT/harness.log"
 PID=$(pgrep -n -f 'deps/pipeline-.*--only') || fail "harness process not found"
 sleep 3 # past the consumer group's join
-perf record -F 499 -p "$PID" -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf.log"
+# System-wide, then only this process: each pass makes a new consumer and producer, and
+# `perf record -p` would miss the librdkafka threads they start.
+perf record -a -F 499 -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLED" 2>"$OUT/perf.log"
 wait "$HARNESS" || fail "harness failed: $OUT/harness.log"
 grep -A3 '^measure' "$OUT/harness.log"
 
-perf report -i "$OUT/perf.data" --stdio --no-children --sort dso,sym 2>/dev/null >"$OUT/report.txt"
+perf report -i "$OUT/perf.data" --pid "$PID" --stdio --no-children --sort dso,sym \
+  2>/dev/null >"$OUT/report.txt"
+grep -m1 '^# Samples' "$OUT/report.txt"
 python3 - "$OUT/report.txt" <<'PY'
 import re, sys
 # First match wins: the order matters (memcpy inside librdkafka is still memcpy).
@@ -51,11 +55,11 @@ COMPONENTS = [
     ("memcpy/memmove/memset", r"mem(cpy|move|set)|__memcpy|__memmove"),
     ("AES-GCM (aws-lc)", r"aes|gcm|ghash|aws_lc|GFp"),
     ("allocator (mimalloc)", r"\bmi_|_mi_|mimalloc"),
-    ("Kafka client (librdkafka)", r"\brd_|rdk|kafka_|lz4|crc32|snappy|zstd|\bcnd_|\bmtx_|\bthrd_"),
+    ("Kafka client (librdkafka, rdkafka)", r"\brd_|rdk|kafka_|lz4|crc32|snappy|zstd|\bcnd_|\bmtx_|\bthrd_"),
     ("guest (JIT code)", r"\[unknown\]|wasm\["),
     ("wasmtime (calls, canonical ABI)", r"wasmtime|cranelift|component"),
     ("async runtime (tokio)", r"tokio|mio::|futures"),
-    ("rdkafka bindings, pipeline", r"rdkafka|kafka_transit|pipeline"),
+    ("the pipeline's own Rust code", r"kafka_transit|pipeline|hashbrown|core::|alloc::"),
     ("libc, pthreads", r"pthread|libc|__GI|futex|clock_gettime"),
 ]
 shares = {name: 0.0 for name, _ in COMPONENTS}
@@ -70,10 +74,13 @@ for line in open(sys.argv[1]):
     name = next((n for n, rx in COMPONENTS if re.search(rx, text, re.I)), "other")
     shares[name] += pct
     examples.setdefault(name, []).append((pct, sym))
-print(f"\n{'component':<42} {'share of samples':>17}  top symbols")
+# perf's percentages are of every process's samples: make them this process's shares.
+total = sum(shares.values()) or 1.0
+print(f"\n{'component':<42} {'share of the runner':>19}  top symbols")
 for name, pct in sorted(shares.items(), key=lambda kv: -kv[1]):
+    pct = pct / total * 100
     if pct < 0.05:
         continue
     top = ", ".join(s[:40] for _, s in sorted(examples.get(name, []), reverse=True)[:3])
-    print(f"{name:<42} {pct:>16.1f}%  {top}")
+    print(f"{name:<42} {pct:>18.1f}%  {top}")
 PY

@@ -33,6 +33,8 @@
 //!   `pipeline-eos/envelope-seal/1KiB`) contains one of the words.
 //! - `--json FILE`: also write the summary as JSON (bench/run.sh reads it).
 //!
+//! `RUST_LOG` (e.g. `kafka_transit=debug`) prints the pipeline's own log to stderr.
+//!
 //! Measures, per policy and size:
 //! - `policy`: batches straight through the wasm policy (and Vault), no Kafka: the
 //!   host's per-record cost.
@@ -559,6 +561,14 @@ fn summary(mut values: Vec<f64>) -> (f64, f64, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let options = options();
+    // The pipeline's own log (warnings, retries, Vault pauses), when asked for: a row
+    // that is slower than it should be usually says why there.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let vault = match &options.vault {
         None => Vault::Dev(
             vault_dev::Server::start(vault_dev::ServerConfig::default())
