@@ -55,7 +55,7 @@ COMPONENTS = [
     ("memcpy/memmove/memset", r"mem(cpy|move|set)|__memcpy|__memmove"),
     ("AES-GCM (aws-lc)", r"aes|gcm|ghash|aws_lc|GFp"),
     ("allocator (mimalloc)", r"\bmi_|_mi_|mimalloc"),
-    ("Kafka client (librdkafka, rdkafka)", r"\brd_|rdk|kafka_|lz4|crc32|snappy|zstd|\bcnd_|\bmtx_|\bthrd_"),
+    ("Kafka client (librdkafka, rdkafka)", r"\brd_|rdk|lz4|crc32|snappy|zstd|\bcnd_|\bmtx_|\bthrd_"),
     ("guest (JIT code)", r"\[unknown\]|wasm\["),
     ("wasmtime (calls, canonical ABI)", r"wasmtime|cranelift|component"),
     ("async runtime (tokio)", r"tokio|mio::|futures"),
