@@ -21,7 +21,14 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KT_CACHE="${KAFKA_TRANSIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-transit}"
 KAFKA_SH="$REPO_ROOT/.ci/kafka/kafka.sh"
 OPENBAO_SH="$REPO_ROOT/.ci/openbao/openbao.sh"
-STACK_LOGS="${STACK_LOGS:-$(mktemp -d -t kafka-transit-stack.XXXXXX)}"
+# Brokers' data and every log: removed when the script succeeds (a run leaves 1-2 GB),
+# kept when it fails, and never removed when the caller chose the directory.
+if [ -n "${STACK_LOGS:-}" ]; then
+  STACK_LOGS_OWNED=false
+else
+  STACK_LOGS=$(mktemp -d -t kafka-transit-stack.XXXXXX)
+  STACK_LOGS_OWNED=true
+fi
 STACK_PIDS=()     # processes this shell started (kafka-transit, producers)
 STACK_SERVICES=() # "kafka DIR" / "openbao DIR": stopped through their scripts
 
@@ -63,7 +70,16 @@ stop_stack() {
   done
   STACK_SERVICES=()
 }
-trap stop_stack EXIT
+stack_exit() {
+  local status=$?
+  stop_stack
+  if [ "$status" -ne 0 ]; then
+    printf 'logs and broker data kept in %s\n' "$STACK_LOGS" >&2
+  elif [ "$STACK_LOGS_OWNED" = true ]; then
+    rm -rf "$STACK_LOGS"
+  fi
+}
+trap stack_exit EXIT
 
 # require_tools [--servers]: every program and Python package the demos use (and, with
 # --servers, what running Kafka and OpenBao here needs), named when missing. `type -P`
