@@ -17,11 +17,7 @@ ROW=${1:-pipeline/envelope-seal/1KiB}
 SECONDS_SAMPLED=${2:-20}
 command -v perf >/dev/null || { echo "bench/profile.sh needs perf (Debian: apt-get install linux-perf)" >&2; exit 1; }
 source demos/lib/stack.sh
-if [ -z "${KAFKA_BOOTSTRAP:-}" ] || [ -z "${VAULT_ADDR:-}" ] || [ -z "${VAULT_TOKEN:-}" ]; then
-  stack_init
-  start_kafka
-  start_openbao
-fi
+stack_unless_given
 OUT=$(mktemp -d -t kafka-transit-profile.XXXXXX)
 case $ROW in
   */1MiB) SIZE=1048576 ;;

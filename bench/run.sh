@@ -10,11 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source demos/lib/stack.sh
-if [ -z "${KAFKA_BOOTSTRAP:-}" ] || [ -z "${VAULT_ADDR:-}" ] || [ -z "${VAULT_TOKEN:-}" ]; then
-  stack_init
-  start_kafka
-  start_openbao
-fi
+stack_unless_given
 OUT=$(mktemp -d -t kafka-transit-bench.XXXXXX)
 say "harness against Apache Kafka $KAFKA_BOOTSTRAP and Vault $VAULT_ADDR (summary: $OUT/pipeline.json)"
 cargo bench -p kafka-transit --bench pipeline -- \

@@ -125,6 +125,17 @@ wait_for() {
   done
 }
 
+# stack_unless_given: uses the Kafka and Vault that KAFKA_BOOTSTRAP, VAULT_ADDR and
+# VAULT_TOKEN name when all three are set (plain http Vault, transit at transit/), and
+# otherwise starts Apache Kafka and OpenBao here (the benchmark scripts).
+stack_unless_given() {
+  if [ -z "${KAFKA_BOOTSTRAP:-}" ] || [ -z "${VAULT_ADDR:-}" ] || [ -z "${VAULT_TOKEN:-}" ]; then
+    stack_init
+    start_kafka
+    start_openbao
+  fi
+}
+
 # start_kafka [VAR] [--sasl-ssl]: a fresh single-node cluster; its bootstrap address goes
 # into VAR (default KAFKA_BOOTSTRAP), its directory into ${VAR%_BOOTSTRAP}_KAFKA_DIR
 # (client.properties, ca.pem and sasl-password for --sasl-ssl).
