@@ -11,6 +11,8 @@ struct FaultState {
     fail_status: u16,
     retry_after: Option<Duration>,
     latency: Duration,
+    /// Transit keys the caller may not use, as an ACL without them would answer.
+    denied_keys: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -80,6 +82,33 @@ impl Faults {
         self.state().latency = latency;
     }
 
+    /// Requests naming transit key `key` (`<mount>/<operation>/<key>`) get 403
+    /// `permission denied`, as from a token whose policy does not cover that key.
+    pub fn deny_key(&self, key: &str) {
+        self.state().denied_keys.insert(key.to_string());
+    }
+
+    /// Whether `path` names a transit key that [`Faults::deny_key`] denied.
+    pub(crate) fn denies(&self, path: &str) -> bool {
+        let state = self.state();
+        if state.denied_keys.is_empty() {
+            return false;
+        }
+        let mut segments = path.rsplit('/');
+        let (Some(key), Some(operation)) = (segments.next(), segments.next()) else {
+            return false;
+        };
+        // datakey/plaintext/<key> and datakey/wrapped/<key>
+        let operation = match operation {
+            "plaintext" | "wrapped" => segments.next().unwrap_or(operation),
+            other => other,
+        };
+        matches!(
+            operation,
+            "encrypt" | "decrypt" | "rewrap" | "hmac" | "datakey" | "keys"
+        ) && state.denied_keys.contains(key)
+    }
+
     /// Remove every injected fault: failures, rate limits, latency, and the seal.
     pub fn clear(&self) {
         self.inner.fail_next.store(0, Ordering::SeqCst);
@@ -140,5 +169,37 @@ impl Counters {
 
     pub fn snapshot(&self) -> Stats {
         self.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_key_is_denied_on_every_transit_path_and_only_there() {
+        let faults = Faults::default();
+        assert!(!faults.denies("transit/encrypt/tenant-evil"));
+        faults.deny_key("tenant-evil");
+        for path in [
+            "transit/encrypt/tenant-evil",
+            "transit/decrypt/tenant-evil",
+            "team/transit/rewrap/tenant-evil",
+            "transit/hmac/tenant-evil",
+            "transit/datakey/plaintext/tenant-evil",
+            "transit/keys/tenant-evil",
+        ] {
+            assert!(faults.denies(path), "{path}");
+        }
+        for path in [
+            "transit/encrypt/tenant-good",
+            "transit/encrypt/tenant-evil-twin",
+            "sys/mounts/tenant-evil",
+            "tenant-evil",
+        ] {
+            assert!(!faults.denies(path), "{path}");
+        }
+        faults.clear();
+        assert!(!faults.denies("transit/encrypt/tenant-evil"));
     }
 }

@@ -373,6 +373,12 @@ async fn dispatch(shared: &Shared, req: hyper::Request<Incoming>) -> Reply {
             }
             None => {}
         }
+        if shared.faults.denies(&path) {
+            return Reply::raw(
+                403,
+                json!({ "errors": [multierror("permission denied")] }),
+            );
+        }
     }
 
     let bytes = match read_body(body).await {
