@@ -11,10 +11,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Assignment, SourceConfig, TuningConfig};
 use crate::kafka;
+use crate::kafka::Consumed;
 use crate::metrics::Metrics;
 use crate::policy::SourceRecord;
 
-use super::ownership::{resume_from, Epoch, Ownership, Partition, PipelineContext};
+use super::ownership::{block_in_place, resume_from, Epoch, Ownership, Partition, PipelineContext};
 use super::transactions::Transactions;
 use super::{kafka_error, PipelineError};
 
@@ -23,6 +24,9 @@ use super::{kafka_error, PipelineError};
 pub(crate) struct Batch {
     pub records: Vec<SourceRecord>,
     pub epochs: Vec<Epoch>,
+    /// Records the policy must not be given (by index, ascending), with why: they fail
+    /// as invalid input without reaching it.
+    pub refused: Vec<(usize, String)>,
     /// When the batch was complete: where its `batch_duration` starts.
     pub read_at: Instant,
 }
@@ -33,7 +37,7 @@ pub(crate) struct Source {
     transactions: Option<Arc<Transactions>>,
     metrics: Arc<Metrics>,
     /// Records that arrived while the source was paused; they open the next batch.
-    pending: VecDeque<(SourceRecord, Epoch)>,
+    pending: VecDeque<(Consumed, Epoch)>,
     paused: bool,
 }
 
@@ -134,18 +138,20 @@ impl Source {
             .map_err(kafka_error("assigning source partitions"))
     }
 
-    /// Up to `pipeline.batch_size` records or `pipeline.max_batch_bytes` bytes, waiting
-    /// at most `pipeline.batch_timeout`.
+    /// Up to `pipeline.batch_size` records or `pipeline.max_batch_bytes` bytes (keys,
+    /// values and headers), waiting at most `pipeline.batch_timeout`.
     pub(crate) async fn next_batch(&mut self, tuning: &TuningConfig) -> Batch {
         let mut batch = Batch {
             records: Vec::with_capacity(tuning.batch_size),
             epochs: Vec::with_capacity(tuning.batch_size),
+            refused: Vec::new(),
             read_at: Instant::now(),
         };
         let mut bytes = 0u64;
+        let mut held = 0u64;
         let deadline = tokio::time::Instant::now() + tuning.batch_timeout;
-        while batch.records.len() < tuning.batch_size && bytes < tuning.max_batch_bytes as u64 {
-            let (record, epoch) = match self.pending.pop_front() {
+        while batch.records.len() < tuning.batch_size && held < tuning.max_batch_bytes as u64 {
+            let (consumed, epoch) = match self.pending.pop_front() {
                 Some(pending) => pending,
                 None => match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                     Err(_elapsed) => break,
@@ -160,7 +166,12 @@ impl Source {
                     }
                 },
             };
+            let Consumed { record, refused } = consumed;
             bytes += kafka::record_bytes(record.key.as_deref(), record.value.as_deref());
+            held += kafka::source_record_bytes(&record);
+            if let Some(reason) = refused {
+                batch.refused.push((batch.records.len(), reason));
+            }
             batch.records.push(record);
             batch.epochs.push(epoch);
         }
@@ -174,12 +185,12 @@ impl Source {
     fn owned_record(
         &self,
         message: &rdkafka::message::BorrowedMessage<'_>,
-    ) -> Option<(SourceRecord, Epoch)> {
-        let record = kafka::source_record(message);
+    ) -> Option<(Consumed, Epoch)> {
+        let consumed = kafka::source_record(message);
         let epoch = self
             .ownership
-            .epoch(&(record.topic.clone(), record.partition))?;
-        Some((record, epoch))
+            .epoch(&(consumed.record.topic.clone(), consumed.record.partition))?;
+        Some((consumed, epoch))
     }
 
     /// Waits `duration` while a batch cannot go on (Vault sealed, unreachable), with
@@ -251,8 +262,9 @@ impl Source {
         }
         // Records of the partition already read (a batch being prepared) are stale.
         self.ownership.renew(partition);
-        self.pending
-            .retain(|(record, _)| (&record.topic, record.partition) != (&partition.0, partition.1));
+        self.pending.retain(|(consumed, _)| {
+            (&consumed.record.topic, consumed.record.partition) != (&partition.0, partition.1)
+        });
         self.consumer
             .seek(
                 &partition.0,
@@ -265,18 +277,32 @@ impl Source {
             ))
     }
 
-    /// Commits the acknowledged offsets of the partitions this runner owns.
+    /// Commits the acknowledged offsets of the partitions this runner owns:
+    /// asynchronously while running; at the end, waiting for the group coordinator's
+    /// answer at most [`FINAL_COMMIT_LIMIT`].
     pub(crate) fn commit(&self, mode: CommitMode) {
         let list = self.ownership.commit_list();
         if list.count() == 0 {
             return;
         }
+        let committed = match mode {
+            CommitMode::Async => self
+                .consumer
+                .commit(&list, CommitMode::Async)
+                .map_err(|e| e.to_string()),
+            CommitMode::Sync => {
+                block_in_place(|| kafka::commit_within(&self.consumer, &list, FINAL_COMMIT_LIMIT))
+            }
+        };
         // A failed commit loses nothing: the records are re-delivered after a restart.
-        if let Err(error) = self.consumer.commit(&list, mode) {
+        if let Err(error) = committed {
             tracing::warn!("committing source offsets failed (records may be repeated after a restart): {error}");
         }
     }
 }
+
+/// How long the last commit of a stopping pipeline waits for the coordinator.
+const FINAL_COMMIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// The group's committed offsets of `partitions`. A cluster that has just started (or
 /// is moving the group's coordinator) answers "not coordinator" or "loading" for a

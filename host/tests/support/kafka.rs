@@ -155,6 +155,18 @@ impl TestKafka {
         }
     }
 
+    /// Takes every broker down (`up = false`) or brings them back: a cluster that
+    /// accepts no connections, as when the sink cluster is down.
+    pub fn brokers(&self, up: bool) {
+        for broker in 1..=3 {
+            if up {
+                self.mock().broker_up(broker).expect("broker up");
+            } else {
+                self.mock().broker_down(broker).expect("broker down");
+            }
+        }
+    }
+
     /// The next offsets committed under `group` for partitions `0..partitions` of
     /// `topic` (-1 where there is none).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
@@ -226,6 +238,90 @@ impl TestKafka {
         for delivery in deliveries {
             delivery.await.expect("delivery").expect("acknowledged");
         }
+    }
+
+    /// Produces one record whose header names are raw bytes, as any producer may send
+    /// them (`kcat -H $'\xff=x'`): rdkafka's own API only takes `&str` names, so this
+    /// goes through librdkafka's `rd_kafka_produceva`.
+    pub fn produce_raw_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+        headers: &[(&[u8], &[u8])],
+    ) {
+        use rdkafka::bindings as rd;
+        use rdkafka::producer::{BaseProducer, Producer};
+        use std::ffi::CString;
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("producer");
+        let topic = CString::new(topic).expect("topic");
+        let names: Vec<CString> = headers
+            .iter()
+            .map(|(name, _)| CString::new(*name).expect("no NUL in a header name"))
+            .collect();
+        let mut values = vec![
+            rd::rd_kafka_vu_t {
+                vtype: rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    cstr: topic.as_ptr(),
+                },
+            },
+            rd::rd_kafka_vu_t {
+                vtype: rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                        ptr: key.as_ptr() as *mut _,
+                        size: key.len(),
+                    },
+                },
+            },
+            rd::rd_kafka_vu_t {
+                vtype: rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                        ptr: value.as_ptr() as *mut _,
+                        size: value.len(),
+                    },
+                },
+            },
+        ];
+        for (name, (_, header_value)) in names.iter().zip(headers) {
+            values.push(rd::rd_kafka_vu_t {
+                vtype: rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER,
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                        name: name.as_ptr(),
+                        val: header_value.as_ptr().cast(),
+                        size: header_value.len() as isize,
+                    },
+                },
+            });
+        }
+        // SAFETY: every pointer in `values` points into data alive for the call, which
+        // librdkafka copies (RD_KAFKA_MSG_F_COPY is its default for produceva).
+        let error = unsafe {
+            let error = rd::rd_kafka_produceva(
+                producer.client().native_ptr(),
+                values.as_ptr(),
+                values.len(),
+            );
+            let code = rd::rd_kafka_error_code(error);
+            if !error.is_null() {
+                rd::rd_kafka_error_destroy(error);
+            }
+            code
+        };
+        assert_eq!(
+            error,
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+            "produceva"
+        );
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("the raw record is acknowledged");
     }
 
     /// Everything on a topic (up to `expected` records, waiting at most `timeout`).
