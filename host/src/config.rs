@@ -202,6 +202,21 @@ fn resolve(name: &str, from: &toml::Table) -> Result<String, String> {
     }
 }
 
+/// A TOML error as "line L, column C: what is wrong", without the excerpt of the file
+/// that `toml`'s `Display` quotes.
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let at = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    ConfigError::Syntax {
+        path: PathBuf::from("pipeline config"),
+        message: format!("{}{}", at.unwrap_or_default(), error.message()),
+    }
+}
+
 /// Refuses secrets written inline, before the typed parse (whose error excerpts would
 /// quote the offending line back), naming the field but never the value.
 fn refuse_inline_secrets(table: &toml::Table) -> Result<(), ConfigError> {
@@ -274,6 +289,13 @@ pub struct PolicyConfig {
     /// Guest CPU time allowed per batch (time spent waiting on Vault does not count).
     #[serde(default = "default_batch_deadline", with = "duration_text")]
     pub batch_deadline: Duration,
+    /// Longest a batch may wait on Vault, all of its host calls (and their retries)
+    /// together. Past it the batch's Vault calls fail as unavailable ("Vault
+    /// unreachable") and the pipeline pauses and tries the batch again later, so a
+    /// Vault that accepts connections but never answers cannot hold a batch (or an
+    /// exactly-once transaction) for minutes.
+    #[serde(default = "default_vault_deadline", with = "duration_text")]
+    pub vault_deadline: Duration,
     /// When envelope data keys are retired: `[policy.data_keys]`.
     #[serde(default)]
     pub data_keys: crate::envelope::DataKeyPolicy,
@@ -289,6 +311,9 @@ fn default_memory_limit_mib() -> u64 {
 }
 fn default_batch_deadline() -> Duration {
     Duration::from_secs(10)
+}
+fn default_vault_deadline() -> Duration {
+    Duration::from_secs(20)
 }
 fn default_watch_interval() -> Duration {
     Duration::from_secs(1)
@@ -425,6 +450,12 @@ pub struct TuningConfig {
     /// raised to fit it (the broker's `message.max.bytes` must allow it too).
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// After a stop (SIGTERM, SIGINT), how long the runner waits for in-flight batches
+    /// to be acknowledged and committed before it gives up on them (they are consumed
+    /// again after a restart). The process ends within this plus 10 s, whatever the
+    /// sink, Vault or the group coordinator do.
+    #[serde(default = "default_shutdown_timeout", with = "duration_text")]
+    pub shutdown_timeout: Duration,
 }
 
 fn default_transaction_interval() -> Duration {
@@ -451,6 +482,9 @@ fn default_progress_interval() -> Duration {
 fn default_max_record_bytes() -> usize {
     1024 * 1024
 }
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(20)
+}
 
 impl Default for TuningConfig {
     fn default() -> Self {
@@ -464,6 +498,7 @@ impl Default for TuningConfig {
             max_in_flight_batches: default_max_in_flight(),
             progress_interval: default_progress_interval(),
             max_record_bytes: default_max_record_bytes(),
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }
@@ -493,14 +528,16 @@ impl PipelineConfig {
     }
 
     /// Parses and checks pipeline TOML text.
+    ///
+    /// Errors never quote the file: a line in it may hold a secret written where it
+    /// must not be (the inline-secret check below cannot run on a file that does not
+    /// parse), and the error reaches logs and the reload endpoint's answer.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        if let Ok(table) = text.parse::<toml::Table>() {
-            refuse_inline_secrets(&table)?;
-        }
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: PathBuf::from("pipeline config"),
-            message: e.to_string(),
-        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| syntax_error(text, &e))?;
+        refuse_inline_secrets(&table)?;
+        let config: PipelineConfig = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         config.validate()?;
         Ok(config)
     }
@@ -594,6 +631,38 @@ impl PipelineConfig {
                     "must be at most 30s (well inside the producer's transaction.timeout.ms, 60s by default)",
                 ));
             }
+            // A transaction stays open while the next batch is in the policy: if that
+            // can outlast the broker's transaction timeout, the broker aborts it and the
+            // runner finds itself fenced, which says nothing about the real cause.
+            let transaction_timeout = match self.sink.properties.0.get("transaction.timeout.ms") {
+                None => Duration::from_secs(60),
+                Some(ms) => ms.trim().parse().map(Duration::from_millis).map_err(|_| {
+                    invalid(
+                        "sink.properties.\"transaction.timeout.ms\"",
+                        "must be a number of milliseconds",
+                    )
+                })?,
+            };
+            let open_at_most = self.pipeline.transaction_interval
+                + self.policy.batch_deadline
+                + self.policy.vault_deadline
+                + TRANSACTION_MARGIN;
+            if open_at_most > transaction_timeout {
+                return Err(invalid(
+                    "policy.vault_deadline",
+                    format!(
+                        "a transaction may stay open for pipeline.transaction_interval + \
+                         policy.batch_deadline + policy.vault_deadline + {}s of delivery \
+                         ({}s), longer than the sink's transaction.timeout.ms ({}s): lower \
+                         policy.vault_deadline or policy.batch_deadline, or raise \
+                         sink.properties.\"transaction.timeout.ms\" (the broker's \
+                         transaction.max.timeout.ms must allow it)",
+                        TRANSACTION_MARGIN.as_secs(),
+                        open_at_most.as_secs_f64().ceil(),
+                        transaction_timeout.as_secs_f64()
+                    ),
+                ));
+            }
             for (name, value) in self.sink.properties.0.iter() {
                 let refused = match name.as_str() {
                     "transactional.id" => Some(
@@ -624,6 +693,9 @@ impl PipelineConfig {
         }
         if self.policy.batch_deadline.is_zero() {
             return Err(invalid("policy.batch_deadline", "must be more than zero"));
+        }
+        if self.policy.vault_deadline.is_zero() {
+            return Err(invalid("policy.vault_deadline", "must be more than zero"));
         }
         if self.policy.watch_interval.is_zero() {
             return Err(invalid("policy.watch_interval", "must be more than zero"));
@@ -680,6 +752,12 @@ impl PipelineConfig {
                 "must be more than zero",
             ));
         }
+        if tuning.shutdown_timeout.is_zero() {
+            return Err(invalid(
+                "pipeline.shutdown_timeout",
+                "must be more than zero",
+            ));
+        }
         if tuning.max_record_bytes < 1024 || tuning.max_record_bytes > 512 * 1024 * 1024 {
             return Err(invalid(
                 "pipeline.max_record_bytes",
@@ -689,6 +767,10 @@ impl PipelineConfig {
         Ok(())
     }
 }
+
+/// Room for delivering and committing a transaction's records, on top of the time its
+/// batches may spend in the policy.
+const TRANSACTION_MARGIN: Duration = Duration::from_secs(10);
 
 fn non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
     if value.trim().is_empty() {
@@ -899,6 +981,24 @@ dead_letter_topic = "customers.dlq"
             assert!(error.starts_with(field), "{error}");
             assert!(!error.contains("SECRET"), "{error}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_say_where_without_quoting_the_file() {
+        // A token written inline on a line that does not parse: the inline-secret check
+        // cannot run, and toml's own message would quote the line back.
+        let text = EXAMPLE.replace("token_env = \"VAULT_TOKEN\"", "token = \"s.SECRET");
+        let error = error_of(&text);
+        assert!(!error.contains("SECRET"), "{error}");
+        let line = text.lines().position(|l| l.contains("s.SECRET")).unwrap() + 1;
+        assert!(error.contains(&format!("line {line}, column ")), "{error}");
+        // Typed errors (after the syntax is fine) are located the same way.
+        let error = error_of(&format!("{EXAMPLE}\n[pipeline]\nbatch_size = \"many\"\n"));
+        assert!(
+            error.contains("line ") && error.contains("invalid type"),
+            "{error}"
+        );
+        assert!(!error.contains("batch_size = "), "{error}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`envelope`] — envelope encryption under Vault-wrapped data keys (wire format v1).
 //! - [`metrics`] — counters and progress.
 //! - [`admin`] — the admin listener: `/metrics`, health probes, policy reload.
+//! - [`process`] — process-wide protections (no core dumps).
 //! - [`demo`] — the zero-setup demonstration.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod process;
 pub mod scaffold;
 pub mod topics;
 pub mod vault;

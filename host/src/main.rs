@@ -20,6 +20,9 @@ use kafka_transit::vault::VaultClient;
 /// Encrypts Kafka records with HashiCorp Vault's transit engine before they reach a
 /// cluster you do not control.
 ///
+/// The process refuses core dumps (they would hold data keys and the Vault token);
+/// --core-dumps allows them, for debugging.
+///
 /// kafka-transit consumes records from a source cluster, passes them in batches through
 /// a data-protection policy (a WebAssembly component: encrypt-value, encrypt-fields,
 /// envelope-seal, their decrypting twins, their rewrapping twins for key rotation,
@@ -32,6 +35,11 @@ struct Cli {
     /// Log format: readable text, or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KAFKA_TRANSIT_LOG_FORMAT")]
     log_format: LogFormat,
+
+    /// Allow core dumps of this process. Off by default: a core dump holds whatever was
+    /// in memory, data keys, the Vault token and records included.
+    #[arg(long, global = true, env = "KAFKA_TRANSIT_CORE_DUMPS")]
+    core_dumps: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -46,6 +54,12 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until SIGINT/SIGTERM (then finish in-flight work, commit, exit 0).
+    ///
+    /// On SIGINT or SIGTERM the runner stops reading, waits up to
+    /// pipeline.shutdown_timeout (20 s by default) for the sink to acknowledge what is in
+    /// flight, commits what was acknowledged and exits; the process ends within that
+    /// timeout plus 10 s whatever it waits on, and at once on a second signal. Nothing the
+    /// sink did not acknowledge is ever committed: it is consumed again after a restart.
     ///
     /// Logs progress (records in/out, dead-lettered, Vault requests, lag) every
     /// pipeline.progress_interval. Set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
@@ -103,6 +117,13 @@ fn main() -> std::process::ExitCode {
         _ => "info,librdkafka=warn,rdkafka=warn",
     };
     init_logging(cli.log_format, default_filter);
+    if !cli.core_dumps {
+        if let Err(error) = kafka_transit::process::disable_core_dumps() {
+            tracing::warn!(
+                "could not disable core dumps ({error}); a crash may write key material to disk"
+            );
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -110,7 +131,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command)) {
+    let result = runtime.block_on(execute(cli.command));
+    // Blocking work still running (a transaction commit the stop gave up on) must not
+    // hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -183,6 +208,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         runner.runtime(),
     );
     let _triggers = switch.spawn_triggers();
+    let shutdown_timeout = config.pipeline.shutdown_timeout;
     let pipeline = Pipeline::new(config, runner, vault)?.with_policy_updates(updates);
     if let Some(admin) = &admin {
         admin.policy_loaded();
@@ -190,7 +216,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         admin.watch_pipeline(pipeline.metrics());
         admin.on_reload(reload_endpoint(switch.clone()));
     }
-    let summary = pipeline.run(shutdown_signal()).await?;
+    let grace = shutdown_timeout + HARD_STOP_MARGIN;
+    let summary = pipeline.run(shutdown_signal(grace)).await?;
     tracing::info!(
         records_in = summary.records_in,
         records_out = summary.records_out,
@@ -233,8 +260,39 @@ fn reload_endpoint(switch: PolicySwitch) -> kafka_transit::admin::Reload {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// How long past pipeline.shutdown_timeout a stopping process may take before it is
+/// ended regardless (closing the consumer, the producers, the last commit).
+const HARD_STOP_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves on SIGINT or SIGTERM. From then on the process ends within `grace` whatever
+/// the pipeline waits on, and at once on a second signal: offsets are only ever
+/// committed for what the sink acknowledged, so ending early repeats records, never
+/// loses them.
+async fn shutdown_signal(grace: std::time::Duration) {
+    stop_signal().await;
+    tracing::info!(
+        "stop requested: finishing in-flight batches and committing (at most {}; a second signal ends the process at once)",
+        humantime::format_duration(grace)
+    );
+    std::thread::spawn(move || {
+        std::thread::sleep(grace);
+        eprintln!(
+            "error: the pipeline did not stop within {} of the stop signal; exiting without \
+             committing anything the sink did not acknowledge",
+            humantime::format_duration(grace)
+        );
+        std::process::exit(1);
+    });
+    tokio::spawn(async {
+        stop_signal().await;
+        eprintln!(
+            "error: second stop signal; exiting at once (nothing unacknowledged was committed)"
+        );
+        std::process::exit(1);
+    });
+}
+
+async fn stop_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -251,7 +309,6 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("stop requested: finishing in-flight batches and committing");
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {

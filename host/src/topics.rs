@@ -175,27 +175,43 @@ impl Route {
                 self.field, self.template
             )
         })?;
-        if self.loops_back.as_ref().is_some_and(|s| s.consumes(&topic)) {
-            return Err(format!(
-                "{} = \"{}\" sends records of \"{source_topic}\" to \"{topic}\", which source.topics \
-                 also consumes on the same cluster: the pipeline would consume its own output; \
-                 change the template or narrow source.topics",
+        self.admits(&topic).map_err(|why| {
+            format!(
+                "{} = \"{}\" sends records of \"{source_topic}\" to \"{topic}\", {why}",
                 self.field, self.template
-            ));
-        }
-        if self.reserved.iter().any(|r| *r == topic) {
-            return Err(format!(
-                "{} = \"{}\" sends records of \"{source_topic}\" to \"{topic}\", which is \
-                 pipeline.offsets_topic; change one of them",
-                self.field, self.template
-            ));
-        }
+            )
+        })?;
         let topic: Arc<str> = topic.into();
         self.rendered
             .lock()
             .expect("route cache")
             .insert(source_topic.to_string(), topic.clone());
         Ok(topic)
+    }
+
+    /// Whether outputs may go to `topic` when a policy names it (`output-record.topic`)
+    /// instead of the template: the same checks as a rendered topic.
+    pub fn check_output_topic(&self, topic: &str) -> Result<(), String> {
+        check_name(topic).map_err(|reason| {
+            format!("the policy named an output topic that is not a topic name: {reason}")
+        })?;
+        self.admits(topic)
+            .map_err(|why| format!("the policy sent an output to \"{topic}\", {why}"))
+    }
+
+    /// Why outputs must not go to `topic`, if they must not.
+    fn admits(&self, topic: &str) -> Result<(), String> {
+        if self.loops_back.as_ref().is_some_and(|s| s.consumes(topic)) {
+            return Err(
+                "which source.topics also consumes on the same cluster: the pipeline would \
+                 consume its own output; change the template or narrow source.topics"
+                    .into(),
+            );
+        }
+        if self.reserved.iter().any(|r| r == topic) {
+            return Err("which is pipeline.offsets_topic; change one of them".into());
+        }
+        Ok(())
     }
 }
 
@@ -266,5 +282,25 @@ mod tests {
         ));
         let error = route.topic_for("offsets").unwrap_err();
         assert!(error.contains("pipeline.offsets_topic"), "{error}");
+    }
+
+    #[test]
+    fn a_topic_a_policy_names_gets_the_same_checks_as_a_rendered_one() {
+        let route = Route::new(
+            "sink.topic",
+            TopicTemplate::parse("{topic}.protected").unwrap(),
+            Some(topics(&["^customers.*"])),
+            vec!["kafka-transit.offsets".into()],
+        );
+        assert_eq!(route.check_output_topic("orders.protected"), Ok(()));
+        let error = route.check_output_topic("customers.eu").unwrap_err();
+        assert!(error.contains("consume its own output"), "{error}");
+        let error = route
+            .check_output_topic("kafka-transit.offsets")
+            .unwrap_err();
+        assert!(error.contains("pipeline.offsets_topic"), "{error}");
+        let error = route.check_output_topic("a/b").unwrap_err();
+        assert!(error.contains("not a topic name"), "{error}");
+        assert!(route.check_output_topic("").is_err());
     }
 }

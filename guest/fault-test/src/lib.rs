@@ -8,14 +8,17 @@
 //! - `invalid`: the record fails as invalid input;
 //! - `retry-once`: the first time, the whole batch fails as retryable;
 //! - `probe`: the value becomes a report of the ambient authority the guest has
-//!   (environment variables, arguments, whether `/` can be listed).
+//!   (environment variables, arguments, whether `/` can be listed);
+//! - `route:<topic>`: the record goes to `<topic>` (`output-record.topic`) instead of
+//!   the sink's topic.
 //!
 //! Config: `{"miscount": true}` makes it return one result too few for every batch.
 
 use std::cell::Cell;
 
 use kafka_transit_policy_sdk::{
-    export_policy, forward, log, Failure, Level, Policy, SourceRecord, TransformResult,
+    export_policy, forward, log, Failure, Level, OutputRecord, Policy, SourceRecord,
+    TransformResult,
 };
 
 thread_local! {
@@ -76,6 +79,13 @@ fn one(record: SourceRecord) -> TransformResult {
             Ok(vec![record])
         }
         Some(b"invalid") => Err(Failure::InvalidInput("asked to be invalid".into())),
+        Some(value) if value.starts_with(b"route:") => {
+            let topic = String::from_utf8_lossy(&value[b"route:".len()..]).into_owned();
+            Ok(vec![OutputRecord {
+                topic: Some(topic),
+                ..forward(record)
+            }])
+        }
         Some(b"retry-once") if !RETRIED.with(|r| r.replace(true)) => {
             Err(Failure::Retryable("asked to be retried once".into()))
         }

@@ -14,7 +14,8 @@ use crate::kafka;
 use crate::policy::{Header, PolicyRuntime, SourceRecord};
 use crate::topics::Route;
 
-use super::delivery::enqueue;
+use super::produce::enqueue;
+use super::stopping::Stopping;
 use super::{kafka_error, PipelineError};
 
 /// Headers on dead-lettered records.
@@ -32,11 +33,15 @@ pub(crate) struct DeadLetters {
     producer: FutureProducer,
     route: Route,
     cluster: DeadLetterCluster,
+    stopping: Stopping,
 }
 
 impl DeadLetters {
     /// The dead-letter producer, when `errors.on_failure = "dead-letter"`.
-    pub(crate) fn new(config: &PipelineConfig) -> Result<Option<DeadLetters>, PipelineError> {
+    pub(crate) fn new(
+        config: &PipelineConfig,
+        stopping: Stopping,
+    ) -> Result<Option<DeadLetters>, PipelineError> {
         let route = config
             .dead_letter_route()
             .map_err(|e| PipelineError::Route(e.to_string()))?;
@@ -60,6 +65,7 @@ impl DeadLetters {
             producer,
             route,
             cluster,
+            stopping,
         }))
     }
 
@@ -137,6 +143,6 @@ impl DeadLetters {
                 message = message.payload(value.as_slice());
             }
         }
-        enqueue(producer, message).await
+        enqueue(producer, message, &self.stopping).await
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -18,7 +18,9 @@ use crate::topics::Route;
 
 use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
+use super::produce::enqueue;
 use super::source::Batch;
+use super::stopping::Stopping;
 use super::transactions::{Sent, Transactions};
 use super::{joined, kafka_error, PipelineError};
 
@@ -40,6 +42,9 @@ impl Target {
 }
 
 type DeliveryOutcome = Result<(), KafkaError>;
+
+/// The failure kind of a record whose output has no acceptable topic.
+const UNROUTABLE: &str = "unroutable";
 
 /// The records of one source partition in a batch, with their results.
 struct PartitionBatch {
@@ -68,6 +73,7 @@ pub(crate) struct Delivery {
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
+    stopping: Stopping,
 }
 
 impl Delivery {
@@ -75,6 +81,7 @@ impl Delivery {
         config: &PipelineConfig,
         ownership: Arc<Ownership>,
         metrics: Arc<Metrics>,
+        stopping: Stopping,
     ) -> Result<Delivery, PipelineError> {
         Ok(Delivery {
             sink: kafka::sink_producer(&config.sink, &config.pipeline)
@@ -83,9 +90,10 @@ impl Delivery {
             sink_route: config
                 .sink_route()
                 .map_err(|e| PipelineError::Route(e.to_string()))?,
-            dead_letters: DeadLetters::new(config)?,
+            dead_letters: DeadLetters::new(config, stopping.clone())?,
             ownership,
             metrics,
+            stopping,
         })
     }
 
@@ -115,32 +123,41 @@ impl Delivery {
             offsets.insert(partition, (record.offset + 1, epoch));
             let index = records.len();
             match result {
-                Ok(outputs) => {
-                    let sink_topic = self.sink_topic(&record)?;
-                    for output in outputs {
-                        let bytes =
-                            kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-                        let message = self.sink_message(&record, &output, &sink_topic);
-                        match enqueue(&self.sink, message).await {
-                            Ok(delivery) => deliveries.push((index, Target::Sink, bytes, delivery)),
-                            Err(error) if is_too_large(&error) => {
-                                let reason = too_large_reason(&error);
-                                let delivery = self
-                                    .dead_letter(&record, "sink-rejected", &reason, policy)
-                                    .await?;
-                                deliveries.push((
-                                    index,
-                                    Target::DeadLetter("sink-rejected"),
-                                    0,
-                                    delivery,
-                                ));
-                            }
-                            Err(error) => {
-                                return Err(delivery_error(Target::Sink, &record, error));
+                Ok(outputs) => match self.output_topics(&record, &outputs) {
+                    Ok(topics) => {
+                        for (output, topic) in outputs.iter().zip(&topics) {
+                            let bytes =
+                                kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
+                            let message = self.sink_message(&record, output, topic);
+                            match enqueue(&self.sink, message, &self.stopping).await {
+                                Ok(delivery) => {
+                                    deliveries.push((index, Target::Sink, bytes, delivery))
+                                }
+                                Err(error) if is_too_large(&error) => {
+                                    let reason = too_large_reason(&error);
+                                    let delivery = self
+                                        .dead_letter(&record, "sink-rejected", &reason, policy)
+                                        .await?;
+                                    deliveries.push((
+                                        index,
+                                        Target::DeadLetter("sink-rejected"),
+                                        0,
+                                        delivery,
+                                    ));
+                                }
+                                Err(error) => {
+                                    return Err(delivery_error(Target::Sink, &record, error));
+                                }
                             }
                         }
                     }
-                }
+                    Err(reason) => {
+                        let delivery = self
+                            .dead_letter(&record, UNROUTABLE, &reason, policy)
+                            .await?;
+                        deliveries.push((index, Target::DeadLetter(UNROUTABLE), 0, delivery));
+                    }
+                },
                 Err(failure) => {
                     let (kind, reason) = describe_failure(&failure);
                     let delivery = self.dead_letter(&record, kind, &reason, policy).await?;
@@ -175,21 +192,42 @@ impl Delivery {
         })
     }
 
-    /// The sink topic for outputs of `record` that name none (`sink.topic`).
-    fn sink_topic(&self, record: &SourceRecord) -> Result<Arc<str>, PipelineError> {
-        self.sink_route
-            .topic_for(&record.topic)
-            .map_err(PipelineError::Route)
+    /// The topic of each output of `record`: `sink.topic` rendered for the record's
+    /// source topic, or the one the policy named, checked like a rendered one. A
+    /// record with an output that has no acceptable topic fails alone (dead-lettered as
+    /// `unroutable`) rather than stop every partition.
+    fn output_topics(
+        &self,
+        record: &SourceRecord,
+        outputs: &[OutputRecord],
+    ) -> Result<Vec<Arc<str>>, String> {
+        let mut rendered = None;
+        outputs
+            .iter()
+            .map(|output| match &output.topic {
+                Some(topic) => {
+                    self.sink_route.check_output_topic(topic)?;
+                    Ok(Arc::from(topic.as_str()))
+                }
+                None => match &rendered {
+                    Some(topic) => Ok(Arc::clone(topic)),
+                    None => {
+                        let topic = self.sink_route.topic_for(&record.topic)?;
+                        rendered = Some(topic.clone());
+                        Ok(topic)
+                    }
+                },
+            })
+            .collect()
     }
 
-    /// The sink record for one output of `record`.
+    /// The sink record for one output of `record`, to `topic`.
     fn sink_message<'a>(
         &'a self,
         record: &SourceRecord,
         output: &'a OutputRecord,
-        sink_topic: &'a str,
+        topic: &'a str,
     ) -> FutureRecord<'a, [u8], [u8]> {
-        let topic = output.topic.as_deref().unwrap_or(sink_topic);
         let mut message =
             FutureRecord::<[u8], [u8]>::to(topic).headers(kafka::owned_headers(&output.headers));
         if let Some(key) = &output.key {
@@ -285,34 +323,33 @@ impl Delivery {
                      broker's message.max.bytes (or the topic's max.message.bytes)"
                         .to_string(),
                 )),
-                Ok(outputs) => {
-                    let mut failure = None;
-                    let sink_topic = match self.sink_topic(record) {
-                        Ok(topic) => topic,
-                        Err(error) => return Err((sent, error)),
-                    };
-                    for output in outputs {
-                        let bytes =
-                            kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-                        let message = self.sink_message(record, output, &sink_topic);
-                        match enqueue(producer, message).await {
-                            Ok(delivery) => sent.push(Sent {
-                                offset: record.offset,
-                                dead_letter: None,
-                                bytes,
-                                delivery,
-                            }),
-                            Err(error) if is_too_large(&error) => {
-                                failure = Some(("sink-rejected", too_large_reason(&error)));
-                                break;
-                            }
-                            Err(error) => {
-                                return Err((sent, delivery_error(Target::Sink, record, error)))
+                Ok(outputs) => match self.output_topics(record, outputs) {
+                    Ok(topics) => {
+                        let mut failure = None;
+                        for (output, topic) in outputs.iter().zip(&topics) {
+                            let bytes =
+                                kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
+                            let message = self.sink_message(record, output, topic);
+                            match enqueue(producer, message, &self.stopping).await {
+                                Ok(delivery) => sent.push(Sent {
+                                    offset: record.offset,
+                                    dead_letter: None,
+                                    bytes,
+                                    delivery,
+                                }),
+                                Err(error) if is_too_large(&error) => {
+                                    failure = Some(("sink-rejected", too_large_reason(&error)));
+                                    break;
+                                }
+                                Err(error) => {
+                                    return Err((sent, delivery_error(Target::Sink, record, error)))
+                                }
                             }
                         }
+                        failure
                     }
-                    failure
-                }
+                    Err(reason) => Some((UNROUTABLE, reason)),
+                },
                 Err(failure) => {
                     let (kind, reason) = describe_failure(failure);
                     Some((kind, reason))
@@ -509,22 +546,5 @@ fn delivery_error(target: Target, record: &SourceRecord, error: KafkaError) -> P
         partition: record.partition,
         offset: record.offset,
         detail: error.to_string(),
-    }
-}
-
-/// Hands a record to librdkafka, waiting while its local queue is full.
-pub(crate) async fn enqueue(
-    producer: &FutureProducer,
-    mut message: FutureRecord<'_, [u8], [u8]>,
-) -> Result<DeliveryFuture, KafkaError> {
-    loop {
-        match producer.send_result(message) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                message = returned;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((error, _)) => return Err(error),
-        }
     }
 }

@@ -25,7 +25,9 @@
 mod dead_letter;
 mod delivery;
 mod ownership;
+mod produce;
 mod source;
+mod stopping;
 mod transactions;
 
 use std::collections::VecDeque;
@@ -48,6 +50,7 @@ pub use dead_letter::headers as dead_letter_headers;
 use delivery::{Delivery, InFlight};
 use ownership::Ownership;
 use source::{Batch, Source};
+use stopping::Stopping;
 use transactions::{Rewind, Transactions};
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,13 @@ pub enum PipelineError {
         context: &'static str,
         detail: String,
     },
+    #[error(
+        "stopped before the sink acknowledged everything within pipeline.shutdown_timeout \
+         ({timeout:?}; {in_flight} batch(es) in flight): what was not acknowledged was not \
+         committed, so those records are consumed again after a restart (is the sink \
+         cluster reachable?)"
+    )]
+    ShutdownTimedOut { in_flight: usize, timeout: Duration },
 }
 
 /// For a blocking task's `JoinError`: re-raises its panic; a task cancelled because the
@@ -150,6 +160,9 @@ pub struct Pipeline {
     vault: VaultClient,
     /// Policies loaded while running (hot swap); taken between batches only.
     policy_updates: Option<PolicyUpdates>,
+    stopping: Stopping,
+    /// Shared with the source's rebalance callbacks and the deliveries.
+    ownership: Arc<Ownership>,
 }
 
 impl Pipeline {
@@ -177,7 +190,13 @@ impl Pipeline {
             transactions.clone(),
             metrics.clone(),
         )?;
-        let delivery = Delivery::new(&config, ownership, metrics.clone())?;
+        let stopping = Stopping::default();
+        let delivery = Delivery::new(
+            &config,
+            ownership.clone(),
+            metrics.clone(),
+            stopping.clone(),
+        )?;
         Ok(Pipeline {
             config,
             runner,
@@ -188,6 +207,8 @@ impl Pipeline {
             metrics,
             vault,
             policy_updates: None,
+            stopping,
+            ownership,
         })
     }
 
@@ -249,27 +270,62 @@ impl Pipeline {
                 }
                 continue;
             }
+            // Nothing of the batch was produced yet: a stop may drop it.
             let results = tokio::select! {
                 biased;
                 () = &mut stop => break Ok(()),
-                results = self.transform_until_settled(&batch.records) => results,
+                results = self.transform_until_settled(&batch) => results,
             };
-            let delivered = match results {
-                Ok(results) => self.deliver(batch, results, &mut in_flight).await,
-                Err(error) => Err(error),
+            let results = match results {
+                Ok(results) => results,
+                Err(error) => break Err(error),
             };
-            if let Err(error) = delivered {
-                break Err(error);
+            // Handing the batch to the producers is not dropped half-way (a transaction
+            // would hold part of it): a stop makes a full producer queue give up instead.
+            let stopping = self.stopping.clone();
+            let mut stopped = false;
+            let delivered = {
+                let deliver = self.deliver(batch, results, &mut in_flight);
+                let mut deliver = std::pin::pin!(deliver);
+                tokio::select! {
+                    biased;
+                    delivered = &mut deliver => delivered,
+                    () = &mut stop => {
+                        stopping.request();
+                        stopped = true;
+                        deliver.await
+                    }
+                }
+            };
+            match delivered {
+                Err(error) => break Err(error),
+                Ok(()) if stopped => break Ok(()),
+                Ok(()) => {}
             }
         };
+        self.stopping.request();
         // Whatever happened, what was already handed to the producers is finished and
-        // committed, so a restart repeats as little as possible.
-        let drained = match self.settle(&mut in_flight, 0).await {
-            // After an error the open transactions are left to abort: the next owner of
-            // their partitions fences this runner and aborts them.
-            Ok(()) if outcome.is_ok() => self.commit_transactions().await,
-            other => other,
-        };
+        // committed, so a restart repeats as little as possible; but never for longer
+        // than pipeline.shutdown_timeout, past which those batches are given up.
+        let timeout = self.config.pipeline.shutdown_timeout;
+        let drained = tokio::time::timeout(timeout, async {
+            match self.settle(&mut in_flight, 0).await {
+                // After an error the open transactions are left to abort: the next owner
+                // of their partitions fences this runner and aborts them.
+                Ok(()) if outcome.is_ok() => self.commit_transactions().await,
+                other => other,
+            }
+        })
+        .await
+        .unwrap_or_else(|_elapsed| {
+            let batches = in_flight.len();
+            in_flight.clear();
+            self.ownership.abandon_in_flight();
+            Err(PipelineError::ShutdownTimedOut {
+                in_flight: batches,
+                timeout,
+            })
+        });
         self.source.commit(CommitMode::Sync);
         outcome.and(drained)
     }
@@ -354,12 +410,12 @@ impl Pipeline {
     /// consumer group however long Vault is away.
     async fn transform_until_settled(
         &mut self,
-        batch: &[SourceRecord],
+        batch: &Batch,
     ) -> Result<Vec<TransformResult>, PipelineError> {
         let mut backoff = Duration::from_millis(200);
         loop {
             let started = Instant::now();
-            let results = self.runner.transform(batch).await?;
+            let results = transform_admitted(&mut self.runner, batch).await?;
             self.metrics.transformed(started.elapsed());
             self.metrics.heartbeat();
             let retryable = results.iter().find_map(|result| match result {
@@ -374,7 +430,7 @@ impl Pipeline {
             // Nothing stays open while Vault is away (transactions time out).
             self.commit_transactions().await?;
             tracing::warn!(
-                records = batch.len(),
+                records = batch.records.len(),
                 "batch not transformed ({reason}); retrying in {backoff:?}"
             );
             self.source.wait_paused(backoff).await;
@@ -398,6 +454,42 @@ impl Pipeline {
             }
         })
     }
+}
+
+/// Runs the policy on the records of `batch` it may be given; the refused ones fail as
+/// invalid input in their place, so there is still one result per record, in order.
+async fn transform_admitted(
+    runner: &mut PolicyRunner,
+    batch: &Batch,
+) -> Result<Vec<TransformResult>, PolicyError> {
+    if batch.refused.is_empty() {
+        return runner.transform(&batch.records).await;
+    }
+    let mut refused = batch.refused.iter().peekable();
+    let admitted: Vec<SourceRecord> = batch
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| {
+            batch
+                .refused
+                .binary_search_by_key(index, |(i, _)| *i)
+                .is_err()
+        })
+        .map(|(_, record)| record.clone())
+        .collect();
+    let mut transformed = runner.transform(&admitted).await?.into_iter();
+    let mut results = Vec::with_capacity(batch.records.len());
+    for index in 0..batch.records.len() {
+        match refused.next_if(|(i, _)| *i == index) {
+            Some((_, reason)) => results.push(Err(Failure::InvalidInput(reason.clone()))),
+            None => results.push(transformed.next().ok_or_else(|| PolicyError::Runtime {
+                name: runner.runtime().name().to_string(),
+                detail: "fewer results than records".into(),
+            })?),
+        }
+    }
+    Ok(results)
 }
 
 fn log_progress(what: &str, now: &Snapshot, last: Option<&Snapshot>, vault_requests: u64) {

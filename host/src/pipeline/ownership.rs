@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -38,6 +38,8 @@ pub(crate) type Epoch = u64;
 /// How long a revocation waits for in-flight batches before it lets the partitions go
 /// with what was acknowledged so far (the rest is repeated by the new owner).
 const REVOKE_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long a revocation waits for the group coordinator to confirm its commit.
+const REVOKE_COMMIT_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(crate) struct Ownership {
@@ -138,6 +140,14 @@ impl Ownership {
                 state.acknowledge(&batch.offsets);
             }
         }
+    }
+
+    /// Forgets the batches still in flight (a stop that could not wait for them any
+    /// longer): none of their offsets is ever committed, and a revocation (the consumer
+    /// closing) no longer waits for them.
+    pub(crate) fn abandon_in_flight(&self) {
+        self.lock().in_flight.clear();
+        self.settled.notify_all();
     }
 
     /// A transaction committed `partition` up to `next` (exactly-once): the source
@@ -289,7 +299,10 @@ impl ConsumerContext for PipelineContext {
                 // settle its batches run on other worker threads.
                 let commit = block_in_place(|| self.ownership.revoke(&revoked, REVOKE_DRAIN_LIMIT));
                 if commit.count() > 0 {
-                    if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
+                    let committed = block_in_place(|| {
+                        crate::kafka::commit_within(consumer, &commit, REVOKE_COMMIT_LIMIT)
+                    });
+                    if let Err(error) = committed {
                         tracing::warn!(
                             "committing revoked partitions failed (the next owner repeats their records): {error}"
                         );
@@ -330,7 +343,7 @@ pub(crate) fn resume_from(partitions: &TopicPartitionList, committed: &HashMap<P
 }
 
 /// Runs `f`, which blocks, without stalling other tasks of a multi-threaded runtime.
-fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
+pub(super) fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),

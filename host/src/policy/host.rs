@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::kafka_transit::policy::envelope::{OpenItem, SealItem};
 use super::bindings::kafka_transit::policy::{envelope, log, transit, types};
 use super::bindings::{DecryptItem, EncryptItem, Level, TransitError};
+use super::sandbox::InstanceLimits;
 use crate::envelope::Envelopes;
 use crate::vault::{DecryptInput, EncryptInput, ItemError, VaultClient, VaultError};
 
@@ -25,12 +25,15 @@ pub struct GuestState {
     envelopes: Option<Arc<Envelopes>>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: InstanceLimits,
     /// When the current batch started, and how long of it was spent in host calls:
     /// the guest's own time is the difference.
     batch_started: Instant,
     host_time: Duration,
     deadline: Duration,
+    /// When the current batch must stop waiting on Vault, and the budget it was given.
+    vault_deadline: tokio::time::Instant,
+    vault_budget: Duration,
 }
 
 impl GuestState {
@@ -47,24 +50,25 @@ impl GuestState {
             // Deliberately empty: no preopened directories, env, args or network.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: InstanceLimits::new(memory_bytes),
             batch_started: Instant::now(),
             host_time: Duration::ZERO,
             deadline: Duration::MAX,
+            vault_deadline: tokio::time::Instant::now(),
+            vault_budget: Duration::ZERO,
         }
     }
 
-    pub fn limits(&mut self) -> &mut StoreLimits {
+    pub fn limits(&mut self) -> &mut InstanceLimits {
         &mut self.limits
     }
 
-    pub fn start_batch(&mut self, deadline: Duration) {
+    pub fn start_batch(&mut self, limits: &super::Limits) {
         self.batch_started = Instant::now();
         self.host_time = Duration::ZERO;
-        self.deadline = deadline;
+        self.deadline = limits.batch_deadline;
+        self.vault_budget = limits.vault_deadline;
+        self.vault_deadline = tokio::time::Instant::now() + limits.vault_deadline;
     }
 
     /// Whether the guest has used more CPU time than its batch deadline allows.
@@ -72,12 +76,28 @@ impl GuestState {
         self.batch_started.elapsed().saturating_sub(self.host_time) > self.deadline
     }
 
-    /// Runs a host call, keeping its time off the guest's deadline.
-    async fn timed<F: Future>(&mut self, call: F) -> F::Output {
+    /// Runs a host call that waits on Vault: its time is kept off the guest's CPU
+    /// deadline, and counted against the batch's `policy.vault_deadline` instead. A
+    /// call still waiting when that passes is dropped (the Vault client is
+    /// cancellation-safe) and fails as unavailable, so does every later call of the
+    /// batch: the pipeline pauses and retries the batch, rather than wait out each
+    /// request's timeouts and retries (minutes, against a Vault that accepts
+    /// connections but never answers).
+    async fn vault_call<T, F>(&mut self, call: F) -> Result<T, TransitError>
+    where
+        F: Future<Output = Result<T, VaultError>>,
+    {
         let started = Instant::now();
-        let output = call.await;
+        let output = tokio::time::timeout_at(self.vault_deadline, call).await;
         self.host_time += started.elapsed();
-        output
+        match output {
+            Ok(result) => result.map_err(transit_error),
+            Err(_elapsed) => Err(TransitError::Unavailable(format!(
+                "Vault unreachable: this batch has waited on Vault for its whole \
+                 policy.vault_deadline ({}) without an answer",
+                humantime::format_duration(self.vault_budget)
+            ))),
+        }
     }
 
     fn vault(&self) -> Result<VaultClient, TransitError> {
@@ -149,10 +169,9 @@ impl transit::Host for GuestState {
             })
             .collect();
         let vault = self.vault()?;
-        self.timed(vault.encrypt_batch(&key, &inputs))
+        self.vault_call(vault.encrypt_batch(&key, &inputs))
             .await
             .map(per_item)
-            .map_err(transit_error)
     }
 
     async fn decrypt(
@@ -162,10 +181,9 @@ impl transit::Host for GuestState {
     ) -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
         let inputs = decrypt_inputs(&items);
         let vault = self.vault()?;
-        self.timed(vault.decrypt_batch(&key, &inputs))
+        self.vault_call(vault.decrypt_batch(&key, &inputs))
             .await
             .map(per_item)
-            .map_err(transit_error)
     }
 
     async fn rewrap(
@@ -175,10 +193,9 @@ impl transit::Host for GuestState {
     ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
         let inputs = decrypt_inputs(&items);
         let vault = self.vault()?;
-        self.timed(vault.rewrap_batch(&key, &inputs))
+        self.vault_call(vault.rewrap_batch(&key, &inputs))
             .await
             .map(per_item)
-            .map_err(transit_error)
     }
 
     async fn hmac(
@@ -188,10 +205,9 @@ impl transit::Host for GuestState {
     ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
         let inputs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
         let vault = self.vault()?;
-        self.timed(vault.hmac_batch(&key, &inputs))
+        self.vault_call(vault.hmac_batch(&key, &inputs))
             .await
             .map(per_item)
-            .map_err(transit_error)
     }
 }
 
@@ -217,9 +233,8 @@ impl envelope::Host for GuestState {
             .iter()
             .map(|item| (item.plaintext.as_slice(), item.aad.as_slice()))
             .collect();
-        self.timed(envelopes.seal(&key, context.as_deref(), &inputs))
+        self.vault_call(envelopes.seal(&key, context.as_deref(), &inputs))
             .await
-            .map_err(transit_error)
     }
 
     async fn open(
@@ -234,9 +249,8 @@ impl envelope::Host for GuestState {
             .map(|item| (item.envelope.as_slice(), item.aad.as_slice()))
             .collect();
         let results = self
-            .timed(envelopes.open(&key, context.as_deref(), &inputs))
-            .await
-            .map_err(transit_error)?;
+            .vault_call(envelopes.open(&key, context.as_deref(), &inputs))
+            .await?;
         // Every per-envelope failure is about the record: malformed, tampered, or
         // sealed under a key this policy does not open.
         Ok(results

@@ -15,6 +15,7 @@ mod bindings;
 pub mod builtin;
 mod cache;
 mod host;
+mod sandbox;
 pub mod swap;
 pub mod world;
 
@@ -60,6 +61,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Guest CPU time per batch; time waiting on host calls does not count.
     pub batch_deadline: Duration,
+    /// Time per batch spent waiting on Vault (all host calls together); past it, the
+    /// batch's Vault calls fail as unavailable.
+    pub vault_deadline: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 256 * 1024 * 1024,
             batch_deadline: Duration::from_secs(10),
+            vault_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -119,6 +124,7 @@ impl PolicyRuntime {
         let limits = Limits {
             memory_bytes: (policy.memory_limit_mib * 1024 * 1024) as usize,
             batch_deadline: policy.batch_deadline,
+            vault_deadline: policy.vault_deadline,
         };
         let runtime = Self::load(&policy.source()?, policy.config_json(), limits, vault)?;
         Ok(runtime.with_data_keys(policy.data_keys))
@@ -222,7 +228,7 @@ impl PolicyRuntime {
             }
         });
         store.set_epoch_deadline(1);
-        store.data_mut().start_batch(self.limits.batch_deadline);
+        store.data_mut().start_batch(&self.limits);
         let bindings = self
             .pre
             .instantiate_async(&mut store)
@@ -273,9 +279,9 @@ impl Instance {
     async fn transform(
         &mut self,
         batch: &[SourceRecord],
-        deadline: Duration,
+        limits: &Limits,
     ) -> Result<Vec<TransformResult>, wasmtime::Error> {
-        self.store.data_mut().start_batch(deadline);
+        self.store.data_mut().start_batch(limits);
         self.store.set_epoch_deadline(1);
         let results = self
             .bindings
@@ -383,10 +389,7 @@ impl PolicyRunner {
             }
         };
         let started = Instant::now();
-        match instance
-            .transform(batch, self.runtime.limits.batch_deadline)
-            .await
-        {
+        match instance.transform(batch, &self.runtime.limits).await {
             Ok(results) => {
                 self.instance = Some(instance);
                 tracing::trace!(records = batch.len(), elapsed = ?started.elapsed(), "policy batch");
