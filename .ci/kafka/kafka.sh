@@ -30,8 +30,13 @@ Usage: kafka.sh COMMAND
                            --name: a label for messages and for \`ps\` (default: DIR's name).
   stop DIR                 Stop the broker started in DIR (TERM, then KILL after 30s). No-op if
                            it is not running.
+  kill DIR                 SIGKILL the broker started in DIR, as a crash would; its data stays.
+  restart DIR              Start the broker of DIR again on its data, ports and settings (after
+                           kill or stop), wait until it serves clients; prints the bootstrap address.
+  pause DIR / resume DIR   SIGSTOP / SIGCONT the broker's JVM: a broker that hangs with its
+                           connections open (stop resumes a paused broker first).
 
-Files in DIR: bootstrap, client.properties (librdkafka style), pid, broker.log (WARN, plus
+Files in DIR: bootstrap, client.properties (librdkafka style), pid, name, broker.log (WARN, plus
 startup), console.log (JVM output), server.properties, log4j2.properties, data/;
 with --sasl-ssl also ca.pem, sasl-username, sasl-password (mode 600), tls/.
 EOF
@@ -218,28 +223,45 @@ logger.started.name=kafka.server.KafkaRaftServer
 logger.started.level=INFO
 EOF
 
-  local java=(java -Xms256m -Xmx768m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
-              "-Dlog4j2.configurationFile=$dir/log4j2.properties" "-Dkafka.transit.name=$name"
-              -cp "$libs/*")
+  java_command "$dir" "$name" "$libs"
   # --standalone: this controller alone is the (dynamic) KRaft quorum, as Kafka 4's
   # quickstart does; it goes with controller.quorum.bootstrap.servers (not .voters).
-  "${java[@]}" kafka.tools.StorageTool format --standalone -c "$dir/server.properties" \
-    -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" "${scram[@]}" \
+  "${JAVA[@]}" kafka.tools.StorageTool format --standalone -c "$dir/server.properties" \
+    -t "$("${JAVA[@]}" kafka.tools.StorageTool random-uuid)" "${scram[@]}" \
     >"$dir/console.log" 2>&1 || { cat "$dir/console.log" >&2; die "$name: formatting failed"; }
 
+  : >"$dir/broker.log"
+  echo "$name" >"$dir/name"
+  launch "$dir" "$name" "$port" "$protocol"
+  echo "127.0.0.1:$port" >"$dir/bootstrap"
+  echo "127.0.0.1:$port"
+}
+
+# java_command DIR NAME LIBS: the JVM command line of DIR's broker and tools, in JAVA.
+java_command() {
+  JAVA=(java -Xms256m -Xmx768m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$1/log4j2.properties" "-Dkafka.transit.name=$2"
+        -cp "$3/*")
+}
+
+# launch DIR NAME PORT PROTOCOL: starts the broker of DIR (formatted already) and waits
+# until it serves clients; only a 'Kafka Server started' logged by this start counts.
+launch() {
+  local dir=$1 name=$2 port=$3 protocol=$4 logged
+  logged=$(wc -l <"$dir/broker.log")
   # setsid: the broker gets its own session, so the caller's Ctrl-C or hangup does not
   # reach it; it runs until `kafka.sh stop DIR`. The child records its own pid (exec keeps it).
-  : >"$dir/broker.log"
   # shellcheck disable=SC2016 # $$ is meant for the child shell: it is the broker's pid.
   setsid bash -c 'echo $$ >"$1/pid"; shift; exec "$@"' _ "$dir" \
-    "${java[@]}" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/console.log" 2>&1 &
+    "${JAVA[@]}" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/console.log" 2>&1 &
   say "$name: starting Kafka $VERSION ($protocol on 127.0.0.1:$port)"
 
   # If this script is interrupted while waiting, do not leave the broker behind.
   trap 'cmd_stop "$dir"; exit 130' INT TERM
   local ca="" deadline=$((SECONDS + START_TIMEOUT))
-  if $sasl; then ca="$dir/ca.pem"; fi
-  until grep -q 'Kafka Server started' "$dir/broker.log" && answers_api_versions 127.0.0.1 "$port" "$ca"; do
+  if [ "$protocol" = SASL_SSL ]; then ca="$dir/ca.pem"; fi
+  until tail -n +"$((logged + 1))" "$dir/broker.log" | grep -q 'Kafka Server started' \
+      && answers_api_versions 127.0.0.1 "$port" "$ca"; do
     if [ -s "$dir/pid" ] && ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
       tail -n 40 "$dir/broker.log" "$dir/console.log" >&2
       rm -f "$dir/pid"
@@ -253,8 +275,49 @@ EOF
     sleep 0.5
   done
   trap - INT TERM
+}
+
+# restart DIR: the broker of DIR again, on the data, ports and settings it had.
+cmd_restart() {
+  local dir=${1:?usage: kafka.sh restart DIR}
+  dir="$(cd "$dir" && pwd)"
+  [ -f "$dir/server.properties" ] && [ -d "$dir/data" ] || die "$dir holds no broker (kafka.sh start DIR)"
+  local name port protocol=PLAINTEXT
+  name=$(cat "$dir/name" 2>/dev/null || basename "$dir")
+  if is_running "$dir"; then die "$name: a broker already runs in $dir"; fi
+  port=$(sed -n 's/^listeners=CLIENT:\/\/127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$dir/server.properties")
+  [ -n "$port" ] || die "$name: no client listener in $dir/server.properties"
+  if [ -f "$dir/ca.pem" ]; then protocol=SASL_SSL; fi
+  java_command "$dir" "$name" "$(cmd_install)"
+  umask 077
+  launch "$dir" "$name" "$port" "$protocol"
   echo "127.0.0.1:$port" >"$dir/bootstrap"
   echo "127.0.0.1:$port"
+}
+
+# kill DIR: SIGKILL, as a crash (or the OOM killer) would end the broker.
+cmd_kill() {
+  local dir=${1:?usage: kafka.sh kill DIR} pid i
+  dir="$(cd "$dir" && pwd)"
+  is_running "$dir" || die "$dir: no broker runs there"
+  pid="$(cat "$dir/pid")"
+  kill -KILL "$pid"
+  # is_running, not kill -0: a dead broker nobody has reaped yet is a zombie, without a
+  # command line, and kill -0 still finds it.
+  for ((i = 0; i < 100; i++)); do
+    is_running "$dir" || break
+    sleep 0.1
+  done
+  ! is_running "$dir" || die "$dir: broker $pid still there 10s after SIGKILL"
+  rm -f "$dir/pid"
+}
+
+# signal_broker DIR SIGNAL: SIGSTOP / SIGCONT to the broker's JVM.
+signal_broker() {
+  local dir=$1
+  dir="$(cd "$dir" && pwd)"
+  is_running "$dir" || die "$dir: no broker runs there"
+  kill "-$2" "$(cat "$dir/pid")"
 }
 
 # True when DIR/pid names a live broker started for DIR (guards against a reused pid).
@@ -270,6 +333,7 @@ cmd_stop() {
   if is_running "$dir"; then
     local pid i
     pid="$(cat "$dir/pid")"
+    kill -CONT "$pid" 2>/dev/null || true # a paused broker would not see the TERM
     kill -TERM "$pid"
     # A controlled shutdown takes a few seconds; give it 30 before killing.
     for ((i = 0; i < 60; i++)); do
@@ -289,6 +353,10 @@ case ${1:-} in
   installed) [ -d "$LIBS" ] || exit 1; echo "$LIBS" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
+  restart) shift; cmd_restart "$@" ;;
+  kill) shift; cmd_kill "$@" ;;
+  pause) signal_broker "${2:?usage: kafka.sh pause DIR}" STOP ;;
+  resume) signal_broker "${2:?usage: kafka.sh resume DIR}" CONT ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;
 esac
