@@ -8,6 +8,8 @@
 #   start_kafka                  # exports KAFKA_BOOTSTRAP
 #   start_kafka SINK_BOOTSTRAP --sasl-ssl   # a second cluster; sets SINK_BOOTSTRAP and SINK_KAFKA_DIR
 #   start_openbao [--tls]        # exports VAULT_ADDR, VAULT_TOKEN (and VAULT_CACERT with --tls)
+#   start_openbao --persistent   # the same on a real server that openbao_stop/openbao_restart take down and up
+#   kafka_kill SINK_BOOTSTRAP    # kill -9 a cluster start_kafka started; kafka_restart, kafka_pause, kafka_resume
 #   source_properties FILE 'name = value'...   # [source.properties] lines for a pipeline file
 #   sink CMD...                  # CMD (create_topics, count_distinct_keys, ...) on the sink cluster
 #   produce_at_rate TOPIC RECORDS.tsv RATE LOG  # an application producing in the background
@@ -151,9 +153,11 @@ start_kafka() {
   say "Apache Kafka on $bootstrap ${*:-} (data and log: $dir)"
 }
 
-# start_openbao [--tls]: an OpenBao dev server with transit and AppRole enabled.
+# start_openbao [--tls|--persistent]: an OpenBao dev server with transit and AppRole
+# enabled; --persistent: a real one (file storage, one unseal key) that keeps its keys and
+# tokens across openbao_stop and openbao_restart.
 start_openbao() {
-  local dir="$STACK_LOGS/openbao${1:+-tls}"
+  local dir="$STACK_LOGS/openbao${1:+-${1#--}}"
   STACK_SERVICES+=("openbao $dir")
   VAULT_ADDR=$(bash "$OPENBAO_SH" start "$dir" "$@") || fail "OpenBao did not start (log: $dir/bao.log)"
   VAULT_TOKEN=$(cat "$dir/token")
@@ -166,6 +170,39 @@ start_openbao() {
 # openbao_seal / openbao_unseal: a real Vault outage, for the OpenBao started last.
 openbao_seal() { bash "$OPENBAO_SH" seal "$OPENBAO_DIR"; }
 openbao_unseal() { bash "$OPENBAO_SH" unseal "$OPENBAO_DIR"; }
+# openbao_stop / openbao_restart: the OpenBao started last with --persistent goes down
+# (its process ends) and comes back on the same data and address, unsealed.
+openbao_stop() { bash "$OPENBAO_SH" stop "$OPENBAO_DIR"; }
+openbao_restart() {
+  bash "$OPENBAO_SH" restart "$OPENBAO_DIR" >/dev/null || fail "OpenBao did not restart (log: $OPENBAO_DIR/bao.log)"
+}
+
+# vault_token POLICY...: a new token (1 hour) holding only POLICYs (and OpenBao's default).
+vault_token() {
+  local policies
+  policies=$(printf '"%s",' "$@")
+  curl -sf ${VAULT_CACERT:+--cacert "$VAULT_CACERT"} -X POST -H "X-Vault-Token: $VAULT_TOKEN" \
+    -d "{\"policies\":[${policies%,}],\"ttl\":\"1h\"}" "$VAULT_ADDR/v1/auth/token/create" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["auth"]["client_token"])'
+}
+
+# kafka_kill VAR / kafka_restart VAR / kafka_pause VAR / kafka_resume VAR: the cluster that
+# `start_kafka VAR` started is killed with SIGKILL, started again on its data and address,
+# or its JVM stopped (SIGSTOP) and continued (SIGCONT).
+kafka_dir_of() {
+  local dir_var="${1%_BOOTSTRAP}_KAFKA_DIR"
+  [ -n "${!dir_var:-}" ] || fail "no cluster was started as $1 (start_kafka $1)"
+  printf '%s' "${!dir_var}"
+}
+kafka_kill() { bash "$KAFKA_SH" kill "$(kafka_dir_of "$1")" || fail "kill -9 of the $1 broker failed"; }
+kafka_restart() {
+  local dir bootstrap
+  dir=$(kafka_dir_of "$1")
+  bootstrap=$(bash "$KAFKA_SH" restart "$dir") || fail "the $1 broker did not restart (log: $dir/broker.log)"
+  [ "$bootstrap" = "${!1}" ] || fail "the $1 broker came back on $bootstrap, not ${!1}"
+}
+kafka_pause() { bash "$KAFKA_SH" pause "$(kafka_dir_of "$1")" || fail "SIGSTOP of the $1 broker failed"; }
+kafka_resume() { bash "$KAFKA_SH" resume "$(kafka_dir_of "$1")" || fail "SIGCONT of the $1 broker failed"; }
 
 # create_topics NAME[:PARTITIONS]...
 create_topics() {
@@ -224,6 +261,48 @@ produce_at_rate() {
     >"$4" 2>&1 &
   PRODUCER_PID=$!
   STACK_PIDS+=("$PRODUCER_PID")
+}
+
+# tenant_stream TOPIC RATE ACKED.tsv PREFIX LOG TENANT...: tenants' application sending
+# JSON records with an SSN and a `tenant` header at RATE records/s until `kill -TERM
+# "$STREAM_PID"`; what the cluster acknowledged goes to ACKED.tsv (key<TAB>tenant<TAB>value),
+# and `wait "$STREAM_PID"` fails if a record was not acknowledged (demos/lib/tenant_stream.py).
+tenant_stream() {
+  local topic=$1 rate=$2 acked=$3 prefix=$4 log=$5
+  shift 5
+  python3 "$REPO_ROOT/demos/lib/tenant_stream.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$topic" "$rate" \
+    "$acked" "$prefix" "$@" >"$log" 2>&1 &
+  STREAM_PID=$!
+  STACK_PIDS+=("$STREAM_PID")
+}
+
+# fields_check TOPIC ORIGINALS.tsv FIELD KEY_PREFIX exactly-once|at-least-once: every
+# original on TOPIC (read_committed), FIELD a ciphertext that OpenBao decrypts back and
+# every other byte unchanged (demos/lib/fields_check.py).
+fields_check() {
+  python3 "$REPO_ROOT/demos/lib/fields_check.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
+}
+
+# dead_letter_check TOPIC EXPECTED.tsv: each key<TAB>kind<TAB>pattern of EXPECTED on the
+# dead-letter TOPIC with that error kind and a reason matching pattern, and no other key
+# (demos/lib/dead_letter_check.py).
+dead_letter_check() {
+  python3 "$REPO_ROOT/demos/lib/dead_letter_check.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
+}
+
+# raw_dump [TOPIC...]: every record of the TOPICs (default: every topic of the cluster,
+# internal ones too) as kcat reads it, read_uncommitted (so aborted transactions' records
+# too): topic, partition, offset, then key, headers and value as raw bytes, one line each.
+raw_dump() {
+  local topics=("$@") topic
+  if [ ${#topics[@]} -eq 0 ]; then
+    mapfile -t topics < <(admin_kcat -L -J \
+      | python3 -c 'import json, sys; print("\n".join(t["topic"] for t in json.load(sys.stdin)["topics"]))')
+  fi
+  for topic in "${topics[@]}"; do
+    admin_kcat -C -t "$topic" -o beginning -e -q -X isolation.level=read_uncommitted \
+      -f '%t %p %o key=%k headers=%h value=%s\n' || return 1
+  done
 }
 
 # decrypt_check KEY ORIGINALS.tsv PROTECTED.tsv: every record of PROTECTED (key<TAB>value
