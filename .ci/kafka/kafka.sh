@@ -281,7 +281,7 @@ launch() {
 cmd_restart() {
   local dir=${1:?usage: kafka.sh restart DIR}
   dir="$(cd "$dir" && pwd)"
-  [ -f "$dir/server.properties" ] && [ -d "$dir/data" ] || die "$dir holds no broker (kafka.sh start DIR)"
+  if [ ! -f "$dir/server.properties" ] || [ ! -d "$dir/data" ]; then die "$dir holds no broker (kafka.sh start DIR)"; fi
   local name port protocol=PLAINTEXT
   name=$(cat "$dir/name" 2>/dev/null || basename "$dir")
   if is_running "$dir"; then die "$name: a broker already runs in $dir"; fi
