@@ -31,7 +31,7 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
                         context: selected.context.clone(),
                     })
                     .collect();
-                let key = selected.key_or(config).to_string();
+                let key = selected.resolved_key_or(config);
                 Prepared::Item((key.clone(), (selected.doc, selected.locations, key), items))
             })
         },

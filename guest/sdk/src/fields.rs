@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::transit::DecryptItem;
 use crate::{
-    parse_config, ContextSource, Failure, KeyName, Prepared, SourceRecord, TransitKeyConfig,
+    parse_config, with_allowed_keys, ContextSource, Failure, KeyName, Prepared, ResolvedKey,
+    SourceRecord, TransitKeyConfig,
 };
 
 /// The configured pointers, validated.
@@ -307,7 +308,7 @@ pub struct Selected {
     pub locations: Vec<String>,
     /// The record's transit key; `None` when no field was selected (nothing goes to
     /// Vault, so a record the key template cannot resolve is fine then).
-    pub key: Option<String>,
+    pub key: Option<ResolvedKey>,
     pub context: Option<Vec<u8>>,
 }
 
@@ -315,6 +316,14 @@ impl Selected {
     /// The key to name in the record's `kafka-transit.key` header.
     pub fn key_or<'a>(&'a self, config: &'a FieldsConfig) -> &'a str {
         self.key.as_deref().unwrap_or(config.transit.key.as_str())
+    }
+
+    /// The key to group the record's Vault items under: its own, or (when it has no items)
+    /// the configured text as a fixed key.
+    pub fn resolved_key_or(&self, config: &FieldsConfig) -> ResolvedKey {
+        self.key
+            .clone()
+            .unwrap_or_else(|| ResolvedKey::fixed(config.transit.key.as_str()))
     }
 }
 
@@ -333,10 +342,12 @@ impl FieldsConfig {
             on_invalid_json: Option<String>,
             #[serde(default)]
             on_missing_field: Option<String>,
+            #[serde(default)]
+            allowed_keys: Option<Vec<String>>,
         }
         let raw: Raw = parse_config(json)?;
         let transit = TransitKeyConfig {
-            key: raw.key,
+            key: with_allowed_keys(raw.key, raw.allowed_keys)?,
             context: raw.context,
             context_from: raw.context_from,
         };
@@ -395,7 +406,7 @@ impl FieldsConfig {
     pub fn ciphertext_items(
         &self,
         record: &SourceRecord,
-    ) -> Prepared<(String, Located, Vec<DecryptItem>)> {
+    ) -> Prepared<(ResolvedKey, Located, Vec<DecryptItem>)> {
         self.prepare(record).and_then(|mut selected: Selected| {
             let ciphertexts = match plan_decrypt(&mut selected.doc, &selected.locations) {
                 Ok(ciphertexts) => ciphertexts,
@@ -408,7 +419,7 @@ impl FieldsConfig {
                     context: selected.context.clone(),
                 })
                 .collect();
-            let key = selected.key_or(self).to_string();
+            let key = selected.resolved_key_or(self);
             Prepared::Item((key, (selected.doc, selected.locations), items))
         })
     }
