@@ -14,6 +14,10 @@
 //!   key a record chose that Vault refuses (403, 404) fails that record's records as
 //!   invalid input, never the batch, and reasons name the template, not the key
 //!   ([`ResolvedKey`]); `allowed_keys` ([`AllowedKeys`]) limits what records may name;
+//! - [`fields`]: JSON fields selected by pointer for field-level policies, over a strict
+//!   scanner that leaves every byte outside the selected fields as it came; a value that
+//!   cannot hold a selected field (a bare string where `/ssn` is expected) is invalid
+//!   input, never passed on in clear;
 //! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
 //!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
 //!
