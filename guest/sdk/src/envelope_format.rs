@@ -65,6 +65,23 @@ pub fn parse(envelope: &[u8]) -> Result<Header<'_>, String> {
     })
 }
 
+/// The header of `envelope` if it was sealed under transit key `key`, else the record's
+/// failure. The reason never quotes the key name the header carries: the producer wrote
+/// it.
+pub fn sealed_under<'a>(
+    envelope: &'a [u8],
+    key: &crate::ResolvedKey,
+) -> Result<Header<'a>, crate::Failure> {
+    let header = parse(envelope).map_err(crate::Failure::InvalidInput)?;
+    if header.key_name != key.name() {
+        return Err(crate::Failure::InvalidInput(format!(
+            "envelope was sealed under another Vault transit key than {}",
+            key.describe()
+        )));
+    }
+    Ok(header)
+}
+
 /// A version 2 envelope: the header for `key_name` and `wrapped_key`, then `body`.
 pub fn assemble(key_name: &str, wrapped_key: &str, body: &[u8]) -> Vec<u8> {
     let mut envelope = Vec::with_capacity(5 + key_name.len() + wrapped_key.len() + body.len());
