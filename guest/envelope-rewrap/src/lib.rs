@@ -53,10 +53,10 @@ fn rewrap(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformRes
             )
         },
         |record, envelope, mut rewrapped| {
-            let header = envelope_format::parse(&envelope).map_err(Failure::InvalidInput)?;
+            let header = envelope_format::parse(&envelope).map_err(invalid)?;
             let value = header
                 .rewrapped(&rewrapped.pop().expect("one item per envelope"))
-                .map_err(Failure::InvalidInput)?;
+                .map_err(invalid)?;
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
@@ -70,18 +70,25 @@ fn rewrap(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformRes
 /// The envelope's wrapped data key, if it is an envelope this policy can rewrap with
 /// transit key `key`.
 fn wrapped_key(key: &str, envelope: &[u8]) -> Result<String, Failure> {
-    let header = envelope_format::parse(envelope).map_err(Failure::InvalidInput)?;
+    let header = envelope_format::parse(envelope).map_err(invalid)?;
     if header.key_name != key {
+        // Not quoted: the envelope's key name is the record's, and reasons go to logs and
+        // dead-letter headers.
         return Err(Failure::InvalidInput(format!(
-            "envelope was sealed with Vault key {:?}, but this policy rewraps {:?}",
-            header.key_name, key
+            "envelope was sealed with another Vault key than the one this policy rewraps, {key:?}"
         )));
     }
     if header.version != FORMAT_VERSION {
         // Say why before any Vault call is spent on it.
-        header.rewrapped("").map_err(Failure::InvalidInput)?;
+        return Err(invalid(envelope_format::WriteError::NotRewrappable {
+            version: header.version,
+        }));
     }
     Ok(header.wrapped_key.to_string())
+}
+
+fn invalid(error: impl std::fmt::Display) -> Failure {
+    Failure::InvalidInput(error.to_string())
 }
 
 #[cfg(test)]
@@ -161,7 +168,14 @@ mod tests {
             assert!(after.wrapped_key.starts_with("vault:v2:"));
         }
         assert!(matches!(&results[4], Err(Failure::InvalidInput(m)) if m.contains("0x7b")));
-        assert!(matches!(&results[5], Err(Failure::InvalidInput(m)) if m.contains("\"other\"")));
+        // The envelope's key name is the record's: the reason (logs, dead-letter headers)
+        // names the configured key, not the envelope's.
+        assert!(
+            matches!(&results[5], Err(Failure::InvalidInput(m))
+                if m.contains("another Vault key") && m.contains("\"customers\"") && !m.contains("other\"")),
+            "{:?}",
+            results[5]
+        );
 
         host.set_min_decryption_version("customers", 2);
         for (envelope, plaintext) in rewrapped.iter().zip(["a", "b", "c", "d"]) {
