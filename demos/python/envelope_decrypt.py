@@ -41,23 +41,30 @@ class EnvelopeError(Exception):
         self.kind = kind
 
 
-def check_key_name(name: bytes) -> str:
-    """The key name as text, if it is a transit key name: 1 to 249 of A-Z a-z 0-9 . _ -,
-    not "." or "..", the one rule of kafka-transit. It comes from the record and becomes
-    the path of the Vault request (transit/decrypt/<key name>; hvac formats it in as it
-    is, and ".." climbs, "/" nests), so any other name is refused before asking Vault. The
-    message does not repeat the name: it is record data."""
+def key_name_problem(name: bytes):
+    """Why `name` is not a transit key name (1 to 249 of A-Z a-z 0-9 . _ -, not "." or
+    "..", the one rule of kafka-transit), or None if it is one. A key name read from a
+    record becomes the path of a Vault request (transit/decrypt/<key name>; hvac formats it
+    in as it is, and ".." climbs, "/" nests), so any other name must be refused before
+    asking Vault, without repeating it: it is record data."""
     if not name:
-        reason = "it is empty"
-    elif len(name) > MAX_KEY_NAME_LEN:
-        reason = "it is longer than 249 characters"
-    elif name in (b".", b".."):
-        reason = "'.' and '..' are not names"
-    elif not KEY_NAME_CHARACTERS.issuperset(name):
-        reason = "only letters, digits, '.', '_' and '-' are allowed"
-    else:
-        return name.decode("ascii")
-    raise EnvelopeError(f"not a kafka-transit envelope: the key name is not a transit key name ({reason})", "key name")
+        return "it is empty"
+    if len(name) > MAX_KEY_NAME_LEN:
+        return "it is longer than 249 characters"
+    if name in (b".", b".."):
+        return "'.' and '..' are not names"
+    if not KEY_NAME_CHARACTERS.issuperset(name):
+        return "only letters, digits, '.', '_' and '-' are allowed"
+    return None
+
+
+def check_key_name(name: bytes) -> str:
+    """An envelope's key name as text, if it is a transit key name (see key_name_problem)."""
+    reason = key_name_problem(name)
+    if reason:
+        raise EnvelopeError(f"not a kafka-transit envelope: the key name is not a transit key name ({reason})",
+                            "key name")
+    return name.decode("ascii")
 
 
 def parse(envelope: bytes):
