@@ -122,10 +122,16 @@ impl std::error::Error for WriteError {}
 /// or `..` (the one rule, [`kafka_transit_names::check_name`]). The reason never quotes
 /// the name.
 pub fn check_key_name(name: &[u8]) -> Result<&str, &'static str> {
-    // Bytes that are not UTF-8 become U+FFFD, which the rule refuses like any other
-    // character it does not allow; valid UTF-8 is borrowed, not copied.
-    kafka_transit_names::check_name(&String::from_utf8_lossy(name))?;
-    std::str::from_utf8(name).map_err(|_| "the key name is not UTF-8")
+    match std::str::from_utf8(name) {
+        Ok(text) => kafka_transit_names::check_name(text).map(|()| text),
+        // Bytes that are not UTF-8 become U+FFFD, which the rule refuses like any other
+        // character it does not allow (or the name is too long, or empty: its reason).
+        Err(_) => Err(
+            kafka_transit_names::check_name(&String::from_utf8_lossy(name))
+                .err()
+                .unwrap_or("only letters, digits, '.', '_' and '-' are allowed"),
+        ),
+    }
 }
 
 /// Reads an envelope's header without decrypting. Checks, in this order: the version
