@@ -20,6 +20,9 @@ COPY wit wit
 # Name templates ({topic}, {header:NAME}): a workspace member, and a dependency of the
 # policies' SDK.
 COPY names names
+# The envelope format's header parser and writer: a workspace member, and a dependency of
+# the host and of the policies' SDK.
+COPY envelope-format envelope-format
 COPY guest guest
 COPY host host
 # vault-dev is a workspace member (the host's tests and `demo` use it); the image's

@@ -53,10 +53,10 @@ fn rewrap(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformRes
             )
         },
         |record, envelope, mut rewrapped| {
-            let header = envelope_format::parse(&envelope).map_err(Failure::InvalidInput)?;
+            let header = envelope_format::parse(&envelope).map_err(invalid)?;
             let value = header
                 .rewrapped(&rewrapped.pop().expect("one item per envelope"))
-                .map_err(Failure::InvalidInput)?;
+                .map_err(invalid)?;
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
@@ -73,9 +73,15 @@ fn wrapped_key(key: &ResolvedKey, envelope: &[u8]) -> Result<String, Failure> {
     let header = envelope_format::sealed_under(envelope, key)?;
     if header.version != FORMAT_VERSION {
         // Say why before any Vault call is spent on it.
-        header.rewrapped("").map_err(Failure::InvalidInput)?;
+        return Err(invalid(envelope_format::WriteError::NotRewrappable {
+            version: header.version,
+        }));
     }
     Ok(header.wrapped_key.to_string())
+}
+
+fn invalid(error: impl std::fmt::Display) -> Failure {
+    Failure::InvalidInput(error.to_string())
 }
 
 #[cfg(test)]

@@ -486,6 +486,12 @@ impl State {
         context: Option<&[u8]>,
         items: &[SealItem],
     ) -> Result<Vec<Vec<u8>>, TransitError> {
+        // As the host does: no data key for a name readers would refuse in an envelope.
+        envelope_format::check_key_name(key.as_bytes()).map_err(|reason| {
+            TransitError::InvalidInput(format!(
+                "an envelope's key name must be a transit key name: {reason}"
+            ))
+        })?;
         let version = self.version(key)?;
         if let Some(error) = items
             .iter()
@@ -511,7 +517,7 @@ impl State {
             }
         };
         let data_key = self.ciphertexts[&wrapped].plaintext.clone();
-        Ok(items
+        items
             .iter()
             .map(|item| {
                 // Nonce, ciphertext and tag stand in as a name, 28 bytes like the smallest.
@@ -525,8 +531,9 @@ impl State {
                 self.envelopes
                     .insert((data_key.clone(), body.clone()), secret);
                 envelope_format::assemble(key, &wrapped, &body)
+                    .map_err(|error| TransitError::Other(error.to_string()))
             })
-            .collect())
+            .collect()
     }
 
     /// What an envelope holds, as the host opens it: its wrapped data key unwrapped
@@ -537,11 +544,12 @@ impl State {
         context: Option<&[u8]>,
         item: &OpenItem,
     ) -> Result<Vec<u8>, TransitError> {
-        let header = envelope_format::parse(&item.envelope).map_err(TransitError::InvalidInput)?;
+        let header = envelope_format::parse(&item.envelope)
+            .map_err(|error| TransitError::InvalidInput(error.to_string()))?;
         if header.key_name != key {
+            // As the host says it: the envelope's key name is the record's, not quoted.
             return Err(TransitError::InvalidInput(format!(
-                "envelope sealed under transit key {:?}, not {key:?}",
-                header.key_name
+                "envelope was sealed with another Vault key than the one this policy opens, {key:?}"
             )));
         }
         let unwrap = DecryptItem {
@@ -908,7 +916,9 @@ mod tests {
         assert!(matches!(&opened[2], Err(TransitError::InvalidInput(_))));
         assert!(matches!(&opened[3], Err(TransitError::InvalidInput(_))));
         let elsewhere = envelope::open("other", Some(b"ctx"), &[open(&sealed[0], "")]).unwrap();
-        assert!(matches!(&elsewhere[0], Err(TransitError::InvalidInput(m)) if m.contains("\"k\"")));
+        // Like the host: the configured key is named, the envelope's (the record's) is not.
+        assert!(matches!(&elsewhere[0], Err(TransitError::InvalidInput(m))
+            if m.contains("another Vault key") && m.contains("\"other\"") && !m.contains("\"k\"")));
         assert_eq!(
             host.calls().iter().map(|c| c.operation).collect::<Vec<_>>(),
             [Operation::Seal, Operation::Open, Operation::Open]
