@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send a request's head.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection lives, keep-alive included (a scraper simply reconnects).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// Largest request head accepted (hyper's minimum buffer).
