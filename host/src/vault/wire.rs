@@ -580,6 +580,18 @@ mod tests {
         assert_eq!(res[2].as_ref().unwrap(), b"");
     }
 
+    /// Issue 21: a login answer's token must not show in `Debug` (the derived `Debug`
+    /// printed it).
+    #[test]
+    fn login_answer_debug_hides_the_token() {
+        let body = br#"{"auth":{"client_token":"hvs.login-secret-token","lease_duration":60,"renewable":true}}"#;
+        let env: Envelope<serde::de::IgnoredAny> = serde_json::from_slice(body).unwrap();
+        let auth = env.auth.unwrap();
+        let shown = format!("{auth:?} {auth:#?}");
+        assert!(!shown.contains("login-secret-token"), "{shown}");
+        assert!(auth.renewable && auth.lease_duration == 60);
+    }
+
     #[test]
     fn cleans_multierror() {
         assert_eq!(
