@@ -374,10 +374,7 @@ async fn dispatch(shared: &Shared, req: hyper::Request<Incoming>) -> Reply {
             None => {}
         }
         if shared.faults.denies(&path) {
-            return Reply::raw(
-                403,
-                json!({ "errors": [multierror("permission denied")] }),
-            );
+            return Reply::raw(403, json!({ "errors": [multierror("permission denied")] }));
         }
     }
 
