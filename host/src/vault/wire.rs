@@ -97,11 +97,58 @@ impl Serialize for DecryptInput<'_> {
     }
 }
 
-/// HMAC batch items: `[{"input": "<b64>"}, ...]`.
-pub(crate) struct HmacItems<'s>(pub &'s [&'s [u8]]);
+/// An item of a batch request, as the generic batch call needs it.
+pub(crate) trait BatchItem: Sized {
+    /// Estimated JSON bytes of the item, including the separating comma.
+    fn wire_len(&self) -> usize;
+    /// JSON strings of the item, keys and values counted (OpenBao limits them).
+    fn strings(&self) -> usize;
+    /// Writes `items` as the `batch_input` array.
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error>;
+}
 
-impl Serialize for HmacItems<'_> {
+/// `items` as the `batch_input` array.
+pub(crate) struct BatchItems<'a, I>(pub &'a [I]);
+
+impl<I: BatchItem> Serialize for BatchItems<'_, I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        I::serialize_items(self.0, s)
+    }
+}
+
+impl BatchItem for EncryptInput<'_> {
+    fn wire_len(&self) -> usize {
+        encrypt_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(self.context.is_some())
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items)
+    }
+}
+
+impl BatchItem for DecryptInput<'_> {
+    fn wire_len(&self) -> usize {
+        decrypt_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(self.context.is_some())
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items)
+    }
+}
+
+/// HMAC inputs: `[{"input": "<b64>"}, ...]`.
+impl BatchItem for &[u8] {
+    fn wire_len(&self) -> usize {
+        hmac_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(false)
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
         struct One<'a>(&'a [u8]);
         impl Serialize for One<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -110,8 +157,8 @@ impl Serialize for HmacItems<'_> {
                 m.end()
             }
         }
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for i in self.0 {
+        let mut seq = s.serialize_seq(Some(items.len()))?;
+        for i in items {
             seq.serialize_element(&One(i))?;
         }
         seq.end()
@@ -469,7 +516,7 @@ mod tests {
         let inputs: Vec<&[u8]> = vec![b"a", b"bb", b""];
         let body = to_json(
             &BatchBody {
-                batch_input: HmacItems(&inputs),
+                batch_input: BatchItems(&inputs[..]),
                 partial_failure_response_code: 207,
             },
             0,
