@@ -1,7 +1,7 @@
 //! The bottom layer: one logical HTTP request to Vault. Retries (connection errors,
-//! timeouts, 412/429/5xx) with jittered backoff or `Retry-After`, one redirect, the
-//! token slot and its `X-Vault-Token` header, and what a refusal means as a
-//! [`VaultError`].
+//! timeouts, 412/429/5xx) with jittered backoff or `Retry-After`, one redirect within
+//! `vault.address`'s origin, the token slot and its `X-Vault-Token` header, and what a
+//! refusal means as a [`VaultError`].
 //!
 //! It knows HTTP and Vault's answer shapes, not where the token comes from nor what a
 //! transit operation is: credentials (logins, renewal) and the transit API are built on
@@ -16,7 +16,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use super::backoff::{parse_retry_after, retry_delay};
@@ -35,6 +35,8 @@ pub(crate) struct Transport {
     pub(crate) http: reqwest::Client,
     /// Address without trailing '/'.
     pub(crate) base: String,
+    /// `vault.address` parsed: the origin a redirect may lead back to.
+    address: Url,
     /// Mount path without leading/trailing '/'.
     pub(crate) mount: String,
     pub(crate) settings: VaultSettings,
@@ -83,7 +85,8 @@ impl Transport {
             .validate_except_token_source()
             .map_err(|detail| VaultError::Auth { detail })?;
         let mut builder = reqwest::Client::builder()
-            // Redirects are followed by hand (see `redirect`).
+            // Redirects are followed by hand (see `redirect`): reqwest's policy would
+            // carry the token header to wherever Vault points.
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
@@ -130,10 +133,14 @@ impl Transport {
             common_headers.insert(X_VAULT_NAMESPACE, v);
         }
         let base = settings.address.trim().trim_end_matches('/').to_string();
+        let address = Url::parse(&base).map_err(|e| VaultError::Auth {
+            detail: format!("vault.address {base:?} is not a valid URL ({e})"),
+        })?;
         let header = token_header(&token)?;
         Ok(Transport {
             http,
             base,
+            address,
             mount: settings.mount_path().to_string(),
             settings: settings.clone(),
             common_headers,
@@ -193,8 +200,9 @@ impl Transport {
         slot.header.clone()
     }
 
-    /// Sends one logical request, retrying retryable failures and following one 307.
-    /// Returns every response that is not retried (including 4xx) as `Raw`.
+    /// Sends one logical request, retrying retryable failures and following one
+    /// same-origin redirect. Returns every response that is not retried (including 4xx)
+    /// as `Raw`.
     pub(crate) async fn send(
         &self,
         method: Method,
@@ -254,8 +262,12 @@ impl Transport {
                         });
                     }
                     drop(body);
-                    let next = redirect::target(template.url(), location.as_deref())
-                        .map_err(|detail| VaultError::Protocol { detail })?;
+                    let next = redirect::target(
+                        &self.address,
+                        template.url(),
+                        location.as_deref(),
+                        target.path,
+                    )?;
                     tracing::debug!(path = target.path, to = %next, "following Vault redirect");
                     *template.url_mut() = next;
                     redirected = true;
