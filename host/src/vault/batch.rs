@@ -7,11 +7,12 @@
 
 use std::marker::PhantomData;
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 
 use super::error::{ItemError, VaultError};
-use super::transport::{log_warnings, Target, Transport};
+use super::transport::{log_warnings, Secrecy, Target, Transport};
 use super::wire::{
     self, BatchBody, BatchData, BatchItem, BatchItems, CiphertextItem, Envelope, HmacItem,
     PlaintextItem, ResultItem, BATCH_ENVELOPE_BYTES, PARTIAL_FAILURE_STATUS,
@@ -20,32 +21,37 @@ use super::wire::{
 /// How many chunks of one large batch call are in flight at once.
 const CHUNK_CONCURRENCY: usize = 4;
 
-/// One transit batch operation: its path segment and (by type) what one result item
-/// looks like.
+/// One transit batch operation: its path segment, whether its answers carry secrets,
+/// and (by type) what one result item looks like.
 pub(crate) struct Operation<R> {
     name: &'static str,
+    secrecy: Secrecy,
     result: PhantomData<fn() -> R>,
 }
 
 impl<R> Operation<R> {
-    const fn new(name: &'static str) -> Self {
+    const fn new(name: &'static str, secrecy: Secrecy) -> Self {
         Operation {
             name,
+            secrecy,
             result: PhantomData,
         }
     }
 }
 
-pub(crate) const ENCRYPT: Operation<CiphertextItem> = Operation::new("encrypt");
-pub(crate) const DECRYPT: Operation<PlaintextItem> = Operation::new("decrypt");
-pub(crate) const REWRAP: Operation<CiphertextItem> = Operation::new("rewrap");
-pub(crate) const HMAC: Operation<HmacItem> = Operation::new("hmac");
+pub(crate) const ENCRYPT: Operation<CiphertextItem> = Operation::new("encrypt", Secrecy::Public);
+/// Its answers are plaintexts, among them the envelope data keys being unwrapped.
+pub(crate) const DECRYPT: Operation<PlaintextItem> = Operation::new("decrypt", Secrecy::Secret);
+pub(crate) const REWRAP: Operation<CiphertextItem> = Operation::new("rewrap", Secrecy::Public);
+pub(crate) const HMAC: Operation<HmacItem> = Operation::new("hmac", Secrecy::Public);
 
 impl<R: ResultItem> Operation<R> {
     /// Runs the operation on `items` under `key`, in chunks; results in input order. A
     /// chunk holds at most `max_batch_items` items, `max_batch_bytes` bytes and
     /// OpenBao's limit of JSON strings per request.
     ///
+    /// Dropping the future drops every chunk in flight and the results gathered so far
+    /// (secret ones wiped).
     pub(crate) async fn run<I: BatchItem>(
         &self,
         transport: &Transport,
@@ -97,8 +103,11 @@ impl<R: ResultItem> Operation<R> {
             path,
             key: Some(key),
             auth: true,
+            secrecy: self.secrecy,
         };
-        let raw = transport.send(Method::POST, target, Some(body)).await?;
+        let raw = transport
+            .send(Method::POST, target, Some(Bytes::from(body)))
+            .await?;
         let ok = raw.status.is_success();
         if !ok && raw.status != StatusCode::BAD_REQUEST {
             return Err(transport.error_for(&raw, target));
@@ -146,8 +155,16 @@ impl<R: ResultItem> Operation<R> {
 mod tests {
     use super::*;
 
+    /// The operations whose answers carry plaintext read them into wiped buffers, and
+    /// hand out wiped buffers.
     #[test]
-    fn operations_are_named_as_vault_names_them() {
+    fn decrypt_answers_are_secret_and_wiped() {
+        assert_eq!(DECRYPT.secrecy, Secrecy::Secret);
+        fn wiped(_: &Operation<impl ResultItem<Out = zeroize::Zeroizing<Vec<u8>>>>) {}
+        wiped(&DECRYPT);
+        for public in [ENCRYPT.secrecy, REWRAP.secrecy, HMAC.secrecy] {
+            assert_eq!(public, Secrecy::Public);
+        }
         assert_eq!(
             [ENCRYPT.name, DECRYPT.name, REWRAP.name, HMAC.name],
             ["encrypt", "decrypt", "rewrap", "hmac"]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use super::batch::{DECRYPT, ENCRYPT, HMAC, REWRAP};
 use super::credentials::{check_credentials, AuthStats, Credentials, RenewalTask, TokenSource};
@@ -12,7 +13,7 @@ use super::error::{ItemError, VaultError};
 use super::metrics::VaultMetrics;
 use super::settings::VaultSettings;
 use super::token::{DataKey, VaultToken};
-use super::transport::Transport;
+use super::transport::{Secrecy, Transport};
 use super::wire::{self, *};
 
 /// A client of one transit mount. Cheap to clone (shares one connection pool).
@@ -120,12 +121,17 @@ impl VaultClient {
     }
 
     /// Decrypts many ciphertexts; per-item failures are returned per item, in input order.
+    ///
+    /// The plaintexts are read, parsed and decoded in wiped memory; each is handed over
+    /// as the very buffer it was decoded into, so a caller that holds key material
+    /// (envelope data keys) wraps it in `Zeroizing` without a copy left behind.
     pub async fn decrypt_batch(
         &self,
         key: &str,
         items: &[DecryptInput<'_>],
     ) -> Result<Vec<Result<Vec<u8>, ItemError>>, VaultError> {
-        DECRYPT.run(&self.inner.transport, key, items).await
+        let results = DECRYPT.run(&self.inner.transport, key, items).await?;
+        Ok(results.into_iter().map(|r| r.map(hand_over)).collect())
     }
 
     /// Re-encrypts ciphertexts with the latest key version.
@@ -157,11 +163,14 @@ impl VaultClient {
         let path = transport.op_path("encrypt", key)?;
         let item = EncryptInput { plaintext, context };
         let body = wire::to_json(&item, encrypt_item_len(&item));
-        let d: CiphertextData = transport.write_data(&path, key, body).await?;
+        let d: CiphertextData = transport
+            .write_data(&path, key, body, Secrecy::Public)
+            .await?;
         Ok(d.ciphertext)
     }
 
-    /// Decrypts one ciphertext with a single (non-batch) request.
+    /// Decrypts one ciphertext with a single (non-batch) request (in wiped memory, as
+    /// [`VaultClient::decrypt_batch`]).
     pub async fn decrypt(
         &self,
         key: &str,
@@ -175,11 +184,14 @@ impl VaultClient {
             context,
         };
         let body = wire::to_json(&item, decrypt_item_len(&item));
-        let d: PlaintextData = transport.write_data(&path, key, body).await?;
-        Ok(d.plaintext.map(|p| p.0).unwrap_or_default())
+        let d: PlaintextData = transport
+            .write_data(&path, key, body, Secrecy::Secret)
+            .await?;
+        Ok(d.plaintext.map(|p| hand_over(p.0)).unwrap_or_default())
     }
 
-    /// A fresh 256-bit data key: its plaintext and its ciphertext under `key`.
+    /// A fresh 256-bit data key: its plaintext and its ciphertext under `key`. The key
+    /// is never outside wiped memory on this side of hyper.
     pub async fn generate_data_key(
         &self,
         key: &str,
@@ -200,7 +212,9 @@ impl VaultClient {
             },
             64,
         );
-        let d: DataKeyData = transport.write_data(&path, key, body).await?;
+        let d: DataKeyData = transport
+            .write_data(&path, key, body, Secrecy::Secret)
+            .await?;
         let plaintext = d
             .plaintext
             .ok_or_else(|| VaultError::Protocol {
@@ -221,6 +235,12 @@ impl VaultClient {
             key_version: d.key_version,
         })
     }
+}
+
+/// Moves a decoded plaintext out of its `Zeroizing` wrapper without copying it: the
+/// caller gets the buffer itself, and the emptied wrapper has nothing left to wipe.
+fn hand_over(mut plaintext: Zeroizing<Vec<u8>>) -> Vec<u8> {
+    std::mem::take(&mut *plaintext)
 }
 
 /// Compile-time check: the client and its futures can move between threads.
@@ -256,6 +276,16 @@ mod tests {
         assert!(!s.contains("secret-token-value"));
         assert!(s.contains("team/transit"));
         assert_eq!(c.mount(), "team/transit");
+    }
+
+    /// The buffer a plaintext was decoded into is the one the caller gets.
+    #[test]
+    fn handing_over_a_plaintext_moves_its_buffer() {
+        let decoded = Zeroizing::new(vec![7u8; 32]);
+        let at = decoded.as_ptr();
+        let out = hand_over(decoded);
+        assert_eq!(out.as_ptr(), at);
+        assert_eq!(out, vec![7u8; 32]);
     }
 
     /// The client's and the transport's instruments are the same ones.

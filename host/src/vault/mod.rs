@@ -5,10 +5,11 @@
 //!   namespace; retries; batch limits).
 //! - [`VaultClient`]: batch encrypt/decrypt/rewrap/hmac with per-item errors, chunked to
 //!   Vault's limits; single-item encrypt/decrypt; data keys. Retries connection errors,
-//!   timeouts, 412/429/5xx (jittered exponential backoff, `Retry-After`), follows one 307,
-//!   renews (or re-obtains) the token in the background.
+//!   timeouts, 412/429/5xx (jittered exponential backoff, `Retry-After`), follows one 307
+//!   within `vault.address`'s origin, renews (or re-obtains) the token in the background.
 //!
-//! Secrets (token, plaintext, data keys) never appear in `Debug` output, logs or errors.
+//! Secrets (token, plaintext, data keys) never appear in `Debug` output, logs or errors;
+//! answers that carry them are read, parsed and decoded in memory wiped on drop.
 //!
 //! # Layers
 //!

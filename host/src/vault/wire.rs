@@ -10,8 +10,10 @@ use base64::Engine as _;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
 
 use super::error::ItemError;
+use super::token::VaultToken;
 
 /// One item to encrypt. `context` is only for derived keys.
 #[derive(Clone, Copy)]
@@ -285,9 +287,11 @@ pub(crate) struct ErrorBody {
     pub errors: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, Debug, Clone)]
+/// A login's or renewal's `auth` block. `Debug` shows the token as redacted.
+#[derive(Deserialize, Debug)]
 pub(crate) struct AuthInfo {
-    pub client_token: String,
+    #[serde(deserialize_with = "VaultToken::deserialize_wiped")]
+    pub client_token: VaultToken,
     #[serde(default)]
     pub lease_duration: u64,
     #[serde(default)]
@@ -299,30 +303,12 @@ pub(crate) struct BatchData<I> {
     pub batch_results: Vec<I>,
 }
 
-/// Base64 text decoded while deserializing (no intermediate `String`).
-pub(crate) struct B64Bytes(pub Vec<u8>);
-
-impl<'de> Deserialize<'de> for B64Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = B64Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a base64 string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<B64Bytes, E> {
-                STANDARD
-                    .decode(v)
-                    .map(B64Bytes)
-                    .map_err(|e| E::custom(format!("Vault returned invalid base64: {e}")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Base64 text of a secret (a data key) decoded into memory that is wiped on drop.
-pub(crate) struct SecretB64(pub zeroize::Zeroizing<Vec<u8>>);
+/// Base64 text of a secret (a data key, a plaintext) decoded straight from the JSON
+/// text into memory that is wiped on drop: no intermediate `String`, and a buffer sized
+/// once, so no reallocation leaves an unwiped copy. serde_json hands over the text
+/// borrowed from the (wiped) body; only a string with JSON escapes, which base64 never
+/// has, would pass through its unwiped scratch buffer.
+pub(crate) struct SecretB64(pub Zeroizing<Vec<u8>>);
 
 impl<'de> Deserialize<'de> for SecretB64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -333,10 +319,12 @@ impl<'de> Deserialize<'de> for SecretB64 {
                 f.write_str("a base64 string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretB64, E> {
-                let mut out = zeroize::Zeroizing::new(Vec::with_capacity(v.len() / 4 * 3 + 3));
-                STANDARD
-                    .decode_vec(v, &mut out)
+                let mut out = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(v.len())]);
+                let n = STANDARD
+                    .decode_slice(v, &mut out[..])
+                    // Not the decoder's message: it can quote a symbol of the secret.
                     .map_err(|_| E::custom("Vault returned invalid base64 for a secret"))?;
+                out.truncate(n);
                 Ok(SecretB64(out))
             }
         }
@@ -380,14 +368,14 @@ impl ResultItem for CiphertextItem {
 #[derive(Deserialize)]
 pub(crate) struct PlaintextItem {
     #[serde(default)]
-    plaintext: Option<B64Bytes>,
+    plaintext: Option<SecretB64>,
     #[serde(default)]
     error: Option<String>,
 }
 
 impl ResultItem for PlaintextItem {
-    type Out = Vec<u8>;
-    fn into_result(self) -> Result<Result<Vec<u8>, ItemError>, String> {
+    type Out = Zeroizing<Vec<u8>>;
+    fn into_result(self) -> Result<Result<Zeroizing<Vec<u8>>, ItemError>, String> {
         if let Some(e) = item_error(self.error) {
             return Ok(Err(e));
         }
@@ -426,7 +414,7 @@ pub(crate) struct CiphertextData {
 #[derive(Deserialize)]
 pub(crate) struct PlaintextData {
     #[serde(default)]
-    pub plaintext: Option<B64Bytes>,
+    pub plaintext: Option<SecretB64>,
 }
 
 #[derive(Deserialize)]
@@ -622,9 +610,9 @@ mod tests {
             .into_iter()
             .map(|i| i.into_result().unwrap())
             .collect();
-        assert_eq!(res[0].as_ref().unwrap(), b"hi");
+        assert_eq!(&res[0].as_ref().unwrap()[..], b"hi");
         assert!(res[1].as_ref().unwrap_err().is_invalid_input());
-        assert_eq!(res[2].as_ref().unwrap(), b"");
+        assert_eq!(&res[2].as_ref().unwrap()[..], b"");
     }
 
     /// Issue 21: a login answer's token must not show in `Debug` (the derived `Debug`

@@ -1,12 +1,15 @@
-//! The token requests: a login (without a token), `lookup-self`, `renew-self`.
+//! The token requests: a login (without a token), `lookup-self`, `renew-self`. Their
+//! answers are read as secrets: a login's and a renewal's carry the token, and
+//! `lookup-self`'s carries it too (as `data.id`, which is not parsed).
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 
 use super::source::{describe_source, TokenSource};
 use crate::vault::error::VaultError;
-use crate::vault::transport::{parse_json, Target, Transport};
+use crate::vault::transport::{parse_json, Secrecy, Target, Transport};
 use crate::vault::wire::{self, AuthInfo, Envelope, LookupData};
 
 /// Logs in (`auth/<mount>/login`, without a token) with the source's auth method.
@@ -20,17 +23,17 @@ pub(super) async fn login(
                 .into(),
         });
     };
-    let body = method.body()?;
+    // The credentials go out in a buffer wiped when reqwest drops its last handle on it.
+    let body = Bytes::from_owner(method.body()?);
     let (name, mount) = (method.name(), method.mount());
     let path = format!("auth/{mount}/login");
     let target = Target {
         path: &path,
         key: None,
         auth: false,
+        secrecy: Secrecy::Secret,
     };
-    let raw = transport
-        .send(Method::POST, target, Some(body.to_vec()))
-        .await?;
+    let raw = transport.send(Method::POST, target, Some(body)).await?;
     if !raw.status.is_success() {
         let msg = wire::error_message(&raw.body).unwrap_or_default();
         let (table, mount_field) = method.fields();
@@ -53,7 +56,7 @@ pub(super) async fn login(
     let auth = env.auth.ok_or_else(|| VaultError::Protocol {
         detail: format!("{name} login response from {path} has no auth block"),
     })?;
-    if auth.client_token.is_empty() {
+    if auth.client_token.expose().is_empty() {
         return Err(VaultError::Protocol {
             detail: format!("{name} login response from {path} has an empty client_token"),
         });
@@ -71,6 +74,7 @@ pub(super) async fn lookup_self(
         path,
         key: None,
         auth: true,
+        secrecy: Secrecy::Secret,
     };
     let raw = transport.send(Method::GET, target, None).await?;
     if raw.status == StatusCode::FORBIDDEN {
@@ -101,12 +105,15 @@ pub(super) async fn renew_self(
         path,
         key: None,
         auth: true,
+        secrecy: Secrecy::Secret,
     };
     let body = serde_json::to_vec(
         &serde_json::json!({ "increment": format!("{}s", increment.as_secs().max(1)) }),
     )
     .expect("serializing renew");
-    let raw = transport.send(Method::POST, target, Some(body)).await?;
+    let raw = transport
+        .send(Method::POST, target, Some(Bytes::from(body)))
+        .await?;
     if !raw.status.is_success() {
         return Err(transport.error_for(&raw, target));
     }

@@ -72,7 +72,7 @@ impl Credentials {
         let login = if matches!(self.source, TokenSource::Login(_)) {
             let auth = login::login(transport, &self.source).await?;
             let lease = (auth.lease_duration, auth.renewable);
-            transport.set_token(VaultToken::new(auth.client_token.clone()))?;
+            transport.set_token(auth.client_token)?;
             self.logins.fetch_add(1, Ordering::Relaxed);
             Some(lease)
         } else {

@@ -18,7 +18,6 @@ use super::source::{describe_source, TokenSource};
 use super::Credentials;
 use crate::vault::backoff::backoff_delay;
 use crate::vault::error::VaultError;
-use crate::vault::token::VaultToken;
 use crate::vault::transport::Transport;
 
 /// The renewal task; aborted when dropped (with the last clone of the client).
@@ -62,7 +61,7 @@ async fn relogin(
     match source {
         TokenSource::Login(_) => {
             let a = login(transport, source).await?;
-            transport.set_token(VaultToken::new(a.client_token.clone()))?;
+            transport.set_token(a.client_token)?;
             Ok((Duration::from_secs(a.lease_duration), a.renewable))
         }
         TokenSource::Env(_) | TokenSource::File(_) => {
@@ -131,10 +130,11 @@ async fn renewal_loop(
                 Ok((a, warned_capped)) => {
                     credentials.renewals.fetch_add(1, Ordering::Relaxed);
                     let (granted, renewable_now) = (a.lease_duration, a.renewable);
-                    if !a.client_token.is_empty()
-                        && a.client_token != transport.current_token().expose()
+                    let token = a.client_token;
+                    if !token.expose().is_empty()
+                        && token.expose() != transport.current_token().expose()
                     {
-                        let _ = transport.set_token(VaultToken::new(a.client_token.clone()));
+                        let _ = transport.set_token(token);
                     }
                     let granted = Duration::from_secs(granted);
                     tracing::debug!(lease = ?granted, "renewed the Vault token");

@@ -1,6 +1,6 @@
 //! Where the token comes from: a variable, a file, the caller, or a login (AppRole,
 //! JWT, Kubernetes) whose credentials are read afresh from their variable or file at
-//! every login.
+//! every login. Every secret read here is held in memory that is wiped on drop.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 use crate::vault::error::VaultError;
 use crate::vault::settings::{AppRoleSettings, JwtKind, JwtLoginSettings, VaultSettings};
 use crate::vault::token::VaultToken;
+use crate::vault::wire;
 
 /// Where the client's token comes from.
 pub(crate) enum TokenSource {
@@ -71,23 +72,28 @@ impl LoginMethod {
     /// The login request's body, with the credentials read afresh (a rotated JWT or
     /// secret ID file is picked up at the next login).
     pub(super) fn body(&self) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let body = match self {
+        Ok(match self {
             LoginMethod::AppRole(ar) => {
                 let (role_id, secret_id) = read_approle_credentials(ar)?;
-                serde_json::to_vec(&LoginBody::AppRole {
-                    role_id: &role_id,
-                    secret_id: &secret_id,
-                })
+                serialize_wiped(
+                    &LoginBody::AppRole {
+                        role_id: &role_id,
+                        secret_id: &secret_id,
+                    },
+                    &[&role_id, &secret_id],
+                )
             }
             LoginMethod::Jwt(kind, j) => {
                 let jwt = read_jwt(*kind, j)?;
-                serde_json::to_vec(&LoginBody::Jwt {
-                    role: &j.role,
-                    jwt: &jwt,
-                })
+                serialize_wiped(
+                    &LoginBody::Jwt {
+                        role: &j.role,
+                        jwt: &jwt,
+                    },
+                    &[&j.role, &jwt],
+                )
             }
-        };
-        Ok(Zeroizing::new(body.expect("serializing login")))
+        })
     }
 
     /// What to check when Vault refuses the credentials.
@@ -104,6 +110,20 @@ impl LoginMethod {
         }
     }
 }
+
+/// Serializes a login body into a buffer sized up front for its `strings` (escapes
+/// counted) and the field names around them: a `Vec` that grew while serializing would
+/// free its smaller buffers, credentials in them, unwiped.
+fn serialize_wiped(body: &LoginBody<'_>, strings: &[&str]) -> Zeroizing<Vec<u8>> {
+    let len = LOGIN_BODY_FRAME + strings.iter().map(|s| wire::json_str_len(s)).sum::<usize>();
+    let mut out = Zeroizing::new(Vec::with_capacity(len));
+    // Serializing strings into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, body).expect("serializing a login");
+    out
+}
+
+/// Bytes of a login body besides its strings: `{"role_id":"","secret_id":""}` is 30.
+const LOGIN_BODY_FRAME: usize = 64;
 
 impl TokenSource {
     pub(crate) fn from_settings(s: &VaultSettings) -> TokenSource {
@@ -242,5 +262,41 @@ pub(super) fn describe_source(s: &TokenSource) -> String {
         TokenSource::Env(n) => format!("env var {n} (vault.token_env)"),
         TokenSource::File(p) => format!("{} (vault.token_file)", p.display()),
         TokenSource::Login(m) => format!("{} login at auth/{}", m.name(), m.mount()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The login body never outgrows the buffer it was given, escapes and all, so no
+    /// unwiped copy of a credential is left by a reallocation.
+    #[test]
+    fn login_body_fits_its_presized_buffer() {
+        let long = "eyJ".repeat(2000);
+        let escaped = "\"\\\n\u{1}".repeat(50);
+        for (a, b) in [
+            ("", ""),
+            ("role", long.as_str()),
+            (escaped.as_str(), escaped.as_str()),
+        ] {
+            for (body, secret_field) in [
+                (
+                    LoginBody::AppRole {
+                        role_id: a,
+                        secret_id: b,
+                    },
+                    "secret_id",
+                ),
+                (LoginBody::Jwt { role: a, jwt: b }, "jwt"),
+            ] {
+                let out = serialize_wiped(&body, &[a, b]);
+                let presized = LOGIN_BODY_FRAME + wire::json_str_len(a) + wire::json_str_len(b);
+                assert!(out.len() <= presized, "{} > {presized}", out.len());
+                assert_eq!(out.capacity(), presized, "the buffer grew");
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(v[secret_field], b);
+            }
+        }
     }
 }

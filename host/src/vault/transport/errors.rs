@@ -111,6 +111,7 @@ pub(super) fn transport_detail(e: &reqwest::Error, timeout: Duration) -> String 
 #[cfg(test)]
 mod tests {
     use super::super::tests::transport;
+    use super::super::{ResponseBody, Secrecy};
     use super::*;
     use crate::vault::settings::VaultSettings;
     use crate::vault::token::VaultToken;
@@ -118,7 +119,7 @@ mod tests {
     fn raw(status: u16, body: &str) -> Raw {
         Raw {
             status: StatusCode::from_u16(status).unwrap(),
-            body: body.as_bytes().to_vec(),
+            body: ResponseBody::Public(bytes::Bytes::copy_from_slice(body.as_bytes())),
         }
     }
 
@@ -129,6 +130,7 @@ mod tests {
             path: "team/transit/decrypt/orders",
             key: Some("orders"),
             auth: true,
+            secrecy: Secrecy::Secret,
         };
         let cases = [
             (
@@ -179,6 +181,7 @@ mod tests {
             path: "transit/encrypt/orders",
             key: Some("orders"),
             auth: true,
+            secrecy: Secrecy::Public,
         };
         let e = c.error_for(&raw(404, r#"{"errors":["namespace not found"]}"#), t);
         assert!(matches!(e, VaultError::Auth { .. }), "{e:?}");

@@ -1,13 +1,15 @@
 //! The bottom layer: one logical HTTP request to Vault. Retries (connection errors,
 //! timeouts, 412/429/5xx) with jittered backoff or `Retry-After`, one redirect within
-//! `vault.address`'s origin, the token slot and its `X-Vault-Token` header, and what a
-//! refusal means as a [`VaultError`].
+//! `vault.address`'s origin, the token slot and its `X-Vault-Token` header, response
+//! bodies (wiped when they can carry a secret), and what a refusal means as a
+//! [`VaultError`].
 //!
 //! It knows HTTP and Vault's answer shapes, not where the token comes from nor what a
 //! transit operation is: credentials (logins, renewal) and the transit API are built on
 //! top of it, so the retry loop is the one place that decides what is retried, and the
 //! token slot the one place that holds the token being sent.
 
+mod body;
 mod errors;
 mod redirect;
 
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -25,6 +28,8 @@ use super::metrics::{self, VaultMetrics};
 use super::settings::VaultSettings;
 use super::token::VaultToken;
 use super::wire::{self, Envelope};
+
+pub(crate) use body::{ResponseBody, Secrecy};
 
 pub(crate) const X_VAULT_TOKEN: HeaderName = HeaderName::from_static("x-vault-token");
 pub(crate) const X_VAULT_REQUEST: HeaderName = HeaderName::from_static("x-vault-request");
@@ -58,7 +63,7 @@ struct TokenSlot {
 /// A response that was not retried: its status and body.
 pub(crate) struct Raw {
     pub status: StatusCode,
-    pub body: Vec<u8>,
+    pub body: ResponseBody,
 }
 
 /// What a request is about, for error messages, and how to treat it.
@@ -69,6 +74,8 @@ pub(crate) struct Target<'a> {
     pub key: Option<&'a str>,
     /// Send the token?
     pub auth: bool,
+    /// Can the answer carry a secret (token, data key, plaintext)?
+    pub secrecy: Secrecy,
 }
 
 /// How one attempt ended when it is not an answer to return.
@@ -207,7 +214,7 @@ impl Transport {
         &self,
         method: Method,
         target: Target<'_>,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
     ) -> Result<Raw, VaultError> {
         let started = Instant::now();
         let result = self.send_with_retries(method, target, body).await;
@@ -225,7 +232,7 @@ impl Transport {
         &self,
         method: Method,
         target: Target<'_>,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
     ) -> Result<Raw, VaultError> {
         let s = &self.settings;
         let url = format!("{}/v1/{}", self.base, target.path);
@@ -323,7 +330,7 @@ impl Transport {
         &self,
         req: reqwest::Request,
         target: Target<'_>,
-    ) -> Result<Result<(StatusCode, Option<String>, Vec<u8>), Failure>, VaultError> {
+    ) -> Result<Result<(StatusCode, Option<String>, ResponseBody), Failure>, VaultError> {
         let timeout = self.settings.request_timeout;
         // The per-request reqwest timeout covers connect + headers + body; the outer
         // timeout is a safety net.
@@ -340,7 +347,7 @@ impl Transport {
                 .get(header)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body = Vec::from(resp.bytes().await?);
+            let body = body::read(resp, target.secrecy).await?;
             Ok::<_, reqwest::Error>((status, header, body))
         })
         .await;
@@ -369,13 +376,17 @@ impl Transport {
         path: &str,
         key: &str,
         body: Vec<u8>,
+        secrecy: Secrecy,
     ) -> Result<D, VaultError> {
         let target = Target {
             path,
             key: Some(key),
             auth: true,
+            secrecy,
         };
-        let raw = self.send(Method::POST, target, Some(body)).await?;
+        let raw = self
+            .send(Method::POST, target, Some(Bytes::from(body)))
+            .await?;
         if !raw.status.is_success() {
             return Err(self.error_for(&raw, target));
         }
