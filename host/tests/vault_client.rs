@@ -1110,6 +1110,7 @@ async fn giving_up_without_any_answer_says_unreachable() {
         let c = VaultClient::with_token(&s, VaultToken::new("hvs.t".into())).unwrap();
         let e = c.encrypt("k", b"x", None).await.unwrap_err();
         assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
+        assert!(e.is_unreachable() && e.is_retryable(), "{e:?}");
         let msg = e.to_string();
         assert!(
             msg.contains("Vault unreachable") && msg.contains(why),
@@ -1134,6 +1135,7 @@ async fn giving_up_without_any_answer_says_unreachable() {
     let e = c.encrypt("k", b"x", None).await.unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
+    assert!(!e.is_unreachable(), "{e:?}");
     assert!(
         msg.contains("sealed") && !msg.contains("unreachable"),
         "{msg}"

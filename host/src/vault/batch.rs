@@ -50,8 +50,8 @@ impl<R: ResultItem> Operation<R> {
     /// chunk holds at most `max_batch_items` items, `max_batch_bytes` bytes and
     /// OpenBao's limit of JSON strings per request.
     ///
-    /// Dropping the future drops every chunk in flight and the results gathered so far
-    /// (secret ones wiped).
+    /// Dropping the future drops every chunk in flight (each counted as cancelled) and
+    /// the results gathered so far (secret ones wiped).
     pub(crate) async fn run<I: BatchItem>(
         &self,
         transport: &Transport,

@@ -2,11 +2,12 @@
 //! One attempt each, without the retries of ordinary requests: a probe reports the
 //! state now; the pipeline's own requests are the ones that wait Vault out.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use super::client::VaultClient;
+use super::metrics::probe_outcome;
 use super::transport::{X_VAULT_REQUEST, X_VAULT_TOKEN};
 
 /// A probe never waits longer than this, whatever `vault.request_timeout` says.
@@ -46,16 +47,15 @@ impl VaultClient {
     /// when nothing answered.
     async fn probe(&self, path: &str, request: reqwest::RequestBuilder) -> Option<StatusCode> {
         let transport = &self.inner.transport;
-        let started = Instant::now();
+        // Counted once even if the caller stops waiting (then as `cancelled`).
+        let timing = transport.metrics.start("", path);
         let status = request
             .timeout(transport.settings.request_timeout.min(PROBE_TIMEOUT))
             .send()
             .await
             .ok()
             .map(|response| response.status());
-        transport
-            .metrics
-            .observe_probe(path, status, started.elapsed());
+        timing.finish(probe_outcome(status));
         status
     }
 

@@ -15,7 +15,7 @@ mod redirect;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
@@ -82,6 +82,8 @@ pub(crate) struct Target<'a> {
 struct Failure {
     detail: String,
     retry_after: Option<Duration>,
+    /// Vault (or something at its address) answered with a status line.
+    answered: bool,
 }
 
 impl Transport {
@@ -210,21 +212,20 @@ impl Transport {
     /// Sends one logical request, retrying retryable failures and following one
     /// same-origin redirect. Returns every response that is not retried (including 4xx)
     /// as `Raw`.
+    ///
+    /// Cancellation-safe: dropping the future at any await leaves no lock held and no
+    /// state half-written (the only shared writes are counters), and counts the request
+    /// once, as `cancelled`.
     pub(crate) async fn send(
         &self,
         method: Method,
         target: Target<'_>,
         body: Option<Bytes>,
     ) -> Result<Raw, VaultError> {
-        let started = Instant::now();
+        let timing = self.metrics.start(&self.mount, target.path);
         let result = self.send_with_retries(method, target, body).await;
         let status = result.as_ref().ok().map(|raw| raw.status.as_u16());
-        self.metrics.observe(
-            &self.mount,
-            target.path,
-            metrics::outcome(&result, status),
-            started.elapsed(),
-        );
+        timing.finish(metrics::outcome(&result, status));
         result
     }
 
@@ -248,6 +249,8 @@ impl Transport {
             detail: format!("cannot build a request for {}: {e}", target.path),
         })?;
         let mut redirected = false;
+        // Whether any attempt got a status line back: if none did, Vault is unreachable.
+        let mut any_answer = false;
         let mut retry: u32 = 0;
         loop {
             let mut req = template
@@ -260,6 +263,7 @@ impl Transport {
             let failure = match self.attempt(req, target).await? {
                 Err(failure) => failure,
                 Ok((status, location, body)) if is_307(status) => {
+                    any_answer = true;
                     if redirected {
                         return Err(VaultError::Protocol {
                             detail: format!(
@@ -290,9 +294,11 @@ impl Transport {
                     Failure {
                         detail: format!("HTTP {}: {msg}", status.as_u16()),
                         retry_after: retry_after.as_deref().and_then(parse_retry_after),
+                        answered: true,
                     }
                 }
             };
+            any_answer |= failure.answered;
 
             if retry >= s.max_retries {
                 tracing::warn!(
@@ -301,10 +307,22 @@ impl Transport {
                     error = %failure.detail,
                     "Vault request failed; giving up"
                 );
+                // "Vault unreachable" leads the detail when nothing ever answered, so
+                // that callers (and operators) can tell a blackholed or down Vault from
+                // one that answers sealed or rate limited: see `VaultError::is_unreachable`.
+                let lead = if any_answer {
+                    ""
+                } else {
+                    VaultError::UNREACHABLE_PREFIX
+                };
                 return Err(VaultError::Unavailable {
                     mount: self.mount.clone(),
                     key: target.key.map(str::to_owned),
-                    detail: format!("{} (gave up after {} attempts)", failure.detail, retry + 1),
+                    detail: format!(
+                        "{lead}{} (gave up after {} attempts)",
+                        failure.detail,
+                        retry + 1
+                    ),
                 });
             }
             let delay = retry_delay(
@@ -332,10 +350,12 @@ impl Transport {
         target: Target<'_>,
     ) -> Result<Result<(StatusCode, Option<String>, ResponseBody), Failure>, VaultError> {
         let timeout = self.settings.request_timeout;
+        let mut answered = false;
         // The per-request reqwest timeout covers connect + headers + body; the outer
         // timeout is a safety net.
         let exchange = tokio::time::timeout(timeout + Duration::from_millis(50), async {
             let resp = self.http.execute(req).await?;
+            answered = true;
             let status = resp.status();
             let header = if is_307(status) {
                 LOCATION
@@ -367,6 +387,7 @@ impl Transport {
         Ok(Err(Failure {
             detail,
             retry_after: None,
+            answered,
         }))
     }
 
@@ -490,5 +511,33 @@ mod tests {
         assert!(t.set_token(VaultToken::new("bad\ntoken".into())).is_err());
         assert_eq!(t.current_token().expose(), "hvs.next");
         assert!(t.token_header().is_sensitive());
+    }
+
+    /// Nothing ever answered (a refused connection here): the detail leads with
+    /// "Vault unreachable" and the error says so.
+    #[tokio::test]
+    async fn no_answer_at_all_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let mut s = VaultSettings::for_token(format!("http://{addr}"), "UNUSED");
+        s.max_retries = 1;
+        s.retry_initial_backoff = Duration::from_millis(1);
+        s.retry_max_backoff = Duration::from_millis(2);
+        let t = Transport::new(&s, VaultToken::new("hvs.t".into())).unwrap();
+        let target = Target {
+            path: "transit/encrypt/k",
+            key: Some("k"),
+            auth: true,
+            secrecy: Secrecy::Public,
+        };
+        let e = t.send(Method::POST, target, None).await.err().unwrap();
+        assert!(e.is_unreachable(), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(
+            e.to_string().contains("Vault unreachable: cannot connect"),
+            "{e}"
+        );
+        assert_eq!(t.requests_sent(), 2);
     }
 }
