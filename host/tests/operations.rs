@@ -257,7 +257,9 @@ async fn the_listener_names_its_endpoints_and_methods() {
     pipeline.stop().await.unwrap();
 }
 
-fn admin_config(reload_token_file: Option<std::path::PathBuf>) -> kafka_transit::config::AdminConfig {
+fn admin_config(
+    reload_token_file: Option<std::path::PathBuf>,
+) -> kafka_transit::config::AdminConfig {
     kafka_transit::config::AdminConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         stall_timeout: Duration::from_secs(60),
@@ -302,12 +304,15 @@ async fn a_policy_reload_needs_the_reload_token_and_is_off_without_one() {
         Some("Bearer wrong-token-0000000000"),
         Some("Basic 3c2f0d1e9a8b7c6d5e4f"),
     ] {
-        let (status, body) =
-            request_with(address, "POST", "/admin/policy/reload", refused).await;
+        let (status, body) = request_with(address, "POST", "/admin/policy/reload", refused).await;
         assert_eq!(status, 401, "{refused:?}: {body}");
         assert!(!body.contains("3c2f0d1e"), "{body}");
     }
-    assert_eq!(reloads.load(Ordering::SeqCst), 0, "no refused request reloaded");
+    assert_eq!(
+        reloads.load(Ordering::SeqCst),
+        0,
+        "no refused request reloaded"
+    );
     let (status, body) = request_with(
         address,
         "POST",
@@ -323,7 +328,10 @@ async fn a_policy_reload_needs_the_reload_token_and_is_off_without_one() {
         .await
         .err()
         .expect("refused");
-    assert!(error.to_string().starts_with("admin.reload_token_file:"), "{error}");
+    assert!(
+        error.to_string().starts_with("admin.reload_token_file:"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +343,9 @@ async fn a_client_that_never_finishes_its_request_is_cut_off() {
     let mut slow = tokio::net::TcpStream::connect(admin.local_addr())
         .await
         .unwrap();
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(
@@ -351,13 +361,19 @@ async fn a_client_that_never_finishes_its_request_is_cut_off() {
         started.elapsed()
     );
     // Meanwhile, and afterwards, others are served.
-    assert_eq!(request(admin.local_addr(), "GET", "/health/live").await.0, 200);
+    assert_eq!(
+        request(admin.local_addr(), "GET", "/health/live").await.0,
+        200
+    );
 
     // A request head beyond the limit is refused rather than buffered.
     let mut big = tokio::net::TcpStream::connect(admin.local_addr())
         .await
         .unwrap();
-    let header = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let header = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let _ = big.write_all(header.as_bytes()).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), big.read_to_end(&mut answer))

@@ -38,9 +38,11 @@ impl ReloadCredential {
                         path.display()
                     )
                 })?,
-            ReloadCredential::Env(name) => std::env::var(name).map(Zeroizing::new).map_err(|_| {
-                format!("admin.reload_token_env: environment variable {name} is not set")
-            })?,
+            ReloadCredential::Env(name) => {
+                std::env::var(name).map(Zeroizing::new).map_err(|_| {
+                    format!("admin.reload_token_env: environment variable {name} is not set")
+                })?
+            }
         };
         let token = Zeroizing::new(raw.trim().to_string());
         if token.len() < 16 {

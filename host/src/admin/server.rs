@@ -55,9 +55,9 @@ where
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
-                Ok(Err(error)) => tracing::debug!("admin listener: connection ended: {error}"),
-                Ok(Ok(())) | Err(_) => {}
+            // Past its lifetime the connection is simply dropped.
+            if let Ok(Err(error)) = tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                tracing::debug!("admin listener: connection ended: {error}");
             }
             drop(slot);
         });
