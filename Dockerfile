@@ -20,11 +20,15 @@ COPY wit wit
 # Name templates ({topic}, {header:NAME}): a workspace member, and a dependency of the
 # policies' SDK.
 COPY names names
+# The envelope format's header parser and writer: a workspace member, and a dependency of
+# the host and of the policies' SDK.
+COPY envelope-format envelope-format
 COPY guest guest
 COPY host host
-# The host depends on vault-dev (a workspace member) for its tests and `demo`.
+# vault-dev is a workspace member (the host's tests and `demo` use it); the image's
+# binary is built without the demo feature, so it carries no Vault server.
 COPY vault-dev vault-dev
-RUN cargo build --release -p kafka-transit
+RUN cargo build --release --locked --no-default-features -p kafka-transit
 
 # --- runtime: the binary and the shared libraries it links (OpenSSL 3, zlib).
 FROM debian:bookworm-slim

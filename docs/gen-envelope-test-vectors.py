@@ -7,7 +7,12 @@ kafka-transit code), so the vectors check the Rust host and every reader indepen
 "vectors" seal fixed inputs to exact envelope bytes. "tampered" are envelopes that every
 reader must reject even when it holds the right data key: each names the vector it was
 made from, the data key and associated data to try, and what must fail ("version",
-"truncated" or "authentication"), never yielding plaintext.
+"truncated", "authentication" or "key name"), never yielding plaintext.
+
+The "key name" cases are sealed properly (their tags are valid) under a key name that is
+not a transit key name: a reader that used the name in its Vault request path
+(transit/decrypt/<key name>) would send its token to another path. Only the key name check
+can refuse them, and it must, before any Vault call.
 """
 import json
 import os
@@ -25,7 +30,7 @@ VECTORS = [
     ("empty plaintext with associated data", "a5" * 32, "payments", "vault:v3:Zm9vYmFyYmF6cXV4",
      "ff" * 12, b"", b"customers.raw"),
     ("json record, version 2 key",
-     "6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f80818283", "team/tenant-a",
+     "6465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f80818283", "team.tenant-a",
      "vault:v2:c2VjcmV0LWRhdGEta2V5LXdyYXBwZWQtYnktdmF1bHQ=", "1415161718191a1b1c1d1e1f",
      b'{"name":"Ada","ssn":"123-45-6789"}', b""),
 ]
@@ -76,6 +81,35 @@ def vectors() -> list:
     return made + [rewrapped]
 
 
+# Key names that are not transit key names (1 to 249 of A-Z a-z 0-9 . _ -, not "." or "..",
+# the rule of names/src/lib.rs check_name), each sealed with a valid tag.
+# "team/tenant-a" was the key name of "json record, version 2 key" until readers checked
+# names: its two envelopes are kept here, byte for byte, as the "/" cases.
+BAD_KEY_NAMES = [
+    ("key name is '..'", b"..", 2),
+    ("key name is '.'", b".", 2),
+    ("key name with '/'", b"team/tenant-a", 2),
+    ("key name with '/' (v1)", b"team/tenant-a", 1),
+    ("key name climbing out of the mount", b"../../sys/seal", 2),
+    ("empty key name", b"", 2),
+    ("key name with a space", b"customers x", 2),
+    ("key name not UTF-8", b"customers\xff", 2),
+    ("key name of 250 characters", b"k" * 250, 2),
+]
+
+
+def seal_raw(version: int, based_on: dict, key_name: bytes) -> bytes:
+    """`based_on` sealed again, under a key name given as raw bytes (any bytes at all)."""
+    wrapped = based_on["wrapped_key"].encode()
+    head = bytes([version]) + struct.pack(">H", len(key_name)) + key_name + struct.pack(">H", len(wrapped)) + wrapped
+    authenticated = head[: 3 + len(key_name)] if version == 2 else head
+    nonce = bytes.fromhex(based_on["nonce_hex"])
+    aad = bytes.fromhex(based_on["aad_hex"])
+    sealed = AESGCM(bytes.fromhex(based_on["data_key_hex"])).encrypt(
+        nonce, bytes.fromhex(based_on["plaintext_hex"]), authenticated + aad)
+    return head + nonce + sealed
+
+
 def flip(data: bytes, index: int) -> bytes:
     out = bytearray(data)
     out[index] ^= 0x01
@@ -97,6 +131,7 @@ def tampered(vectors: list) -> list:
     named = {v["name"]: v for v in vectors}
     hello, empty = named["hello"], named["empty plaintext with associated data"]
     hello2, empty2 = named["hello (v2)"], named["empty plaintext with associated data (v2)"]
+    json_record = {1: named["json record, version 2 key"], 2: named["json record, version 2 key (v2)"]}
     envelope, envelope2 = bytes.fromhex(hello["envelope_hex"]), bytes.fromhex(hello2["envelope_hex"])
     head_len = len(header(1, hello["key_name"], hello["wrapped_key"])[0])
     name_at = 3  # first byte of the key name
@@ -124,6 +159,9 @@ def tampered(vectors: list) -> list:
              "authentication"),
         case("wrong associated data (v2)", empty2, bytes.fromhex(empty2["envelope_hex"]), "authentication",
              aad_hex=""),
+    ] + [
+        case(name, json_record[version], seal_raw(version, json_record[version], key_name), "key name")
+        for name, key_name, version in BAD_KEY_NAMES
     ]
 
 

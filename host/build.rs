@@ -51,6 +51,9 @@ fn main() {
         .args([
             "build",
             "--release",
+            // guest/Cargo.lock is committed: build exactly what it pins, never a newer
+            // dependency resolved at build time.
+            "--locked",
             "--target",
             "wasm32-wasip2",
             "--target-dir",

@@ -33,7 +33,9 @@ open(path, "w", encoding="utf-8").write(text)
 PY
 ADMIN_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
-printf '\n[admin]\nlisten = "127.0.0.1:%s"\n' "$ADMIN_PORT" >>"$WORK/swap.toml"
+# The reload endpoint needs its bearer token (off without one).
+openssl rand -hex 32 >"$WORK/reload-token"
+printf '\n[admin]\nlisten = "127.0.0.1:%s"\nreload_token_file = "%s"\n' "$ADMIN_PORT" "$WORK/reload-token" >>"$WORK/swap.toml"
 "$KAFKA_TRANSIT" --log-format json run --config "$WORK/swap.toml" >"$WORK/runner.log" 2>&1 &
 runner=$!
 STACK_PIDS+=("$runner")
@@ -183,7 +185,13 @@ say "SIGHUP: [policy] re-read, encrypt-fields with its own [policy.config] in us
 
 # set_fields JSON_LIST: [policy.config] fields of the pipeline file.
 set_fields() { sed -i "s|^fields = .*|fields = $1|" "$WORK/swap.toml"; }
-reload() { curl -sS -o "$WORK/reload.json" -w '%{http_code}' -X POST "$ADMIN/admin/policy/reload"; }
+reload() {
+  curl -sS -o "$WORK/reload.json" -w '%{http_code}' -X POST \
+    -H "Authorization: Bearer $(cat "$WORK/reload-token")" "$ADMIN/admin/policy/reload"
+}
+status=$(curl -sS -o "$WORK/reload.json" -w '%{http_code}' -X POST "$ADMIN/admin/policy/reload")
+[ "$status" = 401 ] || fail "a reload without the token answered $status: $(cat "$WORK/reload.json")"
+say "POST /admin/policy/reload without the reload token: 401"
 set_fields '"not a list"'
 status=$(reload)
 [ "$status" = 422 ] || fail "a rejected [policy.config] answered $status: $(cat "$WORK/reload.json")"

@@ -17,6 +17,9 @@ const (
 	FormatVersion1 = 1
 	NonceLength    = 12
 	TagLength      = 16
+	// MaxKeyNameLength is the longest transit key name (and Kafka topic name) kafka-transit
+	// accepts.
+	MaxKeyNameLength = 249
 )
 
 // Why a value could not be read; match with errors.Is.
@@ -27,6 +30,9 @@ var (
 	ErrTruncated = errors.New("truncated kafka-transit envelope")
 	// ErrAuthentication: the AES-GCM tag check failed (tampered, wrong key or associated data).
 	ErrAuthentication = errors.New("envelope failed authentication")
+	// ErrKeyName: the envelope's key name is not a transit key name, so it must not be put
+	// in a Vault request path (transit/decrypt/<key name>).
+	ErrKeyName = errors.New("envelope names no valid transit key")
 	// ErrKeyMismatch: the envelope names another transit key than the reader's.
 	ErrKeyMismatch = errors.New("envelope sealed with another Vault key")
 	// ErrVault: Vault refused to decrypt, or could not be reached.
@@ -74,6 +80,11 @@ func Parse(envelope []byte) (*Envelope, error) {
 			return nil, fmt.Errorf("%w: cut in the %s", ErrTruncated, name)
 		}
 		fields[i] = string(envelope[at+2 : at+2+length])
+		if i == 0 {
+			if err := CheckKeyName(fields[i]); err != nil {
+				return nil, err
+			}
+		}
 		at += 2 + length
 		ends[i] = at
 	}
@@ -92,6 +103,35 @@ func Parse(envelope []byte) (*Envelope, error) {
 		Nonce:         envelope[at : at+NonceLength],
 		Sealed:        envelope[at+NonceLength:],
 	}, nil
+}
+
+// CheckKeyName refuses a name that is not a transit key name (wrapping ErrKeyName): 1 to
+// 249 of A-Z a-z 0-9 . _ -, and not "." or "..", the one rule of kafka-transit (its
+// names crate). The envelope's key name comes from the record and goes into a Vault path,
+// transit/decrypt/<key name>; any other name could steer the request (".." climbs, "/"
+// nests). The error does not repeat the name: it is record data.
+func CheckKeyName(name string) error {
+	reason := ""
+	switch {
+	case name == "":
+		reason = "it is empty"
+	case len(name) > MaxKeyNameLength:
+		reason = "it is longer than 249 characters"
+	case name == "." || name == "..":
+		reason = "'.' and '..' are not names"
+	default:
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+				reason = "only letters, digits, '.', '_' and '-' are allowed"
+				break
+			}
+		}
+	}
+	if reason != "" {
+		return fmt.Errorf("%w: the key name is not a transit key name (%s)", ErrKeyName, reason)
+	}
+	return nil
 }
 
 // Open decrypts the envelope with its unwrapped 32-byte data key; the associated data is

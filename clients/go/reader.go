@@ -129,8 +129,8 @@ func (r *Reader) parse(value []byte) (*Envelope, error) {
 		return nil, err
 	}
 	if r.key != "" && envelope.KeyName != r.key {
-		return nil, fmt.Errorf("%w: sealed with Vault key %q, but this reader opens %q", ErrKeyMismatch,
-			envelope.KeyName, r.key)
+		// Not quoted: the envelope's key name is record data, and errors end up in logs.
+		return nil, fmt.Errorf("%w than this reader's: it opens %q", ErrKeyMismatch, r.key)
 	}
 	return envelope, nil
 }

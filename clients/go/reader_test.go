@@ -3,9 +3,14 @@ package kafkatransit
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -167,5 +172,82 @@ func TestATombstoneStaysNilAnEmptyValueIsRefused(t *testing.T) {
 	}
 	if _, err := reader.Read(context.Background(), []byte{}); !errors.Is(err, ErrTruncated) {
 		t.Errorf("empty value: %v", err)
+	}
+}
+
+// sealedUnder is the "hello (v2)" vector sealed again under keyName, with a valid tag.
+func sealedUnder(t *testing.T, keyName string) (envelope, dataKey []byte, wrappedKey string) {
+	t.Helper()
+	hello := loadVectors(t).Vectors[3]
+	parsed, err := Parse(hello.Envelope)
+	if err != nil || parsed.Version != FormatVersion {
+		t.Fatalf("vector 3 is not hello (v2): %v", err)
+	}
+	plaintext, err := parsed.Open(hello.DataKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := []byte{FormatVersion, byte(len(keyName) >> 8), byte(len(keyName))}
+	head = append(head, keyName...)
+	block, _ := aes.NewCipher(hello.DataKey)
+	gcm, _ := cipher.NewGCM(block)
+	envelope = append(append([]byte(nil), head...), byte(len(hello.WrappedKey)>>8), byte(len(hello.WrappedKey)))
+	envelope = append(append(envelope, hello.WrappedKey...), parsed.Nonce...)
+	return gcm.Seal(envelope, parsed.Nonce, plaintext, head), hello.DataKey, hello.WrappedKey
+}
+
+// A record on the sink names the transit key its data key was wrapped with; a reader that
+// put any name in transit/decrypt/<key name> would send its token wherever the record says.
+func TestAnEnvelopeCannotSteerTheVaultRequestPath(t *testing.T) {
+	var paths []string
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"data":{"batch_results":[{"plaintext":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}]}}`)
+	}))
+	defer server.Close()
+	reader, err := New(Config{Address: server.URL, Token: "s.reader-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, keyName := range []string{"..", "../../sys/seal", "team/tenant-a", ".", "a b", ""} {
+		envelope, _, _ := sealedUnder(t, keyName)
+		plaintext, err := reader.Open(context.Background(), envelope)
+		if !errors.Is(err, ErrKeyName) || plaintext != nil {
+			t.Fatalf("key name %q: got %v (plaintext %x)", keyName, err, plaintext)
+		}
+		// "." and ".." are in the rule's own words; every other name must not appear at all.
+		quoted := strings.Contains(err.Error(), fmt.Sprintf("%q", keyName))
+		if len(keyName) > 2 && strings.Contains(err.Error(), keyName) || quoted {
+			t.Errorf("key name %q: the error quotes it: %v", keyName, err)
+		}
+	}
+	// Decrypter is exported: the HTTP client checks the names it is given too.
+	vault, err := NewVault(Config{Address: server.URL, Token: "s.reader-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vault.Decrypt(context.Background(), "../sys/seal", []string{"vault:v1:AAAA"}); !errors.Is(err, ErrKeyName) {
+		t.Errorf("Vault.Decrypt with \"../sys/seal\": %v", err)
+	}
+	if len(paths) != 0 {
+		t.Errorf("Vault was asked at %q", paths)
+	}
+	// The same reader still reaches transit/decrypt/<key> for a valid name.
+	envelope, _, _ := sealedUnder(t, "customers")
+	if _, err := reader.Open(context.Background(), envelope); !errors.Is(err, ErrAuthentication) ||
+		len(paths) != 1 || paths[0] != "/v1/transit/decrypt/customers" {
+		t.Errorf("a valid key name: %v, paths %q", err, paths)
+	}
+}
+
+// Errors go to logs; the envelope's key name is record data, so it is not quoted.
+func TestAnotherKeyIsRefusedWithoutQuotingTheEnvelope(t *testing.T) {
+	envelope, dataKey, wrappedKey := sealedUnder(t, "tenant-secret-project")
+	vault := newFakeVault().knows(wrappedKey, dataKey)
+	_, err := NewReader(vault, "customers", 10).Open(context.Background(), envelope)
+	if !errors.Is(err, ErrKeyMismatch) || strings.Contains(err.Error(), "tenant-secret-project") ||
+		!strings.Contains(err.Error(), `"customers"`) || len(vault.requests) != 0 {
+		t.Errorf("got %v, %d Vault requests", err, len(vault.requests))
 	}
 }

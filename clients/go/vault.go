@@ -110,6 +110,10 @@ func NewVault(cfg Config) (*Vault, error) {
 
 // Decrypt implements Decrypter with POST /v1/<mount>/decrypt/<key>, MaxBatch items a request.
 func (v *Vault) Decrypt(ctx context.Context, keyName string, ciphertexts []string) ([]Decryption, error) {
+	// Reader only passes checked names; other callers of this exported method may not.
+	if err := CheckKeyName(keyName); err != nil {
+		return nil, err
+	}
 	out := make([]Decryption, 0, len(ciphertexts))
 	for start := 0; start < len(ciphertexts); start += MaxBatch {
 		chunk, err := v.request(ctx, keyName, ciphertexts[start:min(len(ciphertexts), start+MaxBatch)])
@@ -148,7 +152,7 @@ func (v *Vault) request(ctx context.Context, keyName string, chunk []string) ([]
 	if err != nil {
 		return nil, err
 	}
-	endpoint := v.address + "/v1/" + escapePath(v.mount) + "/decrypt/" + escapePath(keyName)
+	endpoint := v.address + "/v1/" + escapePath(v.mount) + "/decrypt/" + keyName
 	request, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)

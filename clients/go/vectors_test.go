@@ -95,8 +95,14 @@ func TestTamperedVectorsAreRejected(t *testing.T) {
 	if len(file.Tampered) < 10 {
 		t.Fatalf("only %d tampered vectors", len(file.Tampered))
 	}
-	expected := map[string]error{"version": ErrFormat, "truncated": ErrTruncated, "authentication": ErrAuthentication}
+	expected := map[string]error{"version": ErrFormat, "truncated": ErrTruncated, "authentication": ErrAuthentication,
+		"key name": ErrKeyName}
+	vault := newFakeVault()
+	reader := NewReader(vault, "", 10)
 	for _, v := range file.Tampered {
+		if expected[v.Expect] == nil {
+			t.Errorf("%s: unknown expectation %q", v.Name, v.Expect)
+		}
 		envelope, err := Parse(v.Envelope)
 		var plaintext []byte
 		if err == nil {
@@ -107,6 +113,15 @@ func TestTamperedVectorsAreRejected(t *testing.T) {
 		}
 		if err != nil && strings.Contains(err.Error(), hex.EncodeToString(v.DataKey)) {
 			t.Errorf("%s: the data key is in the error", v.Name)
+		}
+		if v.Expect == "key name" {
+			// The reader refuses it as the format does, before asking Vault anything.
+			before := len(vault.requests)
+			plaintext, err := reader.OpenWithAAD(context.Background(), v.Envelope, v.AAD)
+			if !errors.Is(err, ErrKeyName) || plaintext != nil || len(vault.requests) != before {
+				t.Errorf("%s: the reader got %v (plaintext %x), asked Vault %d times", v.Name, err, plaintext,
+					len(vault.requests)-before)
+			}
 		}
 	}
 }

@@ -10,7 +10,8 @@ What it understands, per record value:
 * a binary envelope (envelope-seal): the data key is unwrapped with `transit/decrypt`
   and the record opened with AES-256-GCM (envelope_decrypt.py, next to this file).
 
-The transit key is taken from the record's `kafka-transit.key` header, else --key.
+The transit key is taken from the record's `kafka-transit.key` header, else --key; a
+header that is not a transit key name is refused before any Vault request.
 
     export VAULT_ADDR=http://localhost:8200 VAULT_TOKEN=root
     python3 consumer.py --bootstrap localhost:29092 --topic customers.protected --count 20
@@ -35,7 +36,7 @@ import hvac.exceptions
 from confluent_kafka import Consumer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from envelope_decrypt import FORMAT_VERSIONS, EnvelopeError, Unwrapper, read_topic  # noqa: E402
+from envelope_decrypt import FORMAT_VERSIONS, EnvelopeError, Unwrapper, key_name_problem, read_topic  # noqa: E402
 
 VAULT_PREFIX = b"vault:v"
 # Ciphertexts per transit/decrypt request: OpenBao refuses request bodies of more than
@@ -112,6 +113,11 @@ class Decryptor:
 def key_of(message, default: str) -> str:
     for name, value in message.headers() or []:
         if name == "kafka-transit.key" and value:
+            # The header is the record's, and the key name is the path of the Vault request
+            # (with "../../sys/seal", hvac would POST to /v1/sys/seal with our token).
+            reason = key_name_problem(value)
+            if reason:
+                raise RuntimeError(f"a record's kafka-transit.key header is not a transit key name ({reason})")
             return value.decode()
     return default
 
@@ -206,6 +212,8 @@ def main() -> None:
     for name in ("VAULT_ADDR", "VAULT_TOKEN"):
         if not os.environ.get(name):
             parser.error(f"${name} must be set")
+    if key_name_problem(args.key.encode()):
+        parser.error(f"--key: not a transit key name ({key_name_problem(args.key.encode())})")
 
     client = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
     decryptor = Decryptor(client, args.mount, args.key)

@@ -27,35 +27,76 @@ FORMAT_VERSION = 2
 FORMAT_VERSIONS = (1, 2)
 NONCE_LEN = 12
 TAG_LEN = 16
+# The longest transit key name (and Kafka topic name) kafka-transit accepts.
+MAX_KEY_NAME_LEN = 249
+KEY_NAME_CHARACTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class EnvelopeError(Exception):
-    pass
+    """A value that is not a readable envelope. `kind` is what failed, as the test vectors'
+    `expect` names it: "version", "truncated" or "key name" ("malformed" otherwise)."""
+
+    def __init__(self, message: str, kind: str = "malformed"):
+        super().__init__(message)
+        self.kind = kind
+
+
+def key_name_problem(name: bytes):
+    """Why `name` is not a transit key name (1 to 249 of A-Z a-z 0-9 . _ -, not "." or
+    "..", the one rule of kafka-transit), or None if it is one. A key name read from a
+    record becomes the path of a Vault request (transit/decrypt/<key name>; hvac formats it
+    in as it is, and ".." climbs, "/" nests), so any other name must be refused before
+    asking Vault, without repeating it: it is record data."""
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_KEY_NAME_LEN:
+        return "it is longer than 249 characters"
+    if name in (b".", b".."):
+        return "'.' and '..' are not names"
+    if not KEY_NAME_CHARACTERS.issuperset(name):
+        return "only letters, digits, '.', '_' and '-' are allowed"
+    return None
+
+
+def check_key_name(name: bytes) -> str:
+    """An envelope's key name as text, if it is a transit key name (see key_name_problem)."""
+    reason = key_name_problem(name)
+    if reason:
+        raise EnvelopeError(f"not a kafka-transit envelope: the key name is not a transit key name ({reason})",
+                            "key name")
+    return name.decode("ascii")
 
 
 def parse(envelope: bytes):
     """Returns (key_name, wrapped_key, authenticated, nonce, ciphertext_and_tag), where
     `authenticated` is the part of the header the tag covers."""
     if not envelope:
-        raise EnvelopeError("truncated: an empty value")
+        raise EnvelopeError("truncated: an empty value", "truncated")
     if envelope[0] not in FORMAT_VERSIONS:
-        raise EnvelopeError("not a kafka-transit envelope (unknown format version)")
+        raise EnvelopeError("not a kafka-transit envelope (unknown format version)", "version")
     at = 1
     fields, ends = [], []
     for what in ("key name", "wrapped key"):
         if len(envelope) < at + 2:
-            raise EnvelopeError(f"truncated in the {what}")
+            raise EnvelopeError(f"truncated in the {what}", "truncated")
         (length,) = struct.unpack_from(">H", envelope, at)
         if len(envelope) < at + 2 + length:
-            raise EnvelopeError(f"truncated in the {what}")
-        fields.append(envelope[at + 2 : at + 2 + length].decode())
+            raise EnvelopeError(f"truncated in the {what}", "truncated")
+        field = envelope[at + 2 : at + 2 + length]
+        if what == "key name":
+            fields.append(check_key_name(field))
+        else:
+            try:
+                fields.append(field.decode("ascii"))
+            except UnicodeDecodeError:
+                raise EnvelopeError("not a kafka-transit envelope: the wrapped key is not text") from None
         at += 2 + length
         ends.append(at)
     # Version 2 leaves the wrapped key out of the tag, so that it can be rewrapped.
     authenticated = envelope[: ends[0] if envelope[0] == 2 else ends[1]]
     rest = envelope[at:]
     if len(rest) < NONCE_LEN + TAG_LEN:
-        raise EnvelopeError("truncated before the tag")
+        raise EnvelopeError("truncated before the tag", "truncated")
     return fields[0], fields[1], authenticated, rest[:NONCE_LEN], rest[NONCE_LEN:]
 
 
@@ -73,6 +114,7 @@ class Unwrapper:
 
     def data_key(self, key_name: str, wrapped: str) -> bytes:
         if (key_name, wrapped) not in self.cache:
+            check_key_name(key_name.encode())  # parse() checked it; other callers may not
             response = self.client.secrets.transit.decrypt_data(
                 name=key_name, ciphertext=wrapped, mount_point=self.mount
             )
@@ -83,6 +125,20 @@ class Unwrapper:
     def open(self, envelope: bytes) -> bytes:
         key_name, wrapped, *_ = parse(envelope)
         return open_with(self.data_key(key_name, wrapped), envelope)
+
+
+class RecordingVault:
+    """Stands in for hvac's client in `check_vectors`: records every transit/decrypt it is
+    asked for, and answers none (a check that must refuse before asking fails if it asks)."""
+
+    def __init__(self):
+        self.asked = []
+        self.secrets = self
+        self.transit = self
+
+    def decrypt_data(self, name, ciphertext, mount_point="transit", **_):
+        self.asked.append(f"{mount_point}/decrypt/{name}")
+        raise AssertionError(f"Vault was asked at {mount_point}/decrypt/{name}")
 
 
 def check_vectors(path: str) -> None:
@@ -104,10 +160,24 @@ def check_vectors(path: str) -> None:
         except InvalidTag:
             failed = "authentication"
         except EnvelopeError as error:
-            failed = "version" if "version" in str(error) else "truncated"
+            failed = error.kind
         else:
             raise AssertionError(f"tampered envelope opened: {case['name']}")
         assert failed == case["expect"], f"{case['name']}: failed on {failed}, expected {case['expect']}"
+        if case["expect"] == "key name":
+            # The key name is the path of the Vault request: refused before any is made.
+            vault = RecordingVault()
+            try:
+                Unwrapper(vault, "transit").open(envelope)
+            except EnvelopeError as error:
+                assert error.kind == "key name", f"{case['name']}: the unwrapper failed on {error.kind}"
+            assert vault.asked == [], f"{case['name']}: Vault was asked at {vault.asked}"
+    vault = RecordingVault()
+    try:
+        Unwrapper(vault, "transit").data_key("../../sys/seal", "vault:v1:AAAA")
+    except EnvelopeError as error:
+        assert error.kind == "key name" and "sys" not in str(error), str(error)
+    assert vault.asked == [], f"the unwrapper asked Vault at {vault.asked}"
     print(f"{len(vectors)} test vectors opened correctly, {len(tampered)} tampered ones rejected")
 
 

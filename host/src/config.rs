@@ -55,9 +55,17 @@ pub struct PipelineConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// `host:port` to listen on, e.g. `"127.0.0.1:9464"` (`"0.0.0.0:9464"` in a pod).
-    /// Anyone who reaches it can read metrics and reload the policy: keep it on
-    /// loopback or a network only operators reach.
+    /// Anyone who reaches it can read metrics and probes; reloading the policy needs
+    /// the reload token.
     pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token that `POST /admin/policy/reload` requires (read
+    /// at every request, so a rotated secret is picked up). Without this or
+    /// `reload_token_env` the endpoint is off.
+    #[serde(default)]
+    pub reload_token_file: Option<PathBuf>,
+    /// An environment variable holding that token, instead of a file.
+    #[serde(default)]
+    pub reload_token_env: Option<String>,
     /// `/health/live` fails once the pipeline loop has not gone round for this long.
     #[serde(default = "default_stall_timeout", with = "duration_text")]
     pub stall_timeout: Duration,
@@ -714,6 +722,12 @@ impl PipelineConfig {
             _ => {}
         }
         if let Some(admin) = &self.admin {
+            if admin.reload_token_file.is_some() && admin.reload_token_env.is_some() {
+                return Err(invalid(
+                    "admin.reload_token_file",
+                    "set either admin.reload_token_file or admin.reload_token_env, not both",
+                ));
+            }
             if admin.vault_check_interval < Duration::from_millis(100) {
                 return Err(invalid(
                     "admin.vault_check_interval",

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! version (1 byte) = 0x02 (0x01 is still opened)
-//! key name length (u16, big endian) | key name (UTF-8)          the transit key
+//! key name length (u16, big endian) | key name (ASCII)          the transit key
 //! wrapped key length (u16, big endian) | wrapped key (ASCII)    Vault's "vault:vN:..."
 //! nonce (12 bytes)
 //! ciphertext || tag (16 bytes)
@@ -18,6 +18,10 @@
 //! ciphertext; a wrapped key that unwraps to any other data key still fails the tag.
 //! Version 1 authenticated the whole header. Any Vault client can unwrap the data key
 //! with `transit/decrypt/<key name>` and open the record with any AES-GCM library.
+//!
+//! The header's parser and writer are the `kafka-transit-envelope-format` crate's, the
+//! policy SDK's too: one reading of the format. It refuses a key name that is not a
+//! transit key name, since readers put it in a Vault request path.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -25,28 +29,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use kafka_transit_envelope_format::{check_key_name, header};
+pub use kafka_transit_envelope_format::{
+    FormatError, WriteError, FORMAT_VERSION, FORMAT_VERSION_1,
+};
 use zeroize::Zeroizing;
 
 use crate::vault::{DecryptInput, VaultClient, VaultError};
 
-/// The version written.
-pub const FORMAT_VERSION: u8 = 2;
-/// The first version, still opened: its tag covers the wrapped key, so it cannot be
-/// rewrapped.
-pub const FORMAT_VERSION_1: u8 = 1;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+const NONCE_LEN: usize = kafka_transit_envelope_format::NONCE_LEN;
+const TAG_LEN: usize = kafka_transit_envelope_format::TAG_LEN;
 
 /// Why an envelope could not be made or opened. Only [`EnvelopeError::Vault`] is about
-/// Vault; the others are about the record.
+/// Vault; the others are about the record. Messages go to logs and dead-letter headers,
+/// so they never quote the record's own data (its key name included).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("not a kafka-transit envelope: {0}")]
-    Malformed(String),
+    #[error(transparent)]
+    Malformed(#[from] FormatError),
     #[error(
-        "envelope was sealed with Vault key \"{found}\", but this policy opens \"{expected}\""
+        "envelope was sealed with another Vault key than the one this policy opens, \"{expected}\""
     )]
-    WrongKey { expected: String, found: String },
+    WrongKey { expected: String },
     #[error(
         "envelope failed authentication (tampered, truncated, or wrong context or associated data)"
     )]
@@ -56,78 +60,13 @@ pub enum EnvelopeError {
 }
 
 /// A parsed envelope, borrowing from the record.
-#[derive(Debug)]
-pub struct Parsed<'a> {
-    pub key_name: &'a str,
-    pub wrapped_key: &'a str,
-    pub version: u8,
-    /// The prefix of the envelope that the tag covers.
-    authenticated: &'a [u8],
-    nonce: &'a [u8],
-    sealed: &'a [u8],
-}
+pub type Parsed<'a> = kafka_transit_envelope_format::Header<'a>;
 
-fn read_field<'a>(bytes: &'a [u8], at: &mut usize, what: &str) -> Result<&'a [u8], EnvelopeError> {
-    let truncated = || EnvelopeError::Malformed(format!("truncated in the {what}"));
-    let length_bytes = bytes.get(*at..*at + 2).ok_or_else(truncated)?;
-    let length = u16::from_be_bytes([length_bytes[0], length_bytes[1]]) as usize;
-    let field = bytes.get(*at + 2..*at + 2 + length).ok_or_else(truncated)?;
-    *at += 2 + length;
-    Ok(field)
-}
-
-/// Splits an envelope into its parts without decrypting.
+/// Splits an envelope into its parts without decrypting (the published format's one
+/// parser, shared with the policy SDK): refuses a key name that is not a transit key
+/// name, since it names the key that unwraps the data key.
 pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
-    let version = match bytes.first() {
-        None => return Err(EnvelopeError::Malformed("empty value".into())),
-        Some(&version @ (FORMAT_VERSION | FORMAT_VERSION_1)) => version,
-        Some(other) => {
-            return Err(EnvelopeError::Malformed(format!(
-                "unknown format version 0x{other:02x}"
-            )))
-        }
-    };
-    let mut at = 1;
-    let key_name = std::str::from_utf8(read_field(bytes, &mut at, "key name")?)
-        .map_err(|_| EnvelopeError::Malformed("key name is not UTF-8".into()))?;
-    let key_name_end = at;
-    let wrapped_key = std::str::from_utf8(read_field(bytes, &mut at, "wrapped key")?)
-        .map_err(|_| EnvelopeError::Malformed("wrapped key is not text".into()))?;
-    if !wrapped_key.starts_with("vault:v") {
-        return Err(EnvelopeError::Malformed(
-            "wrapped key is not a Vault ciphertext".into(),
-        ));
-    }
-    let authenticated = match version {
-        FORMAT_VERSION_1 => &bytes[..at],
-        _ => &bytes[..key_name_end],
-    };
-    let rest = &bytes[at..];
-    if rest.len() < NONCE_LEN + TAG_LEN {
-        return Err(EnvelopeError::Malformed("truncated before the tag".into()));
-    }
-    let (nonce, sealed) = rest.split_at(NONCE_LEN);
-    Ok(Parsed {
-        key_name,
-        wrapped_key,
-        version,
-        authenticated,
-        nonce,
-        sealed,
-    })
-}
-
-/// A version 2 header, and the length of its authenticated prefix (version and key
-/// name).
-fn header(key_name: &str, wrapped_key: &str) -> (Vec<u8>, usize) {
-    let mut header = Vec::with_capacity(5 + key_name.len() + wrapped_key.len());
-    header.push(FORMAT_VERSION);
-    for field in [key_name.as_bytes(), wrapped_key.as_bytes()] {
-        let length = u16::try_from(field.len()).expect("key names and wrapped keys are short");
-        header.extend_from_slice(&length.to_be_bytes());
-        header.extend_from_slice(field);
-    }
-    (header, 3 + key_name.len())
+    Ok(kafka_transit_envelope_format::parse(bytes)?)
 }
 
 fn associated_data<'a>(authenticated: &'a [u8], aad: &[u8]) -> std::borrow::Cow<'a, [u8]> {
@@ -172,15 +111,15 @@ pub fn seal_with(
     nonce: &[u8; NONCE_LEN],
     plaintext: &[u8],
     aad: &[u8],
-) -> Vec<u8> {
-    let (header, authenticated) = header(key_name, wrapped_key);
-    seal_into(
+) -> Result<Vec<u8>, WriteError> {
+    let (header, authenticated) = header(key_name, wrapped_key)?;
+    Ok(seal_into(
         &cipher_for(data_key),
         (&header, authenticated),
         nonce,
         plaintext,
         aad,
-    )
+    ))
 }
 
 /// Opens a parsed envelope with its (unwrapped) data key.
@@ -200,10 +139,10 @@ fn open_parsed(
     parsed: &Parsed<'_>,
     aad: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let nonce = Nonce::try_assume_unique_for_key(parsed.nonce)
+    let nonce = Nonce::try_assume_unique_for_key(parsed.nonce())
         .expect("parse() splits off exactly one nonce");
     // One copy of the ciphertext, opened in place; the tag is cut off the end.
-    let mut plaintext = parsed.sealed.to_vec();
+    let mut plaintext = parsed.sealed().to_vec();
     let opened = cipher
         .open_in_place(
             nonce,
@@ -365,7 +304,10 @@ impl Envelopes {
                     ),
                 })?;
         let material = Zeroizing::new(material);
-        let (header, authenticated) = header(key_name, &fresh.ciphertext);
+        let (header, authenticated) =
+            header(key_name, &fresh.ciphertext).map_err(|error| VaultError::Protocol {
+                detail: format!("Vault's data key cannot be put in an envelope: {error}"),
+            })?;
         let sealer = Arc::new(Sealer {
             cipher: cipher_for(&material),
             header,
@@ -405,6 +347,13 @@ impl Envelopes {
         context: Option<&[u8]>,
         items: &[(&[u8], &[u8])],
     ) -> Result<Vec<Vec<u8>>, VaultError> {
+        // Readers refuse an envelope whose key name is not a transit key name: say so
+        // before a data key is minted for it.
+        check_key_name(key_name.as_bytes()).map_err(|reason| VaultError::InvalidRequest {
+            mount: self.vault.mount().to_string(),
+            key: key_name.to_string(),
+            message: format!("an envelope's key name must be a transit key name: {reason}"),
+        })?;
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());
         for chunk in items.chunks(per_key) {
@@ -441,7 +390,6 @@ impl Envelopes {
                 if parsed.key_name != key_name {
                     return Err(EnvelopeError::WrongKey {
                         expected: key_name.to_string(),
-                        found: parsed.key_name.to_string(),
                     });
                 }
                 Ok(parsed)
@@ -550,7 +498,8 @@ mod tests {
             let wrapped = vector["wrapped_key"].as_str().unwrap();
             let published = hex_field(vector, "envelope_hex");
             if vector["format_version"] == u64::from(FORMAT_VERSION) {
-                let envelope = seal_with(&data_key, key_name, wrapped, &nonce, &plaintext, &aad);
+                let envelope =
+                    seal_with(&data_key, key_name, wrapped, &nonce, &plaintext, &aad).unwrap();
                 assert_eq!(envelope, published, "{}", vector["name"]);
             }
             let parsed = parse(&published).unwrap();
@@ -573,7 +522,8 @@ mod tests {
             let kind = match parse(&envelope).and_then(|p| open_with(&data_key, &p, &aad)) {
                 Ok(_) => panic!("tampered envelope opened: {}", case["name"]),
                 Err(EnvelopeError::Authentication) => "authentication",
-                Err(EnvelopeError::Malformed(why)) if why.contains("version") => "version",
+                Err(EnvelopeError::Malformed(FormatError::UnknownVersion(_))) => "version",
+                Err(EnvelopeError::Malformed(FormatError::InvalidKeyName(_))) => "key name",
                 Err(EnvelopeError::Malformed(_)) => "truncated",
                 Err(other) => panic!("{}: {other}", case["name"]),
             };
@@ -601,7 +551,8 @@ mod tests {
             &[1; 12],
             b"secret value",
             b"",
-        );
+        )
+        .unwrap();
         (key, envelope)
     }
 
@@ -651,9 +602,8 @@ mod tests {
         let (key, envelope) = sample();
         let replace = |key_name: &str, wrapped: &str| {
             let parsed = parse(&envelope).unwrap();
-            let (mut forged, _) = header(key_name, wrapped);
-            forged.extend_from_slice(parsed.nonce);
-            forged.extend_from_slice(parsed.sealed);
+            let (mut forged, _) = header(key_name, wrapped).unwrap();
+            forged.extend_from_slice(parsed.body);
             forged
         };
         let rewrapped = replace("customers", "vault:v2:BBBBBBBB");
@@ -687,10 +637,60 @@ mod tests {
         );
     }
 
+    /// Reasons go to logs and to dead-letter topics that promise metadata only: the
+    /// envelope's key name is the record's, so it is not quoted.
+    #[tokio::test]
+    async fn another_key_is_refused_without_quoting_the_envelopes_key_name() {
+        let settings = crate::vault::VaultSettings::for_token("http://127.0.0.1:1/", "UNUSED");
+        let vault =
+            VaultClient::with_token(&settings, crate::vault::VaultToken::new("t".into())).unwrap();
+        let envelopes = Envelopes::new(vault, DataKeyPolicy::default());
+        let sealed = seal_with(
+            &[7; 32],
+            "tenant-secret-project",
+            "vault:v1:AAAA",
+            &[1; 12],
+            b"x",
+            b"",
+        )
+        .unwrap();
+        let opened = envelopes
+            .open("customers", None, &[(&sealed, b"")])
+            .await
+            .unwrap();
+        let error = opened[0].as_ref().unwrap_err();
+        assert!(matches!(error, EnvelopeError::WrongKey { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(!message.contains("tenant-secret-project"), "{message}");
+        assert!(message.contains("\"customers\""), "{message}");
+    }
+
+    /// Nothing seals what readers would refuse: an invalid key name is refused before a
+    /// data key is asked for (this Vault is unreachable; asking it would be Unavailable).
+    #[tokio::test]
+    async fn sealing_under_a_key_name_that_is_no_transit_key_name_asks_vault_nothing() {
+        let mut settings = crate::vault::VaultSettings::for_token("http://127.0.0.1:1/", "UNUSED");
+        settings.max_retries = 0;
+        let vault =
+            VaultClient::with_token(&settings, crate::vault::VaultToken::new("t".into())).unwrap();
+        let envelopes = Envelopes::new(vault.clone(), DataKeyPolicy::default());
+        for name in ["team/tenant-a", "a b", "", ".."] {
+            let error = envelopes
+                .seal(name, None, &[(b"x", b"")])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&error, VaultError::InvalidRequest { .. }),
+                "{name:?}: {error}"
+            );
+        }
+        assert_eq!(vault.requests_sent(), 0);
+    }
+
     #[test]
     fn wrong_associated_data_fails() {
         let key = [9u8; 32];
-        let envelope = seal_with(&key, "k", "vault:v1:AAAA", &[2; 12], b"x", b"topic-a");
+        let envelope = seal_with(&key, "k", "vault:v1:AAAA", &[2; 12], b"x", b"topic-a").unwrap();
         let parsed = parse(&envelope).unwrap();
         assert!(open_with(&key, &parsed, b"topic-a").is_ok());
         assert_eq!(

@@ -21,10 +21,11 @@
 //! - [`metrics`] — counters and progress.
 //! - [`admin`] — the admin listener: `/metrics`, health probes, policy reload.
 //! - [`process`] — process-wide protections (no core dumps).
-//! - [`demo`] — the zero-setup demonstration.
+//! - `demo` — the zero-setup demonstration (feature `demo`, on by default).
 
 pub mod admin;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod envelope;
 pub mod kafka;

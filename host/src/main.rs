@@ -150,15 +150,26 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Validate { config } => validate(config).await,
         Command::Policy(command) => kafka_transit::scaffold::run(command),
         Command::Health { address, ready } => health(&address, ready).await,
-        Command::Demo { records } => {
-            let report = kafka_transit::demo::run(records).await?;
-            anyhow::ensure!(
-                report.round_trip_identical,
-                "the decrypted records differ from the originals"
-            );
-            Ok(())
-        }
+        Command::Demo { records } => demo(records).await,
     }
+}
+
+#[cfg(feature = "demo")]
+async fn demo(records: usize) -> anyhow::Result<()> {
+    let report = kafka_transit::demo::run(records).await?;
+    anyhow::ensure!(
+        report.round_trip_identical,
+        "the decrypted records differ from the originals"
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "demo"))]
+async fn demo(_records: usize) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this kafka-transit was built without the demo (and its in-process Vault server); \
+         from a checkout, run `cargo run --release -p kafka-transit -- demo`"
+    )
 }
 
 async fn validate(path: PathBuf) -> anyhow::Result<()> {

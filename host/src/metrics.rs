@@ -70,7 +70,12 @@ pub struct Metrics {
 
 /// The `kafka-transit.error.kind` values, each exposed from the start (at 0) so that
 /// `rate()` and alerts see a series before the first dead letter.
-const DEAD_LETTER_REASONS: [&str; 3] = ["invalid-input", "policy-error", "sink-rejected"];
+const DEAD_LETTER_REASONS: [&str; 4] = [
+    "invalid-input",
+    "policy-error",
+    "sink-rejected",
+    "unroutable",
+];
 
 impl Default for Metrics {
     fn default() -> Self {

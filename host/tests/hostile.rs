@@ -280,3 +280,71 @@ async fn a_topic_a_policy_chooses_gets_the_loop_checks_of_a_template() {
         "nothing was written back into the source topic"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_coordinator_never_confirms_gives_up_within_its_bound() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let kafka = TestKafka::start(&[("in", 1)]);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", "unanswered-commit")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset("in", 0, Offset::Offset(1))
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    // Every broker, the group coordinator included, answers only after a minute: what
+    // librdkafka's synchronous commit (which revocations used) would wait out.
+    kafka.slow_brokers(Duration::from_secs(60));
+    let (result, took) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let result = kafka_transit::kafka::commit_within(&consumer, &list, Duration::from_secs(2));
+        let took = started.elapsed();
+        // Closing the consumer waits for its requests to the slow brokers: not measured,
+        // and left to a thread of its own so the test does not wait for it either.
+        std::thread::spawn(move || drop(consumer));
+        (result, took)
+    })
+    .await
+    .unwrap();
+    let error = result.expect_err("the commit was not confirmed");
+    assert!(error.contains("did not confirm"), "{error}");
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_bytes_count_toward_the_batch_size() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("dlq", 1)]);
+    // Tiny values, 6 KB of headers each: by keys and values alone all ten fit in one
+    // batch of pipeline.max_batch_bytes = 10000; with their headers, two at most do.
+    let records: Vec<TestRecord> = (0..10)
+        .map(|i| TestRecord {
+            headers: vec![("bulk".into(), Some(vec![b'h'; 6000]))],
+            ..TestRecord::new(&format!("k{i}"), "v")
+        })
+        .collect();
+    kafka.produce("in", &records).await;
+    let spec = PipelineSpec::in_to_out(
+        &kafka,
+        &url,
+        "header-bytes",
+        "builtin = \"passthrough\"".into(),
+    );
+    let text = spec.text() + "max_batch_bytes = 10000\nbatch_timeout = \"2s\"\n";
+    let config = kafka_transit::config::PipelineConfig::parse(&text).expect("config");
+    let pipeline = RunningPipeline::start(config, support::client_for(&vault_server)).await;
+    let done = pipeline
+        .wait_until(WAIT, |m| m.records_out == 10 && m.committed_batches > 0)
+        .await;
+    pipeline.stop().await.expect("the pipeline stops cleanly");
+    assert!(
+        done.batches >= 5,
+        "10 records of 6 KB of headers went in {} batch(es) of at most 10000 bytes",
+        done.batches
+    );
+}

@@ -3,10 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use support::admin::{request, start_admin, Exposition};
+use support::admin::{request, request_with, start_admin, Exposition};
 use support::kafka::{guest_component, PipelineSpec, RunningPipeline, TestKafka, TestRecord};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -245,6 +246,8 @@ async fn the_listener_names_its_endpoints_and_methods() {
         listen: address,
         stall_timeout: Duration::from_secs(60),
         vault_check_interval: Duration::from_secs(5),
+        reload_token_file: None,
+        reload_token_env: None,
     };
     let error = kafka_transit::admin::Admin::start(&config)
         .await
@@ -252,6 +255,135 @@ async fn the_listener_names_its_endpoints_and_methods() {
         .expect("the port is taken");
     assert!(error.to_string().starts_with("admin.listen:"), "{error}");
     pipeline.stop().await.unwrap();
+}
+
+fn admin_config(
+    reload_token_file: Option<std::path::PathBuf>,
+) -> kafka_transit::config::AdminConfig {
+    kafka_transit::config::AdminConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        stall_timeout: Duration::from_secs(60),
+        vault_check_interval: Duration::from_secs(5),
+        reload_token_file,
+        reload_token_env: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_reload_needs_the_reload_token_and_is_off_without_one() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let reloads = Arc::new(AtomicU32::new(0));
+    let counting: kafka_transit::admin::Reload = {
+        let reloads = reloads.clone();
+        Arc::new(move || {
+            reloads.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(serde_json::json!({"name": "passthrough"})) })
+        })
+    };
+
+    // No credential configured: the endpoint is off, metrics and probes are not.
+    let open = kafka_transit::admin::Admin::start(&admin_config(None))
+        .await
+        .unwrap();
+    open.on_reload(counting.clone());
+    let (status, body) = request(open.local_addr(), "POST", "/admin/policy/reload").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("admin.reload_token_file"), "{body}");
+    assert_eq!(request(open.local_addr(), "GET", "/metrics").await.0, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("reload-token");
+    std::fs::write(&token_file, "3c2f0d1e9a8b7c6d5e4f\n").unwrap();
+    let admin = kafka_transit::admin::Admin::start(&admin_config(Some(token_file)))
+        .await
+        .unwrap();
+    admin.on_reload(counting);
+    let address = admin.local_addr();
+    for refused in [
+        None,
+        Some("Bearer wrong-token-0000000000"),
+        Some("Basic 3c2f0d1e9a8b7c6d5e4f"),
+    ] {
+        let (status, body) = request_with(address, "POST", "/admin/policy/reload", refused).await;
+        assert_eq!(status, 401, "{refused:?}: {body}");
+        assert!(!body.contains("3c2f0d1e"), "{body}");
+    }
+    assert_eq!(
+        reloads.load(Ordering::SeqCst),
+        0,
+        "no refused request reloaded"
+    );
+    let (status, body) = request_with(
+        address,
+        "POST",
+        "/admin/policy/reload",
+        Some("Bearer 3c2f0d1e9a8b7c6d5e4f"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(reloads.load(Ordering::SeqCst), 1);
+
+    // A token file that cannot be read refuses to start, naming the field.
+    let error = kafka_transit::admin::Admin::start(&admin_config(Some(dir.path().join("none"))))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().starts_with("admin.reload_token_file:"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = kafka_transit::admin::Admin::start(&admin_config(None))
+        .await
+        .unwrap();
+    let mut slow = tokio::net::TcpStream::connect(admin.local_addr())
+        .await
+        .unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        kafka_transit::admin::HEADER_READ_TIMEOUT + Duration::from_secs(10),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the listener closes a connection whose request head never ends");
+    assert!(read.is_ok());
+    assert!(
+        started.elapsed() >= kafka_transit::admin::HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // Meanwhile, and afterwards, others are served.
+    assert_eq!(
+        request(admin.local_addr(), "GET", "/health/live").await.0,
+        200
+    );
+
+    // A request head beyond the limit is refused rather than buffered.
+    let mut big = tokio::net::TcpStream::connect(admin.local_addr())
+        .await
+        .unwrap();
+    let header = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(header.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), big.read_to_end(&mut answer))
+        .await
+        .expect("answered or closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
 }
 
 /// Polls `condition` until it holds (panics after a minute).

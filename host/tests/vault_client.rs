@@ -13,6 +13,10 @@
 //!   Real ones are not retried either, on every server: `mount_not_found_vs_key_not_found`,
 //!   `wrong_key_gives_item_error`, `bad_token_is_permission_denied` count the requests.
 //! - `latency_beyond_timeout_is_unavailable`: answers slower than the request timeout.
+//! - `dropping_calls_mid_flight_leaves_the_client_whole`: latency on demand, to drop calls
+//!   while Vault holds them.
+//! - the sealed part of `giving_up_without_any_answer_says_unreachable` (its refused and
+//!   blackholed parts need no Vault at all).
 //!
 //! Also vault-dev only: `namespace_setting_is_accepted` (vault-dev ignores namespaces;
 //! it shows that the setting and its header do no harm there).
@@ -838,20 +842,38 @@ async fn derived_key_with_context() {
     vault.shutdown().await;
 }
 
-/// A tiny HTTP server that answers every request with a 307 to `target`.
-async fn start_redirector(target: String) -> (String, Arc<AtomicU64>) {
+/// One request as [`start_tiny_server`] received it.
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length bodies) whose
+/// `respond` writes each whole response; returns its `http://host:port`.
+async fn start_tiny_server(respond: impl Fn(Seen) -> Answer + Send + Sync + 'static) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicU64::new(0));
-    let h = hits.clone();
+    let respond = Arc::new(respond);
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let h = h.clone();
-            let target = target.clone();
+            let respond = respond.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -867,14 +889,20 @@ async fn start_redirector(target: String) -> (String, Arc<AtomicU64>) {
                         }
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
+                    let mut lines = head.lines();
+                    let mut first = lines.next().unwrap_or("").split_whitespace();
+                    let method = first.next().unwrap_or("GET").to_string();
+                    let path = first.next().unwrap_or("/").to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
+                            Some((k.trim().to_string(), v.trim().to_string()))
                         })
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.parse().ok())
                         .unwrap_or(0);
                     while buf.len() < head_end + len {
                         match sock.read(&mut tmp).await {
@@ -882,11 +910,15 @@ async fn start_redirector(target: String) -> (String, Arc<AtomicU64>) {
                             Ok(n) => buf.extend_from_slice(&tmp[..n]),
                         }
                     }
+                    let body = buf[head_end..head_end + len].to_vec();
                     buf.drain(..head_end + len);
-                    h.fetch_add(1, Ordering::Relaxed);
-                    let resp = format!(
-                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}{path}\r\nContent-Length: 0\r\n\r\n"
-                    );
+                    let resp = respond(Seen {
+                        method,
+                        path,
+                        headers,
+                        body,
+                    })
+                    .await;
                     if sock.write_all(resp.as_bytes()).await.is_err() {
                         return;
                     }
@@ -894,33 +926,135 @@ async fn start_redirector(target: String) -> (String, Arc<AtomicU64>) {
             });
         }
     });
-    (format!("http://{addr}"), hits)
+    format!("http://{addr}")
+}
+
+fn redirect_to(location: &str) -> String {
+    format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+}
+
+/// A server standing where vault.address points (a load balancer, a standby whose
+/// `api_addr` is the balancer): it redirects `/v1/...` to `/lb/v1/...` on itself, and
+/// forwards `/lb/...` to `vault` with the token it received. Counts redirects.
+async fn start_same_origin_redirector(vault: &TestVault) -> (String, Arc<AtomicU64>) {
+    let upstream = vault.url().trim_end_matches('/').to_string();
+    let redirects = Arc::new(AtomicU64::new(0));
+    let counted = redirects.clone();
+    let http = reqwest::Client::new();
+    let address = start_tiny_server(move |seen| {
+        let (upstream, counted, http) = (upstream.clone(), counted.clone(), http.clone());
+        Box::pin(async move {
+            let Some(path) = seen.path.strip_prefix("/lb") else {
+                counted.fetch_add(1, Ordering::Relaxed);
+                return redirect_to(&format!("/lb{}", seen.path));
+            };
+            let mut rq = http.request(
+                Method::from_bytes(seen.method.as_bytes()).unwrap(),
+                format!("{upstream}{path}"),
+            );
+            if let Some(token) = seen.header("x-vault-token") {
+                rq = rq.header("x-vault-token", token);
+            }
+            let resp = rq.body(seen.body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.text().await.unwrap();
+            format!(
+                "HTTP/1.1 {status} Forwarded\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+    })
+    .await;
+    (address, redirects)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follows_one_redirect_with_body() {
+async fn follows_one_same_origin_redirect_with_body() {
     let vault = TestVault::target().await;
-    let (redirector, hits) = start_redirector(vault.url().trim_end_matches('/').to_string()).await;
+    let (address, redirects) = start_same_origin_redirector(&vault).await;
     let mut s = settings_for(&vault);
-    s.address = redirector.clone();
+    s.address = address;
     let c = client_with(&vault, s);
     let pts = vec![b"one".to_vec(), b"two".to_vec()];
     let cts = c.encrypt_batch("redir", &items(&pts)).await.unwrap();
-    assert_eq!(hits.load(Ordering::Relaxed), 1);
+    assert_eq!(redirects.load(Ordering::Relaxed), 1);
     assert_eq!(c.requests_sent(), 2);
     let ct = cts[1].as_ref().unwrap();
     assert_eq!(c.decrypt("redir", ct, None).await.unwrap(), b"two");
 
-    // A redirect loop (redirector -> redirector) is not followed twice.
-    let (loop_url, loop_hits) = start_redirector(redirector).await;
+    // A redirect loop (the same path again) is not followed twice.
+    let loop_hits = Arc::new(AtomicU64::new(0));
+    let hits = loop_hits.clone();
+    let looping = start_tiny_server(move |seen| {
+        hits.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { redirect_to(&seen.path) })
+    })
+    .await;
     let mut s = settings_for(&vault);
-    s.address = loop_url;
+    s.address = looping;
     let e = client_with(&vault, s)
         .encrypt("redir", b"x", None)
         .await
         .unwrap_err();
     assert!(matches!(e, VaultError::Protocol { .. }), "{e:?}");
-    assert_eq!(loop_hits.load(Ordering::Relaxed), 1);
+    assert!(e.to_string().contains("more than once"), "{e}");
+    assert_eq!(loop_hits.load(Ordering::Relaxed), 2);
+    vault.shutdown().await;
+}
+
+/// Issue 21: a 307 to another host must not take the token there. A standby whose
+/// `api_addr` is another node, or anyone who can answer for vault.address, could
+/// otherwise collect the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_to_another_host_does_not_send_the_token() {
+    let vault = TestVault::target().await;
+    let elsewhere_hits = Arc::new(AtomicU64::new(0));
+    let tokens_seen = Arc::new(AtomicU64::new(0));
+    let (hits, tokens) = (elsewhere_hits.clone(), tokens_seen.clone());
+    let elsewhere = start_tiny_server(move |seen| {
+        hits.fetch_add(1, Ordering::Relaxed);
+        if seen.header("x-vault-token").is_some() {
+            tokens.fetch_add(1, Ordering::Relaxed);
+        }
+        // What Vault would answer, so that a client that follows sees success.
+        let body = r#"{"data":{"ciphertext":"vault:v1:AAAA"}}"#;
+        Box::pin(async move {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        })
+    })
+    .await;
+    let target = elsewhere.clone();
+    let redirector = start_tiny_server(move |seen| {
+        let location = format!("{target}{}", seen.path);
+        Box::pin(async move { redirect_to(&location) })
+    })
+    .await;
+    let mut s = settings_for(&vault);
+    s.address = redirector;
+    let token = "hvs.redirected-token-value";
+    let c = VaultClient::with_token(&s, VaultToken::new(token.into())).unwrap();
+    let result = c.encrypt("redir", b"x", None).await;
+    assert_eq!(
+        tokens_seen.load(Ordering::Relaxed),
+        0,
+        "the token reached {elsewhere}"
+    );
+    assert_eq!(elsewhere_hits.load(Ordering::Relaxed), 0);
+    let e = result.unwrap_err();
+    let msg = e.to_string();
+    let host_port = elsewhere.trim_start_matches("http://");
+    assert!(
+        msg.contains("another host") && msg.contains(host_port) && msg.contains("vault.address"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(token) && !format!("{e:?}").contains(token),
+        "{msg}"
+    );
+    assert_eq!(c.requests_sent(), 1);
     vault.shutdown().await;
 }
 
@@ -940,4 +1074,175 @@ async fn connection_refused_is_unavailable_and_bounded() {
     assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(3));
     assert!(!e.to_string().contains("some-token-value"));
+}
+
+/// A listener that accepts connections and never answers: a blackholed Vault.
+async fn start_blackhole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Issue 21: when no attempt got any HTTP answer (refused, blackholed), the error says
+/// "Vault unreachable", so the pipeline can tell operators so; a failure Vault answered
+/// (sealed) does not say it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_without_any_answer_says_unreachable() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        format!("http://{addr}")
+    };
+    let blackhole = start_blackhole().await;
+    for (address, why) in [(refused, "cannot connect"), (blackhole, "request_timeout")] {
+        let mut s = VaultSettings::for_token(address, "UNUSED");
+        s.request_timeout = Duration::from_millis(200);
+        s.max_retries = 2;
+        s.retry_initial_backoff = Duration::from_millis(10);
+        s.retry_max_backoff = Duration::from_millis(20);
+        let c = VaultClient::with_token(&s, VaultToken::new("hvs.t".into())).unwrap();
+        let e = c.encrypt("k", b"x", None).await.unwrap_err();
+        assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
+        assert!(e.is_unreachable() && e.is_retryable(), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("Vault unreachable") && msg.contains(why),
+            "{msg}"
+        );
+        assert!(msg.contains("gave up after 3 attempts"), "{msg}");
+        assert_eq!(c.requests_sent(), 3);
+    }
+
+    let vault = TestVault::target().await;
+    let Some(dev) = vault.dev() else {
+        skipped(
+            "giving_up_without_any_answer_says_unreachable (sealed part)",
+            "it needs vault-dev's seal fault",
+        );
+        return vault.shutdown().await;
+    };
+    let mut s = settings_for(&vault);
+    s.max_retries = 1;
+    let c = client_with(&vault, s);
+    dev.faults().seal();
+    let e = c.encrypt("k", b"x", None).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, VaultError::Unavailable { .. }), "{e:?}");
+    assert!(!e.is_unreachable(), "{e:?}");
+    assert!(
+        msg.contains("sealed") && !msg.contains("unreachable"),
+        "{msg}"
+    );
+    vault.shutdown().await;
+}
+
+/// The value of one sample (`name{labels}`) in a scrape of `client`'s metrics.
+fn sample(client: &VaultClient, series: &str) -> Option<f64> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("kafka_transit");
+    client.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Issue 21: the pipeline bounds its wait on Vault with a timeout around the client's
+/// futures. Dropping one mid-flight must leave the client whole: the next call succeeds,
+/// the token and its renewal live on, and each abandoned request is counted once, as
+/// `cancelled` (before, it vanished from the counts and from the latency histogram).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_calls_mid_flight_leaves_the_client_whole() {
+    let (vault, role_id, secret_id) =
+        TestVault::target_with_approle(Duration::from_secs(2), Duration::from_secs(60)).await;
+    let Some(dev) = vault.dev() else {
+        skipped(
+            "dropping_calls_mid_flight_leaves_the_client_whole",
+            "it needs vault-dev's latency fault",
+        );
+        return vault.shutdown().await;
+    };
+    let mut s = approle_settings(&vault, &role_id, &secret_id);
+    s.max_batch_items = 2;
+    let c = VaultClient::connect(&s).await.unwrap();
+    let pts: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 8]).collect();
+
+    dev.faults().set_latency(Duration::from_secs(2));
+    let t = Instant::now();
+    let before = c.requests_sent();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        c.encrypt_batch("cancel", &items(&pts)),
+    )
+    .await;
+    assert!(cut.is_err(), "the batch should still be waiting on Vault");
+    // Five chunks of two, four in flight at once.
+    assert_eq!(c.requests_sent() - before, 4);
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        c.generate_data_key("cancel", None),
+    )
+    .await;
+    assert!(
+        cut.is_err(),
+        "the data key should still be waiting on Vault"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    dev.faults().clear();
+
+    let cts: Vec<String> = c
+        .encrypt_batch("cancel", &items(&pts))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let dec_in: Vec<DecryptInput> = cts.iter().map(|c| DecryptInput::new(c)).collect();
+    let dec = c.decrypt_batch("cancel", &dec_in).await.unwrap();
+    for (d, p) in dec.iter().zip(&pts) {
+        assert_eq!(d.as_ref().unwrap(), p);
+    }
+    let requests = "kafka_transit_vault_requests_total";
+    assert_eq!(
+        sample(
+            &c,
+            &format!("{requests}{{operation=\"encrypt\",outcome=\"cancelled\"}}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &c,
+            &format!("{requests}{{operation=\"datakey\",outcome=\"cancelled\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &c,
+            &format!("{requests}{{operation=\"encrypt\",outcome=\"success\"}}")
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &c,
+            "kafka_transit_vault_request_duration_seconds_count{operation=\"encrypt\"}"
+        ),
+        Some(9.0)
+    );
+
+    // The token outlives two of its TTLs: the renewal task kept it alive.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ct = c.encrypt("cancel", b"later", None).await.unwrap();
+    assert_eq!(c.decrypt("cancel", &ct, None).await.unwrap(), b"later");
+    let st = c.auth_stats();
+    assert!(st.renewals >= 1 || st.logins >= 2, "{st:?}");
+    vault.shutdown().await;
 }

@@ -79,7 +79,14 @@ impl std::error::Error for ParseError {}
 pub enum RenderError {
     MissingHeader(String),
     HeaderNotText(String),
-    InvalidName { name: String, reason: &'static str },
+    /// The rendered name breaks [`check_name`]. `from_record`: a header went into it,
+    /// so it is the producer's data and its `Display` does not show it (reasons reach
+    /// logs and dead-letter headers, which carry metadata only).
+    InvalidName {
+        name: String,
+        reason: &'static str,
+        from_record: bool,
+    },
 }
 
 impl fmt::Display for RenderError {
@@ -89,7 +96,15 @@ impl fmt::Display for RenderError {
             RenderError::HeaderNotText(h) => {
                 write!(f, "the record's header \"{h}\" is not UTF-8 text")
             }
-            RenderError::InvalidName { name, reason } => {
+            RenderError::InvalidName {
+                from_record: true,
+                reason,
+                ..
+            } => write!(
+                f,
+                "the name it gives for this record (from its headers, not shown) is not a valid name: {reason}"
+            ),
+            RenderError::InvalidName { name, reason, .. } => {
                 write!(
                     f,
                     "\"{}\" is not a valid name: {reason}",
@@ -195,6 +210,7 @@ impl Template {
         check_name(&name).map_err(|reason| RenderError::InvalidName {
             name: name.clone(),
             reason,
+            from_record: self.fields().any(|field| matches!(field, Field::Header(_))),
         })?;
         Ok(Cow::Owned(name))
     }
@@ -335,7 +351,14 @@ mod tests {
             let r = R("t", vec![("tenant", Some(leaked))]);
             let error = render("{header:tenant}", &r).unwrap_err();
             assert!(error.contains("is not a valid name"), "{evil:?}: {error}");
+            // The producer's header value is never repeated in the reason.
+            if ["a/b", "../sys/seal", "k\u{e9}y"].contains(&evil) {
+                assert!(!error.contains(evil), "{evil:?}: {error}");
+            }
         }
+        // A name made from the topic alone is configuration: it is shown.
+        let error = render("{topic|strip_prefix:t}", &R("t", vec![])).unwrap_err();
+        assert!(error.starts_with("\"\" is not a valid name"), "{error}");
         assert!(check_name(&"a".repeat(250)).is_err());
         assert!(check_name(&"a".repeat(249)).is_ok());
     }

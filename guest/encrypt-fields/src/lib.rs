@@ -1,19 +1,21 @@
 //! Encrypts selected fields of JSON records with Vault transit, leaving the rest of the
-//! record readable. Each selected value, whatever its type, is written as compact JSON
-//! text and encrypted; the field becomes the JSON string `vault:v<N>:<base64>`, so
-//! `decrypt-fields` can restore the original type. Keys stay as they are; two headers
-//! name the policy and the key. Tombstones pass through unchanged. One Vault batch
-//! request serves every field of every record of a batch.
+//! record readable and byte for byte as it came. Each selected value, whatever its type,
+//! is encrypted as its own JSON text without insignificant whitespace; the field becomes
+//! the JSON string `vault:v<N>:<base64>`, so `decrypt-fields` can restore the original
+//! type. A value that cannot hold a selected field (a bare string where `/ssn` is
+//! expected) is invalid input, never passed on in clear; every duplicate of a selected
+//! member is encrypted (see the SDK's `fields` module). Keys stay as they are; two
+//! headers name the policy and the key. Tombstones pass through unchanged. One Vault
+//! batch request serves every field of every record of a batch.
 //!
 //! Config: `key`, `fields` (JSON Pointers, `*` for every element or member),
-//! `on_invalid_json` (`fail`|`pass`), `on_missing_field` (`pass`|`fail`), and `context`
-//! or `context_from = "record-key"` (derived keys).
+//! `on_invalid_json` (`fail`|`pass`), `on_missing_field` (`pass`|`fail`), `allowed_keys`,
+//! and `context` or `context_from = "record-key"` (derived keys).
 
-use kafka_transit_policy_sdk::fields::{self, FieldsConfig, Selected};
-use kafka_transit_policy_sdk::transit::{self, EncryptItem};
+use kafka_transit_policy_sdk::fields::FieldsConfig;
+use kafka_transit_policy_sdk::transit;
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
-    TransformResult,
+    configured_policy, stamped, through_vault_keyed, OutputRecord, SourceRecord, TransformResult,
 };
 
 configured_policy!(EncryptFields, FieldsConfig::parse, encrypt);
@@ -22,27 +24,228 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
     through_vault_keyed(
         batch,
         "vault encrypt",
-        |record| {
-            config.prepare(record).and_then(|mut selected: Selected| {
-                let items = fields::plan_encrypt(&mut selected.doc, &selected.locations)
-                    .into_iter()
-                    .map(|plaintext| EncryptItem {
-                        plaintext,
-                        context: selected.context.clone(),
-                    })
-                    .collect();
-                let key = selected.key_or(config).to_string();
-                Prepared::Item((key.clone(), (selected.doc, selected.locations, key), items))
-            })
-        },
+        |record| config.plaintext_items(record),
         transit::encrypt,
-        |record, (doc, locations, key), ciphertexts| {
+        |record, selected, ciphertexts| {
+            let headers = stamped(record.headers, "encrypt-fields", selected.key_or(config));
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
-                value: Some(fields::with_ciphertexts((doc, locations), ciphertexts)),
-                headers: stamped(record.headers, "encrypt-fields", &key),
+                value: Some(selected.with_ciphertexts(ciphertexts)),
+                headers,
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::{Failure, Header, Policy};
+
+    fn start(config: &str) -> Host {
+        let host = Host::install();
+        host.create_key("customers");
+        EncryptFields::init(config.into()).expect("a valid configuration");
+        host
+    }
+
+    fn encrypt_one(value: &[u8]) -> TransformResult {
+        EncryptFields::transform(vec![record("k", value)]).remove(0)
+    }
+
+    fn value_of(result: &TransformResult) -> Vec<u8> {
+        let records = result.as_ref().expect("the record was transformed");
+        records[0].value.clone().expect("a value")
+    }
+
+    /// `before`, then one JSON string holding a ciphertext, then `after`: the
+    /// ciphertext, unquoted.
+    fn ciphertext_between(out: &[u8], before: &str, after: &str) -> String {
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert!(out.starts_with(before), "changed before the field:\n{out}");
+        assert!(out.ends_with(after), "changed after the field:\n{out}");
+        let middle = &out[before.len()..out.len() - after.len()];
+        let ciphertext = middle
+            .strip_prefix('"')
+            .and_then(|m| m.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("not a JSON string: {middle}"));
+        assert!(ciphertext.starts_with("vault:v1:"), "{ciphertext}");
+        ciphertext.to_string()
+    }
+
+    #[test]
+    fn everything_outside_the_selected_fields_leaves_byte_for_byte() {
+        let host = start(r#"{"key":"customers","fields":["/ssn"]}"#);
+        let before = "{\n  \"z\" : 12345678901234567.89,\t\"big\": 123456789012345678901234567890,\n  \
+                      \"tiny\": 1.5E-7, \"neg\": -0, \"trail\": 0.1000, \"name\": \"Ren\\u00e9e \\/ \\\"x\\\"\",\n  \
+                      \"a\": [ 1e400, {\"k\" :null} ],\r\n  \"ssn\" :  ";
+        let after = " ,\n  \"last\": true }\n";
+        let out = value_of(&encrypt_one(
+            format!("{before}\"123-45-6789\"{after}").as_bytes(),
+        ));
+        let ciphertext = ciphertext_between(&out, before, after);
+        assert_eq!(
+            host.decrypt("customers", &ciphertext),
+            Ok(br#""123-45-6789""#.to_vec())
+        );
+    }
+
+    #[test]
+    fn a_selected_value_is_encrypted_as_its_own_tokens_minified() {
+        let host = start(r#"{"key":"customers","fields":["/amount","/card"]}"#);
+        let out = value_of(&encrypt_one(
+            br#"{"amount": 12345678901234567.89, "card": { "n" : "\u00e9 x", "e": [1.0, -0, 2E+3] } }"#,
+        ));
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let plaintext = |field: &str| {
+            let ciphertext = doc[field].as_str().unwrap();
+            String::from_utf8(host.decrypt("customers", ciphertext).unwrap()).unwrap()
+        };
+        assert_eq!(plaintext("amount"), "12345678901234567.89");
+        assert_eq!(plaintext("card"), r#"{"n":"\u00e9 x","e":[1.0,-0,2E+3]}"#);
+    }
+
+    #[test]
+    fn a_member_name_written_with_escapes_is_selected_by_its_decoded_name() {
+        let host = start(r#"{"key":"customers","fields":["/ssn","/a~1b"]}"#);
+        let out = value_of(&encrypt_one(br#"{"\u0073sn":"123-45-6789","a\/b":"x/y"}"#));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("x/y"),
+            "{text}"
+        );
+        assert!(text.starts_with(r#"{"\u0073sn":"vault:v1:"#), "{text}");
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(host
+            .decrypt("customers", doc["ssn"].as_str().unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn every_duplicate_of_a_selected_member_is_encrypted() {
+        let _host = start(r#"{"key":"customers","fields":["/ssn","/card/number"]}"#);
+        let out = value_of(&encrypt_one(
+            br#"{"ssn":"111","card":{"number":"4111"},"ssn":"222","card":{"number":"5500"}}"#,
+        ));
+        let text = String::from_utf8(out).unwrap();
+        for clear in ["111", "222", "4111", "5500"] {
+            assert!(!text.contains(clear), "{clear} in clear: {text}");
+        }
+        assert_eq!(text.matches("vault:v1:").count(), 4, "{text}");
+        assert_eq!(
+            text.matches("\"ssn\"").count(),
+            2,
+            "both members kept: {text}"
+        );
+    }
+
+    #[test]
+    fn a_value_that_cannot_hold_the_field_is_invalid_input_never_passed_in_clear() {
+        // on_missing_field = "pass" is the default: it must not cover a wrong shape.
+        let host = start(r#"{"key":"customers","fields":["/ssn","/orders/*/iban"]}"#);
+        for value in [
+            r#""333-33-3333""#,
+            r#"["333-33-3333"]"#,
+            "333333333",
+            "true",
+            r#"{"orders":["DE89370400440532013000"]}"#,
+            r#"{"orders":{"first":"DE89370400440532013000"}}"#,
+            r#"{"orders":[{"iban":"DE89"},"DE89370400440532013000"]}"#,
+        ] {
+            match encrypt_one(value.as_bytes()) {
+                Err(Failure::InvalidInput(reason)) => {
+                    assert!(
+                        !reason.contains("333") && !reason.contains("DE89"),
+                        "{reason}"
+                    );
+                    assert!(!reason.contains("first"), "a member name: {reason}");
+                }
+                other => panic!("{value}: expected invalid input, got {other:?}"),
+            }
+        }
+        // null on the path, an absent member, an index past the end: missing, so passed.
+        for value in [
+            "null",
+            r#"{"orders":null}"#,
+            r#"{"orders":[]}"#,
+            r#"{"orders":[null]}"#,
+            r#"{"other":1}"#,
+        ] {
+            assert_eq!(value_of(&encrypt_one(value.as_bytes())), value.as_bytes());
+        }
+        assert!(host.calls().is_empty());
+    }
+
+    #[test]
+    fn a_wrong_shape_is_invalid_input_even_with_on_missing_field_fail() {
+        let _host = start(r#"{"key":"customers","fields":["/ssn"],"on_missing_field":"fail"}"#);
+        assert!(matches!(
+            encrypt_one(br#"["x"]"#),
+            Err(Failure::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn json_too_deep_is_invalid_input_whatever_on_invalid_json_says() {
+        let _host = start(r#"{"key":"customers","fields":["/ssn"],"on_invalid_json":"pass"}"#);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            encrypt_one(deep.as_bytes()),
+            Err(Failure::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_json_fails_or_passes_as_configured() {
+        let bad: [&[u8]; 6] = [
+            b"\xef\xbb\xbf{\"ssn\":\"1\"}",
+            b"{\"ssn\":\"1\"} x",
+            b"{\"ssn\":\"\xff\"}",
+            br#"{"a":"\ud800","ssn":"1"}"#,
+            br#"{"a":"\udc00"}"#,
+            b"{\"ssn\":\"1\",}",
+        ];
+        let _host = start(r#"{"key":"customers","fields":["/ssn"]}"#);
+        for value in bad {
+            assert!(
+                matches!(encrypt_one(value), Err(Failure::InvalidInput(_))),
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        let _host = start(r#"{"key":"customers","fields":["/ssn"],"on_invalid_json":"pass"}"#);
+        for value in bad {
+            assert_eq!(value_of(&encrypt_one(value)), value);
+        }
+    }
+
+    #[test]
+    fn a_tenant_whose_key_is_denied_fails_alone_as_invalid_input() {
+        let host = Host::install();
+        host.create_key("tenant-acme");
+        host.create_key("tenant-evil");
+        host.deny_key("tenant-evil");
+        EncryptFields::init(r#"{"key":"tenant-{header:tenant}","fields":["/ssn"]}"#.into())
+            .unwrap();
+        let batch = ["acme", "evil"]
+            .map(|tenant| {
+                let mut record = record("k", r#"{"ssn":"1"}"#);
+                record.headers.push(Header {
+                    key: "tenant".into(),
+                    value: Some(tenant.as_bytes().to_vec()),
+                });
+                record
+            })
+            .to_vec();
+        let results = EncryptFields::transform(batch);
+        assert!(results[0].is_ok(), "{:?}", results[0]);
+        assert!(
+            matches!(&results[1], Err(Failure::InvalidInput(m))
+                if m.contains("tenant-{header:tenant}") && !m.contains("evil")),
+            "{:?}",
+            results[1]
+        );
+    }
 }

@@ -16,7 +16,7 @@ use kafka_transit_policy_sdk::envelope_format::{self, FORMAT_VERSION};
 use kafka_transit_policy_sdk::transit::{self, DecryptItem};
 use kafka_transit_policy_sdk::{
     configured_policy, deduplicated, through_vault_keyed, EnvelopeConfig, Failure, OutputRecord,
-    Prepared, SourceRecord, TransformResult,
+    Prepared, ResolvedKey, SourceRecord, TransformResult,
 };
 
 configured_policy!(EnvelopeRewrap, EnvelopeConfig::parse, rewrap);
@@ -53,10 +53,10 @@ fn rewrap(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformRes
             )
         },
         |record, envelope, mut rewrapped| {
-            let header = envelope_format::parse(&envelope).map_err(Failure::InvalidInput)?;
+            let header = envelope_format::parse(&envelope).map_err(invalid)?;
             let value = header
                 .rewrapped(&rewrapped.pop().expect("one item per envelope"))
-                .map_err(Failure::InvalidInput)?;
+                .map_err(invalid)?;
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
@@ -69,19 +69,19 @@ fn rewrap(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformRes
 
 /// The envelope's wrapped data key, if it is an envelope this policy can rewrap with
 /// transit key `key`.
-fn wrapped_key(key: &str, envelope: &[u8]) -> Result<String, Failure> {
-    let header = envelope_format::parse(envelope).map_err(Failure::InvalidInput)?;
-    if header.key_name != key {
-        return Err(Failure::InvalidInput(format!(
-            "envelope was sealed with Vault key {:?}, but this policy rewraps {:?}",
-            header.key_name, key
-        )));
-    }
+fn wrapped_key(key: &ResolvedKey, envelope: &[u8]) -> Result<String, Failure> {
+    let header = envelope_format::sealed_under(envelope, key)?;
     if header.version != FORMAT_VERSION {
         // Say why before any Vault call is spent on it.
-        header.rewrapped("").map_err(Failure::InvalidInput)?;
+        return Err(invalid(envelope_format::WriteError::NotRewrappable {
+            version: header.version,
+        }));
     }
     Ok(header.wrapped_key.to_string())
+}
+
+fn invalid(error: impl std::fmt::Display) -> Failure {
+    Failure::InvalidInput(error.to_string())
 }
 
 #[cfg(test)]
@@ -161,7 +161,13 @@ mod tests {
             assert!(after.wrapped_key.starts_with("vault:v2:"));
         }
         assert!(matches!(&results[4], Err(Failure::InvalidInput(m)) if m.contains("0x7b")));
-        assert!(matches!(&results[5], Err(Failure::InvalidInput(m)) if m.contains("\"other\"")));
+        // The reason names the configured key, not the one the producer's envelope claims.
+        assert!(
+            matches!(&results[5], Err(Failure::InvalidInput(m))
+                if m.contains("transit key \"customers\"") && !m.contains("\"other\"")),
+            "{:?}",
+            results[5]
+        );
 
         host.set_min_decryption_version("customers", 2);
         for (envelope, plaintext) in rewrapped.iter().zip(["a", "b", "c", "d"]) {

@@ -2,12 +2,12 @@
 //! after a rotation, with Vault's `transit/rewrap`: Vault decrypts and re-encrypts inside
 //! itself, so no plaintext reaches this policy or the host. Each selected field must be a
 //! JSON string holding a Vault ciphertext; one that is not fails the record as invalid
-//! input, never passed on. The rest of the record, its key and its headers stay as they
-//! are. Tombstones pass through unchanged. One Vault batch request per batch.
+//! input, never passed on. The rest of the record (byte for byte), its key and its
+//! headers stay as they are. Tombstones pass through unchanged. One Vault batch request per batch.
 //!
 //! Config: the same as `encrypt-fields` and `decrypt-fields`.
 
-use kafka_transit_policy_sdk::fields::{self, FieldsConfig};
+use kafka_transit_policy_sdk::fields::FieldsConfig;
 use kafka_transit_policy_sdk::transit;
 use kafka_transit_policy_sdk::{
     configured_policy, through_vault_keyed, OutputRecord, SourceRecord, TransformResult,
@@ -20,11 +20,11 @@ fn rewrap(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResul
         "vault rewrap",
         |record| config.ciphertext_items(record),
         transit::rewrap,
-        |record, located, ciphertexts| {
+        |record, selected, ciphertexts| {
             Ok(OutputRecord {
                 topic: None,
                 key: record.key,
-                value: Some(fields::with_ciphertexts(located, ciphertexts)),
+                value: Some(selected.with_ciphertexts(ciphertexts)),
                 headers: record.headers,
             })
         },
@@ -75,5 +75,24 @@ mod tests {
             host.decrypt("customers", &ssn).is_err(),
             "the old field is refused"
         );
+    }
+
+    #[test]
+    fn the_rest_of_the_record_leaves_byte_for_byte() {
+        let host = Host::install();
+        host.create_key("customers");
+        let ssn = host.encrypt("customers", b"\"123\"");
+        host.rotate_key("customers");
+        RewrapFields::init(r#"{"key":"customers","fields":["/ssn"]}"#.into()).unwrap();
+        let before = "{ \"amount\": 12345678901234567.89,\n \"e\": \"\\u00e9\", \"ssn\" : ";
+        let after = " }";
+        let results =
+            RewrapFields::transform(vec![record("k", format!("{before}\"{ssn}\"{after}"))]);
+        let out =
+            String::from_utf8(results[0].as_ref().unwrap()[0].value.clone().unwrap()).unwrap();
+        assert!(out.starts_with(before) && out.ends_with(after), "{out}");
+        let new = &out[before.len() + 1..out.len() - after.len() - 1];
+        assert!(new.starts_with("vault:v2:"), "{out}");
+        assert_eq!(host.decrypt("customers", new), Ok(b"\"123\"".to_vec()));
     }
 }

@@ -10,7 +10,14 @@
 //! - [`through_vault`] and [`through_vault_many`]: one Vault batch call for a whole
 //!   batch, results dealt back per record, failures mapped to what the host should do;
 //!   [`through_vault_by_key`] and [`through_vault_keyed`] when the transit key is
-//!   resolved per record ([`KeyName`]: `key = "{topic}"`), one call per distinct key;
+//!   resolved per record ([`KeyName`]: `key = "{topic}"`), one call per distinct key; a
+//!   key a record chose that Vault refuses (403, 404) fails that record's records as
+//!   invalid input, never the batch, and reasons name the template, not the key
+//!   ([`ResolvedKey`]); `allowed_keys` ([`AllowedKeys`]) limits what records may name;
+//! - [`fields`]: JSON fields selected by pointer for field-level policies, over a strict
+//!   scanner that leaves every byte outside the selected fields as it came; a value that
+//!   cannot hold a selected field (a bare string where `/ssn` is expected) is invalid
+//!   input, never passed on in clear;
 //! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
 //!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
 //!
@@ -88,7 +95,7 @@ mod key;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use key::KeyName;
+pub use key::{AllowedKeys, KeyName, ResolvedKey};
 
 use serde::de::DeserializeOwned;
 use transit::TransitError;
@@ -112,7 +119,9 @@ pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, String> {
     })
 }
 
-/// What a failed Vault call means for the records that depended on it.
+/// What a failed Vault call under a fixed key means for the records that depended on it.
+/// Under a key a record chose (a [`KeyName`] template), [`ResolvedKey::failure`] decides:
+/// the `through_vault_*` helpers call it.
 pub fn failure_from_transit(error: TransitError, what: &str) -> Failure {
     match error {
         TransitError::InvalidInput(m) => Failure::InvalidInput(format!("{what}: {m}")),
@@ -172,21 +181,56 @@ pub enum ContextSource {
 
 /// Configuration shared by the whole-value transit policies.
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawTransitKeyConfig")]
 pub struct TransitKeyConfig {
-    /// The transit key's name, or a template naming one per record (see [`KeyName`]).
+    /// The transit key's name, or a template naming one per record (see [`KeyName`]),
+    /// held to `policy.config.allowed_keys` if the configuration lists any.
     pub key: KeyName,
     /// A fixed derivation context (UTF-8), for keys created with `derived = true`.
-    #[serde(default)]
     pub context: Option<String>,
     /// Take the derivation context from each record instead: `"record-key"`.
-    #[serde(default)]
     pub context_from: ContextSource,
+}
+
+/// `[policy.config]` of the whole-value transit policies as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransitKeyConfig {
+    key: KeyName,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    context_from: ContextSource,
+    #[serde(default)]
+    allowed_keys: Option<Vec<String>>,
+}
+
+impl TryFrom<RawTransitKeyConfig> for TransitKeyConfig {
+    type Error = String;
+
+    fn try_from(raw: RawTransitKeyConfig) -> Result<Self, String> {
+        TransitKeyConfig {
+            key: with_allowed_keys(raw.key, raw.allowed_keys)?,
+            context: raw.context,
+            context_from: raw.context_from,
+        }
+        .validated()
+    }
+}
+
+/// `key` held to `policy.config.allowed_keys` (`allowed`), as every policy with a `key`
+/// takes it.
+pub(crate) fn with_allowed_keys(
+    key: KeyName,
+    allowed: Option<Vec<String>>,
+) -> Result<KeyName, String> {
+    let allowed = allowed.as_deref().map(AllowedKeys::parse).transpose()?;
+    key.allowing(allowed)
 }
 
 impl TransitKeyConfig {
     pub fn parse(json: &str) -> Result<Self, String> {
-        parse_config::<Self>(json)?.validated()
+        parse_config::<Self>(json)
     }
 
     /// The checks serde cannot express, for policies that embed these fields in a
@@ -219,7 +263,7 @@ impl TransitKeyConfig {
     pub fn ciphertext_item(
         &self,
         record: &mut SourceRecord,
-    ) -> Prepared<(String, transit::DecryptItem)> {
+    ) -> Prepared<(ResolvedKey, transit::DecryptItem)> {
         self.key.with_value(record, |value, record| {
             let ciphertext = match String::from_utf8(value) {
                 Ok(text) if text.starts_with("vault:v") => text,
@@ -316,11 +360,13 @@ pub fn through_vault<I, O>(
 
 /// [`through_vault`] for policies whose key is resolved per record ([`KeyName`]):
 /// `prepare` gives each record's key with its item, there is one Vault batch call per
-/// distinct key, and `finish` gets the record's key back (for [`stamped`]).
-pub fn through_vault_by_key<I, O>(
+/// distinct key, and `finish` gets the record's key back (for [`stamped`]). The key is a
+/// [`ResolvedKey`] from [`KeyName::for_record`] (a key the record chose: Vault refusing
+/// it fails only that record's records) or a `String` (a fixed key).
+pub fn through_vault_by_key<K: Into<ResolvedKey>, I, O>(
     batch: Vec<SourceRecord>,
     what: &str,
-    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(String, I)>,
+    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(K, I)>,
     call: impl FnMut(&str, &[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
     mut finish: impl FnMut(SourceRecord, &str, O) -> OutputRecord,
 ) -> Vec<TransformResult> {
@@ -328,7 +374,10 @@ pub fn through_vault_by_key<I, O>(
         batch,
         what,
         |record| {
-            prepare(record).and_then(|(key, item)| Prepared::Item((key.clone(), key, vec![item])))
+            prepare(record).and_then(|(key, item)| {
+                let key: ResolvedKey = key.into();
+                Prepared::Item((key.clone(), key, vec![item]))
+            })
         },
         call,
         |record, key, mut outputs| {
@@ -356,7 +405,8 @@ pub fn through_vault_many<S, I, O>(
         batch,
         what,
         |record| {
-            prepare(record).and_then(|(state, items)| Prepared::Item((String::new(), state, items)))
+            prepare(record)
+                .and_then(|(state, items)| Prepared::Item((ResolvedKey::fixed(""), state, items)))
         },
         |_, items| (call.take().expect("one key, so one call"))(items),
         finish,
@@ -365,11 +415,13 @@ pub fn through_vault_many<S, I, O>(
 
 /// The general form: each record names its transit key, its state and its items;
 /// there is one Vault batch call per distinct key (in order of first use), and each
-/// record gets its own results back in item order.
-pub fn through_vault_keyed<S, I, O>(
+/// record gets its own results back in item order. Failures are mapped with
+/// [`ResolvedKey::failure`]: a key the record chose that Vault refuses (permission
+/// denied, not found) fails its records as invalid input, a fixed one pauses the batch.
+pub fn through_vault_keyed<K: Into<ResolvedKey>, S, I, O>(
     batch: Vec<SourceRecord>,
     what: &str,
-    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(String, S, Vec<I>)>,
+    mut prepare: impl FnMut(&mut SourceRecord) -> Prepared<(K, S, Vec<I>)>,
     mut call: impl FnMut(&str, &[I]) -> Result<Vec<Result<O, TransitError>>, TransitError>,
     mut finish: impl FnMut(SourceRecord, S, Vec<O>) -> Result<OutputRecord, Failure>,
 ) -> Vec<TransformResult> {
@@ -381,12 +433,13 @@ pub fn through_vault_keyed<S, I, O>(
     }
     let mut batch = batch;
     // Few distinct keys per batch: a list beats a map.
-    let mut groups: Vec<(String, Vec<I>)> = Vec::new();
+    let mut groups: Vec<(ResolvedKey, Vec<I>)> = Vec::new();
     let slots: Vec<Slot<S>> = batch
         .iter_mut()
         .map(|record| match prepare(record) {
             Prepared::Forward => Slot::Forward,
             Prepared::Item((key, state, mine)) => {
+                let key: ResolvedKey = key.into();
                 let group = match groups.iter().position(|(k, _)| *k == key) {
                     Some(group) => group,
                     None => {
@@ -415,7 +468,7 @@ pub fn through_vault_keyed<S, I, O>(
                     results.len(),
                     items.len()
                 ))),
-                Err(error) => Err(failure_from_transit(error, what)),
+                Err(error) => Err(key.failure(error, what)),
             }
         })
         .collect();
@@ -436,7 +489,7 @@ pub fn through_vault_keyed<S, I, O>(
                     let mine: Vec<_> = results.by_ref().take(count).collect();
                     match mine.into_iter().collect::<Result<Vec<O>, _>>() {
                         Ok(outputs) => finish(record, state, outputs).map(|out| vec![out]),
-                        Err(error) => Err(failure_from_transit(error, what)),
+                        Err(error) => Err(groups[group].0.failure(error, what)),
                     }
                 }
             },
@@ -561,6 +614,149 @@ mod tests {
         assert!(matches!(results[3], Err(Failure::Retryable(_))));
     }
 
+    /// `through_vault_keyed` over records "tenant:word", keys from `tenant-{header:t}`.
+    fn per_tenant(
+        records: &[&str],
+        mut call: impl FnMut(&str, &[String]) -> Result<Vec<Result<String, TransitError>>, TransitError>,
+    ) -> Vec<TransformResult> {
+        let key = KeyName::parse("tenant-{header:t}").unwrap();
+        let batch = records
+            .iter()
+            .map(|r| {
+                let (tenant, word) = r.split_once(':').unwrap();
+                let mut record = record(word);
+                record.headers.push(Header {
+                    key: "t".into(),
+                    value: Some(tenant.as_bytes().to_vec()),
+                });
+                record
+            })
+            .collect();
+        through_vault_keyed(
+            batch,
+            "test",
+            |record| match key.for_record(record) {
+                Ok(key) => Prepared::Item((key, (), vec![record.value.take().unwrap()])),
+                Err(failure) => Prepared::Fail(failure),
+            },
+            |key, items| {
+                let words: Vec<String> = items
+                    .iter()
+                    .map(|i| String::from_utf8(i.clone()).unwrap())
+                    .collect();
+                call(key, &words)
+            },
+            |record, (), outputs| {
+                Ok(OutputRecord {
+                    value: Some(outputs.concat().into_bytes()),
+                    ..forward(record)
+                })
+            },
+        )
+    }
+
+    fn assert_set_aside_quietly(result: &TransformResult, tenant: &str) {
+        match result {
+            Err(Failure::InvalidInput(reason)) => {
+                assert!(reason.starts_with("test: "), "{reason}");
+                assert!(reason.contains("\"tenant-{header:t}\""), "{reason}");
+                assert!(!reason.contains(tenant), "{tenant} leaks: {reason}");
+            }
+            other => panic!("{tenant}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_per_record_key_vault_refuses_fails_its_records_as_invalid_input_whole_call_or_item() {
+        let denied = |key: &str| TransitError::PermissionDenied(format!("no: transit/x/{key}"));
+        let results = per_tenant(
+            &[
+                "acme:a",
+                "evil:b",
+                "gone:c",
+                "mixed:d",
+                "mixed:poison",
+                "acme:e",
+            ],
+            |key, words| match key {
+                "tenant-evil" => Err(denied(key)),
+                "tenant-gone" => Err(TransitError::KeyNotFound(format!("{key} not found"))),
+                _ => Ok(words
+                    .iter()
+                    .map(|w| match w.as_str() {
+                        "poison" => Err(denied(key)),
+                        w => Ok(w.to_uppercase()),
+                    })
+                    .collect()),
+            },
+        );
+        let value = |i: usize| results[i].as_ref().unwrap()[0].value.clone().unwrap();
+        assert_eq!(value(0), b"A");
+        assert_eq!(value(3), b"D");
+        assert_eq!(value(5), b"E");
+        assert_set_aside_quietly(&results[1], "evil");
+        assert_set_aside_quietly(&results[2], "gone");
+        assert_set_aside_quietly(&results[4], "mixed");
+    }
+
+    #[test]
+    fn under_a_per_record_key_other_failures_keep_their_kind_without_the_name() {
+        let results = per_tenant(&["acme:a"], |key, _| {
+            Err(TransitError::Unavailable(format!("sealed, key `{key}`")))
+        });
+        assert_eq!(
+            results[0],
+            Err(Failure::Retryable(
+                "test: sealed, key `tenant-{header:t}`".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_fixed_key_vault_refuses_waits_for_the_operator() {
+        let results = through_vault_by_key(
+            vec![record("a")],
+            "test",
+            |record| Prepared::Item(("customers".to_string(), record.value.take().unwrap())),
+            |_, _: &[Vec<u8>]| -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
+                Err(TransitError::PermissionDenied("denied".into()))
+            },
+            |record, _, _| forward(record),
+        );
+        assert_eq!(results[0], Err(Failure::Retryable("test: denied".into())));
+    }
+
+    #[test]
+    fn every_config_with_a_key_takes_allowed_keys() {
+        let transit = TransitKeyConfig::parse(
+            r#"{"key":"tenant-{header:t}","allowed_keys":["tenant-a","tenant-b*"]}"#,
+        )
+        .unwrap();
+        assert!(transit.key.allowed_keys().unwrap().allows("tenant-bx"));
+        let envelope =
+            EnvelopeConfig::parse(r#"{"key":"{topic}","allowed_keys":["orders"]}"#).unwrap();
+        assert!(!envelope.key.allowed_keys().unwrap().allows("tenant-a"));
+        let fields = fields::FieldsConfig::parse(
+            r#"{"key":"{topic}","fields":["/a"],"allowed_keys":["t*"]}"#,
+        )
+        .unwrap();
+        assert!(fields.transit.key.allowed_keys().is_some());
+
+        for error in [
+            TransitKeyConfig::parse(r#"{"key":"customers","allowed_keys":["tenant-*"]}"#),
+            TransitKeyConfig::parse(r#"{"key":"{topic}","allowed_keys":["a*b"]}"#),
+        ]
+        .map(Result::unwrap_err)
+        .into_iter()
+        .chain([
+            EnvelopeConfig::parse(r#"{"key":"stream","allowed_keys":[]}"#).unwrap_err(),
+            fields::FieldsConfig::parse(r#"{"key":"k","fields":["/a"],"allowed_keys":["x"]}"#)
+                .unwrap_err(),
+        ]) {
+            assert!(error.starts_with("policy.config.allowed_keys"), "{error}");
+        }
+    }
+
     #[test]
     fn a_failed_call_fails_only_the_records_in_it() {
         let results = run(&["a", "", "b"], |_| {
@@ -587,14 +783,36 @@ mod tests {
 /// derivation context (one data key serves many records, so the context cannot vary
 /// per record).
 #[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawEnvelopeConfig")]
 pub struct EnvelopeConfig {
     /// The transit key that generates and wraps the data keys, or a template naming one
-    /// per record (see [`KeyName`]); data keys are cached per resolved key.
+    /// per record (see [`KeyName`]); data keys are cached per resolved key. Held to
+    /// `policy.config.allowed_keys` if the configuration lists any.
     pub key: KeyName,
     /// A fixed derivation context (UTF-8), for keys created with `derived = true`.
-    #[serde(default)]
     pub context: Option<String>,
+}
+
+/// `[policy.config]` of the envelope policies as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelopeConfig {
+    key: KeyName,
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    allowed_keys: Option<Vec<String>>,
+}
+
+impl TryFrom<RawEnvelopeConfig> for EnvelopeConfig {
+    type Error = String;
+
+    fn try_from(raw: RawEnvelopeConfig) -> Result<Self, String> {
+        Ok(EnvelopeConfig {
+            key: with_allowed_keys(raw.key, raw.allowed_keys)?,
+            context: raw.context,
+        })
+    }
 }
 
 impl EnvelopeConfig {

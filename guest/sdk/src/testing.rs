@@ -147,11 +147,22 @@ impl Host {
             .push((Box::new(matching), error));
     }
 
-    /// Forgets the failures set with [`Host::fail_calls`] and [`Host::fail_items`].
+    /// Calls naming transit key `name` fail as a whole with `permission-denied`, as from
+    /// a token whose ACL leaves the key out (the host's message names the key and the
+    /// Vault path, and so does this one), until [`Host::clear_failures`]. A key that was
+    /// never created is the other per-key failure: `key-not-found`. This comes after
+    /// [`Host::fail_calls`] and before any `on_*` handler.
+    pub fn deny_key(&self, name: &str) {
+        self.state.borrow_mut().denied_keys.insert(name.into());
+    }
+
+    /// Forgets the failures set with [`Host::fail_calls`], [`Host::fail_items`] and
+    /// [`Host::deny_key`].
     pub fn clear_failures(&self) {
         let mut state = self.state.borrow_mut();
         state.failing_calls = None;
         state.failing_items.clear();
+        state.denied_keys.clear();
     }
 
     /// Answers `transit::encrypt` with `handler` instead of the in-memory engine.
@@ -268,6 +279,10 @@ fn answer<H, R>(
         if let Some(error) = &state.failing_calls {
             return Err(error.clone());
         }
+        let call = state.calls.last().expect("just recorded");
+        if state.denied_keys.contains(&call.key) {
+            return Err(denied(call));
+        }
         slot(&mut state.handlers).take()
     };
     match handler {
@@ -279,6 +294,23 @@ fn answer<H, R>(
         }
         None => in_memory(&mut host.state.borrow_mut()),
     }
+}
+
+/// The host's words for a 403 on a call naming a denied key (host/src/vault/error.rs).
+fn denied(call: &Call) -> TransitError {
+    let operation = match call.operation {
+        Operation::Encrypt => "encrypt",
+        Operation::Decrypt | Operation::Open => "decrypt",
+        Operation::Rewrap => "rewrap",
+        Operation::Hmac => "hmac",
+        Operation::Seal => "datakey/plaintext",
+    };
+    TransitError::PermissionDenied(format!(
+        "permission denied by Vault for `transit/{operation}/{key}` (transit mount `transit` \
+         (key `{key}`)): grant the token's policy access to this path, or check that the \
+         token has not expired",
+        key = call.key
+    ))
 }
 
 fn call(operation: Operation, key: &str, items: usize) -> Call {
@@ -325,6 +357,7 @@ struct State {
     envelopes: HashMap<(Vec<u8>, Vec<u8>), Secret>,
     issued: u64,
     failing_calls: Option<TransitError>,
+    denied_keys: std::collections::HashSet<String>,
     failing_items: Vec<(ItemMatcher, TransitError)>,
     handlers: Handlers,
     calls: Vec<Call>,
@@ -453,6 +486,12 @@ impl State {
         context: Option<&[u8]>,
         items: &[SealItem],
     ) -> Result<Vec<Vec<u8>>, TransitError> {
+        // As the host does: no data key for a name readers would refuse in an envelope.
+        envelope_format::check_key_name(key.as_bytes()).map_err(|reason| {
+            TransitError::InvalidInput(format!(
+                "an envelope's key name must be a transit key name: {reason}"
+            ))
+        })?;
         let version = self.version(key)?;
         if let Some(error) = items
             .iter()
@@ -478,7 +517,7 @@ impl State {
             }
         };
         let data_key = self.ciphertexts[&wrapped].plaintext.clone();
-        Ok(items
+        items
             .iter()
             .map(|item| {
                 // Nonce, ciphertext and tag stand in as a name, 28 bytes like the smallest.
@@ -492,8 +531,9 @@ impl State {
                 self.envelopes
                     .insert((data_key.clone(), body.clone()), secret);
                 envelope_format::assemble(key, &wrapped, &body)
+                    .map_err(|error| TransitError::Other(error.to_string()))
             })
-            .collect())
+            .collect()
     }
 
     /// What an envelope holds, as the host opens it: its wrapped data key unwrapped
@@ -504,11 +544,12 @@ impl State {
         context: Option<&[u8]>,
         item: &OpenItem,
     ) -> Result<Vec<u8>, TransitError> {
-        let header = envelope_format::parse(&item.envelope).map_err(TransitError::InvalidInput)?;
+        let header = envelope_format::parse(&item.envelope)
+            .map_err(|error| TransitError::InvalidInput(error.to_string()))?;
         if header.key_name != key {
+            // As the host says it: the envelope's key name is the record's, not quoted.
             return Err(TransitError::InvalidInput(format!(
-                "envelope sealed under transit key {:?}, not {key:?}",
-                header.key_name
+                "envelope was sealed with another Vault key than the one this policy opens, {key:?}"
             )));
         }
         let unwrap = DecryptItem {
@@ -875,7 +916,9 @@ mod tests {
         assert!(matches!(&opened[2], Err(TransitError::InvalidInput(_))));
         assert!(matches!(&opened[3], Err(TransitError::InvalidInput(_))));
         let elsewhere = envelope::open("other", Some(b"ctx"), &[open(&sealed[0], "")]).unwrap();
-        assert!(matches!(&elsewhere[0], Err(TransitError::InvalidInput(m)) if m.contains("\"k\"")));
+        // Like the host: the configured key is named, the envelope's (the record's) is not.
+        assert!(matches!(&elsewhere[0], Err(TransitError::InvalidInput(m))
+            if m.contains("another Vault key") && m.contains("\"other\"") && !m.contains("\"k\"")));
         assert_eq!(
             host.calls().iter().map(|c| c.operation).collect::<Vec<_>>(),
             [Operation::Seal, Operation::Open, Operation::Open]
@@ -922,6 +965,36 @@ mod tests {
         assert_eq!(answers[0], Ok("k:5".into()));
         assert_eq!(host.calls().len(), 5);
         assert!(host.calls().iter().all(|c| c.key == "k"));
+    }
+
+    #[test]
+    fn a_denied_key_fails_every_call_naming_it_and_only_those() {
+        let host = Host::install();
+        host.create_key("open");
+        host.create_key("closed");
+        host.deny_key("closed");
+        assert!(transit::hmac("open", &[b"x".to_vec()]).is_ok());
+        let item = [encrypt_item("x", None)];
+        assert!(matches!(
+            transit::encrypt("closed", &item),
+            Err(TransitError::PermissionDenied(m)) if m.contains("transit/encrypt/closed")
+        ));
+        let seal = SealItem {
+            plaintext: b"x".to_vec(),
+            aad: Vec::new(),
+        };
+        assert!(matches!(
+            envelope::seal("closed", None, std::slice::from_ref(&seal)),
+            Err(TransitError::PermissionDenied(_))
+        ));
+        // Denial comes before existence, as an ACL check comes before the key lookup.
+        host.deny_key("never-created");
+        assert!(matches!(
+            transit::encrypt("never-created", &item),
+            Err(TransitError::PermissionDenied(_))
+        ));
+        host.clear_failures();
+        assert!(envelope::seal("closed", None, &[seal]).is_ok());
     }
 
     #[test]

@@ -6,14 +6,20 @@
 //! - `GET /health/ready`: 200 when the policy is loaded, Vault answers and accepts the
 //!   token, and partitions are assigned; 503 with `{"ready":false,"not_ready":[...]}`.
 //! - `POST /admin/policy/reload`: re-reads the config file's `[policy]` and swaps the
-//!   policy in; 200 with the new policy, or 422 with why it was refused.
+//!   policy in; 200 with the new policy, or 422 with why it was refused. It needs
+//!   `Authorization: Bearer <token>` with the token of `admin.reload_token_file` (or
+//!   `_env`) and is off without one ([`credential`]).
+//!
+//! Metrics and probes need no credential: they carry no record data, and Prometheus
+//! and the kubelet must reach them. Connections are bounded ([`server`]).
 //!
 //! The listener starts before Vault and the policy, so probes answer during start-up;
 //! each component joins the registry and the probes as it comes up.
 
+mod credential;
 mod health;
+mod server;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,7 +28,6 @@ use std::sync::{Arc, OnceLock, RwLock};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -31,7 +36,10 @@ use crate::config::AdminConfig;
 use crate::metrics::Metrics;
 use crate::vault::VaultClient;
 
+use credential::ReloadCredential;
 use health::{Answer, Health};
+
+pub use server::HEADER_READ_TIMEOUT;
 
 /// What `POST /admin/policy/reload` runs: `Ok` with a JSON description of the policy
 /// now queued for the pipeline, or why the new one was refused.
@@ -45,6 +53,8 @@ struct State {
     registry: RwLock<Registry>,
     health: Arc<Health>,
     reload: OnceLock<Reload>,
+    /// `None`: the reload endpoint is off.
+    reload_credential: Option<ReloadCredential>,
 }
 
 /// A running admin listener; stops when dropped.
@@ -66,6 +76,18 @@ impl Drop for Admin {
 impl Admin {
     /// Binds `admin.listen` and starts answering.
     pub async fn start(config: &AdminConfig) -> anyhow::Result<Admin> {
+        let reload_credential = match (&config.reload_token_file, &config.reload_token_env) {
+            (Some(path), None) => Some(ReloadCredential::File(path.clone())),
+            (None, Some(name)) => Some(ReloadCredential::Env(name.clone())),
+            (None, None) => None,
+            (Some(_), Some(_)) => anyhow::bail!(
+                "admin.reload_token_file: set either admin.reload_token_file or admin.reload_token_env, not both"
+            ),
+        };
+        // A credential that cannot be read now would refuse every reload later.
+        if let Some(credential) = &reload_credential {
+            credential.read().map_err(anyhow::Error::msg)?;
+        }
         let listener = TcpListener::bind(config.listen).await.map_err(|error| {
             anyhow::anyhow!(
                 "admin.listen: cannot listen on {}: {error}; choose a free address and port",
@@ -80,13 +102,25 @@ impl Admin {
             "1 while /health/ready answers 200 (policy loaded, Vault usable, partitions assigned)",
             health.ready_gauge.clone(),
         );
+        let reload_enabled = reload_credential.is_some();
         let state = Arc::new(State {
             registry: RwLock::new(registry),
             health,
             reload: OnceLock::new(),
+            reload_credential,
         });
-        let server = tokio::spawn(serve(listener, state.clone()));
-        tracing::info!(address = %local_addr, "admin listener: /metrics, /health/live, /health/ready, /admin/policy/reload");
+        let server = tokio::spawn(server::serve(listener, {
+            let state = state.clone();
+            move |request| {
+                let state = state.clone();
+                async move { route(&state, request).await }
+            }
+        }));
+        tracing::info!(
+            address = %local_addr,
+            reload = if reload_enabled { "on (bearer token)" } else { "off (no admin.reload_token_file)" },
+            "admin listener: /metrics, /health/live, /health/ready, POST /admin/policy/reload"
+        );
         Ok(Admin {
             state,
             config: config.clone(),
@@ -134,39 +168,31 @@ impl Admin {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(error) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!("admin listener: accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, request).await) }
-            });
-            if let Err(error) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("admin listener: connection ended: {error}");
-            }
-        });
-    }
-}
+/// Largest request body accepted: no endpoint takes one.
+const MAX_BODY_BYTES: u64 = 1024;
 
 async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body_bytes = hyper::body::Body::size_hint(request.body()).lower();
+    if body_bytes > MAX_BODY_BYTES {
+        return text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "no endpoint of the admin listener takes a request body\n",
+        );
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => metrics(state),
         (&Method::GET, "/health/live") => json(state.health.live()),
         (&Method::GET, "/health/ready") => json(state.health.ready()),
-        (&Method::POST, "/admin/policy/reload") => reload(state).await,
+        (&Method::POST, "/admin/policy/reload") => {
+            let authorization = request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|value| value.as_bytes());
+            match authorized(state, authorization) {
+                Ok(()) => reload(state).await,
+                Err(refusal) => refusal,
+            }
+        }
         (_, "/metrics" | "/health/live" | "/health/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
@@ -196,6 +222,42 @@ fn metrics(state: &State) -> Response<Full<Bytes>> {
         )
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
+}
+
+/// Whether a reload request carries the reload token; the refusal to send otherwise.
+#[allow(clippy::result_large_err)]
+fn authorized(state: &State, authorization: Option<&[u8]>) -> Result<(), Response<Full<Bytes>>> {
+    let Some(credential) = &state.reload_credential else {
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            "POST /admin/policy/reload is off: set admin.reload_token_file (or \
+             admin.reload_token_env) to enable it; SIGHUP and changes to policy.path reload \
+             the policy without it\n",
+        ));
+    };
+    match credential.admits(authorization) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!("admin listener: a policy reload without the reload token was refused");
+            let mut refusal = text(
+                StatusCode::UNAUTHORIZED,
+                "POST /admin/policy/reload needs `Authorization: Bearer <token>`, the token of \
+                 admin.reload_token_file (or admin.reload_token_env)\n",
+            );
+            refusal.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+            Err(refusal)
+        }
+        Err(error) => {
+            tracing::error!("admin listener: cannot check a reload request: {error}");
+            Err(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot check the reload token: {error}\n"),
+            ))
+        }
+    }
 }
 
 async fn reload(state: &State) -> Response<Full<Bytes>> {

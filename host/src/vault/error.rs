@@ -7,7 +7,8 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// Vault could not be reached or kept failing with a retryable status (connection
-    /// error, timeout, 412, 429, 5xx, sealed) after all retries.
+    /// error, timeout, 412, 429, 5xx, sealed) after all retries. When no attempt got any
+    /// answer, `detail` starts with "Vault unreachable" ([`VaultError::is_unreachable`]).
     #[error("Vault transit mount `{mount}`{} is unavailable: {detail} (check that Vault is reachable at vault.address and unsealed; retries are set by vault.max_retries and vault.request_timeout)", KeySuffix(.key))]
     Unavailable {
         mount: String,
@@ -44,9 +45,19 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// How the detail of an [`VaultError::Unavailable`] starts when no attempt got any
+    /// HTTP answer (every one a connection error or a timeout).
+    pub const UNREACHABLE_PREFIX: &'static str = "Vault unreachable: ";
+
     /// Whether trying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, VaultError::Unavailable { .. })
+    }
+
+    /// Whether the client gave up without any answer from Vault: down, blackholed, or
+    /// not at `vault.address`, rather than sealed, rate limited or failing.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, VaultError::Unavailable { detail, .. } if detail.starts_with(Self::UNREACHABLE_PREFIX))
     }
 }
 
@@ -113,6 +124,14 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("team/transit") && s.contains("orders") && s.contains("sealed"));
         assert!(e.is_retryable());
+        assert!(!e.is_unreachable());
+        let e = VaultError::Unavailable {
+            mount: "transit".into(),
+            key: None,
+            detail: format!("{}cannot connect", VaultError::UNREACHABLE_PREFIX),
+        };
+        assert!(e.is_unreachable() && e.is_retryable());
+        assert!(e.to_string().contains("Vault unreachable: cannot connect"));
 
         let e = VaultError::KeyNotFound {
             mount: "transit".into(),

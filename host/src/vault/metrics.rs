@@ -1,6 +1,6 @@
 //! The Vault client's instruments: requests by operation and outcome, and their latency.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -64,7 +64,8 @@ impl Default for VaultMetrics {
 
 /// How a request ended: `success` (2xx), `error` (Vault answered with an error, or the
 /// request was refused before sending), `unavailable` (no useful answer after retries:
-/// unreachable, sealed, rate limited, timing out).
+/// unreachable, sealed, rate limited, timing out). A fourth, `cancelled`, is counted by
+/// [`InFlight`] when the caller stops waiting.
 pub(crate) fn outcome<T>(result: &Result<T, VaultError>, status: Option<u16>) -> &'static str {
     match (result, status) {
         (Ok(_), Some(200..=299)) => "success",
@@ -73,7 +74,56 @@ pub(crate) fn outcome<T>(result: &Result<T, VaultError>, status: Option<u16>) ->
     }
 }
 
+/// A readiness probe's outcome: one attempt, so a missing answer is `unavailable`.
+pub(crate) fn probe_outcome(status: Option<reqwest::StatusCode>) -> &'static str {
+    match status {
+        Some(status) if status.is_success() => "success",
+        Some(_) => "error",
+        None => "unavailable",
+    }
+}
+
+/// A request being timed. [`InFlight::finish`] counts it with its outcome; dropped
+/// unfinished (the caller stopped waiting, e.g. the pipeline's deadline around a Vault
+/// call), it counts once as `cancelled`, with the time waited, so that the slowest
+/// requests do not vanish from the counts and the latency histogram.
+pub(crate) struct InFlight<'a> {
+    metrics: &'a VaultMetrics,
+    mount: &'a str,
+    path: &'a str,
+    started: Instant,
+    finished: bool,
+}
+
+impl InFlight<'_> {
+    pub(crate) fn finish(mut self, outcome: &'static str) {
+        self.finished = true;
+        self.metrics
+            .observe(self.mount, self.path, outcome, self.started.elapsed());
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics
+                .observe(self.mount, self.path, "cancelled", self.started.elapsed());
+        }
+    }
+}
+
 impl VaultMetrics {
+    /// Starts timing a request to `path` (`mount` tells transit operations apart).
+    pub(crate) fn start<'a>(&'a self, mount: &'a str, path: &'a str) -> InFlight<'a> {
+        InFlight {
+            metrics: self,
+            mount,
+            path,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
     pub(crate) fn observe(&self, mount: &str, path: &str, outcome: &'static str, took: Duration) {
         let operation = operation(mount, path);
         self.requests
@@ -102,25 +152,10 @@ impl VaultMetrics {
             .inc();
     }
 
-    /// A readiness probe's request: one attempt, so a missing answer is `unavailable`.
-    pub(crate) fn observe_probe(
-        &self,
-        path: &str,
-        status: Option<reqwest::StatusCode>,
-        took: Duration,
-    ) {
-        let outcome = match status {
-            Some(status) if status.is_success() => "success",
-            Some(_) => "error",
-            None => "unavailable",
-        };
-        self.observe("", path, outcome, took);
-    }
-
     pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "vault_requests",
-            "Vault requests by operation and outcome (success, error, unavailable); retries of one request count once",
+            "Vault requests by operation and outcome (success, error, unavailable, cancelled); retries of one request count once",
             self.requests.clone(),
         );
         registry.register_with_unit(
@@ -176,6 +211,32 @@ fn operation(mount: &str, path: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scrape(metrics: &VaultMetrics) -> String {
+        let mut registry = Registry::with_prefix("kafka_transit");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_request_counts_once_finished_or_dropped() {
+        let m = VaultMetrics::default();
+        m.start("transit", "transit/encrypt/k").finish("success");
+        drop(m.start("transit", "transit/encrypt/k"));
+        let text = scrape(&m);
+        for outcome in ["success", "cancelled"] {
+            let series = format!(
+                "kafka_transit_vault_requests_total{{operation=\"encrypt\",outcome=\"{outcome}\"}} 1"
+            );
+            assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
+        }
+        assert!(text
+            .lines()
+            .any(|l| l
+                == "kafka_transit_vault_request_duration_seconds_count{operation=\"encrypt\"} 2"));
+    }
 
     #[test]
     fn operations_are_vaults_terms_without_key_names() {

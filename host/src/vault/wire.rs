@@ -10,8 +10,10 @@ use base64::Engine as _;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
 
 use super::error::ItemError;
+use super::token::VaultToken;
 
 /// One item to encrypt. `context` is only for derived keys.
 #[derive(Clone, Copy)]
@@ -97,11 +99,58 @@ impl Serialize for DecryptInput<'_> {
     }
 }
 
-/// HMAC batch items: `[{"input": "<b64>"}, ...]`.
-pub(crate) struct HmacItems<'s>(pub &'s [&'s [u8]]);
+/// An item of a batch request, as the generic batch call needs it.
+pub(crate) trait BatchItem: Sized {
+    /// Estimated JSON bytes of the item, including the separating comma.
+    fn wire_len(&self) -> usize;
+    /// JSON strings of the item, keys and values counted (OpenBao limits them).
+    fn strings(&self) -> usize;
+    /// Writes `items` as the `batch_input` array.
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error>;
+}
 
-impl Serialize for HmacItems<'_> {
+/// `items` as the `batch_input` array.
+pub(crate) struct BatchItems<'a, I>(pub &'a [I]);
+
+impl<I: BatchItem> Serialize for BatchItems<'_, I> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        I::serialize_items(self.0, s)
+    }
+}
+
+impl BatchItem for EncryptInput<'_> {
+    fn wire_len(&self) -> usize {
+        encrypt_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(self.context.is_some())
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items)
+    }
+}
+
+impl BatchItem for DecryptInput<'_> {
+    fn wire_len(&self) -> usize {
+        decrypt_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(self.context.is_some())
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(items)
+    }
+}
+
+/// HMAC inputs: `[{"input": "<b64>"}, ...]`.
+impl BatchItem for &[u8] {
+    fn wire_len(&self) -> usize {
+        hmac_item_len(self)
+    }
+    fn strings(&self) -> usize {
+        item_strings(false)
+    }
+    fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
         struct One<'a>(&'a [u8]);
         impl Serialize for One<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -110,8 +159,8 @@ impl Serialize for HmacItems<'_> {
                 m.end()
             }
         }
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for i in self.0 {
+        let mut seq = s.serialize_seq(Some(items.len()))?;
+        for i in items {
             seq.serialize_element(&One(i))?;
         }
         seq.end()
@@ -238,9 +287,11 @@ pub(crate) struct ErrorBody {
     pub errors: Option<Vec<String>>,
 }
 
-#[derive(Deserialize, Debug, Clone)]
+/// A login's or renewal's `auth` block. `Debug` shows the token as redacted.
+#[derive(Deserialize, Debug)]
 pub(crate) struct AuthInfo {
-    pub client_token: String,
+    #[serde(deserialize_with = "VaultToken::deserialize_wiped")]
+    pub client_token: VaultToken,
     #[serde(default)]
     pub lease_duration: u64,
     #[serde(default)]
@@ -252,30 +303,12 @@ pub(crate) struct BatchData<I> {
     pub batch_results: Vec<I>,
 }
 
-/// Base64 text decoded while deserializing (no intermediate `String`).
-pub(crate) struct B64Bytes(pub Vec<u8>);
-
-impl<'de> Deserialize<'de> for B64Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = B64Bytes;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a base64 string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<B64Bytes, E> {
-                STANDARD
-                    .decode(v)
-                    .map(B64Bytes)
-                    .map_err(|e| E::custom(format!("Vault returned invalid base64: {e}")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// Base64 text of a secret (a data key) decoded into memory that is wiped on drop.
-pub(crate) struct SecretB64(pub zeroize::Zeroizing<Vec<u8>>);
+/// Base64 text of a secret (a data key, a plaintext) decoded straight from the JSON
+/// text into memory that is wiped on drop: no intermediate `String`, and a buffer sized
+/// once, so no reallocation leaves an unwiped copy. serde_json hands over the text
+/// borrowed from the (wiped) body; only a string with JSON escapes, which base64 never
+/// has, would pass through its unwiped scratch buffer.
+pub(crate) struct SecretB64(pub Zeroizing<Vec<u8>>);
 
 impl<'de> Deserialize<'de> for SecretB64 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -286,10 +319,12 @@ impl<'de> Deserialize<'de> for SecretB64 {
                 f.write_str("a base64 string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretB64, E> {
-                let mut out = zeroize::Zeroizing::new(Vec::with_capacity(v.len() / 4 * 3 + 3));
-                STANDARD
-                    .decode_vec(v, &mut out)
+                let mut out = Zeroizing::new(vec![0u8; base64::decoded_len_estimate(v.len())]);
+                let n = STANDARD
+                    .decode_slice(v, &mut out[..])
+                    // Not the decoder's message: it can quote a symbol of the secret.
                     .map_err(|_| E::custom("Vault returned invalid base64 for a secret"))?;
+                out.truncate(n);
                 Ok(SecretB64(out))
             }
         }
@@ -333,14 +368,14 @@ impl ResultItem for CiphertextItem {
 #[derive(Deserialize)]
 pub(crate) struct PlaintextItem {
     #[serde(default)]
-    plaintext: Option<B64Bytes>,
+    plaintext: Option<SecretB64>,
     #[serde(default)]
     error: Option<String>,
 }
 
 impl ResultItem for PlaintextItem {
-    type Out = Vec<u8>;
-    fn into_result(self) -> Result<Result<Vec<u8>, ItemError>, String> {
+    type Out = Zeroizing<Vec<u8>>;
+    fn into_result(self) -> Result<Result<Zeroizing<Vec<u8>>, ItemError>, String> {
         if let Some(e) = item_error(self.error) {
             return Ok(Err(e));
         }
@@ -379,7 +414,7 @@ pub(crate) struct CiphertextData {
 #[derive(Deserialize)]
 pub(crate) struct PlaintextData {
     #[serde(default)]
-    pub plaintext: Option<B64Bytes>,
+    pub plaintext: Option<SecretB64>,
 }
 
 #[derive(Deserialize)]
@@ -469,7 +504,7 @@ mod tests {
         let inputs: Vec<&[u8]> = vec![b"a", b"bb", b""];
         let body = to_json(
             &BatchBody {
-                batch_input: HmacItems(&inputs),
+                batch_input: BatchItems(&inputs[..]),
                 partial_failure_response_code: 207,
             },
             0,
@@ -575,9 +610,21 @@ mod tests {
             .into_iter()
             .map(|i| i.into_result().unwrap())
             .collect();
-        assert_eq!(res[0].as_ref().unwrap(), b"hi");
+        assert_eq!(&res[0].as_ref().unwrap()[..], b"hi");
         assert!(res[1].as_ref().unwrap_err().is_invalid_input());
-        assert_eq!(res[2].as_ref().unwrap(), b"");
+        assert_eq!(&res[2].as_ref().unwrap()[..], b"");
+    }
+
+    /// Issue 21: a login answer's token must not show in `Debug` (the derived `Debug`
+    /// printed it).
+    #[test]
+    fn login_answer_debug_hides_the_token() {
+        let body = br#"{"auth":{"client_token":"hvs.login-secret-token","lease_duration":60,"renewable":true}}"#;
+        let env: Envelope<serde::de::IgnoredAny> = serde_json::from_slice(body).unwrap();
+        let auth = env.auth.unwrap();
+        let shown = format!("{auth:?} {auth:#?}");
+        assert!(!shown.contains("login-secret-token"), "{shown}");
+        assert!(auth.renewable && auth.lease_duration == 60);
     }
 
     #[test]

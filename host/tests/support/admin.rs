@@ -23,6 +23,8 @@ pub async fn start_admin(
         listen: "127.0.0.1:0".parse().unwrap(),
         stall_timeout: Duration::from_secs(60),
         vault_check_interval,
+        reload_token_file: None,
+        reload_token_env: None,
     };
     let mut admin = Admin::start(&config).await.expect("admin listener starts");
     admin.watch_vault(vault);
@@ -33,13 +35,29 @@ pub async fn start_admin(
 
 /// `GET` (or `POST`) a path: status and body.
 pub async fn request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    request_with(address, method, path, None).await
+}
+
+/// [`request`] with an `Authorization` header.
+pub async fn request_with(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> (u16, String) {
     let client = reqwest::Client::new();
     let url = format!("http://{address}{path}");
-    let response = match method {
-        "POST" => client.post(&url).send().await,
-        _ => client.get(&url).send().await,
+    let mut builder = match method {
+        "POST" => client.post(&url),
+        _ => client.get(&url),
+    };
+    if let Some(value) = authorization {
+        builder = builder.header("authorization", value);
     }
-    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let response = builder
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     (status, response.text().await.expect("a text body"))
 }

@@ -25,6 +25,8 @@ public record Envelope(int version, String keyName, String wrappedKey, byte[] au
     public static final int FORMAT_VERSION_1 = 1;
     public static final int NONCE_LENGTH = 12;
     public static final int TAG_LENGTH = 16;
+    /** The longest transit key name (and Kafka topic name) kafka-transit accepts. */
+    public static final int MAX_KEY_NAME_LENGTH = 249;
 
     /** True when {@code value} starts like an envelope of a version read here (it may still be malformed). */
     public static boolean looksLikeEnvelope(byte[] value) {
@@ -53,6 +55,9 @@ public record Envelope(int version, String keyName, String wrappedKey, byte[] au
                 throw truncated(names[i]);
             }
             fields[i] = new String(envelope, at + 2, length, StandardCharsets.UTF_8);
+            if (i == 0) {
+                checkKeyName(fields[i]);
+            }
             at += 2 + length;
             ends[i] = at;
         }
@@ -64,6 +69,32 @@ public record Envelope(int version, String keyName, String wrappedKey, byte[] au
         return new Envelope(version, fields[0], fields[1], Arrays.copyOfRange(envelope, 0, authenticated),
                 Arrays.copyOfRange(envelope, at, at + NONCE_LENGTH),
                 Arrays.copyOfRange(envelope, at + NONCE_LENGTH, envelope.length));
+    }
+
+    /**
+     * Refuses ({@link Reason#KEY_NAME}) a name that is not a transit key name: 1 to 249 of
+     * {@code A-Z a-z 0-9 . _ -}, and not {@code .} or {@code ..}, the one rule of kafka-transit.
+     * The envelope's key name comes from the record and goes into a Vault path,
+     * {@code transit/decrypt/<key name>}: any other name could steer the request ({@code ..}
+     * climbs, {@code /} nests). The message does not repeat the name: it is record data.
+     * (Bytes that are not UTF-8 decode to U+FFFD, which is refused too.)
+     */
+    public static void checkKeyName(String name) {
+        String reason = null;
+        if (name.isEmpty()) {
+            reason = "it is empty";
+        } else if (name.length() > MAX_KEY_NAME_LENGTH) {
+            reason = "it is longer than 249 characters";
+        } else if (name.equals(".") || name.equals("..")) {
+            reason = "'.' and '..' are not names";
+        } else if (!name.chars().allMatch(c -> c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+                || c == '.' || c == '_' || c == '-')) {
+            reason = "only letters, digits, '.', '_' and '-' are allowed";
+        }
+        if (reason != null) {
+            throw new TransitReadException(Reason.KEY_NAME,
+                    "not a kafka-transit envelope: the key name is not a transit key name (" + reason + ")");
+        }
     }
 
     private static TransitReadException truncated(String field) {

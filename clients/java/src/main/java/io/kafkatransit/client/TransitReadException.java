@@ -15,6 +15,11 @@ public final class TransitReadException extends RuntimeException {
         TRUNCATED,
         /** The AES-GCM tag check failed: a changed byte, header or associated data, or the wrong key. */
         AUTHENTICATION,
+        /**
+         * The envelope's key name is not a transit key name (1 to 249 of {@code A-Z a-z 0-9 . _ -},
+         * not {@code .} or {@code ..}), so it is not put in a Vault request path.
+         */
+        KEY_NAME,
         /** The envelope names a transit key other than the one this reader is configured for. */
         KEY_MISMATCH,
         /** Vault refused to decrypt (wrong key, edited ciphertext) or could not be reached. */

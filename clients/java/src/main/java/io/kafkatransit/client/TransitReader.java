@@ -157,8 +157,9 @@ public final class TransitReader implements AutoCloseable {
 
     private void checkKey(String keyName) {
         if (key != null && !key.equals(keyName)) {
+            // Not quoted: the envelope's key name is record data, and messages end up in logs.
             throw new TransitReadException(Reason.KEY_MISMATCH,
-                    "envelope was sealed with Vault key \"" + keyName + "\", but this reader opens \"" + key + "\"");
+                    "envelope was sealed with another Vault key than this reader's: it opens \"" + key + "\"");
         }
     }
 

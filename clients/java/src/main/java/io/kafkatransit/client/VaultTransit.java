@@ -106,6 +106,8 @@ public final class VaultTransit implements TransitDecrypter {
 
     @Override
     public List<Decryption> decrypt(String keyName, List<String> ciphertexts) {
+        // TransitReader only passes checked names; other callers of this public class may not.
+        Envelope.checkKeyName(keyName);
         List<Decryption> results = new ArrayList<>(ciphertexts.size());
         for (int start = 0; start < ciphertexts.size(); start += MAX_BATCH) {
             results.addAll(request(keyName, ciphertexts.subList(start, Math.min(ciphertexts.size(), start + MAX_BATCH))));
@@ -116,7 +118,7 @@ public final class VaultTransit implements TransitDecrypter {
     private List<Decryption> request(String keyName, List<String> chunk) {
         String body = chunk.stream().map(c -> "{\"ciphertext\":" + Json.quote(c) + "}")
                 .collect(Collectors.joining(",", "{\"batch_input\":[", "]}"));
-        URI uri = URI.create(address + "/v1/" + path(mount) + "/decrypt/" + path(keyName));
+        URI uri = URI.create(address + "/v1/" + path(mount) + "/decrypt/" + keyName);
         HttpRequest.Builder request = HttpRequest.newBuilder(uri).timeout(timeout)
                 .header("Content-Type", "application/json")
                 .header("X-Vault-Token", token.get())

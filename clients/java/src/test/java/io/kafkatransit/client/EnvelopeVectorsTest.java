@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.stream.Collectors;
@@ -15,7 +16,8 @@ import io.kafkatransit.client.TransitReadException.Reason;
 
 class EnvelopeVectorsTest {
     private static final Map<String, Reason> EXPECTED = Map.of(
-            "version", Reason.FORMAT, "truncated", Reason.TRUNCATED, "authentication", Reason.AUTHENTICATION);
+            "version", Reason.FORMAT, "truncated", Reason.TRUNCATED, "authentication", Reason.AUTHENTICATION,
+            "key name", Reason.KEY_NAME);
 
     @Test
     void everyPublishedVectorOpensToItsPlaintext() {
@@ -51,5 +53,22 @@ class EnvelopeVectorsTest {
             assertEquals(EXPECTED.get(t.expect()), error.reason(), t.name() + ": " + error.getMessage());
             assertTrue(!error.getMessage().contains(Vectors.HEX.formatHex(t.dataKey())), "data key in a message");
         }
+    }
+
+    @Test
+    void everyEnvelopeNamingNoTransitKeyIsRefusedByTheReaderBeforeAskingVault() {
+        FakeVault vault = new FakeVault();
+        // Vault would unwrap their data keys: only the key name check stands in the way.
+        Vectors.sealed().forEach(v -> vault.knows(v.wrappedKey(), v.dataKey()));
+        List<Vectors.Tampered> keyNames = Vectors.tampered().stream().filter(t -> t.expect().equals("key name")).toList();
+        assertTrue(keyNames.size() >= 5, keyNames.size() + " key name cases");
+        try (TransitReader reader = new TransitReader(vault, null, 10)) {
+            for (Vectors.Tampered t : keyNames) {
+                TransitReadException error = assertThrows(TransitReadException.class,
+                        () -> reader.open(t.envelope(), t.aad()), t.name());
+                assertEquals(Reason.KEY_NAME, error.reason(), t.name() + ": " + error.getMessage());
+            }
+        }
+        assertEquals(List.of(), vault.requests);
     }
 }

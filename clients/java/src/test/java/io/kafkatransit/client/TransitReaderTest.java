@@ -49,7 +49,7 @@ class TransitReaderTest {
             assertArrayEquals(JSON.plaintext(), outcomes.get(1).plaintext());
             assertArrayEquals(HELLO.plaintext(), outcomes.get(2).plaintext());
             assertEquals(Reason.FORMAT, ((TransitReader.Outcome.Failed) outcomes.get(3)).error().reason());
-            // two key names (customers, team/tenant-a): two requests, each wrapped key asked once
+            // two key names (customers, team.tenant-a): two requests, each wrapped key asked once
             assertEquals(List.of(List.of(HELLO.wrappedKey()), List.of(JSON.wrappedKey())), vault.requests);
         }
     }
@@ -77,6 +77,9 @@ class TransitReaderTest {
             TransitReadException error = assertThrows(TransitReadException.class, () -> reader.read(HELLO.envelope()));
             assertEquals(Reason.KEY_MISMATCH, error.reason());
             assertEquals(0, vault.requests.size());
+            // The envelope's key name ("customers") is record data: logs do not get it.
+            assertEquals("envelope was sealed with another Vault key than this reader's: it opens \"payments\"",
+                    error.getMessage());
         }
     }
 
