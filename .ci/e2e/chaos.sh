@@ -6,16 +6,19 @@
 #   3. the sink broker hangs for 30 s (SIGSTOP, then SIGCONT);
 #   4. the runner is killed with SIGKILL and a new one joins the same group;
 # and hostile records are mixed in before each of these and at the end: a header name
-# that is not UTF-8, a tenant whose transit key the runner's Vault token may not use, no
+# that is not UTF-8, tenants whose transit keys the runner's Vault token may not use, no
 # tenant header, JSON of the wrong shape for fields = ["/ssn"] (a bare string, an array,
 # a number), a value that is not JSON; and JSON whose other members must leave byte for
 # byte as they came (a number beyond f64's precision, -0, 1E400).
 #
-# Policy encrypt-fields, key = "tenant-{header:tenant}", fields = ["/ssn"] (plus
-# allowed_keys = ["tenant-a", "tenant-b"] when the built-in policies take it); dead
-# letters on the source cluster. Source and sink are two single-node clusters, so each
-# is disrupted alone. The runner's token comes from an ACL policy that allows
-# transit/encrypt/tenant-a and tenant-b only (tenant-evil exists, the token may not use it).
+# Policy encrypt-fields, key = "tenant-{header:tenant}", fields = ["/ssn"], plus
+# allowed_keys = ["tenant-a", "tenant-b", "tenant-c"] when the built-in policies take it;
+# dead letters on the source cluster. Source and sink are two single-node clusters, so
+# each is disrupted alone. The runner's token comes from an ACL policy that allows
+# transit/encrypt/tenant-a and tenant-b only: tenant-evil and tenant-c exist, the token
+# may use neither. allowed_keys refuses tenant-evil before any Vault call; tenant-c, which
+# it lists (an allowlist and Vault's grants out of step), gets Vault's 403, so that path
+# is exercised too.
 #
 # The sequence runs once per delivery mode (default: at-least-once, then exactly-once;
 # or name one or both as arguments). Then, for each mode:
@@ -83,19 +86,20 @@ start_kafka SINK_BOOTSTRAP   # sink cluster
 start_openbao --persistent
 say "stack up in $((SECONDS - START))s"
 
-for key in tenant-a tenant-b tenant-evil; do vault_write "transit/keys/$key" '{}'; done
+for key in tenant-a tenant-b tenant-c tenant-evil; do vault_write "transit/keys/$key" '{}'; done
 vault_write sys/policies/acl/chaos-runner "$(python3 -c 'import json; print(json.dumps({"policy": """
 path "transit/encrypt/tenant-a" { capabilities = ["update"] }
 path "transit/encrypt/tenant-b" { capabilities = ["update"] }
 """}))')"
 RUNNER_TOKEN=$(vault_token chaos-runner)
-# The premise of the forbidden-key record: the token encrypts for tenant-a, not tenant-evil.
+# The premise of the forbidden-key records: the token encrypts for tenant-a, not for
+# tenant-c or tenant-evil.
 token_answer() { # KEY: the HTTP status of an encrypt with the runner's token
   curl -s -o /dev/null -w '%{http_code}' -H "X-Vault-Token: $RUNNER_TOKEN" -d '{"plaintext":"eA=="}' \
     "$VAULT_ADDR/v1/transit/encrypt/$1"
 }
-if [ "$(token_answer tenant-a)" != 200 ] || [ "$(token_answer tenant-evil)" != 403 ]; then
-  fail "the runner's token should encrypt with tenant-a (got $(token_answer tenant-a)) and get 403 on tenant-evil (got $(token_answer tenant-evil))"
+if [ "$(token_answer tenant-a)" != 200 ] || [ "$(token_answer tenant-c)" != 403 ] || [ "$(token_answer tenant-evil)" != 403 ]; then
+  fail "the runner's token should encrypt with tenant-a (got $(token_answer tenant-a)) and get 403 on tenant-c and tenant-evil (got $(token_answer tenant-c), $(token_answer tenant-evil))"
 fi
 
 # write_config FILE ALLOWED_KEYS_LINE: the pipeline of this run.
@@ -180,6 +184,7 @@ hostile() {
   local precise='{"amount":12345678901234567.89,"n":-0,"e":1E400,"ssn":"666-06-0001"}'
   printf '%s\t%s\n' "$h-badheader" '{"ssn":"666-01-0001"}' | produce_tsv -H $'\xff\xfe=x' -H tenant=a
   printf '%s\t%s\n' "$h-forbiddenkey" '{"ssn":"666-02-0001"}' | produce_tsv -H tenant=evil
+  printf '%s\t%s\n' "$h-deniedkey" '{"ssn":"666-02-0002"}' | produce_tsv -H tenant=c
   printf '%s\t%s\n' "$h-notenant" '{"ssn":"666-03-0001"}' | produce_tsv
   printf '%s\t%s\n' "$h-string" '"333-33-3333"' "$h-array" '[{"ssn":"666-04-0001"}]' \
     "$h-number" '333333333' "$h-notjson" 'ssn: 666-05-0001' | produce_tsv -H tenant=a
@@ -188,6 +193,7 @@ hostile() {
   {
     printf '%s\tinvalid-input\t%s\n' "$h-badheader" 'not UTF-8'
     printf '%s\tinvalid-input\t%s\n' "$h-forbiddenkey" 'allowed_keys|not let this token use|permission denied'
+    printf '%s\tinvalid-input\t%s\n' "$h-deniedkey" 'not let this token use|permission denied'
     printf '%s\tinvalid-input\t%s\n' "$h-notenant" 'header \W?tenant\b'
     local shape
     for shape in string array number; do printf '%s\tinvalid-input\t%s\n' "$h-$shape" '/ssn'; done
@@ -209,7 +215,7 @@ run_sequence() {
   phase "start: topics, runner 1, the stream"
   create_topics "$RAW:3" "$RAW.dlq:1"
   sink create_topics "$PROTECTED:3"
-  write_config "$RUN/pipeline.toml" 'allowed_keys = ["tenant-a", "tenant-b"]'
+  write_config "$RUN/pipeline.toml" 'allowed_keys = ["tenant-a", "tenant-b", "tenant-c"]'
   local validated
   if ! validated=$(CHAOS_RUNNER_TOKEN=$RUNNER_TOKEN "$KAFKA_TRANSIT" validate --config "$RUN/pipeline.toml" 2>&1); then
     grep -q 'allowed_keys' <<<"$validated" || fail "the pipeline does not validate: $validated"
