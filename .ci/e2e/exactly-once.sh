@@ -69,10 +69,6 @@ start_runner() {
   RUNNER_PID=$!
   STACK_PIDS+=("$RUNNER_PID")
 }
-# has_partitions LOG: the runner logged an assignment of at least one partition.
-has_partitions() {
-  grep '"source partitions assigned' "$1" | grep -q '"partitions":[1-9]'
-}
 # stop_runner PID LOG: SIGTERM; it must finish, commit and exit 0.
 stop_runner() {
   kill -TERM "$1"

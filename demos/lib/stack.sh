@@ -120,11 +120,24 @@ target_dir() {
 wait_for() {
   local seconds=$1 what=$2
   shift 2
-  local deadline=$((SECONDS + seconds))
+  try_wait_for "$seconds" "$@" || fail "timed out after ${seconds}s waiting for $what"
+}
+
+# try_wait_for SECONDS COMMAND...: wait_for, returning 1 after SECONDS instead of failing
+# the script (for suites that report every check and go on).
+try_wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
   until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${seconds}s waiting for $what"
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 0.2
   done
+}
+
+# has_partitions LOG: a runner's JSON log (--log-format json) has an assignment of at
+# least one source partition.
+has_partitions() {
+  grep '"source partitions assigned' "$1" | grep -q '"partitions":[1-9]'
 }
 
 # stack_unless_given: uses the Kafka and Vault that KAFKA_BOOTSTRAP, VAULT_ADDR and
@@ -226,10 +239,11 @@ admin_kcat() {
 # the librdkafka properties file SINK_KCAT_CONFIG if it needs one (SASL_SSL).
 sink() { KCAT_BOOTSTRAP=$SINK_BOOTSTRAP KCAT_CONFIG=${SINK_KCAT_CONFIG:-} "$@"; }
 
-# count_distinct_keys TOPIC: distinct record keys on a topic, up to where it ended when
-# asked (so it answers while producers keep writing); of committed transactions only.
+# count_distinct_keys TOPIC [ONLY]: distinct record keys on a topic (those matching the
+# regular expression ONLY), up to where it ended when asked (so it answers while
+# producers keep writing); of committed transactions only.
 count_distinct_keys() {
-  python3 "$REPO_ROOT/demos/lib/count_keys.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$1" 2>/dev/null || echo 0
+  python3 "$REPO_ROOT/demos/lib/count_keys.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@" 2>/dev/null || echo 0
 }
 
 # wait_for_keys TOPIC COUNT SECONDS [HINT]: HINT (e.g. "log: FILE") ends the failure message.
@@ -240,6 +254,16 @@ wait_for_keys() {
     have=$(count_distinct_keys "$topic")
     [ "$have" -ge "$want" ] && return 0
     [ "$SECONDS" -lt "$deadline" ] || fail "$topic has $have distinct keys after ${seconds}s; expected $want$hint"
+    sleep 1
+  done
+}
+
+# try_wait_for_keys TOPIC COUNT SECONDS [ONLY]: wait_for_keys (of the keys matching ONLY),
+# returning 1 after SECONDS instead of failing the script.
+try_wait_for_keys() {
+  local deadline=$((SECONDS + $3))
+  until [ "$(count_distinct_keys "$1" "${4:-}")" -ge "$2" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
     sleep 1
   done
 }
