@@ -44,7 +44,7 @@ for mode in "${MODES[@]}"; do
   case $mode in at-least-once | exactly-once) ;; *) fail "usage: chaos.sh [at-least-once] [exactly-once]" ;; esac
 done
 RATE=${CHAOS_RATE:-100}       # ordinary records per second from the tenants' application
-BUDGET=${CHAOS_BUDGET:-360}   # seconds for the whole suite's waits
+BUDGET=${CHAOS_BUDGET:-360}   # seconds the whole suite may take (see above)
 SINK_PAUSE=30                 # seconds the sink broker hangs
 VAULT_DOWN=5                  # seconds OpenBao stays down
 SOURCE_DOWN=3                 # seconds the source broker stays dead before its restart
@@ -77,7 +77,7 @@ problems() { grep PROBLEM "$1" | sed 's/^ *PROBLEM://' | cut -c1-400 | tr '\n' '
 left() {
   local rest=$((RUN_DEADLINE - SECONDS))
   [ "$rest" -gt 1 ] || rest=1
-  [ "$rest" -lt "$1" ] && echo "$rest" || echo "$1"
+  if [ "$rest" -lt "$1" ]; then echo "$rest"; else echo "$1"; fi
 }
 
 stack_init
@@ -271,7 +271,7 @@ run_sequence() {
     failed "$MODE: runner 2 got no partitions (log: $RUNNER_LOG)"
   fi
 
-  phase "5. drain: last hostile round, the stream stops, everything arrives"
+  phase "5. drain: the stream stops, all arrives"
   hostile 5
   kill -TERM "$stream" 2>/dev/null || true
   if wait "$stream"; then
