@@ -150,7 +150,7 @@ def tampered(vectors: list) -> list:
         case("cut inside the key name", hello, envelope[:7], "truncated"),
         case("wrapped key length past the end", hello, envelope[: head_len - 1], "truncated"),
         case("empty input", hello, b"", "truncated"),
-        case("unknown version byte", hello, b"\x03" + envelope[1:], "version"),
+        case("unknown version byte", hello, b"\x04" + envelope[1:], "version"),
         case("a plaintext JSON record", hello, b'{"name":"Ada"}' + bytes(40), "version"),
         case("version byte changed from 1 to 2", hello, b"\x02" + envelope[1:], "authentication"),
         case("version byte changed from 2 to 1", hello2, b"\x01" + envelope2[1:], "authentication"),

@@ -39,6 +39,7 @@ start_openbao
 create_topics eos.raw:6 eos.raw.dlq fence.raw:6 fence.raw.dlq
 sink create_topics eos.protected:6 fence.protected:6
 vault_write transit/keys/eos '{}'
+vault_write transit/keys/kafka-transit-offsets '{}'  # signs exactly-once positions (pipeline.offsets_key)
 
 # records PREFIX COUNT: key<TAB>value lines, each record marked with its unique key.
 records() {

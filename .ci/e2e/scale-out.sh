@@ -24,6 +24,7 @@ start_kafka
 start_openbao
 create_topics events.raw:6 events.protected:6 events.raw.dlq
 vault_write transit/keys/events '{}'
+vault_write transit/keys/kafka-transit-offsets '{}'  # signs exactly-once positions (pipeline.offsets_key)
 
 write_pipeline "$WORK/encrypt.toml" events.raw events.protected encrypt-value events \
   "batch_size = 100

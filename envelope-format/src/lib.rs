@@ -11,6 +11,10 @@
 //! nonce (12) | ciphertext || tag (16)         AES-256-GCM
 //! ```
 //!
+//! Version 3 adds a flags byte after the version and a 32-byte key commitment after the
+//! key name (both authenticated); [`record`] holds what format 3 says of the rest of the
+//! record (flags, the protection header, binding data, sealed headers, padding).
+//!
 //! The key name comes from the record, and a reader puts it in a Vault request path
 //! (`transit/decrypt/<key name>`). So it must be a transit key name by the project's one
 //! rule ([`kafka_transit_names::check_name`]): `..` or `/` would steer the request
@@ -18,12 +22,22 @@
 
 use std::fmt;
 
+pub mod record;
+
 /// The version written. Its tag covers the version byte and the key name but not the
 /// wrapped key, so that the data key can be rewrapped in place (`transit/rewrap`).
 pub const FORMAT_VERSION: u8 = 2;
 /// The first version, still read: its tag also covers the wrapped key, which therefore
 /// cannot be replaced without the data key.
 pub const FORMAT_VERSION_1: u8 = 1;
+/// Format 3 (docs/protected-records.md): a flags byte and a key commitment; written when
+/// a record is bound, has sealed headers, or is compressed or padded.
+pub const FORMAT_VERSION_3: u8 = 3;
+/// The key commitment of a version 3 envelope: HMAC-SHA256 under the data key of
+/// [`COMMITMENT_MESSAGE`].
+pub const COMMITMENT_LEN: usize = 32;
+/// What the key commitment is the HMAC of.
+pub const COMMITMENT_MESSAGE: &[u8] = b"kafka-transit/3 key commitment";
 /// AES-GCM's nonce, random per record.
 pub const NONCE_LEN: usize = 12;
 /// AES-GCM's tag, after the ciphertext.
@@ -37,14 +51,19 @@ const WRAPPED_KEY_PREFIX: &str = "vault:v";
 /// An envelope's header, borrowing from the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header<'a> {
-    /// [`FORMAT_VERSION`] or [`FORMAT_VERSION_1`].
+    /// [`FORMAT_VERSION_3`], [`FORMAT_VERSION`] or [`FORMAT_VERSION_1`].
     pub version: u8,
+    /// The flags byte of version 3 ([`record::Flags`]); empty before it.
+    pub flags: record::Flags,
+    /// Version 3's key commitment; `None` before it.
+    pub commitment: Option<&'a [u8; COMMITMENT_LEN]>,
     /// A valid transit key name (see [`check_key_name`]).
     pub key_name: &'a str,
     /// Vault's ciphertext of the data key, `vault:vN:...`.
     pub wrapped_key: &'a str,
     /// The prefix of the envelope that the tag covers, the start of the associated data:
-    /// version byte and key name (version 2), the whole header (version 1).
+    /// version byte, flags, key name and commitment (version 3), version byte and key
+    /// name (version 2), the whole header (version 1).
     pub authenticated: &'a [u8],
     /// Everything after the header: nonce, ciphertext and tag.
     pub body: &'a [u8],
@@ -63,6 +82,8 @@ pub enum FormatError {
     /// The key name is not a transit key name; the reason is the rule's, not the name.
     InvalidKeyName(&'static str),
     WrappedKeyNotVault,
+    /// A version 3 flags byte with bits no version of the format gives a meaning.
+    UnknownFlags(u8),
 }
 
 impl fmt::Display for FormatError {
@@ -78,6 +99,7 @@ impl fmt::Display for FormatError {
             FormatError::WrappedKeyNotVault => {
                 f.write_str("its wrapped key is not a Vault ciphertext (vault:v...)")
             }
+            FormatError::UnknownFlags(flags) => write!(f, "unknown flags 0x{flags:02x}"),
         }
     }
 }
@@ -140,12 +162,29 @@ pub fn check_key_name(name: &[u8]) -> Result<&str, &'static str> {
 pub fn parse(envelope: &[u8]) -> Result<Header<'_>, FormatError> {
     let version = match envelope.first() {
         None => return Err(FormatError::Empty),
-        Some(&version @ (FORMAT_VERSION | FORMAT_VERSION_1)) => version,
+        Some(&version @ (FORMAT_VERSION_3 | FORMAT_VERSION | FORMAT_VERSION_1)) => version,
         Some(&other) => return Err(FormatError::UnknownVersion(other)),
     };
-    let (key_name, after_key_name) = field(&envelope[1..], "in the key name")?;
+    let (flags, rest) = if version == FORMAT_VERSION_3 {
+        let flags = *envelope
+            .get(1)
+            .ok_or(FormatError::Truncated("in the flags"))?;
+        let flags = record::Flags::parse(flags).map_err(FormatError::UnknownFlags)?;
+        (flags, &envelope[2..])
+    } else {
+        (record::Flags::NONE, &envelope[1..])
+    };
+    let (key_name, after_key_name) = field(rest, "in the key name")?;
     let key_name = check_key_name(key_name).map_err(FormatError::InvalidKeyName)?;
-    let (wrapped_key, body) = field(after_key_name, "in the wrapped key")?;
+    let (commitment, after_commitment) = if version == FORMAT_VERSION_3 {
+        let (commitment, rest) = after_key_name
+            .split_first_chunk::<COMMITMENT_LEN>()
+            .ok_or(FormatError::Truncated("in the key commitment"))?;
+        (Some(commitment), rest)
+    } else {
+        (None, after_key_name)
+    };
+    let (wrapped_key, body) = field(after_commitment, "in the wrapped key")?;
     let wrapped_key = std::str::from_utf8(wrapped_key)
         .ok()
         .filter(|w| w.starts_with(WRAPPED_KEY_PREFIX))
@@ -156,10 +195,13 @@ pub fn parse(envelope: &[u8]) -> Result<Header<'_>, FormatError> {
     let header_len = envelope.len() - body.len();
     let authenticated = match version {
         FORMAT_VERSION_1 => &envelope[..header_len],
+        FORMAT_VERSION_3 => &envelope[..envelope.len() - after_commitment.len()],
         _ => &envelope[..3 + key_name.len()],
     };
     Ok(Header {
         version,
+        flags,
+        commitment,
         key_name,
         wrapped_key,
         authenticated,
@@ -182,6 +224,32 @@ fn field<'a>(bytes: &'a [u8], where_: &'static str) -> Result<(&'a [u8], &'a [u8
 /// authenticated prefix (version byte, key name length, key name). Refuses what
 /// [`parse`] would refuse, so nothing writes an envelope that readers cannot read.
 pub fn header(key_name: &str, wrapped_key: &str) -> Result<(Vec<u8>, usize), WriteError> {
+    write_header(FORMAT_VERSION, None, key_name, wrapped_key)
+}
+
+/// A version 3 header: `flags`, `key_name`, the data key's `commitment` and
+/// `wrapped_key`, and the length of its authenticated prefix (everything before the
+/// wrapped key).
+pub fn header_v3(
+    flags: record::Flags,
+    key_name: &str,
+    commitment: &[u8; COMMITMENT_LEN],
+    wrapped_key: &str,
+) -> Result<(Vec<u8>, usize), WriteError> {
+    write_header(
+        FORMAT_VERSION_3,
+        Some((flags, commitment)),
+        key_name,
+        wrapped_key,
+    )
+}
+
+fn write_header(
+    version: u8,
+    v3: Option<(record::Flags, &[u8; COMMITMENT_LEN])>,
+    key_name: &str,
+    wrapped_key: &str,
+) -> Result<(Vec<u8>, usize), WriteError> {
     check_key_name(key_name.as_bytes()).map_err(WriteError::InvalidKeyName)?;
     if !wrapped_key.starts_with(WRAPPED_KEY_PREFIX) {
         return Err(WriteError::InvalidWrappedKey(
@@ -191,10 +259,16 @@ pub fn header(key_name: &str, wrapped_key: &str) -> Result<(Vec<u8>, usize), Wri
     let wrapped_len = u16::try_from(wrapped_key.len())
         .map_err(|_| WriteError::InvalidWrappedKey("at most 65,535 bytes long"))?;
     let key_name_len = key_name.len() as u16; // checked: at most MAX_KEY_NAME_LEN bytes
-    let mut header = Vec::with_capacity(5 + key_name.len() + wrapped_key.len());
-    header.push(FORMAT_VERSION);
+    let mut header = Vec::with_capacity(6 + COMMITMENT_LEN + key_name.len() + wrapped_key.len());
+    header.push(version);
+    if let Some((flags, _)) = v3 {
+        header.push(flags.bits());
+    }
     header.extend_from_slice(&key_name_len.to_be_bytes());
     header.extend_from_slice(key_name.as_bytes());
+    if let Some((_, commitment)) = v3 {
+        header.extend_from_slice(commitment);
+    }
     let authenticated = header.len();
     header.extend_from_slice(&wrapped_len.to_be_bytes());
     header.extend_from_slice(wrapped_key.as_bytes());
@@ -222,15 +296,18 @@ impl<'a> Header<'a> {
     }
 
     /// The same envelope with its data key wrapped as `wrapped_key` (a rewrap of the same
-    /// data key): nonce, ciphertext and tag unchanged, and still valid, because a version
-    /// 2 tag does not cover the wrapped key.
+    /// data key): nonce, ciphertext and tag unchanged, and still valid, because the tag
+    /// of versions 2 and 3 does not cover the wrapped key.
     pub fn rewrapped(&self, wrapped_key: &str) -> Result<Vec<u8>, WriteError> {
-        if self.version != FORMAT_VERSION {
-            return Err(WriteError::NotRewrappable {
-                version: self.version,
-            });
-        }
-        assemble(self.key_name, wrapped_key, self.body)
+        let (mut envelope, _) = match (self.version, self.commitment) {
+            (FORMAT_VERSION, _) => header(self.key_name, wrapped_key)?,
+            (FORMAT_VERSION_3, Some(commitment)) => {
+                header_v3(self.flags, self.key_name, commitment, wrapped_key)?
+            }
+            (version, _) => return Err(WriteError::NotRewrappable { version }),
+        };
+        envelope.extend_from_slice(self.body);
+        Ok(envelope)
     }
 }
 
@@ -267,6 +344,7 @@ mod tests {
                 header.authenticated.len(),
                 match header.version {
                     FORMAT_VERSION => 3 + header.key_name.len(),
+                    FORMAT_VERSION_3 => 4 + header.key_name.len() + COMMITMENT_LEN,
                     _ => 5 + header.key_name.len() + header.wrapped_key.len(),
                 }
             );

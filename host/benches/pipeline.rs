@@ -219,22 +219,25 @@ impl Vault {
         }
     }
 
-    /// Creates the transit key (a no-op if it exists): envelope-seal's data keys need it.
+    /// Creates the transit keys (a no-op if they exist): envelope-seal's data keys need
+    /// one, exactly-once's signed positions the other (`pipeline.offsets_key`).
     async fn create_key(&self) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/transit/keys/{KEY}", self.url()))
-            .header("X-Vault-Token", self.token())
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .expect("Vault answers");
-        let status = response.status();
-        assert!(
-            status.is_success(),
-            "creating transit/keys/{KEY} at {}: {status} {}",
-            self.url(),
-            response.text().await.unwrap_or_default()
-        );
+        for key in [KEY, "kafka-transit-offsets"] {
+            let response = reqwest::Client::new()
+                .post(format!("{}/v1/transit/keys/{key}", self.url()))
+                .header("X-Vault-Token", self.token())
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .expect("Vault answers");
+            let status = response.status();
+            assert!(
+                status.is_success(),
+                "creating transit/keys/{key} at {}: {status} {}",
+                self.url(),
+                response.text().await.unwrap_or_default()
+            );
+        }
     }
 }
 

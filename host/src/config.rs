@@ -433,6 +433,11 @@ pub struct TuningConfig {
     /// records its source positions (created on first use if missing).
     #[serde(default = "default_offsets_topic")]
     pub offsets_topic: String,
+    /// Exactly-once: the transit key under which positions in the offsets topic are
+    /// authenticated (HMAC under a data key it wraps), so that the sink cluster's
+    /// operator cannot make the runner skip records. It must exist.
+    #[serde(default = "default_offsets_key")]
+    pub offsets_key: String,
     /// Exactly-once: how long a partition's transaction stays open across batches before
     /// it commits (sooner when the source goes quiet). Longer amortises the commit;
     /// shorter makes outputs visible to `read_committed` readers sooner.
@@ -469,6 +474,9 @@ pub struct TuningConfig {
 fn default_transaction_interval() -> Duration {
     Duration::from_millis(100)
 }
+fn default_offsets_key() -> String {
+    "kafka-transit-offsets".into()
+}
 fn default_offsets_topic() -> String {
     "kafka-transit-offsets".into()
 }
@@ -499,6 +507,7 @@ impl Default for TuningConfig {
         TuningConfig {
             delivery: DeliveryGuarantee::default(),
             offsets_topic: default_offsets_topic(),
+            offsets_key: default_offsets_key(),
             transaction_interval: default_transaction_interval(),
             batch_size: default_batch_size(),
             max_batch_bytes: default_max_batch_bytes(),
@@ -627,6 +636,12 @@ impl PipelineConfig {
         }
         if self.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
             non_empty("pipeline.offsets_topic", &self.pipeline.offsets_topic)?;
+            kafka_transit_names::check_name(&self.pipeline.offsets_key).map_err(|reason| {
+                invalid(
+                    "pipeline.offsets_key",
+                    format!("must be a transit key name: {reason}"),
+                )
+            })?;
             if self.sink.topic.literal() == Some(self.pipeline.offsets_topic.as_str()) {
                 return Err(invalid(
                     "pipeline.offsets_topic",

@@ -138,7 +138,8 @@ progress_interval = "5s"
         let mut running = Vec::new();
         for stage in stages {
             let config = self.config(stage)?;
-            let runtime = PolicyRuntime::from_config(&config.policy, Some(self.vault.clone()))?;
+            let runtime = PolicyRuntime::from_config(&config.policy, Some(self.vault.clone()))?
+                .with_pipeline(crate::policy::pipeline::PipelineView::of(&config)?);
             let runner = PolicyRunner::start(Arc::new(runtime)).await?;
             let pipeline = Pipeline::new(config, runner, self.vault.clone())?;
             let metrics = pipeline.metrics();

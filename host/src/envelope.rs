@@ -29,9 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use kafka_transit_envelope_format::{check_key_name, header};
+use kafka_transit_envelope_format::record::{Compression, Flags};
+use kafka_transit_envelope_format::{check_key_name, header, header_v3, COMMITMENT_LEN};
 pub use kafka_transit_envelope_format::{
-    FormatError, WriteError, FORMAT_VERSION, FORMAT_VERSION_1,
+    FormatError, WriteError, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_3,
 };
 use zeroize::Zeroizing;
 
@@ -57,6 +58,119 @@ pub enum EnvelopeError {
     Authentication,
     #[error("the envelope's data key could not be unwrapped by Vault: {0}")]
     Unwrap(String),
+    #[error(
+        "envelope's key commitment does not match its data key (its wrapped key was swapped \
+         for another data key's)"
+    )]
+    Commitment,
+    #[error("envelope's plaintext cannot be read: {0}")]
+    Body(String),
+}
+
+/// How a version 3 envelope's plaintext is compressed and padded (the policy's choice:
+/// `[policy.config] compression`, `pad_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealOptions {
+    /// The record's flags (stream, key, headers, record keys); the compression and
+    /// padding bits are set from the fields below.
+    pub flags: Flags,
+    pub compression: Compression,
+    /// Pad to a multiple of this many bytes; 0 for none.
+    pub pad_to: u32,
+}
+
+impl SealOptions {
+    fn header_flags(&self) -> Flags {
+        self.flags.with_body(self.compression, self.pad_to > 0)
+    }
+}
+
+/// HMAC-SHA256 of the commitment message under the data key: what a version 3 envelope
+/// carries so that it opens under one data key only.
+fn commitment_of(data_key: &[u8; 32]) -> [u8; COMMITMENT_LEN] {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(data_key)
+        .expect("HMAC takes a key of any length");
+    mac.update(kafka_transit_envelope_format::COMMITMENT_MESSAGE);
+    mac.finalize().into_bytes().into()
+}
+
+/// Compression and padding of a version 3 plaintext, and their reversal.
+mod body {
+    use super::{Compression, EnvelopeError, SealOptions};
+    use kafka_transit_envelope_format::record;
+
+    /// zstd's default level: a good ratio at a speed far above the AEAD's.
+    const ZSTD_LEVEL: i32 = 3;
+
+    pub(super) fn encode(plaintext: &[u8], options: &SealOptions) -> Vec<u8> {
+        let compressed = match options.compression {
+            Compression::None => None,
+            Compression::Zstd => Some(
+                zstd::bulk::compress(plaintext, ZSTD_LEVEL)
+                    .expect("zstd compression of an in-memory buffer cannot fail"),
+            ),
+            Compression::Lz4 => {
+                use std::io::Write;
+                let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                encoder
+                    .write_all(plaintext)
+                    .expect("writing to a Vec cannot fail");
+                Some(encoder.finish().expect("finishing an LZ4 frame in memory"))
+            }
+        };
+        let data = compressed.as_deref().unwrap_or(plaintext);
+        match options.pad_to {
+            0 => data.to_vec(),
+            pad_to => record::pad(data, pad_to as usize),
+        }
+    }
+
+    /// The plaintext of an opened version 3 envelope, unpadded and decompressed, at most
+    /// `limit` bytes (a small envelope must not expand without bound).
+    pub(super) fn decode(
+        opened: Vec<u8>,
+        flags: record::Flags,
+        limit: usize,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        let fail = |error: &dyn std::fmt::Display| EnvelopeError::Body(error.to_string());
+        let data = if flags.padded() {
+            record::unpad(&opened).map_err(|e| fail(&e))?
+        } else {
+            &opened[..]
+        };
+        let too_large =
+            || EnvelopeError::Body(format!("it decompresses to more than {limit} bytes"));
+        match flags.compression() {
+            Compression::None if flags.padded() => Ok(data.to_vec()),
+            Compression::None => Ok(opened),
+            Compression::Zstd => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| fail(&e))?;
+                decoder
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| fail(&format!("zstd: {e}")))?;
+                if out.len() > limit {
+                    return Err(too_large());
+                }
+                Ok(out)
+            }
+            Compression::Lz4 => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                lz4_flex::frame::FrameDecoder::new(data)
+                    .take(limit as u64 + 1)
+                    .read_to_end(&mut out)
+                    .map_err(|e| fail(&format!("lz4: {e}")))?;
+                if out.len() > limit {
+                    return Err(too_large());
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// A parsed envelope, borrowing from the record.
@@ -122,7 +236,36 @@ pub fn seal_with(
     ))
 }
 
-/// Opens a parsed envelope with its (unwrapped) data key.
+/// [`seal_with`] in format version 3: the body compressed and padded as `options` say.
+/// Deterministic for a given nonce (zstd and LZ4 are deterministic for one library
+/// version; the test vectors use no compression).
+pub fn seal_with_v3(
+    data_key: &[u8; 32],
+    key_name: &str,
+    wrapped_key: &str,
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+    options: SealOptions,
+) -> Result<Vec<u8>, WriteError> {
+    let (header, authenticated) = header_v3(
+        options.header_flags(),
+        key_name,
+        &commitment_of(data_key),
+        wrapped_key,
+    )?;
+    Ok(seal_into(
+        &cipher_for(data_key),
+        (&header, authenticated),
+        nonce,
+        &body::encode(plaintext, &options),
+        aad,
+    ))
+}
+
+/// Opens a parsed envelope with its (unwrapped) data key: checks a version 3 envelope's
+/// key commitment, then its tag, then unpads and decompresses (at most
+/// `max_plaintext` bytes).
 pub fn open_with(
     data_key: &[u8],
     parsed: &Parsed<'_>,
@@ -131,7 +274,16 @@ pub fn open_with(
     let data_key: &[u8; 32] = data_key
         .try_into()
         .map_err(|_| EnvelopeError::Unwrap("the unwrapped data key is not 256 bits".into()))?;
-    open_parsed(&cipher_for(data_key), parsed, aad)
+    if let Some(commitment) = parsed.commitment {
+        if !constant_time_eq(commitment, &commitment_of(data_key)) {
+            return Err(EnvelopeError::Commitment);
+        }
+    }
+    let opened = open_parsed(&cipher_for(data_key), parsed, aad)?;
+    match parsed.version {
+        FORMAT_VERSION_3 => body::decode(opened, parsed.flags, usize::MAX - 1),
+        _ => Ok(opened),
+    }
 }
 
 fn open_parsed(
@@ -153,6 +305,10 @@ fn open_parsed(
         .len();
     plaintext.truncate(opened);
     Ok(plaintext)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// AES-256-GCM under `data_key`, from aws-lc-rs: with VAES and VPCLMULQDQ it runs
@@ -216,8 +372,13 @@ impl Default for DataKeyPolicy {
 }
 
 /// An unwrapped data key, ready to open with: the cipher is made once per data key, not
-/// per record, and wipes its key schedule when the last user drops it.
-type Opener = Arc<LessSafeKey>;
+/// per record, and wipes its key schedule when the last user drops it; with its key
+/// commitment, which version 3 envelopes are checked against.
+struct OpenerKey {
+    cipher: LessSafeKey,
+    commitment: [u8; COMMITMENT_LEN],
+}
+type Opener = Arc<OpenerKey>;
 /// A data key in use is shared by every record of one transit key and context.
 type SealingSlot = (String, Option<Vec<u8>>);
 
@@ -229,6 +390,10 @@ struct Sealer {
     cipher: LessSafeKey,
     header: Vec<u8>,
     authenticated: usize,
+    /// For version 3 headers, which differ by flags: the key commitment and the wrapped
+    /// data key.
+    commitment: [u8; COMMITMENT_LEN],
+    wrapped_key: String,
 }
 
 struct ActiveKey {
@@ -312,6 +477,8 @@ impl Envelopes {
             cipher: cipher_for(&material),
             header,
             authenticated,
+            commitment: commitment_of(&material),
+            wrapped_key: fresh.ciphertext.clone(),
         });
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
         self.vault.inner.metrics.data_key_minted();
@@ -374,14 +541,60 @@ impl Envelopes {
         Ok(envelopes)
     }
 
+    /// Seals each (plaintext, aad) in format version 3 (docs/envelope-format.md): the
+    /// plaintext compressed and padded as `options` say, the flags and the data key's
+    /// commitment in the authenticated header, `aad` (the record's binding parts) after
+    /// it in the associated data.
+    pub async fn seal_v3(
+        &self,
+        key_name: &str,
+        context: Option<&[u8]>,
+        options: SealOptions,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Vec<u8>>, VaultError> {
+        check_key_name(key_name.as_bytes()).map_err(|reason| VaultError::InvalidRequest {
+            mount: self.vault.mount().to_string(),
+            key: key_name.to_string(),
+            message: format!("an envelope's key name must be a transit key name: {reason}"),
+        })?;
+        let flags = options.header_flags();
+        let per_key = self.policy.max_records.max(1) as usize;
+        let mut envelopes = Vec::with_capacity(items.len());
+        for chunk in items.chunks(per_key) {
+            let sealer = self
+                .key_for_sealing(key_name, context, chunk.len() as u64)
+                .await?;
+            let (header, authenticated) =
+                header_v3(flags, key_name, &sealer.commitment, &sealer.wrapped_key).map_err(
+                    |error| VaultError::Protocol {
+                        detail: format!("Vault's data key cannot be put in an envelope: {error}"),
+                    },
+                )?;
+            for (plaintext, aad) in chunk {
+                let body = body::encode(plaintext, &options);
+                let nonce: [u8; NONCE_LEN] = rand::random();
+                envelopes.push(seal_into(
+                    &sealer.cipher,
+                    (&header, authenticated),
+                    &nonce,
+                    &body,
+                    aad,
+                ));
+            }
+        }
+        Ok(envelopes)
+    }
+
     /// Opens each (envelope, aad). Data keys not in the cache are unwrapped with one
     /// Vault batch decrypt for the whole call. The outer error is Vault's (retryable or
-    /// not); the inner ones are the records'.
+    /// not); the inner ones are the records'. A version 3 envelope's plaintext comes
+    /// back unpadded and decompressed, at most `max_plaintext` bytes.
     pub async fn open(
         &self,
         key_name: &str,
         context: Option<&[u8]>,
         items: &[(&[u8], &[u8])],
+        max_plaintext: usize,
     ) -> Result<Vec<Result<Vec<u8>, EnvelopeError>>, VaultError> {
         let parsed: Vec<Result<Parsed<'_>, EnvelopeError>> = items
             .iter()
@@ -422,10 +635,7 @@ impl Envelopes {
         if !missing.is_empty() {
             let inputs: Vec<DecryptInput<'_>> = missing
                 .iter()
-                .map(|wrapped| DecryptInput {
-                    ciphertext: wrapped,
-                    context,
-                })
+                .map(|wrapped| DecryptInput::new(wrapped).with_context(context))
                 .collect();
             let unwrapped = self.vault.decrypt_batch(key_name, &inputs).await?;
             let mut cache = self.opened.lock().expect("open cache");
@@ -435,7 +645,10 @@ impl Envelopes {
                         let raw = Zeroizing::new(raw);
                         match <&[u8; 32]>::try_from(raw.as_slice()) {
                             Ok(material) => {
-                                let opener = Arc::new(cipher_for(material));
+                                let opener = Arc::new(OpenerKey {
+                                    cipher: cipher_for(material),
+                                    commitment: commitment_of(material),
+                                });
                                 cache.put(
                                     (key_name.to_string(), wrapped.to_string()),
                                     opener.clone(),
@@ -461,7 +674,16 @@ impl Envelopes {
                     .expect("every wrapped key was looked up")
                     .as_ref()
                     .map_err(Clone::clone)?;
-                open_parsed(opener, &parsed, aad)
+                if let Some(commitment) = parsed.commitment {
+                    if !constant_time_eq(commitment, &opener.commitment) {
+                        return Err(EnvelopeError::Commitment);
+                    }
+                }
+                let opened = open_parsed(&opener.cipher, &parsed, aad)?;
+                match parsed.version {
+                    FORMAT_VERSION_3 => body::decode(opened, parsed.flags, max_plaintext),
+                    _ => Ok(opened),
+                }
             })
             .collect())
     }
@@ -655,7 +877,7 @@ mod tests {
         )
         .unwrap();
         let opened = envelopes
-            .open("customers", None, &[(&sealed, b"")])
+            .open("customers", None, &[(&sealed, b"")], 1 << 20)
             .await
             .unwrap();
         let error = opened[0].as_ref().unwrap_err();
@@ -697,5 +919,150 @@ mod tests {
             open_with(&key, &parsed, b"topic-b"),
             Err(EnvelopeError::Authentication)
         );
+    }
+
+    fn v3_options(compression: Compression, pad_to: u32) -> SealOptions {
+        use kafka_transit_envelope_format::record::RecordKeys;
+        SealOptions {
+            flags: Flags::new(
+                true,
+                true,
+                true,
+                RecordKeys::Encrypted,
+                Compression::None,
+                false,
+            ),
+            compression,
+            pad_to,
+        }
+    }
+
+    #[test]
+    fn version_3_round_trips_compressed_and_padded_with_its_flags_authenticated() {
+        let key = [9u8; 32];
+        let plaintext =
+            br#"{"customer":"Ada","note":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#;
+        let binding = b"\x00\x06orders\x01\x00\x00\x00\x02k1";
+        for (compression, pad_to) in [
+            (Compression::None, 0),
+            (Compression::Zstd, 0),
+            (Compression::Lz4, 0),
+            (Compression::Zstd, 256),
+            (Compression::None, 64),
+        ] {
+            let options = v3_options(compression, pad_to);
+            let envelope = seal_with_v3(
+                &key,
+                "customers",
+                "vault:v1:AAAA",
+                &[3; 12],
+                plaintext,
+                binding,
+                options,
+            )
+            .unwrap();
+            let parsed = parse(&envelope).unwrap();
+            assert_eq!(parsed.version, FORMAT_VERSION_3);
+            assert_eq!(parsed.flags, options.header_flags());
+            assert_eq!(parsed.flags.compression(), compression);
+            assert_eq!(parsed.flags.padded(), pad_to > 0);
+            assert_eq!(parsed.commitment, Some(&commitment_of(&key)));
+            assert_eq!(open_with(&key, &parsed, binding).unwrap(), plaintext);
+            if pad_to > 0 {
+                assert_eq!((parsed.sealed().len() - TAG_LEN) % pad_to as usize, 0);
+            }
+            // Another record's binding (another stream, key or field) fails the tag.
+            assert_eq!(
+                open_with(&key, &parsed, b"\x00\x06orders\x01\x00\x00\x00\x02k2"),
+                Err(EnvelopeError::Authentication)
+            );
+            // The flags are authenticated: claiming no compression, or other flags, fails.
+            let mut changed = envelope.clone();
+            changed[1] ^= Flags::KEY;
+            assert_eq!(
+                parse(&changed).and_then(|p| open_with(&key, &p, binding)),
+                Err(EnvelopeError::Authentication)
+            );
+        }
+        let small = seal_with_v3(
+            &key,
+            "customers",
+            "vault:v1:AAAA",
+            &[3; 12],
+            plaintext,
+            b"",
+            v3_options(Compression::Zstd, 0),
+        )
+        .unwrap();
+        assert!(
+            small.len()
+                < seal_with_v3(
+                    &key,
+                    "customers",
+                    "vault:v1:AAAA",
+                    &[3; 12],
+                    plaintext,
+                    b"",
+                    v3_options(Compression::None, 0)
+                )
+                .unwrap()
+                .len(),
+            "compression shrinks a repetitive record"
+        );
+    }
+
+    /// AES-GCM is not key-committing: whoever holds two data keys can make one
+    /// ciphertext whose tag checks under both. The commitment ties a version 3 envelope
+    /// to one data key, so a wrapped key swapped for another data key's is refused
+    /// before the tag is even looked at.
+    #[test]
+    fn a_version_3_envelope_opens_under_its_own_data_key_only() {
+        let key = [1u8; 32];
+        let other = [2u8; 32];
+        let envelope = seal_with_v3(
+            &key,
+            "customers",
+            "vault:v1:AAAA",
+            &[5; 12],
+            b"x",
+            b"",
+            v3_options(Compression::None, 0),
+        )
+        .unwrap();
+        let parsed = parse(&envelope).unwrap();
+        assert_eq!(
+            open_with(&other, &parsed, b""),
+            Err(EnvelopeError::Commitment)
+        );
+        // Even with the other key's commitment written in, the tag (which covers the
+        // commitment) fails.
+        let mut forged = envelope.clone();
+        let at = 4 + "customers".len();
+        forged[at..at + COMMITMENT_LEN].copy_from_slice(&commitment_of(&other));
+        assert_eq!(
+            parse(&forged).and_then(|p| open_with(&other, &p, b"")),
+            Err(EnvelopeError::Authentication)
+        );
+    }
+
+    #[test]
+    fn a_version_3_envelope_that_decompresses_without_bound_is_refused() {
+        let options = v3_options(Compression::Zstd, 0);
+        let huge = vec![0u8; 8 << 20];
+        let body = body::encode(&huge, &options);
+        assert!(body.len() < 4096, "{} bytes", body.len());
+        let error = body::decode(body, options.header_flags(), 1 << 20).unwrap_err();
+        assert!(
+            error.to_string().contains("more than 1048576 bytes"),
+            "{error}"
+        );
+        let options = v3_options(Compression::Lz4, 0);
+        let body = body::encode(&huge, &options);
+        assert!(body::decode(body, options.header_flags(), 1 << 20).is_err());
+        // Padding that is not zeros, or a length past the end, is refused.
+        let options = v3_options(Compression::None, 32);
+        let mut body = body::encode(b"abc", &options);
+        body[20] = 1;
+        assert!(body::decode(body, options.header_flags(), 1 << 20).is_err());
     }
 }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kafka_transit::admin::Admin;
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::pipeline::Pipeline;
+use kafka_transit::policy::pipeline::PipelineView;
 use kafka_transit::policy::swap::PolicySwitch;
 use kafka_transit::policy::{PolicyRunner, PolicyRuntime};
 use kafka_transit::vault::VaultClient;
@@ -177,7 +178,8 @@ async fn validate(path: PathBuf) -> anyhow::Result<()> {
     // What `run` would refuse before contacting Vault: an unset token variable, a
     // missing token file, an unreadable CA bundle.
     VaultClient::preflight(&config.vault).context("[vault]")?;
-    let runtime = PolicyRuntime::from_config(&config.policy, None)?;
+    let runtime =
+        PolicyRuntime::from_config(&config.policy, None)?.with_pipeline(PipelineView::of(&config)?);
     PolicyRunner::start(Arc::new(runtime)).await?;
     println!(
         "{}: configuration valid; policy {} loaded and initialised",
@@ -208,7 +210,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     if let Some(admin) = &mut admin {
         admin.watch_vault(&vault);
     }
-    let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?;
+    let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?
+        .with_pipeline(PipelineView::of(&config)?);
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
     // Hot swap: policy.path changes, SIGHUP and POST /admin/policy/reload load a new
     // policy while this runs.

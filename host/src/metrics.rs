@@ -59,6 +59,8 @@ pub struct Metrics {
     transactions_committed: Counter,
     /// Exactly-once: partition transactions aborted (and their records read again).
     transactions_aborted: Counter,
+    /// Exactly-once: positions in the offsets topic that failed authentication.
+    positions_refused: Counter,
     lag: Family<PartitionLabels, Gauge>,
     /// The partitions `lag` has, to drop those librdkafka stops reporting.
     lag_partitions: Mutex<Vec<PartitionLabels>>,
@@ -101,6 +103,7 @@ impl Default for Metrics {
             partitions_revoked: Counter::default(),
             transactions_committed: Counter::default(),
             transactions_aborted: Counter::default(),
+            positions_refused: Counter::default(),
             lag: Family::default(),
             lag_partitions: Mutex::default(),
             lag_total: AtomicI64::new(-1),
@@ -126,6 +129,7 @@ pub struct Snapshot {
     pub partitions_revoked: u64,
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
+    pub positions_refused: u64,
     pub lag: Option<u64>,
 }
 
@@ -175,6 +179,9 @@ impl Metrics {
     }
     pub fn transaction_aborted(&self) {
         self.transactions_aborted.inc();
+    }
+    pub fn position_refused(&self) {
+        self.positions_refused.inc();
     }
 
     /// librdkafka's view of the lag of each partition it fetches; a partition it stopped
@@ -234,6 +241,7 @@ impl Metrics {
             partitions_revoked: self.partitions_revoked.get(),
             transactions_committed: self.transactions_committed.get(),
             transactions_aborted: self.transactions_aborted.get(),
+            positions_refused: self.positions_refused.get(),
             lag: u64::try_from(lag).ok(),
         }
     }
@@ -249,6 +257,7 @@ impl Metrics {
             ("partitions_revoked", "Source partitions taken away by consumer-group rebalances", &self.partitions_revoked),
             ("transactions_committed", "Exactly-once: partition transactions committed", &self.transactions_committed),
             ("transactions_aborted", "Exactly-once: partition transactions aborted (their records are read again)", &self.transactions_aborted),
+            ("positions_refused", "Exactly-once: source positions in the offsets topic that failed authentication (the partition started from the source group's offset instead)", &self.positions_refused),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());

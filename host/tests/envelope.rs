@@ -43,7 +43,10 @@ async fn a_hundred_thousand_records_cost_two_vault_requests() {
 
     for (batch, originals) in sealed.chunks(500).zip(values.chunks(500)) {
         let items: Vec<(&[u8], &[u8])> = batch.iter().map(|v| (v.as_slice(), &b""[..])).collect();
-        let opened = envelopes.open("stream", None, &items).await.unwrap();
+        let opened = envelopes
+            .open("stream", None, &items, 8 << 20)
+            .await
+            .unwrap();
         for (opened, original) in opened.into_iter().zip(originals) {
             assert_eq!(&opened.unwrap(), original);
         }
@@ -132,7 +135,10 @@ async fn misuse_gives_clear_per_record_errors_never_plaintext() {
         .iter()
         .map(|(_, v)| (v.as_slice(), &b""[..]))
         .collect();
-    let results = envelopes.open("right", None, &items).await.unwrap();
+    let results = envelopes
+        .open("right", None, &items, 1 << 20)
+        .await
+        .unwrap();
     for ((case, _), result) in cases.iter().zip(&results) {
         assert!(result.is_err(), "{case} was opened");
     }
@@ -151,7 +157,7 @@ async fn misuse_gives_clear_per_record_errors_never_plaintext() {
 
     // A good envelope in the same batch still opens.
     let good = envelopes
-        .open("right", None, &[(&sealed, b"")])
+        .open("right", None, &[(&sealed, b"")], 1 << 20)
         .await
         .unwrap();
     assert_eq!(good[0].as_ref().unwrap().len(), 64);

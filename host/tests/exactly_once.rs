@@ -124,6 +124,19 @@ impl Setup {
     }
 }
 
+/// A vault-dev with the transit key that signs positions (`pipeline.offsets_key`).
+async fn eos_vault() -> support::RunningServer {
+    let vault = support::start_vault_dev().await;
+    support::create_key(
+        &vault,
+        "transit",
+        "kafka-transit-offsets",
+        serde_json::json!({}),
+    )
+    .await;
+    vault
+}
+
 fn records(from: usize, count: usize) -> Vec<TestRecord> {
     (from..from + count)
         .map(|i| TestRecord::new(&format!("k{i:05}"), &format!("v{i}")))
@@ -139,7 +152,7 @@ fn assert_each_once(counts: &HashMap<String, usize>, expected: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
 async fn positions_live_on_the_sink_cluster_and_a_restart_resumes_from_them() {
-    let vault = support::start_vault_dev().await;
+    let vault = eos_vault().await;
     let setup = Setup::new(&[]).await;
     setup.source.produce(&setup.input, &records(0, 1000)).await;
 
@@ -179,7 +192,7 @@ async fn positions_live_on_the_sink_cluster_and_a_restart_resumes_from_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
 async fn a_record_the_sink_refuses_aborts_the_transaction_which_repeats_without_it() {
-    let vault = support::start_vault_dev().await;
+    let vault = eos_vault().await;
     // The sink topic takes record batches of at most 1 MiB; one record's ciphertext is
     // larger (the producer's own limit, sized from pipeline.max_record_bytes, lets it go,
     // and it is larger than batch.size, so it travels alone).
@@ -212,7 +225,7 @@ async fn a_record_the_sink_refuses_aborts_the_transaction_which_repeats_without_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
 async fn a_second_runner_for_the_same_partitions_fences_the_first() {
-    let vault = support::start_vault_dev().await;
+    let vault = eos_vault().await;
     // Slow Vault so that the first runner is mid-stream when the second starts.
     vault.faults().set_latency(Duration::from_millis(100));
     let setup = Setup::new(&[]).await;
@@ -246,4 +259,55 @@ async fn a_second_runner_for_the_same_partitions_fences_the_first() {
     }
     second.stop().await.unwrap();
     assert_each_once(&setup.sink_keys(&setup.output, 3000).await, 3000);
+}
+
+/// The sink cluster's operator writes a position far ahead into the offsets topic: the
+/// runner must not skip the records in between. Positions are signed with a key only
+/// runners hold; the forged one is refused and the partition starts from the source
+/// group's committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
+async fn a_position_forged_on_the_sink_is_refused_and_nothing_is_skipped() {
+    let vault = eos_vault().await;
+    let setup = Setup::new(&[]).await;
+    setup.source.produce(&setup.input, &records(0, 600)).await;
+    let first =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    first.wait_until(WAIT, |m| m.records_out >= 600).await;
+    first.stop().await.unwrap();
+
+    // Plain records (not in a transaction) are what read_committed readers see too.
+    let forged = |partition: i32| TestRecord {
+        key: Some(
+            serde_json::json!([setup.group, setup.input, partition])
+                .to_string()
+                .into_bytes(),
+        ),
+        value: Some(
+            serde_json::json!({"offset": 1_000_000, "hmac": "00", "data_key": "vault:v1:AAAA"})
+                .to_string()
+                .into_bytes(),
+        ),
+        ..TestRecord::default()
+    };
+    let unsigned = TestRecord {
+        value: Some(br#"{"offset": 1000000}"#.to_vec()),
+        ..forged(1)
+    };
+    setup
+        .sink
+        .produce("kafka-transit-offsets", &[forged(0), unsigned])
+        .await;
+    setup.source.produce(&setup.input, &records(600, 300)).await;
+    let second =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    second.wait_until(WAIT, |m| m.records_out >= 300).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = second.stop().await.unwrap();
+    assert_eq!(
+        end.positions_refused, 2,
+        "the forged and the unsigned position"
+    );
+    assert_eq!(end.records_out, 300, "nothing skipped, nothing repeated");
+    assert_each_once(&setup.sink_keys(&setup.output, 900).await, 900);
 }

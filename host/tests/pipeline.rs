@@ -117,6 +117,7 @@ async fn encrypts_every_value_and_decrypts_back_to_identical_records() {
         .map(|(_, c)| DecryptInput {
             ciphertext: c,
             context: None,
+            associated_data: None,
         })
         .collect();
     let plaintexts = vault.decrypt_batch("customers", &inputs).await.unwrap();

@@ -364,3 +364,51 @@ async fn a_file_that_is_not_wasm_is_named_for_what_it_is() {
         "{error}"
     );
 }
+
+/// Policies built against WIT 0.2.0, before 0.2.1 added `pipeline`, `seal-v3` and bound
+/// transit items, keep running: the host links 0.2.x by semver. The fixtures are the
+/// built-in `passthrough` and `envelope-seal` as built at commit 59a06bd (WIT 0.2.0).
+#[tokio::test]
+async fn components_built_against_wit_0_2_0_still_run() {
+    let fixture = |name: &str| {
+        PolicySource::File(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+    };
+    let wasm = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/passthrough-wit-0.2.0.wasm"),
+    )
+    .unwrap();
+    assert!(
+        wasm.windows(33)
+            .any(|w| w == b"kafka-transit:policy/policy@0.2.0"),
+        "the fixture is a 0.2.0 component"
+    );
+    let mut passthrough = runner(
+        fixture("passthrough-wit-0.2.0.wasm"),
+        "{}",
+        Limits::default(),
+    )
+    .await
+    .expect("a 0.2.0 component loads on this host");
+    let results = passthrough.transform(&[record(0, "a")]).await.unwrap();
+    assert_eq!(value_of(&results[0]), b"a");
+
+    // One that imports 0.2.0's envelope interface links too (no Vault here: sealing
+    // fails as unavailable, which shows the import was reached).
+    let mut seal = runner(
+        fixture("envelope-seal-wit-0.2.0.wasm"),
+        r#"{"key":"customers"}"#,
+        Limits::default(),
+    )
+    .await
+    .expect("a 0.2.0 component importing envelope loads on this host");
+    let results = seal.transform(&[record(0, "a")]).await.unwrap();
+    assert!(
+        matches!(&results[0], Err(Failure::Retryable(m)) if m.contains("no Vault")),
+        "{:?}",
+        results[0]
+    );
+}

@@ -197,7 +197,7 @@ async fn rotate_rewrap_and_raise_min_decryption_version() {
             "the data ciphertext is untouched"
         );
         let opened = envelopes
-            .open("customers", None, &[(new, b""), (old, b"")])
+            .open("customers", None, &[(new, b""), (old, b"")], 1 << 20)
             .await
             .unwrap();
         assert_eq!(opened[0].as_deref().ok(), original.value.as_deref());

@@ -88,6 +88,7 @@ async fn a_pattern_routes_each_topic_to_its_sink_under_its_key_and_picks_up_new_
             .map(|c| DecryptInput {
                 ciphertext: c,
                 context: None,
+                associated_data: None,
             })
             .collect();
         // Each topic's values open under its own key and no other.

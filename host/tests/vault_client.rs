@@ -156,6 +156,7 @@ async fn batch_is_chunked_by_json_strings() {
         .map(|p| EncryptInput {
             plaintext: p,
             context: Some(b"tenant"),
+            associated_data: None,
         })
         .collect();
     let cts = c.encrypt_batch("strings-ctx", &with_context).await.unwrap();
@@ -166,6 +167,7 @@ async fn batch_is_chunked_by_json_strings() {
         .map(|c| DecryptInput {
             ciphertext: c.as_ref().unwrap(),
             context: Some(b"tenant"),
+            associated_data: None,
         })
         .collect();
     let dec = c.decrypt_batch("strings-ctx", &dec_in).await.unwrap();
@@ -834,6 +836,7 @@ async fn derived_key_with_context() {
             &[DecryptInput {
                 ciphertext: &ct,
                 context: Some(b"tenant-2"),
+                associated_data: None,
             }],
         )
         .await

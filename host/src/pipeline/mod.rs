@@ -181,6 +181,7 @@ impl Pipeline {
                 &config,
                 ownership.clone(),
                 metrics.clone(),
+                vault.clone(),
             ))),
         };
         let source = Source::new(

@@ -9,12 +9,19 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::kafka_transit::policy::envelope::{
+    Compression as WitCompression, SealOptions as WitSealOptions,
+};
 use super::bindings::kafka_transit::policy::envelope::{OpenItem, SealItem};
+use super::bindings::kafka_transit::policy::pipeline;
+use super::bindings::kafka_transit::policy::transit::{BoundDecryptItem, BoundEncryptItem};
 use super::bindings::kafka_transit::policy::{envelope, log, transit, types};
 use super::bindings::{DecryptItem, EncryptItem, Level, TransitError};
+use super::pipeline::{default_max_plaintext, PipelineView};
 use super::sandbox::InstanceLimits;
-use crate::envelope::Envelopes;
+use crate::envelope::{Envelopes, SealOptions};
 use crate::vault::{DecryptInput, EncryptInput, ItemError, VaultClient, VaultError};
+use kafka_transit_envelope_format::record::{Compression, Flags};
 
 /// Longest log message a policy may emit; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -23,6 +30,7 @@ pub struct GuestState {
     policy: String,
     vault: Option<VaultClient>,
     envelopes: Option<Arc<Envelopes>>,
+    pipeline: Option<Arc<PipelineView>>,
     wasi: WasiCtx,
     table: ResourceTable,
     limits: InstanceLimits,
@@ -41,12 +49,14 @@ impl GuestState {
         policy: String,
         vault: Option<VaultClient>,
         envelopes: Option<Arc<Envelopes>>,
+        pipeline: Option<Arc<PipelineView>>,
         memory_bytes: usize,
     ) -> Self {
         GuestState {
             policy,
             vault,
             envelopes,
+            pipeline,
             // Deliberately empty: no preopened directories, env, args or network.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -163,13 +173,48 @@ impl transit::Host for GuestState {
     ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
         let inputs: Vec<EncryptInput<'_>> = items
             .iter()
-            .map(|item| EncryptInput {
-                plaintext: &item.plaintext,
-                context: item.context.as_deref(),
+            .map(|item| EncryptInput::new(&item.plaintext).with_context(item.context.as_deref()))
+            .collect();
+        let vault = self.vault()?;
+        self.vault_call(vault.encrypt_batch(&key, &inputs))
+            .await
+            .map(per_item)
+    }
+
+    async fn encrypt_bound(
+        &mut self,
+        key: String,
+        items: Vec<BoundEncryptItem>,
+    ) -> Result<Vec<Result<String, TransitError>>, TransitError> {
+        let inputs: Vec<EncryptInput<'_>> = items
+            .iter()
+            .map(|item| {
+                EncryptInput::new(&item.plaintext)
+                    .with_context(item.context.as_deref())
+                    .with_associated_data(Some(&item.associated_data))
             })
             .collect();
         let vault = self.vault()?;
         self.vault_call(vault.encrypt_batch(&key, &inputs))
+            .await
+            .map(per_item)
+    }
+
+    async fn decrypt_bound(
+        &mut self,
+        key: String,
+        items: Vec<BoundDecryptItem>,
+    ) -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
+        let inputs: Vec<DecryptInput<'_>> = items
+            .iter()
+            .map(|item| {
+                DecryptInput::new(&item.ciphertext)
+                    .with_context(item.context.as_deref())
+                    .with_associated_data(Some(&item.associated_data))
+            })
+            .collect();
+        let vault = self.vault()?;
+        self.vault_call(vault.decrypt_batch(&key, &inputs))
             .await
             .map(per_item)
     }
@@ -214,10 +259,7 @@ impl transit::Host for GuestState {
 fn decrypt_inputs(items: &[DecryptItem]) -> Vec<DecryptInput<'_>> {
     items
         .iter()
-        .map(|item| DecryptInput {
-            ciphertext: &item.ciphertext,
-            context: item.context.as_deref(),
-        })
+        .map(|item| DecryptInput::new(&item.ciphertext).with_context(item.context.as_deref()))
         .collect()
 }
 
@@ -237,6 +279,36 @@ impl envelope::Host for GuestState {
             .await
     }
 
+    async fn seal_v3(
+        &mut self,
+        key: String,
+        context: Option<Vec<u8>>,
+        options: WitSealOptions,
+        items: Vec<SealItem>,
+    ) -> Result<Vec<Vec<u8>>, TransitError> {
+        let envelopes = self.envelopes()?;
+        let flags = Flags::parse(options.flags).map_err(|bits| {
+            TransitError::InvalidInput(format!(
+                "seal-options.flags 0x{bits:02x} has bits no envelope format gives a meaning"
+            ))
+        })?;
+        let options = SealOptions {
+            flags,
+            compression: match options.compression {
+                WitCompression::None => Compression::None,
+                WitCompression::Zstd => Compression::Zstd,
+                WitCompression::Lz4 => Compression::Lz4,
+            },
+            pad_to: options.pad_to,
+        };
+        let inputs: Vec<(&[u8], &[u8])> = items
+            .iter()
+            .map(|item| (item.plaintext.as_slice(), item.aad.as_slice()))
+            .collect();
+        self.vault_call(envelopes.seal_v3(&key, context.as_deref(), options, &inputs))
+            .await
+    }
+
     async fn open(
         &mut self,
         key: String,
@@ -244,12 +316,16 @@ impl envelope::Host for GuestState {
         items: Vec<OpenItem>,
     ) -> Result<Vec<Result<Vec<u8>, TransitError>>, TransitError> {
         let envelopes = self.envelopes()?;
+        let max_plaintext = self
+            .pipeline
+            .as_ref()
+            .map_or_else(default_max_plaintext, |view| view.max_plaintext());
         let inputs: Vec<(&[u8], &[u8])> = items
             .iter()
             .map(|item| (item.envelope.as_slice(), item.aad.as_slice()))
             .collect();
         let results = self
-            .vault_call(envelopes.open(&key, context.as_deref(), &inputs))
+            .vault_call(envelopes.open(&key, context.as_deref(), &inputs, max_plaintext))
             .await?;
         // Every per-envelope failure is about the record: malformed, tampered, or
         // sealed under a key this policy does not open.
@@ -257,6 +333,21 @@ impl envelope::Host for GuestState {
             .into_iter()
             .map(|result| result.map_err(|error| TransitError::InvalidInput(error.to_string())))
             .collect())
+    }
+}
+
+impl pipeline::Host for GuestState {
+    async fn sink_topic(&mut self, source_topic: String) -> Result<String, String> {
+        match &self.pipeline {
+            Some(view) => view
+                .sink_topic(&source_topic)
+                .map(|topic| topic.to_string()),
+            None => Err(
+                "the policy runs outside a pipeline (kafka-transit validate): there is no \
+                 sink topic"
+                    .into(),
+            ),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod bindings;
 pub mod builtin;
 mod cache;
 mod host;
+pub mod pipeline;
 mod sandbox;
 pub mod swap;
 pub mod world;
@@ -111,6 +112,8 @@ pub struct PolicyRuntime {
     vault: Option<VaultClient>,
     /// Shared by every instance, so data keys are cached across instances.
     envelopes: Option<Arc<Envelopes>>,
+    /// The pipeline the policy runs in (`None`: `validate`, tests).
+    pipeline: Option<Arc<pipeline::PipelineView>>,
     pre: DataPolicyPre<GuestState>,
 }
 
@@ -185,6 +188,7 @@ impl PolicyRuntime {
             limits,
             vault,
             envelopes,
+            pipeline: None,
             pre,
         })
     }
@@ -196,6 +200,17 @@ impl PolicyRuntime {
             .clone()
             .map(|vault| Arc::new(Envelopes::new(vault, policy)));
         self
+    }
+
+    /// The pipeline the policy runs in: what its `pipeline` import answers from.
+    pub fn with_pipeline(mut self, view: Arc<pipeline::PipelineView>) -> Self {
+        self.pipeline = Some(view);
+        self
+    }
+
+    /// The pipeline view, for a policy that replaces this one (hot swap).
+    pub fn pipeline(&self) -> Option<Arc<pipeline::PipelineView>> {
+        self.pipeline.clone()
     }
 
     /// The policy's name (built-in name or file path), for logs and headers.
@@ -214,6 +229,7 @@ impl PolicyRuntime {
             self.name.clone(),
             self.vault.clone(),
             self.envelopes.clone(),
+            self.pipeline.clone(),
             self.limits.memory_bytes,
         );
         let mut store = Store::new(engine(), state);

@@ -19,8 +19,8 @@ pub fn package() -> &'static str {
 }
 
 /// The interfaces of [`package`] a policy may import (`types` comes with the others).
-const IMPORTABLE: &[&str] = &["types", "transit", "envelope", "log"];
-const IMPORTABLE_TEXT: &str = "transit, envelope and log";
+const IMPORTABLE: &[&str] = &["types", "transit", "envelope", "log", "pipeline"];
+const IMPORTABLE_TEXT: &str = "transit, envelope, log and pipeline";
 
 /// The WASI 0.2 packages the host links (`wasmtime_wasi::p2::add_to_linker_async`),
 /// with no files, environment, arguments or network behind them.
@@ -69,8 +69,9 @@ fn problems(engine: &Engine, component: &Component) -> Vec<String> {
     let imports: Vec<&str> = ty.imports(engine).map(|(name, _)| name).collect();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
 
-    // A component built against another version of the package: one message for all
-    // of its names, since one rebuild fixes them all.
+    // A component built against an incompatible version of the package: one message
+    // for all of its names, since one rebuild fixes them all. Versions with the same
+    // semver-compatible prefix (0.2.0 and 0.2.1) link: wasmtime matches them.
     let mut versions: Vec<&str> = imports
         .iter()
         .chain(&exports)
@@ -82,11 +83,21 @@ fn problems(engine: &Engine, component: &Component) -> Vec<String> {
     versions.dedup();
     let mut problems: Vec<String> = versions
         .iter()
-        .map(|found| {
-            format!(
-                "it was built against {package_name}@{found}, but this host implements \
-                 {package_name}@{version}: {REBUILD}"
-            )
+        .filter_map(|found| {
+            if !compatible(found, version) {
+                Some(format!(
+                    "it was built against {package_name}@{found}, but this host implements \
+                     {package_name}@{version}: {REBUILD}"
+                ))
+            } else if newer(found, version) {
+                Some(format!(
+                    "it was built against {package_name}@{found}, newer than this host's \
+                     {package_name}@{version}, and may use what this host does not offer: \
+                     upgrade kafka-transit, or {REBUILD}"
+                ))
+            } else {
+                None
+            }
         })
         .collect();
 
@@ -108,7 +119,7 @@ fn problems(engine: &Engine, component: &Component) -> Vec<String> {
 
     for name in imports {
         if let Some((interface, found)) = interface_of(name, package_name) {
-            if found == version && !IMPORTABLE.contains(&interface) {
+            if compatible(found, version) && !IMPORTABLE.contains(&interface) {
                 problems.push(format!(
                     "it imports {name}, which {package_name}@{version} does not offer (a \
                      policy may import {IMPORTABLE_TEXT}): {REBUILD}"
@@ -141,6 +152,23 @@ fn problems(engine: &Engine, component: &Component) -> Vec<String> {
     problems
 }
 
+/// Whether a component built against `found` links with this host's `version`: the
+/// component model's semver compatibility (`0.2.x` with `0.2.y`, `1.x` with `1.y`).
+fn compatible(found: &str, version: &str) -> bool {
+    fn track(version: &str) -> Option<(u64, u64)> {
+        let mut parts = version.split('.').map(|part| part.parse::<u64>().ok());
+        let (major, minor) = (parts.next()??, parts.next()??);
+        Some(if major == 0 { (0, minor) } else { (major, 0) })
+    }
+    track(found).is_some_and(|found| Some(found) == track(version))
+}
+
+/// Whether `found` is a later version than `version`.
+fn newer(found: &str, version: &str) -> bool {
+    let parse = |v: &str| -> Vec<u64> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    parse(found) > parse(version)
+}
+
 /// `("transit", "0.2.0")` for `kafka-transit:policy/transit@0.2.0`.
 fn interface_of<'a>(name: &'a str, package_name: &str) -> Option<(&'a str, &'a str)> {
     name.strip_prefix(package_name)?
@@ -167,6 +195,18 @@ mod tests {
             interface_of("wasi:io/streams@0.2.0", "kafka-transit:policy"),
             None
         );
+    }
+
+    #[test]
+    fn semver_compatible_versions_link_and_newer_ones_are_named() {
+        assert!(compatible("0.2.0", "0.2.1"));
+        assert!(compatible("0.2.7", "0.2.1"));
+        assert!(!compatible("0.1.0", "0.2.1"));
+        assert!(!compatible("0.3.0", "0.2.1"));
+        assert!(compatible("1.4.0", "1.0.2"));
+        assert!(!compatible("2.0.0", "1.9.0"));
+        assert!(!compatible("x", "0.2.1"));
+        assert!(newer("0.2.2", "0.2.1") && !newer("0.2.0", "0.2.1"));
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl VaultClient {
     ) -> Result<String, VaultError> {
         let transport = &self.inner.transport;
         let path = transport.op_path("encrypt", key)?;
-        let item = EncryptInput { plaintext, context };
+        let item = EncryptInput::new(plaintext).with_context(context);
         let body = wire::to_json(&item, encrypt_item_len(&item));
         let d: CiphertextData = transport
             .write_data(&path, key, body, Secrecy::Public)
@@ -179,10 +179,7 @@ impl VaultClient {
     ) -> Result<Vec<u8>, VaultError> {
         let transport = &self.inner.transport;
         let path = transport.op_path("decrypt", key)?;
-        let item = DecryptInput {
-            ciphertext,
-            context,
-        };
+        let item = DecryptInput::new(ciphertext).with_context(context);
         let body = wire::to_json(&item, decrypt_item_len(&item));
         let d: PlaintextData = transport
             .write_data(&path, key, body, Secrecy::Secret)

@@ -15,18 +15,23 @@ use zeroize::Zeroizing;
 use super::error::ItemError;
 use super::token::VaultToken;
 
-/// One item to encrypt. `context` is only for derived keys.
+/// One item to encrypt. `context` is only for derived keys; `associated_data` is
+/// authenticated with the ciphertext (AES-GCM and ChaCha20 keys), not stored in it.
 #[derive(Clone, Copy)]
 pub struct EncryptInput<'a> {
     pub plaintext: &'a [u8],
     pub context: Option<&'a [u8]>,
+    pub associated_data: Option<&'a [u8]>,
 }
 
-/// One ciphertext to decrypt (or rewrap). `context` is only for derived keys.
+/// One ciphertext to decrypt (or rewrap). `context` is only for derived keys;
+/// `associated_data` must be the bytes the ciphertext was made with (decrypt only:
+/// Vault's rewrap takes none).
 #[derive(Clone, Copy)]
 pub struct DecryptInput<'a> {
     pub ciphertext: &'a str,
     pub context: Option<&'a [u8]>,
+    pub associated_data: Option<&'a [u8]>,
 }
 
 impl<'a> EncryptInput<'a> {
@@ -34,6 +39,18 @@ impl<'a> EncryptInput<'a> {
         EncryptInput {
             plaintext,
             context: None,
+            associated_data: None,
+        }
+    }
+
+    pub fn with_context(self, context: Option<&'a [u8]>) -> Self {
+        EncryptInput { context, ..self }
+    }
+
+    pub fn with_associated_data(self, associated_data: Option<&'a [u8]>) -> Self {
+        EncryptInput {
+            associated_data,
+            ..self
         }
     }
 }
@@ -43,6 +60,18 @@ impl<'a> DecryptInput<'a> {
         DecryptInput {
             ciphertext,
             context: None,
+            associated_data: None,
+        }
+    }
+
+    pub fn with_context(self, context: Option<&'a [u8]>) -> Self {
+        DecryptInput { context, ..self }
+    }
+
+    pub fn with_associated_data(self, associated_data: Option<&'a [u8]>) -> Self {
+        DecryptInput {
+            associated_data,
+            ..self
         }
     }
 }
@@ -55,6 +84,7 @@ impl fmt::Debug for EncryptInput<'_> {
                 &format_args!("<redacted {} bytes>", self.plaintext.len()),
             )
             .field("context", &self.context.map(|c| c.len()))
+            .field("associated_data", &self.associated_data.map(|a| a.len()))
             .finish()
     }
 }
@@ -64,6 +94,7 @@ impl fmt::Debug for DecryptInput<'_> {
         f.debug_struct("DecryptInput")
             .field("ciphertext", &self.ciphertext)
             .field("context", &self.context.map(|c| c.len()))
+            .field("associated_data", &self.associated_data.map(|a| a.len()))
             .finish()
     }
 }
@@ -79,10 +110,14 @@ impl Serialize for B64<'_> {
 
 impl Serialize for EncryptInput<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1 + self.context.is_some() as usize))?;
+        let fields = 1 + self.context.is_some() as usize + self.associated_data.is_some() as usize;
+        let mut m = s.serialize_map(Some(fields))?;
         m.serialize_entry("plaintext", &B64(self.plaintext))?;
         if let Some(c) = self.context {
             m.serialize_entry("context", &B64(c))?;
+        }
+        if let Some(a) = self.associated_data {
+            m.serialize_entry("associated_data", &B64(a))?;
         }
         m.end()
     }
@@ -90,10 +125,14 @@ impl Serialize for EncryptInput<'_> {
 
 impl Serialize for DecryptInput<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1 + self.context.is_some() as usize))?;
+        let fields = 1 + self.context.is_some() as usize + self.associated_data.is_some() as usize;
+        let mut m = s.serialize_map(Some(fields))?;
         m.serialize_entry("ciphertext", self.ciphertext)?;
         if let Some(c) = self.context {
             m.serialize_entry("context", &B64(c))?;
+        }
+        if let Some(a) = self.associated_data {
+            m.serialize_entry("associated_data", &B64(a))?;
         }
         m.end()
     }
@@ -123,7 +162,7 @@ impl BatchItem for EncryptInput<'_> {
         encrypt_item_len(self)
     }
     fn strings(&self) -> usize {
-        item_strings(self.context.is_some())
+        item_strings(self.context.is_some()) + 2 * self.associated_data.is_some() as usize
     }
     fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(items)
@@ -135,7 +174,7 @@ impl BatchItem for DecryptInput<'_> {
         decrypt_item_len(self)
     }
     fn strings(&self) -> usize {
-        item_strings(self.context.is_some())
+        item_strings(self.context.is_some()) + 2 * self.associated_data.is_some() as usize
     }
     fn serialize_items<S: Serializer>(items: &[Self], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(items)
@@ -216,13 +255,17 @@ pub(crate) fn json_str_len(s: &str) -> usize {
 
 /// Estimated JSON bytes of an item, including the separating comma.
 pub(crate) fn encrypt_item_len(i: &EncryptInput<'_>) -> usize {
-    // {"plaintext":"..."},   and   ,"context":"..."
-    17 + b64_len(i.plaintext.len()) + i.context.map_or(0, |c| 13 + b64_len(c.len()))
+    // {"plaintext":"..."},   and   ,"context":"..."   and   ,"associated_data":"..."
+    17 + b64_len(i.plaintext.len())
+        + i.context.map_or(0, |c| 13 + b64_len(c.len()))
+        + i.associated_data.map_or(0, |a| 21 + b64_len(a.len()))
 }
 
 pub(crate) fn decrypt_item_len(i: &DecryptInput<'_>) -> usize {
     // {"ciphertext":"..."},
-    18 + json_str_len(i.ciphertext) + i.context.map_or(0, |c| 13 + b64_len(c.len()))
+    18 + json_str_len(i.ciphertext)
+        + i.context.map_or(0, |c| 13 + b64_len(c.len()))
+        + i.associated_data.map_or(0, |a| 21 + b64_len(a.len()))
 }
 
 pub(crate) fn hmac_item_len(i: &[u8]) -> usize {
@@ -476,6 +519,7 @@ mod tests {
             .map(|i| EncryptInput {
                 plaintext: &[7u8; 100][..i],
                 context: (i % 3 == 0).then_some(&ctx[..]),
+                associated_data: (i % 4 == 1).then_some(&ctx[..i % 7]),
             })
             .collect();
         let body = to_json(
@@ -518,10 +562,7 @@ mod tests {
     fn serialized_shape() {
         let items = [
             EncryptInput::new(b"hello"),
-            EncryptInput {
-                plaintext: b"",
-                context: Some(b"c"),
-            },
+            EncryptInput::new(b"").with_context(Some(b"c")),
         ];
         let body = to_json(
             &BatchBody {

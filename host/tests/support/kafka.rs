@@ -502,8 +502,11 @@ progress_interval = "1s"
 }
 
 async fn start_policy(config: &PipelineConfig, vault: &VaultClient) -> PolicyRunner {
-    let runtime =
-        PolicyRuntime::from_config(&config.policy, Some(vault.clone())).expect("policy loads");
+    let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))
+        .expect("policy loads")
+        .with_pipeline(
+            kafka_transit::policy::pipeline::PipelineView::of(config).expect("sink route"),
+        );
     PolicyRunner::start(Arc::new(runtime))
         .await
         .expect("policy starts")

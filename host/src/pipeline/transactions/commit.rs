@@ -218,15 +218,23 @@ impl Transactions {
             doomed,
             ..
         } = transaction;
-        let (key, value) = self.position_record(&partition, next);
-        let position = FutureRecord::<str, str>::to(&self.offsets_topic)
-            .key(&key)
-            .payload(&value);
-        let mut answers: Vec<Option<Answer>> = sent.iter().map(|_| None).collect();
-        let recorded = match doomed {
+        let record = match doomed {
             Some(reason) => Err(reason),
-            None => producer
-                .send_result(position)
+            // A position that cannot be signed is not written: the transaction aborts
+            // and its records are read again once Vault answers.
+            None => self
+                .position_record(&partition, next)
+                .map_err(|error| error.to_string()),
+        };
+        let mut answers: Vec<Option<Answer>> = sent.iter().map(|_| None).collect();
+        let recorded = match &record {
+            Err(reason) => Err(reason.clone()),
+            Ok((key, value)) => producer
+                .send_result(
+                    FutureRecord::<str, str>::to(&self.offsets_topic)
+                        .key(key)
+                        .payload(value),
+                )
                 .map(drop)
                 .map_err(|(error, _)| format!("recording the source position failed: {error}"))
                 .and_then(

@@ -29,10 +29,14 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
 use crate::config::{PipelineConfig, SinkConfig, TuningConfig};
 use crate::kafka;
 use crate::metrics::Metrics;
+use crate::vault::VaultClient;
+
+use authentication::PositionAuthenticator;
 
 use super::ownership::{Epoch, Ownership, Partition};
 use super::PipelineError;
 
+mod authentication;
 mod commit;
 mod positions;
 
@@ -79,6 +83,8 @@ pub(crate) struct Transactions {
     tuning: TuningConfig,
     group_id: String,
     offsets_topic: String,
+    /// Signs the positions written to the offsets topic and checks those read back.
+    authenticator: PositionAuthenticator,
     interval: Duration,
     /// Held while transactions commit, so that a revocation waits for a round of
     /// commits in progress before it lets partitions go.
@@ -97,16 +103,25 @@ pub(crate) struct Transactions {
 }
 
 impl Transactions {
+    /// Needs a tokio runtime (commits run on blocking threads and reach Vault through
+    /// its handle).
     pub(crate) fn new(
         config: &PipelineConfig,
         ownership: Arc<Ownership>,
         metrics: Arc<Metrics>,
+        vault: VaultClient,
     ) -> Transactions {
         Transactions {
             sink: config.sink.clone(),
             tuning: config.pipeline.clone(),
             group_id: config.source.group_id.clone(),
             offsets_topic: config.pipeline.offsets_topic.clone(),
+            authenticator: PositionAuthenticator::new(
+                vault,
+                config.pipeline.offsets_key.clone(),
+                config.source.group_id.clone(),
+                tokio::runtime::Handle::current(),
+            ),
             interval: config.pipeline.transaction_interval,
             committing: Mutex::default(),
             producers: Mutex::default(),

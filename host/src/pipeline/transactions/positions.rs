@@ -21,18 +21,36 @@ use super::{Transactions, TRANSACTION_TIMEOUT};
 const POSITIONS_TIMEOUT: Duration = Duration::from_secs(150);
 
 impl Transactions {
+    /// The offsets-topic key of `partition`: `["<group>","<topic>",<partition>]`.
+    fn position_key(&self, (topic, partition): &Partition) -> String {
+        serde_json::json!([self.group_id, topic, partition]).to_string()
+    }
+
     /// The offsets-topic record saying `partition` continues at `next`: key
-    /// `["<group>","<topic>",<partition>]`, value `{"offset":<next>}` (JSON, readable
-    /// with any Kafka tool).
+    /// `["<group>","<topic>",<partition>]`, value `{"offset":<next>,"hmac":"...",
+    /// "data_key":"vault:v1:..."}` (JSON, readable with any Kafka tool; see
+    /// [`authentication`](super::authentication)). Blocking (a Vault request once an
+    /// hour for a new signing key).
     pub(crate) fn position_record(
         &self,
-        (topic, partition): &Partition,
+        partition: &Partition,
         next: i64,
-    ) -> (String, String) {
-        (
-            serde_json::json!([self.group_id, topic, partition]).to_string(),
-            serde_json::json!({ "offset": next }).to_string(),
-        )
+    ) -> Result<(String, String), PipelineError> {
+        let signed = self.authenticator.sign(partition, next).map_err(|error| {
+            self.topic_error(
+                "signing a position",
+                format!(
+                    "{error}; exactly-once signs positions with data keys of \
+                     pipeline.offsets_key (\"{}\"): create that transit key and allow \
+                     datakey/plaintext and decrypt on it",
+                    self.authenticator.key()
+                ),
+            )
+        })?;
+        Ok((
+            self.position_key(partition),
+            serde_json::to_string(&signed).expect("a position serializes"),
+        ))
     }
 
     /// The last committed positions of `partitions` in the offsets topic (partitions
@@ -71,11 +89,12 @@ impl Transactions {
         }
         let wanted: HashMap<String, &Partition> = partitions
             .iter()
-            .map(|partition| (self.position_record(partition, 0).0, partition))
+            .map(|partition| (self.position_key(partition), partition))
             .collect();
-        let mut found = HashMap::new();
+        // The last record of each partition, authenticated below.
+        let mut found: HashMap<Partition, Vec<u8>> = HashMap::new();
         if end.is_empty() {
-            return Ok(found);
+            return Ok(HashMap::new());
         }
         let reader = kafka::sink_reader(&self.sink, "read_committed")
             .map_err(failed("creating a reader"))?;
@@ -98,21 +117,10 @@ impl Transactions {
                 let message = message.map_err(failed("reading it"))?;
                 let key = message.key().map(String::from_utf8_lossy);
                 if let Some(partition) = key.and_then(|key| wanted.get(key.as_ref()).copied()) {
-                    let offset = message
-                        .payload()
-                        .and_then(|value| serde_json::from_slice::<serde_json::Value>(value).ok())
-                        .and_then(|value| value["offset"].as_i64())
-                        .ok_or_else(|| {
-                            self.topic_error(
-                                "reading it",
-                                format!(
-                                    "the record at {}@{} is not {{\"offset\": <number>}}",
-                                    message.partition(),
-                                    message.offset()
-                                ),
-                            )
-                        })?;
-                    found.insert(partition.clone(), offset);
+                    found.insert(
+                        partition.clone(),
+                        message.payload().unwrap_or_default().to_vec(),
+                    );
                 }
             }
             // The position moves past transaction markers too, which end a partition.
@@ -128,7 +136,51 @@ impl Transactions {
                 }
             }
         }
-        Ok(found)
+        self.authenticated(found)
+    }
+
+    /// The positions that pass authentication. One that fails is refused and reported:
+    /// its partition starts from the source group's committed offset (the copy each
+    /// commit leaves on the source cluster), which may repeat records but never skips
+    /// any. Vault being unavailable is an error (the assignment is retried), not a
+    /// refusal.
+    fn authenticated(
+        &self,
+        found: HashMap<Partition, Vec<u8>>,
+    ) -> Result<HashMap<Partition, i64>, PipelineError> {
+        let found: Vec<(Partition, Vec<u8>)> = found.into_iter().collect();
+        if found.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let verdicts = self.authenticator.verify(&found).map_err(|error| {
+            self.topic_error(
+                "authenticating its positions",
+                format!(
+                    "{error} (pipeline.offsets_key = \"{}\")",
+                    self.authenticator.key()
+                ),
+            )
+        })?;
+        let mut positions = HashMap::new();
+        for ((partition, _), verdict) in found.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(offset) => {
+                    positions.insert(partition, offset);
+                }
+                Err(refusal) => {
+                    self.metrics.position_refused();
+                    tracing::error!(
+                        offsets_topic = self.offsets_topic,
+                        topic = partition.0,
+                        partition = partition.1,
+                        "refusing the position of a source partition in the offsets topic: \
+                         {refusal}; starting from the source group's committed offset \
+                         instead (records may be repeated, none is skipped)"
+                    );
+                }
+            }
+        }
+        Ok(positions)
     }
 
     fn create_offsets_topic(&self) -> Result<(), PipelineError> {

@@ -94,6 +94,9 @@ struct Latest {
 struct Shared {
     config_path: PathBuf,
     vault: VaultClient,
+    /// What new policies may know of the pipeline: that of the policy it started with
+    /// (only `[policy]` is reloaded).
+    pipeline: Option<Arc<crate::policy::pipeline::PipelineView>>,
     /// The pipeline file without `[policy]`, as the process started with it: only
     /// `[policy]` is reloaded, so a change elsewhere deserves a warning.
     other_tables: Option<toml::Table>,
@@ -155,6 +158,7 @@ impl PolicySwitch {
         let shared = Arc::new(Shared {
             config_path,
             vault,
+            pipeline: current.pipeline(),
             other_tables,
             latest: Mutex::new(Latest {
                 policy,
@@ -277,10 +281,16 @@ impl PolicySwitch {
     async fn load(&self, policy: &PolicyConfig) -> Result<PolicyRunner, ReloadError> {
         let vault = self.shared.vault.clone();
         let config = policy.clone();
-        let runtime =
-            tokio::task::spawn_blocking(move || PolicyRuntime::from_config(&config, Some(vault)))
-                .await
-                .map_err(|e| ReloadError::Interrupted(e.to_string()))??;
+        let pipeline = self.shared.pipeline.clone();
+        let runtime = tokio::task::spawn_blocking(move || {
+            let runtime = PolicyRuntime::from_config(&config, Some(vault))?;
+            Ok::<_, crate::policy::PolicyError>(match pipeline {
+                Some(view) => runtime.with_pipeline(view),
+                None => runtime,
+            })
+        })
+        .await
+        .map_err(|e| ReloadError::Interrupted(e.to_string()))??;
         Ok(PolicyRunner::start(Arc::new(runtime)).await?)
     }
 

@@ -1,0 +1,43 @@
+//! What a policy may know of the pipeline it runs in: the WIT `pipeline` interface
+//! (0.2.1), and the limits the host applies on its behalf. The policy learns where its
+//! outputs go, because ciphertexts are bound to that stream by default
+//! (docs/protected-records.md); it learns nothing else of the configuration.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, PipelineConfig, TuningConfig};
+use crate::topics::Route;
+
+/// Room for a record's headers on top of its value, in a decompressed envelope.
+const HEADERS_ALLOWANCE: usize = 64 * 1024;
+
+/// A pipeline as its policy sees it.
+#[derive(Debug)]
+pub struct PipelineView {
+    sink: Route,
+    max_record_bytes: usize,
+}
+
+impl PipelineView {
+    pub fn of(config: &PipelineConfig) -> Result<Arc<PipelineView>, ConfigError> {
+        Ok(Arc::new(PipelineView {
+            sink: config.sink_route()?,
+            max_record_bytes: config.pipeline.max_record_bytes,
+        }))
+    }
+
+    /// `sink.topic` rendered for records of `source_topic`.
+    pub fn sink_topic(&self, source_topic: &str) -> Result<Arc<str>, String> {
+        self.sink.topic_for(source_topic)
+    }
+
+    /// The most bytes an opened envelope may decompress to.
+    pub fn max_plaintext(&self) -> usize {
+        self.max_record_bytes + HEADERS_ALLOWANCE
+    }
+}
+
+/// [`PipelineView::max_plaintext`] outside a pipeline (`validate`, tests).
+pub fn default_max_plaintext() -> usize {
+    TuningConfig::default().max_record_bytes + HEADERS_ALLOWANCE
+}
