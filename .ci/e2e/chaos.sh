@@ -15,10 +15,11 @@
 # allowed_keys = ["tenant-a", "tenant-b", "tenant-c"] when the built-in policies take it;
 # dead letters on the source cluster. Source and sink are two single-node clusters, so
 # each is disrupted alone. The runner's token comes from an ACL policy that allows
-# transit/encrypt/tenant-a and tenant-b only: tenant-evil and tenant-c exist, the token
-# may use neither. allowed_keys refuses tenant-evil before any Vault call; tenant-c, which
-# it lists (an allowlist and Vault's grants out of step), gets Vault's 403, so that path
-# is exercised too.
+# transit/encrypt/tenant-a and tenant-b (and what signing exactly-once positions needs
+# of kafka-transit-offsets) only: tenant-evil and tenant-c exist, the token may use
+# neither. allowed_keys refuses tenant-evil before any Vault call; tenant-c, which it
+# lists (an allowlist and Vault's grants out of step), gets Vault's 403, so that path is
+# exercised too.
 #
 # The sequence runs once per delivery mode (default: at-least-once, then exactly-once;
 # or name one or both as arguments). Then, for each mode:
@@ -86,10 +87,15 @@ start_kafka SINK_BOOTSTRAP   # sink cluster
 start_openbao --persistent
 say "stack up in $((SECONDS - START))s"
 
-for key in tenant-a tenant-b tenant-c tenant-evil; do vault_write "transit/keys/$key" '{}'; done
+# kafka-transit-offsets signs exactly-once positions (pipeline.offsets_key's default).
+for key in tenant-a tenant-b tenant-c tenant-evil kafka-transit-offsets; do
+  vault_write "transit/keys/$key" '{}'
+done
 vault_write sys/policies/acl/chaos-runner "$(python3 -c 'import json; print(json.dumps({"policy": """
 path "transit/encrypt/tenant-a" { capabilities = ["update"] }
 path "transit/encrypt/tenant-b" { capabilities = ["update"] }
+path "transit/datakey/plaintext/kafka-transit-offsets" { capabilities = ["update"] }
+path "transit/decrypt/kafka-transit-offsets" { capabilities = ["update"] }
 """}))')"
 RUNNER_TOKEN=$(vault_token chaos-runner)
 # The premise of the forbidden-key records: the token encrypts for tenant-a, not for
