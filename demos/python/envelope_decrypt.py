@@ -366,6 +366,126 @@ class Unwrapper:
         return open_with(self.data_key(key_name, wrapped), envelope)
 
 
+VAULT_PREFIX = b"vault:v"
+
+
+def json_pointer(tokens) -> str:
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+class RecordReader:
+    """Reads whole records kafka-transit (or writer.py, or the Java and Go writers)
+    protected, formats 1 to 3: envelopes and `vault:` values, record keys, sealed headers.
+
+    transit: a transit.Transit; key: the transit key of `vault:` values and fields (and,
+    when set, the one envelopes must name); record_keys_key: the key of encrypted record
+    keys; stream: the stream name records are bound to (default: the topic read);
+    require_binding: ("stream", "key") a record must be bound to; max_plaintext: what a
+    compressed record may expand to at most."""
+
+    def __init__(self, transit, key: str = None, record_keys_key: str = None, stream: str = None,
+                 require_binding=(), max_plaintext: int = DEFAULT_MAX_PLAINTEXT):
+        unknown = set(require_binding) - {"stream", "key"}
+        if unknown:
+            raise ValueError(f"require_binding takes \"stream\" and \"key\", not {sorted(unknown)}")
+        self.transit, self.key, self.record_keys_key = transit, key, record_keys_key
+        self.stream, self.require_binding, self.max_plaintext = stream, tuple(require_binding), max_plaintext
+        self._data_keys = {}
+
+    def close(self) -> None:
+        for data_key in self._data_keys.values():
+            data_key[:] = bytes(len(data_key))
+        self._data_keys.clear()
+
+    def _data_key(self, key_name: str, wrapped: str) -> bytearray:
+        if (key_name, wrapped) not in self._data_keys:
+            if len(self._data_keys) >= 1000:
+                oldest = next(iter(self._data_keys))
+                self._data_keys.pop(oldest)[:] = bytes(32)
+            self._data_keys[(key_name, wrapped)] = self._vault(self.transit.decrypt, key_name, wrapped)
+        return self._data_keys[(key_name, wrapped)]
+
+    @staticmethod
+    def _vault(call, *args, **kwargs):
+        from transit import TransitError
+
+        try:
+            return bytearray(call(*args, **kwargs))
+        except TransitError as error:
+            kind = "authentication" if error.authentication else "vault"
+            raise EnvelopeError(f"Vault could not decrypt: {error}", kind) from None
+
+    def read(self, topic: str, key, value, headers=()):
+        """(key, value, headers) as they were before protection. `headers` is a list of
+        (name, bytes or None) as confluent-kafka gives them; the protection header and
+        the sealed headers' place are handled here."""
+        headers = list(headers or [])
+        protection = [v for n, v in headers if n == PROTECTION_HEADER]
+        if len(protection) > 1:
+            raise EnvelopeError(f"the record carries {len(protection)} {PROTECTION_HEADER} headers", "flags")
+        stream = self.stream or topic
+        flags = record_flags(value, protection[0] if protection else None, self.require_binding)
+        kept = [(n, v) for n, v in headers if n != PROTECTION_HEADER]
+        if value is not None:
+            value, sealed = self._read_value(value, flags, stream, key)
+            kept += sealed
+        return self._restore_key(key, flags, stream), value, kept
+
+    def _read_value(self, value: bytes, flags, stream: str, key):
+        if value.startswith(VAULT_PREFIX):
+            if self.key is None:
+                raise EnvelopeError("a vault:v value needs the transit key to decrypt it with", "config")
+            if flags is None:
+                return self._vault(self.transit.decrypt, self.key, value.decode("ascii")), []
+            if flags & (COMPRESSION_MASK | PADDED):
+                raise EnvelopeError("a vault: value never carries compression or padding flags", "flags")
+            opened = bytes(self._vault(self.transit.decrypt, self.key, value.decode("ascii"),
+                                       associated_data=binding(flags, stream, key)))
+        else:
+            if flags is not None:
+                check_envelope_flags(value, flags)
+            header = parse_header(value)
+            if self.key is not None and header["key_name"] != self.key:
+                raise EnvelopeError(f"envelope was sealed with another Vault key than this reader's \"{self.key}\"",
+                                    "key mismatch")
+            data_key = self._data_key(header["key_name"], header["wrapped_key"])
+            if flags is None:
+                return open_with(bytes(data_key), value), []
+            opened = open_with(bytes(data_key), value, binding(flags, stream, key)[16:], self.max_plaintext)
+        if not flags & HEADERS:
+            return opened, []
+        headers, value = unframe(opened)
+        return value, headers
+
+    def _restore_key(self, key, flags, stream: str):
+        if key is None or flags is None or flags & RECORD_KEYS_MASK != KEYS_ENCRYPTED:
+            return key  # kept, or an HMAC (one-way: it stays as it is)
+        if self.record_keys_key is None:
+            raise EnvelopeError("the record key is encrypted: the reader needs record_keys_key", "config")
+        return bytes(self._vault(self.transit.decrypt, self.record_keys_key, key.decode("ascii"),
+                                 context=stream.encode()))
+
+    def read_fields(self, topic: str, key, document: bytes, protection_header=None):
+        """A JSON document whose `vault:` string fields encrypt-fields wrote, decrypted:
+        format 3 fields are bound to their place (JSON Pointer) as well."""
+        flags = record_flags(b"{", protection_header, self.require_binding)
+        if flags is not None and flags & (COMPRESSION_MASK | PADDED | HEADERS):
+            raise EnvelopeError("encrypted fields never carry compression, padding or sealed headers", "flags")
+        stream = self.stream or topic
+
+        def walk(node, path):
+            if isinstance(node, dict):
+                return {k: walk(v, path + [k]) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v, path + [i]) for i, v in enumerate(node)]
+            if isinstance(node, str) and node.startswith("vault:v"):
+                ad = None if flags is None else binding(flags, stream, key, json_pointer(path))
+                return json.loads(bytes(self._vault(self.transit.decrypt, self.key, node, associated_data=ad)))
+            return node
+
+        return json.dumps(walk(json.loads(document), []), separators=(",", ":")).encode()
+
+
 class RecordingVault:
     """Stands in for hvac's client in `check_vectors`: records every transit/decrypt it is
     asked for, and answers none (a check that must refuse before asking fails if it asks)."""
