@@ -30,12 +30,14 @@ public class KafkaTransitKeyDeserializer<T> implements Deserializer<T> {
     private Deserializer<T> inner;
 
     public KafkaTransitKeyDeserializer() {
+        KeyHandoff.CONSUMER.markUsed();
     }
 
     /** With a reader made in code (tests, custom decrypters). */
     public KafkaTransitKeyDeserializer(TransitReader reader, Deserializer<T> inner) {
         this.reader = reader;
         this.inner = inner;
+        KeyHandoff.CONSUMER.markUsed();
     }
 
     @Override

@@ -23,7 +23,15 @@ final class KeyHandoff {
         last.set(new Entry(headers, key));
     }
 
-    /** Whether a key (de)serializer of kafka-transit ever ran in this JVM. */
+    /**
+     * A key (de)serializer of kafka-transit exists: Kafka calls no key deserializer for a
+     * null key, so a record without a handed key then has a null key.
+     */
+    void markUsed() {
+        used = true;
+    }
+
+    /** Whether a key (de)serializer of kafka-transit was made in this JVM. */
     boolean used() {
         return used;
     }
