@@ -1,6 +1,6 @@
 """Format 3 in Python: the writer's records open in the reader, and every way of moving,
-swapping or re-keying a ciphertext is refused for its reason (python3 -m pytest demos/python,
-or python3 -m unittest discover demos/python)."""
+swapping or re-keying a ciphertext is refused for its reason
+(python3 -m unittest discover -s demos/python -p "test_*.py"; pytest runs it too)."""
 import json
 import os
 import sys

@@ -264,12 +264,23 @@ pub fn seal_with_v3(
 }
 
 /// Opens a parsed envelope with its (unwrapped) data key: checks a version 3 envelope's
-/// key commitment, then its tag, then unpads and decompresses (at most
-/// `max_plaintext` bytes).
+/// key commitment, then its tag, then unpads and decompresses (without bound: see
+/// [`open_with_limit`]).
 pub fn open_with(
     data_key: &[u8],
     parsed: &Parsed<'_>,
     aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    open_with_limit(data_key, parsed, aad, usize::MAX - 1)
+}
+
+/// [`open_with`], refusing a version 3 plaintext that decompresses to more than
+/// `max_plaintext` bytes.
+pub fn open_with_limit(
+    data_key: &[u8],
+    parsed: &Parsed<'_>,
+    aad: &[u8],
+    max_plaintext: usize,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let data_key: &[u8; 32] = data_key
         .try_into()
@@ -281,7 +292,7 @@ pub fn open_with(
     }
     let opened = open_parsed(&cipher_for(data_key), parsed, aad)?;
     match parsed.version {
-        FORMAT_VERSION_3 => body::decode(opened, parsed.flags, usize::MAX - 1),
+        FORMAT_VERSION_3 => body::decode(opened, parsed.flags, max_plaintext),
         _ => Ok(opened),
     }
 }
@@ -692,6 +703,7 @@ impl Envelopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_transit_envelope_format::record;
 
     fn vectors() -> serde_json::Value {
         serde_json::from_str(include_str!("../../docs/envelope-test-vectors.json")).unwrap()
@@ -919,6 +931,161 @@ mod tests {
             open_with(&key, &parsed, b"topic-b"),
             Err(EnvelopeError::Authentication)
         );
+    }
+
+    /// What every reader does with a format 3 record (docs/protected-records.md, "What
+    /// each reader must check"), with the host's own opening: the value and the sealed
+    /// headers, or the name the test vectors give the failure.
+    fn open_record(
+        case: &serde_json::Value,
+        data_key: &[u8],
+    ) -> Result<(Vec<u8>, Vec<record::FrameHeader>), &'static str> {
+        let envelope = hex_field(case, "envelope_hex");
+        let stream = case["stream"].as_str().unwrap();
+        let key = case["record_key_hex"]
+            .as_str()
+            .map(|k| hex::decode(k).unwrap());
+        let required: Vec<&str> = case["require_binding"]
+            .as_array()
+            .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let limit = case["max_plaintext_bytes"].as_u64().unwrap_or(1 << 20) as usize;
+        let kind = |error: EnvelopeError| match error {
+            EnvelopeError::Authentication => "authentication",
+            EnvelopeError::Commitment => "commitment",
+            EnvelopeError::Malformed(FormatError::UnknownFlags(_)) => "flags",
+            EnvelopeError::Malformed(FormatError::UnknownVersion(_)) => "version",
+            EnvelopeError::Malformed(FormatError::InvalidKeyName(_)) => "key name",
+            EnvelopeError::Malformed(_) => "truncated",
+            EnvelopeError::Body(why) if why.starts_with("the padding") => "padding",
+            EnvelopeError::Body(why) if why.contains("more than") => "too large",
+            EnvelopeError::Body(_) => "decompression",
+            other => panic!("{}: unexpected {other}", case["name"]),
+        };
+        let Some(header) = case["protection_header"].as_str() else {
+            if !required.is_empty() {
+                return Err("unbound");
+            }
+            if envelope.first() == Some(&FORMAT_VERSION_3) {
+                return Err("flags");
+            }
+            let parsed = parse(&envelope).map_err(kind)?;
+            return open_with(data_key, &parsed, b"").map(|v| (v, vec![])).map_err(kind);
+        };
+        let flags = Flags::from_header_value(header.as_bytes()).map_err(|_| "flags")?;
+        if (required.contains(&"stream") && !flags.stream()) || (required.contains(&"key") && !flags.key()) {
+            return Err("unbound");
+        }
+        match envelope.first() {
+            Some(&FORMAT_VERSION_3) => {}
+            None => return Err("truncated"),
+            Some(_) => return Err("flags"),
+        }
+        let parsed = parse(&envelope).map_err(kind)?;
+        if parsed.flags != flags {
+            return Err("flags");
+        }
+        let parts = record::binding_parts(flags, stream, key.as_deref(), None);
+        let opened = open_with_limit(data_key, &parsed, &parts, limit).map_err(kind)?;
+        if !flags.headers() {
+            return Ok((opened, vec![]));
+        }
+        let (headers, value) = record::unframe(&opened).map_err(|_| "frame")?;
+        Ok((value.to_vec(), headers))
+    }
+
+    /// The published format 3 vectors: uncompressed ones seal to their exact bytes, all
+    /// open to their value and sealed headers, and every tampered record is refused for
+    /// the reason it names (docs/gen-envelope-test-vectors.py writes them independently).
+    #[test]
+    fn published_format_3_vectors_open_and_tampered_ones_are_refused_for_their_reason() {
+        let vectors = vectors();
+        let format3 = &vectors["format3"];
+        let envelopes = format3["envelopes"].as_array().unwrap();
+        assert!(envelopes.len() >= 8);
+        for vector in envelopes {
+            let name = vector["name"].as_str().unwrap();
+            let data_key: [u8; 32] = hex_field(vector, "data_key_hex").try_into().unwrap();
+            let flags = Flags::parse(vector["flags"].as_u64().unwrap() as u8).unwrap();
+            let key = vector["record_key_hex"]
+                .as_str()
+                .map(|k| hex::decode(k).unwrap());
+            let stream = vector["stream"].as_str().unwrap();
+            assert_eq!(
+                record::binding(flags, stream, key.as_deref(), None),
+                hex_field(vector, "binding_hex"),
+                "{name}"
+            );
+            assert_eq!(flags.header_value(), vector["protection_header"], "{name}");
+            let sealed: Vec<record::FrameHeader> = vector["sealed_headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    let value = h[1].as_str().map(|v| hex::decode(v).unwrap());
+                    (h[0].as_str().unwrap().to_string(), value)
+                })
+                .collect();
+            let value = hex_field(vector, "value_hex");
+            if flags.compression() == Compression::None {
+                let plaintext = if flags.headers() {
+                    record::frame(&sealed, &value)
+                } else {
+                    value.clone()
+                };
+                let envelope = seal_with_v3(
+                    &data_key,
+                    vector["key_name"].as_str().unwrap(),
+                    vector["wrapped_key"].as_str().unwrap(),
+                    &hex_field(vector, "nonce_hex").try_into().unwrap(),
+                    &plaintext,
+                    &record::binding_parts(flags, stream, key.as_deref(), None),
+                    SealOptions {
+                        flags,
+                        compression: Compression::None,
+                        pad_to: vector["pad_to"].as_u64().unwrap() as u32,
+                    },
+                )
+                .unwrap();
+                assert_eq!(envelope, hex_field(vector, "envelope_hex"), "{name}");
+            }
+            let mut case = vector.clone();
+            case["require_binding"] = serde_json::json!([]);
+            assert_eq!(
+                open_record(&case, &data_key),
+                Ok((value, sealed)),
+                "{name}"
+            );
+        }
+        for frame in format3["frames"].as_array().unwrap() {
+            let (headers, value) = record::unframe(&hex_field(frame, "frame_hex")).unwrap();
+            assert_eq!(value, hex_field(frame, "value_hex"));
+            assert_eq!(headers.len(), frame["headers"].as_array().unwrap().len());
+        }
+        for binding in format3["bindings"].as_array().unwrap() {
+            let flags = Flags::parse(binding["flags"].as_u64().unwrap() as u8).unwrap();
+            let key = binding["record_key_hex"]
+                .as_str()
+                .map(|k| hex::decode(k).unwrap());
+            assert_eq!(
+                record::binding(
+                    flags,
+                    binding["stream"].as_str().unwrap(),
+                    key.as_deref(),
+                    binding["pointer"].as_str()
+                ),
+                hex_field(binding, "binding_hex")
+            );
+        }
+        let tampered = format3["tampered"].as_array().unwrap();
+        assert!(tampered.len() >= 20);
+        for case in tampered {
+            let data_key = hex_field(case, "data_key_hex");
+            match open_record(case, &data_key) {
+                Ok(_) => panic!("tampered record opened: {}", case["name"]),
+                Err(kind) => assert_eq!(kind, case["expect"], "{}", case["name"]),
+            }
+        }
     }
 
     fn v3_options(compression: Compression, pad_to: u32) -> SealOptions {
