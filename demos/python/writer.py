@@ -30,7 +30,11 @@ KAFKA_TRANSIT_HEADERS = "kafka-transit."
 
 def check_stream(name: str) -> str:
     """A stream name follows the key name rule (1 to 249 of A-Z a-z 0-9 . _ -)."""
-    check_key_name(name.encode())
+    from envelope_decrypt import key_name_problem
+
+    reason = key_name_problem(name.encode())
+    if reason:
+        raise ValueError(f"a stream name is 1 to 249 of A-Z a-z 0-9 . _ - ({reason}); set the writer's stream")
     return name
 
 
