@@ -970,10 +970,14 @@ mod tests {
                 return Err("flags");
             }
             let parsed = parse(&envelope).map_err(kind)?;
-            return open_with(data_key, &parsed, b"").map(|v| (v, vec![])).map_err(kind);
+            return open_with(data_key, &parsed, b"")
+                .map(|v| (v, vec![]))
+                .map_err(kind);
         };
         let flags = Flags::from_header_value(header.as_bytes()).map_err(|_| "flags")?;
-        if (required.contains(&"stream") && !flags.stream()) || (required.contains(&"key") && !flags.key()) {
+        if (required.contains(&"stream") && !flags.stream())
+            || (required.contains(&"key") && !flags.key())
+        {
             return Err("unbound");
         }
         match envelope.first() {
@@ -1051,14 +1055,11 @@ mod tests {
             }
             let mut case = vector.clone();
             case["require_binding"] = serde_json::json!([]);
-            assert_eq!(
-                open_record(&case, &data_key),
-                Ok((value, sealed)),
-                "{name}"
-            );
+            assert_eq!(open_record(&case, &data_key), Ok((value, sealed)), "{name}");
         }
         for frame in format3["frames"].as_array().unwrap() {
-            let (headers, value) = record::unframe(&hex_field(frame, "frame_hex")).unwrap();
+            let framed = hex_field(frame, "frame_hex");
+            let (headers, value) = record::unframe(&framed).unwrap();
             assert_eq!(value, hex_field(frame, "value_hex"));
             assert_eq!(headers.len(), frame["headers"].as_array().unwrap().len());
         }
@@ -1085,6 +1086,192 @@ mod tests {
                 Ok(_) => panic!("tampered record opened: {}", case["name"]),
                 Err(kind) => assert_eq!(kind, case["expect"], "{}", case["name"]),
             }
+        }
+    }
+
+    /// The host's row and column of the format 3 matrix (.ci/e2e/sdk-matrix.sh), with the
+    /// host's own sealing and opening (`Envelopes` and its Vault client) against OpenBao:
+    /// "write" seals the matrix's records with every option on into host.jsonl; "read"
+    /// opens every writer's records back to the source and refuses a moved one. The
+    /// policies' row (envelope-seal with format 3 options) is the script's hook.
+    #[tokio::test]
+    #[ignore = "run by .ci/e2e/sdk-matrix.sh (KAFKA_TRANSIT_MATRIX_DIR, KAFKA_TRANSIT_MATRIX_MODE, VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT)"]
+    async fn format_3_matrix_with_the_hosts_own_seal_and_open() {
+        use crate::vault::{DecryptInput, EncryptInput, VaultSettings};
+        use kafka_transit_envelope_format::record::{RecordKeys, PROTECTION_HEADER};
+        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+        let dir = std::path::PathBuf::from(var("KAFKA_TRANSIT_MATRIX_DIR"));
+        let mut settings = VaultSettings::for_token(var("VAULT_ADDR"), "VAULT_TOKEN");
+        settings.ca_cert = std::env::var_os("VAULT_CACERT").map(Into::into);
+        let vault = VaultClient::connect(&settings).await.unwrap();
+        let envelopes = Envelopes::new(vault.clone(), DataKeyPolicy::default());
+        let unhex = |v: &serde_json::Value| v.as_str().map(|h| hex::decode(h).unwrap());
+        let enhex = |b: &Option<Vec<u8>>| b.as_ref().map(hex::encode);
+        let headers_of = |v: &serde_json::Value| -> Vec<record::FrameHeader> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|h| (h[0].as_str().unwrap().to_string(), unhex(&h[1])))
+                .collect()
+        };
+        let sources: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("records.json")).unwrap())
+                .unwrap();
+        let options = SealOptions {
+            flags: Flags::new(
+                true,
+                true,
+                true,
+                RecordKeys::Encrypted,
+                Compression::None,
+                false,
+            ),
+            compression: Compression::Zstd,
+            pad_to: 256,
+        };
+        let flags = options.header_flags();
+        let kept = |name: &str| name == "traceparent" || name.starts_with("kafka-transit.");
+        match var("KAFKA_TRANSIT_MATRIX_MODE").as_str() {
+            "write" => {
+                let mut out = String::new();
+                for source in &sources {
+                    let stream = source["topic"].as_str().unwrap();
+                    let key = unhex(&source["key"]);
+                    let sink_key = match &key {
+                        None => None,
+                        Some(key) => {
+                            let input =
+                                EncryptInput::new(key).with_context(Some(stream.as_bytes()));
+                            let text = vault.encrypt_batch("customer-ids", &[input]).await.unwrap();
+                            Some(text[0].clone().unwrap().into_bytes())
+                        }
+                    };
+                    let headers = headers_of(&source["headers"]);
+                    let (mut clear, sealed): (Vec<_>, Vec<_>) =
+                        headers.into_iter().partition(|(name, _)| kept(name));
+                    clear.push((
+                        PROTECTION_HEADER.to_string(),
+                        Some(flags.header_value().into_bytes()),
+                    ));
+                    let value = match unhex(&source["value"]) {
+                        None => None,
+                        Some(value) => {
+                            let plaintext = record::frame(&sealed, &value);
+                            let parts =
+                                record::binding_parts(flags, stream, sink_key.as_deref(), None);
+                            let mut sealed = envelopes
+                                .seal_v3("customers", None, options, &[(&plaintext, &parts)])
+                                .await
+                                .unwrap();
+                            Some(sealed.remove(0))
+                        }
+                    };
+                    let line = serde_json::json!({
+                        "topic": stream,
+                        "key": enhex(&sink_key),
+                        "value": enhex(&value),
+                        "headers": clear.iter().map(|(n, v)| serde_json::json!([n, enhex(v)])).collect::<Vec<_>>(),
+                    });
+                    out.push_str(&format!("{line}\n"));
+                }
+                std::fs::write(dir.join("host.jsonl"), out).unwrap();
+                println!("host wrote {} records", sources.len());
+            }
+            "read" => {
+                let mut files: Vec<_> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+                    .collect();
+                files.sort();
+                assert!(!files.is_empty(), "no writer's records to read");
+                for file in files {
+                    let text = std::fs::read_to_string(&file).unwrap();
+                    let lines: Vec<&str> = text.lines().collect();
+                    assert_eq!(lines.len(), sources.len(), "{file:?}");
+                    for (index, (line, source)) in lines.iter().zip(&sources).enumerate() {
+                        let sink: serde_json::Value = serde_json::from_str(line).unwrap();
+                        let stream = sink["topic"].as_str().unwrap();
+                        let headers = headers_of(&sink["headers"]);
+                        let protection: Vec<_> = headers
+                            .iter()
+                            .filter(|(n, _)| n == PROTECTION_HEADER)
+                            .collect();
+                        assert_eq!(protection.len(), 1, "{file:?} {index}");
+                        let read_flags =
+                            Flags::from_header_value(protection[0].1.as_deref().unwrap()).unwrap();
+                        assert!(read_flags.stream() && read_flags.key(), "bound");
+                        let sink_key = unhex(&sink["key"]);
+                        let mut got: Vec<record::FrameHeader> = headers
+                            .iter()
+                            .filter(|(n, _)| n != PROTECTION_HEADER)
+                            .cloned()
+                            .collect();
+                        let value = match unhex(&sink["value"]) {
+                            None => None,
+                            Some(envelope) => {
+                                assert_eq!(parse(&envelope).unwrap().flags, read_flags);
+                                let parts = record::binding_parts(
+                                    read_flags,
+                                    stream,
+                                    sink_key.as_deref(),
+                                    None,
+                                );
+                                let mut opened = envelopes
+                                    .open("customers", None, &[(&envelope, &parts)], 1 << 24)
+                                    .await
+                                    .unwrap();
+                                let opened = opened.remove(0).unwrap();
+                                let (sealed, value) = record::unframe(&opened).unwrap();
+                                got.extend(sealed);
+                                if index == 0 {
+                                    let moved = record::binding_parts(
+                                        read_flags,
+                                        "payments.eu",
+                                        sink_key.as_deref(),
+                                        None,
+                                    );
+                                    let refused = envelopes
+                                        .open("customers", None, &[(&envelope, &moved)], 1 << 24)
+                                        .await
+                                        .unwrap();
+                                    assert_eq!(refused[0], Err(EnvelopeError::Authentication));
+                                }
+                                Some(value.to_vec())
+                            }
+                        };
+                        let key = match &sink_key {
+                            None => None,
+                            Some(text) => {
+                                let text = std::str::from_utf8(text).unwrap();
+                                let input =
+                                    DecryptInput::new(text).with_context(Some(stream.as_bytes()));
+                                let plain =
+                                    vault.decrypt_batch("customer-ids", &[input]).await.unwrap();
+                                Some(plain[0].clone().unwrap())
+                            }
+                        };
+                        let source_headers = headers_of(&source["headers"]);
+                        let mut want: Vec<_> = source_headers
+                            .iter()
+                            .filter(|(n, _)| kept(n))
+                            .cloned()
+                            .collect();
+                        if value.is_some() {
+                            want.extend(source_headers.iter().filter(|(n, _)| !kept(n)).cloned());
+                        }
+                        assert_eq!(key, unhex(&source["key"]), "{file:?} {index}");
+                        assert_eq!(value, unhex(&source["value"]), "{file:?} {index}");
+                        assert_eq!(got, want, "{file:?} {index}");
+                    }
+                    println!(
+                        "host read {} records of {:?}; a moved one was refused",
+                        lines.len(),
+                        file.file_name().unwrap()
+                    );
+                }
+            }
+            mode => panic!("KAFKA_TRANSIT_MATRIX_MODE is write or read, not {mode:?}"),
         }
     }
 
