@@ -1,8 +1,9 @@
 // Package kafkatransit reads Kafka record values that kafka-transit protected with
-// Vault's transit engine, using the standard library only:
+// Vault's transit engine (and writes format 3 records: Writer, ReadRecord; see
+// docs/protected-records.md):
 //
 //   - envelopes written by the envelope-seal policy (docs/envelope-format.md), format
-//     versions 2 and 1: the data key is unwrapped with transit/decrypt, then the record is
+//     versions 3, 2 and 1: the data key is unwrapped with transit/decrypt, then the record is
 //     opened with AES-256-GCM, the authenticated header as associated data (version byte
 //     and key name in version 2, the whole header in version 1);
 //   - values written by the encrypt-value policy: Vault's own ciphertext text

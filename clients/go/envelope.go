@@ -3,6 +3,7 @@ package kafkatransit
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,8 +16,11 @@ const (
 	FormatVersion = 2
 	// FormatVersion1 is still read: its tag covers the whole header, wrapped key included.
 	FormatVersion1 = 1
-	NonceLength    = 12
-	TagLength      = 16
+	// FormatVersion3 adds a flags byte and a key commitment (docs/protected-records.md).
+	FormatVersion3   = 3
+	CommitmentLength = 32
+	NonceLength      = 12
+	TagLength        = 16
 	// MaxKeyNameLength is the longest transit key name (and Kafka topic name) kafka-transit
 	// accepts.
 	MaxKeyNameLength = 249
@@ -42,13 +46,17 @@ var (
 )
 
 // Envelope is a parsed envelope:
-// version (0x02 or 0x01) | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag.
+// version (0x02 or 0x01) | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag;
+// version 3: 0x03 | flags | u16 N | key name | commitment (32) | u16 W | wrapped key | ....
 type Envelope struct {
-	Version    byte // FormatVersion or FormatVersion1
+	Version    byte  // FormatVersion3, FormatVersion or FormatVersion1
+	Flags      Flags // version 3's flags byte; 0 before
+	Commitment []byte
 	KeyName    string
 	WrappedKey string // Vault's ciphertext text of the data key, "vault:vN:..."
 	// Authenticated is the authenticated header, the start of the associated data: the
-	// version byte and the key name (version 2), or everything before the nonce (version 1).
+	// version byte and the key name (version 2), or everything before the nonce (version 1);
+	// version 3: version, flags, key name and commitment.
 	Authenticated []byte
 	Nonce         []byte
 	Sealed        []byte // ciphertext followed by the 16-byte tag
@@ -57,7 +65,7 @@ type Envelope struct {
 // LooksLikeEnvelope reports whether value starts like an envelope of a version this
 // package reads (it may still be malformed).
 func LooksLikeEnvelope(value []byte) bool {
-	return len(value) > 0 && (value[0] == FormatVersion || value[0] == FormatVersion1)
+	return len(value) > 0 && (value[0] == FormatVersion || value[0] == FormatVersion1 || value[0] == FormatVersion3)
 }
 
 // Parse reads an envelope's fields without decrypting. The returned slices alias envelope.
@@ -69,6 +77,18 @@ func Parse(envelope []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: unknown format version 0x%02x", ErrFormat, envelope[0])
 	}
 	at := 1
+	var flags Flags
+	var commitment []byte
+	if envelope[0] == FormatVersion3 {
+		if len(envelope) < 2 {
+			return nil, fmt.Errorf("%w: cut in the flags", ErrTruncated)
+		}
+		var err error
+		if flags, err = ParseFlags(envelope[1]); err != nil {
+			return nil, err
+		}
+		at = 2
+	}
 	var fields [2]string
 	var ends [2]int
 	for i, name := range [2]string{"key name", "wrapped key"} {
@@ -87,16 +107,26 @@ func Parse(envelope []byte) (*Envelope, error) {
 		}
 		at += 2 + length
 		ends[i] = at
+		if i == 0 && envelope[0] == FormatVersion3 {
+			if len(envelope) < at+CommitmentLength {
+				return nil, fmt.Errorf("%w: cut in the key commitment", ErrTruncated)
+			}
+			commitment = envelope[at : at+CommitmentLength]
+			at += CommitmentLength
+			ends[i] = at
+		}
 	}
 	if len(envelope)-at < NonceLength+TagLength {
 		return nil, fmt.Errorf("%w: cut before the tag", ErrTruncated)
 	}
 	authenticated := envelope[:ends[1]] // version 1: the whole header
-	if envelope[0] == FormatVersion {
-		authenticated = envelope[:ends[0]] // version 2: the wrapped key is left out
+	if envelope[0] != FormatVersion1 {
+		authenticated = envelope[:ends[0]] // versions 2 and 3: the wrapped key is left out
 	}
 	return &Envelope{
 		Version:       envelope[0],
+		Flags:         flags,
+		Commitment:    commitment,
 		KeyName:       fields[0],
 		WrappedKey:    fields[1],
 		Authenticated: authenticated,
@@ -135,8 +165,28 @@ func CheckKeyName(name string) error {
 }
 
 // Open decrypts the envelope with its unwrapped 32-byte data key; the associated data is
-// Authenticated ‖ aad (aad is empty for kafka-transit's built-in policies).
+// Authenticated ‖ aad (aad is empty for kafka-transit's built-in policies; for version 3
+// it is the record's binding parts, Binding(...)[16:]). A version 3 envelope's commitment
+// is checked first, and its body unpadded and decompressed to at most
+// DefaultMaxPlaintext bytes (OpenLimit sets another bound).
 func (e *Envelope) Open(dataKey, aad []byte) ([]byte, error) {
+	return e.OpenLimit(dataKey, aad, DefaultMaxPlaintext)
+}
+
+// OpenLimit is Open, refusing a version 3 body that decompresses past maxPlaintext bytes.
+func (e *Envelope) OpenLimit(dataKey, aad []byte, maxPlaintext int) ([]byte, error) {
+	if e.Version == FormatVersion3 && !hmac.Equal(e.Commitment, commitmentOf(dataKey)) {
+		return nil, fmt.Errorf("%w: the envelope's key commitment does not match its data key (its wrapped key "+
+			"was swapped for another data key's)", ErrCommitment)
+	}
+	opened, err := e.open(dataKey, aad)
+	if err != nil || e.Version != FormatVersion3 {
+		return opened, err
+	}
+	return decodeBody(opened, e.Flags, maxPlaintext)
+}
+
+func (e *Envelope) open(dataKey, aad []byte) ([]byte, error) {
 	block, err := aes.NewCipher(dataKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAuthentication, err)

@@ -33,6 +33,7 @@ type Reader struct {
 	key        string
 	cache      *keyCache
 	vaultCalls atomic.Int64
+	options    RecordOptions
 }
 
 var vaultPrefix = []byte("vault:v")
@@ -41,7 +42,8 @@ var vaultPrefix = []byte("vault:v")
 // envelopes must name it too (empty: envelopes under any key, no vault:v values).
 // cacheSize bounds the unwrapped data keys kept (0: DefaultCacheSize).
 func NewReader(vault Decrypter, key string, cacheSize int) *Reader {
-	return &Reader{vault: vault, key: key, cache: newKeyCache(cacheSize)}
+	return &Reader{vault: vault, key: key, cache: newKeyCache(cacheSize),
+		options: RecordOptions{MaxPlaintext: DefaultMaxPlaintext}}
 }
 
 // Open opens an envelope written by envelope-seal.
@@ -94,6 +96,11 @@ func (r *Reader) ReadAll(ctx context.Context, values [][]byte) []Result {
 			results[i].Err = fmt.Errorf("%w: nor a Vault ciphertext (first byte 0x%02x)", ErrFormat, value[0])
 		default:
 			envelopes[i], results[i].Err = r.parse(value)
+			if envelopes[i] != nil && envelopes[i].Flags&^(flagCompression|FlagPadded) != 0 {
+				// Its binding or sealed headers need the record's topic, key and headers.
+				envelopes[i], results[i].Err = nil, fmt.Errorf("%w: a format 3 record bound to its stream or key, or "+
+					"with sealed headers: read it with ReadRecord", ErrFlags)
+			}
 			if envelopes[i] != nil {
 				wrapped[envelopes[i].KeyName] = append(wrapped[envelopes[i].KeyName], envelopes[i].WrappedKey)
 			}
@@ -144,11 +151,19 @@ type lookup struct {
 }
 
 func (l *lookup) open(envelope *Envelope, aad []byte) ([]byte, error) {
+	dataKey, err := l.dataKey(envelope)
+	if err != nil {
+		return nil, err
+	}
+	return envelope.Open(dataKey, aad)
+}
+
+func (l *lookup) dataKey(envelope *Envelope) ([]byte, error) {
 	s := slot{envelope.KeyName, envelope.WrappedKey}
 	if err := l.keyErrors[s]; err != nil {
 		return nil, err
 	}
-	return envelope.Open(l.keys[s], aad)
+	return l.keys[s], nil
 }
 
 func (l *lookup) wipe() {

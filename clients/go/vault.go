@@ -30,7 +30,9 @@ type Config struct {
 	CACert    string // PEM file of certificates to trust for https
 	Key       string // transit key of vault:v values; when set, envelopes must name it too
 	CacheSize int    // unwrapped data keys kept; 0: DefaultCacheSize
-	Timeout   time.Duration
+	// Records: format 3 reading (stream, RequireBinding, RecordKeysKey, MaxPlaintext).
+	Records RecordOptions
+	Timeout time.Duration
 	// HTTPClient, when set, is used as it is (CACert and Timeout are then ignored).
 	HTTPClient *http.Client
 }
@@ -59,7 +61,11 @@ func New(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewReader(vault, cfg.Key, cfg.CacheSize), nil
+	reader := NewReader(vault, cfg.Key, cfg.CacheSize)
+	if err := reader.SetRecordOptions(cfg.Records); err != nil {
+		return nil, err
+	}
+	return reader, nil
 }
 
 // NewVault is the transit/decrypt client cfg describes.
@@ -110,13 +116,22 @@ func NewVault(cfg Config) (*Vault, error) {
 
 // Decrypt implements Decrypter with POST /v1/<mount>/decrypt/<key>, MaxBatch items a request.
 func (v *Vault) Decrypt(ctx context.Context, keyName string, ciphertexts []string) ([]Decryption, error) {
+	items := make([]DecryptItem, len(ciphertexts))
+	for i, c := range ciphertexts {
+		items[i] = DecryptItem{Ciphertext: c}
+	}
+	return v.DecryptItems(ctx, keyName, items)
+}
+
+// DecryptItems implements BoundDecrypter: each item with its context and associated data.
+func (v *Vault) DecryptItems(ctx context.Context, keyName string, items []DecryptItem) ([]Decryption, error) {
 	// Reader only passes checked names; other callers of this exported method may not.
 	if err := CheckKeyName(keyName); err != nil {
 		return nil, err
 	}
-	out := make([]Decryption, 0, len(ciphertexts))
-	for start := 0; start < len(ciphertexts); start += MaxBatch {
-		chunk, err := v.request(ctx, keyName, ciphertexts[start:min(len(ciphertexts), start+MaxBatch)])
+	out := make([]Decryption, 0, len(items))
+	for start := 0; start < len(items); start += MaxBatch {
+		chunk, err := v.decryptChunk(ctx, keyName, items[start:min(len(items), start+MaxBatch)])
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +141,9 @@ func (v *Vault) Decrypt(ctx context.Context, keyName string, ciphertexts []strin
 }
 
 type batchItem struct {
-	Ciphertext string `json:"ciphertext"`
+	Ciphertext     string `json:"ciphertext"`
+	Context        string `json:"context,omitempty"`
+	AssociatedData string `json:"associated_data,omitempty"`
 }
 
 type decryptAnswer struct {
@@ -139,37 +156,21 @@ type decryptAnswer struct {
 	} `json:"data"`
 }
 
-func (v *Vault) request(ctx context.Context, keyName string, chunk []string) ([]Decryption, error) {
+func b64(data []byte) string {
+	if data == nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(data)
+}
+
+func (v *Vault) decryptChunk(ctx context.Context, keyName string, chunk []DecryptItem) ([]Decryption, error) {
 	items := make([]batchItem, len(chunk))
 	for i, c := range chunk {
-		items[i] = batchItem{c}
+		items[i] = batchItem{Ciphertext: c.Ciphertext, Context: b64(c.Context), AssociatedData: b64(c.AssociatedData)}
 	}
-	body, err := json.Marshal(map[string]any{"batch_input": items})
+	status, raw, err := v.post(ctx, "decrypt", keyName, map[string]any{"batch_input": items})
 	if err != nil {
 		return nil, err
-	}
-	token, err := v.token()
-	if err != nil {
-		return nil, err
-	}
-	endpoint := v.address + "/v1/" + escapePath(v.mount) + "/decrypt/" + keyName
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	request.Header.Set("Content-Type", "application/json")
-	request.Header.Set("X-Vault-Token", token)
-	if v.namespace != "" {
-		request.Header.Set("X-Vault-Namespace", v.namespace)
-	}
-	response, err := v.http.Do(request)
-	if err != nil {
-		return nil, fmt.Errorf("%w: Vault at %s is unreachable: %w", ErrVault, v.address, err)
-	}
-	defer response.Body.Close()
-	raw, err := io.ReadAll(response.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading Vault's answer: %w", ErrVault, err)
 	}
 	var answer decryptAnswer
 	// Vault answers 400 with per-item errors when some items of a batch fail.
@@ -192,8 +193,104 @@ func (v *Vault) request(ctx context.Context, keyName string, chunk []string) ([]
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%w: HTTP %d from transit/decrypt/%s: %s", ErrVault, response.StatusCode, keyName,
+	return nil, fmt.Errorf("%w: HTTP %d from transit/decrypt/%s: %s", ErrVault, status, keyName,
 		strings.Join(answer.Errors, "; "))
+}
+
+// post sends one transit request, POST /v1/<mount>/<operation>/<key name>, and returns
+// Vault's status and body.
+func (v *Vault) post(ctx context.Context, operation, keyName string, payload any) (int, []byte, error) {
+	if err := CheckKeyName(keyName); err != nil {
+		return 0, nil, err
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return 0, nil, err
+	}
+	token, err := v.token()
+	if err != nil {
+		return 0, nil, err
+	}
+	endpoint := v.address + "/v1/" + escapePath(v.mount) + "/" + operation + "/" + keyName
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("X-Vault-Token", token)
+	if v.namespace != "" {
+		request.Header.Set("X-Vault-Namespace", v.namespace)
+	}
+	response, err := v.http.Do(request)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: Vault at %s is unreachable: %w", ErrVault, v.address, err)
+	}
+	defer response.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(response.Body, 64<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: reading Vault's answer: %w", ErrVault, err)
+	}
+	return response.StatusCode, raw, nil
+}
+
+// data posts one transit request and decodes its "data" on success.
+func (v *Vault) data(ctx context.Context, operation, keyName string, payload any, out any) error {
+	status, raw, err := v.post(ctx, operation, keyName, payload)
+	if err != nil {
+		return err
+	}
+	var answer struct {
+		Errors []string        `json:"errors"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(raw, &answer) != nil || status >= 300 || len(answer.Data) == 0 ||
+		json.Unmarshal(answer.Data, out) != nil {
+		return fmt.Errorf("%w: HTTP %d from transit/%s/%s: %s", ErrVault, status, operation, keyName,
+			strings.Join(answer.Errors, "; "))
+	}
+	return nil
+}
+
+// DataKey implements Transit with datakey/plaintext: a fresh 256-bit data key (the caller
+// wipes it) and Vault's wrapping of it.
+func (v *Vault) DataKey(ctx context.Context, keyName string) ([]byte, string, error) {
+	var data struct {
+		Plaintext  string `json:"plaintext"`
+		Ciphertext string `json:"ciphertext"`
+	}
+	if err := v.data(ctx, "datakey/plaintext", keyName, map[string]any{}, &data); err != nil {
+		return nil, "", err
+	}
+	key, err := base64.StdEncoding.DecodeString(data.Plaintext)
+	if err != nil || len(key) != 32 {
+		return nil, "", fmt.Errorf("%w: Vault's data key is not 256 bits of base64", ErrVault)
+	}
+	return key, data.Ciphertext, nil
+}
+
+// Encrypt implements Transit: encrypt with an optional context and associated data.
+func (v *Vault) Encrypt(ctx context.Context, keyName string, plaintext, context, associatedData []byte) (string, error) {
+	payload := map[string]string{"plaintext": base64.StdEncoding.EncodeToString(plaintext)}
+	if context != nil {
+		payload["context"] = b64(context)
+	}
+	if associatedData != nil {
+		payload["associated_data"] = b64(associatedData)
+	}
+	var data struct {
+		Ciphertext string `json:"ciphertext"`
+	}
+	err := v.data(ctx, "encrypt", keyName, payload, &data)
+	return data.Ciphertext, err
+}
+
+// HMAC implements Transit: Vault's HMAC-SHA256 of input.
+func (v *Vault) HMAC(ctx context.Context, keyName string, input []byte) (string, error) {
+	var data struct {
+		HMAC string `json:"hmac"`
+	}
+	err := v.data(ctx, "hmac", keyName, map[string]string{"input": base64.StdEncoding.EncodeToString(input)}, &data)
+	return data.HMAC, err
 }
 
 func escapePath(path string) string {

@@ -1,4 +1,6 @@
-"""Reference decryptor for kafka-transit envelopes (docs/envelope-format.md).
+"""Reference decryptor for kafka-transit envelopes (docs/envelope-format.md) and format 3
+records (docs/protected-records.md: the protection header, binding data, sealed headers,
+compression and padding; `RecordReader` reads whole records, `writer.py` writes them).
 
 No kafka-transit code: the data key is unwrapped by Vault's transit/decrypt (through
 hvac) and the record is opened with AES-256-GCM from `cryptography`. It shows that any
@@ -14,6 +16,7 @@ language with a Vault client and an AES-GCM library can read what kafka-transit 
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import os
 import struct
@@ -22,9 +25,13 @@ import sys
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-# Version 2 is written; version 1 (whose tag also covers the wrapped key) is still read.
+# Version 2 is written without format 3 options; version 1 (whose tag also covers the
+# wrapped key) is still read; version 3 carries flags and a key commitment.
 FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION_3 = 3
+FORMAT_VERSIONS = (1, 2, 3)
+COMMITMENT_LEN = 32
+COMMITMENT_MESSAGE = b"kafka-transit/3 key commitment"
 NONCE_LEN = 12
 TAG_LEN = 16
 # The longest transit key name (and Kafka topic name) kafka-transit accepts.
@@ -33,8 +40,10 @@ KEY_NAME_CHARACTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 
 
 class EnvelopeError(Exception):
-    """A value that is not a readable envelope. `kind` is what failed, as the test vectors'
-    `expect` names it: "version", "truncated" or "key name" ("malformed" otherwise)."""
+    """A value that is not a readable envelope or record. `kind` is what failed, as the
+    test vectors' `expect` names it: "version", "truncated", "key name", "authentication",
+    and for format 3 "flags", "commitment", "padding", "decompression", "too large",
+    "frame", "unbound" ("malformed" otherwise)."""
 
     def __init__(self, message: str, kind: str = "malformed"):
         super().__init__(message)
@@ -69,12 +78,25 @@ def check_key_name(name: bytes) -> str:
 
 def parse(envelope: bytes):
     """Returns (key_name, wrapped_key, authenticated, nonce, ciphertext_and_tag), where
-    `authenticated` is the part of the header the tag covers."""
+    `authenticated` is the part of the header the tag covers. See parse_header for
+    version 3's flags and commitment."""
+    header = parse_header(envelope)
+    return header["key_name"], header["wrapped_key"], header["authenticated"], header["nonce"], header["sealed"]
+
+
+def parse_header(envelope: bytes) -> dict:
+    """An envelope's fields: version, flags (0 before version 3), key_name, commitment
+    (None before version 3), wrapped_key, authenticated, nonce, sealed."""
     if not envelope:
         raise EnvelopeError("truncated: an empty value", "truncated")
     if envelope[0] not in FORMAT_VERSIONS:
         raise EnvelopeError("not a kafka-transit envelope (unknown format version)", "version")
-    at = 1
+    at, flags, commitment = 1, 0, None
+    if envelope[0] == FORMAT_VERSION_3:
+        if len(envelope) < 2:
+            raise EnvelopeError("truncated in the flags", "truncated")
+        flags = check_flags(envelope[1], "the envelope")
+        at = 2
     fields, ends = [], []
     for what in ("key name", "wrapped key"):
         if len(envelope) < at + 2:
@@ -85,6 +107,12 @@ def parse(envelope: bytes):
         field = envelope[at + 2 : at + 2 + length]
         if what == "key name":
             fields.append(check_key_name(field))
+            if envelope[0] == FORMAT_VERSION_3:
+                start = at + 2 + length
+                commitment = envelope[start : start + COMMITMENT_LEN]
+                if len(commitment) < COMMITMENT_LEN:
+                    raise EnvelopeError("truncated in the key commitment", "truncated")
+                at += COMMITMENT_LEN
         else:
             try:
                 fields.append(field.decode("ascii"))
@@ -92,17 +120,228 @@ def parse(envelope: bytes):
                 raise EnvelopeError("not a kafka-transit envelope: the wrapped key is not text") from None
         at += 2 + length
         ends.append(at)
-    # Version 2 leaves the wrapped key out of the tag, so that it can be rewrapped.
-    authenticated = envelope[: ends[0] if envelope[0] == 2 else ends[1]]
+    # Versions 2 and 3 leave the wrapped key out of the tag, so that it can be rewrapped.
+    authenticated = envelope[: ends[0] if envelope[0] == 2 else ends[1] - 2 - len(fields[1]) if envelope[0] == 3
+                             else ends[1]]
     rest = envelope[at:]
     if len(rest) < NONCE_LEN + TAG_LEN:
         raise EnvelopeError("truncated before the tag", "truncated")
-    return fields[0], fields[1], authenticated, rest[:NONCE_LEN], rest[NONCE_LEN:]
+    return {"version": envelope[0], "flags": flags, "key_name": fields[0], "commitment": commitment,
+            "wrapped_key": fields[1], "authenticated": authenticated, "nonce": rest[:NONCE_LEN],
+            "sealed": rest[NONCE_LEN:]}
 
 
-def open_with(data_key: bytes, envelope: bytes, aad: bytes = b"") -> bytes:
-    _, _, authenticated, nonce, sealed = parse(envelope)
-    return AESGCM(data_key).decrypt(nonce, sealed, authenticated + aad)
+def open_with(data_key: bytes, envelope: bytes, aad: bytes = b"", max_plaintext: int = None) -> bytes:
+    """Opens an envelope with its data key; `aad` is the caller associated data (for
+    version 3: the record's binding parts, binding[16:]). A version 3 envelope's commitment
+    is checked before its tag, and its body unpadded and decompressed (at most
+    `max_plaintext` bytes)."""
+    header = parse_header(envelope)
+    if header["commitment"] is not None and not hmac.compare_digest(header["commitment"], commitment_of(data_key)):
+        raise EnvelopeError("the envelope's key commitment does not match its data key (its wrapped key was "
+                            "swapped for another data key's)", "commitment")
+    try:
+        opened = AESGCM(data_key).decrypt(header["nonce"], header["sealed"], header["authenticated"] + aad)
+    except InvalidTag:
+        raise EnvelopeError("envelope failed authentication (tampered, moved to another stream or key, or "
+                            "wrong associated data)", "authentication") from None
+    if header["version"] != FORMAT_VERSION_3:
+        return opened
+    return decode_body(opened, header["flags"], DEFAULT_MAX_PLAINTEXT if max_plaintext is None else max_plaintext)
+
+
+# --- format 3 (docs/protected-records.md) ---------------------------------------------
+
+PROTECTION_HEADER = "kafka-transit.protection"
+BINDING_PREFIX = b"kafka-transit/3"
+STREAM, KEY, HEADERS, PADDED = 0x01, 0x02, 0x04, 0x08
+COMPRESSION_MASK, ZSTD, LZ4 = 0x30, 0x10, 0x20
+RECORD_KEYS_MASK, KEYS_ENCRYPTED, KEYS_HMAC = 0xC0, 0x40, 0x80
+# What a reader decompresses a record to at most, unless told otherwise (the host's is
+# pipeline.max_record_bytes).
+DEFAULT_MAX_PLAINTEXT = 16 << 20
+
+
+def commitment_of(data_key: bytes) -> bytes:
+    return hmac.new(data_key, COMMITMENT_MESSAGE, hashlib.sha256).digest()
+
+
+def check_flags(byte: int, where: str) -> int:
+    if byte & COMPRESSION_MASK == COMPRESSION_MASK or byte & RECORD_KEYS_MASK == RECORD_KEYS_MASK:
+        raise EnvelopeError(f"{where} has unknown flags 0x{byte:02x}", "flags")
+    return byte
+
+
+def parse_protection_header(value) -> int:
+    """The flags of a kafka-transit.protection header value ("3;" and two lowercase hex digits)."""
+    if isinstance(value, str):
+        value = value.encode()
+    if not value.startswith(b"3;"):
+        raise EnvelopeError(f"the {PROTECTION_HEADER} header names an unknown format", "flags")
+    digits = value[2:]
+    if len(digits) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+        raise EnvelopeError(f'the {PROTECTION_HEADER} header is not "3;" and two hex digits', "flags")
+    return check_flags(int(digits, 16), f"the {PROTECTION_HEADER} header")
+
+
+def protection_header_value(flags: int) -> bytes:
+    return b"3;%02x" % flags
+
+
+def binding(flags: int, stream: str, key, pointer: str = None) -> bytes:
+    """What a format 3 ciphertext authenticates besides itself: prefix ‖ flags ‖ [u16 stream]
+    ‖ [0x00 null key | 0x01 u32 key] ‖ [u32 JSON Pointer]."""
+    data = bytearray(BINDING_PREFIX + bytes([flags]))
+    if flags & STREAM:
+        name = stream.encode()
+        data += struct.pack(">H", len(name)) + name
+    if flags & KEY:
+        data += b"\x00" if key is None else b"\x01" + struct.pack(">I", len(key)) + bytes(key)
+    if pointer is not None:
+        data += struct.pack(">I", len(pointer.encode())) + pointer.encode()
+    return bytes(data)
+
+
+def frame(headers, value: bytes) -> bytes:
+    out = bytearray(struct.pack(">I", len(headers)))
+    for name, header_value in headers:
+        out += struct.pack(">I", len(name.encode())) + name.encode()
+        out += struct.pack(">i", -1) if header_value is None else struct.pack(">i", len(header_value)) + header_value
+    return bytes(out + value)
+
+
+def unframe(data: bytes):
+    """(sealed headers as [(name, value or None)], value) of a frame."""
+    short = EnvelopeError("the sealed headers' frame ends too soon", "frame")
+    if len(data) < 4:
+        raise short
+    (count,) = struct.unpack_from(">I", data)
+    at = 4
+    if count > (len(data) - at) // 8:
+        raise short
+    headers = []
+    for _ in range(count):
+        if len(data) < at + 4:
+            raise short
+        (length,) = struct.unpack_from(">I", data, at)
+        at += 4
+        if len(data) < at + length + 4:
+            raise short
+        try:
+            name = data[at : at + length].decode("utf-8")
+        except UnicodeDecodeError:
+            raise EnvelopeError("the sealed headers' frame holds a header name that is not UTF-8", "frame") from None
+        at += length
+        (length,) = struct.unpack_from(">i", data, at)
+        at += 4
+        if length == -1:
+            headers.append((name, None))
+            continue
+        if length < 0:
+            raise EnvelopeError("the sealed headers' frame holds a negative value length", "frame")
+        if len(data) < at + length:
+            raise short
+        headers.append((name, data[at : at + length]))
+        at += length
+    return headers, data[at:]
+
+
+def pad(data: bytes, pad_to: int) -> bytes:
+    unpadded = struct.pack(">I", len(data)) + data
+    return unpadded + bytes(-len(unpadded) % pad_to)
+
+
+def unpad(data: bytes) -> bytes:
+    if len(data) < 4:
+        raise EnvelopeError("the padding ends too soon", "padding")
+    (length,) = struct.unpack_from(">I", data)
+    if length > len(data) - 4:
+        raise EnvelopeError("the padding gives a length past the end", "padding")
+    if any(data[4 + length :]):
+        raise EnvelopeError("the padding is not zeros", "padding")
+    return data[4 : 4 + length]
+
+
+def decode_body(opened: bytes, flags: int, max_plaintext: int) -> bytes:
+    """A version 3 plaintext unpadded and decompressed, never expanded past max_plaintext."""
+    data = unpad(opened) if flags & PADDED else opened
+    compression = flags & COMPRESSION_MASK
+    if compression == ZSTD:
+        import zstandard
+
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(data)
+            out = reader.read(max_plaintext + 1)
+            # read() may stop early at a frame's block boundary: keep going to the limit.
+            while len(out) <= max_plaintext:
+                more = reader.read(max_plaintext + 1 - len(out))
+                if not more:
+                    break
+                out += more
+        except zstandard.ZstdError as error:
+            raise EnvelopeError(f"the body is not a zstd frame: {error}", "decompression") from None
+    elif compression == LZ4:
+        import lz4.frame
+
+        try:
+            decompressor = lz4.frame.LZ4FrameDecompressor()
+            out = decompressor.decompress(data, max_length=max_plaintext + 1)
+            if len(out) <= max_plaintext and not decompressor.eof:
+                raise EnvelopeError("the body is not a whole LZ4 frame", "decompression")
+        except RuntimeError as error:
+            raise EnvelopeError(f"the body is not an LZ4 frame: {error}", "decompression") from None
+    else:
+        return data
+    if len(out) > max_plaintext:
+        raise EnvelopeError(f"the body decompresses to more than {max_plaintext} bytes", "too large")
+    return out
+
+
+def record_flags(value, protection_header, require_binding=()):
+    """Step 1 and 2 of docs/protected-records.md "What each reader must check": the
+    record's flags from its protection header (None: format 1 or 2), refusing unknown or
+    mismatched flags and records not bound as `require_binding` ("stream", "key") asks."""
+    if protection_header is None:
+        if require_binding:
+            raise EnvelopeError(f"the record is not bound (no {PROTECTION_HEADER} header) and this reader requires "
+                                f"binding to {' and '.join(require_binding)}", "unbound")
+        if value and value[0] == FORMAT_VERSION_3:
+            raise EnvelopeError(f"a version 3 envelope without its {PROTECTION_HEADER} header (stripped?)", "flags")
+        return None
+    flags = parse_protection_header(protection_header)
+    missing = [what for what, bit in (("stream", STREAM), ("key", KEY)) if what in require_binding and not flags & bit]
+    if missing:
+        raise EnvelopeError(f"the record is not bound to its {' and '.join(missing)}, which this reader requires",
+                            "unbound")
+    return flags
+
+
+def check_envelope_flags(envelope: bytes, flags: int) -> None:
+    """Under a protection header, an envelope must be of version 3 with the same flags."""
+    if not envelope or envelope[0] != FORMAT_VERSION_3:
+        raise EnvelopeError(f"the {PROTECTION_HEADER} header announces format 3 but the value is no version 3 "
+                            "envelope", "flags")
+    if len(envelope) < 2:
+        raise EnvelopeError("truncated in the flags", "truncated")
+    if envelope[1] != flags:
+        check_flags(envelope[1], "the envelope")
+        raise EnvelopeError(f"the envelope's flags 0x{envelope[1]:02x} differ from its {PROTECTION_HEADER} header's "
+                            f"0x{flags:02x}", "flags")
+
+
+def open_record_with(data_key: bytes, envelope: bytes, protection_header, stream: str, record_key,
+                     require_binding=(), max_plaintext: int = DEFAULT_MAX_PLAINTEXT):
+    """Opens an envelope record with its data key: (value, sealed headers). `record_key`
+    is the key as received (None for a null key), `stream` the reader's stream name."""
+    flags = record_flags(envelope, protection_header, require_binding)
+    if flags is None:
+        return open_with(data_key, envelope), []
+    check_envelope_flags(envelope, flags)
+    opened = open_with(data_key, envelope, binding(flags, stream, record_key)[16:], max_plaintext)
+    if not flags & HEADERS:
+        return opened, []
+    headers, value = unframe(opened)
+    return value, headers
 
 
 class Unwrapper:
@@ -125,6 +364,126 @@ class Unwrapper:
     def open(self, envelope: bytes) -> bytes:
         key_name, wrapped, *_ = parse(envelope)
         return open_with(self.data_key(key_name, wrapped), envelope)
+
+
+VAULT_PREFIX = b"vault:v"
+
+
+def json_pointer(tokens) -> str:
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+class RecordReader:
+    """Reads whole records kafka-transit (or writer.py, or the Java and Go writers)
+    protected, formats 1 to 3: envelopes and `vault:` values, record keys, sealed headers.
+
+    transit: a transit.Transit; key: the transit key of `vault:` values and fields (and,
+    when set, the one envelopes must name); record_keys_key: the key of encrypted record
+    keys; stream: the stream name records are bound to (default: the topic read);
+    require_binding: ("stream", "key") a record must be bound to; max_plaintext: what a
+    compressed record may expand to at most."""
+
+    def __init__(self, transit, key: str = None, record_keys_key: str = None, stream: str = None,
+                 require_binding=(), max_plaintext: int = DEFAULT_MAX_PLAINTEXT):
+        unknown = set(require_binding) - {"stream", "key"}
+        if unknown:
+            raise ValueError(f"require_binding takes \"stream\" and \"key\", not {sorted(unknown)}")
+        self.transit, self.key, self.record_keys_key = transit, key, record_keys_key
+        self.stream, self.require_binding, self.max_plaintext = stream, tuple(require_binding), max_plaintext
+        self._data_keys = {}
+
+    def close(self) -> None:
+        for data_key in self._data_keys.values():
+            data_key[:] = bytes(len(data_key))
+        self._data_keys.clear()
+
+    def _data_key(self, key_name: str, wrapped: str) -> bytearray:
+        if (key_name, wrapped) not in self._data_keys:
+            if len(self._data_keys) >= 1000:
+                oldest = next(iter(self._data_keys))
+                self._data_keys.pop(oldest)[:] = bytes(32)
+            self._data_keys[(key_name, wrapped)] = self._vault(self.transit.decrypt, key_name, wrapped)
+        return self._data_keys[(key_name, wrapped)]
+
+    @staticmethod
+    def _vault(call, *args, **kwargs):
+        from transit import TransitError
+
+        try:
+            return bytearray(call(*args, **kwargs))
+        except TransitError as error:
+            kind = "authentication" if error.authentication else "vault"
+            raise EnvelopeError(f"Vault could not decrypt: {error}", kind) from None
+
+    def read(self, topic: str, key, value, headers=()):
+        """(key, value, headers) as they were before protection. `headers` is a list of
+        (name, bytes or None) as confluent-kafka gives them; the protection header and
+        the sealed headers' place are handled here."""
+        headers = list(headers or [])
+        protection = [v for n, v in headers if n == PROTECTION_HEADER]
+        if len(protection) > 1:
+            raise EnvelopeError(f"the record carries {len(protection)} {PROTECTION_HEADER} headers", "flags")
+        stream = self.stream or topic
+        flags = record_flags(value, protection[0] if protection else None, self.require_binding)
+        kept = [(n, v) for n, v in headers if n != PROTECTION_HEADER]
+        if value is not None:
+            value, sealed = self._read_value(value, flags, stream, key)
+            kept += sealed
+        return self._restore_key(key, flags, stream), value, kept
+
+    def _read_value(self, value: bytes, flags, stream: str, key):
+        if value.startswith(VAULT_PREFIX):
+            if self.key is None:
+                raise EnvelopeError("a vault:v value needs the transit key to decrypt it with", "config")
+            if flags is None:
+                return self._vault(self.transit.decrypt, self.key, value.decode("ascii")), []
+            if flags & (COMPRESSION_MASK | PADDED):
+                raise EnvelopeError("a vault: value never carries compression or padding flags", "flags")
+            opened = bytes(self._vault(self.transit.decrypt, self.key, value.decode("ascii"),
+                                       associated_data=binding(flags, stream, key)))
+        else:
+            if flags is not None:
+                check_envelope_flags(value, flags)
+            header = parse_header(value)
+            if self.key is not None and header["key_name"] != self.key:
+                raise EnvelopeError(f"envelope was sealed with another Vault key than this reader's \"{self.key}\"",
+                                    "key mismatch")
+            data_key = self._data_key(header["key_name"], header["wrapped_key"])
+            if flags is None:
+                return open_with(bytes(data_key), value), []
+            opened = open_with(bytes(data_key), value, binding(flags, stream, key)[16:], self.max_plaintext)
+        if not flags & HEADERS:
+            return opened, []
+        headers, value = unframe(opened)
+        return value, headers
+
+    def _restore_key(self, key, flags, stream: str):
+        if key is None or flags is None or flags & RECORD_KEYS_MASK != KEYS_ENCRYPTED:
+            return key  # kept, or an HMAC (one-way: it stays as it is)
+        if self.record_keys_key is None:
+            raise EnvelopeError("the record key is encrypted: the reader needs record_keys_key", "config")
+        return bytes(self._vault(self.transit.decrypt, self.record_keys_key, key.decode("ascii"),
+                                 context=stream.encode()))
+
+    def read_fields(self, topic: str, key, document: bytes, protection_header=None):
+        """A JSON document whose `vault:` string fields encrypt-fields wrote, decrypted:
+        format 3 fields are bound to their place (JSON Pointer) as well."""
+        flags = record_flags(b"{", protection_header, self.require_binding)
+        if flags is not None and flags & (COMPRESSION_MASK | PADDED | HEADERS):
+            raise EnvelopeError("encrypted fields never carry compression, padding or sealed headers", "flags")
+        stream = self.stream or topic
+
+        def walk(node, path):
+            if isinstance(node, dict):
+                return {k: walk(v, path + [k]) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v, path + [i]) for i, v in enumerate(node)]
+            if isinstance(node, str) and node.startswith("vault:v"):
+                ad = None if flags is None else binding(flags, stream, key, json_pointer(path))
+                return json.loads(bytes(self._vault(self.transit.decrypt, self.key, node, associated_data=ad)))
+            return node
+
+        return json.dumps(walk(json.loads(document), []), separators=(",", ":")).encode()
 
 
 class RecordingVault:
@@ -179,6 +538,44 @@ def check_vectors(path: str) -> None:
         assert error.kind == "key name" and "sys" not in str(error), str(error)
     assert vault.asked == [], f"the unwrapper asked Vault at {vault.asked}"
     print(f"{len(vectors)} test vectors opened correctly, {len(tampered)} tampered ones rejected")
+    check_format3(json.load(open(path, encoding="utf-8"))["format3"])
+
+
+def hex_or_none(text):
+    return None if text is None else bytes.fromhex(text)
+
+
+def check_format3(document: dict) -> None:
+    """Every format 3 vector opens to its value and sealed headers; every tampered one is
+    refused for its reason; binding data and frames are byte for byte."""
+    for case in document["bindings"]:
+        made = binding(case["flags"], case["stream"], hex_or_none(case["record_key_hex"]), case["pointer"])
+        assert made.hex() == case["binding_hex"], case
+    for case in document["frames"]:
+        headers = [(n, hex_or_none(v)) for n, v in case["headers"]]
+        assert frame(headers, bytes.fromhex(case["value_hex"])).hex() == case["frame_hex"], case
+        assert unframe(bytes.fromhex(case["frame_hex"])) == (headers, bytes.fromhex(case["value_hex"])), case
+    for vector in document["envelopes"]:
+        envelope = bytes.fromhex(vector["envelope_hex"])
+        value, headers = open_record_with(bytes.fromhex(vector["data_key_hex"]), envelope,
+                                          vector["protection_header"], vector["stream"],
+                                          hex_or_none(vector["record_key_hex"]))
+        assert value.hex() == vector["value_hex"], vector["name"]
+        assert headers == [(n, hex_or_none(v)) for n, v in vector["sealed_headers"]], vector["name"]
+        assert binding(vector["flags"], vector["stream"], hex_or_none(vector["record_key_hex"])).hex() \
+            == vector["binding_hex"], vector["name"]
+    for case in document["tampered"]:
+        try:
+            open_record_with(bytes.fromhex(case["data_key_hex"]), bytes.fromhex(case["envelope_hex"]),
+                             case["protection_header"], case["stream"], hex_or_none(case["record_key_hex"]),
+                             case["require_binding"], case["max_plaintext_bytes"])
+        except EnvelopeError as error:
+            failed = error.kind
+        else:
+            raise AssertionError(f"tampered format 3 record opened: {case['name']}")
+        assert failed == case["expect"], f"{case['name']}: failed on {failed}, expected {case['expect']}"
+    print(f"format 3: {len(document['envelopes'])} envelopes opened, {len(document['tampered'])} tampered records "
+          f"refused, {len(document['bindings'])} bindings and {len(document['frames'])} frames as published")
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60.0):

@@ -264,12 +264,23 @@ pub fn seal_with_v3(
 }
 
 /// Opens a parsed envelope with its (unwrapped) data key: checks a version 3 envelope's
-/// key commitment, then its tag, then unpads and decompresses (at most
-/// `max_plaintext` bytes).
+/// key commitment, then its tag, then unpads and decompresses (without bound: see
+/// [`open_with_limit`]).
 pub fn open_with(
     data_key: &[u8],
     parsed: &Parsed<'_>,
     aad: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    open_with_limit(data_key, parsed, aad, usize::MAX - 1)
+}
+
+/// [`open_with`], refusing a version 3 plaintext that decompresses to more than
+/// `max_plaintext` bytes.
+pub fn open_with_limit(
+    data_key: &[u8],
+    parsed: &Parsed<'_>,
+    aad: &[u8],
+    max_plaintext: usize,
 ) -> Result<Vec<u8>, EnvelopeError> {
     let data_key: &[u8; 32] = data_key
         .try_into()
@@ -281,7 +292,7 @@ pub fn open_with(
     }
     let opened = open_parsed(&cipher_for(data_key), parsed, aad)?;
     match parsed.version {
-        FORMAT_VERSION_3 => body::decode(opened, parsed.flags, usize::MAX - 1),
+        FORMAT_VERSION_3 => body::decode(opened, parsed.flags, max_plaintext),
         _ => Ok(opened),
     }
 }
@@ -692,6 +703,7 @@ impl Envelopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_transit_envelope_format::record;
 
     fn vectors() -> serde_json::Value {
         serde_json::from_str(include_str!("../../docs/envelope-test-vectors.json")).unwrap()
@@ -919,6 +931,348 @@ mod tests {
             open_with(&key, &parsed, b"topic-b"),
             Err(EnvelopeError::Authentication)
         );
+    }
+
+    /// What every reader does with a format 3 record (docs/protected-records.md, "What
+    /// each reader must check"), with the host's own opening: the value and the sealed
+    /// headers, or the name the test vectors give the failure.
+    fn open_record(
+        case: &serde_json::Value,
+        data_key: &[u8],
+    ) -> Result<(Vec<u8>, Vec<record::FrameHeader>), &'static str> {
+        let envelope = hex_field(case, "envelope_hex");
+        let stream = case["stream"].as_str().unwrap();
+        let key = case["record_key_hex"]
+            .as_str()
+            .map(|k| hex::decode(k).unwrap());
+        let required: Vec<&str> = case["require_binding"]
+            .as_array()
+            .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let limit = case["max_plaintext_bytes"].as_u64().unwrap_or(1 << 20) as usize;
+        let kind = |error: EnvelopeError| match error {
+            EnvelopeError::Authentication => "authentication",
+            EnvelopeError::Commitment => "commitment",
+            EnvelopeError::Malformed(FormatError::UnknownFlags(_)) => "flags",
+            EnvelopeError::Malformed(FormatError::UnknownVersion(_)) => "version",
+            EnvelopeError::Malformed(FormatError::InvalidKeyName(_)) => "key name",
+            EnvelopeError::Malformed(_) => "truncated",
+            EnvelopeError::Body(why) if why.starts_with("the padding") => "padding",
+            EnvelopeError::Body(why) if why.contains("more than") => "too large",
+            EnvelopeError::Body(_) => "decompression",
+            other => panic!("{}: unexpected {other}", case["name"]),
+        };
+        let Some(header) = case["protection_header"].as_str() else {
+            if !required.is_empty() {
+                return Err("unbound");
+            }
+            if envelope.first() == Some(&FORMAT_VERSION_3) {
+                return Err("flags");
+            }
+            let parsed = parse(&envelope).map_err(kind)?;
+            return open_with(data_key, &parsed, b"")
+                .map(|v| (v, vec![]))
+                .map_err(kind);
+        };
+        let flags = Flags::from_header_value(header.as_bytes()).map_err(|_| "flags")?;
+        if (required.contains(&"stream") && !flags.stream())
+            || (required.contains(&"key") && !flags.key())
+        {
+            return Err("unbound");
+        }
+        match envelope.first() {
+            Some(&FORMAT_VERSION_3) => {}
+            None => return Err("truncated"),
+            Some(_) => return Err("flags"),
+        }
+        let parsed = parse(&envelope).map_err(kind)?;
+        if parsed.flags != flags {
+            return Err("flags");
+        }
+        let parts = record::binding_parts(flags, stream, key.as_deref(), None);
+        let opened = open_with_limit(data_key, &parsed, &parts, limit).map_err(kind)?;
+        if !flags.headers() {
+            return Ok((opened, vec![]));
+        }
+        let (headers, value) = record::unframe(&opened).map_err(|_| "frame")?;
+        Ok((value.to_vec(), headers))
+    }
+
+    /// The published format 3 vectors: uncompressed ones seal to their exact bytes, all
+    /// open to their value and sealed headers, and every tampered record is refused for
+    /// the reason it names (docs/gen-envelope-test-vectors.py writes them independently).
+    #[test]
+    fn published_format_3_vectors_open_and_tampered_ones_are_refused_for_their_reason() {
+        let vectors = vectors();
+        let format3 = &vectors["format3"];
+        let envelopes = format3["envelopes"].as_array().unwrap();
+        assert!(envelopes.len() >= 8);
+        for vector in envelopes {
+            let name = vector["name"].as_str().unwrap();
+            let data_key: [u8; 32] = hex_field(vector, "data_key_hex").try_into().unwrap();
+            let flags = Flags::parse(vector["flags"].as_u64().unwrap() as u8).unwrap();
+            let key = vector["record_key_hex"]
+                .as_str()
+                .map(|k| hex::decode(k).unwrap());
+            let stream = vector["stream"].as_str().unwrap();
+            assert_eq!(
+                record::binding(flags, stream, key.as_deref(), None),
+                hex_field(vector, "binding_hex"),
+                "{name}"
+            );
+            assert_eq!(flags.header_value(), vector["protection_header"], "{name}");
+            let sealed: Vec<record::FrameHeader> = vector["sealed_headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    let value = h[1].as_str().map(|v| hex::decode(v).unwrap());
+                    (h[0].as_str().unwrap().to_string(), value)
+                })
+                .collect();
+            let value = hex_field(vector, "value_hex");
+            if flags.compression() == Compression::None {
+                let plaintext = if flags.headers() {
+                    record::frame(&sealed, &value)
+                } else {
+                    value.clone()
+                };
+                let envelope = seal_with_v3(
+                    &data_key,
+                    vector["key_name"].as_str().unwrap(),
+                    vector["wrapped_key"].as_str().unwrap(),
+                    &hex_field(vector, "nonce_hex").try_into().unwrap(),
+                    &plaintext,
+                    &record::binding_parts(flags, stream, key.as_deref(), None),
+                    SealOptions {
+                        flags,
+                        compression: Compression::None,
+                        pad_to: vector["pad_to"].as_u64().unwrap() as u32,
+                    },
+                )
+                .unwrap();
+                assert_eq!(envelope, hex_field(vector, "envelope_hex"), "{name}");
+            }
+            let mut case = vector.clone();
+            case["require_binding"] = serde_json::json!([]);
+            assert_eq!(open_record(&case, &data_key), Ok((value, sealed)), "{name}");
+        }
+        for frame in format3["frames"].as_array().unwrap() {
+            let framed = hex_field(frame, "frame_hex");
+            let (headers, value) = record::unframe(&framed).unwrap();
+            assert_eq!(value, hex_field(frame, "value_hex"));
+            assert_eq!(headers.len(), frame["headers"].as_array().unwrap().len());
+        }
+        for binding in format3["bindings"].as_array().unwrap() {
+            let flags = Flags::parse(binding["flags"].as_u64().unwrap() as u8).unwrap();
+            let key = binding["record_key_hex"]
+                .as_str()
+                .map(|k| hex::decode(k).unwrap());
+            assert_eq!(
+                record::binding(
+                    flags,
+                    binding["stream"].as_str().unwrap(),
+                    key.as_deref(),
+                    binding["pointer"].as_str()
+                ),
+                hex_field(binding, "binding_hex")
+            );
+        }
+        let tampered = format3["tampered"].as_array().unwrap();
+        assert!(tampered.len() >= 20);
+        for case in tampered {
+            let data_key = hex_field(case, "data_key_hex");
+            match open_record(case, &data_key) {
+                Ok(_) => panic!("tampered record opened: {}", case["name"]),
+                Err(kind) => assert_eq!(kind, case["expect"], "{}", case["name"]),
+            }
+        }
+    }
+
+    /// The host's row and column of the format 3 matrix (.ci/e2e/sdk-matrix.sh), with the
+    /// host's own sealing and opening (`Envelopes` and its Vault client) against OpenBao:
+    /// "write" seals the matrix's records with every option on into host.jsonl; "read"
+    /// opens every writer's records back to the source and refuses a moved one. The
+    /// policies' row (envelope-seal with format 3 options) is the script's hook.
+    #[tokio::test]
+    #[ignore = "run by .ci/e2e/sdk-matrix.sh (KAFKA_TRANSIT_MATRIX_DIR, KAFKA_TRANSIT_MATRIX_MODE, VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT)"]
+    async fn format_3_matrix_with_the_hosts_own_seal_and_open() {
+        use crate::vault::{DecryptInput, EncryptInput, VaultSettings};
+        use kafka_transit_envelope_format::record::{RecordKeys, PROTECTION_HEADER};
+        let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+        let dir = std::path::PathBuf::from(var("KAFKA_TRANSIT_MATRIX_DIR"));
+        let mut settings = VaultSettings::for_token(var("VAULT_ADDR"), "VAULT_TOKEN");
+        settings.ca_cert = std::env::var_os("VAULT_CACERT").map(Into::into);
+        let vault = VaultClient::connect(&settings).await.unwrap();
+        let envelopes = Envelopes::new(vault.clone(), DataKeyPolicy::default());
+        let unhex = |v: &serde_json::Value| v.as_str().map(|h| hex::decode(h).unwrap());
+        let enhex = |b: &Option<Vec<u8>>| b.as_ref().map(hex::encode);
+        let headers_of = |v: &serde_json::Value| -> Vec<record::FrameHeader> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|h| (h[0].as_str().unwrap().to_string(), unhex(&h[1])))
+                .collect()
+        };
+        let sources: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("records.json")).unwrap())
+                .unwrap();
+        let options = SealOptions {
+            flags: Flags::new(
+                true,
+                true,
+                true,
+                RecordKeys::Encrypted,
+                Compression::None,
+                false,
+            ),
+            compression: Compression::Zstd,
+            pad_to: 256,
+        };
+        let flags = options.header_flags();
+        let kept = |name: &str| name == "traceparent" || name.starts_with("kafka-transit.");
+        match var("KAFKA_TRANSIT_MATRIX_MODE").as_str() {
+            "write" => {
+                let mut out = String::new();
+                for source in &sources {
+                    let stream = source["topic"].as_str().unwrap();
+                    let key = unhex(&source["key"]);
+                    let sink_key = match &key {
+                        None => None,
+                        Some(key) => {
+                            let input =
+                                EncryptInput::new(key).with_context(Some(stream.as_bytes()));
+                            let text = vault.encrypt_batch("customer-ids", &[input]).await.unwrap();
+                            Some(text[0].clone().unwrap().into_bytes())
+                        }
+                    };
+                    let headers = headers_of(&source["headers"]);
+                    let (mut clear, sealed): (Vec<_>, Vec<_>) =
+                        headers.into_iter().partition(|(name, _)| kept(name));
+                    clear.push((
+                        PROTECTION_HEADER.to_string(),
+                        Some(flags.header_value().into_bytes()),
+                    ));
+                    let value = match unhex(&source["value"]) {
+                        None => None,
+                        Some(value) => {
+                            let plaintext = record::frame(&sealed, &value);
+                            let parts =
+                                record::binding_parts(flags, stream, sink_key.as_deref(), None);
+                            let mut sealed = envelopes
+                                .seal_v3("customers", None, options, &[(&plaintext, &parts)])
+                                .await
+                                .unwrap();
+                            Some(sealed.remove(0))
+                        }
+                    };
+                    let line = serde_json::json!({
+                        "topic": stream,
+                        "key": enhex(&sink_key),
+                        "value": enhex(&value),
+                        "headers": clear.iter().map(|(n, v)| serde_json::json!([n, enhex(v)])).collect::<Vec<_>>(),
+                    });
+                    out.push_str(&format!("{line}\n"));
+                }
+                std::fs::write(dir.join("host.jsonl"), out).unwrap();
+                println!("host wrote {} records", sources.len());
+            }
+            "read" => {
+                let mut files: Vec<_> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+                    .collect();
+                files.sort();
+                assert!(!files.is_empty(), "no writer's records to read");
+                for file in files {
+                    let text = std::fs::read_to_string(&file).unwrap();
+                    let lines: Vec<&str> = text.lines().collect();
+                    assert_eq!(lines.len(), sources.len(), "{file:?}");
+                    for (index, (line, source)) in lines.iter().zip(&sources).enumerate() {
+                        let sink: serde_json::Value = serde_json::from_str(line).unwrap();
+                        let stream = sink["topic"].as_str().unwrap();
+                        let headers = headers_of(&sink["headers"]);
+                        let protection: Vec<_> = headers
+                            .iter()
+                            .filter(|(n, _)| n == PROTECTION_HEADER)
+                            .collect();
+                        assert_eq!(protection.len(), 1, "{file:?} {index}");
+                        let read_flags =
+                            Flags::from_header_value(protection[0].1.as_deref().unwrap()).unwrap();
+                        assert!(read_flags.stream() && read_flags.key(), "bound");
+                        let sink_key = unhex(&sink["key"]);
+                        let mut got: Vec<record::FrameHeader> = headers
+                            .iter()
+                            .filter(|(n, _)| n != PROTECTION_HEADER)
+                            .cloned()
+                            .collect();
+                        let value = match unhex(&sink["value"]) {
+                            None => None,
+                            Some(envelope) => {
+                                assert_eq!(parse(&envelope).unwrap().flags, read_flags);
+                                let parts = record::binding_parts(
+                                    read_flags,
+                                    stream,
+                                    sink_key.as_deref(),
+                                    None,
+                                );
+                                let mut opened = envelopes
+                                    .open("customers", None, &[(&envelope, &parts)], 1 << 24)
+                                    .await
+                                    .unwrap();
+                                let opened = opened.remove(0).unwrap();
+                                let (sealed, value) = record::unframe(&opened).unwrap();
+                                got.extend(sealed);
+                                if index == 0 {
+                                    let moved = record::binding_parts(
+                                        read_flags,
+                                        "payments.eu",
+                                        sink_key.as_deref(),
+                                        None,
+                                    );
+                                    let refused = envelopes
+                                        .open("customers", None, &[(&envelope, &moved)], 1 << 24)
+                                        .await
+                                        .unwrap();
+                                    assert_eq!(refused[0], Err(EnvelopeError::Authentication));
+                                }
+                                Some(value.to_vec())
+                            }
+                        };
+                        let key = match &sink_key {
+                            None => None,
+                            Some(text) => {
+                                let text = std::str::from_utf8(text).unwrap();
+                                let input =
+                                    DecryptInput::new(text).with_context(Some(stream.as_bytes()));
+                                let plain =
+                                    vault.decrypt_batch("customer-ids", &[input]).await.unwrap();
+                                Some(plain[0].clone().unwrap())
+                            }
+                        };
+                        let source_headers = headers_of(&source["headers"]);
+                        let mut want: Vec<_> = source_headers
+                            .iter()
+                            .filter(|(n, _)| kept(n))
+                            .cloned()
+                            .collect();
+                        if value.is_some() {
+                            want.extend(source_headers.iter().filter(|(n, _)| !kept(n)).cloned());
+                        }
+                        assert_eq!(key, unhex(&source["key"]), "{file:?} {index}");
+                        assert_eq!(value, unhex(&source["value"]), "{file:?} {index}");
+                        assert_eq!(got, want, "{file:?} {index}");
+                    }
+                    println!(
+                        "host read {} records of {:?}; a moved one was refused",
+                        lines.len(),
+                        file.file_name().unwrap()
+                    );
+                }
+            }
+            mode => panic!("KAFKA_TRANSIT_MATRIX_MODE is write or read, not {mode:?}"),
+        }
     }
 
     fn v3_options(compression: Compression, pad_to: u32) -> SealOptions {

@@ -7,7 +7,8 @@ import java.util.Map;
 
 /**
  * The little JSON the reader needs (Vault's answers, the test vectors), without a
- * dependency: objects become {@link Map}, arrays {@link List}, numbers {@link Double}.
+ * dependency: objects become {@link Map}, arrays {@link List}, numbers {@link java.math.BigDecimal}
+ * (their text kept exactly, for decrypted fields).
  */
 final class Json {
     private final String text;
@@ -47,6 +48,43 @@ final class Json {
             }
         }
         return out.append('"').toString();
+    }
+
+    /** {@code value} (as {@link #parse} returns them) as JSON text without insignificant whitespace. */
+    static String write(Object value) {
+        StringBuilder out = new StringBuilder();
+        write(value, out);
+        return out.toString();
+    }
+
+    private static void write(Object value, StringBuilder out) {
+        if (value == null) {
+            out.append("null");
+        } else if (value instanceof String s) {
+            out.append(quote(s));
+        } else if (value instanceof java.math.BigDecimal n) {
+            out.append(n.toString());
+        } else if (value instanceof Number || value instanceof Boolean) {
+            out.append(value);
+        } else if (value instanceof Map<?, ?> map) {
+            out.append('{');
+            boolean first = true;
+            for (Map.Entry<?, ?> e : map.entrySet()) {
+                out.append(first ? "" : ",").append(quote(e.getKey().toString())).append(':');
+                write(e.getValue(), out);
+                first = false;
+            }
+            out.append('}');
+        } else if (value instanceof List<?> list) {
+            out.append('[');
+            for (int i = 0; i < list.size(); i++) {
+                out.append(i == 0 ? "" : ",");
+                write(list.get(i), out);
+            }
+            out.append(']');
+        } else {
+            throw new IllegalArgumentException("not JSON: " + value.getClass());
+        }
     }
 
     private IllegalArgumentException error(String what) {
@@ -115,7 +153,7 @@ final class Json {
                 if (start == at) {
                     throw error("unexpected '" + c + "'");
                 }
-                return Double.valueOf(text.substring(start, at));
+                return new java.math.BigDecimal(text.substring(start, at));
             }
         }
     }

@@ -62,7 +62,7 @@ public class KafkaTransitDeserializer<T> implements Deserializer<T> {
     @SuppressWarnings("unchecked")
     public void configure(Map<String, ?> configs, boolean isKey) {
         if (reader == null) {
-            reader = TransitReader.from(TransitConfig.from(configs));
+            reader = TransitReader.from(TransitConfig.from(configs), RecordOptions.from(configs));
         }
         if (inner == null) {
             Object named = configs.get(TransitConfig.INNER_DESERIALIZER);
@@ -89,12 +89,39 @@ public class KafkaTransitDeserializer<T> implements Deserializer<T> {
         }
         byte[] plaintext;
         try {
-            plaintext = reader().read(data);
+            if (headers != null && (KafkaHeaders.protectedRecord(headers)
+                    || !reader().options().requireBinding().isEmpty())) {
+                plaintext = readRecord(topic, headers, data);
+            } else {
+                plaintext = reader().read(data);
+            }
         } catch (TransitReadException e) {
             throw new SerializationException("kafka-transit could not read a value on topic " + topic + ": "
                     + e.getMessage(), e);
         }
         return inner.deserialize(topic, headers, plaintext);
+    }
+
+    /**
+     * A format 3 value: the record key as received comes from {@link KafkaTransitKeyDeserializer}
+     * (Kafka gives a value deserializer no key); sealed headers are added to {@code headers}.
+     */
+    private byte[] readRecord(String topic, Headers headers, byte[] data) {
+        byte[][] handed = KeyHandoff.CONSUMER.take(headers);
+        byte[] key = handed == null ? null : handed[0];
+        if (handed == null && !KeyHandoff.CONSUMER.used()) {
+            var flags = headers.lastHeader(Format3.PROTECTION_HEADER);
+            if (flags != null && (Format3.parseProtectionHeader(flags.value()) & Format3.KEY) != 0) {
+                throw new TransitReadException(TransitReadException.Reason.CONFIG, "the record is bound to its key: "
+                        + "set key.deserializer=" + KafkaTransitKeyDeserializer.class.getName()
+                        + " so that the value deserializer sees the key");
+            }
+        }
+        TransitReader.Read read = reader().readRecord(topic, key, data, KafkaHeaders.of(headers));
+        for (Format3.Header h : read.sealed()) {
+            headers.add(h.name(), h.value());
+        }
+        return read.value();
     }
 
     /**

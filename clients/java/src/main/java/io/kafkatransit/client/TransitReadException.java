@@ -25,7 +25,24 @@ public final class TransitReadException extends RuntimeException {
         /** Vault refused to decrypt (wrong key, edited ciphertext) or could not be reached. */
         VAULT,
         /** The reader is missing a setting it needs for this value. */
-        CONFIG
+        CONFIG,
+        /**
+         * Format 3: the {@code kafka-transit.protection} header is missing, malformed or of
+         * unknown flags, or its flags differ from the envelope's (a stripped or edited header).
+         */
+        FLAGS,
+        /** Format 3: the data key is not the one the envelope commits to (a swapped wrapped key). */
+        COMMITMENT,
+        /** Format 3: padding that is not zeros, or a length past the end. */
+        PADDING,
+        /** Format 3: the body is not a valid zstd or LZ4 frame. */
+        DECOMPRESSION,
+        /** Format 3: the body decompresses to more than the reader's limit. */
+        TOO_LARGE,
+        /** Format 3: the sealed headers' frame is not one. */
+        FRAME,
+        /** The record is not bound to its stream or key as this reader requires. */
+        UNBOUND
     }
 
     private final Reason reason;

@@ -28,6 +28,7 @@ public final class TransitReader implements AutoCloseable {
     private final String key;
     private final DataKeyCache cache;
     private final AtomicLong vaultCalls = new AtomicLong();
+    private final RecordOptions options;
 
     /** The outcome of reading one value. */
     public sealed interface Outcome {
@@ -57,14 +58,213 @@ public final class TransitReader implements AutoCloseable {
      * @param cacheSize how many unwrapped data keys to keep
      */
     public TransitReader(TransitDecrypter vault, String key, int cacheSize) {
+        this(vault, key, cacheSize, RecordOptions.DEFAULT);
+    }
+
+    /** A reader of format 3 records too, as {@code options} say (stream, required binding, record keys). */
+    public TransitReader(TransitDecrypter vault, String key, int cacheSize, RecordOptions options) {
         this.vault = Objects.requireNonNull(vault, "vault");
         this.key = key == null || key.isEmpty() ? null : key;
         this.cache = new DataKeyCache(cacheSize);
+        this.options = Objects.requireNonNull(options, "options");
     }
 
     /** A reader against Vault as {@code config} says. */
     public static TransitReader from(TransitConfig config) {
         return new TransitReader(VaultTransit.from(config), config.key(), config.cacheSize());
+    }
+
+    /** A reader against Vault as {@code config} says, reading format 3 as {@code options} say. */
+    public static TransitReader from(TransitConfig config, RecordOptions options) {
+        return new TransitReader(VaultTransit.from(config), config.key(), config.cacheSize(), options);
+    }
+
+    /** This reader's format 3 options. */
+    public RecordOptions options() {
+        return options;
+    }
+
+    /**
+     * A record read back: its key (restored when it was encrypted), value, and headers (the
+     * ones in clear but the protection header, then the sealed ones, which are also in {@code sealed}).
+     */
+    public record Read(byte[] key, byte[] value, List<Format3.Header> headers, List<Format3.Header> sealed) {
+    }
+
+    /**
+     * Reads a whole record of any format (docs/protected-records.md, "What each reader must
+     * check"): the protection header, the envelope's flags against it, the binding to the
+     * stream ({@link RecordOptions#stream()}, default {@code topic}) and to {@code key} (the
+     * record key as received, null for a null key), the commitment, the tag, padding and
+     * bounded decompression, the sealed headers (restored after the ones kept in clear) and
+     * the record key (decrypted with the stream as context when it was encrypted).
+     */
+    public Read readRecord(String topic, byte[] key, byte[] value, List<Format3.Header> headers) {
+        String stream = options.stream() != null ? options.stream() : topic;
+        List<byte[]> protection = new ArrayList<>();
+        List<Format3.Header> out = new ArrayList<>();
+        for (Format3.Header h : headers) {
+            if (h.name().equals(Format3.PROTECTION_HEADER)) {
+                protection.add(h.value());
+            } else {
+                out.add(h);
+            }
+        }
+        Integer flags = recordFlags(value, protection);
+        byte[] plaintext = null;
+        List<Format3.Header> sealed = List.of();
+        if (value != null && flags == null) {
+            plaintext = read(value);
+        } else if (value != null) {
+            Format3.Unframed opened = readBound(value, flags, stream, key);
+            plaintext = opened.value();
+            sealed = opened.headers();
+            out.addAll(sealed);
+        }
+        byte[] restored = key;
+        if (flags != null && key != null && (flags & Format3.RECORD_KEYS) == Format3.KEYS_ENCRYPTED) {
+            if (options.recordKeysKey() == null) {
+                throw new TransitReadException(Reason.CONFIG, "the record key is encrypted: set "
+                        + RecordOptions.RECORD_KEYS_KEY + " to its transit key");
+            }
+            restored = decryptBound(options.recordKeysKey(), "record key", new TransitDecrypter.Item(
+                    new String(key, StandardCharsets.US_ASCII), stream.getBytes(StandardCharsets.UTF_8), null));
+        }
+        return new Read(restored, plaintext, out, sealed);
+    }
+
+    /** The record's flags, or null for formats 1 and 2; steps 1 and 2 of the reader's checks. */
+    Integer recordFlags(byte[] value, List<byte[]> protection) {
+        if (protection.isEmpty()) {
+            if (!options.requireBinding().isEmpty()) {
+                throw new TransitReadException(Reason.UNBOUND, "the record has no " + Format3.PROTECTION_HEADER
+                        + " header (formats 1 and 2 are unbound) and this reader requires binding to "
+                        + String.join(" and ", new java.util.TreeSet<>(options.requireBinding())));
+            }
+            if (value != null && value.length > 0 && value[0] == Envelope.FORMAT_VERSION_3) {
+                throw new TransitReadException(Reason.FLAGS, "a version 3 envelope without its "
+                        + Format3.PROTECTION_HEADER + " header (stripped?)");
+            }
+            return null;
+        }
+        if (protection.size() > 1) {
+            throw new TransitReadException(Reason.FLAGS, "the record carries " + protection.size() + " "
+                    + Format3.PROTECTION_HEADER + " headers");
+        }
+        int flags = Format3.parseProtectionHeader(protection.get(0));
+        for (String what : new java.util.TreeSet<>(options.requireBinding())) {
+            int bit = what.equals("stream") ? Format3.STREAM : Format3.KEY;
+            if ((flags & bit) == 0) {
+                throw new TransitReadException(Reason.UNBOUND, "the record is not bound to its " + what
+                        + ", which this reader requires");
+            }
+        }
+        return flags;
+    }
+
+    private Format3.Unframed readBound(byte[] value, int flags, String stream, byte[] recordKey) {
+        byte[] opened;
+        if (startsWith(value, VAULT_PREFIX)) {
+            if ((flags & (Format3.COMPRESSION | Format3.PADDED)) != 0) {
+                throw new TransitReadException(Reason.FLAGS, "a vault: value never carries compression or padding flags");
+            }
+            if (key == null) {
+                throw new TransitReadException(Reason.CONFIG,
+                        "a vault:v value needs the transit key to decrypt it with (" + TransitConfig.KEY + ")");
+            }
+            opened = decryptBound(key, "value", new TransitDecrypter.Item(new String(value, StandardCharsets.US_ASCII),
+                    null, Format3.binding(flags, stream, recordKey, null)));
+        } else {
+            if (value.length == 0 || value[0] != Envelope.FORMAT_VERSION_3) {
+                throw new TransitReadException(Reason.FLAGS, "the " + Format3.PROTECTION_HEADER
+                        + " header announces format 3 but the value is no version 3 envelope");
+            }
+            if (value.length < 2) {
+                throw new TransitReadException(Reason.TRUNCATED, "not a kafka-transit envelope: truncated in the flags");
+            }
+            if ((value[1] & 0xff) != flags) {
+                Format3.checkFlags(value[1] & 0xff, "the envelope");
+                throw new TransitReadException(Reason.FLAGS, String.format("the envelope's flags 0x%02x differ from "
+                        + "its %s header's 0x%02x", value[1] & 0xff, Format3.PROTECTION_HEADER, flags));
+            }
+            Envelope envelope = Envelope.parse(value);
+            checkKey(envelope.keyName());
+            try (Lookup lookup = lookup(Map.of(envelope.keyName(), List.of(envelope.wrappedKey())), Map.of())) {
+                opened = envelope.open(lookup.dataKey(envelope), Format3.bindingParts(flags, stream, recordKey, null),
+                        options.maxPlaintext());
+            }
+        }
+        return (flags & Format3.HEADERS) != 0 ? Format3.unframe(opened) : new Format3.Unframed(List.of(), opened);
+    }
+
+    private byte[] decryptBound(String keyName, String what, TransitDecrypter.Item item) {
+        vaultCalls.incrementAndGet();
+        List<Decryption> results = vault.decryptItems(keyName, List.of(item));
+        if (results.size() != 1) {
+            throw new TransitReadException(Reason.VAULT, "Vault answered " + results.size() + " results for 1 ciphertext");
+        }
+        if (results.get(0) instanceof Decryption.Plaintext plain) {
+            return plain.bytes();
+        }
+        String message = ((Decryption.Failed) results.get(0)).message();
+        if (message.contains("message authentication failed")) {
+            throw new TransitReadException(Reason.AUTHENTICATION, "Vault refused the " + what + ": it was encrypted for "
+                    + "another stream, key or place (" + message + ")");
+        }
+        throw new TransitReadException(Reason.VAULT, "Vault could not decrypt the " + what + " with key \"" + keyName
+                + "\": " + message);
+    }
+
+    /**
+     * A JSON document whose {@code vault:} string fields {@code encrypt-fields} wrote, with each
+     * field decrypted; format 3 fields are bound to their JSON Pointer too, so a field moved to
+     * another place (or record) is refused. Numbers keep their text; members keep their order.
+     */
+    public byte[] readFields(String topic, byte[] key, byte[] document, List<Format3.Header> headers) {
+        List<byte[]> protection = headers.stream().filter(h -> h.name().equals(Format3.PROTECTION_HEADER))
+                .map(Format3.Header::value).toList();
+        Integer flags = recordFlags(new byte[] {'{'}, protection);
+        if (flags != null && (flags & (Format3.COMPRESSION | Format3.PADDED | Format3.HEADERS)) != 0) {
+            throw new TransitReadException(Reason.FLAGS,
+                    "encrypted fields never carry compression, padding or sealed headers");
+        }
+        if (this.key == null) {
+            throw new TransitReadException(Reason.CONFIG, "fields need the transit key (" + TransitConfig.KEY + ")");
+        }
+        String stream = options.stream() != null ? options.stream() : topic;
+        Object parsed;
+        try {
+            parsed = Json.parse(new String(document, StandardCharsets.UTF_8));
+        } catch (IllegalArgumentException e) {
+            throw new TransitReadException(Reason.FORMAT, "not a JSON document");
+        }
+        return Json.write(walk(parsed, "", flags, stream, key)).getBytes(StandardCharsets.UTF_8);
+    }
+
+    private Object walk(Object node, String pointer, Integer flags, String stream, byte[] recordKey) {
+        if (node instanceof Map<?, ?> map) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            map.forEach((k, v) -> out.put((String) k, walk(v, pointer + "/"
+                    + ((String) k).replace("~", "~0").replace("/", "~1"), flags, stream, recordKey)));
+            return out;
+        }
+        if (node instanceof List<?> list) {
+            List<Object> out = new ArrayList<>();
+            for (int i = 0; i < list.size(); i++) {
+                out.add(walk(list.get(i), pointer + "/" + i, flags, stream, recordKey));
+            }
+            return out;
+        }
+        if (node instanceof String text && text.startsWith("vault:v")) {
+            byte[] plain = decryptBound(key, "field " + pointer, new TransitDecrypter.Item(text, null,
+                    flags == null ? null : Format3.binding(flags, stream, recordKey, pointer)));
+            try {
+                return Json.parse(new String(plain, StandardCharsets.UTF_8));
+            } catch (IllegalArgumentException e) {
+                throw new TransitReadException(Reason.FORMAT, "the field " + pointer + " does not decrypt to JSON");
+            }
+        }
+        return node;
     }
 
     /** Reads one protected value, whichever of the two forms it is. */
@@ -149,6 +349,11 @@ public final class TransitReader implements AutoCloseable {
             }
             Envelope envelope = Envelope.parse(value);
             checkKey(envelope.keyName());
+            if ((envelope.flags() & ~(Format3.COMPRESSION | Format3.PADDED)) != 0) {
+                // Its binding or sealed headers need the record's topic, key and headers.
+                throw new TransitReadException(Reason.FLAGS, "a format 3 record bound to its stream or key, or with "
+                        + "sealed headers: read it with readRecord (KafkaTransitDeserializer does, with headers)");
+            }
             return new Sealed(envelope);
         } catch (TransitReadException e) {
             return new Unreadable(e);
@@ -174,12 +379,16 @@ public final class TransitReader implements AutoCloseable {
     private record Lookup(Map<DataKeyCache.Slot, byte[]> keys, Map<DataKeyCache.Slot, TransitReadException> keyErrors,
                           Map<String, Outcome> texts) implements AutoCloseable {
         byte[] open(Envelope envelope, byte[] aad) {
+            return envelope.open(dataKey(envelope), aad);
+        }
+
+        byte[] dataKey(Envelope envelope) {
             DataKeyCache.Slot slot = new DataKeyCache.Slot(envelope.keyName(), envelope.wrappedKey());
             TransitReadException error = keyErrors.get(slot);
             if (error != null) {
                 throw error;
             }
-            return envelope.open(keys.get(slot), aad);
+            return keys.get(slot);
         }
 
         @Override

@@ -28,11 +28,12 @@ import javax.net.ssl.TrustManagerFactory;
 import io.kafkatransit.client.TransitReadException.Reason;
 
 /**
- * Vault's (or OpenBao's) {@code POST /v1/<mount>/decrypt/<key>} over {@code java.net.http},
- * always with {@code batch_input}, at most {@value #MAX_BATCH} ciphertexts a request
- * (OpenBao refuses request bodies of more than 1000 JSON strings by default).
+ * Vault's (or OpenBao's) transit engine over {@code java.net.http}: {@code decrypt} always with
+ * {@code batch_input}, at most {@value #MAX_BATCH} ciphertexts a request (OpenBao refuses
+ * request bodies of more than 1000 JSON strings by default), with context and associated
+ * data for format 3; and, for writers, {@code datakey/plaintext}, {@code encrypt} and {@code hmac}.
  */
-public final class VaultTransit implements TransitDecrypter {
+public final class VaultTransit implements TransitDecrypter, TransitEncrypter {
     public static final int MAX_BATCH = 250;
 
     private final HttpClient http;
@@ -106,19 +107,72 @@ public final class VaultTransit implements TransitDecrypter {
 
     @Override
     public List<Decryption> decrypt(String keyName, List<String> ciphertexts) {
+        return decryptItems(keyName, ciphertexts.stream().map(c -> new Item(c, null, null)).toList());
+    }
+
+    @Override
+    public List<Decryption> decryptItems(String keyName, List<Item> items) {
         // TransitReader only passes checked names; other callers of this public class may not.
         Envelope.checkKeyName(keyName);
-        List<Decryption> results = new ArrayList<>(ciphertexts.size());
-        for (int start = 0; start < ciphertexts.size(); start += MAX_BATCH) {
-            results.addAll(request(keyName, ciphertexts.subList(start, Math.min(ciphertexts.size(), start + MAX_BATCH))));
+        List<Decryption> results = new ArrayList<>(items.size());
+        for (int start = 0; start < items.size(); start += MAX_BATCH) {
+            results.addAll(request(keyName, items.subList(start, Math.min(items.size(), start + MAX_BATCH))));
         }
         return results;
     }
 
-    private List<Decryption> request(String keyName, List<String> chunk) {
-        String body = chunk.stream().map(c -> "{\"ciphertext\":" + Json.quote(c) + "}")
+    private static String base64(byte[] data) {
+        return Base64.getEncoder().encodeToString(data);
+    }
+
+    private List<Decryption> request(String keyName, List<Item> chunk) {
+        String body = chunk.stream().map(c -> "{\"ciphertext\":" + Json.quote(c.ciphertext())
+                        + (c.context() == null ? "" : ",\"context\":" + Json.quote(base64(c.context())))
+                        + (c.associatedData() == null ? "" : ",\"associated_data\":"
+                                + Json.quote(base64(c.associatedData()))) + "}")
                 .collect(Collectors.joining(",", "{\"batch_input\":[", "]}"));
-        URI uri = URI.create(address + "/v1/" + path(mount) + "/decrypt/" + keyName);
+        Answer reply = post("decrypt", keyName, body);
+        Object answer = reply.body;
+        // Vault answers 400 with per-item errors when some items of a batch fail.
+        if (answer instanceof Map<?, ?> top && top.get("data") instanceof Map<?, ?> data
+                && data.get("batch_results") instanceof List<?> items && items.size() == chunk.size()) {
+            List<Decryption> results = new ArrayList<>(items.size());
+            for (Object item : items) {
+                Map<?, ?> fields = item instanceof Map<?, ?> m ? m : Map.of();
+                Object error = fields.get("error");
+                Object plaintext = fields.get("plaintext");
+                if (error instanceof String message && !message.isEmpty()) {
+                    results.add(new Decryption.Failed(message));
+                } else if (plaintext instanceof String text) {
+                    results.add(new Decryption.Plaintext(Base64.getDecoder().decode(text)));
+                } else {
+                    results.add(new Decryption.Failed("no plaintext in Vault's answer"));
+                }
+            }
+            return results;
+        }
+        throw reply.failure("decrypt", keyName);
+    }
+
+    private record Answer(int status, Object body) {
+        TransitReadException failure(String operation, String keyName) {
+            String errors = body instanceof Map<?, ?> top && top.get("errors") instanceof List<?> list
+                    ? list.toString() : "no data";
+            return new TransitReadException(Reason.VAULT,
+                    "Vault answered HTTP " + status + " to transit/" + operation + "/" + keyName + ": " + errors);
+        }
+
+        Map<?, ?> data(String operation, String keyName) {
+            if (status < 300 && body instanceof Map<?, ?> top && top.get("data") instanceof Map<?, ?> data) {
+                return data;
+            }
+            throw failure(operation, keyName);
+        }
+    }
+
+    private Answer post(String operation, String keyName, String body) {
+        Envelope.checkKeyName(keyName);
+        URI uri = URI.create(address + "/v1/" + path(mount) + "/" + operation + "/" + keyName);
         HttpRequest.Builder request = HttpRequest.newBuilder(uri).timeout(timeout)
                 .header("Content-Type", "application/json")
                 .header("X-Vault-Token", token.get())
@@ -141,28 +195,36 @@ public final class VaultTransit implements TransitDecrypter {
         } catch (IllegalArgumentException e) {
             answer = null;
         }
-        // Vault answers 400 with per-item errors when some items of a batch fail.
-        if (answer instanceof Map<?, ?> top && top.get("data") instanceof Map<?, ?> data
-                && data.get("batch_results") instanceof List<?> items && items.size() == chunk.size()) {
-            List<Decryption> results = new ArrayList<>(items.size());
-            for (Object item : items) {
-                Map<?, ?> fields = item instanceof Map<?, ?> m ? m : Map.of();
-                Object error = fields.get("error");
-                Object plaintext = fields.get("plaintext");
-                if (error instanceof String message && !message.isEmpty()) {
-                    results.add(new Decryption.Failed(message));
-                } else if (plaintext instanceof String text) {
-                    results.add(new Decryption.Plaintext(Base64.getDecoder().decode(text)));
-                } else {
-                    results.add(new Decryption.Failed("no plaintext in Vault's answer"));
-                }
-            }
-            return results;
+        return new Answer(response.statusCode(), answer);
+    }
+
+    @Override
+    public DataKey dataKey(String keyName) {
+        Map<?, ?> data = post("datakey/plaintext", keyName, "{}").data("datakey/plaintext", keyName);
+        if (data.get("plaintext") instanceof String plaintext && data.get("ciphertext") instanceof String wrapped) {
+            return new DataKey(Base64.getDecoder().decode(plaintext), wrapped);
         }
-        String errors = answer instanceof Map<?, ?> top && top.get("errors") instanceof List<?> list
-                ? list.toString() : "no batch results";
-        throw new TransitReadException(Reason.VAULT,
-                "Vault answered HTTP " + response.statusCode() + " to transit/decrypt/" + keyName + ": " + errors);
+        throw new TransitReadException(Reason.VAULT, "Vault's datakey answer has no plaintext or ciphertext");
+    }
+
+    @Override
+    public String encrypt(String keyName, byte[] plaintext, byte[] context, byte[] associatedData) {
+        String body = "{\"plaintext\":" + Json.quote(base64(plaintext))
+                + (context == null ? "" : ",\"context\":" + Json.quote(base64(context)))
+                + (associatedData == null ? "" : ",\"associated_data\":" + Json.quote(base64(associatedData))) + "}";
+        if (post("encrypt", keyName, body).data("encrypt", keyName).get("ciphertext") instanceof String ciphertext) {
+            return ciphertext;
+        }
+        throw new TransitReadException(Reason.VAULT, "Vault's encrypt answer has no ciphertext");
+    }
+
+    @Override
+    public String hmac(String keyName, byte[] input) {
+        String body = "{\"input\":" + Json.quote(base64(input)) + "}";
+        if (post("hmac", keyName, body).data("hmac", keyName).get("hmac") instanceof String hmac) {
+            return hmac;
+        }
+        throw new TransitReadException(Reason.VAULT, "Vault's hmac answer has no hmac");
     }
 
     private static String path(String segments) {
