@@ -85,9 +85,9 @@ pub use kafka_transit::policy::types::{
 #[cfg(target_arch = "wasm32")]
 pub use kafka_transit::policy::log::log;
 #[cfg(target_arch = "wasm32")]
-pub use kafka_transit::policy::{envelope, transit};
+pub use kafka_transit::policy::{envelope, pipeline, transit};
 #[cfg(not(target_arch = "wasm32"))]
-pub use testing::imports::{envelope, log, transit};
+pub use testing::imports::{envelope, log, pipeline, transit};
 
 pub mod envelope_format;
 pub mod fields;
