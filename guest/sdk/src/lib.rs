@@ -89,9 +89,11 @@ pub use kafka_transit::policy::{envelope, pipeline, transit};
 #[cfg(not(target_arch = "wasm32"))]
 pub use testing::imports::{envelope, log, pipeline, transit};
 
+pub mod batch;
 pub mod envelope_format;
 pub mod fields;
 mod key;
+pub mod protection;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -265,20 +267,24 @@ impl TransitKeyConfig {
         record: &mut SourceRecord,
     ) -> Prepared<(ResolvedKey, transit::DecryptItem)> {
         self.key.with_value(record, |value, record| {
-            let ciphertext = match String::from_utf8(value) {
-                Ok(text) if text.starts_with("vault:v") => text,
-                _ => {
-                    return Err(Failure::InvalidInput(
-                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
-                    ))
-                }
-            };
+            let ciphertext = ciphertext_text(value)?;
             let context = self.context_for(record.key.as_deref())?;
             Ok(transit::DecryptItem {
                 ciphertext,
                 context,
             })
         })
+    }
+}
+
+/// A record's value as Vault ciphertext text (`vault:v<N>:...`). A value that is not one
+/// fails the record: passing it on would pass on whatever it is.
+pub fn ciphertext_text(value: Vec<u8>) -> Result<String, Failure> {
+    match String::from_utf8(value) {
+        Ok(text) if text.starts_with("vault:v") => Ok(text),
+        _ => Err(Failure::InvalidInput(
+            "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
+        )),
     }
 }
 
