@@ -2,7 +2,7 @@
 //!
 //! A policy is a WebAssembly component that the kafka-transit host hands batches of
 //! Kafka records; it returns one result per record and reaches Vault only through the
-//! host's imports ([`transit`], [`envelope`], [`log`]). This crate is the one place
+//! host's imports ([`transit`], [`envelope`], [`pipeline`], [`log`]). This crate is the one place
 //! policies get their WIT bindings (generated from `wit/policy.wit`, shipped inside the
 //! crate, see [`WIT`]), plus what every policy needs:
 //!
@@ -18,6 +18,11 @@
 //!   scanner that leaves every byte outside the selected fields as it came; a value that
 //!   cannot hold a selected field (a bare string where `/ssn` is expected) is invalid
 //!   input, never passed on in clear;
+//! - [`protection`] and [`batch`]: format 3 (docs/protected-records.md): the options
+//!   of `[policy.config]` checked for the kind of policy, and the steps of protecting,
+//!   opening and rewrapping records (record keys, sealed headers, binding data), over a
+//!   batch worked on in several Vault steps; [`pipeline`] tells the sink topic, the
+//!   default stream;
 //! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
 //!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
 //!
