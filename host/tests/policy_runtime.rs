@@ -176,6 +176,54 @@ async fn guests_have_no_ambient_authority() {
     );
 }
 
+/// The `pipeline` import (WIT 0.2.1): `sink.topic` rendered for the record's topic when
+/// the runtime runs in a pipeline, an error outside one (`kafka-transit validate`).
+#[tokio::test]
+async fn the_pipeline_import_answers_the_rendered_sink_topic_and_an_error_outside_one() {
+    let config = kafka_transit::config::PipelineConfig::parse(
+        r#"
+[source]
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["in", "orders.raw"]
+group_id = "g"
+[sink]
+bootstrap_servers = "127.0.0.1:9092"
+topic = "{topic|strip_suffix:.raw}.protected"
+[vault]
+address = "http://127.0.0.1:8200"
+token_env = "VAULT_TOKEN"
+[policy]
+builtin = "passthrough"
+[errors]
+on_failure = "stop"
+"#,
+    )
+    .expect("a pipeline");
+    let view = kafka_transit::policy::pipeline::PipelineView::of(&config).expect("a sink route");
+    let runtime = PolicyRuntime::load(
+        &component("fault_test.wasm"),
+        "{}".into(),
+        Limits::default(),
+        None,
+    )
+    .unwrap()
+    .with_pipeline(view);
+    let mut runner = PolicyRunner::start(Arc::new(runtime)).await.unwrap();
+    let mut raw = record(1, "sink-topic");
+    raw.topic = "orders.raw".into();
+    let results = runner
+        .transform(&[record(0, "sink-topic"), raw])
+        .await
+        .unwrap();
+    assert_eq!(value_of(&results[0]), b"in.protected");
+    assert_eq!(value_of(&results[1]), b"orders.protected");
+
+    let mut outside = fault_test(Limits::default()).await;
+    let results = outside.transform(&[record(0, "sink-topic")]).await.unwrap();
+    let answer = String::from_utf8(value_of(&results[0])).unwrap();
+    assert!(answer.contains("outside a pipeline"), "{answer}");
+}
+
 #[tokio::test]
 async fn invalid_input_and_retryable_failures_reach_the_host() {
     let mut runner = fault_test(Limits::default()).await;

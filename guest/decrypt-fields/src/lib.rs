@@ -7,31 +7,135 @@
 //! Tombstones pass through unchanged. One Vault batch request per batch.
 //!
 //! Config: the same as `encrypt-fields`.
+//!
+//! Format 3 (docs/protected-records.md): a record with a `kafka-transit.protection`
+//! header has each field decrypted with the binding rebuilt from the flags, the stream
+//! (`stream`, default: the record's own topic), the key as received and the JSON
+//! Pointer that locates the field in this document: a field moved elsewhere in the
+//! document, or to another record, key or stream, fails with "message authentication
+//! failed". An encrypted key is decrypted under `record_keys_key` (an HMAC'd one is
+//! refused unless `keep_hmac_keys = true`), and the protection header is dropped.
+//! `require_binding` refuses records bound to less, and records without the header.
 
-use kafka_transit_policy_sdk::fields::FieldsConfig;
-use kafka_transit_policy_sdk::transit;
+use kafka_transit_policy_sdk::batch::{Batch, Start};
+use kafka_transit_policy_sdk::envelope_format::record::RecordKeys;
+use kafka_transit_policy_sdk::fields::{FieldsConfig, Selected};
+use kafka_transit_policy_sdk::protection::{
+    is_protected, restore_keys, Protected, Role, Shape, Streams,
+};
+use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, DecryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault_keyed, without_stamps, OutputRecord, SourceRecord,
-    TransformResult,
+    configured_policy, forward, ContextSource, Failure, OutputRecord, Prepared, ResolvedKey,
+    SourceRecord, TransformResult,
 };
 
-configured_policy!(DecryptFields, FieldsConfig::parse, decrypt);
+type Config = Protected<FieldsConfig>;
 
-fn decrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault_keyed(
-        batch,
+fn parse(json: &str) -> Result<Config, String> {
+    Protected::parse(json, Role::Open, Shape::Fields, FieldsConfig::parse)
+}
+
+configured_policy!(DecryptFields, parse, decrypt);
+
+/// A record's selected fields and their ciphertexts; `None`: a tombstone, or a value
+/// passed on unexamined.
+type Fields = Option<(ResolvedKey, Selected, Vec<DecryptItem>)>;
+
+fn decrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (fields, protection) = (&config.config, &config.protection);
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |mut record| {
+        let protected = is_protected(&record);
+        let selected: Fields = match fields.ciphertext_items(&mut record) {
+            // Formats 1/2 pass on as they always did.
+            Prepared::Forward if !protected && !protection.require_binding.any() => {
+                return Start::Output(forward(record))
+            }
+            Prepared::Forward => None,
+            Prepared::Item(selected) => Some(selected),
+            Prepared::Fail(failure) => return Start::Fail(failure),
+        };
+        match protection.incoming(record, &mut streams, selected) {
+            Ok(incoming)
+                if incoming
+                    .flags
+                    .is_some_and(|flags| flags.record_keys() != RecordKeys::Kept)
+                    && incoming
+                        .extra
+                        .as_ref()
+                        .is_some_and(|(_, s, _)| !s.is_empty())
+                    && matches!(fields.transit.context_from, ContextSource::RecordKey) =>
+            {
+                Start::Fail(Failure::InvalidInput(
+                    "policy.config.context_from = \"record-key\" cannot open a record whose \
+                     key is encrypted or HMAC'd (its kafka-transit.protection header says so)"
+                        .into(),
+                ))
+            }
+            Ok(incoming) => Start::Work(incoming),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    restore_keys(&mut batch, protection);
+    batch.vault(
         "vault decrypt",
-        |record| config.ciphertext_items(record),
-        transit::decrypt,
-        |record, selected, plaintexts| {
-            Ok(OutputRecord {
-                topic: None,
-                key: record.key,
-                value: Some(selected.with_plaintexts(plaintexts)?),
-                headers: without_stamps(record.headers),
-            })
+        |incoming| match (&mut incoming.extra, incoming.flags) {
+            (Some((key, _, items)), None) => Ok(Some((key.clone(), std::mem::take(items)))),
+            _ => Ok(None),
         },
-    )
+        transit::decrypt,
+        |incoming, plaintexts| {
+            if let Some((_, selected, _)) = incoming.extra.take() {
+                incoming.value = Some(selected.with_plaintexts(plaintexts)?);
+            }
+            Ok(())
+        },
+    );
+    batch.vault(
+        "vault decrypt",
+        |incoming| {
+            let (Some(_), Some((_, selected, _))) = (incoming.flags, &incoming.extra) else {
+                return Ok(None);
+            };
+            let bindings: Vec<Vec<u8>> = selected
+                .located_pointers()
+                .into_iter()
+                .map(|pointer| incoming.binding(Some(pointer)).unwrap_or_default())
+                .collect();
+            let Some((key, _, items)) = &mut incoming.extra else {
+                return Ok(None);
+            };
+            let bound = std::mem::take(items)
+                .into_iter()
+                .zip(bindings)
+                .map(|(item, associated_data)| BoundDecryptItem {
+                    ciphertext: item.ciphertext,
+                    context: item.context,
+                    associated_data,
+                })
+                .collect();
+            Ok(Some((key.clone(), bound)))
+        },
+        transit::decrypt_bound,
+        |incoming, plaintexts| {
+            if let Some((_, selected, _)) = incoming.extra.take() {
+                incoming.value = Some(selected.with_plaintexts(plaintexts)?);
+            }
+            Ok(())
+        },
+    );
+    batch.finish(|incoming| {
+        Ok(OutputRecord {
+            topic: None,
+            key: incoming.key,
+            // Selected, but with nothing to decrypt: the value as it came.
+            value: match incoming.extra {
+                Some((_, selected, _)) => Some(selected.with_plaintexts(Vec::new())?),
+                None => incoming.value,
+            },
+            headers: incoming.headers,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -130,5 +234,104 @@ mod tests {
             matches!(&result, Err(Failure::InvalidInput(_))),
             "{result:?}"
         );
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
+        use kafka_transit_policy_sdk::testing::Operation;
+        use kafka_transit_policy_sdk::transit::BoundEncryptItem;
+        use kafka_transit_policy_sdk::Header;
+
+        const STREAM: &str = "orders.protected";
+
+        /// A field's ciphertext as encrypt-fields writes it with `flags` for key `k1`.
+        fn field(flags: Flags, plaintext: &str, pointer: &str) -> String {
+            let item = BoundEncryptItem {
+                plaintext: plaintext.as_bytes().to_vec(),
+                context: None,
+                associated_data: record::binding(flags, STREAM, Some(b"k1"), Some(pointer)),
+            };
+            transit::encrypt_bound("customers", &[item]).unwrap()[0]
+                .clone()
+                .unwrap()
+        }
+
+        fn protected(value: String, flags: Flags) -> SourceRecord {
+            SourceRecord {
+                topic: STREAM.into(),
+                headers: vec![Header {
+                    key: PROTECTION_HEADER.into(),
+                    value: Some(flags.header_value().into_bytes()),
+                }],
+                ..record("k1", value)
+            }
+        }
+
+        #[test]
+        fn fields_open_only_where_they_were_encrypted() {
+            let host = start(r#"{"key":"customers","fields":["/ssn","/orders/*/iban"]}"#);
+            let flags = Flags::parse(0x03).unwrap();
+            let (a, b, ssn) = (
+                field(flags, r#""A""#, "/orders/0/iban"),
+                field(flags, r#""B""#, "/orders/1/iban"),
+                field(flags, r#""1""#, "/ssn"),
+            );
+            let doc = |first: &str, second: &str| {
+                format!(
+                    r#"{{"ssn":"{ssn}","orders":[{{"iban":"{first}"}},{{"iban":"{second}"}}]}}"#
+                )
+            };
+            let out =
+                text_of(&DecryptFields::transform(vec![protected(doc(&a, &b), flags)]).remove(0));
+            assert_eq!(out, r#"{"ssn":"1","orders":[{"iban":"A"},{"iban":"B"}]}"#);
+            assert_eq!(host.items_per_call(Operation::DecryptBound), [3]);
+            // Swapped within the document, or the document under another key or stream.
+            let swapped = DecryptFields::transform(vec![protected(doc(&b, &a), flags)]).remove(0);
+            assert!(
+                matches!(&swapped, Err(Failure::InvalidInput(m)) if m.contains("authentication failed")),
+                "{swapped:?}"
+            );
+            let mut rekeyed = protected(doc(&a, &b), flags);
+            rekeyed.key = Some(b"k2".to_vec());
+            let moved = SourceRecord {
+                topic: "elsewhere".into(),
+                ..protected(doc(&a, &b), flags)
+            };
+            for result in DecryptFields::transform(vec![rekeyed, moved]) {
+                assert!(matches!(result, Err(Failure::InvalidInput(_))));
+            }
+            // Without its protection header, nothing opens either.
+            let mut stripped = protected(doc(&a, &b), flags);
+            stripped.headers.clear();
+            assert!(DecryptFields::transform(vec![stripped]).remove(0).is_err());
+        }
+
+        #[test]
+        fn headers_sealed_in_a_field_value_are_no_format_and_require_binding_holds() {
+            let _host =
+                start(r#"{"key":"customers","fields":["/ssn"],"require_binding":["stream"]}"#);
+            let sealed = protected(
+                r#"{"ssn":"vault:v1:x"}"#.into(),
+                Flags::parse(0x05).unwrap(),
+            );
+            assert!(matches!(
+                DecryptFields::transform(vec![sealed]).remove(0),
+                Err(Failure::InvalidInput(m)) if m.contains("never does")
+            ));
+            let old = record("k1", r#"{"other":1}"#);
+            assert!(matches!(
+                DecryptFields::transform(vec![old]).remove(0),
+                Err(Failure::InvalidInput(m)) if m.contains("format 1 or 2")
+            ));
+            // A format 3 record with nothing selected still loses its protection header.
+            let nothing = protected(r#"{"other":1}"#.into(), Flags::parse(0x01).unwrap());
+            let out = DecryptFields::transform(vec![nothing])
+                .remove(0)
+                .unwrap()
+                .remove(0);
+            assert!(out.headers.is_empty());
+            assert_eq!(out.value.as_deref(), Some(&br#"{"other":1}"#[..]));
+        }
     }
 }

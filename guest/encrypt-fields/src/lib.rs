@@ -11,16 +11,42 @@
 //! Config: `key`, `fields` (JSON Pointers, `*` for every element or member),
 //! `on_invalid_json` (`fail`|`pass`), `on_missing_field` (`pass`|`fail`), `allowed_keys`,
 //! and `context` or `context_from = "record-key"` (derived keys).
+//!
+//! Format 3 (docs/protected-records.md), when any of these is set: `record_keys`
+//! (`"encrypt"` or `"hmac"` under `record_keys_key`), `bind = ["stream", "key"]` (each
+//! field is encrypted with Vault's `associated_data` = the record's binding data and the
+//! JSON Pointer locating that field in the document, `/orders/2/iban`: a field moved to
+//! another place, record, key or stream does not decrypt), `stream` (default: the sink
+//! topic). Headers stay in clear (`headers = "seal"` is for whole-value policies). Every
+//! format 3 record, tombstones and records passed on unprotected too, carries the
+//! `kafka-transit.protection` header, and its key is protected.
 
-use kafka_transit_policy_sdk::fields::FieldsConfig;
-use kafka_transit_policy_sdk::transit;
+use kafka_transit_policy_sdk::batch::{Batch, Start};
+use kafka_transit_policy_sdk::fields::{FieldsConfig, Selected};
+use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Shape, Streams};
+use kafka_transit_policy_sdk::transit::{self, BoundEncryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_keyed, OutputRecord, SourceRecord, TransformResult,
+    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
+    TransformResult,
 };
 
-configured_policy!(EncryptFields, FieldsConfig::parse, encrypt);
+type Config = Protected<FieldsConfig>;
 
-fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+fn parse(json: &str) -> Result<Config, String> {
+    let config = Protected::parse(json, Role::Protect, Shape::Fields, FieldsConfig::parse)?;
+    config
+        .protection
+        .check_context_from(&config.config.transit)?;
+    Ok(config)
+}
+
+configured_policy!(EncryptFields, parse, encrypt);
+
+fn encrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    if config.protection.is_format3() {
+        return encrypt_bound(config, batch);
+    }
+    let config = &config.config;
     through_vault_keyed(
         batch,
         "vault encrypt",
@@ -36,6 +62,74 @@ fn encrypt(config: &FieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResu
             })
         },
     )
+}
+
+/// A record's selected fields (`None`: a tombstone, or a value passed on unexamined),
+/// and the key its stamp names (when it has selected fields).
+struct Fields {
+    selected: Option<Selected>,
+    stamp: Option<String>,
+}
+
+/// Format 3: record keys first, then every field bound to the record and its place.
+fn encrypt_bound(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (fields, protection) = (&config.config, &config.protection);
+    let flags = protection.flags();
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |mut record| {
+        let selected = match fields.prepare(&mut record) {
+            // A tombstone, or a value on_invalid_json passes: the record's key is still
+            // protected.
+            Prepared::Forward => None,
+            Prepared::Item(selected) => Some(selected),
+            Prepared::Fail(failure) => return Start::Fail(failure),
+        };
+        let stamp = selected
+            .as_ref()
+            .map(|selected| selected.key_or(fields).to_string());
+        match protection.outgoing(record, &mut streams, Fields { selected, stamp }) {
+            Ok(out) => Start::Work(out),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    protect_keys(&mut batch, protection);
+    batch.vault(
+        "vault encrypt",
+        |out| {
+            let Some(selected) = out.extra.selected.as_ref().filter(|s| !s.is_empty()) else {
+                return Ok(None);
+            };
+            let items = selected
+                .plaintexts()
+                .into_iter()
+                .zip(selected.located_pointers())
+                .map(|(plaintext, pointer)| BoundEncryptItem {
+                    plaintext,
+                    context: selected.context.clone(),
+                    associated_data: out.binding(flags, Some(pointer)),
+                })
+                .collect();
+            Ok(Some((selected.resolved_key_or(fields), items)))
+        },
+        transit::encrypt_bound,
+        |out, ciphertexts| {
+            if let Some(selected) = out.extra.selected.take() {
+                out.value = Some(selected.with_ciphertexts(ciphertexts));
+            }
+            Ok(())
+        },
+    );
+    batch.finish(|mut out| {
+        // Selected, but nothing to encrypt: the value as it came.
+        if let Some(selected) = out.extra.selected.take() {
+            out.value = Some(selected.with_ciphertexts(Vec::new()));
+        }
+        let stamp = out.extra.stamp.take();
+        Ok(out.output(
+            protection,
+            stamp.as_deref().map(|key| ("encrypt-fields", key)),
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -247,5 +341,141 @@ mod tests {
             "{:?}",
             results[1]
         );
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
+        use kafka_transit_policy_sdk::testing::Operation;
+        use kafka_transit_policy_sdk::transit::{BoundDecryptItem, TransitError};
+
+        const STREAM: &str = "orders.protected";
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("customers");
+            host.create_derived_key("record-keys", true);
+            host.set_sink_topic("test", STREAM);
+            EncryptFields::init(config.into()).expect("a valid configuration");
+            host
+        }
+
+        fn open(ciphertext: &str, binding: Vec<u8>) -> Result<Vec<u8>, TransitError> {
+            let item = BoundDecryptItem {
+                ciphertext: ciphertext.into(),
+                context: None,
+                associated_data: binding,
+            };
+            transit::decrypt_bound("customers", &[item])
+                .unwrap()
+                .remove(0)
+        }
+
+        #[test]
+        fn each_field_is_bound_to_its_place_its_record_key_and_its_stream() {
+            let host = start(
+                r#"{"key":"customers","fields":["/ssn","/orders/*/iban"],
+                    "bind":["stream","key"]}"#,
+            );
+            let value = r#"{"ssn":"1","orders":[{"iban":"A"},{"iban":"B"}],"keep":true}"#;
+            let out = EncryptFields::transform(vec![record("k1", value)])
+                .remove(0)
+                .unwrap()
+                .remove(0);
+            assert_eq!(host.items_per_call(Operation::EncryptBound), [3]);
+            assert_eq!(out.key.as_deref(), Some(&b"k1"[..]), "record_keys = keep");
+            assert_eq!(out.headers.last().unwrap().key, PROTECTION_HEADER);
+            assert_eq!(
+                out.headers.last().unwrap().value.as_deref(),
+                Some(&b"3;03"[..])
+            );
+            let doc: serde_json::Value =
+                serde_json::from_slice(out.value.as_ref().unwrap()).unwrap();
+            assert_eq!(doc["keep"], true);
+            let flags = Flags::parse(0x03).unwrap();
+            let binding =
+                |pointer: &str| record::binding(flags, STREAM, Some(b"k1"), Some(pointer));
+            let first = doc["orders"][0]["iban"].as_str().unwrap();
+            assert_eq!(
+                open(doc["ssn"].as_str().unwrap(), binding("/ssn")),
+                Ok(br#""1""#.to_vec())
+            );
+            assert_eq!(
+                open(first, binding("/orders/0/iban")),
+                Ok(br#""A""#.to_vec())
+            );
+            // Swapped with its neighbour, moved to another field, record key or stream: no.
+            for wrong in [
+                binding("/orders/1/iban"),
+                binding("/ssn"),
+                record::binding(flags, STREAM, Some(b"k2"), Some("/orders/0/iban")),
+                record::binding(flags, "elsewhere", Some(b"k1"), Some("/orders/0/iban")),
+            ] {
+                assert!(matches!(
+                    open(first, wrong),
+                    Err(TransitError::InvalidInput(m)) if m.contains("authentication failed")
+                ));
+            }
+        }
+
+        #[test]
+        fn records_passed_on_unexamined_still_get_their_key_protected_and_the_header() {
+            let host = start(
+                r#"{"key":"customers","fields":["/ssn"],"on_invalid_json":"pass",
+                    "record_keys":"encrypt","record_keys_key":"record-keys"}"#,
+            );
+            let tombstone = SourceRecord {
+                value: None,
+                ..record("k1", "")
+            };
+            let out: Vec<OutputRecord> = EncryptFields::transform(vec![
+                record("k1", "not json"),
+                record("k1", r#"{"other":1}"#),
+                tombstone,
+            ])
+            .into_iter()
+            .map(|r| r.unwrap().remove(0))
+            .collect();
+            assert_eq!(
+                host.items_per_call(Operation::Encrypt),
+                [2],
+                "one distinct key, the probe"
+            );
+            assert!(
+                host.items_per_call(Operation::EncryptBound).is_empty(),
+                "no field to encrypt"
+            );
+            let sink_key = out[0].key.clone().unwrap();
+            assert!(sink_key.starts_with(b"vault:v1:"));
+            for (out, value) in
+                out.iter()
+                    .zip([Some(&b"not json"[..]), Some(br#"{"other":1}"#), None])
+            {
+                assert_eq!(out.key.as_ref(), Some(&sink_key));
+                assert_eq!(out.value.as_deref(), value);
+                assert_eq!(
+                    out.headers.last().unwrap().value.as_deref(),
+                    Some(&b"3;40"[..])
+                );
+            }
+            // Stamped when it had fields to look at, as before; not when passed on.
+            assert_eq!(out[0].headers.len(), 1);
+            assert_eq!(out[1].headers.len(), 3);
+        }
+
+        #[test]
+        fn sealed_headers_and_envelope_options_are_refused() {
+            let _host = Host::install();
+            for (config, field) in [
+                (r#"{"key":"k","fields":["/a"],"headers":"seal"}"#, "headers"),
+                (r#"{"key":"k","fields":["/a"],"pad_to":16}"#, "pad_to"),
+            ] {
+                let error = EncryptFields::init(config.into()).unwrap_err();
+                assert!(
+                    error.starts_with(&format!("policy.config.{field}: ")),
+                    "{error}"
+                );
+            }
+        }
     }
 }

@@ -4,45 +4,90 @@
 //! record comes out as it went in. Tombstones pass through unchanged.
 //!
 //! Config: `key` (required: envelopes of other keys are refused), `context`.
+//!
+//! Format 3 (docs/protected-records.md): a record with a `kafka-transit.protection`
+//! header must hold a version 3 envelope with the same flags (and a version 3 envelope
+//! must come with its header), checked before any Vault call. It is opened with the
+//! binding rebuilt from the flags, the stream (`stream`, default: the record's own
+//! topic) and the key as received, unpadded and decompressed by the host; sealed
+//! headers come back after the kept ones, an encrypted key is decrypted under
+//! `record_keys_key` (an HMAC'd one is refused unless `keep_hmac_keys = true`), and the
+//! protection header is dropped. `require_binding` refuses records bound to less, and
+//! records without the header.
 
+use kafka_transit_policy_sdk::batch::{Batch, Start};
 use kafka_transit_policy_sdk::envelope::{self, OpenItem};
+use kafka_transit_policy_sdk::protection::{
+    check_envelope, is_protected, restore_keys, Protected, Role, Shape, Streams,
+};
 use kafka_transit_policy_sdk::{
-    configured_policy, envelope_format, through_vault_by_key, without_stamps, EnvelopeConfig,
-    OutputRecord, Prepared, SourceRecord, TransformResult,
+    configured_policy, envelope_format, forward, EnvelopeConfig, Failure, OutputRecord,
+    ResolvedKey, SourceRecord, TransformResult,
 };
 
-configured_policy!(EnvelopeOpen, EnvelopeConfig::parse, open);
+type Config = Protected<EnvelopeConfig>;
 
-fn open(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault_by_key(
-        batch,
+fn parse(json: &str) -> Result<Config, String> {
+    Protected::parse(json, Role::Open, Shape::Envelope, EnvelopeConfig::parse)
+}
+
+configured_policy!(EnvelopeOpen, parse, open);
+
+fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (envelope_config, protection) = (&config.config, &config.protection);
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |mut record| {
+        // A tombstone of formats 1/2 stays as it is.
+        if record.value.is_none() && !is_protected(&record) && !protection.require_binding.any() {
+            return Start::Output(forward(record));
+        }
+        let envelope = match record.value.take() {
+            None => None,
+            // An envelope of another key fails here, before Vault, and without the name
+            // its header claims in the reason.
+            Some(envelope) => match envelope_config.key.for_record(&record) {
+                Ok(key) => Some((key, envelope)),
+                Err(failure) => return Start::Fail(failure),
+            },
+        };
+        let incoming = match protection.incoming(record, &mut streams, envelope) {
+            Ok(incoming) => incoming,
+            Err(failure) => return Start::Fail(failure),
+        };
+        if let Some((key, envelope)) = &incoming.extra {
+            let checked = envelope_format::sealed_under(envelope, key)
+                .and_then(|header| check_envelope(&header, incoming.flags));
+            if let Err(failure) = checked {
+                return Start::Fail(failure);
+            }
+        }
+        Start::Work(incoming)
+    });
+    restore_keys(&mut batch, protection);
+    batch.vault(
         "envelope open",
-        |record| {
-            config
-                .key
-                .with_value(record, |envelope, _| {
-                    Ok(OpenItem {
-                        envelope,
-                        aad: Vec::new(),
-                    })
-                })
-                // An envelope of another key fails here, before Vault, and without the
-                // name its header claims in the reason.
-                .and_then(
-                    |(key, item)| match envelope_format::sealed_under(&item.envelope, &key) {
-                        Ok(_) => Prepared::Item((key, item)),
-                        Err(failure) => Prepared::Fail(failure),
-                    },
-                )
+        |incoming| {
+            let aad = incoming.binding_parts();
+            Ok(incoming
+                .extra
+                .take()
+                .map(|(key, envelope): (ResolvedKey, _)| (key, vec![OpenItem { envelope, aad }])))
         },
-        |key, items| envelope::open(key, config.context(), items),
-        |record, _, plaintext| OutputRecord {
+        |key, items| envelope::open(key, envelope_config.context(), items),
+        |incoming, mut plaintexts| {
+            let plaintext = plaintexts.pop().unwrap_or_default();
+            incoming.value = Some(incoming.restore(plaintext)?);
+            Ok(())
+        },
+    );
+    batch.finish(|incoming| {
+        Ok::<_, Failure>(OutputRecord {
             topic: None,
-            key: record.key,
-            value: Some(plaintext),
-            headers: without_stamps(record.headers),
-        },
-    )
+            key: incoming.key,
+            value: incoming.value,
+            headers: incoming.headers,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -113,5 +158,169 @@ mod tests {
             "{results:?}"
         );
         assert_eq!(host.calls().len(), calls, "no Vault call");
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope::SealOptions;
+        use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
+        use kafka_transit_policy_sdk::protection::seal_options;
+        use kafka_transit_policy_sdk::testing::Operation;
+
+        const STREAM: &str = "orders.protected";
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("customers");
+            host.create_derived_key("record-keys", true);
+            EnvelopeOpen::init(config.into()).expect("a valid configuration");
+            host
+        }
+
+        /// What envelope-seal writes with `flags` (zstd, padded to 64 when the flags
+        /// say so): `k1`, `v1`, the header `secret` sealed, `traceparent` in clear.
+        fn written(flags: u8) -> SourceRecord {
+            let flags = Flags::parse(flags).unwrap();
+            let key = match flags.record_keys() {
+                record::RecordKeys::Encrypted => {
+                    let item = kafka_transit_policy_sdk::transit::EncryptItem {
+                        plaintext: b"k1".to_vec(),
+                        context: Some(STREAM.as_bytes().to_vec()),
+                    };
+                    kafka_transit_policy_sdk::transit::encrypt("record-keys", &[item]).unwrap()[0]
+                        .clone()
+                        .unwrap()
+                        .into_bytes()
+                }
+                _ => b"k1".to_vec(),
+            };
+            let plaintext = match flags.headers() {
+                true => record::frame(&[("secret".into(), Some(b"s".to_vec()))], b"v1"),
+                false => b"v1".to_vec(),
+            };
+            let options: SealOptions = seal_options(
+                flags.with_body(record::Compression::None, false),
+                flags.compression(),
+                if flags.padded() { 64 } else { 0 },
+            );
+            let item = SealItem {
+                plaintext,
+                aad: record::binding_parts(flags, STREAM, Some(&key), None),
+            };
+            let sealed = envelope::seal_v3("customers", None, options, &[item])
+                .unwrap()
+                .remove(0);
+            SourceRecord {
+                topic: STREAM.into(),
+                key: Some(key),
+                value: Some(sealed),
+                headers: vec![
+                    Header {
+                        key: "traceparent".into(),
+                        value: Some(b"00-1".to_vec()),
+                    },
+                    Header {
+                        key: PROTECTION_HEADER.into(),
+                        value: Some(flags.header_value().into_bytes()),
+                    },
+                ],
+                ..record("", "")
+            }
+        }
+
+        fn opened(record: SourceRecord) -> Result<OutputRecord, Failure> {
+            EnvelopeOpen::transform(vec![record])
+                .remove(0)
+                .map(|mut out| out.remove(0))
+        }
+
+        fn assert_refused(result: Result<OutputRecord, Failure>, words: &str) {
+            match result {
+                Err(Failure::InvalidInput(m)) => assert!(m.contains(words), "{m}"),
+                other => panic!("expected invalid input ({words}), got {other:?}"),
+            }
+        }
+
+        #[test]
+        fn sealed_headers_and_encrypted_keys_come_back() {
+            let host = start(r#"{"key":"customers","record_keys_key":"record-keys"}"#);
+            let flags = 0x01 | 0x02 | 0x04 | 0x40 | 0x10 | 0x08;
+            let out = opened(written(flags)).unwrap();
+            assert_eq!(out.key.as_deref(), Some(&b"k1"[..]));
+            assert_eq!(out.value.as_deref(), Some(&b"v1"[..]));
+            let names: Vec<&str> = out.headers.iter().map(|h| h.key.as_str()).collect();
+            assert_eq!(names, ["traceparent", "secret"]);
+            assert_eq!(host.items_per_call(Operation::Open), [1]);
+        }
+
+        #[test]
+        fn stripped_added_or_edited_headers_are_refused_before_vault_or_at_the_tag() {
+            let host = start(r#"{"key":"customers"}"#);
+            let mut stripped = written(0x03);
+            stripped.headers.retain(|h| h.key != PROTECTION_HEADER);
+            let mut edited = written(0x03);
+            edited.headers[1].value = Some(b"3;01".to_vec());
+            let calls = host.calls().len();
+            assert_refused(
+                opened(stripped),
+                "without its kafka-transit.protection header",
+            );
+            assert_refused(opened(edited), "flags differ");
+            let mut added = record(
+                "k1",
+                envelope::seal(
+                    "customers",
+                    None,
+                    &[SealItem {
+                        plaintext: b"v1".to_vec(),
+                        aad: Vec::new(),
+                    }],
+                )
+                .unwrap()
+                .remove(0),
+            );
+            added.headers.push(Header {
+                key: PROTECTION_HEADER.into(),
+                value: Some(b"3;00".to_vec()),
+            });
+            let calls_after_seal = host.calls().len();
+            assert_refused(opened(added), "version before 3");
+            assert_eq!(host.calls().len(), calls_after_seal, "none reached Vault");
+            assert_eq!(calls + 1, calls_after_seal);
+
+            let moved = SourceRecord {
+                topic: "elsewhere".into(),
+                ..written(0x03)
+            };
+            assert_refused(opened(moved), "authentication failed");
+            let mut rekeyed = written(0x03);
+            rekeyed.key = Some(b"k2".to_vec());
+            assert_refused(opened(rekeyed), "authentication failed");
+        }
+
+        #[test]
+        fn require_binding_and_hmac_keys() {
+            let host = start(r#"{"key":"customers","require_binding":["key"]}"#);
+            let old = envelope::seal(
+                "customers",
+                None,
+                &[SealItem {
+                    plaintext: b"v".to_vec(),
+                    aad: Vec::new(),
+                }],
+            )
+            .unwrap()
+            .remove(0);
+            assert_refused(opened(record("k", old)), "format 1 or 2");
+            assert_refused(opened(written(0x01)), "bound to less");
+            assert!(opened(written(0x02)).is_ok());
+            assert_refused(opened(written(0x82)), "keep_hmac_keys");
+            EnvelopeOpen::init(r#"{"key":"customers","keep_hmac_keys":true}"#.into()).unwrap();
+            assert_eq!(
+                opened(written(0x82)).unwrap().key.as_deref(),
+                Some(&b"k1"[..])
+            );
+            drop(host);
+        }
     }
 }

@@ -7,16 +7,38 @@
 //! Config: `key` (required), `context` (a fixed derivation context, for derived keys).
 //! Per-record contexts (`context_from`) are refused: they would need a data key per
 //! record, which is what envelope encryption exists to avoid.
+//!
+//! Format 3 (docs/protected-records.md), when any of these is set: `record_keys`
+//! (`"encrypt"` or `"hmac"` under `record_keys_key`, one Vault call per batch for its
+//! distinct keys), `headers = "seal"` with `keep_headers`, `bind = ["stream", "key"]`,
+//! `stream` (default: the sink topic), `compression` (`"zstd"`, `"lz4"`: before
+//! encryption) and `pad_to` (bytes: the compressed plaintext padded to a multiple). The
+//! values become version 3 envelopes (flags and a key commitment in the authenticated
+//! header, the record's binding data in the associated data), and every format 3
+//! record, tombstones too, carries the `kafka-transit.protection` header. With none of
+//! these set the output is what it always was (version 2 envelopes).
 
+use kafka_transit_policy_sdk::batch::{Batch, Start};
 use kafka_transit_policy_sdk::envelope::{self, SealItem};
+use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Shape, Streams};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_by_key, EnvelopeConfig, OutputRecord, SourceRecord,
-    TransformResult,
+    configured_policy, stamped, through_vault_by_key, EnvelopeConfig, OutputRecord, ResolvedKey,
+    SourceRecord, TransformResult,
 };
 
-configured_policy!(EnvelopeSeal, EnvelopeConfig::parse, seal);
+type Config = Protected<EnvelopeConfig>;
 
-fn seal(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+fn parse(json: &str) -> Result<Config, String> {
+    Protected::parse(json, Role::Protect, Shape::Envelope, EnvelopeConfig::parse)
+}
+
+configured_policy!(EnvelopeSeal, parse, seal);
+
+fn seal(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    if config.protection.is_format3() {
+        return seal_v3(config, batch);
+    }
+    let config = &config.config;
     through_vault_by_key(
         batch,
         "envelope seal",
@@ -39,6 +61,55 @@ fn seal(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResul
             headers: stamped(record.headers, "envelope-seal", key),
         },
     )
+}
+
+/// Format 3: record keys first (envelopes are bound to the key as on the sink), then
+/// version 3 envelopes with the binding in their associated data.
+fn seal_v3(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (envelope_config, protection) = (&config.config, &config.protection);
+    let flags = protection.flags();
+    let options = protection.seal_options(flags);
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |record| {
+        let key: Option<ResolvedKey> = match record.value {
+            None => None,
+            Some(_) => match envelope_config.key.for_record(&record) {
+                Ok(key) => Some(key),
+                Err(failure) => return Start::Fail(failure),
+            },
+        };
+        match protection.outgoing(record, &mut streams, key) {
+            Ok(out) => Start::Work(out),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    protect_keys(&mut batch, protection);
+    batch.vault(
+        "envelope seal",
+        |out| {
+            let (Some(key), Some(plaintext)) = (&out.extra, out.value.take()) else {
+                return Ok(None);
+            };
+            let item = SealItem {
+                plaintext,
+                aad: out.binding_parts(flags),
+            };
+            Ok(Some((key.clone(), vec![item])))
+        },
+        |key, items| {
+            envelope::seal_v3(key, envelope_config.context(), options, items)
+                .map(|sealed| sealed.into_iter().map(Ok).collect())
+        },
+        |out, mut sealed| {
+            out.value = sealed.pop();
+            Ok(())
+        },
+    );
+    batch.finish(|out| {
+        let key = out.extra.as_ref().map(|key| key.name().to_string());
+        let stamp = key.as_deref().map(|key| ("envelope-seal", key));
+        Ok(out.output(protection, stamp))
+    })
 }
 
 #[cfg(test)]
@@ -91,5 +162,149 @@ mod tests {
             matches!(&results[0], Err(Failure::Retryable(_))),
             "{results:?}"
         );
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope::OpenItem;
+        use kafka_transit_policy_sdk::envelope_format::{
+            self,
+            record::{self, Flags, PROTECTION_HEADER},
+        };
+        use kafka_transit_policy_sdk::testing::Operation;
+        use kafka_transit_policy_sdk::transit::TransitError;
+
+        const STREAM: &str = "orders.protected";
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("stream");
+            host.create_derived_key("record-keys", true);
+            host.set_sink_topic("test", STREAM);
+            EnvelopeSeal::init(config.into()).expect("a valid configuration");
+            host
+        }
+
+        fn open(sealed: &[u8], aad: Vec<u8>) -> Result<Vec<u8>, TransitError> {
+            let item = OpenItem {
+                envelope: sealed.to_vec(),
+                aad,
+            };
+            envelope::open("stream", None, &[item]).unwrap().remove(0)
+        }
+
+        #[test]
+        fn version_3_envelopes_carry_the_protection_headers_flags_and_open_only_bound() {
+            let host = start(
+                r#"{"key":"stream","record_keys":"encrypt","record_keys_key":"record-keys",
+                    "headers":"seal","bind":["stream","key"],"compression":"zstd","pad_to":64}"#,
+            );
+            let mut first = record("k1", "v1");
+            first.headers.push(Header {
+                key: "secret-header".into(),
+                value: Some(b"s".to_vec()),
+            });
+            let tombstone = SourceRecord {
+                value: None,
+                ..record("k1", "")
+            };
+            let out: Vec<OutputRecord> =
+                EnvelopeSeal::transform(vec![first, record("k2", "v2"), tombstone])
+                    .into_iter()
+                    .map(|r| r.expect("sealed").remove(0))
+                    .collect();
+            assert_eq!(
+                host.items_per_call(Operation::SealV3),
+                [2],
+                "one data key call"
+            );
+            assert_eq!(
+                host.items_per_call(Operation::Encrypt),
+                [3],
+                "two keys and the probe"
+            );
+
+            let flags = Flags::parse(0x01 | 0x02 | 0x04 | 0x40 | 0x10 | 0x08).unwrap();
+            let header = out[0].headers.last().unwrap();
+            assert_eq!(header.key, PROTECTION_HEADER);
+            assert_eq!(
+                header.value.as_deref(),
+                Some(flags.header_value().as_bytes())
+            );
+            let envelope = envelope_format::parse(out[0].value.as_deref().unwrap()).unwrap();
+            assert_eq!((envelope.version, envelope.flags), (3, flags));
+            assert!(out[0].headers.iter().all(|h| h.key != "secret-header"));
+
+            let key = out[0].key.clone().unwrap();
+            let framed = open(
+                out[0].value.as_deref().unwrap(),
+                record::binding_parts(flags, STREAM, Some(&key), None),
+            )
+            .unwrap();
+            let (sealed, value) = record::unframe(&framed).unwrap();
+            assert_eq!((sealed[0].0.as_str(), value), ("secret-header", &b"v1"[..]));
+            // The other record's key, another stream, nothing bound: no.
+            let other_key = out[1].key.clone().unwrap();
+            for aad in [
+                record::binding_parts(flags, STREAM, Some(&other_key), None),
+                record::binding_parts(flags, "elsewhere", Some(&key), None),
+                Vec::new(),
+            ] {
+                assert!(open(out[0].value.as_deref().unwrap(), aad).is_err());
+            }
+            assert_eq!(out[2].key.as_ref(), Some(&key));
+            assert_eq!(out[2].value, None);
+            assert_eq!(
+                out[2]
+                    .headers
+                    .iter()
+                    .map(|h| h.key.as_str())
+                    .collect::<Vec<_>>(),
+                [PROTECTION_HEADER]
+            );
+        }
+
+        #[test]
+        fn without_options_envelopes_stay_version_2() {
+            let host = start(r#"{"key":"stream"}"#);
+            let out = EnvelopeSeal::transform(vec![record("k", "v")])
+                .remove(0)
+                .unwrap()
+                .remove(0);
+            assert_eq!(
+                envelope_format::parse(out.value.as_deref().unwrap())
+                    .unwrap()
+                    .version,
+                2
+            );
+            assert!(out.headers.iter().all(|h| h.key != PROTECTION_HEADER));
+            assert_eq!(host.items_per_call(Operation::Seal), [1]);
+            assert!(host.items_per_call(Operation::SealV3).is_empty());
+        }
+
+        #[test]
+        fn compression_alone_is_format_3_and_per_record_contexts_stay_refused() {
+            let _host = start(r#"{"key":"stream","compression":"lz4"}"#);
+            let out = EnvelopeSeal::transform(vec![record("k", "v")])
+                .remove(0)
+                .unwrap()
+                .remove(0);
+            assert_eq!(
+                out.headers.last().unwrap().value.as_deref(),
+                Some(&b"3;20"[..])
+            );
+            assert_eq!(out.key.as_deref(), Some(&b"k"[..]));
+            assert_eq!(
+                open(out.value.as_deref().unwrap(), Vec::new()),
+                Ok(b"v".to_vec())
+            );
+            let error = EnvelopeSeal::init(
+                r#"{"key":"stream","bind":["key"],"context_from":"record-key"}"#.into(),
+            )
+            .unwrap_err();
+            assert!(error.starts_with("policy.config.context_from"), "{error}");
+            let error = EnvelopeSeal::init(r#"{"key":"stream","pad_to":"64"}"#.into()).unwrap_err();
+            assert!(error.starts_with("policy.config.pad_to: "), "{error}");
+        }
     }
 }

@@ -10,14 +10,16 @@
 //! - `probe`: the value becomes a report of the ambient authority the guest has
 //!   (environment variables, arguments, whether `/` can be listed);
 //! - `route:<topic>`: the record goes to `<topic>` (`output-record.topic`) instead of
-//!   the sink's topic.
+//!   the sink's topic;
+//! - `sink-topic`: the value becomes what the host's `pipeline.sink-topic` answers for
+//!   the record's topic: the sink topic, or the error's text.
 //!
 //! Config: `{"miscount": true}` makes it return one result too few for every batch.
 
 use std::cell::Cell;
 
 use kafka_transit_policy_sdk::{
-    export_policy, forward, log, Failure, Level, OutputRecord, Policy, SourceRecord,
+    export_policy, forward, log, pipeline, Failure, Level, OutputRecord, Policy, SourceRecord,
     TransformResult,
 };
 
@@ -76,6 +78,12 @@ fn one(record: SourceRecord) -> TransformResult {
             );
             let mut record = forward(record);
             record.value = Some(report.into_bytes());
+            Ok(vec![record])
+        }
+        Some(b"sink-topic") => {
+            let answer = pipeline::sink_topic(&record.topic).unwrap_or_else(|error| error);
+            let mut record = forward(record);
+            record.value = Some(answer.into_bytes());
             Ok(vec![record])
         }
         Some(b"invalid") => Err(Failure::InvalidInput("asked to be invalid".into())),

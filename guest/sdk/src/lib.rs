@@ -2,7 +2,7 @@
 //!
 //! A policy is a WebAssembly component that the kafka-transit host hands batches of
 //! Kafka records; it returns one result per record and reaches Vault only through the
-//! host's imports ([`transit`], [`envelope`], [`log`]). This crate is the one place
+//! host's imports ([`transit`], [`envelope`], [`pipeline`], [`log`]). This crate is the one place
 //! policies get their WIT bindings (generated from `wit/policy.wit`, shipped inside the
 //! crate, see [`WIT`]), plus what every policy needs:
 //!
@@ -18,6 +18,11 @@
 //!   scanner that leaves every byte outside the selected fields as it came; a value that
 //!   cannot hold a selected field (a bare string where `/ssn` is expected) is invalid
 //!   input, never passed on in clear;
+//! - [`protection`] and [`batch`]: format 3 (docs/protected-records.md): the options
+//!   of `[policy.config]` checked for the kind of policy, and the steps of protecting,
+//!   opening and rewrapping records (record keys, sealed headers, binding data), over a
+//!   batch worked on in several Vault steps; [`pipeline`] tells the sink topic, the
+//!   default stream;
 //! - [`testing`] (native targets only): an in-memory stand-in for the host's imports, so
 //!   a policy is unit-tested with plain `cargo test`, without Vault or Kafka.
 //!
@@ -85,13 +90,15 @@ pub use kafka_transit::policy::types::{
 #[cfg(target_arch = "wasm32")]
 pub use kafka_transit::policy::log::log;
 #[cfg(target_arch = "wasm32")]
-pub use kafka_transit::policy::{envelope, transit};
+pub use kafka_transit::policy::{envelope, pipeline, transit};
 #[cfg(not(target_arch = "wasm32"))]
-pub use testing::imports::{envelope, log, transit};
+pub use testing::imports::{envelope, log, pipeline, transit};
 
+pub mod batch;
 pub mod envelope_format;
 pub mod fields;
 mod key;
+pub mod protection;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -265,20 +272,24 @@ impl TransitKeyConfig {
         record: &mut SourceRecord,
     ) -> Prepared<(ResolvedKey, transit::DecryptItem)> {
         self.key.with_value(record, |value, record| {
-            let ciphertext = match String::from_utf8(value) {
-                Ok(text) if text.starts_with("vault:v") => text,
-                _ => {
-                    return Err(Failure::InvalidInput(
-                        "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
-                    ))
-                }
-            };
+            let ciphertext = ciphertext_text(value)?;
             let context = self.context_for(record.key.as_deref())?;
             Ok(transit::DecryptItem {
                 ciphertext,
                 context,
             })
         })
+    }
+}
+
+/// A record's value as Vault ciphertext text (`vault:v<N>:...`). A value that is not one
+/// fails the record: passing it on would pass on whatever it is.
+pub fn ciphertext_text(value: Vec<u8>) -> Result<String, Failure> {
+    match String::from_utf8(value) {
+        Ok(text) if text.starts_with("vault:v") => Ok(text),
+        _ => Err(Failure::InvalidInput(
+            "value is not a Vault transit ciphertext (expected vault:v<N>:...)".into(),
+        )),
     }
 }
 

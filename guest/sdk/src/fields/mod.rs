@@ -92,6 +92,9 @@ struct Field {
     end: usize,
     /// The configured pointer that selected it, for failure reasons.
     pointer: Arc<str>,
+    /// The pointer that locates it in this document (`/orders/2/iban`): what a format 3
+    /// ciphertext of it is bound to. Record data: never in a failure reason.
+    located: String,
     /// The decoded ciphertext, when the record was prepared for decryption or rewrap.
     ciphertext: Option<String>,
 }
@@ -104,6 +107,16 @@ impl Selected {
 
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+
+    /// The pointer locating each selected field in the document (RFC 6901, member
+    /// names decoded: `/orders/2/iban`), in item order: the field part of the binding
+    /// data of format 3 field ciphertexts.
+    pub fn located_pointers(&self) -> Vec<&str> {
+        self.fields
+            .iter()
+            .map(|field| field.located.as_str())
+            .collect()
     }
 
     /// The key to name in the record's `kafka-transit.key` header.
@@ -230,13 +243,14 @@ impl FieldsConfig {
         let fields: Vec<Field> = selection
             .values
             .into_iter()
-            .map(|(node, pointer)| {
+            .map(|(node, pointer, located)| {
                 let node_at = &doc.nodes[node];
                 Field {
                     start: node_at.start,
                     end: node_at.end,
                     ciphertext: doc.string(node),
                     pointer,
+                    located,
                 }
             })
             .collect();

@@ -23,8 +23,10 @@ pub struct Fields {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Selection {
     /// The selected values (node indices) in document order, none inside another, each
-    /// with the configured pointer that selected it.
-    pub values: Vec<(usize, Arc<str>)>,
+    /// with the configured pointer that selected it and the pointer that locates it in
+    /// this document (RFC 6901: member names decoded, then `~` as `~0` and `/` as `~1`;
+    /// elements by index): what a bound field ciphertext is bound to.
+    pub values: Vec<(usize, Arc<str>, String)>,
     /// The configured pointers that selected nothing, as configured.
     pub missing: Vec<Arc<str>>,
 }
@@ -77,6 +79,7 @@ impl Fields {
             pointers: &self.pointers,
             matched: vec![false; self.pointers.len()],
             values: Vec::new(),
+            path: String::new(),
         };
         let all: Vec<usize> = (0..self.pointers.len()).collect();
         walk.visit(0, 0, &all, false)?;
@@ -98,7 +101,9 @@ struct Walk<'a> {
     doc: &'a Document<'a>,
     pointers: &'a [Pointer],
     matched: Vec<bool>,
-    values: Vec<(usize, Arc<str>)>,
+    values: Vec<(usize, Arc<str>, String)>,
+    /// The located pointer of the node being visited.
+    path: String,
 }
 
 impl Walk<'_> {
@@ -118,7 +123,8 @@ impl Walk<'_> {
             if self.pointers[p].tokens.len() == depth {
                 self.matched[p] = true;
                 if !covered {
-                    self.values.push((node, self.pointers[p].text.clone()));
+                    self.values
+                        .push((node, self.pointers[p].text.clone(), self.path.clone()));
                     covered = true;
                 }
             } else {
@@ -140,7 +146,11 @@ impl Walk<'_> {
                         Token::Name(name, _) => self.doc.name_is(member, name),
                     });
                     if !next.is_empty() {
-                        self.visit(member, depth + 1, &next, covered)?;
+                        let length = self.path.len();
+                        self.push_name(member);
+                        let visited = self.visit(member, depth + 1, &next, covered);
+                        self.path.truncate(length);
+                        visited?;
                     }
                 }
             }
@@ -159,7 +169,12 @@ impl Walk<'_> {
                         Token::Name(_, index) => *index == Some(i),
                     });
                     if !next.is_empty() {
-                        self.visit(element, depth + 1, &next, covered)?;
+                        let length = self.path.len();
+                        self.path.push('/');
+                        self.path.push_str(&i.to_string());
+                        let visited = self.visit(element, depth + 1, &next, covered);
+                        self.path.truncate(length);
+                        visited?;
                     }
                 }
             }
@@ -172,6 +187,25 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Appends member `member`'s decoded name to the located pointer, escaped.
+    fn push_name(&mut self, member: usize) {
+        let raw = self.doc.raw_name(member);
+        // The scanner accepted the document, so its names are UTF-8 and decode.
+        let name = if self.doc.nodes[member].name_escaped {
+            super::json::decode(raw).unwrap_or_default()
+        } else {
+            String::from_utf8_lossy(raw).into_owned()
+        };
+        self.path.push('/');
+        for c in name.chars() {
+            match c {
+                '~' => self.path.push_str("~0"),
+                '/' => self.path.push_str("~1"),
+                c => self.path.push(c),
+            }
+        }
     }
 
     fn step(&self, onward: &[usize], depth: usize, accepts: impl Fn(&Token) -> bool) -> Vec<usize> {
@@ -208,7 +242,7 @@ mod tests {
             .unwrap()
             .values
             .iter()
-            .map(|(node, _)| String::from_utf8(doc.bytes(*node).to_vec()).unwrap())
+            .map(|(node, _, _)| String::from_utf8(doc.bytes(*node).to_vec()).unwrap())
             .collect()
     }
 
@@ -380,5 +414,29 @@ mod tests {
         assert!(parse(&[])
             .unwrap_err()
             .starts_with("policy.config.fields: "));
+    }
+
+    #[test]
+    fn each_value_is_located_by_its_own_pointer() {
+        let located = |pointers: &[&str], text: &str| -> Vec<String> {
+            selection(pointers, text)
+                .unwrap()
+                .values
+                .into_iter()
+                .map(|(_, _, at)| at)
+                .collect()
+        };
+        assert_eq!(
+            located(
+                &["/orders/*/iban", "/ssn"],
+                r#"{"orders": [{"iban": 1}, {}, {"iban": 2}], "ssn": 3, "s\u0073n": 4}"#
+            ),
+            ["/orders/0/iban", "/orders/2/iban", "/ssn", "/ssn"]
+        );
+        assert_eq!(
+            located(&["/*"], r#"{"a/b": 1, "m~n": 2, "": 3, "\u00e9": 4}"#),
+            ["/a~1b", "/m~0n", "/", "/\u{e9}"]
+        );
+        assert_eq!(located(&[""], "[1]"), [""]);
     }
 }
