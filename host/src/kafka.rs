@@ -107,6 +107,15 @@ pub fn consumer<C: ConsumerContext + 'static>(
     config.create_with_context(context)
 }
 
+/// Whether the source consumer rebalances cooperatively (incrementally): the strategy
+/// kafka-transit sets, `cooperative-sticky`, unless `[source.properties]` names another.
+pub fn cooperative_assignment(properties: &Properties) -> bool {
+    properties
+        .0
+        .get("partition.assignment.strategy")
+        .is_none_or(|strategy| strategy.trim() == "cooperative-sticky")
+}
+
 /// The sink producer: idempotent, so retries neither duplicate nor reorder records
 /// within a partition.
 pub fn producer(
@@ -465,6 +474,22 @@ mod tests {
         let (headers, refused) = unsafe { read_headers(raw.0) };
         assert_eq!(refused, None, "values are bytes: anything goes");
         assert_eq!(headers[0].value.as_deref(), Some(&b"\xff"[..]));
+    }
+
+    #[test]
+    fn the_rebalance_protocol_is_known_from_the_configuration() {
+        let with = |strategy: Option<&str>| {
+            Properties(
+                strategy
+                    .map(|s| ("partition.assignment.strategy".to_string(), s.to_string()))
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        assert!(cooperative_assignment(&with(None)));
+        assert!(cooperative_assignment(&with(Some("cooperative-sticky"))));
+        assert!(!cooperative_assignment(&with(Some("range,roundrobin"))));
+        assert!(!cooperative_assignment(&with(Some("range"))));
     }
 
     #[test]

@@ -254,6 +254,11 @@ pub(crate) struct PipelineContext {
     pub(crate) ownership: Arc<Ownership>,
     pub(crate) transactions: Option<Arc<Transactions>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether the group rebalances incrementally (`cooperative-sticky`), known from the
+    /// configuration: asking librdkafka (`rd_kafka_rebalance_protocol`) from the
+    /// callback waits without a bound on its main thread, which can hang a closing
+    /// consumer.
+    pub(crate) cooperative: bool,
 }
 
 impl ClientContext for PipelineContext {
@@ -270,6 +275,53 @@ impl ClientContext for PipelineContext {
 }
 
 impl ConsumerContext for PipelineContext {
+    /// rdkafka's own `rebalance`, but with the protocol known rather than asked for
+    /// (see [`PipelineContext::cooperative`]), and the error objects of librdkafka's
+    /// incremental calls checked and freed.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        use rdkafka::bindings as rd;
+        use rdkafka::types::RDKafkaRespErr;
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(partitions),
+            other => Rebalance::Error(rdkafka::error::KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let client = rdkafka::consumer::Consumer::client(consumer).native_ptr();
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        // SAFETY: librdkafka's rebalance calls on the consumer's live handle with the list
+        // it handed to this callback (or none); an error object returned is freed here.
+        unsafe {
+            if self.cooperative {
+                let error = if assign {
+                    rd::rd_kafka_incremental_assign(client, partitions.ptr())
+                } else {
+                    rd::rd_kafka_incremental_unassign(client, partitions.ptr())
+                };
+                if !error.is_null() {
+                    let message = std::ffi::CStr::from_ptr(rd::rd_kafka_error_string(error))
+                        .to_string_lossy()
+                        .into_owned();
+                    rd::rd_kafka_error_destroy(error);
+                    tracing::warn!("consumer group rebalance: {message}");
+                }
+            } else {
+                let list = if assign {
+                    partitions.ptr()
+                } else {
+                    std::ptr::null_mut()
+                };
+                rd::rd_kafka_assign(client, list);
+            }
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {

@@ -53,6 +53,7 @@ impl Source {
             ownership: ownership.clone(),
             transactions: transactions.clone(),
             metrics: metrics.clone(),
+            cooperative: kafka::cooperative_assignment(&config.properties),
         };
         let consumer = kafka::consumer(config, tuning, context)
             .map_err(kafka_error("creating the source consumer"))?;
