@@ -11,6 +11,7 @@
 //!                        └──────────────────────────────┘
 //! ```
 //!
+//! - [`cli`] — the `kafka-transit` command line.
 //! - [`config`] — `pipeline.toml`.
 //! - [`pipeline`] — the consume → transform → produce → commit loop.
 //! - [`kafka`] — rdkafka clients and record conversions.
@@ -24,6 +25,7 @@
 //! - `demo` — the zero-setup demonstration (feature `demo`, on by default).
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -202,3 +202,66 @@ fn health_fails_naming_the_setting_when_nothing_listens() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &path,
+        config_with_vault("token_env = \"KT_CLI_TEST_TOKEN_THAT_IS_NOT_SET\""),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+        .args(["validate", "--skip-credentials", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The rest is still checked: a policy that refuses its configuration fails.
+    std::fs::write(
+        &path,
+        config_with_vault("token_env = \"X\"").replace("key = \"customers\"", "key = \"\""),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+        .args(["validate", "--skip-credentials", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("policy.config.key"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn completions_man_page_and_run_help_come_from_the_command_line() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(run(&["completions", "bash"]).contains("_kafka-transit"));
+    assert!(run(&["completions", "zsh"]).starts_with("#compdef kafka-transit"));
+    assert!(run(&["completions", "fish"]).contains("complete -c kafka-transit"));
+    let page = run(&["man"]);
+    assert!(page.contains(".TH kafka-transit 1"), "{page}");
+    let help = run(&["run", "--help"]);
+    for section in [
+        "[source]",
+        "[sink]",
+        "[vault]",
+        "[policy]",
+        "[errors]",
+        "[pipeline]",
+        "[admin]",
+    ] {
+        assert!(help.contains(section), "run --help does not name {section}");
+    }
+}

@@ -1,0 +1,58 @@
+//! `validate` (a pipeline file and its policy, offline) and `health` (ask a running
+//! runner): the commands that check rather than run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::PipelineConfig;
+use crate::policy::pipeline::PipelineView;
+use crate::policy::{PolicyRunner, PolicyRuntime};
+use crate::vault::VaultClient;
+
+pub(super) async fn validate(path: PathBuf, skip_credentials: bool) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(&path)?;
+    // What `run` would refuse before contacting Vault: an unset token variable, a
+    // missing token file, an unreadable CA bundle.
+    if !skip_credentials {
+        VaultClient::preflight(&config.vault).context("[vault]")?;
+    }
+    let runtime =
+        PolicyRuntime::from_config(&config.policy, None)?.with_pipeline(PipelineView::of(&config)?);
+    PolicyRunner::start(Arc::new(runtime)).await?;
+    println!(
+        "{}: configuration valid; policy {} loaded and initialised",
+        path.display(),
+        config.policy.builtin.as_deref().map_or_else(
+            || config
+                .policy
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            str::to_string
+        )
+    );
+    Ok(())
+}
+
+pub(super) async fn health(address: &str, ready: bool) -> anyhow::Result<()> {
+    let path = if ready {
+        "/health/ready"
+    } else {
+        "/health/live"
+    };
+    let url = format!("http://{address}{path}");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}: is [admin] listen set to {address}?"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{}", body.trim());
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
+}
