@@ -235,7 +235,7 @@ fn placeholder(text: &str, inside: &str) -> Result<Part, ParseError> {
             Some(name) if !name.is_empty() => Field::Header(name.to_string()),
             _ => {
                 return Err(ParseError(format!(
-                    "\"{text}\": unknown placeholder {{{f}}}; use {{topic}} or {{header:NAME}}"
+                    "\"{text}\": unknown placeholder \"{{{f}}}\"; use {{topic}} or {{header:NAME}}"
                 )))
             }
         },
