@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Whether the marker is (in) a key of the TOML document, at any depth.
+/// Whether the marker (in any letter case) is in a key of the TOML document, at any depth.
 fn marker_is_a_key(text: &str) -> bool {
     fn in_value(value: &toml::Value) -> bool {
         match value {
@@ -44,7 +44,11 @@ fn marker_is_a_key(text: &str) -> bool {
     fn in_table(table: &toml::Table) -> bool {
         table
             .iter()
-            .any(|(key, value)| key.contains(MARKER) || in_value(value))
+            .any(|(key, value)| {
+                key.to_ascii_lowercase()
+                    .contains(&MARKER.to_ascii_lowercase())
+                    || in_value(value)
+            })
     }
     text.parse::<toml::Table>().is_ok_and(|table| in_table(&table))
 }
