@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for message in [error.to_string(), format!("{error:?}")] {
-        if message.to_ascii_lowercase().contains(&MARKER.to_ascii_lowercase())
+        if message
+            .to_ascii_lowercase()
+            .contains(&MARKER.to_ascii_lowercase())
             && !marker_is_a_key(&text)
         {
             panic!("the error quotes the input:\n{message}\n--- input ---\n{text}");
@@ -42,13 +44,12 @@ fn marker_is_a_key(text: &str) -> bool {
         }
     }
     fn in_table(table: &toml::Table) -> bool {
-        table
-            .iter()
-            .any(|(key, value)| {
-                key.to_ascii_lowercase()
-                    .contains(&MARKER.to_ascii_lowercase())
-                    || in_value(value)
-            })
+        table.iter().any(|(key, value)| {
+            key.to_ascii_lowercase()
+                .contains(&MARKER.to_ascii_lowercase())
+                || in_value(value)
+        })
     }
-    text.parse::<toml::Table>().is_ok_and(|table| in_table(&table))
+    text.parse::<toml::Table>()
+        .is_ok_and(|table| in_table(&table))
 }

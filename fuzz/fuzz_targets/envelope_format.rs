@@ -7,8 +7,7 @@
 #![no_main]
 
 use kafka_transit_envelope_format::{
-    assemble, check_key_name, parse, FORMAT_VERSION, FORMAT_VERSION_1, NONCE_LEN,
-    TAG_LEN,
+    assemble, check_key_name, parse, FORMAT_VERSION, FORMAT_VERSION_1, NONCE_LEN, TAG_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -89,8 +89,16 @@ fuzz_target!(|data: &[u8]| {
         );
         let after = Json::read(&encrypted).expect("still JSON");
         for ((path, marker), plaintext) in paths.iter().zip(&markers).zip(&plaintexts) {
-            assert_eq!(after.at(path), Some(&Json::Str(marker.clone())), "at {path:?}");
-            assert_eq!(Json::read(plaintext).as_ref(), model.at(path), "at {path:?}");
+            assert_eq!(
+                after.at(path),
+                Some(&Json::Str(marker.clone())),
+                "at {path:?}"
+            );
+            assert_eq!(
+                Json::read(plaintext).as_ref(),
+                model.at(path),
+                "at {path:?}"
+            );
         }
     }
 
@@ -161,7 +169,10 @@ fn split_at_markers<'a>(encrypted: &'a [u8], markers: &[String]) -> Vec<&'a [u8]
     gaps.push(&encrypted[at..]);
     for marker in markers {
         assert_eq!(
-            encrypted.windows(marker.len()).filter(|w| *w == marker.as_bytes()).count(),
+            encrypted
+                .windows(marker.len())
+                .filter(|w| *w == marker.as_bytes())
+                .count(),
             1,
             "each ciphertext is written once"
         );

@@ -70,7 +70,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 .to_string()
             };
-            assert_eq!(shown(name), shown(String::new()), "the header's name is shown");
+            assert_eq!(
+                shown(name),
+                shown(String::new()),
+                "the header's name is shown"
+            );
         }
         Err(_) => {}
     }

@@ -297,8 +297,7 @@ impl Run {
                     // Nothing but the header and the stand-in's body: the plaintext is
                     // not in it (the open below shows the body stands for it).
                     assert_eq!(
-                        envelope_format::assemble(&key, header.wrapped_key, header.body)
-                            .unwrap(),
+                        envelope_format::assemble(&key, header.wrapped_key, header.body).unwrap(),
                         envelope
                     );
                     assert_eq!(header.body.len(), 28, "the stand-in's body");
@@ -331,7 +330,10 @@ impl Run {
         let results = run_policy::<EnvelopeOpen>(self.config, sealed.clone());
         let opened = self.all_ok("envelope-open", &sealed, &results);
         for ((original, sealed), opened) in originals.iter().zip(&first).zip(&opened) {
-            assert_eq!(opened.value, original.value, "seal -> open restores the value");
+            assert_eq!(
+                opened.value, original.value,
+                "seal -> open restores the value"
+            );
             assert_eq!(opened.key, original.key);
             assert_eq!(opened.headers, restored_headers(original, sealed));
         }
@@ -392,7 +394,11 @@ impl Run {
                 assert_eq!(after, before, "encrypt -> decrypt restores the value");
             }
             if let Some(doc) = Json::read(before) {
-                assert_eq!(Json::read(after), Some(doc), "encrypt -> decrypt restores it");
+                assert_eq!(
+                    Json::read(after),
+                    Some(doc),
+                    "encrypt -> decrypt restores it"
+                );
             }
         }
     }
@@ -412,7 +418,10 @@ impl Run {
         if paths.is_empty() {
             return;
         }
-        let value = output.value.as_deref().expect("a JSON record keeps a value");
+        let value = output
+            .value
+            .as_deref()
+            .expect("a JSON record keeps a value");
         let after = Json::read(value).unwrap_or_else(|| {
             panic!(
                 "encrypt-fields turned JSON into something else: {}",

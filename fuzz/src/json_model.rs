@@ -203,6 +203,9 @@ mod tests {
         assert_eq!(select(&doc, &ssn), [vec![0], vec![2]]);
         let xs = pointer("/a/*/x").unwrap();
         assert_eq!(select(&doc, &xs), [vec![1, 0, 0], vec![1, 1, 0]]);
-        assert_eq!(outermost(&doc, &[pointer("").unwrap(), ssn]), [Vec::<usize>::new()]);
+        assert_eq!(
+            outermost(&doc, &[pointer("").unwrap(), ssn]),
+            [Vec::<usize>::new()]
+        );
     }
 }

@@ -65,10 +65,12 @@ impl Input {
                     value.extend_from_slice(rest);
                 }
                 b"h:" if record.headers.len() < MAX_HEADERS => {
-                    record.headers.push(match rest.iter().position(|&b| b == b'=') {
-                        Some(at) => (rest[..at].to_vec(), Some(rest[at + 1..].to_vec())),
-                        None => (rest.to_vec(), None),
-                    })
+                    record
+                        .headers
+                        .push(match rest.iter().position(|&b| b == b'=') {
+                            Some(at) => (rest[..at].to_vec(), Some(rest[at + 1..].to_vec())),
+                            None => (rest.to_vec(), None),
+                        })
                 }
                 _ => {}
             }
