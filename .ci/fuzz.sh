@@ -75,7 +75,9 @@ run() {
       -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
       summary+=("$target: $(stats "$log")")
     else
-      tail -40 "$log"
+      # The panic or libFuzzer's report, then how it ended.
+      grep -m1 -A15 -E 'panicked at|ERROR: libFuzzer|ALARM: working' "$log" || true
+      tail -25 "$log"
       local input
       input=$(grep -o 'Test unit written to .*' "$log" | sed 's/Test unit written to //' | tail -1)
       echo "FUZZ CRASH in $target: input ${input:-(none written, see the log above)}" >&2
