@@ -200,7 +200,7 @@ impl<'de> Deserialize<'de> for Properties {
 fn resolve(name: &str, from: &toml::Table) -> Result<String, String> {
     match (from.get("env"), from.get("file"), from.len()) {
         (Some(toml::Value::String(var)), None, 1) => std::env::var(var)
-            .map_err(|_| format!("property \"{name}\": environment variable {var} is not set")),
+            .map_err(|_| format!("property \"{name}\": environment variable \"{var}\" is not set")),
         (None, Some(toml::Value::String(path)), 1) => std::fs::read_to_string(path)
             .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
             .map_err(|e| format!("property \"{name}\": cannot read {path}: {e}")),
@@ -208,6 +208,107 @@ fn resolve(name: &str, from: &toml::Table) -> Result<String, String> {
             "property \"{name}\": write {{ env = \"NAME\" }} or {{ file = \"PATH\" }}"
         )),
     }
+}
+
+/// The longest run of characters from the file that a quoted part of an error may show:
+/// a short value ("1s", "orders", "{topic}.dlq") says what is wrong, a longer one may be a
+/// secret written in the wrong field.
+const MAX_SHOWN_CHARS: usize = 11;
+
+impl ConfigError {
+    /// This error with each quoted part (`"..."` or `` `...` ``: the value of a field, a
+    /// value serde or toml names) that shares a run of more than [`MAX_SHOWN_CHARS`]
+    /// characters with `text`, letter case aside, replaced by `[not shown]`, unless the
+    /// run is part of a key of the file (a field name, as in "unknown field").
+    fn without_values_of(self, text: &str) -> Self {
+        let keys = text
+            .parse::<toml::Table>()
+            .map(|table| {
+                let mut keys = Vec::new();
+                collect_keys(&table, &mut keys);
+                keys
+            })
+            .unwrap_or_default();
+        let file = text.to_ascii_lowercase();
+        let clean = |message: String| without_quoted_values(&message, &file, &keys);
+        match self {
+            ConfigError::Syntax { path, message } => ConfigError::Syntax {
+                path,
+                message: clean(message),
+            },
+            ConfigError::Invalid { field, message } => ConfigError::Invalid {
+                field: clean(field),
+                message: clean(message),
+            },
+            read @ ConfigError::Read { .. } => read,
+        }
+    }
+}
+
+/// Every key of `table` and the tables inside it, lowercased.
+fn collect_keys(table: &toml::Table, keys: &mut Vec<String>) {
+    fn in_value(value: &toml::Value, keys: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(table) => collect_keys(table, keys),
+            toml::Value::Array(values) => values.iter().for_each(|v| in_value(v, keys)),
+            _ => {}
+        }
+    }
+    for (key, value) in table {
+        keys.push(key.to_ascii_lowercase());
+        in_value(value, keys);
+    }
+}
+
+/// `message` with its quoted parts that come from `file` (lowercased) replaced.
+fn without_quoted_values(message: &str, file: &str, keys: &[String]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[open];
+        let inside = &rest[open + 1..];
+        // Debug formatting escapes a quote inside with a backslash.
+        let close = inside
+            .char_indices()
+            .scan(false, |escaped, (at, c)| {
+                let end = !*escaped && c as u32 == u32::from(quote);
+                *escaped = !*escaped && c == '\\' && quote == b'"';
+                Some((at, end))
+            })
+            .find_map(|(at, end)| end.then_some(at));
+        let Some(close) = close else { break };
+        out.push_str(&rest[..=open]);
+        let value = &inside[..close];
+        if shares_a_long_run(value, file, keys) {
+            out.push_str("[not shown]");
+        } else {
+            out.push_str(value);
+        }
+        out.push(quote as char);
+        rest = &inside[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `value` holds more than [`MAX_SHOWN_CHARS`] characters in a row that are in
+/// `file` (lowercased) but not inside one of `keys`.
+fn shares_a_long_run(value: &str, file: &str, keys: &[String]) -> bool {
+    let value = value.to_ascii_lowercase();
+    let starts: Vec<usize> = value.char_indices().map(|(at, _)| at).collect();
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .copied()
+        .chain([value.len()])
+        .collect();
+    (0..starts.len()).any(|first| {
+        let Some(&end) = ends.get(first + MAX_SHOWN_CHARS) else {
+            return false;
+        };
+        let run = &value[starts[first]..end];
+        file.contains(run) && !keys.iter().any(|key| key.contains(run))
+    })
 }
 
 /// A TOML error as "line L, column C: what is wrong", without the excerpt of the file
@@ -548,8 +649,15 @@ impl PipelineConfig {
     ///
     /// Errors never quote the file: a line in it may hold a secret written where it
     /// must not be (the inline-secret check below cannot run on a file that does not
-    /// parse), and the error reaches logs and the reload endpoint's answer.
+    /// parse; a token where its variable's name goes, a password in a URL), and the
+    /// error reaches logs and the reload endpoint's answer. Syntax errors say where,
+    /// not what; a value a message quotes is shown only when short (see
+    /// [`ConfigError::without_values_of`]); field names are always shown.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_quoting(text).map_err(|error| error.without_values_of(text))
+    }
+
+    fn parse_quoting(text: &str) -> Result<Self, ConfigError> {
         let table = text
             .parse::<toml::Table>()
             .map_err(|e| syntax_error(text, &e))?;
@@ -1030,6 +1138,50 @@ dead_letter_topic = "customers.dlq"
         assert!(!error.contains("batch_size = "), "{error}");
     }
 
+    /// Found by fuzz/fuzz_targets/config.rs: validation and typed errors quoted values
+    /// back (an address, an environment variable's name, a pattern, a template, a
+    /// value of the wrong type or an unknown variant), and a secret written in the
+    /// wrong field (a token where its variable's name goes, a password in a URL) would
+    /// have reached logs and the reload endpoint's answer with them.
+    #[test]
+    fn no_error_quotes_a_value_from_the_file() {
+        const MARKER: &str = "Zq7xMarkerKq3vW9";
+        let with_sink_properties = |line: &str| {
+            EXAMPLE.replace("[sink.properties]", &format!("[sink.properties]\n{line}"))
+        };
+        for text in [
+            EXAMPLE.replace("http://127.0.0.1:8200", &format!("{MARKER}://x")),
+            EXAMPLE.replace("http://127.0.0.1:8200", &format!("http://u:{MARKER}@[")),
+            with_sink_properties(&format!("\"sasl.password\" = {{ env = \"{MARKER}\" }}")),
+            format!("{EXAMPLE}\n[pipeline]\ndelivery = \"{MARKER}\"\n"),
+            format!("{EXAMPLE}\n[pipeline]\nbatch_size = \"{MARKER}\"\n"),
+            EXAMPLE.replace(r#"["customers.raw"]"#, &format!(r#"["^{MARKER}["]"#)),
+            EXAMPLE.replace(r#"["customers.raw"]"#, &format!(r#"["{MARKER}/x"]"#)),
+            EXAMPLE.replace(
+                r#""customers.protected""#,
+                &format!(r#""{{header:{MARKER}}}""#),
+            ),
+            EXAMPLE.replace(
+                "[errors]",
+                &format!("[errors]\nmax_retry_backoff = \"{MARKER}\""),
+            ),
+        ] {
+            let error = error_of(&text);
+            assert!(
+                !error.to_lowercase().contains(&MARKER.to_lowercase()),
+                "{error}"
+            );
+            assert!(error.contains("[not shown]"), "{error}");
+        }
+        // Field names the file wrote are not values: an unknown one is named.
+        let unknown = EXAMPLE.replace("[errors]", &format!("[errors]\n{MARKER} = 1"));
+        assert!(
+            error_of(&unknown).contains(MARKER),
+            "{}",
+            error_of(&unknown)
+        );
+    }
+
     #[test]
     fn property_values_come_from_env_or_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -1055,7 +1207,17 @@ dead_letter_topic = "customers.dlq"
             "[sink.properties]",
             "[sink.properties]\n\"sasl.password\" = { env = \"KAFKA_TRANSIT_TEST_UNSET\" }",
         );
-        assert!(error_of(&missing).contains("KAFKA_TRANSIT_TEST_UNSET is not set"));
+        // The variable's name is a value of the file, and long: not shown (it might be
+        // the password itself, written where its variable's name goes).
+        let error = error_of(&missing);
+        assert!(
+            error.contains(
+                "property \"sasl.password\": environment variable \"[not shown]\" is not set"
+            ),
+            "{error}"
+        );
+        let short = missing.replace("KAFKA_TRANSIT_TEST_UNSET", "KT_UNSET_1");
+        assert!(error_of(&short).contains("\"KT_UNSET_1\" is not set"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl TopicTemplate {
             .find(|field| matches!(field, Field::Header(_)))
         {
             return Err(format!(
-                "\"{text}\": {{header:{name}}} cannot name a topic; only {{topic}} (the source topic) can"
+                "\"{text}\": \"{{header:{name}}}\" cannot name a topic; only {{topic}} (the source topic) can"
             ));
         }
         if let Some(name) = template.literal() {
@@ -98,8 +98,13 @@ impl SourceTopics {
             if entry.starts_with('^') {
                 // librdkafka evaluates the subscription itself; this only catches
                 // what would never compile and answers "is this topic consumed?".
-                let pattern = regex::Regex::new(entry)
-                    .map_err(|e| format!("{entry:?} is not a valid regular expression: {e}"))?;
+                // The regex crate's message prints the pattern unquoted: keep its
+                // last line, the reason.
+                let pattern = regex::Regex::new(entry).map_err(|e| {
+                    let e = e.to_string();
+                    let reason = e.lines().last().unwrap_or_default().trim();
+                    format!("{entry:?} is not a valid regular expression ({reason})")
+                })?;
                 topics.patterns.push(pattern);
             } else {
                 check_name(entry).map_err(|reason| {

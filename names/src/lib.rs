@@ -178,6 +178,11 @@ impl Template {
     /// The name for `record`, checked with [`check_name`].
     pub fn render(&self, record: &impl Record) -> Result<Cow<'_, str>, RenderError> {
         if let Some(name) = self.literal() {
+            check_name(name).map_err(|reason| RenderError::InvalidName {
+                name: name.to_string(),
+                reason,
+                from_record: false,
+            })?;
             return Ok(Cow::Borrowed(name));
         }
         let mut name = String::new();
@@ -230,7 +235,7 @@ fn placeholder(text: &str, inside: &str) -> Result<Part, ParseError> {
             Some(name) if !name.is_empty() => Field::Header(name.to_string()),
             _ => {
                 return Err(ParseError(format!(
-                    "\"{text}\": unknown placeholder {{{f}}}; use {{topic}} or {{header:NAME}}"
+                    "\"{text}\": unknown placeholder \"{{{f}}}\"; use {{topic}} or {{header:NAME}}"
                 )))
             }
         },
@@ -361,6 +366,19 @@ mod tests {
         assert!(error.starts_with("\"\" is not a valid name"), "{error}");
         assert!(check_name(&"a".repeat(250)).is_err());
         assert!(check_name(&"a".repeat(249)).is_ok());
+    }
+
+    /// Found by fuzz/fuzz_targets/names.rs: a template without placeholders rendered
+    /// whatever it said, `a/b` or `..` included, though `render` promises a name that
+    /// passes `check_name` (a policy's `key = "a/b"` would reach Vault as a path).
+    #[test]
+    fn a_literal_that_is_no_valid_name_does_not_render() {
+        let r = R("t", vec![]);
+        for bad in ["a/b", "..", "a b", &"k".repeat(250)] {
+            let error = render(bad, &r).unwrap_err();
+            assert!(error.contains("is not a valid name"), "{bad:?}: {error}");
+        }
+        assert_eq!(render("customers", &r).unwrap(), "customers");
     }
 
     #[test]

@@ -850,6 +850,12 @@ impl EnvelopeConfig {
 /// kafka_transit_policy_sdk::configured_policy!(EncryptValue, TransitKeyConfig::parse, encrypt);
 /// fn encrypt(config: &TransitKeyConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> { ... }
 /// ```
+///
+/// The component exports exist only in a wasm32 build. Natively the policy is a plain
+/// public type (`EncryptValue::transform(...)` through [`Policy`]), so that several
+/// policies can live in one native program: the fuzz targets (fuzz/) run every
+/// built-in policy against the `testing` host in one binary, and exports with the
+/// same symbol names would collide there.
 #[macro_export]
 macro_rules! configured_policy {
     ($policy:ident, $parse:path, $transform:path) => {
@@ -860,7 +866,7 @@ macro_rules! configured_policy {
                 const { std::cell::RefCell::new(None) };
         }
 
-        struct $policy;
+        pub struct $policy;
 
         impl $crate::Policy for $policy {
             fn init(config: String) -> Result<(), String> {
@@ -879,6 +885,7 @@ macro_rules! configured_policy {
             }
         }
 
+        #[cfg(target_arch = "wasm32")]
         $crate::export_policy!($policy);
     };
 }

@@ -14,7 +14,7 @@ mod allowlist;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use kafka_transit_names::{Record, RenderError, Template};
+use kafka_transit_names::{check_name, Record, RenderError, Template};
 use serde::{Deserialize, Deserializer};
 
 pub use allowlist::AllowedKeys;
@@ -46,9 +46,14 @@ pub struct ResolvedKey {
 impl KeyName {
     /// Parses `policy.config.key`; the error names the field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        Template::parse(text)
-            .map(Self::from_template)
-            .map_err(|e| format!("policy.config.key: {e}"))
+        let template = Template::parse(text).map_err(|e| format!("policy.config.key: {e}"))?;
+        // A fixed key goes into Vault paths as it is: the rule rendered keys follow.
+        if let Some(name) = template.literal() {
+            check_name(name).map_err(|reason| {
+                format!("policy.config.key: \"{name}\" is not a transit key name: {reason}")
+            })?;
+        }
+        Ok(Self::from_template(template))
     }
 
     fn from_template(template: Template) -> Self {
@@ -338,6 +343,25 @@ mod tests {
         Some(
             AllowedKeys::parse(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap(),
         )
+    }
+
+    /// The fuzz target for name templates found that a template without placeholders
+    /// was never held to the name rule: `key = "a/b"` reached Vault as the path
+    /// `transit/encrypt/a/b`, though every rendered key and `allowed_keys` entry is held
+    /// to it.
+    #[test]
+    fn a_fixed_key_must_be_a_transit_key_name() {
+        for bad in ["a/b", "..", "../../sys/seal", "a b"] {
+            let error = KeyName::parse(bad).unwrap_err();
+            assert!(
+                error.starts_with("policy.config.key: ")
+                    && error.contains("not a transit key name"),
+                "{bad:?}: {error}"
+            );
+        }
+        assert!(!KeyName::parse("team.customers_v2-eu")
+            .unwrap()
+            .is_per_record());
     }
 
     #[test]
