@@ -281,8 +281,16 @@ mod tests {
             protected(format!(r#"{{"l": ["{a}", "{b}"], "n": 1}}"#)),
             protected(format!(r#"{{"l": ["{b}", "{a}"]}}"#)),
         ]);
-        assert_eq!(host.items_per_call(Operation::DecryptBound), [4], "one call, four fields");
-        assert_eq!(host.items_per_call(Operation::EncryptBound)[2..], [2], "two got through");
+        assert_eq!(
+            host.items_per_call(Operation::DecryptBound),
+            [4],
+            "one call, four fields"
+        );
+        assert_eq!(
+            host.items_per_call(Operation::EncryptBound)[2..],
+            [2],
+            "two got through"
+        );
         let out = &results[0].as_ref().unwrap()[0];
         let doc: Value = serde_json::from_slice(out.value.as_ref().unwrap()).unwrap();
         assert_eq!(doc["n"], 1);
