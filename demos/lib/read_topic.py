@@ -1,6 +1,8 @@
-"""Prints a topic's records: read_topic.py BOOTSTRAP TOPIC [read_committed|read_uncommitted]
+"""Prints a topic's records: read_topic.py BOOTSTRAP TOPIC [read_committed|read_uncommitted] [--headers]
 
-One key<TAB>value line per record (UTF-8 text records), every partition from the
+One key<TAB>value line per record (UTF-8 text records; with --headers a third column,
+the headers in order as JSON [[name, value or null], ...], as demos/python/producer.py
+--keys-and-headers --out writes them), every partition from the
 beginning up to where it ended when the read started, so it answers while producers
 keep writing (kcat -e waits for a quiet moment at the end of every partition).
 
@@ -13,6 +15,7 @@ offsets of their own, so on a transactional topic the last record is not at the 
 watermark - 1, and read_committed stops at the last stable offset (before a transaction
 that is still open). KCAT_CONFIG: see kafka_config.py.
 """
+import json
 import sys
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -54,12 +57,19 @@ def read_records(bootstrap: str, topic: str, isolation: str = "read_committed",
 
 
 def main() -> None:
-    bootstrap, topic = sys.argv[1], sys.argv[2]
-    isolation = sys.argv[3] if len(sys.argv) > 3 else "read_committed"
+    with_headers = "--headers" in sys.argv
+    args = [arg for arg in sys.argv[1:] if arg != "--headers"]
+    bootstrap, topic = args[0], args[1]
+    isolation = args[2] if len(args) > 2 else "read_committed"
     out = sys.stdout
     for message in read_records(bootstrap, topic, isolation):
         key, value = message.key() or b"", message.value() or b""
-        out.write(f"{key.decode(errors='replace')}\t{value.decode(errors='replace')}\n")
+        line = f"{key.decode(errors='replace')}\t{value.decode(errors='replace')}"
+        if with_headers:
+            headers = [[name, None if v is None else v.decode(errors="replace")]
+                       for name, v in message.headers() or []]
+            line += "\t" + json.dumps(headers, separators=(",", ":"))
+        out.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -445,16 +445,18 @@ admin_view() {
   kcat -b "$KAFKA_BOOTSTRAP" -X isolation.level=read_committed -C -t "$1" -o beginning -e -q -f '%k\t%s\n'
 }
 
-# run_pipeline_until CONFIG TOPIC COUNT LOG: runs kafka-transit until TOPIC holds COUNT
-# distinct keys, then stops it with SIGTERM (it finishes, commits and must exit 0), and
-# prints its final counters and the wall-clock time (start-up and group join included).
+# run_pipeline_until CONFIG TOPIC COUNT LOG [TOPIC2 COUNT2]: runs kafka-transit until TOPIC
+# holds COUNT distinct keys (and TOPIC2, a dead-letter topic say, COUNT2), then stops it
+# with SIGTERM (it finishes, commits and must exit 0), and prints its final counters and
+# the wall-clock time (start-up and group join included).
 run_pipeline_until() {
   local config=$1 topic=$2 count=$3 log=$4 started
   started=$(clock)
   "$KAFKA_TRANSIT" --log-format json run --config "$config" >"$log" 2>&1 &
   local pid=$!
   STACK_PIDS+=("$pid") # stopped by the EXIT trap if a wait below fails
-  wait_for_keys "$topic" "$count" 240
+  wait_for_keys "$topic" "$count" 240 "log: $log"
+  [ -z "${5:-}" ] || wait_for_keys "$5" "$6" 240 "log: $log"
   kill -TERM "$pid"
   wait "$pid" || fail "kafka-transit did not stop cleanly (log: $log)"
   local kept=() other

@@ -8,7 +8,13 @@ What it understands, per record value:
 * JSON with `vault:vN:...` fields (encrypt-fields, with --fields): every string field
   that is a Vault ciphertext is decrypted and replaced by the JSON value it encoded;
 * a binary envelope (envelope-seal): the data key is unwrapped with `transit/decrypt`
-  and the record opened with AES-256-GCM (envelope_decrypt.py, next to this file).
+  and the record opened with AES-256-GCM (envelope_decrypt.py, next to this file);
+* a format 3 record (docs/protected-records.md: it carries `kafka-transit.protection`),
+  whole values only: key, value and headers back through envelope_decrypt.RecordReader
+  (transit.py's plain HTTP calls, since the ciphertexts are bound to their topic and key
+  with Vault's `associated_data`); `--record-keys-key` names the transit key of encrypted
+  record keys. A record that does not open (moved to another key or topic, tampered) is
+  refused and counted, never shown; `--expect-refused N` says how many must be.
 
 The transit key is taken from the record's `kafka-transit.key` header, else --key; a
 header that is not a transit key name is refused before any Vault request.
@@ -18,7 +24,8 @@ header that is not a transit key name is refused before any Vault request.
     python3 consumer.py --topic customers.fields --count 20 --fields
     python3 consumer.py --topic documents.sealed --count 1 --expect-sha256 documents.tsv
 
---expect FILE (key<TAB>value lines, as producer.py --out writes them) and
+--expect FILE (key<TAB>value lines, as producer.py --out writes them; a third column,
+the headers as JSON, is compared with a format 3 record's restored headers) and
 --expect-sha256 FILE (key<TAB>sha256[<TAB>size]) make it exit non-zero unless every
 decrypted record equals its original (as JSON objects with --fields, since field
 encryption re-serialises the document; byte for byte otherwise).
@@ -36,7 +43,10 @@ import hvac.exceptions
 from confluent_kafka import Consumer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from envelope_decrypt import FORMAT_VERSIONS, EnvelopeError, Unwrapper, key_name_problem, read_topic  # noqa: E402
+from envelope_decrypt import (  # noqa: E402
+    FORMAT_VERSIONS, PROTECTION_HEADER, EnvelopeError, RecordReader, Unwrapper, key_name_problem, read_topic,
+)
+from transit import Transit  # noqa: E402
 
 VAULT_PREFIX = b"vault:v"
 # Ciphertexts per transit/decrypt request: OpenBao refuses request bodies of more than
@@ -110,6 +120,24 @@ class Decryptor:
         return [json.dumps(doc, separators=(",", ":")).encode() for doc in docs]
 
 
+def is_format3(message) -> bool:
+    return any(name == PROTECTION_HEADER for name, _ in message.headers() or [])
+
+
+def read_format3(reader: RecordReader, message):
+    """(key, value, headers) as the application wrote them, or an EnvelopeError. The
+    runner's stamps (`kafka-transit.*`) are dropped, as kafka-transit's own opening
+    policies drop them."""
+    key, value, headers = reader.read(message.topic(), message.key(), message.value(), message.headers() or [])
+    return key, value, [(name, v) for name, v in headers if not name.startswith("kafka-transit.")]
+
+
+def headers_json(headers) -> str:
+    """Headers as producer.py --out writes them."""
+    return json.dumps([[name, None if v is None else v.decode(errors="replace")] for name, v in headers],
+                      separators=(",", ":"))
+
+
 def key_of(message, default: str) -> str:
     for name, value in message.headers() or []:
         if name == "kafka-transit.key" and value:
@@ -173,8 +201,9 @@ def load_expected(args) -> dict:
     for path, kind in ((args.expect, "value"), (args.expect_sha256, "sha256")):
         if path:
             for line in open(path, encoding="utf-8"):
-                key, value = line.rstrip("\n").split("\t")[:2]
-                expected[key] = (kind, value)
+                columns = line.rstrip("\n").split("\t")
+                headers = columns[2] if kind == "value" and len(columns) > 2 else None
+                expected[columns[0]] = (kind, columns[1], headers)
     return expected
 
 
@@ -202,6 +231,10 @@ def main() -> None:
     parser.add_argument("--key", default="customers",
                         help="transit key when a record has no kafka-transit.key header")
     parser.add_argument("--mount", default="transit", help="transit mount path")
+    parser.add_argument("--record-keys-key",
+                        help="transit key of encrypted record keys (format 3, record_keys = \"encrypt\")")
+    parser.add_argument("--expect-refused", type=int, default=0, metavar="N",
+                        help="format 3 records that must fail to open (default 0)")
     parser.add_argument("--expect", help="key<TAB>value file the plaintexts must equal")
     parser.add_argument("--expect-sha256", help="key<TAB>sha256 file the plaintexts must hash to")
     parser.add_argument("--show", type=int, default=5, help="print the first N records (default 5)")
@@ -225,29 +258,53 @@ def main() -> None:
             sys.exit(f"consumer: only {len(messages)} of {args.count} records on {args.topic}")
 
     started = time.monotonic()
+    # Format 3 records (whole values) one by one through the reference reader; the
+    # others batched per transit key as before.
+    transit = Transit(os.environ["VAULT_ADDR"], os.environ["VAULT_TOKEN"], mount=args.mount)
+    reader = RecordReader(transit, key=args.key, record_keys_key=args.record_keys_key)
+    format3 = [] if args.fields else [m for m in messages if is_format3(m)]
+    others = [m for m in messages if args.fields or not is_format3(m)]
+    records, refused = [], []
     try:
-        plaintexts = (decryptor.decrypt_fields if args.fields else decryptor.decrypt_values)(messages)
+        plaintexts = (decryptor.decrypt_fields if args.fields else decryptor.decrypt_values)(others)
+        records += [(m.key() or b"", p, None) for m, p in zip(others, plaintexts)]
+        for message in format3:
+            try:
+                records.append(read_format3(reader, message))
+            except EnvelopeError as error:
+                if error.kind in ("config", "vault"):
+                    raise
+                refused.append(f"{(message.key() or b'')[:20].decode(errors='replace')}…: {error}")
     except (RuntimeError, ValueError, EnvelopeError, hvac.exceptions.VaultError) as error:
         sys.exit(f"consumer: {error}")
+    finally:
+        reader.close()
     elapsed = time.monotonic() - started
 
     expected, mismatches = load_expected(args), []
-    for index, (message, plaintext) in enumerate(zip(messages, plaintexts)):
-        key = (message.key() or b"").decode()
+    for index, (key, plaintext, headers) in enumerate(records):
+        key = (key or b"").decode()
         if index < args.show:
-            print(f"   {key} | {show(plaintext, args.width)}")
+            shown_headers = "" if headers is None else f"{show(headers_json(headers).encode(), args.width)} | "
+            print(f"   {key} | {shown_headers}{show(plaintext, args.width)}")
         if expected:
-            kind, want = expected.get(key, ("missing", ""))
-            if kind == "missing" or not matches(kind, want, plaintext, args.fields):
+            kind, want, want_headers = expected.get(key, ("missing", "", None))
+            if (kind == "missing" or not matches(kind, want, plaintext, args.fields)
+                    or (headers is not None and want_headers is not None and headers_json(headers) != want_headers)):
                 mismatches.append(key)
-    if len(messages) > args.show:
-        print(f"   … and {len(messages) - args.show} more")
-    requests = decryptor.vault_requests + decryptor.envelopes.vault_requests
-    print(f"consumer: decrypted {len(messages)} records from {args.topic} with {requests} "
+    if len(records) > args.show:
+        print(f"   … and {len(records) - args.show} more")
+    for reason in refused:
+        print(f"   refused {reason}")
+    requests = decryptor.vault_requests + decryptor.envelopes.vault_requests + transit.requests
+    print(f"consumer: decrypted {len(records)} records from {args.topic} with {requests} "
           f"Vault request(s) in {elapsed:.2f}s"
-          + (", all equal to the originals" if expected and not mismatches else ""))
+          + (", all equal to the originals" if expected and not mismatches else "")
+          + (f"; refused {len(refused)}" if refused else ""))
     if mismatches:
         sys.exit(f"consumer: {len(mismatches)} records differ from the originals, e.g. {mismatches[:3]}")
+    if len(refused) != args.expect_refused:
+        sys.exit(f"consumer: {len(refused)} records refused, expected {args.expect_refused}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ the records after they were written.
     # keep a copy (key<TAB>value per line) to compare with what comes back later
     python3 producer.py --topic customers.raw --count 20 --out originals.tsv
 
+    # keyed by the customer's e-mail, with headers traceparent, user-id and tenant
+    # (--out then adds a third column: the headers as JSON, [[name, value], ...])
+    python3 producer.py --topic customers.raw --count 20 --keys-and-headers --out originals.tsv
+
     # large binary records (scanned documents, say) of 1, 8 and 20 MiB; the producer's
     # message.max.bytes must allow the largest one
     python3 producer.py --topic documents.raw --sizes-mib 1 8 20 \
@@ -26,6 +30,7 @@ import time
 
 from confluent_kafka import Producer
 
+TENANTS = ["tenant-northwind", "tenant-contoso", "tenant-globex"]
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken"]
 LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
 
@@ -44,6 +49,21 @@ def customer(i: int) -> tuple[str, bytes]:
     return f"customer-{i:05d}", json.dumps(value, separators=(",", ":")).encode()
 
 
+def personal_key_and_headers(i: int) -> tuple[str, list]:
+    """The record key and headers of customer i when they carry personal data too: the
+    e-mail as key, and a W3C trace context (not personal), the user id and the tenant as
+    headers, in that order (kafka-transit's headers = "seal" keeps traceparent in clear
+    and restores the sealed ones after it)."""
+    first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
+    trace = ((i + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC835) % (1 << 128)
+    headers = [
+        ("traceparent", f"00-{trace:032x}-{(trace % (1 << 64)) >> 3:016x}-01"),
+        ("user-id", f"user-{i:06d}"),
+        ("tenant", TENANTS[i % len(TENANTS)]),
+    ]
+    return f"{first.lower()}.{last.lower()}{i}@example.com", headers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -56,6 +76,9 @@ def main() -> None:
                         help="write one random binary record per size instead of customers")
     parser.add_argument("--message-max-bytes", type=int, default=1_000_000,
                         help="librdkafka producer message.max.bytes (default 1000000)")
+    parser.add_argument("--keys-and-headers", action="store_true",
+                        help="key each customer record by its e-mail and add the headers "
+                             "traceparent, user-id and tenant")
     parser.add_argument("--out", help="also write what was produced to this file")
     args = parser.parse_args()
     if not args.bootstrap:
@@ -84,8 +107,13 @@ def main() -> None:
     else:
         for i in range(args.count):
             key, value = customer(i)
-            producer.produce(args.topic, key=key, value=value, on_delivery=delivered)
-            lines.append(f"{key}\t{value.decode()}")
+            if args.keys_and_headers:
+                key, headers = personal_key_and_headers(i)
+                producer.produce(args.topic, key=key, value=value, headers=headers, on_delivery=delivered)
+                lines.append(f"{key}\t{value.decode()}\t{json.dumps(headers, separators=(',', ':'))}")
+            else:
+                producer.produce(args.topic, key=key, value=value, on_delivery=delivered)
+                lines.append(f"{key}\t{value.decode()}")
     remaining = producer.flush(120)
     if failures or remaining:
         sys.exit(f"producer: {len(failures)} failed, {remaining} undelivered: {failures[:3]}")

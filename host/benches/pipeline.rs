@@ -47,6 +47,18 @@
 //! matching encrypting policy wrote: those inputs are prepared once, before the rounds,
 //! and checked to decrypt back to the originals.
 //!
+//! The `json-*` rows run on other records (see `json_records`): JSON order documents of
+//! the same sizes, keyed by an e-mail address, with three headers (`traceparent`,
+//! `user-id`, `tenant`): what `envelope-seal`'s format 3 options have something to work
+//! on. `json-envelope-seal+zstd` and `+lz4` compress, `+all` turns everything on
+//! (`record_keys = "encrypt"`, `headers = "seal"` keeping `traceparent`, `bind =
+//! ["stream", "key"]`, `compression = "zstd"`); each is reported against
+//! `json-envelope-seal` (no options) and `json-passthrough` on the same records.
+//!
+//! Every row also reports the bytes written to the sink per record (key, value, and each
+//! header's name and value): the mean over the row's batch (up to 500 records) of what
+//! its policy outputs, which is what the pipeline produces, as it is.
+//!
 //! CPU is this process's own user+system time (`getrusage(RUSAGE_SELF)`) over the measured
 //! time of each round. It includes the in-process vault-dev and mock cluster when they are
 //! used; with `--kafka` and `--vault` it is the runner's alone.
@@ -65,41 +77,84 @@ use std::time::{Duration, Instant};
 
 use kafka_support::{PipelineSpec, RunningPipeline, TestKafka};
 use kafka_transit::config::{DeliveryGuarantee, PolicySource};
-use kafka_transit::policy::{Limits, PolicyRunner, PolicyRuntime, SourceRecord};
+use kafka_transit::policy::pipeline::PipelineView;
+use kafka_transit::policy::{Header, Limits, PolicyRunner, PolicyRuntime, SourceRecord};
 use kafka_transit::vault::{VaultClient, VaultSettings, VaultToken};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-/// A policy and its configuration, as `[policy.config]` TOML and as the JSON `init` gets.
+/// A policy and its configuration (`[policy.config]` TOML), and the records it reads.
 struct Case {
+    /// The row's name in labels: the policy, or the policy and what is special.
+    name: &'static str,
     policy: &'static str,
     toml: &'static str,
-    json: &'static str,
-    /// The encrypting policy whose output this one reads (the decrypt side).
+    /// The encrypting case whose output this one reads (the decrypt side).
     reads: Option<&'static str>,
+    /// Which records it reads, unless `reads`.
+    input: Input,
     /// Sends each value to Vault transit (so cannot take values near 1 MiB).
     transit: bool,
 }
 
+/// The records a case reads.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    /// `{"id":N,"payload":"xxx..."}` values, keys `kN`, no headers (`plain_records`).
+    Plain,
+    /// JSON order documents keyed by e-mail, with headers (`json_records`).
+    Json,
+}
+
+impl Case {
+    /// The configuration as the JSON a policy's `init` takes.
+    fn json(&self) -> String {
+        let table: toml::Table = toml::from_str(self.toml).expect("a case's TOML");
+        serde_json::to_string(&table).expect("TOML is JSON")
+    }
+
+    /// The inputs it reads: what the case named by `reads` wrote, or fresh records.
+    fn input_name(&self) -> &'static str {
+        match (self.reads, self.input) {
+            (Some(encrypting), _) => encrypting,
+            (None, Input::Plain) => "plain",
+            (None, Input::Json) => "json",
+        }
+    }
+}
+
 const KEY_TOML: &str = "key = \"bench\"";
-const KEY_JSON: &str = r#"{"key":"bench"}"#;
 const FIELDS_TOML: &str = "key = \"bench\"\nfields = [\"/payload\"]";
-const FIELDS_JSON: &str = r#"{"key":"bench","fields":["/payload"]}"#;
+const ZSTD_TOML: &str = "key = \"bench\"\ncompression = \"zstd\"";
+const LZ4_TOML: &str = "key = \"bench\"\ncompression = \"lz4\"";
+/// Every format 3 option of `envelope-seal` but padding.
+const ALL_TOML: &str = r#"key = "bench"
+record_keys = "encrypt"
+record_keys_key = "bench-keys"
+headers = "seal"
+keep_headers = ["traceparent"]
+bind = ["stream", "key"]
+compression = "zstd""#;
 
 #[rustfmt::skip]
 const CASES: &[Case] = &[
-    Case { policy: "passthrough", toml: "", json: "{}", reads: None, transit: false },
-    Case { policy: "encrypt-value", toml: KEY_TOML, json: KEY_JSON, reads: None, transit: true },
-    Case { policy: "encrypt-fields", toml: FIELDS_TOML, json: FIELDS_JSON, reads: None, transit: true },
-    Case { policy: "envelope-seal", toml: KEY_TOML, json: KEY_JSON, reads: None, transit: false },
-    Case { policy: "decrypt-value", toml: KEY_TOML, json: KEY_JSON, reads: Some("encrypt-value"), transit: true },
-    Case { policy: "decrypt-fields", toml: FIELDS_TOML, json: FIELDS_JSON, reads: Some("encrypt-fields"), transit: true },
-    Case { policy: "envelope-open", toml: KEY_TOML, json: KEY_JSON, reads: Some("envelope-seal"), transit: false },
+    Case { name: "passthrough", policy: "passthrough", toml: "", reads: None, input: Input::Plain, transit: false },
+    Case { name: "encrypt-value", policy: "encrypt-value", toml: KEY_TOML, reads: None, input: Input::Plain, transit: true },
+    Case { name: "encrypt-fields", policy: "encrypt-fields", toml: FIELDS_TOML, reads: None, input: Input::Plain, transit: true },
+    Case { name: "envelope-seal", policy: "envelope-seal", toml: KEY_TOML, reads: None, input: Input::Plain, transit: false },
+    Case { name: "decrypt-value", policy: "decrypt-value", toml: KEY_TOML, reads: Some("encrypt-value"), input: Input::Plain, transit: true },
+    Case { name: "decrypt-fields", policy: "decrypt-fields", toml: FIELDS_TOML, reads: Some("encrypt-fields"), input: Input::Plain, transit: true },
+    Case { name: "envelope-open", policy: "envelope-open", toml: KEY_TOML, reads: Some("envelope-seal"), input: Input::Plain, transit: false },
+    Case { name: "json-passthrough", policy: "passthrough", toml: "", reads: None, input: Input::Json, transit: false },
+    Case { name: "json-envelope-seal", policy: "envelope-seal", toml: KEY_TOML, reads: None, input: Input::Json, transit: false },
+    Case { name: "json-envelope-seal+zstd", policy: "envelope-seal", toml: ZSTD_TOML, reads: None, input: Input::Json, transit: false },
+    Case { name: "json-envelope-seal+lz4", policy: "envelope-seal", toml: LZ4_TOML, reads: None, input: Input::Json, transit: false },
+    Case { name: "json-envelope-seal+all", policy: "envelope-seal", toml: ALL_TOML, reads: None, input: Input::Json, transit: false },
 ];
 
-fn case(policy: &str) -> &'static Case {
-    CASES.iter().find(|c| c.policy == policy).unwrap()
+fn case(name: &str) -> &'static Case {
+    CASES.iter().find(|c| c.name == name).unwrap()
 }
 
 /// Above this, values are too large for Vault transit (see the module comment).
@@ -170,6 +225,122 @@ fn value(i: usize, size: usize) -> Vec<u8> {
     value
 }
 
+/// A small deterministic generator (SplitMix64): the JSON records are the same in
+/// every run, so the compression rows compress the same bytes.
+struct Mix(u64);
+
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.below(words.len())]
+    }
+}
+
+/// A JSON order document of exactly `size` bytes (valid JSON from about 400 bytes up):
+/// a customer with an address, line items (SKU, product name, quantity, price,
+/// discount) drawn from small vocabularies with varied numbers, and a free-text note of
+/// words filling the rest. It compresses as business JSON does (member names repeat,
+/// numbers do not), unlike `value`'s run of one byte: zstd about 2.5x, LZ4 about 2x at
+/// 1 KiB, more on larger documents (the sink bytes column says what each row wrote).
+fn json_value(i: usize, size: usize) -> Vec<u8> {
+    const FIRST: &[&str] = &[
+        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
+    ];
+    const LAST: &[&str] = &[
+        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen",
+    ];
+    const CITIES: &[&str] = &[
+        "Berlin", "Lisbon", "Utrecht", "Lyon", "Tampere", "Graz", "Brno",
+    ];
+    const STREETS: &[&str] = &["Market Street", "Station Road", "Mill Lane", "Church Walk"];
+    const ADJECTIVES: &[&str] = &["blue", "large", "compact", "steel", "organic", "wireless"];
+    const PRODUCTS: &[&str] = &["widget", "kettle", "lamp", "notebook", "cable", "backpack"];
+    const WORDS: &[&str] = &[
+        "please",
+        "deliver",
+        "after",
+        "noon",
+        "leave",
+        "parcel",
+        "with",
+        "the",
+        "neighbour",
+        "ring",
+        "twice",
+        "gift",
+        "wrap",
+        "invoice",
+        "to",
+        "office",
+        "fragile",
+        "side",
+        "door",
+    ];
+    let mut mix = Mix(i as u64);
+    let (first, last) = (mix.pick(FIRST), mix.pick(LAST));
+    let mut doc = format!(
+        r#"{{"order_id":"ORD-{i:08}","created":"2026-{:02}-{:02}T{:02}:{:02}:{:02}Z","customer":{{"id":{},"name":"{first} {last}","email":"{}.{}{i}@example.com","tier":"{}","address":{{"street":"{} {}","city":"{}","postcode":"{:05}","country":"{}"}}}},"currency":"EUR","items":["#,
+        1 + mix.below(12),
+        1 + mix.below(28),
+        mix.below(24),
+        mix.below(60),
+        mix.below(60),
+        100_000 + mix.below(900_000),
+        first.to_lowercase(),
+        last.to_lowercase(),
+        mix.pick(&["standard", "silver", "gold"]),
+        1 + mix.below(200),
+        mix.pick(STREETS),
+        mix.pick(CITIES),
+        mix.below(100_000),
+        mix.pick(&["DE", "PT", "NL", "FR", "FI", "AT", "CZ"]),
+    );
+    let close_min = r#"],"note":""}"#.len();
+    let mut first_item = true;
+    loop {
+        let item = format!(
+            r#"{{"sku":"SKU-{:06}","name":"{} {}","qty":{},"unit_price":{}.{:02},"discount":{}}}"#,
+            mix.below(1_000_000),
+            mix.pick(ADJECTIVES),
+            mix.pick(PRODUCTS),
+            1 + mix.below(9),
+            1 + mix.below(500),
+            mix.below(100),
+            mix.pick(&["0", "0.05", "0.1", "0.15"]),
+        );
+        let separator = usize::from(!first_item);
+        if doc.len() + separator + item.len() + close_min > size {
+            break;
+        }
+        if !first_item {
+            doc.push(',');
+        }
+        doc.push_str(&item);
+        first_item = false;
+    }
+    doc.push_str(r#"],"note":""#);
+    while doc.len() + 2 < size {
+        doc.push_str(mix.pick(WORDS));
+        doc.push(' ');
+    }
+    doc.truncate(size.saturating_sub(2));
+    doc.push_str(r#""}"#);
+    let mut value = doc.into_bytes();
+    value.truncate(size);
+    value
+}
+
 fn size_label(bytes: usize) -> String {
     match bytes {
         b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
@@ -220,13 +391,19 @@ impl Vault {
     }
 
     /// Creates the transit keys (a no-op if they exist): envelope-seal's data keys need
-    /// one, exactly-once's signed positions the other (`pipeline.offsets_key`).
+    /// one, exactly-once's signed positions another (`pipeline.offsets_key`), encrypted
+    /// record keys a convergent one (`record_keys_key`).
     async fn create_key(&self) {
-        for key in [KEY, "kafka-transit-offsets"] {
+        let convergent = serde_json::json!({"derived": true, "convergent_encryption": true});
+        for (key, options) in [
+            (KEY, serde_json::json!({})),
+            ("kafka-transit-offsets", serde_json::json!({})),
+            ("bench-keys", convergent),
+        ] {
             let response = reqwest::Client::new()
                 .post(format!("{}/v1/transit/keys/{key}", self.url()))
                 .header("X-Vault-Token", self.token())
-                .json(&serde_json::json!({}))
+                .json(&options)
                 .send()
                 .await
                 .expect("Vault answers");
@@ -307,7 +484,7 @@ impl RowId {
         format!(
             "{}/{}/{}",
             self.measure.label(),
-            self.case.policy,
+            self.case.name,
             size_label(self.value_bytes)
         )
     }
@@ -317,6 +494,8 @@ struct Row {
     id: RowId,
     work: Work,
     samples: Vec<Sample>,
+    /// Bytes written to the sink per record: key, value, headers' names and values.
+    sink_bytes: f64,
 }
 
 impl Row {
@@ -325,19 +504,99 @@ impl Row {
     }
 }
 
-async fn start_policy(case: &Case, vault: &VaultClient) -> PolicyRunner {
+/// A runner of `case`'s policy as in a pipeline writing to `bench-policy-out` (a
+/// protecting policy binds its ciphertexts to the sink topic, so it asks for one), with
+/// room for an envelope around values of `value_bytes`.
+async fn start_policy(case: &Case, value_bytes: usize, vault: &VaultClient) -> PolicyRunner {
+    let spec = PipelineSpec {
+        source_bootstrap: "127.0.0.1:9092",
+        sink_bootstrap: "127.0.0.1:9092",
+        source_topic: "in",
+        sink_topic: "bench-policy-out",
+        group: "bench-policy",
+        policy: format!("builtin = \"{}\"", case.policy),
+        policy_config: case.toml,
+        errors: "on_failure = \"stop\"",
+        vault_address: "http://127.0.0.1:8200",
+    };
+    let mut config = spec.config();
+    config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * value_bytes);
     let runtime = PolicyRuntime::load(
         &PolicySource::Builtin(case.policy.into()),
-        case.json.into(),
+        case.json(),
         Limits::default(),
         Some(vault.clone()),
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+    .with_pipeline(PipelineView::of(&config).unwrap());
     PolicyRunner::start(Arc::new(runtime)).await.unwrap()
+}
+
+/// Key, value and headers (names and values) of a record as written.
+fn record_bytes(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+}
+
+/// The mean bytes per record that `case` writes to the sink for `batch`.
+async fn sink_bytes(case: &Case, batch: &[SourceRecord], vault: &VaultClient) -> f64 {
+    let mut runner = start_policy(case, value_len(&batch[0]), vault).await;
+    let mut bytes = 0;
+    let mut records = 0;
+    for result in runner.transform(batch).await.unwrap() {
+        for output in result.unwrap_or_else(|e| panic!("{}: {e:?}", case.name)) {
+            bytes += record_bytes(
+                output.key.as_deref(),
+                output.value.as_deref(),
+                &output.headers,
+            );
+            records += 1;
+        }
+    }
+    bytes as f64 / records.max(1) as f64
 }
 
 fn batch_size(value_bytes: usize) -> usize {
     (16 * 1024 * 1024 / value_bytes).clamp(4, 500)
+}
+
+/// `json_value` documents keyed by an e-mail address, with the headers `traceparent`
+/// (a W3C trace context), `user-id` and `tenant`.
+fn json_records(count: usize, value_bytes: usize) -> Vec<SourceRecord> {
+    (0..count)
+        .map(|i| {
+            let mut mix = Mix(!(i as u64));
+            let header = |key: &str, value: String| Header {
+                key: key.into(),
+                value: Some(value.into_bytes()),
+            };
+            SourceRecord {
+                topic: "in".into(),
+                partition: i as i32 % PARTITIONS,
+                offset: i as i64,
+                timestamp: None,
+                key: Some(format!("customer.{i}@example.com").into_bytes()),
+                value: Some(json_value(i, value_bytes)),
+                headers: vec![
+                    header(
+                        "traceparent",
+                        format!(
+                            "00-{:016x}{:016x}-{:016x}-01",
+                            mix.next(),
+                            mix.next(),
+                            mix.next()
+                        ),
+                    ),
+                    header("user-id", format!("user-{:08}", i * 7 % 100_000_000)),
+                    header("tenant", format!("tenant-{}", i % 10)),
+                ],
+            }
+        })
+        .collect()
 }
 
 fn plain_records(count: usize, value_bytes: usize) -> Vec<SourceRecord> {
@@ -360,16 +619,16 @@ async fn transformed(
     records: &[SourceRecord],
     vault: &VaultClient,
 ) -> Vec<SourceRecord> {
-    let mut runner = start_policy(policy, vault).await;
+    let mut runner = start_policy(policy, value_len(&records[0]), vault).await;
     let mut out = Vec::with_capacity(records.len());
     for chunk in records.chunks(batch_size(value_len(&records[0]))) {
         for (record, result) in chunk.iter().zip(runner.transform(chunk).await.unwrap()) {
-            let mut outputs = result.unwrap_or_else(|e| panic!("{}: {e:?}", policy.policy));
+            let mut outputs = result.unwrap_or_else(|e| panic!("{}: {e:?}", policy.name));
             assert_eq!(
                 outputs.len(),
                 1,
                 "{} writes one record per record",
-                policy.policy
+                policy.name
             );
             let output = outputs.remove(0);
             out.push(SourceRecord {
@@ -401,7 +660,7 @@ async fn check_round_trip(
         assert!(
             back.value == original.value,
             "{} did not restore the original value",
-            policy.policy
+            policy.name
         );
     }
 }
@@ -586,7 +845,7 @@ async fn main() {
 
     // The rows, in the order each round runs them.
     let selected = |measure: Measure, case: &Case, size: usize| {
-        let label = format!("{}/{}/{}", measure.label(), case.policy, size_label(size));
+        let label = format!("{}/{}/{}", measure.label(), case.name, size_label(size));
         (!case.transit || size <= TRANSIT_MAX_VALUE)
             && (options.only.is_empty() || options.only.iter().any(|w| label.contains(w)))
     };
@@ -599,45 +858,72 @@ async fn main() {
         None => "bench".to_string(),
         Some(_) => format!("bench-{}", std::process::id()),
     };
-    let input_topic = |size: usize, reads: Option<&str>| {
+    // Topic names take `A-Z a-z 0-9 . _ -`: a case's `+` becomes `_`.
+    let input_topic = |size: usize, input: &str| {
         format!(
             "{prefix}-in-{}-{}",
             size_label(size),
-            reads.unwrap_or("plain")
+            input.replace('+', "_")
         )
     };
 
     let mut rows: Vec<Row> = Vec::new();
-    // Inputs prepared once per size: plain values, and each encrypting policy's output.
-    let mut inputs: BTreeMap<(usize, Option<&str>), Vec<SourceRecord>> = BTreeMap::new();
+    // Inputs prepared once per size: plain and JSON records, and each encrypting case's
+    // output (keyed by `Case::input_name`).
+    let mut inputs: BTreeMap<(usize, &str), Vec<SourceRecord>> = BTreeMap::new();
+    // Sink bytes per record, once per case and size.
+    let mut sink_sizes: BTreeMap<(usize, &str), f64> = BTreeMap::new();
     for &size in &options.sizes {
         let count = (options.input_bytes / size).max(1);
-        let plain = plain_records(count, size);
         for measure in measures {
             for case in CASES.iter().filter(|c| selected(measure, c, size)) {
-                if let Some(encrypting) = case.reads {
-                    if let Entry::Vacant(slot) = inputs.entry((size, Some(encrypting))) {
-                        eprintln!("preparing {count} {encrypting} records of {size} bytes...");
-                        let sealed = transformed(self::case(encrypting), &plain, &client).await;
-                        check_round_trip(case, &sealed, &plain, &client).await;
-                        slot.insert(sealed);
+                for (input, make) in [
+                    (
+                        "plain",
+                        plain_records as fn(usize, usize) -> Vec<SourceRecord>,
+                    ),
+                    ("json", json_records),
+                ] {
+                    let needed = case.input_name() == input
+                        || case
+                            .reads
+                            .is_some_and(|e| self::case(e).input_name() == input);
+                    if needed && !inputs.contains_key(&(size, input)) {
+                        inputs.insert((size, input), make(count, size));
                     }
                 }
+                if let Some(encrypting) = case.reads {
+                    let encrypting = self::case(encrypting);
+                    if !inputs.contains_key(&(size, encrypting.name)) {
+                        eprintln!(
+                            "preparing {count} {} records of {size} bytes...",
+                            encrypting.name
+                        );
+                        let originals = &inputs[&(size, encrypting.input_name())];
+                        let sealed = transformed(encrypting, originals, &client).await;
+                        check_round_trip(case, &sealed, originals, &client).await;
+                        inputs.insert((size, encrypting.name), sealed);
+                    }
+                }
+                let source = &inputs[&(size, case.input_name())];
+                let batch = source[..batch_size(size).min(source.len())].to_vec();
+                let sink_bytes = match sink_sizes.entry((size, case.name)) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(slot) => *slot.insert(sink_bytes(case, &batch, &client).await),
+                };
                 let work = match measure {
                     Measure::Policy => {
-                        let source = inputs.get(&(size, case.reads)).unwrap_or(&plain);
-                        let batch = source[..batch_size(size).min(source.len())].to_vec();
-                        let mut runner = start_policy(case, &client).await;
+                        let mut runner = start_policy(case, size, &client).await;
                         runner.transform(&batch).await.unwrap(); // warm-up
                         Work::Policy { runner, batch }
                     }
                     Measure::Pipeline(_) => Work::Pipeline {
-                        input: input_topic(size, case.reads),
+                        input: input_topic(size, case.input_name()),
                         records: count,
                         sink: format!(
                             "{prefix}-out-{}-{}-{}",
                             measure.label(),
-                            case.policy,
+                            case.name.replace('+', "_"),
                             size_label(size)
                         ),
                         passes: 0,
@@ -651,21 +937,21 @@ async fn main() {
                     },
                     work,
                     samples: Vec::new(),
+                    sink_bytes,
                 });
             }
         }
-        inputs.insert((size, None), plain);
     }
     assert!(!rows.is_empty(), "no row matches --only");
 
     // Kafka, with the input topics the pipeline rows read.
-    let mut used_inputs: Vec<(usize, Option<&str>)> = Vec::new();
+    let mut used_inputs: Vec<(usize, &str)> = Vec::new();
     let mut topics: Vec<String> = Vec::new();
     for row in &rows {
         if let Work::Pipeline { input, sink, .. } = &row.work {
             if !topics.contains(input) {
                 topics.push(input.clone());
-                used_inputs.push((row.id.value_bytes, row.id.case.reads));
+                used_inputs.push((row.id.value_bytes, row.id.case.input_name()));
             }
             // On Apache Kafka every pass writes a sink topic of its own, deleted after
             // it: the outputs of a whole run would not fit on the disk.
@@ -779,12 +1065,27 @@ async fn main() {
 }
 
 fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
-    let baseline = |row: &Row| {
+    // The row of `policy` (no options) on the same records, measure and size.
+    let same_records = |row: &Row, policy: &str| {
         rows.iter().find(|r| {
-            r.id.case.policy == "passthrough"
+            r.id.case.policy == policy
+                && r.id.case.toml == CASES.iter().find(|c| c.policy == policy).unwrap().toml
+                && r.id.case.input == row.id.case.input
+                && r.id.case.reads.is_none()
                 && r.id.measure == row.id.measure
                 && r.id.value_bytes == row.id.value_bytes
         })
+    };
+    let baseline = |row: &Row| same_records(row, "passthrough");
+    // Per-round ratios of `row`'s rate to `base`'s: median, min, max.
+    let ratio = |row: &Row, base: &Row| {
+        summary(
+            row.samples
+                .iter()
+                .zip(&base.samples)
+                .map(|(s, b)| row.mb_per_second(s) / base.mb_per_second(b))
+                .collect(),
+        )
     };
     let vault_name = match vault {
         Vault::Dev(_) => "in-process vault-dev".to_string(),
@@ -805,7 +1106,8 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
     );
     println!(
         "median [min-max] over rounds; vs passthrough = median of per-round ratios to the \
-         passthrough row of the same measure and size"
+         passthrough row of the same measure, size and records (json-* rows: json-passthrough); \
+         sink B/rec = bytes written to the sink per record (key, value, headers' names and values)"
     );
     if in_process.is_empty() {
         println!("CPU: this process (the runner) alone, user+system, per MB/s of values moved");
@@ -817,7 +1119,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
         );
     }
     println!(
-        "\n{:<13} {:<5} {:<15} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10}",
+        "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>10}",
         "measure",
         "size",
         "policy",
@@ -826,7 +1128,8 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
         "records/s",
         "vs passthrough",
         "mcores/MB/s",
-        "vault/rnd"
+        "vault/rnd",
+        "sink B/rec"
     );
     let mut json = Vec::new();
     for row in rows {
@@ -840,15 +1143,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
                 .map(|s| s.cpu_seconds / s.seconds * 1000.0 / row.mb_per_second(s))
                 .collect(),
         );
-        let ratio = baseline(row).map(|base| {
-            summary(
-                row.samples
-                    .iter()
-                    .zip(&base.samples)
-                    .map(|(s, b)| row.mb_per_second(s) / base.mb_per_second(b))
-                    .collect(),
-            )
-        });
+        let vs_passthrough = baseline(row).map(|base| ratio(row, base));
         let requests: Option<Vec<f64>> = row
             .samples
             .iter()
@@ -856,29 +1151,64 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             .collect();
         let requests = requests.map(|r| summary(r).0);
         println!(
-            "{:<13} {:<5} {:<15} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10}",
+            "{:<13} {:<5} {:<23} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10} {:>10.0}",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
-            row.id.case.policy,
+            row.id.case.name,
             mb,
             format!("[{mb_min:.1}-{mb_max:.1}]"),
             rps,
-            ratio.map_or("-".into(), |(m, lo, hi)| format!(
+            vs_passthrough.map_or("-".into(), |(m, lo, hi)| format!(
                 "{m:.2} [{lo:.2}-{hi:.2}]"
             )),
             mcores,
             requests.map_or("-".into(), |r| format!("{r:.0}")),
+            row.sink_bytes,
         );
         json.push(serde_json::json!({
             "measure": row.id.measure.label(),
+            "name": row.id.case.name,
             "policy": row.id.case.policy,
             "value_bytes": row.id.value_bytes,
             "mb_per_second": {"median": mb, "min": mb_min, "max": mb_max},
             "records_per_second": rps,
-            "vs_passthrough": ratio.map(|r| r.0),
+            "vs_passthrough": vs_passthrough.map(|r| r.0),
+            "vs_envelope_seal": same_records(row, "envelope-seal")
+                .filter(|base| base.id.case.name != row.id.case.name)
+                .map(|base| ratio(row, base).0),
             "millicores_per_mb_per_second": mcores,
+            "sink_bytes_per_record": row.sink_bytes,
             "rounds": mbps,
         }));
+    }
+
+    // envelope-seal's options against envelope-seal without them, on the same records.
+    let options_rows: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| r.id.case.policy == "envelope-seal")
+        .filter_map(|r| {
+            same_records(r, "envelope-seal")
+                .filter(|base| base.id.case.name != r.id.case.name)
+                .map(|base| (r, base))
+        })
+        .collect();
+    if !options_rows.is_empty() {
+        println!(
+            "\nenvelope-seal options / envelope-seal without them, on the same records: median \
+             of per-round ratios of MB/s (of values read), and bytes written to the sink per record"
+        );
+    }
+    for (row, base) in options_rows {
+        let (m, lo, hi) = ratio(row, base);
+        println!(
+            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   sink {:.0} B/rec against {:.0} ({:.2})",
+            row.id.measure.label(),
+            size_label(row.id.value_bytes),
+            row.id.case.name,
+            row.sink_bytes,
+            base.sink_bytes,
+            row.sink_bytes / base.sink_bytes
+        );
     }
 
     // Exactly-once against at-least-once: the same policy and size, per round.
@@ -898,7 +1228,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
     for row in eos {
         let Some(alo) = rows.iter().find(|r| {
             r.id.measure == Measure::Pipeline(DeliveryGuarantee::AtLeastOnce)
-                && r.id.case.policy == row.id.case.policy
+                && r.id.case.name == row.id.case.name
                 && r.id.value_bytes == row.id.value_bytes
         }) else {
             continue;
@@ -911,9 +1241,9 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
                 .collect(),
         );
         println!(
-            "{:<5} {:<15} {m:.2} [{lo:.2}-{hi:.2}]",
+            "{:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]",
             size_label(row.id.value_bytes),
-            row.id.case.policy
+            row.id.case.name
         );
     }
     if let Some(path) = &options.json {
