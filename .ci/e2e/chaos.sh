@@ -38,6 +38,7 @@
 # take anyway, so a pipeline that stalls fails its checks in time instead of waiting.
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
+source "$REPO_ROOT/demos/lib/checks.sh" # passed, failed, phase (PHASE_LABEL: the mode), problems
 
 MODES=("$@")
 [ ${#MODES[@]} -gt 0 ] || MODES=(at-least-once exactly-once)
@@ -56,24 +57,6 @@ WORK=$STACK_LOGS/chaos # removed with the brokers' data when every check passed
 START=$SECONDS
 DEADLINE=$((START + BUDGET))
 
-RESULTS=() # "PASS|FAIL <mode>: <check>"
-passed() { RESULTS+=("PASS $*"); printf '   \033[32mPASS\033[0m %s\n' "$*"; }
-failed() { RESULTS+=("FAIL $*"); printf '   \033[31mFAIL\033[0m %s\n' "$*"; }
-TIMINGS=()
-PHASE="" PHASE_AT=""
-# phase NAME: ends the current phase (its time goes into TIMINGS) and starts NAME.
-phase() {
-  if [ -n "$PHASE" ]; then
-    local took
-    took=$(since "$PHASE_AT")
-    TIMINGS+=("$(printf '%-15s %-45s %7s' "$MODE" "$PHASE" "$took")")
-    say "$MODE: $PHASE took $took"
-  fi
-  PHASE=${1:-} PHASE_AT=$(clock)
-  [ -z "$PHASE" ] || say "$MODE: $PHASE (at $((SECONDS - START))s)"
-}
-# problems FILE: a check's PROBLEM lines, on one line.
-problems() { grep PROBLEM "$1" | sed 's/^ *PROBLEM://' | cut -c1-400 | tr '\n' ';'; }
 # left CAP: seconds a wait may take: CAP, less if this run's share of the budget ends first.
 left() {
   local rest=$((RUN_DEADLINE - SECONDS))
@@ -210,6 +193,7 @@ hostile() {
 
 run_sequence() {
   MODE=$1 RUN=$WORK/$1 RAW=chaos-$1.raw PROTECTED=chaos-$1.protected
+  PHASE_LABEL=$MODE
   mkdir -p "$RUN"
   : >"$RUN/hostile.tsv"
   : >"$RUN/precise.tsv"
@@ -387,10 +371,4 @@ for mode in "${MODES[@]}"; do
   runs=$((runs - 1))
 done
 
-printf '\n\033[1mchaos: time per phase\033[0m\n'
-printf '   %s\n' "${TIMINGS[@]}"
-printf '\n\033[1mchaos: checks\033[0m\n'
-printf '   %s\n' "${RESULTS[@]}"
-failures=$(printf '%s\n' "${RESULTS[@]}" | grep -c '^FAIL' || true)
-say "chaos: $((${#RESULTS[@]} - failures)) passed, $failures failed, in $((SECONDS - START))s"
-[ "$failures" -eq 0 ] || fail "chaos: $failures checks failed (logs and broker data kept)"
+report_checks chaos

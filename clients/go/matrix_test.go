@@ -137,6 +137,15 @@ func TestMatrix(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s record %d: %v", file, i, err)
 				}
+				// kafka-transit's envelope-seal stamps its records in clear (kafka-transit.policy,
+				// kafka-transit.key): no source header, and a reader passes them on as they are.
+				var unstamped []Header
+				for _, h := range got.Headers {
+					if h.Key != "kafka-transit.policy" && h.Key != "kafka-transit.key" {
+						unstamped = append(unstamped, h)
+					}
+				}
+				got.Headers = unstamped
 				want := sources[i].record(t)
 				var kept, sealed []Header
 				for _, h := range want.Headers {

@@ -1,7 +1,9 @@
-"""Creates Kafka topics: create_topics.py BOOTSTRAP NAME[:PARTITIONS]...
+"""Creates Kafka topics: create_topics.py BOOTSTRAP NAME[:PARTITIONS[:CONFIG=VALUE,...]]...
 
 Uses confluent-kafka's admin client (librdkafka), as an operator's tooling would.
-Topics that already exist are left as they are. KCAT_CONFIG: see kafka_config.py.
+Topics that already exist are left as they are. Topic configuration may follow the
+partition count, e.g. `orders:3:cleanup.policy=compact,segment.ms=1000` (topic_config.py
+changes it later). KCAT_CONFIG: see kafka_config.py.
 """
 import sys
 
@@ -15,8 +17,10 @@ def main() -> None:
     admin = AdminClient(client_config(bootstrap))
     topics = []
     for spec in specs:
-        name, _, partitions = spec.partition(":")
-        topics.append(NewTopic(name, num_partitions=int(partitions or 1), replication_factor=1))
+        name, _, rest = spec.partition(":")
+        partitions, _, settings = rest.partition(":")
+        config = dict(setting.split("=", 1) for setting in settings.split(",") if setting)
+        topics.append(NewTopic(name, num_partitions=int(partitions or 1), replication_factor=1, config=config))
     for name, future in admin.create_topics(topics, operation_timeout=10).items():
         try:
             future.result()

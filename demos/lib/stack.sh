@@ -15,6 +15,8 @@
 #   produce_at_rate TOPIC RECORDS.tsv RATE LOG  # an application producing in the background
 #   read_records TOPIC [read_committed|read_uncommitted] >FILE   # key<TAB>value per record
 #   decrypt_check KEY ORIGINALS.tsv PROTECTED.tsv   # encrypt-value output decrypts to the originals
+#   pipeline_file / start_pipeline / stop_pipeline  # a runner of a built-in policy in the background
+#   record_file dump|produce|count ...  # records as JSON lines, byte for byte (keys, values, headers)
 #   ...                          # everything started is stopped when the shell exits
 #
 # .ci/kafka/kafka.sh and .ci/openbao/openbao.sh do the work and can be run by hand.
@@ -366,6 +368,91 @@ dead_letter_topic = "$2.dlq"
 progress_interval = "2s"
 ${6:-}
 TOML
+}
+
+# pipeline_file FILE POLICY SINK_TOPIC DEAD_LETTER_TOPIC 'POLICY CONFIG' SOURCE_TOPIC...: a
+# pipeline reading the SOURCE_TOPICs of KAFKA_BOOTSTRAP (from the beginning) into SINK_TOPIC
+# (a template of the source topic may do) of SINK_BOOTSTRAP or KAFKA_BOOTSTRAP, with
+# `builtin = POLICY` and the [policy.config] lines given (TOML); Vault at VAULT_ADDR
+# (VAULT_CACERT trusted when set) with the token in the variable PIPELINE_TOKEN_ENV
+# (default VAULT_TOKEN); failures dead-lettered to DEAD_LETTER_TOPIC (source cluster).
+pipeline_file() {
+  local file=$1 policy=$2 sink_topic=$3 dead_letters=$4 config=$5
+  shift 5
+  local topics ca="" name
+  topics=$(printf '"%s", ' "$@")
+  name=$(basename "$file" .toml)
+  [ -z "${VAULT_CACERT:-}" ] || ca="ca_cert = \"$VAULT_CACERT\""
+  cat >"$file" <<TOML
+[source]
+bootstrap_servers = "$KAFKA_BOOTSTRAP"
+topics = [${topics%, }]
+group_id = "kafka-transit-$policy-$name"
+
+[sink]
+bootstrap_servers = "${SINK_BOOTSTRAP:-$KAFKA_BOOTSTRAP}"
+topic = "$sink_topic"
+
+[vault]
+address = "$VAULT_ADDR"
+token_env = "${PIPELINE_TOKEN_ENV:-VAULT_TOKEN}"
+$ca
+
+[policy]
+builtin = "$policy"
+[policy.config]
+$config
+
+[errors]
+on_failure = "dead-letter"
+dead_letter_topic = "$dead_letters"
+
+[pipeline]
+progress_interval = "2s"
+TOML
+}
+
+# start_pipeline CONFIG LOG: kafka-transit runs CONFIG in the background (JSON log in LOG),
+# its pid in PIPELINE_PID (and STACK_PIDS, so the EXIT trap stops it); returns once it
+# has source partitions (fails after 60 s).
+start_pipeline() {
+  "$KAFKA_TRANSIT" --log-format json run --config "$1" >"$2" 2>&1 &
+  PIPELINE_PID=$!
+  STACK_PIDS+=("$PIPELINE_PID")
+  wait_for 60 "partitions for $(basename "$1") (log: $2)" has_partitions "$2"
+}
+
+# stop_pipeline PID: SIGTERM, and its exit status (0: it stopped cleanly).
+stop_pipeline() {
+  local kept=() other status=0
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" || status=$?
+  for other in "${STACK_PIDS[@]}"; do [ "$other" = "$1" ] || kept+=("$other"); done
+  STACK_PIDS=("${kept[@]}")
+  return "$status"
+}
+
+# record_file dump TOPIC [isolation] >FILE / record_file produce FILE [options] / record_file
+# count TOPIC: records as JSON lines, byte for byte (demos/lib/record_file.py).
+record_file() {
+  local command=$1
+  shift
+  python3 "$REPO_ROOT/demos/lib/record_file.py" "$command" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
+}
+
+# try_wait_for_records TOPIC COUNT SECONDS: TOPIC holds at least COUNT records (read_committed),
+# or 1 after SECONDS.
+try_wait_for_records() {
+  local deadline=$((SECONDS + $3))
+  until [ "$(record_file count "$1" 2>/dev/null || echo 0)" -ge "$2" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
+# topic_config TOPIC NAME=VALUE...: changes a topic's configuration (demos/lib/topic_config.py).
+topic_config() {
+  python3 "$REPO_ROOT/demos/lib/topic_config.py" "${KCAT_BOOTSTRAP:-$KAFKA_BOOTSTRAP}" "$@"
 }
 
 # run_until CONFIG TOPIC COUNT LOG: runs a pipeline until TOPIC holds COUNT distinct

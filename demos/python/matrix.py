@@ -6,6 +6,15 @@ and every reader reads every writer's records back to the source, key, value and
     python3 matrix.py write DIR/records.json DIR/python.jsonl
     python3 matrix.py read DIR/records.json DIR/*.jsonl
     python3 matrix.py same-keys DIR/*.jsonl          # convergent keys agree across writers
+    python3 matrix.py collect DIR/records.json OUT.jsonl DUMP.jsonl...   # the policies' row
+    python3 matrix.py opened DIR/records.json OPENED.jsonl... --dead DLQ.jsonl --writers DIR/*.jsonl
+
+`collect` and `opened` are the policies' row and column (kafka-transit's envelope-seal and
+envelope-open through Kafka): `collect` puts what envelope-seal wrote to the sink topics
+(dumps by demos/lib/record_file.py, each topic in order) in the source records' order;
+`opened` checks what envelope-open gave back of every writer's records, each marked by
+the header `matrix.from` (file:line, or file:moved for the one moved to another topic,
+which must be on the dead-letter topic instead, failing authentication).
 
 Vault: VAULT_ADDR, VAULT_TOKEN (VAULT_CACERT for https); transit keys `customers` and
 `customer-ids` (derived, convergent). A written file has one JSON object a line: topic,
@@ -14,6 +23,8 @@ key and value (hex, or null), headers ([name, hex or null]).
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 from envelope_decrypt import EnvelopeError, RecordReader
 from transit import Transit
@@ -62,6 +73,63 @@ def expected_after_reading(record: dict) -> dict:
     return dict(record, headers=kept + (sealed if record["value"] is not None else []))
 
 
+# The runner's stamps on what kafka-transit's envelope-seal wrote, in clear by design
+# (README, "Policies"): no source header, and the readers pass them on as they are.
+STAMPS = ("kafka-transit.policy", "kafka-transit.key")
+MARKER = "matrix.from"
+
+
+def without_stamps(headers: list) -> list:
+    return [(n, v) for n, v in headers if n not in STAMPS]
+
+
+def collect(records: list, dumps: list) -> list:
+    """The sink records of the source records, in their order: each topic's dump is in the
+    order the runner wrote it (one partition each), which is the source order."""
+    by_topic = {}
+    for dump in dumps:
+        for record in dump:
+            by_topic.setdefault(record["topic"], []).append(record)
+    out = []
+    for source in records:
+        written = by_topic.get(source["topic"], [])
+        assert written, f"fewer records on {source['topic']} than the source has"
+        record = written.pop(0)
+        out.append({k: record[k] for k in ("topic", "key", "value", "headers")})
+    left = {t: len(r) for t, r in by_topic.items() if r}
+    assert not left, f"more records on the sink than the source has: {left}"
+    return out
+
+
+def opened(records: list, outputs: list, dead: list, writers: list) -> None:
+    """Every writer's records, as envelope-open gave them back (marked by MARKER), equal
+    to the source as a reader gives it; each writer's moved record dead-lettered."""
+    got = {}
+    for record in outputs:
+        marks = [v for n, v in record["headers"] if n == MARKER]
+        if marks:
+            assert marks[0] not in got, f"{marks[0].decode()} opened twice"
+            got[marks[0]] = record
+    for path in writers:
+        name = os.path.basename(path)
+        for index, source in enumerate(records):
+            mark = f"{name}:{index}".encode()
+            assert mark in got, f"{name}: record {index} was not opened (see the dead-letter topic)"
+            record = got.pop(mark)
+            headers = [(n, v) for n, v in record["headers"] if n != MARKER]
+            want = expected_after_reading(source)
+            assert (record["key"], record["value"], headers) == (want["key"], want["value"], want["headers"]), \
+                f"{name}: record {index} on {source['topic']} opened differently"
+        moved = [d for d in dead if (MARKER, f"{name}:moved".encode()) in d["headers"]]
+        assert len(moved) == 1, f"{name}: {len(moved)} moved records dead-lettered, expected 1"
+        headers = dict(moved[0]["headers"])
+        reason = headers.get("kafka-transit.error", b"").decode()
+        assert headers.get("kafka-transit.error.kind") == b"invalid-input" and \
+            "message authentication failed" in reason, f"{name}: the moved record failed for {reason!r}"
+        print(f"envelope-open read {len(records)} records of {name}; a moved one was dead-lettered: {reason[:120]}")
+    assert not got, f"records opened that no writer wrote: {sorted(got)[:3]}"
+
+
 def main() -> None:
     command, *args = sys.argv[1:]
     if command == "records":
@@ -88,6 +156,7 @@ def main() -> None:
             assert len(written) == len(records), f"{path}: {len(written)} records, expected {len(records)}"
             for source, sink in zip(records, written):
                 key, value, headers = reader.read(sink["topic"], sink["key"], sink["value"], sink["headers"])
+                headers = without_stamps(headers)
                 want = expected_after_reading(source)
                 assert (key, value, headers) == (want["key"], want["value"], want["headers"]), \
                     f"{path}: record on {source['topic']} read back differently"
@@ -107,6 +176,25 @@ def main() -> None:
             assert [r["key"] for r in written] == [r["key"] for r in first], \
                 f"{path}: sink keys differ from {list(files)[0]}'s (convergent encryption should agree)"
         print(f"the {len(files)} writers produced the same sink keys (convergent encryption, one partitioning)")
+        return
+    if command == "collect":
+        import record_file  # demos/lib
+
+        records = [from_json(r) for r in json.load(open(args[0], encoding="utf-8"))]
+        written = collect(records, [record_file.load(path) for path in args[2:]])
+        with open(args[1], "w", encoding="utf-8") as out:
+            for record in written:
+                out.write(json.dumps(to_json(record)) + "\n")
+        print(f"kafka-transit's envelope-seal wrote {len(written)} records (through Kafka)")
+        return
+    if command == "opened":
+        import record_file  # demos/lib
+
+        records = [from_json(r) for r in json.load(open(args[0], encoding="utf-8"))]
+        outputs = args[1:args.index("--dead")]
+        dead = args[args.index("--dead") + 1]
+        writers = args[args.index("--writers") + 1:]
+        opened(records, [r for path in outputs for r in record_file.load(path)], record_file.load(dead), writers)
         return
     sys.exit(__doc__)
 

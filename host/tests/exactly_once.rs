@@ -1,7 +1,8 @@
 //! `pipeline.delivery = "exactly-once"` on two Apache Kafka clusters (source and sink)
 //! with an in-process vault-dev: positions live on the sink cluster and a restart
 //! resumes from them, a transaction the sink cannot take is aborted and repeated, and a
-//! second runner for the same partitions fences the first.
+//! second runner for the same partitions fences the first. Also, in either delivery
+//! mode, a record a compacted sink topic cannot take (it has no key) is dead-lettered.
 //!
 //! librdkafka's mock cluster cannot show these (it neither stores transactional offset
 //! commits nor hides aborted records from `read_committed` readers), so the tests are
@@ -60,6 +61,11 @@ impl Setup {
     }
 
     fn config(&self, vault: &str) -> PipelineConfig {
+        self.config_to(vault, &self.output)
+    }
+
+    /// The pipeline writing to `sink_topic` of the sink cluster instead.
+    fn config_to(&self, vault: &str, sink_topic: &str) -> PipelineConfig {
         let errors = format!(
             "on_failure = \"dead-letter\"\ndead_letter_topic = \"{}\"\ndead_letter_cluster = \"sink\"",
             self.dead_letters()
@@ -68,7 +74,7 @@ impl Setup {
             source_bootstrap: &self.source.bootstrap,
             sink_bootstrap: &self.sink.bootstrap,
             source_topic: &self.input,
-            sink_topic: &self.output,
+            sink_topic,
             group: &self.group,
             policy: "builtin = \"encrypt-value\"".into(),
             policy_config: "key = \"customers\"",
@@ -220,6 +226,61 @@ async fn a_record_the_sink_refuses_aborts_the_transaction_which_repeats_without_
     assert_eq!(dead.len(), 1);
     assert!(dead[0].payload().is_none() && dead[0].key().is_none());
     assert_eq!(setup.positions_on_sink().await, 600);
+}
+
+/// A compacted topic takes no record without a key: the broker refuses it (and with it
+/// the rest of its produce batch). That is this record's failure, not the pipeline's: it
+/// is dead-lettered as `sink-rejected`, naming the topic's cleanup.policy, and the other
+/// records arrive, in either delivery mode. (Any producer on the source topic can write
+/// a record without a key; a pipeline that stopped on it would stop again on restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
+async fn a_record_without_a_key_for_a_compacted_sink_topic_is_dead_lettered_in_either_mode() {
+    let vault = eos_vault().await;
+    for delivery in [DeliveryGuarantee::AtLeastOnce, DeliveryGuarantee::ExactlyOnce] {
+        let setup = Setup::new(&[]).await;
+        let compacted = format!("{}.compacted", setup.output);
+        setup
+            .sink
+            .create_topics(&[(&compacted, PARTITIONS)], &[("cleanup.policy", "compact")])
+            .await;
+        let mut input = records(0, 300);
+        for keyless in [40, 150, 299] {
+            input[keyless].key = None;
+        }
+        setup.source.produce(&setup.input, &input).await;
+
+        let mut config = setup.config_to(&vault.url(), &compacted);
+        config.pipeline.delivery = delivery;
+        let pipeline = RunningPipeline::start(config, support::client_for(&vault)).await;
+        pipeline
+            .wait_until(WAIT, |m| m.records_out + m.dead_lettered >= 300)
+            .await;
+        let end = pipeline
+            .stop()
+            .await
+            .unwrap_or_else(|e| panic!("{delivery:?}: the pipeline stopped: {e}"));
+        assert_eq!(
+            (end.records_out, end.dead_lettered),
+            (297, 3),
+            "{delivery:?}: {end:?}"
+        );
+        let outputs = setup.sink_keys(&compacted, 297).await;
+        assert_each_once(&outputs, 297);
+        let dead = setup
+            .sink
+            .read(&setup.dead_letters(), 4, Duration::from_secs(8))
+            .await;
+        assert_eq!(dead.len(), 3, "{delivery:?}");
+        for letter in &dead {
+            assert_eq!(
+                support::kafka::header(letter, "kafka-transit.error.kind"),
+                Some(&b"sink-rejected"[..])
+            );
+            let reason = support::kafka::header_text(letter, "kafka-transit.error");
+            assert!(reason.contains("cleanup.policy"), "{reason}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

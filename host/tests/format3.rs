@@ -291,6 +291,43 @@ async fn a_value_copied_under_another_key_or_into_another_stream_is_refused() {
     }
 }
 
+/// docs/protected-records.md: a ciphertext moved to another stream or key fails with
+/// "message authentication failed" in the runner, envelopes as much as `vault:` values,
+/// so that an operator finds every forged record in the dead letters by one reason.
+#[tokio::test]
+async fn a_moved_ciphertext_fails_saying_message_authentication_failed_for_every_opener() {
+    let vault = vault().await;
+    let batch = vec![
+        source(0, Some(b"alice"), Some(b"alice's record"), Vec::new()),
+        source(1, Some(b"bob"), Some(b"bob's record"), Vec::new()),
+    ];
+    for (protector, opener) in PAIRS {
+        let mut protector_runner =
+            runner(protector, protecting("customers"), &vault, Some(pipeline())).await;
+        let sink = protect(&mut protector_runner, &batch).await;
+        let mut under_bob = as_read(&sink[0], SINK, 0);
+        under_bob.key = sink[1].key.clone();
+        let elsewhere = as_read(&sink[0], "payments.protected", 1);
+        let mut opener_runner = runner(opener, opening(), &vault, None).await;
+        let results = opener_runner
+            .transform(&[under_bob, elsewhere])
+            .await
+            .unwrap();
+        for (case, result) in ["under another key", "in another stream"]
+            .iter()
+            .zip(&results)
+        {
+            match result {
+                Err(Failure::InvalidInput(reason)) => assert!(
+                    reason.contains("message authentication failed"),
+                    "{opener}, {case}: {reason}"
+                ),
+                other => panic!("{opener}, {case}: expected invalid input, got {other:?}"),
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_same_source_key_gives_the_same_sink_key_until_the_key_rotates() {
     let vault = vault().await;

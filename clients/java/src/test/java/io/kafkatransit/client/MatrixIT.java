@@ -32,6 +32,7 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 @EnabledIfEnvironmentVariable(named = "KAFKA_TRANSIT_MATRIX_DIR", matches = ".+")
 class MatrixIT {
     private static final HexFormat HEX = HexFormat.of();
+    private static final List<String> STAMPS = List.of("kafka-transit.policy", "kafka-transit.key");
     private final Path dir = Path.of(System.getenv("KAFKA_TRANSIT_MATRIX_DIR"));
 
     private static Map<String, Object> properties() {
@@ -148,6 +149,11 @@ class MatrixIT {
                     }
                     List<String> got = new ArrayList<>();
                     for (Header h : sink.headers) {
+                        // kafka-transit's envelope-seal stamps its records in clear: no source
+                        // header, and the deserializers pass them on as they are.
+                        if (STAMPS.contains(h.key())) {
+                            continue;
+                        }
                         got.add(h.key().equals(Format3.PROTECTION_HEADER) ? h.key() : h.key() + "=" + hexOf(h.value()));
                     }
                     assertEquals(expected, got, where);
