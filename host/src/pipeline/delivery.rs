@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::task::JoinHandle;
 
@@ -19,6 +19,7 @@ use crate::topics::Route;
 use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
 use super::produce::enqueue;
+use super::refusal::{refused_by_sink, SINK_REJECTED};
 use super::source::Batch;
 use super::stopping::Stopping;
 use super::transactions::{Sent, Transactions};
@@ -133,20 +134,19 @@ impl Delivery {
                                 Ok(delivery) => {
                                     deliveries.push((index, Target::Sink, bytes, delivery))
                                 }
-                                Err(error) if is_too_large(&error) => {
-                                    let reason = too_large_reason(&error);
+                                Err(error) => {
+                                    let Some(reason) = refused_by_sink(&error) else {
+                                        return Err(delivery_error(Target::Sink, &record, error));
+                                    };
                                     let delivery = self
-                                        .dead_letter(&record, "sink-rejected", &reason, policy)
+                                        .dead_letter(&record, SINK_REJECTED, &reason, policy)
                                         .await?;
                                     deliveries.push((
                                         index,
-                                        Target::DeadLetter("sink-rejected"),
+                                        Target::DeadLetter(SINK_REJECTED),
                                         0,
                                         delivery,
                                     ));
-                                }
-                                Err(error) => {
-                                    return Err(delivery_error(Target::Sink, &record, error));
                                 }
                             }
                         }
@@ -316,13 +316,9 @@ impl Delivery {
     ) -> Result<Vec<Sent>, (Vec<Sent>, PipelineError)> {
         let mut sent = Vec::new();
         for (record, result) in &group.items {
+            let refused = transactions.refused(&group.partition, record.offset);
             let failure = match result {
-                Ok(_) if transactions.refused(&group.partition, record.offset) => Some((
-                    "sink-rejected",
-                    "the sink cluster refused the record as too large: raise the sink \
-                     broker's message.max.bytes (or the topic's max.message.bytes)"
-                        .to_string(),
-                )),
+                Ok(_) if refused.is_some() => refused.map(|reason| (SINK_REJECTED, reason)),
                 Ok(outputs) => match self.output_topics(record, outputs) {
                     Ok(topics) => {
                         let mut failure = None;
@@ -337,13 +333,18 @@ impl Delivery {
                                     bytes,
                                     delivery,
                                 }),
-                                Err(error) if is_too_large(&error) => {
-                                    failure = Some(("sink-rejected", too_large_reason(&error)));
-                                    break;
-                                }
-                                Err(error) => {
-                                    return Err((sent, delivery_error(Target::Sink, record, error)))
-                                }
+                                Err(error) => match refused_by_sink(&error) {
+                                    Some(reason) => {
+                                        failure = Some((SINK_REJECTED, reason));
+                                        break;
+                                    }
+                                    None => {
+                                        return Err((
+                                            sent,
+                                            delivery_error(Target::Sink, record, error),
+                                        ))
+                                    }
+                                },
                             }
                         }
                         failure
@@ -472,28 +473,22 @@ impl Delivery {
             match (target, outcome) {
                 (Target::Sink, Ok(())) => self.metrics.produced(bytes),
                 (Target::DeadLetter(kind), Ok(())) => self.metrics.dead_lettered(kind),
-                // The broker refused the size: that is this record's failure, not the
-                // pipeline's. Dead-letter it (waiting for that) or stop.
-                (Target::Sink, Err(error)) if is_too_large(&error) => {
-                    let reason = too_large_reason(&error);
+                // The broker refused this record (its size, no key on a compacted
+                // topic...): that is the record's failure, not the pipeline's.
+                // Dead-letter it (waiting for that) or stop.
+                (Target::Sink, Err(error)) if refused_by_sink(&error).is_some() => {
+                    let reason = refused_by_sink(&error).unwrap_or_default();
                     let delivery = self
-                        .dead_letter(record, "sink-rejected", &reason, &flight.policy)
+                        .dead_letter(record, SINK_REJECTED, &reason, &flight.policy)
                         .await?;
+                    let dead_letter = Target::DeadLetter(SINK_REJECTED);
                     match delivery.await {
-                        Ok(Ok(_)) => self.metrics.dead_lettered("sink-rejected"),
+                        Ok(Ok(_)) => self.metrics.dead_lettered(SINK_REJECTED),
                         Ok(Err((error, _))) => {
-                            return Err(delivery_error(
-                                Target::DeadLetter("sink-rejected"),
-                                record,
-                                error,
-                            ))
+                            return Err(delivery_error(dead_letter, record, error))
                         }
                         Err(_) => {
-                            return Err(delivery_error(
-                                Target::DeadLetter("sink-rejected"),
-                                record,
-                                KafkaError::Canceled,
-                            ))
+                            return Err(delivery_error(dead_letter, record, KafkaError::Canceled))
                         }
                     }
                 }
@@ -522,21 +517,6 @@ fn describe_failure(failure: &Failure) -> (&'static str, String) {
         Failure::PolicyError(reason) => ("policy-error", reason.clone()),
         Failure::Retryable(reason) => ("retryable", reason.clone()),
     }
-}
-
-fn is_too_large(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::MessageSizeTooLarge)
-    )
-}
-
-fn too_large_reason(error: &KafkaError) -> String {
-    format!(
-        "record too large for the sink ({error}): raise sink.properties.\"message.max.bytes\" \
-         and the sink broker's message.max.bytes (or the topic's max.message.bytes), \
-         or pipeline.max_record_bytes"
-    )
 }
 
 fn delivery_error(target: Target, record: &SourceRecord, error: KafkaError) -> PipelineError {

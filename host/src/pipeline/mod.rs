@@ -26,6 +26,7 @@ mod dead_letter;
 mod delivery;
 mod ownership;
 mod produce;
+mod refusal;
 mod source;
 mod stopping;
 mod transactions;

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot::Canceled;
 use futures::FutureExt;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::pipeline::ownership::{Epoch, Partition};
+use crate::pipeline::refusal::refused_by_sink;
 use crate::pipeline::PipelineError;
 
 use super::{lock, OpenTransaction, Rewind, Sent, Transactions, TRANSACTION_TIMEOUT};
@@ -131,8 +132,9 @@ impl Transactions {
     }
 
     /// Whether the sink refused the record at `offset` of `partition` as too large.
-    pub(crate) fn refused(&self, partition: &Partition, offset: i64) -> bool {
-        lock(&self.refused).contains(&(partition.clone(), offset))
+    /// Why the sink refused the record at `offset` in an aborted transaction, if it did.
+    pub(crate) fn refused(&self, partition: &Partition, offset: i64) -> Option<String> {
+        lock(&self.refused).get(&(partition.clone(), offset)).cloned()
     }
 
     /// Aborts `partition`'s open transaction, if any. Blocking.
@@ -279,19 +281,24 @@ impl Transactions {
             }
             Outcome::Aborted(error) => {
                 self.metrics.transaction_aborted();
-                let too_large: Vec<i64> = answers
+                let refusals: Vec<(i64, String)> = answers
                     .into_iter()
-                    .filter(|(_, dead_letter, _, answer)| {
-                        dead_letter.is_none()
-                            && matches!(answer, Ok(Err((e, _))) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
+                    .filter_map(|(offset, dead_letter, _, answer)| match answer {
+                        Ok(Err((e, _))) if dead_letter.is_none() => {
+                            refused_by_sink(&e).map(|reason| (offset, reason))
+                        }
+                        _ => None,
                     })
-                    .map(|(offset, ..)| offset)
                     .collect();
                 let newly_refused = {
                     let mut refused = lock(&self.refused);
-                    too_large
+                    refusals
                         .into_iter()
-                        .filter(|&offset| refused.insert((partition.clone(), offset)))
+                        .filter(|(offset, reason)| {
+                            refused
+                                .insert((partition.clone(), *offset), reason.clone())
+                                .is_none()
+                        })
                         .count()
                 };
                 // A refused record is dead-lettered when read again: not a repeat.

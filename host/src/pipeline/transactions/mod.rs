@@ -19,7 +19,7 @@
 //! which aborts the previous owner's open transaction and makes every later commit of
 //! the previous owner fail: a zombie can never commit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,8 +91,9 @@ pub(crate) struct Transactions {
     committing: Mutex<()>,
     producers: Mutex<HashMap<Partition, Arc<FutureProducer>>>,
     open: Mutex<HashMap<Partition, OpenTransaction>>,
-    /// Records the sink refused as too large: dead-lettered when read again.
-    refused: Mutex<HashSet<(Partition, i64)>>,
+    /// Records the sink refused (too large, no key for a compacted topic...), and why:
+    /// dead-lettered when read again.
+    refused: Mutex<HashMap<(Partition, i64), String>>,
     /// Transactions aborted in a row, per partition.
     aborts: Mutex<HashMap<Partition, u32>>,
     /// Why partitions assigned in a rebalance could not be opened; the pipeline stops on
