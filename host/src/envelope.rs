@@ -53,7 +53,8 @@ pub enum EnvelopeError {
     )]
     WrongKey { expected: String },
     #[error(
-        "envelope failed authentication (tampered, truncated, or wrong context or associated data)"
+        "message authentication failed: the envelope was tampered with, truncated, or moved \
+         (another stream or record key: wrong context or associated data)"
     )]
     Authentication,
     #[error("the envelope's data key could not be unwrapped by Vault: {0}")]
