@@ -68,7 +68,7 @@ run_pipeline_until "$WORK/encrypt-fields.toml" "$FIELDS" "$N" "$WORK/encrypt-fie
 
 # kcat as an operator reads: key | headers | value (Vault ciphertexts shortened to their
 # first characters so the record's structure shows).
-admin_records() { kcat -b "$KAFKA_BOOTSTRAP" -X isolation.level=read_committed -C -t "$1" -o beginning -e -q -f '%k\t%h\t%s\n'; }
+admin_records() { kcat -b "$KAFKA_BOOTSTRAP" -X log_level=3 -X isolation.level=read_committed -C -t "$1" -o beginning -e -q -f '%k\t%h\t%s\n'; }
 shorten() { sed -E 's#(vault:v[0-9]+:[A-Za-z0-9+/]{8})[A-Za-z0-9+/=]*#\1…#g; s#(traceparent=00-[0-9a-f]{8})[0-9a-f-]*#\1…#g'; }
 show_admin() { # FILE [N]: key | headers | value per record
   shorten <"$1" | awk -F '\t' -v n="${2:-1}" '

@@ -431,12 +431,14 @@ pub async fn run(records: usize) -> anyhow::Result<DemoReport> {
         .iter()
         .find(|read| read.record.key == customers[0].key)
         .context("the first customer's record is not on the raw topic")?;
-    let at_sample = |topic: &[Read]| {
+    let sample_at = (sample.partition, sample.offset);
+    fn at(topic: &[Read], (partition, offset): (i32, i64)) -> Option<&DemoRecord> {
         topic
             .iter()
-            .find(|read| (read.partition, read.offset) == (sample.partition, sample.offset))
+            .find(|read| (read.partition, read.offset) == (partition, offset))
             .map(|read| &read.record)
-    };
+    }
+    let at_sample = |topic| at(topic, sample_at);
     heading("Demo 1 — a Kafka administrator reads everything");
     println!(
         "  an application produced {records} customer records to {RAW}; `kcat -C -t {RAW}` shows:"
