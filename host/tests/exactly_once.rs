@@ -237,12 +237,18 @@ async fn a_record_the_sink_refuses_aborts_the_transaction_which_repeats_without_
 #[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE and _SINK (.ci/run sets them)"]
 async fn a_record_without_a_key_for_a_compacted_sink_topic_is_dead_lettered_in_either_mode() {
     let vault = eos_vault().await;
-    for delivery in [DeliveryGuarantee::AtLeastOnce, DeliveryGuarantee::ExactlyOnce] {
+    for delivery in [
+        DeliveryGuarantee::AtLeastOnce,
+        DeliveryGuarantee::ExactlyOnce,
+    ] {
         let setup = Setup::new(&[]).await;
         let compacted = format!("{}.compacted", setup.output);
         setup
             .sink
-            .create_topics(&[(&compacted, PARTITIONS)], &[("cleanup.policy", "compact")])
+            .create_topics(
+                &[(&compacted, PARTITIONS)],
+                &[("cleanup.policy", "compact")],
+            )
             .await;
         let mut input = records(0, 300);
         for keyless in [40, 150, 299] {

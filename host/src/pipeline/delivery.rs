@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::join_all;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
 use tokio::task::JoinHandle;
 
 use crate::config::{PipelineConfig, SinkConfig, TimestampSource};
@@ -20,6 +22,7 @@ use super::dead_letter::DeadLetters;
 use super::ownership::{BatchOffsets, Epoch, Ownership, Partition};
 use super::produce::enqueue;
 use super::refusal::{refused_by_sink, SINK_REJECTED};
+use super::sink_topics::SinkTopics;
 use super::source::Batch;
 use super::stopping::Stopping;
 use super::transactions::{Sent, Transactions};
@@ -71,6 +74,7 @@ pub(crate) struct Delivery {
     sink: FutureProducer,
     sink_config: SinkConfig,
     sink_route: Route,
+    sink_topics: SinkTopics,
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
@@ -91,6 +95,7 @@ impl Delivery {
             sink_route: config
                 .sink_route()
                 .map_err(|e| PipelineError::Route(e.to_string()))?,
+            sink_topics: SinkTopics::new(&config.sink),
             dead_letters: DeadLetters::new(config, stopping.clone())?,
             ownership,
             metrics,
@@ -124,7 +129,7 @@ impl Delivery {
             offsets.insert(partition, (record.offset + 1, epoch));
             let index = records.len();
             match result {
-                Ok(outputs) => match self.output_topics(&record, &outputs) {
+                Ok(outputs) => match self.destinations(&record, &outputs).await {
                     Ok(topics) => {
                         for (output, topic) in outputs.iter().zip(&topics) {
                             let bytes =
@@ -151,11 +156,9 @@ impl Delivery {
                             }
                         }
                     }
-                    Err(reason) => {
-                        let delivery = self
-                            .dead_letter(&record, UNROUTABLE, &reason, policy)
-                            .await?;
-                        deliveries.push((index, Target::DeadLetter(UNROUTABLE), 0, delivery));
+                    Err((kind, reason)) => {
+                        let delivery = self.dead_letter(&record, kind, &reason, policy).await?;
+                        deliveries.push((index, Target::DeadLetter(kind), 0, delivery));
                     }
                 },
                 Err(failure) => {
@@ -168,15 +171,22 @@ impl Delivery {
         }
         let sequence = self.ownership.dispatched(offsets);
         let ownership = self.ownership.clone();
+        let sink = self.sink.clone();
         let deliveries = tokio::spawn(async move {
             let outcomes = join_all(deliveries.into_iter().map(
-                |(index, target, bytes, delivery)| async move {
-                    let outcome = match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _message))) => Err(error),
-                        Err(_canceled) => Err(KafkaError::Canceled),
-                    };
-                    (index, target, bytes, outcome)
+                |(index, target, bytes, delivery)| {
+                    let sink = sink.clone();
+                    async move {
+                        let outcome = match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((error, message))) if collateral(&error) => {
+                                resend(&sink, &message).await
+                            }
+                            Ok(Err((error, _message))) => Err(error),
+                            Err(_canceled) => Err(KafkaError::Canceled),
+                        };
+                        (index, target, bytes, outcome)
+                    }
                 },
             ))
             .await;
@@ -190,6 +200,25 @@ impl Delivery {
             sequence,
             deliveries,
         })
+    }
+
+    /// The topic of each output of `record`, or why the record fails instead: an output
+    /// with no acceptable topic (`unroutable`), or one its topic cannot take
+    /// (`sink-rejected`). Checked for every output before any is produced.
+    async fn destinations(
+        &self,
+        record: &SourceRecord,
+        outputs: &[OutputRecord],
+    ) -> Result<Vec<Arc<str>>, (&'static str, String)> {
+        let topics = self
+            .output_topics(record, outputs)
+            .map_err(|reason| (UNROUTABLE, reason))?;
+        for (output, topic) in outputs.iter().zip(&topics) {
+            if let Some(reason) = self.sink_topics.refusal(topic, output).await {
+                return Err((SINK_REJECTED, reason));
+            }
+        }
+        Ok(topics)
     }
 
     /// The topic of each output of `record`: `sink.topic` rendered for the record's
@@ -319,7 +348,7 @@ impl Delivery {
             let refused = transactions.refused(&group.partition, record.offset);
             let failure = match result {
                 Ok(_) if refused.is_some() => refused.map(|reason| (SINK_REJECTED, reason)),
-                Ok(outputs) => match self.output_topics(record, outputs) {
+                Ok(outputs) => match self.destinations(record, outputs).await {
                     Ok(topics) => {
                         let mut failure = None;
                         for (output, topic) in outputs.iter().zip(&topics) {
@@ -349,7 +378,7 @@ impl Delivery {
                         }
                         failure
                     }
-                    Err(reason) => Some((UNROUTABLE, reason)),
+                    Err(failure) => Some(failure),
                 },
                 Err(failure) => {
                     let (kind, reason) = describe_failure(failure);
@@ -498,6 +527,39 @@ impl Delivery {
         self.metrics.committed();
         self.metrics.batch_finished(flight.read_at.elapsed());
         Ok(())
+    }
+}
+
+/// How long a record produced again may wait for room in librdkafka's queue.
+const RESEND_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refused only because another record of its produce request was: not this record's
+/// failure.
+fn collateral(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidDifferentRecord)
+}
+
+/// Produces again a record the broker refused with another (see [`collateral`]). A record
+/// is refused that way only next to one the sink topic cannot take, which
+/// [`SinkTopics`] mostly keeps from being produced; librdkafka hands it back after
+/// records it sent later, so in that rare case it lands after them.
+async fn resend(sink: &FutureProducer, message: &OwnedMessage) -> Result<(), KafkaError> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(message.topic()).partition(message.partition());
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(value) = message.payload() {
+        record = record.payload(value);
+    }
+    if let Some(headers) = message.headers() {
+        record = record.headers(headers.clone());
+    }
+    if let Some(timestamp) = message.timestamp().to_millis() {
+        record = record.timestamp(timestamp);
+    }
+    match sink.send(record, Timeout::After(RESEND_QUEUE_WAIT)).await {
+        Ok(_) => Ok(()),
+        Err((error, _)) => Err(error),
     }
 }
 

@@ -27,6 +27,7 @@ mod delivery;
 mod ownership;
 mod produce;
 mod refusal;
+mod sink_topics;
 mod source;
 mod stopping;
 mod transactions;

@@ -54,7 +54,9 @@ mod tests {
         let keyless = refused_by_sink(&production_error(RDKafkaErrorCode::InvalidRecord));
         assert!(keyless.unwrap().contains("cleanup.policy=compact"));
         let timestamp = refused_by_sink(&production_error(RDKafkaErrorCode::InvalidTimestamp));
-        assert!(timestamp.unwrap().contains("message.timestamp.before.max.ms"));
+        assert!(timestamp
+            .unwrap()
+            .contains("message.timestamp.before.max.ms"));
     }
 
     #[test]

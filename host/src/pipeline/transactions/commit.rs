@@ -134,7 +134,9 @@ impl Transactions {
     /// Whether the sink refused the record at `offset` of `partition` as too large.
     /// Why the sink refused the record at `offset` in an aborted transaction, if it did.
     pub(crate) fn refused(&self, partition: &Partition, offset: i64) -> Option<String> {
-        lock(&self.refused).get(&(partition.clone(), offset)).cloned()
+        lock(&self.refused)
+            .get(&(partition.clone(), offset))
+            .cloned()
     }
 
     /// Aborts `partition`'s open transaction, if any. Blocking.
