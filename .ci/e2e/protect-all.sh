@@ -210,7 +210,7 @@ PA roll "$KAFKA_BOOTSTRAP" "$RAW" "${sinks[@]}" || failed "the segments could no
 for pair in "${PAIRS[@]}"; do
   read -r protector opener sink <<<"$pair"
   started=$(clock)
-  compacted() { record_file dump "$sink" >"$WORK/$sink.compacted.jsonl" && PA compacted "$WORK/source.jsonl" "$WORK/$sink.compacted.jsonl"; }
+  compacted() { record_file dump "$sink" >"$WORK/$sink.compacted.jsonl" && PA compacted "$WORK/source.jsonl" "$WORK/$sink.jsonl" "$WORK/$sink.compacted.jsonl"; }
   if try_wait_for 150 compacted; then
     passed "$protector: compacted $sink keeps one record per key, the key's last: $(compacted | head -1 | sed 's/^ *//') (cleaned within $(since "$started"))"
   else
