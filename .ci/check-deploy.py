@@ -27,7 +27,14 @@ Usage: python3 .ci/check-deploy.py [METRICS_FILE]
   [admin] listen on all interfaces and on the admin port, one token source and one
   policy source, and whose absolute file paths are inside the container's mounts; a
   read-only root filesystem comes with KAFKA_TRANSIT_CACHE_DIR on a writable mount;
-  runAsNonRoot comes with a numeric runAsUser (the image names its user); Services,
+  runAsNonRoot comes with a numeric runAsUser (the image names its user); the image is
+  kafka-transit:<the workspace's version> (or REGISTRY/kafka-transit:<version>) and
+  deploy/README.md says how to build it; a serviceAccountName names a ServiceAccount here.
+  The Vault login alternatives left commented out in pipeline.toml (`# [vault.approle]`,
+  `# [vault.kubernetes]`, ...) are checked as if they were the one in force: their files
+  inside the mounts, and a [vault.kubernetes] JWT that is a projected service account
+  token of a mounted volume (not the default path when the API token is not mounted).
+  Services,
   PodMonitors and ServiceMonitors use the port "admin" and give the job the rules
   select.
 
@@ -52,6 +59,8 @@ CONTRACT = os.path.join(DEPLOY, "README.md")
 TYPES = {"counter", "gauge", "histogram", "info"}
 TARGET_LABELS = {"job", "instance"}
 NAME = re.compile(r"kafka_transit_[A-Za-z0-9_]+")
+VAULT_LOGINS = ("token_env", "token_file", "approle", "jwt", "kubernetes")
+KUBERNETES_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # host/src/vault/settings.rs
 TOML_TABLES = {"source", "sink", "vault", "policy", "errors", "pipeline", "admin"}
 problems: list[str] = []
 
@@ -437,12 +446,67 @@ def toml_paths(table, prefix=""):
             yield field, value
 
 
-def check_pipeline_toml(at: str, text: str, admin_port, mounts: dict) -> None:
+def workspace_version() -> str:
+    with open(os.path.join(REPO, "Cargo.toml"), "rb") as file:
+        return tomllib.load(file)["workspace"]["package"]["version"]
+
+
+def commented_vault_logins(at: str, text: str) -> dict:
+    """{name: table} for each `# [vault.NAME]` block of `# key = value` lines in text."""
+    found, lines = {}, text.splitlines()
+    for index, line in enumerate(lines):
+        header = re.fullmatch(r"\s*#\s*\[vault\.(\w+)\]\s*", line)
+        if not header:
+            continue
+        body = []
+        for following in lines[index + 1:]:
+            entry = re.fullmatch(r"\s*#\s*(\w+\s*=\s*\S.*)", following)
+            if not entry:
+                break
+            body.append(entry.group(1))
+        try:
+            found[header.group(1)] = tomllib.loads("\n".join(body))
+        except tomllib.TOMLDecodeError as error:
+            problem(f"{at}: the commented-out [vault.{header.group(1)}] does not parse: {error}")
+    return found
+
+
+def check_kubernetes_login(at: str, login: dict, pod: dict) -> None:
+    """A [vault.kubernetes] login needs a service account token where it looks for one."""
+    spec, jwt_file = pod["spec"], login.get("jwt_file", KUBERNETES_TOKEN_PATH)
+    if jwt_file == KUBERNETES_TOKEN_PATH:
+        if spec.get("automountServiceAccountToken") is False:
+            problem(f"{at}: [vault.kubernetes] reads {jwt_file}, but automountServiceAccountToken is false: "
+                    "mount a projected serviceAccountToken and set jwt_file")
+        return
+    directory, name = os.path.split(jwt_file)
+    mount = pod["mounts"].get(directory)
+    volume = pod["volumes"].get((mount or {}).get("name"), {})
+    sources = (volume.get("projected") or {}).get("sources") or []
+    tokens = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
+    if not any(t.get("path") == name for t in tokens):
+        problem(f"{at}: [vault.kubernetes] jwt_file {jwt_file} is not a projected serviceAccountToken "
+                f"(a volume mounted at {directory} with path {name!r})")
+    elif not all(t.get("audience") for t in tokens):
+        problem(f"{at}: the projected token for Vault has no audience: it would be an API token "
+                "(give it its own, e.g. vault, and bind the role to it)")
+
+
+def check_pipeline_toml(at: str, text: str, admin_port, mounts: dict, pod: dict = None) -> None:
     try:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         problem(f"{at}: pipeline.toml does not parse: {error}")
         return
+    check_pipeline_config(at, config, admin_port, mounts, pod)
+    vault = config.get("vault") or {}
+    for name, table in commented_vault_logins(at, text).items():
+        in_force = {k: v for k, v in vault.items() if k not in VAULT_LOGINS}
+        variant = dict(config, vault=dict(in_force, **{name: table}))
+        check_pipeline_config(f"{at} (with the commented-out [vault.{name}])", variant, admin_port, mounts, pod)
+
+
+def check_pipeline_config(at: str, config: dict, admin_port, mounts: dict, pod: dict = None) -> None:
     for table in sorted(set(config) - TOML_TABLES):
         problem(f"{at}: pipeline.toml has an unknown table [{table}]")
     listen = (config.get("admin") or {}).get("listen")
@@ -457,9 +521,11 @@ def check_pipeline_toml(at: str, text: str, admin_port, mounts: dict) -> None:
         if admin_port is not None and port != admin_port:
             problem(f"{at}: [admin] listen port {port} is not the container's admin port {admin_port}")
     vault = config.get("vault") or {}
-    sources = [k for k in ("token_env", "token_file", "approle", "jwt", "kubernetes") if k in vault]
+    sources = [k for k in VAULT_LOGINS if k in vault]
     if len(sources) != 1:
         problem(f"{at}: [vault] needs exactly one of token_env, token_file, [vault.approle], [vault.jwt], [vault.kubernetes] (has {sources})")
+    if "kubernetes" in vault and pod is not None:
+        check_kubernetes_login(at, vault["kubernetes"], pod)
     policy = config.get("policy") or {}
     if ("builtin" in policy) == ("path" in policy):
         problem(f"{at}: [policy] needs exactly one of builtin and path")
@@ -479,6 +545,10 @@ def check_kubernetes(documents: list, rule_jobs: set) -> None:
             continue
         by_kind.setdefault(document["kind"], []).append((path, document))
     config_maps = {d["metadata"]["name"]: d for _, d in by_kind.get("ConfigMap", [])}
+    service_accounts = {d["metadata"]["name"] for _, d in by_kind.get("ServiceAccount", [])}
+    version = workspace_version()
+    with open(CONTRACT, encoding="utf-8") as file:
+        deploy_readme = file.read()
     deployments = by_kind.get("Deployment", [])
     if not deployments:
         problem("deploy/kubernetes: no Deployment")
@@ -490,6 +560,9 @@ def check_kubernetes(documents: list, rule_jobs: set) -> None:
         spec = pod.get("spec") or {}
         volumes = {v.get("name"): v for v in spec.get("volumes") or []}
         pod_security = spec.get("securityContext") or {}
+        account = spec.get("serviceAccountName")
+        if account and account not in service_accounts:
+            problem(f"{at}: serviceAccountName {account} is not a ServiceAccount in deploy/kubernetes/")
         for container in spec.get("containers") or []:
             cat = f"{at}, container {container.get('name')}"
             ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
@@ -510,6 +583,12 @@ def check_kubernetes(documents: list, rule_jobs: set) -> None:
                 if get.get("port") not in ("admin", admin):
                     problem(f"{cat}: {probe} is on port {get.get('port')!r}, not the admin port")
             mounts = {m.get("mountPath"): m for m in container.get("volumeMounts") or []}
+            image = container.get("image") or ""
+            if not re.fullmatch(rf"(\S+/)?kafka-transit:{re.escape(version)}", image):
+                problem(f"{cat}: image {image!r} is not kafka-transit:{version} (the Dockerfile's build of "
+                        "this version), with or without a registry")
+            elif f"docker build -t {image.rsplit('/', 1)[-1]} ." not in deploy_readme:
+                problem(f"{cat}: deploy/README.md does not say how to build {image} (docker build -t ... .)")
             args = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
             config_path = args[args.index("--config") + 1] if "--config" in args[:-1] else None
             if not config_path:
@@ -528,7 +607,7 @@ def check_kubernetes(documents: list, rule_jobs: set) -> None:
                     problem(f"{cat}: ConfigMap {name} has no key {key}")
                 else:
                     check_pipeline_toml(f"{rel(path)}: ConfigMap {name}", config_maps[name]["data"][key], admin,
-                                        set(mounts))
+                                        set(mounts), {"spec": spec, "mounts": mounts, "volumes": volumes})
             security = container.get("securityContext") or {}
             if security.get("readOnlyRootFilesystem"):
                 env = {e.get("name"): e.get("value") for e in container.get("env") or []}
