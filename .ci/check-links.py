@@ -21,7 +21,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FENCE = re.compile(r"^\s*(```|~~~)")
-CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+CODE_SPAN = re.compile(r"(`+)([^`]+?)\1")
 LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_ID = re.compile(r"<a\s[^>]*(?:id|name)=\"([^\"]+)\"")
@@ -60,18 +60,21 @@ def anchors(path, cache={}):
 
 
 def check(source):
-    for number, line in lines_outside_code(os.path.join(ROOT, source)):
-        line = CODE_SPAN.sub(lambda m: "`" + "x" * len(m.group(2)) + "`", line)
-        for link in (m.group(2) for m in LINK.finditer(line)):
-            if not link or re.match(r"^(https?|mailto):", link) or "{{" in link:
-                continue
-            target, _, anchor = link.partition("#")
-            path = os.path.normpath(os.path.join(os.path.dirname(source), target)) if target else source
-            full = os.path.join(ROOT, path)
-            if not os.path.exists(full):
-                yield f"{source}:{number}: {link} -> no such file {path}"
-            elif anchor and path.endswith(".md") and anchor not in anchors(full):
-                yield f"{source}:{number}: {link} -> {path} has no heading #{anchor}"
+    # Whole text, so that a link whose text wraps onto the next line is seen too.
+    lines = {number: line for number, line in lines_outside_code(os.path.join(ROOT, source))}
+    text = "".join(lines.get(n, "\n") for n in range(1, max(lines, default=0) + 1))
+    text = CODE_SPAN.sub(lambda m: "`" + re.sub(r"[^\n]", "x", m.group(2)) + "`", text)
+    for match in LINK.finditer(text):
+        link, number = match.group(2), text.count("\n", 0, match.start(2)) + 1
+        if not link or re.match(r"^(https?|mailto):", link) or "{{" in link:
+            continue
+        target, _, anchor = link.partition("#")
+        path = os.path.normpath(os.path.join(os.path.dirname(source), target)) if target else source
+        full = os.path.join(ROOT, path)
+        if not os.path.exists(full):
+            yield f"{source}:{number}: {link} -> no such file {path}"
+        elif anchor and path.endswith(".md") and anchor not in anchors(full):
+            yield f"{source}:{number}: {link} -> {path} has no heading #{anchor}"
 
 
 def main():
