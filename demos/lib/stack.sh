@@ -97,7 +97,7 @@ require_tools() {
   # Maven only fetches Kafka's jars the first time.
   [ "${1:-}" != --servers ] || bash "$KAFKA_SH" installed >/dev/null 2>&1 || type -P mvn >/dev/null \
     || missing+=(mvn)
-  [ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (Debian: apt-get install kcat curl python3 openssl openjdk-17-jre-headless maven; see README, \"Tests and CI\")"
+  [ ${#missing[@]} -eq 0 ] || fail "missing: ${missing[*]} (Debian: apt-get install kcat curl python3 openssl openjdk-17-jre-headless maven; see docs/testing.md, \"Tests and CI\")"
   python3 -c 'import confluent_kafka, hvac, cryptography' 2>/dev/null \
     || fail "missing Python packages: pip install -r $REPO_ROOT/demos/python/requirements.txt"
   use_wheel_librdkafka_for_kcat

@@ -74,7 +74,7 @@ def expected_after_reading(record: dict) -> dict:
 
 
 # The runner's stamps on what kafka-transit's envelope-seal wrote, in clear by design
-# (README, "Policies"): no source header, and the readers pass them on as they are.
+# (docs/policies.md): no source header, and the readers pass them on as they are.
 STAMPS = ("kafka-transit.policy", "kafka-transit.key")
 MARKER = "matrix.from"
 

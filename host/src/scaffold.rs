@@ -43,9 +43,9 @@ pub enum PolicyCommand {
     /// Write a built-in policy's component (.wasm) to a file.
     ///
     /// To start from a built-in as a file: point policy.path at it and the policy can
-    /// later be replaced while the pipeline runs (see README: "Swapping the policy while
-    /// it runs"), or keep a copy to compare digests with. The file is exactly what
-    /// `policy.builtin = "NAME"` runs. Overwrites FILE.
+    /// later be replaced while the pipeline runs (see docs/operations.md, "Swapping the
+    /// policy while it runs"), or keep a copy to compare digests with. The file is
+    /// exactly what `policy.builtin = "NAME"` runs. Overwrites FILE.
     Export {
         /// The built-in policy: passthrough, encrypt-value, decrypt-value, encrypt-fields,
         /// decrypt-fields, envelope-seal, envelope-open, rewrap-value, rewrap-fields or

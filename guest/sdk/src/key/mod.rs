@@ -1,7 +1,7 @@
 //! Which transit key protects a record: one fixed name, or a template resolved per
 //! record (`"{topic}"`, `"tenant-{header:tenant}"`, `"{topic|strip_suffix:.raw}"`).
 //! The language is the host's, from the `kafka-transit-names` crate; it is documented
-//! in the README ("Topics, templates and keys").
+//! in docs/topics-and-keys.md ("Many topics, templates and a key per topic or tenant").
 //!
 //! A key a record chose is the record's business: when Vault refuses it (the token may
 //! not use it, or it does not exist), that record is set aside and the others go on,
