@@ -137,10 +137,15 @@ if grep -F -f "$WORK/plaintexts" "$WORK/protected.raw"; then
 fi
 [ "$(count_distinct_keys customers.dlq)" -eq 0 ] || fail "records were dead-lettered to customers.dlq"
 
-while IFS=$'\t' read -r key value; do
-  grep -qF "$key | " "$WORK/guide.log" && grep -qF "$value" "$WORK/guide.log" \
-    || fail "the consumer's output lacks $key's original value"
-done <"$produced"
+# The consumer's lines ("   KEY | [HEADERS | ]VALUE"), not the guide's echoed commands.
+python3 - "$produced" "$WORK/guide.log" <<'PY' || fail "the consumer did not print the three original records"
+import sys
+shown = open(sys.argv[2], encoding="utf-8").read().splitlines()
+for line in open(sys.argv[1], encoding="utf-8"):
+    key, value = line.rstrip("\n").split("\t")
+    if not any(s.startswith(f"   {key} | ") and s.endswith(f" | {value}") for s in shown):
+        sys.exit(f"no consumer line shows {key} | {value}")
+PY
 grep -q 'consumer: decrypted 3 records from customers.protected .*, all equal to the originals' "$WORK/guide.log" \
   || fail "the consumer did not report 3 records equal to the originals"
 grep -q 'stopped cleanly' "$WORK/checkout/kafka-transit.log" || fail "no clean stop in the runner's log"
