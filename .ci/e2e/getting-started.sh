@@ -104,8 +104,10 @@ started=$SECONDS
 if ! bash "$WORK/guide.sh" 2>&1 | tee "$WORK/guide.log"; then
   n=$(cat "$WORK/current-block" 2>/dev/null || echo 0)
   if [ -s "$WORK/checkout/kafka-transit.log" ]; then
-    printf '\nthe last lines of kafka-transit.log:\n' >&2
-    tail -n 5 "$WORK/checkout/kafka-transit.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-400 >&2
+    # Its last warnings and errors (its last lines are those of the stop on the way out).
+    printf '\nkafka-transit.log, the last warnings and errors:\n' >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$WORK/checkout/kafka-transit.log" | grep -E '^[^ ]+ +(WARN|ERROR) ' \
+      | tail -n 3 | cut -c1-400 >&2 || echo "(none)" >&2
   fi
   if [ "$n" = done ]; then fail "the guide's shell failed after its last block (output: $WORK/guide.log)"; fi
   fail "block $n of $GUIDE (line $(sed -n "${n}p" "$WORK/block-lines")) failed: $(cat "$WORK/failed-command" 2>/dev/null || echo "?") (output: $WORK/guide.log; the runner's log, if it started: $WORK/checkout/kafka-transit.log)"
