@@ -93,13 +93,25 @@ fn fields_in_reference() -> (BTreeSet<String>, BTreeSet<String>) {
             if let Some(table) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
                 named.insert(table.to_string());
             } else if name.contains('.') {
-                named.insert(name.to_string());
+                if is_dotted_name(name) {
+                    named.insert(name.to_string());
+                }
             } else {
                 loosely.extend(tables.iter().map(|t| format!("{t}.{name}")));
             }
         }
     }
     (named, loosely)
+}
+
+/// `table.field` as the reference writes a field, not a `field = "value"` example.
+fn is_dotted_name(text: &str) -> bool {
+    text.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
 }
 
 #[test]
