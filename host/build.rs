@@ -3,6 +3,9 @@
 //!
 //! The guests are a separate cargo workspace compiled by a nested cargo with its own
 //! target directory (so it never waits on the outer build's lock).
+//!
+//! It also embeds the policy SDK's sources (and those of the two crates it uses), which
+//! `kafka-transit policy new` writes into a new policy crate (see `scaffold.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +37,7 @@ fn main() {
     watch_tree(&guest_dir);
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    embed_sdk_sources(&manifest_dir.join(".."), &out_dir);
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: share <target>/wasm-guests
     // across profiles so debug and release builds compile the guests once.
     let target_dir = out_dir
@@ -117,6 +121,53 @@ fn ensure_wasm_target() {
         _ => println!(
             "cargo:warning=could not add wasm32-wasip2; run `rustup target add wasm32-wasip2`"
         ),
+    }
+}
+
+/// The crates a policy author needs besides crates.io, as a checkout holds them: the
+/// policy SDK and the two crates it depends on by path. `OUT_DIR/sdk_sources.rs` lists
+/// each file (its path from the repository root, its bytes), so the SDK's own path
+/// dependencies (`../../names`) resolve unchanged wherever the three are written together.
+const SDK_CRATES: &[(&str, &[&str])] = &[
+    ("guest/sdk", &["Cargo.toml", "README.md", "wit/policy.wit"]),
+    ("names", &["Cargo.toml"]),
+    ("envelope-format", &["Cargo.toml"]),
+];
+
+fn embed_sdk_sources(repo: &Path, out_dir: &Path) {
+    let mut files = Vec::new();
+    for (dir, listed) in SDK_CRATES {
+        files.extend(listed.iter().map(|file| format!("{dir}/{file}")));
+        rust_sources(repo, &format!("{dir}/src"), &mut files);
+    }
+    files.sort();
+    let mut code = String::from("&[\n");
+    for file in &files {
+        let path = repo
+            .join(file)
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        println!("cargo:rerun-if-changed={}", path.display());
+        code += &format!(
+            "    ({file:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        );
+    }
+    code += "]\n";
+    std::fs::write(out_dir.join("sdk_sources.rs"), code).expect("writing sdk_sources.rs");
+}
+
+/// Every `.rs` file under `repo/dir`, as paths from `repo`.
+fn rust_sources(repo: &Path, dir: &str, files: &mut Vec<String>) {
+    let entries = std::fs::read_dir(repo.join(dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{dir}/{name}");
+        if entry.path().is_dir() {
+            rust_sources(repo, &path, files);
+        } else if name.ends_with(".rs") {
+            files.push(path);
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A policy written outside the repository, the way a new author writes one. `kafka-transit
-# policy new` scaffolds a crate in a temporary directory, with the SDK as a path
-# dependency on this checkout's guest/sdk (so it builds offline: CI reaches crates.io
-# but not GitHub). The crate passes its own native tests, builds with plain cargo and
+# policy new` scaffolds a crate in a temporary directory outside the checkout, with only
+# the binary: the SDK it was built with comes vendored in the crate (vendor/), so nothing
+# refers to the checkout and it builds offline from crates.io's cache. The crate passes its own native tests, builds with plain cargo and
 # with cargo component, and `kafka-transit validate` accepts both components (and
 # refuses a core module, saying how to build a component). It then runs in a pipeline
 # between Apache Kafka topics with OpenBao holding the key: every output key must be
@@ -31,8 +31,10 @@ unset CARGO_TARGET_DIR
 
 say "kafka-transit policy new hash-keys (in $WORK, outside the checkout)"
 cd "$WORK"
-"$KAFKA_TRANSIT" policy new hash-keys --sdk-path "$REPO_ROOT/guest/sdk"
+"$KAFKA_TRANSIT" policy new hash-keys
 cd hash-keys
+if grep -rqF "$REPO_ROOT" .; then fail "the crate refers to the checkout ($REPO_ROOT)"; fi
+[ -f vendor/guest/sdk/Cargo.toml ] || fail "no vendored SDK in vendor/guest/sdk"
 "$KAFKA_TRANSIT" policy wit | cmp -s - wit/policy.wit \
   || fail "wit/policy.wit is not what kafka-transit policy wit prints"
 

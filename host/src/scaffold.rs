@@ -1,7 +1,9 @@
 //! `kafka-transit policy`: what an author needs to write a policy outside this
 //! repository. `policy new` writes a standalone crate (the SDK as a dependency, an
 //! example policy with native tests, the host's own WIT, a pipeline file and a README)
-//! from the templates in `host/templates/policy/`; `policy wit` prints the WIT;
+//! from the templates in `host/templates/policy/`, with the SDK this binary was built
+//! with in its `vendor/` (so it builds with nothing but the binary and crates.io);
+//! `policy wit` prints the WIT;
 //! `policy export` writes a built-in policy's component to a file, to start from.
 
 use std::path::{Path, PathBuf};
@@ -27,9 +29,9 @@ pub enum PolicyCommand {
         /// Where to create the crate [default: ./NAME].
         #[arg(long, value_name = "PATH")]
         dir: Option<PathBuf>,
-        /// Depend on the SDK in this directory (guest/sdk of a kafka-transit checkout);
-        /// builds offline. Without it the crate depends on the SDK in kafka-transit's git
-        /// repository.
+        /// Depend on the SDK in this directory (guest/sdk of a kafka-transit checkout).
+        /// Without it the SDK this kafka-transit was built with (and the two crates it
+        /// uses) is written into the crate's vendor/: no checkout or git access needed.
         #[arg(long, value_name = "PATH")]
         sdk_path: Option<PathBuf>,
     },
@@ -87,11 +89,20 @@ enum ScaffoldError {
 /// Where the new crate gets the SDK from.
 #[derive(Debug)]
 enum Sdk {
-    /// A directory holding the SDK crate; builds offline.
+    /// A directory holding the SDK crate (a checkout's `guest/sdk`).
     Path(PathBuf),
-    /// The kafka-transit git repository.
-    Git,
+    /// The SDK this binary was built with, written into the crate's `vendor/`.
+    Vendored,
 }
+
+/// The SDK's sources and those of the crates it uses by path (`names`,
+/// `envelope-format`): (path from the repository root, bytes), embedded by build.rs.
+/// Written under [`VENDOR`] as they sit in a checkout, the SDK's path dependencies
+/// resolve unchanged.
+const SDK_SOURCES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/sdk_sources.rs"));
+
+/// Where `policy new` writes [`SDK_SOURCES`] in the new crate.
+const VENDOR: &str = "vendor";
 
 /// The repository the SDK lives in (host/Cargo.toml's `repository`).
 const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
@@ -122,7 +133,7 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
             sdk_path,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            let sdk = sdk_path.map_or(Sdk::Git, Sdk::Path);
+            let sdk = sdk_path.map_or(Sdk::Vendored, Sdk::Path);
             new(&name, &dir, &sdk)?;
             print!("{}", next_steps(&name, &dir, &sdk));
             Ok(())
@@ -174,11 +185,20 @@ fn new(name: &str, dir: &Path, sdk: &Sdk) -> Result<(), ScaffoldError> {
         ("version", env!("CARGO_PKG_VERSION")),
         ("repository", REPOSITORY),
     ];
-    for (file, template) in TEMPLATES {
-        let path = dir.join(file);
+    let rendered = TEMPLATES
+        .iter()
+        .map(|(file, template)| (dir.join(file), render(template, &values).into_bytes()));
+    let vendored: &[_] = match sdk {
+        Sdk::Vendored => SDK_SOURCES,
+        Sdk::Path(_) => &[],
+    };
+    let vendored = vendored
+        .iter()
+        .map(|(file, bytes)| (dir.join(VENDOR).join(file), bytes.to_vec()));
+    for (path, contents) in rendered.chain(vendored) {
         let write = || {
             std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-            std::fs::write(&path, render(template, &values))
+            std::fs::write(&path, &contents)
         };
         write().map_err(|source| ScaffoldError::Write {
             path: path.clone(),
@@ -196,7 +216,10 @@ fn next_steps(name: &str, dir: &Path, sdk: &Sdk) -> String {
     );
     let sdk = match sdk {
         Sdk::Path(path) => format!("the SDK at {}", path.display()),
-        Sdk::Git => format!("the SDK from {REPOSITORY} (--sdk-path for a checkout)"),
+        Sdk::Vendored => format!(
+            "the SDK of kafka-transit {} in {VENDOR}/",
+            env!("CARGO_PKG_VERSION")
+        ),
     };
     format!(
         "Created policy {name} in {dir}, on {sdk}, for {package}.\n\
@@ -241,15 +264,14 @@ fn sdk_dependency(sdk: &Sdk) -> Result<String, ScaffoldError> {
                  {SDK_NAME} = {{ path = {path} }}"
             ))
         }
-        Sdk::Git => {
-            let url = toml::Value::String(REPOSITORY.into());
-            Ok(format!(
-                "# The SDK from kafka-transit's repository: pin the release you run with\n\
-                 # `tag = \"...\"` or `rev = \"...\"`, or use a checkout's with\n\
-                 # `path = \".../guest/sdk\"` (`kafka-transit policy new --sdk-path`).\n\
-                 {SDK_NAME} = {{ git = {url} }}"
-            ))
-        }
+        Sdk::Vendored => Ok(format!(
+            "# The SDK of the kafka-transit that wrote this crate (version {version}), with\n\
+             # the two crates it uses, in {VENDOR}/: it matches that host's WIT and needs no\n\
+             # checkout. A newer kafka-transit brings its own: `policy new` again and copy\n\
+             # {VENDOR}/ over, or use a checkout's with `path = \".../guest/sdk\"`.\n\
+             {SDK_NAME} = {{ path = \"{VENDOR}/guest/sdk\" }}",
+            version = env!("CARGO_PKG_VERSION"),
+        )),
     }
 }
 
@@ -298,6 +320,31 @@ mod tests {
             let text = render(template, &values);
             assert!(!text.contains("{{"), "{file} keeps a placeholder");
         }
+    }
+
+    #[test]
+    fn the_embedded_sdk_is_the_sdk_with_the_crates_it_uses() {
+        let has = |file: &str| SDK_SOURCES.iter().any(|(path, _)| *path == file);
+        for file in [
+            "guest/sdk/Cargo.toml",
+            "guest/sdk/src/lib.rs",
+            "guest/sdk/wit/policy.wit",
+            "names/Cargo.toml",
+            "names/src/lib.rs",
+            "envelope-format/Cargo.toml",
+            "envelope-format/src/lib.rs",
+        ] {
+            assert!(has(file), "{file} is not embedded");
+        }
+        let wit = SDK_SOURCES
+            .iter()
+            .find(|(path, _)| *path == "guest/sdk/wit/policy.wit")
+            .map(|(_, bytes)| *bytes);
+        assert_eq!(
+            wit,
+            Some(world::WIT.as_bytes()),
+            "the SDK's WIT is the host's"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `kafka-transit policy new` and `policy wit` as an author runs them: the crate they
 //! write, and what they refuse. Building and running that crate needs the wasm
-//! toolchain, cargo component, Kafka and OpenBao: .ci/e2e/policy-new.sh does it.
+//! toolchain, cargo component, Kafka and OpenBao: .ci/e2e/policy-new.sh does it, in a
+//! directory outside the checkout, with the SDK `policy new` vendors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -106,24 +107,52 @@ fn policy_new_writes_a_standalone_crate_on_the_sdk_path() {
 }
 
 #[test]
-fn without_sdk_path_the_crate_depends_on_the_sdks_repository() {
+fn without_sdk_path_the_crate_carries_the_sdk_it_was_made_for() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path().join("mask");
     let output = kafka_transit(&["policy", "new", "mask", "--dir", dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let sdk_manifest: toml::Table = read(repository_root().join("guest/sdk/Cargo.toml"))
-        .parse()
-        .unwrap();
     let manifest = manifest(&dir);
     assert_eq!(
-        sdk_dependency(&manifest)["git"].as_str(),
-        sdk_manifest["package"]["repository"].as_str(),
-        "the git dependency is the SDK's own repository"
+        sdk_dependency(&manifest)["path"].as_str(),
+        Some("vendor/guest/sdk"),
+        "a path inside the crate: no checkout, no git"
     );
-    assert!(
-        read(dir.join("Cargo.toml")).contains("tag = "),
-        "says how to pin it"
+    // The SDK and the crates it uses by path, as the checkout has them, so that the
+    // SDK's own `path = "../../names"` resolves inside vendor/.
+    let root = repository_root();
+    let mut compared = 0;
+    for crate_dir in ["guest/sdk", "names", "envelope-format"] {
+        let mut pending = vec![root.join(crate_dir).join("src")];
+        while let Some(directory) = pending.pop() {
+            for entry in std::fs::read_dir(&directory).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let relative = path.strip_prefix(&root).unwrap();
+                    assert_eq!(
+                        read(dir.join("vendor").join(relative)),
+                        read(&path),
+                        "{}",
+                        relative.display()
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(
+            read(dir.join("vendor").join(crate_dir).join("Cargo.toml")),
+            read(root.join(crate_dir).join("Cargo.toml"))
+        );
+    }
+    assert!(compared > 10, "only {compared} sources compared");
+    assert_eq!(
+        read(dir.join("vendor/guest/sdk/wit/policy.wit")),
+        read(root.join("wit/policy.wit"))
     );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("vendor/"), "{stdout}");
 }
 
 #[test]

@@ -934,6 +934,9 @@ pub mod duration_text {
 }
 
 #[cfg(test)]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
