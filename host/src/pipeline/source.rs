@@ -132,7 +132,9 @@ impl Source {
         self.ownership.assigned(assigned.clone());
         self.metrics.set_assigned(self.ownership.owned_count());
         if let Some(transactions) = &self.transactions {
-            resume_from(&start, &transactions.open(&assigned)?);
+            // Opening reads (and, for signed positions, verifies through Vault) what the
+            // sink holds, blocking: off the runtime's worker, as the rebalance path does.
+            resume_from(&start, &block_in_place(|| transactions.open(&assigned))?);
         }
         self.consumer
             .assign(&start)
