@@ -221,16 +221,19 @@ impl ConfigError {
     /// characters with `text`, letter case aside, replaced by `[not shown]`, unless the
     /// run is part of a key of the file (a field name, as in "unknown field").
     fn without_values_of(self, text: &str) -> Self {
-        let keys = text
-            .parse::<toml::Table>()
-            .map(|table| {
-                let mut keys = Vec::new();
-                collect_keys(&table, &mut keys);
-                keys
-            })
-            .unwrap_or_default();
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        if let Ok(table) = text.parse::<toml::Table>() {
+            collect_keys(&table, &mut keys);
+            collect_long_strings(&toml::Value::Table(table), &mut values);
+        }
         let file = text.to_ascii_lowercase();
-        let clean = |message: String| without_quoted_values(&message, &file, &keys);
+        // The file's long string values wherever the message holds them first: serde
+        // quotes a value as it is, so one holding a quote would end the quoted part
+        // early, and the rest of it would be shown.
+        let clean = |message: String| {
+            let message = without_strings(&message, &values);
+            without_quoted_values(&message, &file, &keys)
+        };
         match self {
             ConfigError::Syntax { path, message } => ConfigError::Syntax {
                 path,
@@ -258,6 +261,35 @@ fn collect_keys(table: &toml::Table, keys: &mut Vec<String>) {
         keys.push(key.to_ascii_lowercase());
         in_value(value, keys);
     }
+}
+
+/// Every string in `value` longer than [`MAX_SHOWN_CHARS`] characters, lowercased.
+fn collect_long_strings(value: &toml::Value, strings: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) if text.chars().count() > MAX_SHOWN_CHARS => {
+            strings.push(text.to_ascii_lowercase())
+        }
+        toml::Value::Table(table) => table
+            .values()
+            .for_each(|value| collect_long_strings(value, strings)),
+        toml::Value::Array(values) => values
+            .iter()
+            .for_each(|value| collect_long_strings(value, strings)),
+        _ => {}
+    }
+}
+
+/// `message` with each occurrence of one of `strings` (lowercased), letter case aside,
+/// replaced by `[not shown]`.
+fn without_strings(message: &str, strings: &[String]) -> String {
+    let mut message = message.to_string();
+    for string in strings {
+        // ASCII lowercasing keeps every byte where it was, so positions carry over.
+        while let Some(at) = message.to_ascii_lowercase().find(string.as_str()) {
+            message.replace_range(at..at + string.len(), "[not shown]");
+        }
+    }
+    message
 }
 
 /// `message` with its quoted parts that come from `file` (lowercased) replaced.
@@ -1121,6 +1153,19 @@ dead_letter_topic = "customers.dlq"
             assert!(error.starts_with(field), "{error}");
             assert!(!error.contains("SECRET"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_value_holding_a_quote_is_not_shown_either() {
+        // Found by fuzzing: serde quotes an unknown variant as it is, so a backtick inside
+        // it ended the quoted part early and the rest of the value was shown.
+        let text = "[errors]\non_failure = \"dead-lety's `Zq7xMarkerKq3vW9Zq7xMarkerKq3vW9us]o\"\n";
+        let error = PipelineConfig::parse(text).unwrap_err().to_string();
+        assert!(!error.to_lowercase().contains("marker"), "{error}");
+        assert!(
+            error.contains("expected `dead-letter` or `stop`"),
+            "{error}"
+        );
     }
 
     #[test]
