@@ -18,12 +18,14 @@
 //! - [`policy`] — wasmtime, the WIT bindings and the host imports.
 //! - [`scaffold`] — `kafka-transit policy new` and `policy wit`, for policy authors.
 //! - [`vault`] — the Vault transit client.
+//! - [`access`] — the Vault paths a pipeline needs: `vault-policy`, and the check at start.
 //! - [`envelope`] — envelope encryption under Vault-wrapped data keys (wire format v1).
 //! - [`metrics`] — counters and progress.
 //! - [`admin`] — the admin listener: `/metrics`, health probes, policy reload.
 //! - [`process`] — process-wide protections (no core dumps).
 //! - `demo` — the zero-setup demonstration (feature `demo`, on by default).
 
+pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod config;

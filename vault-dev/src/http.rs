@@ -433,6 +433,9 @@ fn route(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
     if req.caller == Caller::Anonymous {
         return Err(ApiError::PermissionDenied);
     }
+    if path == "sys/capabilities-self" {
+        return sys::capabilities_self(shared, req);
+    }
     if let Some(rest) = path.strip_prefix("sys/") {
         return sys::route(shared, rest, req);
     }

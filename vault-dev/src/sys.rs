@@ -80,6 +80,68 @@ pub(crate) fn unseal(shared: &Shared, req: &Request) -> Result<Reply, ApiError> 
     Ok(seal_status(shared))
 }
 
+/// `POST sys/capabilities-self` (any token, as Vault's default policy allows): the
+/// caller's capabilities on each of `paths` (a list or a comma-separated string; `path`
+/// is the older spelling), in `data` and, as Vault also answers, at the top level. The
+/// root token has `root` everywhere; a login token what vault-dev lets it do, since there
+/// is no policy language here: the transit operations of [`crate::transit::approle_allows`],
+/// and its own lookup, renewal and this check (Vault's default policy).
+pub(crate) fn capabilities_self(shared: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    if req.op != Op::Write {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let f = Fields(&req.body);
+    let paths = f
+        .comma_list("paths")
+        .or_else(|| f.comma_list("path"))
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return Err(ApiError::bad("paths must be supplied"));
+    }
+    let mut data = Map::new();
+    for path in &paths {
+        let granted: Vec<&str> = if req.caller == Caller::Root {
+            vec!["root"]
+        } else {
+            login_capabilities(shared, path.trim_start_matches('/'))
+        };
+        data.insert(path.clone(), json!(granted));
+    }
+    if paths.len() == 1 {
+        data.insert("capabilities".into(), data[&paths[0]].clone());
+    }
+    let mut reply = Reply::data(Value::Object(data.clone()), "system");
+    if let Some(Value::Object(body)) = &mut reply.body {
+        body.extend(data);
+    }
+    Ok(reply)
+}
+
+fn login_capabilities(shared: &Shared, path: &str) -> Vec<&'static str> {
+    match path {
+        "auth/token/lookup-self" => return vec!["read"],
+        "auth/token/renew-self" | "sys/capabilities-self" => return vec!["update"],
+        _ => {}
+    }
+    let Some((_, sub)) = shared.read_state().find_mount(path) else {
+        return vec!["deny"];
+    };
+    let granted: Vec<&str> = [
+        (Op::Write, "update"),
+        (Op::Read, "read"),
+        (Op::List, "list"),
+    ]
+    .into_iter()
+    .filter(|(op, _)| crate::transit::approle_allows(sub, *op))
+    .map(|(_, name)| name)
+    .collect();
+    if granted.is_empty() {
+        vec!["deny"]
+    } else {
+        granted
+    }
+}
+
 /// Token-protected `sys/*` paths; all root-only.
 pub(crate) fn route(shared: &Shared, rest: &str, req: &Request) -> Result<Reply, ApiError> {
     if req.caller != Caller::Root {

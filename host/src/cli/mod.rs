@@ -129,6 +129,18 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Print the Vault ACL policy (HCL) the pipeline's token needs, and no more.
+    ///
+    /// Derived from the pipeline file: the transit paths of its policy (encrypt,
+    /// decrypt, rewrap, hmac or datakey, for each key its key template and record_keys_key
+    /// name), exactly-once's offsets key, and the token's own lookup, renewal and
+    /// permission check. Each path says why it is there. `run` checks the token against
+    /// the same list at start. Touches neither Kafka nor Vault:
+    /// `kafka-transit vault-policy --config pipeline.toml | vault policy write kafka-transit -`.
+    VaultPolicy {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write your own policy: `policy new` scaffolds a crate, `policy wit` prints the WIT.
     #[command(subcommand)]
     Policy(crate::scaffold::PolicyCommand),
@@ -186,6 +198,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             config,
             skip_credentials,
         } => validate::validate(config, skip_credentials).await,
+        Command::VaultPolicy { config } => validate::vault_policy(config).await,
         Command::Policy(command) => crate::scaffold::run(command),
         Command::Health { address, ready } => validate::health(&address, ready).await,
         Command::Demo { records } => demo::demo(records).await,

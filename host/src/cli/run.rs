@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::access::{check, Access, Token};
 use crate::admin::Admin;
 use crate::config::PipelineConfig;
 use crate::pipeline::Pipeline;
@@ -24,6 +25,12 @@ pub(super) async fn run(path: PathBuf) -> anyhow::Result<()> {
     let vault = VaultClient::connect(&config.vault)
         .await
         .with_context(|| format!("connecting to Vault at {}", config.vault.address))?;
+    if config.vault.check_permissions {
+        let token = Token {
+            renewed: vault.renews_token(),
+        };
+        check::verify(&vault, &Access::of(&config, token)).await?;
+    }
     if let Some(admin) = &mut admin {
         admin.watch_vault(&vault);
     }

@@ -1,11 +1,14 @@
-//! `validate` (a pipeline file and its policy, offline) and `health` (ask a running
-//! runner): the commands that check rather than run.
+//! `validate` (a pipeline file and its policy, offline), `vault-policy` (the Vault ACL a
+//! pipeline needs) and `health` (ask a running runner): the commands that check rather
+//! than run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::access::hcl::{self, Heading};
+use crate::access::{Access, Token};
 use crate::config::PipelineConfig;
 use crate::policy::pipeline::PipelineView;
 use crate::policy::{PolicyRunner, PolicyRuntime};
@@ -18,22 +21,46 @@ pub(super) async fn validate(path: PathBuf, skip_credentials: bool) -> anyhow::R
     if !skip_credentials {
         VaultClient::preflight(&config.vault).context("[vault]")?;
     }
-    let runtime =
-        PolicyRuntime::from_config(&config.policy, None)?.with_pipeline(PipelineView::of(&config)?);
-    PolicyRunner::start(Arc::new(runtime)).await?;
+    initialise_policy(&config).await?;
     println!(
         "{}: configuration valid; policy {} loaded and initialised",
         path.display(),
-        config.policy.builtin.as_deref().map_or_else(
-            || config
-                .policy
-                .path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            str::to_string
-        )
+        policy_name(&config)
     );
+    Ok(())
+}
+
+/// Loads the policy and initialises it with its `[policy.config]`, which checks that.
+async fn initialise_policy(config: &PipelineConfig) -> anyhow::Result<()> {
+    let runtime =
+        PolicyRuntime::from_config(&config.policy, None)?.with_pipeline(PipelineView::of(config)?);
+    PolicyRunner::start(Arc::new(runtime)).await?;
+    Ok(())
+}
+
+fn policy_name(config: &PipelineConfig) -> String {
+    config.policy.builtin.clone().unwrap_or_else(|| {
+        config
+            .policy
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// `vault-policy`: the ACL, once the file and its policy's options are known good (a
+/// mistyped option would otherwise print a policy for a pipeline that does not start).
+pub(super) async fn vault_policy(path: PathBuf) -> anyhow::Result<()> {
+    let config = PipelineConfig::load(&path)?;
+    initialise_policy(&config).await?;
+    let access = Access::of(&config, Token { renewed: true });
+    let heading = Heading {
+        file: &path.display().to_string(),
+        policy: &policy_name(&config),
+        namespace: config.vault.namespace.as_deref(),
+    };
+    print!("{}", hcl::render(&access, &heading));
     Ok(())
 }
 

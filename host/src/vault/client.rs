@@ -2,6 +2,7 @@
 //! data keys), connecting, and the client's counters. It composes the layers below and
 //! holds no HTTP or token logic of its own.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -13,7 +14,7 @@ use super::error::{ItemError, VaultError};
 use super::metrics::VaultMetrics;
 use super::settings::VaultSettings;
 use super::token::{DataKey, VaultToken};
-use super::transport::{Secrecy, Transport};
+use super::transport::{parse_json, Secrecy, Target, Transport};
 use super::wire::{self, *};
 
 /// A client of one transit mount. Cheap to clone (shares one connection pool).
@@ -38,7 +39,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: VaultMetrics,
     credentials: Arc<Credentials>,
     /// Aborted when the last clone of the client is dropped.
-    _renewal: Option<RenewalTask>,
+    renewal: Option<RenewalTask>,
 }
 
 impl VaultClient {
@@ -85,7 +86,7 @@ impl VaultClient {
                 metrics: transport.metrics.clone(),
                 transport,
                 credentials,
-                _renewal: renewal,
+                renewal,
             }),
         }
     }
@@ -104,6 +105,55 @@ impl VaultClient {
     /// `kafka_transit`.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.inner.metrics.register(registry);
+    }
+
+    /// Whether the client renews (or re-obtains) its token in the background.
+    pub fn renews_token(&self) -> bool {
+        self.inner.renewal.is_some()
+    }
+
+    /// `sys/capabilities-self`: the token's capabilities on each of `paths` (relative to
+    /// the namespace), as Vault names them (`update`, `read`, `root`, `deny`, ...).
+    pub async fn capabilities_self(
+        &self,
+        paths: &[&str],
+    ) -> Result<BTreeMap<String, Vec<String>>, VaultError> {
+        let path = "sys/capabilities-self";
+        let target = Target {
+            path,
+            key: None,
+            auth: true,
+            secrecy: Secrecy::Public,
+        };
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "paths": paths })).expect("serializing paths");
+        let transport = &self.inner.transport;
+        let raw = transport
+            .send(reqwest::Method::POST, target, Some(body.into()))
+            .await?;
+        if !raw.status.is_success() {
+            return Err(transport.error_for(&raw, target));
+        }
+        let answer: wire::Envelope<BTreeMap<String, serde_json::Value>> =
+            parse_json(&raw.body, path)?;
+        let data = answer.data.ok_or_else(|| VaultError::Protocol {
+            detail: format!("{path} response has no data"),
+        })?;
+        Ok(paths
+            .iter()
+            .map(|p| {
+                let granted = data
+                    .get(*p)
+                    .and_then(serde_json::Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|c| c.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (p.to_string(), granted)
+            })
+            .collect())
     }
 
     /// Logins and renewals done so far.

@@ -69,6 +69,14 @@ pub struct VaultSettings {
     /// Largest estimated JSON size of one batch request, in bytes (<= 32 MiB).
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// `run` checks at start (`sys/capabilities-self`) that the token may do what the
+    /// pipeline needs, and stops naming what is missing (see `crate::access`).
+    #[serde(default = "default_check_permissions")]
+    pub check_permissions: bool,
+}
+
+fn default_check_permissions() -> bool {
+    true
 }
 
 /// AppRole login settings (`[vault.approle]`).
@@ -228,6 +236,7 @@ impl VaultSettings {
             max_batch_items: default_max_batch_items(),
             max_request_json_strings: default_max_request_json_strings(),
             max_batch_bytes: default_max_batch_bytes(),
+            check_permissions: default_check_permissions(),
         }
     }
 

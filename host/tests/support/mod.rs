@@ -484,7 +484,18 @@ impl TestVault {
     /// A new token with `policies` (and `default`), valid for an hour (external servers
     /// only).
     pub async fn create_token(&self, policies: &[&str]) -> String {
-        let body = json!({"policies": policies, "ttl": "1h"});
+        self.token_with(json!({"policies": policies, "ttl": "1h"}))
+            .await
+    }
+
+    /// A new renewable token with `policies` and nothing else, not even Vault's
+    /// `default` policy (its own lookup and renewal), valid for an hour.
+    pub async fn create_token_without_default(&self, policies: &[&str]) -> String {
+        self.token_with(json!({"policies": policies, "ttl": "1h", "no_default_policy": true}))
+            .await
+    }
+
+    async fn token_with(&self, body: Value) -> String {
         let created = request_ok(self, reqwest::Method::POST, "auth/token/create", body).await;
         created["auth"]["client_token"]
             .as_str()

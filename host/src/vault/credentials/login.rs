@@ -80,7 +80,7 @@ pub(super) async fn lookup_self(
     if raw.status == StatusCode::FORBIDDEN {
         return Err(VaultError::Auth {
             detail: format!(
-                "Vault rejected the token ({}; permission denied on {path}); it is invalid or expired: provide a valid token via {}",
+                "Vault rejected the token ({}; permission denied on {path}): it is invalid or expired, or its policies do not allow `read` on {path}: provide a valid token via {}",
                 wire::error_message(&raw.body).unwrap_or_default(),
                 describe_source(source)
             ),
