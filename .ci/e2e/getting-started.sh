@@ -126,6 +126,17 @@ for line in open(sys.argv[1], encoding="utf-8"):
         print(text)
 PY
 
+# The guide creates only customers.raw (3 partitions); the runner created the sink topic
+# like it (sink.create_topics), on a cluster with automatic topic creation off.
+partitions=$(python3 - "$KAFKA_BOOTSTRAP" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient
+topics = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=10).topics
+print(len(topics["customers.protected"].partitions) if "customers.protected" in topics else 0)
+PY
+)
+[ "$partitions" -eq 3 ] || fail "customers.protected has $partitions partitions; the runner should have created it with the 3 of customers.raw"
+say "the runner created customers.protected with the 3 partitions of customers.raw"
 read_records customers.protected >"$WORK/protected.tsv"
 [ "$(wc -l <"$WORK/protected.tsv")" -eq 3 ] || fail "customers.protected has $(wc -l <"$WORK/protected.tsv") records, not 3"
 if cut -f2 "$WORK/protected.tsv" | grep -v '^vault:v1:' | grep -q .; then

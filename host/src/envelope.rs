@@ -104,13 +104,33 @@ mod body {
     /// zstd's default level: a good ratio at a speed far above the AEAD's.
     const ZSTD_LEVEL: i32 = 3;
 
+    thread_local! {
+        /// One zstd context per thread, kept: making one (its tables and window) costs
+        /// several times more than compressing a 1 KiB record with it.
+        static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    fn zstd_compress(plaintext: &[u8]) -> Vec<u8> {
+        ZSTD.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let compressor = match &mut *slot {
+                Some(compressor) => compressor,
+                None => slot.insert(
+                    zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                        .expect("a zstd context at the default level"),
+                ),
+            };
+            compressor
+                .compress(plaintext)
+                .expect("zstd compression of an in-memory buffer cannot fail")
+        })
+    }
+
     pub(super) fn encode(plaintext: &[u8], options: &SealOptions) -> Vec<u8> {
         let compressed = match options.compression {
             Compression::None => None,
-            Compression::Zstd => Some(
-                zstd::bulk::compress(plaintext, ZSTD_LEVEL)
-                    .expect("zstd compression of an in-memory buffer cannot fail"),
-            ),
+            Compression::Zstd => Some(zstd_compress(plaintext)),
             Compression::Lz4 => {
                 use std::io::Write;
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());

@@ -194,6 +194,34 @@ pub fn sink_admin(
     config.create()
 }
 
+/// An admin client of a cluster that looks topics up without creating them (a metadata
+/// request may otherwise create a topic on a broker with `auto.create.topics.enable`).
+pub fn lookup_admin(
+    bootstrap_servers: &str,
+    properties: &Properties,
+) -> rdkafka::error::KafkaResult<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>
+{
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap_servers);
+    apply(&mut config, &connection_properties(properties));
+    config.set("allow.auto.create.topics", "false");
+    config.create()
+}
+
+/// A consumer of the pipeline's group that joins nothing: it reads the group's committed
+/// offsets (`validate --connect`).
+pub fn group_reader(
+    source: &SourceConfig,
+) -> rdkafka::error::KafkaResult<rdkafka::consumer::BaseConsumer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &source.bootstrap_servers)
+        .set("group.id", &source.group_id)
+        .set("allow.auto.create.topics", "false");
+    apply(&mut config, &connection_properties(&source.properties));
+    config.create()
+}
+
 /// How many partitions `topic` has (0 if it does not exist), from `client`'s metadata.
 pub fn partition_count<C: ConsumerContext>(
     client: &impl rdkafka::consumer::Consumer<C>,

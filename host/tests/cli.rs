@@ -1,8 +1,13 @@
 //! The `kafka-transit` binary as a user runs it: `validate` refuses what `run` would
-//! refuse, naming the variable or file to fix; `policy export` writes a built-in.
+//! refuse, naming the variable or file to fix, and with `--connect` reports the Vault
+//! token and every topic; `policy export` writes a built-in.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
+
+use support::kafka::{PipelineSpec, TestKafka};
 
 fn config_with_vault(vault: &str) -> String {
     format!(
@@ -34,12 +39,20 @@ on_failure = "stop"
 fn validate(dir: &Path, vault: &str, env: &[(&str, &str)]) -> Output {
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, config_with_vault(vault)).unwrap();
+    kafka_transit(
+        &["validate".as_ref(), "--config".as_ref(), path.as_os_str()],
+        env,
+    )
+}
+
+/// Runs `kafka-transit` with `args` (and the variables `env`) and waits for it.
+fn kafka_transit<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-transit"));
-    command.arg("validate").arg("--config").arg(&path);
+    command.args(args);
     for (name, value) in env {
         command.env(name, value);
     }
-    command.output().expect("run kafka-transit validate")
+    command.output().expect("run kafka-transit")
 }
 
 fn stderr(output: &Output) -> String {
@@ -212,11 +225,15 @@ fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
         config_with_vault("token_env = \"KT_CLI_TEST_TOKEN_THAT_IS_NOT_SET\""),
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
-        .args(["validate", "--skip-credentials", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = kafka_transit(
+        &[
+            "validate".as_ref(),
+            "--skip-credentials".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ],
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     // The rest is still checked: a policy that refuses its configuration fails.
     std::fs::write(
@@ -224,11 +241,15 @@ fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
         config_with_vault("token_env = \"X\"").replace("key = \"customers\"", "key = \"\""),
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
-        .args(["validate", "--skip-credentials", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = kafka_transit(
+        &[
+            "validate".as_ref(),
+            "--skip-credentials".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ],
+        &[],
+    );
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("policy.config.key"),
@@ -240,10 +261,7 @@ fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
 #[test]
 fn completions_man_page_and_run_help_come_from_the_command_line() {
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_kafka-transit"))
-            .args(args)
-            .output()
-            .unwrap();
+        let output = kafka_transit(args, &[]);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         String::from_utf8(output.stdout).unwrap()
     };
@@ -271,4 +289,54 @@ fn completions_man_page_and_run_help_come_from_the_command_line() {
     ] {
         assert!(help.contains(section), "run --help does not name {section}");
     }
+}
+
+/// `validate --connect` on librdkafka's mock cluster and vault-dev: the source topic and
+/// its partitions, the output topics the runner will create, the token's permissions;
+/// and a failure naming the sink topic when it is missing and may not be created.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_connect_reports_the_token_and_every_topic() {
+    let kafka = TestKafka::start(&[("in", 3)]);
+    let vault = support::start_vault().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = vault.url();
+    let spec = PipelineSpec::in_to_out(&kafka, &url, "g", "builtin = \"encrypt-value\"".into());
+    let connect = |extra: &str| {
+        let path = dir.path().join("pipeline.toml");
+        let text = spec
+            .text()
+            .replace("[sink]\n", &format!("[sink]\n{extra}\n"));
+        std::fs::write(&path, text).unwrap();
+        let args = [
+            "validate".as_ref(),
+            "--connect".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ];
+        kafka_transit(&args, &[("KAFKA_TRANSIT_TEST_UNUSED", vault.root_token())])
+    };
+    let output = connect("");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    for line in [
+        "the token is accepted",
+        "it holds every permission this pipeline needs",
+        "  in: 3 partition(s); the group has committed offsets for 0 of them",
+        "  out (sink cluster): does not exist; the runner creates it with 3 partition(s)",
+        "  dlq (dead letters, source cluster): does not exist; the runner creates it with 3",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+
+    let output = connect("create_topics = false");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr(&output).contains(
+            "out (sink cluster) does not exist: create it, or set sink.create_topics = true"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    vault.shutdown().await;
 }

@@ -1831,3 +1831,33 @@ async fn batch_of_500_kib_items_is_fast() {
     // Generous bound: debug build on a slow CI machine.
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
+
+/// `sys/capabilities-self`, which kafka-transit's runner asks at start: the answer is in
+/// `data` and at the top level, `capabilities` only when one path was asked, and the
+/// root token has `root` on every path. (What a login token gets depends on its
+/// policies, which vault-dev does not model; the host's OpenBao test `vault_policy`
+/// covers that.)
+#[tokio::test]
+async fn capabilities_self() {
+    let v = start().await;
+    let r = v
+        .write(
+            "sys/capabilities-self",
+            json!({ "paths": ["transit/encrypt/k", "auth/token/renew-self"] }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for path in ["transit/encrypt/k", "auth/token/renew-self"] {
+        assert_eq!(r.body["data"][path], json!(["root"]), "{:?}", r.body);
+        assert_eq!(r.body[path], json!(["root"]), "{:?}", r.body);
+    }
+    assert_eq!(r.body["data"]["capabilities"], Value::Null);
+    let r = v
+        .write(
+            "sys/capabilities-self",
+            json!({ "paths": ["transit/decrypt/k"] }),
+        )
+        .await;
+    assert_eq!(r.body["data"]["capabilities"], json!(["root"]));
+    assert_eq!(r.body["capabilities"], json!(["root"]));
+}

@@ -1,6 +1,7 @@
 //! The `kafka-transit` command line: its definitions (clap), from which `--help`,
 //! the completions and the man page are all generated, and one file per command.
 
+mod connect;
 mod demo;
 mod reference;
 mod run;
@@ -87,7 +88,8 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a pipeline file and its policy, without touching Kafka or Vault.
+    /// Check a pipeline file and its policy, without touching Kafka or Vault (unless
+    /// --connect).
     ///
     /// Checks every field, that the Vault token (or AppRole IDs, or the JWT) can be read
     /// from the variable or file the config names, and that the CA bundle loads; then
@@ -100,8 +102,14 @@ pub enum Command {
         /// Do not read the Vault credentials the file names (the token, AppRole IDs or
         /// JWT): check the file and the policy only, e.g. on a build machine that has no
         /// secrets.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "connect")]
         skip_credentials: bool,
+        /// Then connect: the Vault token is accepted and holds every permission the
+        /// pipeline needs; each source topic exists and the group's offsets can be read;
+        /// each sink and dead-letter topic exists or will be created (with how many
+        /// partitions). Writes nothing.
+        #[arg(long)]
+        connect: bool,
     },
     /// The three demonstrations in one process, with nothing to install.
     ///
@@ -197,7 +205,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Validate {
             config,
             skip_credentials,
-        } => validate::validate(config, skip_credentials).await,
+            connect,
+        } => validate::validate(config, skip_credentials, connect).await,
         Command::VaultPolicy { config } => validate::vault_policy(config).await,
         Command::Policy(command) => crate::scaffold::run(command),
         Command::Health { address, ready } => validate::health(&address, ready).await,

@@ -14,7 +14,11 @@ use crate::policy::pipeline::PipelineView;
 use crate::policy::{PolicyRunner, PolicyRuntime};
 use crate::vault::VaultClient;
 
-pub(super) async fn validate(path: PathBuf, skip_credentials: bool) -> anyhow::Result<()> {
+pub(super) async fn validate(
+    path: PathBuf,
+    skip_credentials: bool,
+    connect: bool,
+) -> anyhow::Result<()> {
     let config = PipelineConfig::load(&path)?;
     // What `run` would refuse before contacting Vault: an unset token variable, a
     // missing token file, an unreadable CA bundle.
@@ -27,6 +31,9 @@ pub(super) async fn validate(path: PathBuf, skip_credentials: bool) -> anyhow::R
         path.display(),
         policy_name(&config)
     );
+    if connect {
+        super::connect::connect(&config).await?;
+    }
     Ok(())
 }
 

@@ -132,6 +132,24 @@ pub struct SinkConfig {
     /// event happened) or the time kafka-transit produced it.
     #[serde(default)]
     pub timestamp: TimestampSource,
+    /// Create a missing sink (or dead-letter) topic when its first record is due, with
+    /// the source topic's partition count.
+    #[serde(default = "default_create_topics")]
+    pub create_topics: bool,
+    /// Replication factor of created topics; -1 (the default): the broker's
+    /// `default.replication.factor`.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i32,
+    /// Topic configs of created topics (`"retention.ms" = "604800000"`, ...).
+    #[serde(default)]
+    pub topic_config: Properties,
+}
+
+fn default_create_topics() -> bool {
+    true
+}
+fn default_replication_factor() -> i32 {
+    -1
 }
 
 /// `sink.timestamp`.
@@ -755,6 +773,12 @@ impl PipelineConfig {
             ));
         }
         non_empty("sink.bootstrap_servers", &self.sink.bootstrap_servers)?;
+        if self.sink.replication_factor == 0 || self.sink.replication_factor < -1 {
+            return Err(invalid(
+                "sink.replication_factor",
+                "must be at least 1, or -1 for the broker's default.replication.factor",
+            ));
+        }
         // The listed source topics are known now: a template that sends one back to the
         // pipeline is refused here, not at the first record. Patterns are checked as
         // their topics appear.

@@ -16,6 +16,7 @@ use crate::topics::Route;
 
 use super::produce::enqueue;
 use super::stopping::Stopping;
+use super::topic_creation::TopicCreation;
 use super::{kafka_error, PipelineError};
 
 /// Headers on dead-lettered records.
@@ -33,6 +34,7 @@ pub(crate) struct DeadLetters {
     producer: FutureProducer,
     route: Route,
     cluster: DeadLetterCluster,
+    creation: TopicCreation,
     stopping: Stopping,
 }
 
@@ -64,6 +66,7 @@ impl DeadLetters {
         Ok(Some(DeadLetters {
             producer,
             route,
+            creation: TopicCreation::new(config, cluster == DeadLetterCluster::Source),
             cluster,
             stopping,
         }))
@@ -115,6 +118,7 @@ impl DeadLetters {
             dead_letter_topic = topic,
             "dead-lettering record: {reason}"
         );
+        self.creation.ensure(topic, &record.topic).await;
         let mut all = match self.cluster {
             DeadLetterCluster::Source => record.headers.clone(),
             // Never carry record contents to the sink cluster.

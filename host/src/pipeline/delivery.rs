@@ -25,6 +25,7 @@ use super::refusal::{refused_by_sink, SINK_REJECTED};
 use super::sink_topics::SinkTopics;
 use super::source::Batch;
 use super::stopping::Stopping;
+use super::topic_creation::TopicCreation;
 use super::transactions::{Sent, Transactions};
 use super::{joined, kafka_error, PipelineError};
 
@@ -75,6 +76,7 @@ pub(crate) struct Delivery {
     sink_config: SinkConfig,
     sink_route: Route,
     sink_topics: SinkTopics,
+    sink_creation: TopicCreation,
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
@@ -96,6 +98,7 @@ impl Delivery {
                 .sink_route()
                 .map_err(|e| PipelineError::Route(e.to_string()))?,
             sink_topics: SinkTopics::new(&config.sink),
+            sink_creation: TopicCreation::new(config, false),
             dead_letters: DeadLetters::new(config, stopping.clone())?,
             ownership,
             metrics,
@@ -214,6 +217,7 @@ impl Delivery {
             .output_topics(record, outputs)
             .map_err(|reason| (UNROUTABLE, reason))?;
         for (output, topic) in outputs.iter().zip(&topics) {
+            self.sink_creation.ensure(topic, &record.topic).await;
             if let Some(reason) = self.sink_topics.refusal(topic, output).await {
                 return Err((SINK_REJECTED, reason));
             }

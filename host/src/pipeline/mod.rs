@@ -30,6 +30,7 @@ mod refusal;
 mod sink_topics;
 mod source;
 mod stopping;
+mod topic_creation;
 mod transactions;
 
 use std::collections::VecDeque;

@@ -1,0 +1,228 @@
+//! `validate --connect`: after the offline checks, what only the servers can say. The
+//! Vault token is accepted and holds every permission the pipeline needs; each source
+//! topic exists and the consumer group's offsets can be read; each sink and dead-letter
+//! topic exists, or will be created (`sink.create_topics`), with how many partitions.
+//! Nothing is written: Kafka cannot be asked whether a principal may write a topic
+//! without writing to it, so that is said rather than tried.
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+
+use crate::access::{check, Access, Token};
+use crate::config::{DeadLetterCluster, DeliveryGuarantee, PipelineConfig};
+use crate::kafka;
+use crate::vault::VaultClient;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+type Admin = AdminClient<DefaultClientContext>;
+
+/// What a cluster says of a topic.
+enum State {
+    Partitions(usize),
+    Missing,
+    Refused(String),
+}
+
+fn state(admin: &Admin, topic: &str) -> State {
+    let metadata = match admin.inner().fetch_metadata(Some(topic), TIMEOUT) {
+        Ok(metadata) => metadata,
+        Err(error) => return State::Refused(error.to_string()),
+    };
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        None => State::Missing,
+        Some(t) => match t.error().map(RDKafkaErrorCode::from) {
+            None => State::Partitions(t.partitions().len()),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => State::Missing,
+            Some(code) => State::Refused(code.to_string()),
+        },
+    }
+}
+
+/// Prints what it finds; fails when anything would stop the pipeline.
+pub(super) async fn connect(config: &PipelineConfig) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    check_vault(config, &mut problems).await;
+    tokio::task::block_in_place(|| check_kafka(config, &mut problems))?;
+    if problems.is_empty() {
+        println!("connected: Vault and both clusters answer as this pipeline needs");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} problem(s) found:\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    )
+}
+
+async fn check_vault(config: &PipelineConfig, problems: &mut Vec<String>) {
+    let address = &config.vault.address;
+    let vault = match VaultClient::connect(&config.vault).await {
+        Ok(vault) => vault,
+        Err(error) => {
+            println!("vault {address}: {error}");
+            problems.push(format!("Vault at {address}: {error}"));
+            return;
+        }
+    };
+    println!("vault {address}: the token is accepted");
+    let token = Token {
+        renewed: vault.renews_token(),
+    };
+    match check::verify(&vault, &Access::of(config, token)).await {
+        Ok(()) => println!(
+            "  it holds every permission this pipeline needs (`kafka-transit vault-policy` lists them)"
+        ),
+        Err(error) => {
+            println!("  {error}");
+            problems.push(format!("Vault permissions: {error}"));
+        }
+    }
+}
+
+fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let source = kafka::lookup_admin(&config.source.bootstrap_servers, &config.source.properties)?;
+    let sink = kafka::lookup_admin(&config.sink.bootstrap_servers, &config.sink.properties)?;
+    let topics = config.source_topics()?;
+    let mut listed: Vec<String> = topics.names().to_vec();
+    if topics.has_patterns() {
+        let metadata = source.inner().fetch_metadata(None, TIMEOUT)?;
+        let matching: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|name| topics.consumes(name) && !listed.contains(name))
+            .collect();
+        listed.extend(matching);
+    }
+    let sink_route = config.sink_route()?;
+    let dead_letters = config.dead_letter_route()?;
+    let dead_letters_on_source = config.errors.dead_letter_cluster == DeadLetterCluster::Source;
+    println!(
+        "source cluster {} (group {}):",
+        config.source.bootstrap_servers, config.source.group_id
+    );
+    let mut outputs = Vec::new();
+    for topic in &listed {
+        let partitions = match state(&source, topic) {
+            State::Partitions(n) => n,
+            State::Missing => {
+                println!("  {topic}: does not exist");
+                problems.push(format!("source topic {topic} does not exist"));
+                continue;
+            }
+            State::Refused(why) => {
+                println!("  {topic}: {why}");
+                problems.push(format!("source topic {topic}: {why}"));
+                continue;
+            }
+        };
+        let group = group_offsets(config, topic, partitions);
+        println!("  {topic}: {partitions} partition(s); {group}");
+        if group.starts_with("the group's offsets cannot be read") {
+            problems.push(format!("source topic {topic}: {group}"));
+        }
+        if let Ok(sink_topic) = sink_route.topic_for(topic) {
+            outputs.push((false, "sink cluster", sink_topic.to_string(), partitions));
+        }
+        if let Some(route) = &dead_letters {
+            if let Ok(dead_letter_topic) = route.topic_for(topic) {
+                let place = if dead_letters_on_source {
+                    "dead letters, source cluster"
+                } else {
+                    "dead letters, sink cluster"
+                };
+                outputs.push((
+                    dead_letters_on_source,
+                    place,
+                    dead_letter_topic.to_string(),
+                    partitions,
+                ));
+            }
+        }
+    }
+    if topics.has_patterns() {
+        println!("  (and topics created later that match the patterns)");
+    }
+    println!("output topics:");
+    outputs.sort();
+    outputs.dedup();
+    for (on_source, role, topic, partitions) in outputs {
+        let admin = if on_source { &source } else { &sink };
+        match state(admin, &topic) {
+            State::Partitions(n) => {
+                println!("  {topic} ({role}): exists, {n} partition(s)");
+                if role == "sink cluster" && config.sink.preserve_partitions && n < partitions {
+                    let problem = format!(
+                        "sink topic {topic} has {n} partition(s), fewer than the {partitions} of \
+                         its source, and sink.preserve_partitions is on: add partitions"
+                    );
+                    println!("    {problem}");
+                    problems.push(problem);
+                }
+            }
+            State::Missing if config.sink.create_topics => println!(
+                "  {topic} ({role}): does not exist; the runner creates it with {partitions} \
+                 partition(s) when its first record is due (sink.create_topics)"
+            ),
+            State::Missing => {
+                println!("  {topic} ({role}): does not exist, and sink.create_topics = false");
+                problems.push(format!(
+                    "{topic} ({role}) does not exist: create it, or set sink.create_topics = true"
+                ));
+            }
+            State::Refused(why) => {
+                println!("  {topic} ({role}): {why}");
+                problems.push(format!("{topic} ({role}): {why}"));
+            }
+        }
+    }
+    if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
+        let topic = &config.pipeline.offsets_topic;
+        match state(&sink, topic) {
+            State::Partitions(_) => println!("  {topic} (exactly-once offsets, sink cluster): exists"),
+            State::Missing => println!(
+                "  {topic} (exactly-once offsets, sink cluster): does not exist; the runner creates it (compacted)"
+            ),
+            State::Refused(why) => {
+                println!("  {topic} (exactly-once offsets): {why}");
+                problems.push(format!("{topic} (exactly-once offsets): {why}"));
+            }
+        }
+    }
+    println!(
+        "writes are not tried (Kafka cannot be asked without writing a record): the runner's \
+         principals need WRITE on the topics above (CREATE where they are to be created), and \
+         IDEMPOTENT_WRITE on the sink cluster before Kafka 2.8"
+    );
+    Ok(())
+}
+
+/// Whether the consumer group's offsets for `topic` can be read, and how many are
+/// committed.
+fn group_offsets(config: &PipelineConfig, topic: &str, partitions: usize) -> String {
+    let consumer = match kafka::group_reader(&config.source) {
+        Ok(consumer) => consumer,
+        Err(error) => return format!("the group's offsets cannot be read: {error}"),
+    };
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, i32::try_from(partition).unwrap_or(i32::MAX));
+    }
+    match consumer.committed_offsets(list, TIMEOUT) {
+        Ok(committed) => {
+            let count = committed
+                .elements()
+                .iter()
+                .filter(|e| e.offset().to_raw().is_some_and(|o| o >= 0))
+                .count();
+            format!("the group has committed offsets for {count} of them")
+        }
+        Err(error) => format!("the group's offsets cannot be read: {error}"),
+    }
+}
