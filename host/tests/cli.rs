@@ -225,15 +225,16 @@ fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
         config_with_vault("token_env = \"KT_CLI_TEST_TOKEN_THAT_IS_NOT_SET\""),
     )
     .unwrap();
-    let output = kafka_transit(
-        &[
+    let validate = || {
+        let args = [
             "validate".as_ref(),
             "--skip-credentials".as_ref(),
             "--config".as_ref(),
             path.as_os_str(),
-        ],
-        &[],
-    );
+        ];
+        kafka_transit(&args, &[])
+    };
+    let output = validate();
     assert!(output.status.success(), "{}", stderr(&output));
     // The rest is still checked: a policy that refuses its configuration fails.
     std::fs::write(
@@ -241,15 +242,7 @@ fn validate_can_check_a_file_without_the_vault_credentials_it_names() {
         config_with_vault("token_env = \"X\"").replace("key = \"customers\"", "key = \"\""),
     )
     .unwrap();
-    let output = kafka_transit(
-        &[
-            "validate".as_ref(),
-            "--skip-credentials".as_ref(),
-            "--config".as_ref(),
-            path.as_os_str(),
-        ],
-        &[],
-    );
+    let output = validate();
     assert!(!output.status.success());
     assert!(
         stderr(&output).contains("policy.config.key"),
