@@ -222,18 +222,45 @@ pub fn group_reader(
     config.create()
 }
 
-/// How many partitions `topic` has (0 if it does not exist), from `client`'s metadata.
+/// What a cluster's metadata says of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicState {
+    Partitions(usize),
+    Missing,
+    /// The cluster answered with another error for it (not authorised, say).
+    Refused(String),
+}
+
+/// `topic` as `client`'s cluster sees it. Whether the lookup may create the topic is the
+/// client's `allow.auto.create.topics` (see [`lookup_admin`]).
+pub fn topic_state<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<TopicState> {
+    use rdkafka::types::RDKafkaErrorCode;
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(match metadata.topics().iter().find(|t| t.name() == topic) {
+        None => TopicState::Missing,
+        Some(t) => match t.error().map(RDKafkaErrorCode::from) {
+            None => TopicState::Partitions(t.partitions().len()),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => TopicState::Missing,
+            Some(code) => TopicState::Refused(code.to_string()),
+        },
+    })
+}
+
+/// How many partitions `topic` has (0 if it does not exist or cannot be described), from
+/// `client`'s metadata.
 pub fn partition_count<C: ConsumerContext>(
     client: &impl rdkafka::consumer::Consumer<C>,
     topic: &str,
     timeout: std::time::Duration,
 ) -> rdkafka::error::KafkaResult<usize> {
-    let metadata = client.fetch_metadata(Some(topic), timeout)?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len()))
+    Ok(match topic_state(client.client(), topic, timeout)? {
+        TopicState::Partitions(count) => count,
+        TopicState::Missing | TopicState::Refused(_) => 0,
+    })
 }
 
 /// Commits `offsets` for `consumer`'s group and waits for the coordinator's answer, at

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kafka_transit::access::{check, Access, Token};
+use kafka_transit::access::check;
 use kafka_transit::config::PipelineConfig;
 use kafka_transit::vault::VaultClient;
 use serde_json::json;
@@ -197,13 +197,7 @@ async fn start_check(
     let client = connect_with(vault, hcl, &env)
         .await
         .map_err(|e| e.to_string())?;
-    let access = Access::of(
-        config,
-        Token {
-            renewed: client.renews_token(),
-        },
-    );
-    check::verify(&client, &access)
+    check::verify_pipeline(&client, config)
         .await
         .map_err(|e| e.to_string())?;
     Ok(client)

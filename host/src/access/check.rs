@@ -2,7 +2,8 @@
 //! needs? Asked once with `sys/capabilities-self`; keys that records name (header
 //! templates) are left to the records.
 
-use super::{Access, Grant};
+use super::{Access, Grant, Token};
+use crate::config::PipelineConfig;
 use crate::vault::{VaultClient, VaultError};
 
 /// Why the token will not do.
@@ -34,6 +35,18 @@ fn list(missing: &[Grant]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// What `run` checks at start: the access `config` needs, with what `vault` knows of its
+/// token (whether it renews it).
+pub async fn verify_pipeline(
+    vault: &VaultClient,
+    config: &PipelineConfig,
+) -> Result<(), CheckError> {
+    let token = Token {
+        renewed: vault.renews_token(),
+    };
+    verify(vault, &Access::of(config, token)).await
 }
 
 /// Checks the paths of `access` that do not depend on records, with the token of `vault`.

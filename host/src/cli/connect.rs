@@ -10,38 +10,21 @@ use std::time::Duration;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::Consumer;
-use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 
-use crate::access::{check, Access, Token};
+use crate::access::check;
 use crate::config::{DeadLetterCluster, DeliveryGuarantee, PipelineConfig};
-use crate::kafka;
+use crate::kafka::{self, TopicState};
 use crate::vault::VaultClient;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 type Admin = AdminClient<DefaultClientContext>;
 
-/// What a cluster says of a topic.
-enum State {
-    Partitions(usize),
-    Missing,
-    Refused(String),
-}
-
-fn state(admin: &Admin, topic: &str) -> State {
-    let metadata = match admin.inner().fetch_metadata(Some(topic), TIMEOUT) {
-        Ok(metadata) => metadata,
-        Err(error) => return State::Refused(error.to_string()),
-    };
-    match metadata.topics().iter().find(|t| t.name() == topic) {
-        None => State::Missing,
-        Some(t) => match t.error().map(RDKafkaErrorCode::from) {
-            None => State::Partitions(t.partitions().len()),
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => State::Missing,
-            Some(code) => State::Refused(code.to_string()),
-        },
-    }
+/// What a cluster says of a topic; a lookup that fails is a refusal too.
+fn state(admin: &Admin, topic: &str) -> TopicState {
+    kafka::topic_state(admin.inner(), topic, TIMEOUT)
+        .unwrap_or_else(|error| TopicState::Refused(error.to_string()))
 }
 
 /// Prints what it finds; fails when anything would stop the pipeline.
@@ -71,10 +54,7 @@ async fn check_vault(config: &PipelineConfig, problems: &mut Vec<String>) {
         }
     };
     println!("vault {address}: the token is accepted");
-    let token = Token {
-        renewed: vault.renews_token(),
-    };
-    match check::verify(&vault, &Access::of(config, token)).await {
+    match check::verify_pipeline(&vault, config).await {
         Ok(()) => println!(
             "  it holds every permission this pipeline needs (`kafka-transit vault-policy` lists them)"
         ),
@@ -110,22 +90,24 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
     let mut outputs = Vec::new();
     for topic in &listed {
         let partitions = match state(&source, topic) {
-            State::Partitions(n) => n,
-            State::Missing => {
+            TopicState::Partitions(n) => n,
+            TopicState::Missing => {
                 println!("  {topic}: does not exist");
                 problems.push(format!("source topic {topic} does not exist"));
                 continue;
             }
-            State::Refused(why) => {
+            TopicState::Refused(why) => {
                 println!("  {topic}: {why}");
                 problems.push(format!("source topic {topic}: {why}"));
                 continue;
             }
         };
-        let group = group_offsets(config, topic, partitions);
-        println!("  {topic}: {partitions} partition(s); {group}");
-        if group.starts_with("the group's offsets cannot be read") {
-            problems.push(format!("source topic {topic}: {group}"));
+        match group_offsets(config, topic, partitions) {
+            Ok(group) => println!("  {topic}: {partitions} partition(s); {group}"),
+            Err(group) => {
+                println!("  {topic}: {partitions} partition(s); {group}");
+                problems.push(format!("source topic {topic}: {group}"));
+            }
         }
         if let Ok(sink_topic) = sink_route.topic_for(topic) {
             outputs.push((false, "sink cluster", sink_topic.to_string(), partitions));
@@ -155,7 +137,7 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
     for (on_source, role, topic, partitions) in outputs {
         let admin = if on_source { &source } else { &sink };
         match state(admin, &topic) {
-            State::Partitions(n) => {
+            TopicState::Partitions(n) => {
                 println!("  {topic} ({role}): exists, {n} partition(s)");
                 if role == "sink cluster" && config.sink.preserve_partitions && n < partitions {
                     let problem = format!(
@@ -166,17 +148,17 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
                     problems.push(problem);
                 }
             }
-            State::Missing if config.sink.create_topics => println!(
+            TopicState::Missing if config.sink.create_topics => println!(
                 "  {topic} ({role}): does not exist; the runner creates it with {partitions} \
                  partition(s) when its first record is due (sink.create_topics)"
             ),
-            State::Missing => {
+            TopicState::Missing => {
                 println!("  {topic} ({role}): does not exist, and sink.create_topics = false");
                 problems.push(format!(
                     "{topic} ({role}) does not exist: create it, or set sink.create_topics = true"
                 ));
             }
-            State::Refused(why) => {
+            TopicState::Refused(why) => {
                 println!("  {topic} ({role}): {why}");
                 problems.push(format!("{topic} ({role}): {why}"));
             }
@@ -185,11 +167,11 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
     if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
         let topic = &config.pipeline.offsets_topic;
         match state(&sink, topic) {
-            State::Partitions(_) => println!("  {topic} (exactly-once offsets, sink cluster): exists"),
-            State::Missing => println!(
+            TopicState::Partitions(_) => println!("  {topic} (exactly-once offsets, sink cluster): exists"),
+            TopicState::Missing => println!(
                 "  {topic} (exactly-once offsets, sink cluster): does not exist; the runner creates it (compacted)"
             ),
-            State::Refused(why) => {
+            TopicState::Refused(why) => {
                 println!("  {topic} (exactly-once offsets): {why}");
                 problems.push(format!("{topic} (exactly-once offsets): {why}"));
             }
@@ -203,26 +185,29 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
     Ok(())
 }
 
-/// Whether the consumer group's offsets for `topic` can be read, and how many are
-/// committed.
-fn group_offsets(config: &PipelineConfig, topic: &str, partitions: usize) -> String {
-    let consumer = match kafka::group_reader(&config.source) {
-        Ok(consumer) => consumer,
-        Err(error) => return format!("the group's offsets cannot be read: {error}"),
-    };
+/// How many of the consumer group's offsets for `topic` are committed, or why they
+/// cannot be read.
+fn group_offsets(
+    config: &PipelineConfig,
+    topic: &str,
+    partitions: usize,
+) -> Result<String, String> {
+    let unreadable =
+        |error: rdkafka::error::KafkaError| format!("the group's offsets cannot be read: {error}");
+    let consumer = kafka::group_reader(&config.source).map_err(unreadable)?;
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {
         list.add_partition(topic, i32::try_from(partition).unwrap_or(i32::MAX));
     }
-    match consumer.committed_offsets(list, TIMEOUT) {
-        Ok(committed) => {
-            let count = committed
-                .elements()
-                .iter()
-                .filter(|e| e.offset().to_raw().is_some_and(|o| o >= 0))
-                .count();
-            format!("the group has committed offsets for {count} of them")
-        }
-        Err(error) => format!("the group's offsets cannot be read: {error}"),
-    }
+    let committed = consumer
+        .committed_offsets(list, TIMEOUT)
+        .map_err(unreadable)?;
+    let count = committed
+        .elements()
+        .iter()
+        .filter(|e| e.offset().to_raw().is_some_and(|o| o >= 0))
+        .count();
+    Ok(format!(
+        "the group has committed offsets for {count} of them"
+    ))
 }

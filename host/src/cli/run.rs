@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::access::{check, Access, Token};
+use crate::access::check;
 use crate::admin::Admin;
 use crate::config::PipelineConfig;
 use crate::pipeline::Pipeline;
@@ -26,10 +26,7 @@ pub(super) async fn run(path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to Vault at {}", config.vault.address))?;
     if config.vault.check_permissions {
-        let token = Token {
-            renewed: vault.renews_token(),
-        };
-        check::verify(&vault, &Access::of(&config, token)).await?;
+        check::verify_pipeline(&vault, &config).await?;
     }
     if let Some(admin) = &mut admin {
         admin.watch_vault(&vault);

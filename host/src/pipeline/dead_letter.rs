@@ -16,7 +16,7 @@ use crate::topics::Route;
 
 use super::produce::enqueue;
 use super::stopping::Stopping;
-use super::topic_creation::TopicCreation;
+use super::topic_creation::{Cluster, TopicCreation};
 use super::{kafka_error, PipelineError};
 
 /// Headers on dead-lettered records.
@@ -34,7 +34,7 @@ pub(crate) struct DeadLetters {
     producer: FutureProducer,
     route: Route,
     cluster: DeadLetterCluster,
-    creation: TopicCreation,
+    topic_creation: Arc<TopicCreation>,
     stopping: Stopping,
 }
 
@@ -42,6 +42,7 @@ impl DeadLetters {
     /// The dead-letter producer, when `errors.on_failure = "dead-letter"`.
     pub(crate) fn new(
         config: &PipelineConfig,
+        topic_creation: Arc<TopicCreation>,
         stopping: Stopping,
     ) -> Result<Option<DeadLetters>, PipelineError> {
         let route = config
@@ -66,7 +67,7 @@ impl DeadLetters {
         Ok(Some(DeadLetters {
             producer,
             route,
-            creation: TopicCreation::new(config, cluster == DeadLetterCluster::Source),
+            topic_creation,
             cluster,
             stopping,
         }))
@@ -118,7 +119,13 @@ impl DeadLetters {
             dead_letter_topic = topic,
             "dead-lettering record: {reason}"
         );
-        self.creation.ensure(topic, &record.topic).await;
+        let cluster = match self.cluster {
+            DeadLetterCluster::Source => Cluster::Source,
+            DeadLetterCluster::Sink => Cluster::Sink,
+        };
+        self.topic_creation
+            .ensure(cluster, topic, &record.topic)
+            .await;
         let mut all = match self.cluster {
             DeadLetterCluster::Source => record.headers.clone(),
             // Never carry record contents to the sink cluster.

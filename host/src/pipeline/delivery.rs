@@ -25,7 +25,7 @@ use super::refusal::{refused_by_sink, SINK_REJECTED};
 use super::sink_topics::SinkTopics;
 use super::source::Batch;
 use super::stopping::Stopping;
-use super::topic_creation::TopicCreation;
+use super::topic_creation::{Cluster, TopicCreation};
 use super::transactions::{Sent, Transactions};
 use super::{joined, kafka_error, PipelineError};
 
@@ -76,7 +76,7 @@ pub(crate) struct Delivery {
     sink_config: SinkConfig,
     sink_route: Route,
     sink_topics: SinkTopics,
-    sink_creation: TopicCreation,
+    topic_creation: Arc<TopicCreation>,
     dead_letters: Option<DeadLetters>,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
@@ -90,6 +90,7 @@ impl Delivery {
         metrics: Arc<Metrics>,
         stopping: Stopping,
     ) -> Result<Delivery, PipelineError> {
+        let topic_creation = Arc::new(TopicCreation::new(config));
         Ok(Delivery {
             sink: kafka::sink_producer(&config.sink, &config.pipeline)
                 .map_err(kafka_error("creating the sink producer"))?,
@@ -98,8 +99,8 @@ impl Delivery {
                 .sink_route()
                 .map_err(|e| PipelineError::Route(e.to_string()))?,
             sink_topics: SinkTopics::new(&config.sink),
-            sink_creation: TopicCreation::new(config, false),
-            dead_letters: DeadLetters::new(config, stopping.clone())?,
+            dead_letters: DeadLetters::new(config, topic_creation.clone(), stopping.clone())?,
+            topic_creation,
             ownership,
             metrics,
             stopping,
@@ -217,7 +218,9 @@ impl Delivery {
             .output_topics(record, outputs)
             .map_err(|reason| (UNROUTABLE, reason))?;
         for (output, topic) in outputs.iter().zip(&topics) {
-            self.sink_creation.ensure(topic, &record.topic).await;
+            self.topic_creation
+                .ensure(Cluster::Sink, topic, &record.topic)
+                .await;
             if let Some(reason) = self.sink_topics.refusal(topic, output).await {
                 return Err((SINK_REJECTED, reason));
             }

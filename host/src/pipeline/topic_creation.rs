@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{PipelineConfig, Properties};
-use crate::kafka;
+use crate::kafka::{self, TopicState};
 
 /// A lookup or creation that takes longer fails (and is reported), rather than hold a
 /// batch.
@@ -34,34 +34,32 @@ struct Shape {
     config: Properties,
 }
 
-/// Creates missing topics on one cluster (the sink's, or the source's for dead letters
-/// kept there), sized after their source topics.
+/// Which cluster a topic is created on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Cluster {
+    Source,
+    Sink,
+}
+
+/// Creates missing topics on either cluster (the sink's, or the source's for dead
+/// letters kept there), sized after their source topics. One per pipeline: its admin
+/// clients serve the sink and the dead letters alike.
 pub(crate) struct TopicCreation {
-    /// The cluster the topics go to; `None` when creation is off or no admin client
-    /// could be made (reported once, at start).
-    target: Option<Admin>,
-    /// The source cluster, for partition counts.
-    source: Option<Admin>,
+    /// Admin clients of the source and sink clusters; `None` when creation is off or
+    /// one could not be made (reported once, at start). The source's also gives the
+    /// partition counts.
+    clients: Option<(Admin, Admin)>,
     shape: Shape,
     /// Topics known to exist, or already reported as not creatable.
-    settled: Mutex<HashSet<String>>,
+    settled: Mutex<HashSet<(Cluster, String)>>,
 }
 
 impl TopicCreation {
-    /// For topics on the sink cluster (`on_source = false`) or the source cluster.
-    pub(crate) fn new(config: &PipelineConfig, on_source: bool) -> TopicCreation {
+    pub(crate) fn new(config: &PipelineConfig) -> TopicCreation {
         let shape = Shape {
             replication_factor: config.sink.replication_factor,
             config: config.sink.topic_config.clone(),
         };
-        if !config.sink.create_topics {
-            return TopicCreation {
-                target: None,
-                source: None,
-                shape,
-                settled: Mutex::default(),
-            };
-        }
         let admin = |what: &str, bootstrap: &str, properties: &Properties| {
             kafka::lookup_admin(bootstrap, properties)
                 .inspect_err(|error| {
@@ -73,37 +71,41 @@ impl TopicCreation {
                 .ok()
                 .map(Arc::new)
         };
-        let source = admin(
-            "source",
-            &config.source.bootstrap_servers,
-            &config.source.properties,
-        );
-        let target = if on_source {
-            source.clone()
-        } else {
-            admin(
+        let clients = config.sink.create_topics.then(|| {
+            let source = admin(
+                "source",
+                &config.source.bootstrap_servers,
+                &config.source.properties,
+            )?;
+            let sink = admin(
                 "sink",
                 &config.sink.bootstrap_servers,
                 &config.sink.properties,
-            )
-        };
+            )?;
+            Some((source, sink))
+        });
         TopicCreation {
-            target,
-            source,
+            clients: clients.flatten(),
             shape,
             settled: Mutex::default(),
         }
     }
 
-    /// Makes sure `topic` exists before a record of `source_topic` is produced to it.
-    /// Never fails: what goes wrong is reported, and the producer has the last word.
-    pub(crate) async fn ensure(&self, topic: &str, source_topic: &str) {
-        let (Some(target), Some(source)) = (&self.target, &self.source) else {
+    /// Makes sure `topic` exists on `cluster` before a record of `source_topic` is
+    /// produced to it. Never fails: what goes wrong is reported, and the producer has
+    /// the last word.
+    pub(crate) async fn ensure(&self, cluster: Cluster, topic: &str, source_topic: &str) {
+        let Some((source, sink)) = &self.clients else {
             return;
         };
-        if self.lock().contains(topic) {
+        let key = (cluster, topic.to_string());
+        if self.lock().contains(&key) {
             return;
         }
+        let target = match cluster {
+            Cluster::Source => source,
+            Cluster::Sink => sink,
+        };
         match self
             .create_if_missing(target, source, topic, source_topic)
             .await
@@ -125,7 +127,7 @@ impl TopicCreation {
                  topics on first use"
             ),
         }
-        self.lock().insert(topic.to_string());
+        self.lock().insert(key);
     }
 
     /// `Some((partitions, replication factor))` when it created the topic.
@@ -170,7 +172,7 @@ impl TopicCreation {
         Ok(Some((count, replication)))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Cluster, String)>> {
         self.settled.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -179,17 +181,14 @@ impl TopicCreation {
 async fn partitions(admin: &Admin, topic: &str) -> Result<usize, String> {
     let admin = Arc::clone(admin);
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(&topic), TIMEOUT)
+    let state =
+        tokio::task::spawn_blocking(move || kafka::topic_state(admin.inner(), &topic, TIMEOUT))
+            .await
+            .map_err(|error| error.to_string())?
             .map_err(|error| format!("looking the topic up: {error}"))?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len()))
-    })
-    .await
-    .map_err(|error| error.to_string())?
+    match state {
+        TopicState::Partitions(count) => Ok(count),
+        TopicState::Missing => Ok(0),
+        TopicState::Refused(why) => Err(format!("looking the topic up: {why}")),
+    }
 }
