@@ -61,19 +61,27 @@ impl Pattern {
 
     fn matches(&self, path: &[Step]) -> bool {
         self.tokens.len() == path.len()
-            && self.tokens.iter().zip(path).all(|(token, step)| match token {
-                Token::Any => true,
-                Token::Name(name) => *step == Step::Field(name),
-            })
+            && self
+                .tokens
+                .iter()
+                .zip(path)
+                .all(|(token, step)| match token {
+                    Token::Any => true,
+                    Token::Name(name) => *step == Step::Field(name),
+                })
     }
 
     /// Whether some path that starts with `path` could match.
     fn may_extend(&self, path: &[Step]) -> bool {
         self.tokens.len() > path.len()
-            && self.tokens.iter().zip(path).all(|(token, step)| match token {
-                Token::Any => true,
-                Token::Name(name) => *step == Step::Field(name),
-            })
+            && self
+                .tokens
+                .iter()
+                .zip(path)
+                .all(|(token, step)| match token {
+                    Token::Any => true,
+                    Token::Name(name) => *step == Step::Field(name),
+                })
     }
 }
 

@@ -54,7 +54,9 @@ fn read_zigzag(input: &mut &[u8]) -> Result<i64, Error> {
     let mut value: u64 = 0;
     for shift in (0..64).step_by(7) {
         let Some((&byte, rest)) = input.split_first() else {
-            return Err(Error::Decode("truncated varint in the message indexes".into()));
+            return Err(Error::Decode(
+                "truncated varint in the message indexes".into(),
+            ));
         };
         *input = rest;
         value |= u64::from(byte & 0x7f) << shift;
@@ -62,7 +64,9 @@ fn read_zigzag(input: &mut &[u8]) -> Result<i64, Error> {
             return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
         }
     }
-    Err(Error::Decode("varint longer than 10 bytes in the message indexes".into()))
+    Err(Error::Decode(
+        "varint longer than 10 bytes in the message indexes".into(),
+    ))
 }
 
 #[cfg(test)]
@@ -83,7 +87,10 @@ mod tests {
     fn message_indexes_decode() {
         assert_eq!(message_indexes(b"\0msg").unwrap(), (vec![0], &b"msg"[..]));
         // count 2 (zigzag 4), indexes 1 (2) and 0 (0)
-        assert_eq!(message_indexes(b"\x04\x02\x00m").unwrap(), (vec![1, 0], &b"m"[..]));
+        assert_eq!(
+            message_indexes(b"\x04\x02\x00m").unwrap(),
+            (vec![1, 0], &b"m"[..])
+        );
         assert!(message_indexes(b"\x04\x02").is_err());
         assert!(message_indexes(b"\x03").is_err());
         assert!(message_indexes(b"").is_err());
