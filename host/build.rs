@@ -4,7 +4,7 @@
 //! The guests are a separate cargo workspace compiled by a nested cargo with its own
 //! target directory (so it never waits on the outer build's lock).
 //!
-//! It also embeds the policy SDK's sources (and those of the two crates it uses), which
+//! It also embeds the policy SDK's sources (and those of the three crates it uses), which
 //! `kafka-transit policy new` writes into a new policy crate (see `scaffold.rs`).
 
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ const POLICIES: &[&str] = &[
     "decrypt-value",
     "encrypt-fields",
     "decrypt-fields",
+    "encrypt-schema-fields",
+    "decrypt-schema-fields",
     "envelope-seal",
     "envelope-open",
     "rewrap-value",
@@ -132,6 +134,7 @@ const SDK_CRATES: &[(&str, &[&str])] = &[
     ("guest/sdk", &["Cargo.toml", "README.md", "wit/policy.wit"]),
     ("names", &["Cargo.toml"]),
     ("envelope-format", &["Cargo.toml"]),
+    ("schema-fields", &["Cargo.toml"]),
 ];
 
 fn embed_sdk_sources(repo: &Path, out_dir: &Path) {

@@ -518,6 +518,7 @@ async fn start_policy(case: &Case, value_bytes: usize, vault: &VaultClient) -> P
         policy_config: case.toml,
         errors: "on_failure = \"stop\"",
         vault_address: "http://127.0.0.1:8200",
+        schema_registry: None,
     };
     let mut config = spec.config();
     config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * value_bytes);
@@ -755,6 +756,7 @@ async fn pipeline_pass(
         policy_config: row.case.toml,
         errors: "on_failure = \"stop\"",
         vault_address: &vault.url(),
+        schema_registry: None,
     };
     let mut config = spec.config();
     if let Measure::Pipeline(delivery) = row.measure {

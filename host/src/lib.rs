@@ -38,5 +38,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod process;
 pub mod scaffold;
+pub mod schema_registry;
+pub mod secrets;
 pub mod topics;
 pub mod vault;

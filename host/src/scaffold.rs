@@ -96,7 +96,7 @@ enum Sdk {
 }
 
 /// The SDK's sources and those of the crates it uses by path (`names`,
-/// `envelope-format`): (path from the repository root, bytes), embedded by build.rs.
+/// `envelope-format`, `schema-fields`): (path from the repository root, bytes), embedded by build.rs.
 /// Written under [`VENDOR`] as they sit in a checkout, the SDK's path dependencies
 /// resolve unchanged.
 const SDK_SOURCES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/sdk_sources.rs"));
@@ -333,6 +333,8 @@ mod tests {
             "names/src/lib.rs",
             "envelope-format/Cargo.toml",
             "envelope-format/src/lib.rs",
+            "schema-fields/Cargo.toml",
+            "schema-fields/src/lib.rs",
         ] {
             assert!(has(file), "{file} is not embedded");
         }

@@ -80,6 +80,7 @@ impl Setup {
             policy_config: "key = \"customers\"",
             errors: &errors,
             vault_address: vault,
+            schema_registry: None,
         }
         .config();
         config.pipeline.delivery = DeliveryGuarantee::ExactlyOnce;

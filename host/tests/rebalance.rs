@@ -30,6 +30,7 @@ fn config(
         policy_config: "key = \"customers\"",
         errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
         vault_address: vault,
+        schema_registry: None,
     }
     .config();
     for (name, value) in properties {

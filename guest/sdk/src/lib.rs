@@ -90,15 +90,16 @@ pub use kafka_transit::policy::types::{
 #[cfg(target_arch = "wasm32")]
 pub use kafka_transit::policy::log::log;
 #[cfg(target_arch = "wasm32")]
-pub use kafka_transit::policy::{envelope, pipeline, transit};
+pub use kafka_transit::policy::{envelope, pipeline, schema_registry, transit};
 #[cfg(not(target_arch = "wasm32"))]
-pub use testing::imports::{envelope, log, pipeline, transit};
+pub use testing::imports::{envelope, log, pipeline, schema_registry, transit};
 
 pub mod batch;
 pub mod envelope_format;
 pub mod fields;
 mod key;
 pub mod protection;
+pub mod schema_fields;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 

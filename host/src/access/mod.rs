@@ -196,7 +196,7 @@ impl Access {
                 needs.push((Encrypt, Policy, "encrypt values"));
                 protect_keys(&mut needs);
             }
-            "encrypt-fields" => {
+            "encrypt-fields" | "encrypt-schema-fields" => {
                 needs.push((Encrypt, Policy, "encrypt fields"));
                 protect_keys(&mut needs);
             }
@@ -204,7 +204,7 @@ impl Access {
                 needs.push((DataKey, Policy, "generate envelope data keys"));
                 protect_keys(&mut needs);
             }
-            "decrypt-value" | "decrypt-fields" => {
+            "decrypt-value" | "decrypt-fields" | "decrypt-schema-fields" => {
                 needs.push((Decrypt, Policy, "decrypt values"));
                 open_keys(&mut needs);
             }
@@ -348,6 +348,15 @@ on_failure = "stop"
         PipelineConfig::parse(&text).expect("config")
     }
 
+    /// The `[schema_registry]` table the policies of schema'd records need.
+    fn registry_for(builtin: &str) -> &'static str {
+        if builtin.ends_with("-schema-fields") {
+            "\n[schema_registry]\nurl = \"http://127.0.0.1:8081\""
+        } else {
+            ""
+        }
+    }
+
     fn paths(access: &Access) -> Vec<String> {
         access
             .grants
@@ -366,6 +375,8 @@ on_failure = "stop"
             ("envelope-seal", vec!["transit/datakey/plaintext/k"]),
             ("decrypt-value", vec!["transit/decrypt/k"]),
             ("decrypt-fields", vec!["transit/decrypt/k"]),
+            ("encrypt-schema-fields", vec!["transit/encrypt/k"]),
+            ("decrypt-schema-fields", vec!["transit/decrypt/k"]),
             ("envelope-open", vec!["transit/decrypt/k"]),
             (
                 "rewrap-value",
@@ -387,7 +398,7 @@ on_failure = "stop"
             let access = Access::of(
                 &config(
                     &format!("builtin = \"{builtin}\""),
-                    &format!("[policy.config]\n{key}"),
+                    &format!("[policy.config]\n{key}{}", registry_for(builtin)),
                 ),
                 TOKEN,
             );

@@ -48,6 +48,10 @@ pub struct PipelineConfig {
     /// The admin HTTP listener (metrics, health probes, policy reload); off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The Schema Registry that policies of schema'd records ask for schemas; none when
+    /// absent.
+    #[serde(default)]
+    pub schema_registry: Option<crate::schema_registry::RegistrySettings>,
 }
 
 /// `[admin]`: where Prometheus scrapes and Kubernetes probes.
@@ -763,6 +767,22 @@ impl PipelineConfig {
     /// Checks what serde cannot: relations between fields and sane values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         non_empty("source.bootstrap_servers", &self.source.bootstrap_servers)?;
+        if let Some(registry) = &self.schema_registry {
+            registry
+                .validate()
+                .map_err(|(field, message)| invalid(field, message))?;
+        } else if self
+            .policy
+            .builtin
+            .as_deref()
+            .is_some_and(|name| name.ends_with("-schema-fields"))
+        {
+            return Err(invalid(
+                "schema_registry",
+                "this policy reads each record's schema from a Schema Registry: add a \
+                 [schema_registry] table with its url, e.g. url = \"http://registry:8081\"",
+            ));
+        }
         non_empty("source.group_id", &self.source.group_id)?;
         let source_topics = self.source_topics()?;
         if source_topics.has_patterns() && self.source.assignment == Assignment::Static {
@@ -1045,6 +1065,26 @@ dead_letter_topic = "customers.dlq"
 
     fn error_of(text: &str) -> String {
         PipelineConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_policies_of_schemad_records_need_a_registry() {
+        let schema = EXAMPLE.replace(
+            "builtin = \"encrypt-value\"",
+            "builtin = \"encrypt-schema-fields\"",
+        );
+        let error = error_of(&schema);
+        assert!(error.starts_with("schema_registry: "), "{error}");
+        assert!(error.contains("url = "), "{error}");
+        let with = format!("{schema}\n[schema_registry]\nurl = \"http://registry:8081\"\n");
+        let config = PipelineConfig::parse(&with).unwrap();
+        assert_eq!(config.schema_registry.unwrap().cache_capacity, 1000);
+        let bad = format!("{schema}\n[schema_registry]\nurl = \"registry:8081\"\n");
+        assert!(
+            error_of(&bad).starts_with("schema_registry.url: "),
+            "{}",
+            error_of(&bad)
+        );
     }
 
     #[test]

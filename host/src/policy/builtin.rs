@@ -12,6 +12,8 @@ const BUILTINS: &[(&str, &[u8])] = &[
     builtin!("decrypt-value", "decrypt_value.wasm"),
     builtin!("encrypt-fields", "encrypt_fields.wasm"),
     builtin!("decrypt-fields", "decrypt_fields.wasm"),
+    builtin!("encrypt-schema-fields", "encrypt_schema_fields.wasm"),
+    builtin!("decrypt-schema-fields", "decrypt_schema_fields.wasm"),
     builtin!("envelope-seal", "envelope_seal.wasm"),
     builtin!("envelope-open", "envelope_open.wasm"),
     builtin!("rewrap-value", "rewrap_value.wasm"),

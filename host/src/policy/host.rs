@@ -14,6 +14,9 @@ use super::bindings::kafka_transit::policy::envelope::{
 };
 use super::bindings::kafka_transit::policy::envelope::{OpenItem, SealItem};
 use super::bindings::kafka_transit::policy::pipeline;
+use super::bindings::kafka_transit::policy::schema_registry::{
+    self, RegistryError, Schema as WitSchema, SchemaType as WitSchemaType,
+};
 use super::bindings::kafka_transit::policy::transit::{BoundDecryptItem, BoundEncryptItem};
 use super::bindings::kafka_transit::policy::{envelope, log, transit, types};
 use super::bindings::{DecryptItem, EncryptItem, Level, TransitError};
@@ -348,6 +351,64 @@ impl pipeline::Host for GuestState {
                     .into(),
             ),
         }
+    }
+}
+
+impl schema_registry::Host for GuestState {
+    async fn schema_by_id(&mut self, id: u32) -> Result<WitSchema, RegistryError> {
+        use crate::schema_registry::{RegistryError as Error, SchemaType};
+        let Some(registry) = self
+            .pipeline
+            .as_ref()
+            .and_then(|view| view.schema_registry())
+            .cloned()
+        else {
+            return Err(RegistryError::Other(
+                "no schema registry is configured: add a [schema_registry] table with its \
+                 url to the pipeline's configuration"
+                    .into(),
+            ));
+        };
+        // Like Vault's, the registry's time is the host's, not the guest's, and counts
+        // against the batch's wait budget.
+        let started = Instant::now();
+        let answer = tokio::time::timeout_at(self.vault_deadline, registry.schema_by_id(id)).await;
+        self.host_time += started.elapsed();
+        let schema = match answer {
+            Err(_elapsed) => {
+                return Err(RegistryError::Unavailable(format!(
+                    "the schema registry did not answer within this batch's \
+                     policy.vault_deadline ({})",
+                    humantime::format_duration(self.vault_budget)
+                )))
+            }
+            Ok(Err(error @ Error::NotFound { .. })) => {
+                return Err(RegistryError::NotFound(error.to_string()))
+            }
+            Ok(Err(error @ Error::Unavailable { .. })) => {
+                return Err(RegistryError::Unavailable(error.to_string()))
+            }
+            Ok(Err(error @ Error::Protocol { .. })) => {
+                return Err(RegistryError::Other(error.to_string()))
+            }
+            Ok(Ok(schema)) => schema,
+        };
+        Ok(WitSchema {
+            schema_type: match schema.schema_type {
+                SchemaType::Avro => WitSchemaType::Avro,
+                SchemaType::Protobuf => WitSchemaType::Protobuf,
+                SchemaType::Json => WitSchemaType::Json,
+            },
+            text: schema.text.clone(),
+            references: schema
+                .references
+                .iter()
+                .map(|(name, text)| schema_registry::Reference {
+                    name: name.clone(),
+                    text: text.clone(),
+                })
+                .collect(),
+        })
     }
 }
 

@@ -1,11 +1,14 @@
 //! What a policy may know of the pipeline it runs in: the WIT `pipeline` interface
 //! (0.2.1), and the limits the host applies on its behalf. The policy learns where its
 //! outputs go, because ciphertexts are bound to that stream by default
-//! (docs/protected-records.md); it learns nothing else of the configuration.
+//! (docs/protected-records.md); it learns nothing else of the configuration. The
+//! pipeline's Schema Registry (`[schema_registry]`) is reached through this view too:
+//! the `schema-registry` import (0.2.2) answers from it.
 
 use std::sync::Arc;
 
 use crate::config::{ConfigError, PipelineConfig, TuningConfig};
+use crate::schema_registry::SchemaRegistry;
 use crate::topics::Route;
 
 /// Room for a record's headers on top of its value, in a decompressed envelope.
@@ -16,14 +19,30 @@ const HEADERS_ALLOWANCE: usize = 64 * 1024;
 pub struct PipelineView {
     sink: Route,
     max_record_bytes: usize,
+    schema_registry: Option<Arc<SchemaRegistry>>,
 }
 
 impl PipelineView {
     pub fn of(config: &PipelineConfig) -> Result<Arc<PipelineView>, ConfigError> {
+        let schema_registry = match &config.schema_registry {
+            None => None,
+            Some(settings) => Some(Arc::new(SchemaRegistry::new(settings).map_err(
+                |(field, message)| ConfigError::Invalid {
+                    field: field.to_string(),
+                    message,
+                },
+            )?)),
+        };
         Ok(Arc::new(PipelineView {
             sink: config.sink_route()?,
             max_record_bytes: config.pipeline.max_record_bytes,
+            schema_registry,
         }))
+    }
+
+    /// The pipeline's Schema Registry, if `[schema_registry]` configures one.
+    pub fn schema_registry(&self) -> Option<&Arc<SchemaRegistry>> {
+        self.schema_registry.as_ref()
     }
 
     /// `sink.topic` rendered for records of `source_topic`.

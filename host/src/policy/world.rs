@@ -19,8 +19,15 @@ pub fn package() -> &'static str {
 }
 
 /// The interfaces of [`package`] a policy may import (`types` comes with the others).
-const IMPORTABLE: &[&str] = &["types", "transit", "envelope", "log", "pipeline"];
-const IMPORTABLE_TEXT: &str = "transit, envelope, log and pipeline";
+const IMPORTABLE: &[&str] = &[
+    "types",
+    "transit",
+    "envelope",
+    "log",
+    "pipeline",
+    "schema-registry",
+];
+const IMPORTABLE_TEXT: &str = "transit, envelope, log, pipeline and schema-registry";
 
 /// The WASI 0.2 packages the host links (`wasmtime_wasi::p2::add_to_linker_async`),
 /// with no files, environment, arguments or network behind them.

@@ -408,6 +408,8 @@ pub struct PipelineSpec<'a> {
     /// Lines of `[errors]`.
     pub errors: &'a str,
     pub vault_address: &'a str,
+    /// The `[schema_registry]` url, for the policies of schema'd records.
+    pub schema_registry: Option<&'a str>,
 }
 
 impl<'a> PipelineSpec<'a> {
@@ -429,6 +431,7 @@ impl<'a> PipelineSpec<'a> {
             policy_config: "key = \"customers\"",
             errors: "on_failure = \"dead-letter\"\ndead_letter_topic = \"dlq\"",
             vault_address,
+            schema_registry: None,
         }
     }
 
@@ -461,6 +464,10 @@ impl<'a> PipelineSpec<'a> {
 
     /// The pipeline file's text.
     pub fn text(&self) -> String {
+        let registry = self
+            .schema_registry
+            .map(|url| format!("[schema_registry]\nurl = \"{url}\"\n"))
+            .unwrap_or_default();
         format!(
             r#"
 [source]
@@ -487,7 +494,8 @@ token_env = "KAFKA_TRANSIT_TEST_UNUSED"
 [pipeline]
 batch_size = 200
 progress_interval = "1s"
-"#,
+
+{}"#,
             self.source_bootstrap,
             self.source_topic,
             self.group,
@@ -496,7 +504,8 @@ progress_interval = "1s"
             self.vault_address,
             self.policy,
             self.policy_config,
-            self.errors
+            self.errors,
+            registry
         )
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod kafka;
+pub mod registry;
 
 use std::collections::BTreeSet;
 use std::io::Write as _;

@@ -49,6 +49,11 @@ pub(super) struct State {
     pub(super) envelopes: HashMap<(Vec<u8>, Vec<u8>), Secret>,
     /// Source topic -> sink topic, for `pipeline::sink_topic`.
     pub(super) sink_topics: HashMap<String, String>,
+    /// Schema id -> schema, for `schema_registry::schema_by_id`.
+    pub(super) schemas: HashMap<u32, crate::schema_registry::Schema>,
+    /// What every `schema_by_id` answers instead, while set.
+    pub(super) registry_failure: Option<crate::schema_registry::RegistryError>,
+    pub(super) schema_lookups: usize,
     pub(super) issued: u64,
     pub(super) failing_calls: Option<TransitError>,
     pub(super) denied_keys: std::collections::HashSet<String>,

@@ -192,6 +192,38 @@ pub mod pipeline {
     }
 }
 
+/// The pipeline's Schema Registry (see `interface schema-registry` in the WIT);
+/// natively, answered by the installed [`Host`](crate::testing::Host) from the schemas a
+/// test registered with [`Host::register_schema`](crate::testing::Host::register_schema).
+/// Not a Vault call: not in [`Host::calls`](crate::testing::Host::calls).
+pub mod schema_registry {
+    pub use crate::kafka_transit::policy::schema_registry::{
+        Reference, RegistryError, Schema, SchemaType,
+    };
+
+    pub fn schema_by_id(id: u32) -> Result<Schema, RegistryError> {
+        let host = super::super::INSTALLED
+            .with(|installed| installed.borrow().clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "schema_registry::schema_by_id was called natively with no stand-in host \
+                     on this thread: start the test with \
+                     `let host = kafka_transit_policy_sdk::testing::Host::install();`"
+                )
+            });
+        let mut state = host.state.borrow_mut();
+        state.schema_lookups += 1;
+        if let Some(error) = &state.registry_failure {
+            return Err(error.clone());
+        }
+        state
+            .schemas
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(format!("no schema with id {id}")))
+    }
+}
+
 /// Logs through the host; natively, kept by the installed
 /// [`Host`](crate::testing::Host) (see [`Host::logs`](crate::testing::Host::logs)), or
 /// printed to stderr when there is none.

@@ -158,6 +158,38 @@ impl Host {
             .insert(source.into(), sink.into());
     }
 
+    /// Registers `text` as the schema of `id`: what `schema_registry::schema_by_id(id)`
+    /// answers from now on (ids never registered answer `not-found`).
+    pub fn register_schema(
+        &self,
+        id: u32,
+        schema_type: crate::schema_registry::SchemaType,
+        text: &str,
+    ) {
+        self.state.borrow_mut().schemas.insert(
+            id,
+            crate::schema_registry::Schema {
+                schema_type,
+                text: text.into(),
+                references: Vec::new(),
+            },
+        );
+    }
+
+    /// Every `schema_by_id` fails with `error` until [`Host::registry_recovers`].
+    pub fn registry_fails(&self, error: crate::schema_registry::RegistryError) {
+        self.state.borrow_mut().registry_failure = Some(error);
+    }
+
+    pub fn registry_recovers(&self) {
+        self.state.borrow_mut().registry_failure = None;
+    }
+
+    /// How many times the policy asked the registry for a schema.
+    pub fn schema_lookups(&self) -> usize {
+        self.state.borrow().schema_lookups
+    }
+
     /// A new version of key `name` (created if missing): later encryptions, seals and
     /// HMACs use it, older ciphertexts still decrypt, and rewrap moves them to it.
     pub fn rotate_key(&self, name: &str) {

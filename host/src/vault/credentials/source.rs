@@ -158,48 +158,11 @@ impl TokenSource {
 }
 
 fn read_env(name: &str, field: &str, alternative: &str) -> Result<Zeroizing<String>, VaultError> {
-    match std::env::var(name) {
-        Ok(v) => {
-            let v = Zeroizing::new(v);
-            let t = v.trim();
-            if t.is_empty() {
-                Err(VaultError::Auth {
-                    detail: format!(
-                        "env var {name} (from {field}) is empty; set it or {alternative}"
-                    ),
-                })
-            } else {
-                Ok(Zeroizing::new(t.to_string()))
-            }
-        }
-        Err(std::env::VarError::NotPresent) => Err(VaultError::Auth {
-            detail: format!(
-                "env var {name} is not set; set it or {alternative} (named by {field})"
-            ),
-        }),
-        Err(std::env::VarError::NotUnicode(_)) => Err(VaultError::Auth {
-            detail: format!("env var {name} (from {field}) is not valid UTF-8; fix its value"),
-        }),
-    }
+    crate::secrets::from_env(name, field, alternative).map_err(|detail| VaultError::Auth { detail })
 }
 
 fn read_file(path: &Path, field: &str) -> Result<Zeroizing<String>, VaultError> {
-    let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| VaultError::Auth {
-        detail: format!(
-            "cannot read {field} {}: {e}; make the file readable or fix the path",
-            path.display()
-        ),
-    })?);
-    let t = raw.trim();
-    if t.is_empty() {
-        return Err(VaultError::Auth {
-            detail: format!(
-                "{field} {} is empty; write the secret into it",
-                path.display()
-            ),
-        });
-    }
-    Ok(Zeroizing::new(t.to_string()))
+    crate::secrets::from_file(path, field).map_err(|detail| VaultError::Auth { detail })
 }
 
 /// Reads the AppRole role ID and secret ID from where `[vault.approle]` says they are.

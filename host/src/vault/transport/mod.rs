@@ -103,27 +103,8 @@ impl Transport {
             .tcp_nodelay(true)
             .user_agent(concat!("kafka-transit/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &settings.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| VaultError::Auth {
-                detail: format!(
-                    "cannot read vault.ca_cert {}: {e}; point it to a readable PEM bundle",
-                    path.display()
-                ),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| VaultError::Auth {
-                    detail: format!(
-                        "vault.ca_cert {} is not a valid PEM certificate bundle: {e}",
-                        path.display()
-                    ),
-                })?;
-            if certs.is_empty() {
-                return Err(VaultError::Auth {
-                    detail: format!(
-                        "vault.ca_cert {} holds no PEM certificates; point it to the CA bundle that signed Vault's certificate",
-                        path.display()
-                    ),
-                });
-            }
+            let certs = crate::secrets::ca_bundle(path, "vault.ca_cert", "Vault")
+                .map_err(|detail| VaultError::Auth { detail })?;
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }

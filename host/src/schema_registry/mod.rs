@@ -1,0 +1,408 @@
+//! A client for a Confluent-compatible Schema Registry (Confluent's, Apicurio Registry's
+//! `/apis/ccompat/v7`, Redpanda's, Karapace): what the WIT `schema-registry` import
+//! (0.2.2) answers from.
+//!
+//! A schema id never changes its schema, so schemas are cached by id without expiry (up
+//! to `cache_capacity`, the oldest dropped first). Ids the registry does not know are
+//! remembered for [`NOT_FOUND_TTL`]: a producer writing garbage ids costs the registry
+//! one request per id and half a minute, not one per record. References are resolved
+//! through `/subjects/{subject}/versions/{version}`, depth first, each name once.
+
+mod settings;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+pub use settings::RegistrySettings;
+
+/// How long an id the registry said it does not have is answered from memory.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(30);
+
+/// Most references one schema may pull in, directly or not.
+const MAX_REFERENCES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaType {
+    Avro,
+    Protobuf,
+    Json,
+}
+
+/// A schema with every schema it references, each under the name it is referenced by.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Schema {
+    pub schema_type: SchemaType,
+    pub text: String,
+    pub references: Vec<(String, String)>,
+}
+
+/// Why a schema could not be had. Only `NotFound` is the record's fault.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("the schema registry has no schema with id {id}")]
+    NotFound { id: u32 },
+    /// Unreachable, timing out, answering 5xx or 429, or refusing our credentials: the
+    /// pipeline pauses and retries.
+    #[error("schema registry unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// An answer that is not a schema.
+    #[error("schema registry answered something unexpected: {reason}")]
+    Protocol { reason: String },
+}
+
+pub struct SchemaRegistry {
+    http: reqwest::Client,
+    base: String,
+    headers: HeaderMap,
+    cache: Mutex<Cache>,
+}
+
+impl std::fmt::Debug for SchemaRegistry {
+    // The headers hold the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistry")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Cache {
+    capacity: usize,
+    schemas: HashMap<u32, Arc<Schema>>,
+    order: VecDeque<u32>,
+    missing: HashMap<u32, Instant>,
+}
+
+impl SchemaRegistry {
+    /// The client `settings` describe: credentials are read now, from where the settings
+    /// name them. No I/O besides that.
+    pub fn new(settings: &RegistrySettings) -> Result<SchemaRegistry, (&'static str, String)> {
+        settings.validate()?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
+            // Credentials go in every request: never follow a registry elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("kafka-transit/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &settings.ca_cert {
+            let field = "schema_registry.ca_cert";
+            let certs = crate::secrets::ca_bundle(path, field, "the schema registry")
+                .map_err(|e| (field, e))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            (
+                "schema_registry",
+                format!("cannot set up the HTTP client: {e}"),
+            )
+        })?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.schemaregistry.v1+json, application/json"),
+        );
+        if let Some(authorization) = authorization(settings)? {
+            headers.insert(AUTHORIZATION, authorization);
+        }
+        Ok(SchemaRegistry {
+            http,
+            base: settings.url.trim().trim_end_matches('/').to_string(),
+            headers,
+            cache: Mutex::new(Cache {
+                capacity: settings.cache_capacity,
+                schemas: HashMap::new(),
+                order: VecDeque::new(),
+                missing: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The schema registered under `id`, its references resolved.
+    pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, RegistryError> {
+        if let Some(answer) = self.cached(id) {
+            return answer;
+        }
+        let result = self.fetch(id).await;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(schema) => cache.insert(id, schema.clone()),
+            Err(RegistryError::NotFound { .. }) => {
+                if cache.missing.len() >= cache.capacity {
+                    cache
+                        .missing
+                        .retain(|_, since| since.elapsed() < NOT_FOUND_TTL);
+                }
+                if cache.missing.len() < cache.capacity {
+                    cache.missing.insert(id, Instant::now());
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn cached(&self, id: u32) -> Option<Result<Arc<Schema>, RegistryError>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(schema) = cache.schemas.get(&id) {
+            return Some(Ok(schema.clone()));
+        }
+        match cache.missing.get(&id) {
+            Some(since) if since.elapsed() < NOT_FOUND_TTL => {
+                Some(Err(RegistryError::NotFound { id }))
+            }
+            Some(_) => {
+                cache.missing.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn fetch(&self, id: u32) -> Result<Arc<Schema>, RegistryError> {
+        let root: Registered = self
+            .get(&format!("/schemas/ids/{id}"))
+            .await?
+            .ok_or(RegistryError::NotFound { id })?;
+        let schema_type = root.schema_type()?;
+        let mut references = Vec::new();
+        let mut pending: Vec<Reference> = root.references.into_iter().rev().collect();
+        while let Some(reference) = pending.pop() {
+            if references.iter().any(|(name, _)| *name == reference.name) {
+                continue;
+            }
+            if references.len() == MAX_REFERENCES {
+                return Err(RegistryError::Protocol {
+                    reason: format!("schema {id} references more than {MAX_REFERENCES} schemas"),
+                });
+            }
+            let path = format!(
+                "/subjects/{}/versions/{}",
+                encode_segment(&reference.subject),
+                reference.version
+            );
+            let referenced: Registered =
+                self.get(&path)
+                    .await?
+                    .ok_or_else(|| RegistryError::Protocol {
+                        reason: format!(
+                            "schema {id} references subject \"{}\" version {}, which the registry \
+                         does not have",
+                            reference.subject, reference.version
+                        ),
+                    })?;
+            pending.extend(referenced.references.into_iter().rev());
+            references.push((reference.name, referenced.schema));
+        }
+        Ok(Arc::new(Schema {
+            schema_type,
+            text: root.schema,
+            references,
+        }))
+    }
+
+    /// `Ok(None)` for a 404.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, RegistryError> {
+        let unavailable = |reason: String| RegistryError::Unavailable { reason };
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("{} ({e})", self.base)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(unavailable(format!(
+                "{} refused the credentials ({status}); check schema_registry.username and \
+                 its password, or its token",
+                self.base
+            )));
+        }
+        if !status.is_success() {
+            return Err(unavailable(format!("{} answered {status}", self.base)));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("{} ({e})", self.base)))?;
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| RegistryError::Protocol {
+                reason: format!("GET {path}: {e}"),
+            })
+    }
+}
+
+impl Cache {
+    fn insert(&mut self, id: u32, schema: Arc<Schema>) {
+        if self.schemas.insert(id, schema).is_none() {
+            self.order.push_back(id);
+        }
+        while self.schemas.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(oldest) => self.schemas.remove(&oldest),
+                None => break,
+            };
+        }
+    }
+}
+
+/// `/schemas/ids/{id}` and `/subjects/{s}/versions/{v}` answers (the latter has more
+/// fields, ignored).
+#[derive(Deserialize)]
+struct Registered {
+    schema: String,
+    #[serde(default, rename = "schemaType")]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+}
+
+impl Registered {
+    fn schema_type(&self) -> Result<SchemaType, RegistryError> {
+        // Confluent's API leaves schemaType out for Avro.
+        match self.schema_type.as_deref().unwrap_or("AVRO") {
+            "AVRO" => Ok(SchemaType::Avro),
+            "PROTOBUF" => Ok(SchemaType::Protobuf),
+            "JSON" => Ok(SchemaType::Json),
+            other => Err(RegistryError::Protocol {
+                reason: format!("unknown schemaType \"{other}\""),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    name: String,
+    subject: String,
+    version: i64,
+}
+
+/// A subject name as one URL path segment.
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn authorization(
+    settings: &RegistrySettings,
+) -> Result<Option<HeaderValue>, (&'static str, String)> {
+    use base64::Engine;
+    let secret = |env: &Option<String>,
+                  file: &Option<std::path::PathBuf>,
+                  env_field,
+                  file_field| match (env, file) {
+        (Some(name), _) => crate::secrets::from_env(name, env_field, &format!("use {file_field}"))
+            .map(Some)
+            .map_err(|e| (env_field, e)),
+        (None, Some(path)) => crate::secrets::from_file(path, file_field)
+            .map(Some)
+            .map_err(|e| (file_field, e)),
+        (None, None) => Ok(None),
+    };
+    let value: Option<Zeroizing<String>> = if let Some(username) = &settings.username {
+        let password = secret(
+            &settings.password_env,
+            &settings.password_file,
+            "schema_registry.password_env",
+            "schema_registry.password_file",
+        )?
+        .unwrap_or_default();
+        let pair = Zeroizing::new(format!("{username}:{}", password.as_str()));
+        Some(Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
+        )))
+    } else {
+        secret(
+            &settings.token_env,
+            &settings.token_file,
+            "schema_registry.token_env",
+            "schema_registry.token_file",
+        )?
+        .map(|token| Zeroizing::new(format!("Bearer {}", token.as_str())))
+    };
+    match value {
+        None => Ok(None),
+        Some(value) => {
+            let mut header = HeaderValue::from_str(&value).map_err(|_| {
+                (
+                    "schema_registry",
+                    "the registry credentials hold characters not allowed in an HTTP header"
+                        .to_string(),
+                )
+            })?;
+            header.set_sensitive(true);
+            Ok(Some(header))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_one_path_segment() {
+        assert_eq!(encode_segment("orders-value"), "orders-value");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn the_cache_drops_the_oldest_beyond_its_capacity() {
+        let schema = || {
+            Arc::new(Schema {
+                schema_type: SchemaType::Avro,
+                text: "\"string\"".into(),
+                references: Vec::new(),
+            })
+        };
+        let mut cache = Cache {
+            capacity: 2,
+            schemas: HashMap::new(),
+            order: VecDeque::new(),
+            missing: HashMap::new(),
+        };
+        cache.insert(1, schema());
+        cache.insert(2, schema());
+        cache.insert(1, schema());
+        cache.insert(3, schema());
+        let mut ids: Vec<_> = cache.schemas.keys().copied().collect();
+        ids.sort();
+        assert_eq!(ids, [2, 3]);
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug() {
+        std::env::set_var("KT_TEST_SR_SECRET", "sr-secret-value");
+        let mut settings = RegistrySettings::for_url("http://registry:8081");
+        settings.username = Some("key".into());
+        settings.password_env = Some("KT_TEST_SR_SECRET".into());
+        let registry = SchemaRegistry::new(&settings).unwrap();
+        assert!(!format!("{registry:?}").contains("sr-secret"));
+        let header = registry.headers.get(AUTHORIZATION).unwrap();
+        assert!(header.is_sensitive());
+        assert!(!format!("{header:?}").contains("a2V5"));
+    }
+}
