@@ -13,7 +13,7 @@ CARGO_FUZZ=$CACHE/cargo-fuzz-$CARGO_FUZZ_VERSION/bin/cargo-fuzz
 # a warm run rebuilds nothing and goes on from where the last one stopped.
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$CACHE/fuzz-target}
 FUZZ_CORPUS_DIR=${FUZZ_CORPUS_DIR:-$CACHE/fuzz-corpus}
-TARGETS=(envelope_format names fields policies config)
+TARGETS=(envelope_format names fields schema_fields policies config)
 # Safe Rust only in what is fuzzed, so no sanitizer (AddressSanitizer would halve the
 # executions for nothing); overflow checks and debug assertions are on (fuzz/Cargo.toml).
 # `config` builds the host crate (wasmtime, librdkafka): its feature brings it in.

@@ -55,6 +55,14 @@
 //! ["stream", "key"]`, `compression = "zstd"`); each is reported against
 //! `json-envelope-seal` (no options) and `json-passthrough` on the same records.
 //!
+//! The `customers-*` rows compare field-level protection of schema'd records with
+//! `encrypt-fields` on JSON of the same content (see `customer_records`): a customer
+//! (name, e-mail, street and two phone numbers to protect; id, city, phone kinds and a
+//! free-text `notes` filling the record to its size to leave) as plain JSON for
+//! `encrypt-fields`, and as Avro, JSON Schema and Protobuf records in Confluent's wire
+//! format for `encrypt-schema-fields`, with the schemas tagged PII in an in-process
+//! Schema Registry. Five fields per record go to Vault in every row.
+//!
 //! Every row also reports the bytes written to the sink per record (key, value, and each
 //! header's name and value): the mean over the row's batch (up to 500 records) of what
 //! its policy outputs, which is what the pipeline produces, as it is.
@@ -70,9 +78,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/kafka.rs"]
 #[allow(dead_code)]
 mod kafka_support;
+#[path = "../tests/support/registry.rs"]
+#[allow(dead_code)]
+mod registry_support;
 
 use std::collections::btree_map::{BTreeMap, Entry};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kafka_support::{PipelineSpec, RunningPipeline, TestKafka};
@@ -105,6 +116,18 @@ enum Input {
     Plain,
     /// JSON order documents keyed by e-mail, with headers (`json_records`).
     Json,
+    /// Customers, as plain JSON or schema'd in Confluent's wire format
+    /// (`customer_records`).
+    Customers(Format),
+}
+
+/// How a customer record is written.
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Json,
+    Avro,
+    JsonSchema,
+    Protobuf,
 }
 
 impl Case {
@@ -120,11 +143,18 @@ impl Case {
             (Some(encrypting), _) => encrypting,
             (None, Input::Plain) => "plain",
             (None, Input::Json) => "json",
+            (None, Input::Customers(Format::Json)) => "customers-json",
+            (None, Input::Customers(Format::Avro)) => "customers-avro",
+            (None, Input::Customers(Format::JsonSchema)) => "customers-jsonschema",
+            (None, Input::Customers(Format::Protobuf)) => "customers-protobuf",
         }
     }
 }
 
 const KEY_TOML: &str = "key = \"bench\"";
+/// The fields of a customer the schemas tag PII, as JSON Pointers.
+const CUSTOMER_FIELDS_TOML: &str = r#"key = "bench"
+fields = ["/name", "/email", "/address/street", "/phones/*/number"]"#;
 const FIELDS_TOML: &str = "key = \"bench\"\nfields = [\"/payload\"]";
 const ZSTD_TOML: &str = "key = \"bench\"\ncompression = \"zstd\"";
 const LZ4_TOML: &str = "key = \"bench\"\ncompression = \"lz4\"";
@@ -151,6 +181,10 @@ const CASES: &[Case] = &[
     Case { name: "json-envelope-seal+zstd", policy: "envelope-seal", toml: ZSTD_TOML, reads: None, input: Input::Json, transit: false },
     Case { name: "json-envelope-seal+lz4", policy: "envelope-seal", toml: LZ4_TOML, reads: None, input: Input::Json, transit: false },
     Case { name: "json-envelope-seal+all", policy: "envelope-seal", toml: ALL_TOML, reads: None, input: Input::Json, transit: false },
+    Case { name: "customers-encrypt-fields", policy: "encrypt-fields", toml: CUSTOMER_FIELDS_TOML, reads: None, input: Input::Customers(Format::Json), transit: true },
+    Case { name: "customers-avro", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::Avro), transit: true },
+    Case { name: "customers-jsonschema", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::JsonSchema), transit: true },
+    Case { name: "customers-protobuf", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::Protobuf), transit: true },
 ];
 
 fn case(name: &str) -> &'static Case {
@@ -518,7 +552,7 @@ async fn start_policy(case: &Case, value_bytes: usize, vault: &VaultClient) -> P
         policy_config: case.toml,
         errors: "on_failure = \"stop\"",
         vault_address: "http://127.0.0.1:8200",
-        schema_registry: None,
+        schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
     };
     let mut config = spec.config();
     config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * value_bytes);
@@ -596,6 +630,194 @@ fn json_records(count: usize, value_bytes: usize) -> Vec<SourceRecord> {
                     header("tenant", format!("tenant-{}", i % 10)),
                 ],
             }
+        })
+        .collect()
+}
+
+/// The in-process Schema Registry of the `customers-*` rows, and the schema ids of the
+/// customer schemas in it.
+static REGISTRY: OnceLock<registry_support::TestRegistry> = OnceLock::new();
+static CUSTOMER_SCHEMA_IDS: OnceLock<[u32; 3]> = OnceLock::new();
+
+async fn start_registry() {
+    let registry = registry_support::TestRegistry::start_local().await;
+    let ids = [
+        registry
+            .register("customers-avro-value", "AVRO", CUSTOMER_AVRO)
+            .await,
+        registry
+            .register("customers-json-value", "JSON", CUSTOMER_JSON_SCHEMA)
+            .await,
+        registry
+            .register("customers-proto-value", "PROTOBUF", CUSTOMER_PROTO)
+            .await,
+    ];
+    let _ = CUSTOMER_SCHEMA_IDS.set(ids);
+    let _ = REGISTRY.set(registry);
+}
+
+const CUSTOMER_AVRO: &str = r#"{"type": "record", "name": "Customer", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "name", "type": "string", "confluent:tags": ["PII"]},
+  {"name": "email", "type": ["null", "string"], "confluent:tags": ["PII"]},
+  {"name": "address", "type": {"type": "record", "name": "Address", "fields": [
+    {"name": "street", "type": "string", "confluent:tags": ["PII"]},
+    {"name": "city", "type": "string"}]}},
+  {"name": "phones", "type": {"type": "array", "items": {"type": "record", "name": "Phone",
+    "fields": [{"name": "kind", "type": "string"},
+               {"name": "number", "type": "string", "confluent:tags": ["PII"]}]}}},
+  {"name": "notes", "type": "string"}]}"#;
+
+const CUSTOMER_JSON_SCHEMA: &str = r#"{"type": "object", "properties": {
+  "id": {"type": "integer"},
+  "name": {"type": "string", "confluent:tags": ["PII"]},
+  "email": {"type": ["string", "null"], "confluent:tags": ["PII"]},
+  "address": {"type": "object", "properties": {
+    "street": {"type": "string", "confluent:tags": ["PII"]},
+    "city": {"type": "string"}}},
+  "phones": {"type": "array", "items": {"type": "object", "properties": {
+    "kind": {"type": "string"},
+    "number": {"type": "string", "confluent:tags": ["PII"]}}}},
+  "notes": {"type": "string"}}}"#;
+
+const CUSTOMER_PROTO: &str = r#"syntax = "proto3";
+import "confluent/meta.proto";
+message Customer {
+  int64 id = 1;
+  string name = 2 [(confluent.field_meta).tags = "PII"];
+  optional string email = 3 [(confluent.field_meta).tags = "PII"];
+  Address address = 4;
+  repeated Phone phones = 5;
+  string notes = 6;
+}
+message Address {
+  string street = 1 [(confluent.field_meta).tags = "PII"];
+  string city = 2;
+}
+message Phone {
+  string kind = 1;
+  string number = 2 [(confluent.field_meta).tags = "PII"];
+}
+"#;
+
+/// Customer `i` in `format`, its `notes` filling the value to about `size` bytes.
+fn customer_value(i: usize, size: usize, format: Format) -> Vec<u8> {
+    let name = format!("Customer Number {i}");
+    let email = format!("customer.{i}@example.com");
+    let street = format!("{} Main Street", 100 + i % 900);
+    let phones = [
+        ("home", format!("+1-555-{:04}", i % 10_000)),
+        ("work", format!("+1-555-9{:03}", i % 1_000)),
+    ];
+    let encode = |notes: &str| -> Vec<u8> {
+        match format {
+            Format::Json | Format::JsonSchema => {
+                let doc = serde_json::json!({
+                    "id": i, "name": name, "email": email,
+                    "address": {"street": street, "city": "Springfield"},
+                    "phones": phones.iter().map(|(kind, number)| {
+                        serde_json::json!({"kind": kind, "number": number})
+                    }).collect::<Vec<_>>(),
+                    "notes": notes,
+                });
+                let body = doc.to_string().into_bytes();
+                if format == Format::Json {
+                    body
+                } else {
+                    framed(CUSTOMER_SCHEMA_IDS.get().unwrap()[1], &[], &body)
+                }
+            }
+            Format::Avro => {
+                let mut out = Vec::new();
+                avro_long(&mut out, i as i64);
+                avro_string(&mut out, &name);
+                avro_long(&mut out, 1);
+                avro_string(&mut out, &email);
+                avro_string(&mut out, &street);
+                avro_string(&mut out, "Springfield");
+                avro_long(&mut out, phones.len() as i64);
+                for (kind, number) in &phones {
+                    avro_string(&mut out, kind);
+                    avro_string(&mut out, number);
+                }
+                avro_long(&mut out, 0);
+                avro_string(&mut out, notes);
+                framed(CUSTOMER_SCHEMA_IDS.get().unwrap()[0], &[], &out)
+            }
+            Format::Protobuf => {
+                let mut out = Vec::new();
+                proto_varint(&mut out, 1 << 3);
+                proto_varint(&mut out, i as u64);
+                proto_bytes(&mut out, 2, name.as_bytes());
+                proto_bytes(&mut out, 3, email.as_bytes());
+                let mut address = Vec::new();
+                proto_bytes(&mut address, 1, street.as_bytes());
+                proto_bytes(&mut address, 2, b"Springfield");
+                proto_bytes(&mut out, 4, &address);
+                for (kind, number) in &phones {
+                    let mut phone = Vec::new();
+                    proto_bytes(&mut phone, 1, kind.as_bytes());
+                    proto_bytes(&mut phone, 2, number.as_bytes());
+                    proto_bytes(&mut out, 5, &phone);
+                }
+                proto_bytes(&mut out, 6, notes.as_bytes());
+                // Message indexes [0]: the file's first message.
+                framed(CUSTOMER_SCHEMA_IDS.get().unwrap()[2], &[0], &out)
+            }
+        }
+    };
+    let bare = encode("").len();
+    let mut mix = Mix(i as u64);
+    let mut notes = String::new();
+    while bare + notes.len() < size {
+        notes.push_str(mix.pick(&["order ", "late ", "call ", "back ", "ok ", "thanks "]));
+    }
+    notes.truncate(size.saturating_sub(bare));
+    encode(&notes)
+}
+
+fn framed(id: u32, indexes: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(indexes);
+    out.extend_from_slice(body);
+    out
+}
+
+fn avro_long(out: &mut Vec<u8>, v: i64) {
+    proto_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn avro_string(out: &mut Vec<u8>, s: &str) {
+    avro_long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn proto_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn proto_bytes(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    proto_varint(out, field << 3 | 2);
+    proto_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// `customer_value`s keyed by customer id.
+fn customer_records(count: usize, value_bytes: usize, format: Format) -> Vec<SourceRecord> {
+    (0..count)
+        .map(|i| SourceRecord {
+            topic: "in".into(),
+            partition: i as i32 % PARTITIONS,
+            offset: i as i64,
+            timestamp: None,
+            key: Some(format!("customer-{i}").into_bytes()),
+            value: Some(customer_value(i, value_bytes, format)),
+            headers: vec![],
         })
         .collect()
 }
@@ -756,7 +978,7 @@ async fn pipeline_pass(
         policy_config: row.case.toml,
         errors: "on_failure = \"stop\"",
         vault_address: &vault.url(),
-        schema_registry: None,
+        schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
     };
     let mut config = spec.config();
     if let Measure::Pipeline(delivery) = row.measure {
@@ -842,6 +1064,12 @@ async fn main() {
         Some(address) => Vault::External(address.clone()),
     };
     vault.create_key().await;
+    if CASES
+        .iter()
+        .any(|case| case.policy == "encrypt-schema-fields")
+    {
+        start_registry().await;
+    }
     let settings = VaultSettings::for_token(vault.url(), "KAFKA_TRANSIT_BENCH_UNUSED");
     let client = VaultClient::with_token(&settings, VaultToken::new(vault.token())).unwrap();
 
@@ -885,6 +1113,18 @@ async fn main() {
                         plain_records as fn(usize, usize) -> Vec<SourceRecord>,
                     ),
                     ("json", json_records),
+                    ("customers-json", |n, size| {
+                        customer_records(n, size, Format::Json)
+                    }),
+                    ("customers-avro", |n, size| {
+                        customer_records(n, size, Format::Avro)
+                    }),
+                    ("customers-jsonschema", |n, size| {
+                        customer_records(n, size, Format::JsonSchema)
+                    }),
+                    ("customers-protobuf", |n, size| {
+                        customer_records(n, size, Format::Protobuf)
+                    }),
                 ] {
                     let needed = case.input_name() == input
                         || case
@@ -1210,6 +1450,36 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             row.sink_bytes,
             base.sink_bytes,
             row.sink_bytes / base.sink_bytes
+        );
+    }
+
+    // Schema'd fields against encrypt-fields on JSON of the same customers.
+    let schema_rows: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| r.id.case.policy == "encrypt-schema-fields")
+        .filter_map(|r| {
+            rows.iter()
+                .find(|base| {
+                    base.id.case.name == "customers-encrypt-fields"
+                        && base.id.measure == r.id.measure
+                        && base.id.value_bytes == r.id.value_bytes
+                })
+                .map(|base| (r, base))
+        })
+        .collect();
+    if !schema_rows.is_empty() {
+        println!(
+            "\nencrypt-schema-fields / encrypt-fields on JSON of the same customers (five \
+             fields each): median of per-round ratios of MB/s"
+        );
+    }
+    for (row, base) in schema_rows {
+        let (m, lo, hi) = ratio(row, base);
+        println!(
+            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]",
+            row.id.measure.label(),
+            size_label(row.id.value_bytes),
+            row.id.case.name,
         );
     }
 
