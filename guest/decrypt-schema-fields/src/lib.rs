@@ -33,3 +33,42 @@ fn decrypt(config: &SchemaFieldsConfig, batch: Vec<SourceRecord>) -> Vec<Transfo
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_transit_policy_sdk::schema_registry::SchemaType;
+    use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::{Failure, Policy};
+
+    fn framed(json: &str) -> Vec<u8> {
+        let mut value = vec![0, 0, 0, 0, 1];
+        value.extend_from_slice(json.as_bytes());
+        value
+    }
+
+    #[test]
+    fn fields_decrypt_in_place_and_a_tagged_field_in_clear_fails_the_record() {
+        let host = Host::install();
+        host.create_key("customers");
+        host.register_schema(
+            1,
+            SchemaType::Json,
+            r#"{"type": "object", "properties": {
+                "name": {"type": "string", "confluent:tags": ["PII"]}}}"#,
+        );
+        DecryptSchemaFields::init(r#"{"key": "customers"}"#.into()).unwrap();
+        let sealed = host.encrypt("customers", "Ann \"the\" Ünïcode".as_bytes());
+        let out = DecryptSchemaFields::transform(vec![
+            record("k", framed(&format!(r#"{{"name": "{sealed}", "n": 1}}"#))),
+            record("k", framed(r#"{"name": "Ann"}"#)),
+        ]);
+        let value = out[0].as_ref().unwrap()[0].value.clone().unwrap();
+        assert_eq!(value, framed(r#"{"name": "Ann \"the\" Ünïcode", "n": 1}"#));
+        assert!(
+            matches!(out[1], Err(Failure::InvalidInput(_))),
+            "{:?}",
+            out[1]
+        );
+    }
+}

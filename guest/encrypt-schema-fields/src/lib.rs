@@ -102,6 +102,42 @@ mod tests {
     }
 
     #[test]
+    fn deterministic_fields_give_equal_ciphertexts_for_equal_values_in_the_same_place() {
+        let host = Host::install();
+        host.create_derived_key("ids", true);
+        host.register_schema(
+            3,
+            SchemaType::Json,
+            r#"{"type": "object", "properties": {
+                "a": {"type": "string", "confluent:tags": ["PII"]},
+                "b": {"type": "string", "confluent:tags": ["PII"]}}}"#,
+        );
+        EncryptSchemaFields::init(r#"{"key": "ids", "deterministic": true}"#.into()).unwrap();
+        let fields = |value: Vec<u8>| -> (String, String) {
+            let doc: serde_json::Value = serde_json::from_slice(&value[5..]).unwrap();
+            (
+                doc["a"].as_str().unwrap().into(),
+                doc["b"].as_str().unwrap().into(),
+            )
+        };
+        let out = EncryptSchemaFields::transform(vec![
+            record("1", framed(3, r#"{"a":"4711","b":"4711"}"#)),
+            record("2", framed(3, r#"{"a":"4711","b":"0815"}"#)),
+        ]);
+        let mut out = out.into_iter().map(|r| r.unwrap().remove(0).value.unwrap());
+        let (first_a, first_b) = fields(out.next().unwrap());
+        let (second_a, second_b) = fields(out.next().unwrap());
+        assert_eq!(first_a, second_a, "the same value in the same place");
+        assert_ne!(first_a, first_b, "the same value in another place");
+        assert_ne!(first_b, second_b, "another value");
+        // The context is the field's path: a convergent key refuses to work without one.
+        assert!(EncryptSchemaFields::init(
+            r#"{"key": "ids", "deterministic": true, "context": "x"}"#.into()
+        )
+        .is_err());
+    }
+
+    #[test]
     fn what_the_registry_cannot_read_fails_closed() {
         let host = host();
         let out = EncryptSchemaFields::transform(vec![
