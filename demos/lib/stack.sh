@@ -10,6 +10,7 @@
 #   start_openbao [--tls]        # exports VAULT_ADDR, VAULT_TOKEN (and VAULT_CACERT with --tls)
 #   start_openbao --persistent   # the same on a real server that openbao_stop/openbao_restart take down and up
 #   kafka_kill SINK_BOOTSTRAP    # kill -9 a cluster start_kafka started; kafka_restart, kafka_pause, kafka_resume
+#   start_registry               # exports SCHEMA_REGISTRY (Apicurio Registry's Confluent API); registry_kill, registry_restart
 #   source_properties FILE 'name = value'...   # [source.properties] lines for a pipeline file
 #   sink CMD...                  # CMD (create_topics, count_distinct_keys, ...) on the sink cluster
 #   produce_at_rate TOPIC RECORDS.tsv RATE LOG  # an application producing in the background
@@ -19,12 +20,14 @@
 #   record_file dump|produce|count ...  # records as JSON lines, byte for byte (keys, values, headers)
 #   ...                          # everything started is stopped when the shell exits
 #
-# .ci/kafka/kafka.sh and .ci/openbao/openbao.sh do the work and can be run by hand.
+# .ci/kafka/kafka.sh, .ci/openbao/openbao.sh and .ci/schema-registry/registry.sh do the
+# work and can be run by hand.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KT_CACHE="${KAFKA_TRANSIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-transit}"
 KAFKA_SH="$REPO_ROOT/.ci/kafka/kafka.sh"
 OPENBAO_SH="$REPO_ROOT/.ci/openbao/openbao.sh"
+REGISTRY_SH="$REPO_ROOT/.ci/schema-registry/registry.sh"
 # Brokers' data and every log: removed when the script succeeds (a run leaves 1-2 GB),
 # kept when it fails, and never removed when the caller chose the directory.
 if [ -n "${STACK_LOGS:-}" ]; then
@@ -34,7 +37,7 @@ else
   STACK_LOGS_OWNED=true
 fi
 STACK_PIDS=()     # processes this shell started (kafka-transit, producers)
-STACK_SERVICES=() # "kafka DIR" / "openbao DIR": stopped through their scripts
+STACK_SERVICES=() # "kafka DIR" / "openbao DIR" / "registry DIR": stopped through their scripts
 
 # Debian's kcat links Debian's librdkafka 2.0.2, whose SCRAM login Kafka 4.x refuses even
 # with the right password (fixed in librdkafka 2.6.1). The same kcat works with the newer
@@ -70,6 +73,7 @@ stop_stack() {
     case $service in
       kafka\ *) bash "$KAFKA_SH" stop "${service#kafka }" >/dev/null 2>&1 || true ;;
       openbao\ *) bash "$OPENBAO_SH" stop "${service#openbao }" >/dev/null 2>&1 || true ;;
+      registry\ *) bash "$REGISTRY_SH" stop "${service#registry }" >/dev/null 2>&1 || true ;;
     esac
   done
   STACK_SERVICES=()
@@ -180,6 +184,22 @@ start_openbao() {
   if [ -f "$dir/ca.pem" ]; then export VAULT_CACERT="$dir/ca.pem"; fi
   export OPENBAO_DIR=$dir
   say "OpenBao on $VAULT_ADDR (log: $dir/bao.log)"
+}
+
+# start_registry: Apicurio Registry (Java 21+, installed once) with its Confluent API at
+# SCHEMA_REGISTRY; its schemas survive registry_kill (SIGKILL) and registry_restart (same
+# address).
+start_registry() {
+  local dir="$STACK_LOGS/schema-registry"
+  bash "$REGISTRY_SH" install >/dev/null || fail "Apicurio Registry could not be installed"
+  STACK_SERVICES+=("registry $dir")
+  SCHEMA_REGISTRY=$(bash "$REGISTRY_SH" start "$dir") || fail "the registry did not start (log: $dir/registry.log)"
+  export SCHEMA_REGISTRY REGISTRY_DIR=$dir
+  say "Apicurio Registry at $SCHEMA_REGISTRY (log: $dir/registry.log)"
+}
+registry_kill() { bash "$REGISTRY_SH" kill "$REGISTRY_DIR" || fail "kill -9 of the registry failed"; }
+registry_restart() {
+  bash "$REGISTRY_SH" restart "$REGISTRY_DIR" >/dev/null || fail "the registry did not restart (log: $REGISTRY_DIR/registry.log)"
 }
 
 # openbao_seal / openbao_unseal: a real Vault outage, for the OpenBao started last.
