@@ -1,0 +1,595 @@
+"""schema_fields.py: records protected as docs/schema-fields.md says (each tagged field's
+content replaced by its transit ciphertext, the schema id kept) open field-identical after
+confluent-kafka's own deserializers; no network: an in-memory registry (confluent-kafka's
+MockSchemaRegistryClient) and fake_transit's Vault stand-in
+(python3 -m unittest discover -s demos/python -p "test_*.py"; pytest runs it too).
+
+The protecting side here is written independently of the reader: the located paths of
+each record are listed by hand, and the fields set by those paths, not by a schema walk."""
+import base64
+import copy
+import decimal
+import json
+import os
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from confluent_kafka.schema_registry import Schema, SchemaReference  # noqa: E402
+from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer  # noqa: E402
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer  # noqa: E402
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+from google.protobuf import descriptor_pool, message_factory  # noqa: E402
+
+import schema_records as sr  # noqa: E402
+from fake_transit import FakeTransit  # noqa: E402
+from schema_fields import (FieldError, FieldOpener, ProtectedFieldsDeserializer, ProtobufWalker,  # noqa: E402
+                           _init_pool, frame, open_file, protobuf_file, unframe)
+from transit import TransitError  # noqa: E402
+
+TOPIC = "customers.protected"
+CTX = SerializationContext(TOPIC, MessageField.VALUE)
+SERDE = {"subject.name.strategy.type": "TOPIC"}
+
+
+class FakeBatchTransit(FakeTransit):
+    """fake_transit's Vault with transit/decrypt's batch_input: one call per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def decrypt_batch(self, key_name, items):
+        self.batches.append((key_name, [context for _, context in items]))
+        out = []
+        for ciphertext, context in items:
+            try:
+                out.append(self.decrypt(key_name, ciphertext, context=context))
+            except TransitError as error:
+                out.append(error)
+        return out
+
+
+def tagged_paths(record: dict, fmt: str) -> list:
+    """The located paths of customer `record`'s PII fields, by hand (docs/schema-fields.md):
+    a oneof adds no step, array indices count from 0."""
+    paths = ["/name"]
+    if record["email"] is not None:
+        paths.append("/email")
+    paths.append("/address/street")
+    paths += [f"/phones/{n}/number" for n in range(len(record["phones"]))]
+    if fmt == "protobuf" and "phone" in record["contact"]:
+        paths.append("/phone")
+    return paths
+
+
+def _tokens(path):
+    return [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+
+
+def _index(container, token):
+    """A located path's token as the key of a dict, list, or protobuf repeated field or map."""
+    if isinstance(container, dict):
+        return token
+    if not hasattr(container, "keys"):
+        return int(token)  # a list or repeated field
+    keys = list(container.keys())
+    if keys and isinstance(keys[0], bool):
+        return token == "true"
+    if keys and isinstance(keys[0], int):
+        return int(token)
+    return token
+
+
+def set_at(obj, path, convert):
+    """obj's field at located `path` (a dict/list document or a protobuf message) := convert(it)."""
+    tokens = _tokens(path)
+    for token in tokens[:-1]:
+        obj = getattr(obj, token) if hasattr(obj, "DESCRIPTOR") else obj[_index(obj, token)]
+    last = tokens[-1]
+    if hasattr(obj, "DESCRIPTOR"):
+        setattr(obj, last, convert(getattr(obj, last)))
+    else:
+        obj[_index(obj, last)] = convert(obj[_index(obj, last)])
+
+
+def protect(vault, obj, paths, key="customers", deterministic=False, context=None):
+    """What encrypt-schema-fields does to each field: its content replaced by the transit
+    ciphertext of it (text, or its UTF-8 bytes for a bytes field)."""
+    def encrypt(path):
+        def convert(value):
+            plaintext = value.encode() if isinstance(value, str) else bytes(value)
+            ctx = path.encode() if deterministic else context
+            text = vault.encrypt(key, plaintext, context=ctx)
+            return text if isinstance(value, str) else text.encode()
+        return convert
+    for path in paths:
+        set_at(obj, path, encrypt(path))
+    return obj
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.registry = MockSchemaRegistryClient({"url": f"mock://{uuid.uuid4()}"})
+        self.vault = FakeBatchTransit()
+
+    def opener(self, **options):
+        return FieldOpener(self.vault, self.registry, options.pop("key", "customers"), **options)
+
+    def assertFieldError(self, kind, call):
+        with self.assertRaises(FieldError) as caught:
+            call()
+        self.assertEqual(caught.exception.kind, kind, str(caught.exception))
+        return caught.exception
+
+
+class Avro(Base):
+    def serializer(self, schema=None):
+        return AvroSerializer(self.registry, json.dumps(schema or sr.AVRO_SCHEMA), conf=SERDE)
+
+    def test_tagged_fields_open_field_identical_in_one_vault_request(self):
+        serialize = self.serializer()
+        records = [sr.customer(i, "avro") for i in range(12)]
+        values = [serialize(protect(self.vault, copy.deepcopy(r), tagged_paths(r, "avro")), CTX) for r in records]
+        plain = AvroDeserializer(self.registry)
+        self.assertTrue(plain(values[10], CTX)["address"]["street"].startswith("vault:v1:"))
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+        self.vault.batches.clear()
+        opened = reader.open_many([(v, CTX) for v in values])
+        self.assertEqual(opened, records)
+        self.assertEqual(len(self.vault.batches), 1)
+        self.assertEqual(len(self.vault.batches[0][1]), sum(len(tagged_paths(r, "avro")) for r in records))
+        self.assertEqual(reader(values[4], CTX), records[4])
+        self.assertIsNone(reader(None, CTX))  # a tombstone
+
+    def test_deterministic_contexts_are_the_located_paths(self):
+        serialize = self.serializer()
+        record = sr.customer(11, "avro")  # two phones, no e-mail
+        value = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro"),
+                                  deterministic=True), CTX)
+        again = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro"),
+                                  deterministic=True), CTX)
+        self.assertEqual(value, again)  # convergent: same value, same place, same ciphertext
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(deterministic=True))
+        self.assertEqual(reader(value, CTX), record)
+        self.assertEqual(self.vault.batches[-1][1],
+                         [b"/name", b"/address/street", b"/phones/0/number", b"/phones/1/number"])
+        # A ciphertext moved to another place does not open there.
+        moved = AvroDeserializer(self.registry)(value, CTX)
+        moved["phones"][0]["number"], moved["phones"][1]["number"] = \
+            moved["phones"][1]["number"], moved["phones"][0]["number"]
+        error = self.assertFieldError("vault", lambda: reader(serialize(moved, CTX), CTX))
+        self.assertIn("/phones/*/number", str(error))
+        # Without deterministic, no context: the derived ciphertexts do not open.
+        self.assertFieldError("vault", lambda: ProtectedFieldsDeserializer(
+            AvroDeserializer(self.registry), self.opener())(value, CTX))
+
+    def test_a_tagged_field_in_clear_is_refused_never_returned(self):
+        serialize = self.serializer()
+        record = sr.customer(10, "avro")
+        paths = [p for p in tagged_paths(record, "avro") if p != "/phones/0/number"]
+        value = serialize(protect(self.vault, copy.deepcopy(record), paths), CTX)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+        error = self.assertFieldError("not ciphertext", lambda: reader(value, CTX))
+        self.assertIn("/phones/*/number", str(error))
+        self.assertNotIn(record["phones"][0]["number"], str(error))
+        good = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro")), CTX)
+        results = reader.open_many([(good, CTX), (value, CTX), (None, CTX)], return_errors=True)
+        self.assertEqual(results[0], record)
+        self.assertIsInstance(results[1], FieldError)
+        self.assertIsNone(results[2])
+
+    def test_map_values_by_path_bytes_unions_and_nulls(self):
+        schema = copy.deepcopy(sr.AVRO_SCHEMA)
+        schema["fields"] += [
+            {"name": "photo", "type": "bytes", "confluent:tags": ["PII"]},
+            {"name": "blob", "type": ["null", "string", "bytes"], "default": None, "confluent:tags": ["PII"]},
+            {"name": "previous", "type": ["null", "Address"], "default": None},
+        ]
+        serialize = self.serializer(schema)
+        record = dict(sr.customer(1, "avro"), photo=b"\x89PNG\x00\xff", blob=b"\x00raw",
+                      previous={"street": "Old Road 1", "city": "Bern"})
+        nulls = dict(sr.customer(2, "avro"), photo=b"", blob=None, previous=None)
+        paths = tagged_paths(record, "avro") + ["/attributes/tier", "/attributes/source", "/photo", "/blob",
+                                                "/previous/street"]
+        value = serialize(protect(self.vault, copy.deepcopy(record), paths, deterministic=True), CTX)
+        null_paths = tagged_paths(nulls, "avro") + ["/attributes/tier", "/attributes/source", "/photo"]
+        null_value = serialize(protect(self.vault, copy.deepcopy(nulls), null_paths, deterministic=True), CTX)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry),
+                                             self.opener(fields=["/attributes/*"], deterministic=True))
+        self.assertEqual(reader.open_many([(value, CTX), (null_value, CTX)]), [record, nulls])
+        self.assertIn(b"/attributes/tier", self.vault.batches[-1][1])
+        self.assertIn(b"/previous/street", self.vault.batches[-1][1])
+
+    def test_unions_of_records_and_return_record_name(self):
+        schema = {"type": "record", "name": "Event", "fields": [
+            {"name": "who", "type": [
+                {"type": "record", "name": "Person", "fields": [
+                    {"name": "id", "type": "string", "confluent:tags": ["PII"]}]},
+                {"type": "record", "name": "Robot", "fields": [{"name": "id", "type": "string"}]}]}]}
+        serialize = self.serializer(schema)
+        person = serialize({"who": ("Person", {"id": self.vault.encrypt("customers", b"ada")})}, CTX)
+        robot = serialize({"who": ("Robot", {"id": "r2d2"})}, CTX)
+        opener = self.opener()
+        # Without the record name, a {"id": ...} could be either branch: refused, not guessed.
+        ambiguous = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), opener)
+        self.assertFieldError("schema", lambda: ambiguous(person, CTX))
+        named = ProtectedFieldsDeserializer(AvroDeserializer(self.registry, return_record_name=True), opener)
+        self.assertEqual(named.open_many([(person, CTX), (robot, CTX)]),
+                         [{"who": ("Person", {"id": "ada"})}, {"who": ("Robot", {"id": "r2d2"})}])
+
+    def test_recursive_types_and_arrays_of_strings_by_path(self):
+        schema = {"type": "record", "name": "Node", "fields": [
+            {"name": "label", "type": "string", "confluent:tags": ["PII"]},
+            {"name": "aliases", "type": {"type": "array", "items": "string"}},
+            {"name": "children", "type": {"type": "array", "items": "Node"}}]}
+        serialize = self.serializer(schema)
+        tree = {"label": "root", "aliases": ["a", "b"], "children": [
+            {"label": "kid", "aliases": [], "children": [{"label": "grandkid", "aliases": ["g"], "children": []}]}]}
+        paths = ["/label", "/aliases/0", "/aliases/1", "/children/0/label", "/children/0/children/0/label"]
+        value = serialize(protect(self.vault, copy.deepcopy(tree), paths, deterministic=True), CTX)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry),
+                                             self.opener(fields=["/aliases/*"], deterministic=True))
+        self.assertEqual(reader(value, CTX), tree)
+        # /aliases/* does not reach the grandchild's aliases (a path, not a tag).
+        self.assertEqual(sorted(self.vault.batches[-1][1]), sorted(p.encode() for p in paths))
+
+    def test_a_tag_on_an_int_is_a_schema_error(self):
+        schema = {"type": "record", "name": "R", "fields": [{"name": "age", "type": "int", "confluent:tags": ["PII"]}]}
+        value = self.serializer(schema)({"age": 7}, CTX)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+        error = self.assertFieldError("schema", lambda: reader(value, CTX))
+        self.assertIn("/age is tagged PII but is int", str(error))
+        self.assertEqual(ProtectedFieldsDeserializer(AvroDeserializer(self.registry),
+                                                     self.opener(tags=["PHI"]))(value, CTX), {"age": 7})
+
+    def test_contexts_fixed_or_the_record_key_and_from_dict(self):
+        serialize = self.serializer()
+        record = sr.customer(3, "avro")
+        fixed = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro"),
+                                  context=b"tenant-7"), CTX)
+        keyed = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro"),
+                                  context=sr.record_key(3)), CTX)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(context="tenant-7"))
+        self.assertEqual(reader(fixed, CTX), record)
+        by_key = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(context_from="record-key"))
+        self.assertEqual(by_key.open_many([(keyed, CTX, sr.record_key(3))]), [record])
+        self.assertFieldError("vault", lambda: by_key.open_many([(keyed, CTX, sr.record_key(4))]))
+        self.assertFieldError("vault", lambda: by_key(keyed, CTX))  # no record key to derive with
+        with self.assertRaises(ValueError):
+            self.opener(deterministic=True, context="x")
+        # from_dict on the wrapper runs on the opened dict; on the inner one it is refused.
+        wrapped = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(context="tenant-7"),
+                                              from_dict=lambda d, ctx: ("customer", d["name"]))
+        self.assertEqual(wrapped(fixed, CTX), ("customer", record["name"]))
+        inner = ProtectedFieldsDeserializer(AvroDeserializer(self.registry, from_dict=lambda d, ctx: object()),
+                                            self.opener(context="tenant-7"))
+        self.assertFieldError("schema", lambda: inner(fixed, CTX))
+        # The key as a function of the context (a policy keyed by "{topic}" of the source topic).
+        per_topic = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(
+            key=lambda ctx: ctx.topic.removesuffix(".protected"), context="tenant-7"))
+        renamed = serialize(protect(self.vault, copy.deepcopy(record), tagged_paths(record, "avro"),
+                                    key="customers", context=b"tenant-7"), CTX)
+        self.assertEqual(per_topic(renamed, CTX), record)
+
+    def test_a_logical_type_the_deserializer_converted_is_refused(self):
+        # A decimal's bytes holding ciphertext text come out of AvroDeserializer as a
+        # Decimal: not ciphertext text any more, so refused rather than passed on.
+        schema = {"type": "record", "name": "R", "fields": [
+            {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+             "confluent:tags": ["PII"]}]}
+        as_bytes = {"type": "record", "name": "R", "fields": [{"name": "amount", "type": "bytes"}]}
+        schema_id = unframe(self.serializer(schema)({"amount": decimal.Decimal("1.00")}, CTX))[0]
+        body = AvroSerializer(self.registry, json.dumps(as_bytes), conf=SERDE)(
+            {"amount": self.vault.encrypt("customers", b"\x00\x64").encode()},
+            SerializationContext("bytes", MessageField.VALUE))[5:]
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+        error = self.assertFieldError("not ciphertext", lambda: reader(frame(schema_id, body), CTX))
+        self.assertIn("Decimal", str(error))
+
+    def test_frames_and_unknown_ids(self):
+        reader = ProtectedFieldsDeserializer(lambda value, ctx: {}, self.opener())
+        self.assertFieldError("frame", lambda: reader(b"\x01\x00\x00\x00\x01abc", CTX))
+        self.assertFieldError("registry", lambda: reader(frame(999, b"\x02a"), CTX))
+
+
+class JsonSchema(Base):
+    def test_tagged_fields_open_field_identical(self):
+        serialize = JSONSerializer(json.dumps(sr.JSON_SCHEMA), self.registry, conf=SERDE)
+        records = [sr.customer(i, "json") for i in range(9)]
+        values = [serialize(protect(self.vault, copy.deepcopy(r), tagged_paths(r, "json"), deterministic=True), CTX)
+                  for r in records]
+        reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                             self.opener(deterministic=True))
+        self.assertEqual(reader.open_many([(v, CTX) for v in values]), records)
+        self.assertEqual(len(self.vault.batches), 1)
+        self.assertIn(b"/phones/1/number", self.vault.batches[0][1])
+
+    def test_refs_defs_oneof_anyof_items_additional_properties_and_references(self):
+        address = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": {
+            "street": {"type": "string", "confluent:tags": ["PII"]}, "city": {"type": "string"}}}
+        self.registry.register_schema("address.json", Schema(json.dumps(address), "JSON"))
+        version = self.registry.get_latest_version("address.json").version
+        schema = {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "properties": {
+                "customer": {"$ref": "#/definitions/Customer"},
+                "home": {"$ref": "address.json"},
+                "contacts": {"type": "array", "items": {"$ref": "#/definitions/Contact"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string", "confluent:tags": ["PII"]}},
+                "codes": {"type": "object", "patternProperties": {"^x-": {"type": "string", "confluent:tags": ["PII"]}},
+                          "additionalProperties": {"type": "string"}},
+                "alias": {"anyOf": [{"type": "null"}, {"$ref": "#/definitions/Secret"}]},
+                "tuple": {"type": "array", "items": [{"type": "string"}, {"type": "string", "confluent:tags": ["PII"]}]},
+            },
+            "definitions": {
+                "Customer": {"type": "object", "properties": {
+                    "ssn": {"type": "string", "confluent:tags": ["PII"]}, "city": {"type": "string"}}},
+                "Contact": {"oneOf": [
+                    {"type": "object", "properties": {"email": {"type": "string", "confluent:tags": ["PII"]}},
+                     "required": ["email"], "additionalProperties": False},
+                    {"type": "object", "properties": {"phone": {"type": "string", "confluent:tags": ["PII"]}},
+                     "required": ["phone"], "additionalProperties": False}]},
+                "Secret": {"type": "string", "confluent:tags": ["PII"]},
+            },
+        }
+        serialize = JSONSerializer(Schema(json.dumps(schema), "JSON",
+                                          [SchemaReference("address.json", "address.json", version)]),
+                                   self.registry, conf=dict(SERDE, **{"auto.register.schemas": True}))
+        record = {"customer": {"ssn": "756.1234.5678.97", "city": "Bern"},
+                  "home": {"street": "Gasse 1", "city": "Thun"},
+                  "contacts": [{"email": "a@example.com"}, {"phone": "+41 1"}],
+                  "labels": {"nick/name": "Ada", "tilde~": "x"},
+                  "codes": {"x-secret": "s3", "plain": "p"},
+                  "alias": "The Countess", "tuple": ["first", "second"]}
+        paths = ["/customer/ssn", "/home/street", "/contacts/0/email", "/contacts/1/phone", "/labels/nick~1name",
+                 "/labels/tilde~0", "/codes/x-secret", "/alias", "/tuple/1"]
+        value = serialize(protect(self.vault, copy.deepcopy(record), paths, deterministic=True), CTX)
+        reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                             self.opener(deterministic=True))
+        self.assertEqual(reader(value, CTX), record)
+        self.assertEqual(sorted(self.vault.batches[-1][1]), sorted(p.encode() for p in paths))
+        nulls = dict(record, alias=None)
+        value = serialize(protect(self.vault, copy.deepcopy(nulls), [p for p in paths if p != "/alias"],
+                                  deterministic=True), CTX)
+        self.assertEqual(reader(value, CTX), nulls)
+        # A protected field that holds a number (valid for no schema here, but forged): refused.
+        forged = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+                  "properties": {"n": {"confluent:tags": ["PII"]}}}
+        forged_value = JSONSerializer(json.dumps(forged), self.registry, conf=SERDE)(
+            {"n": 5}, SerializationContext("forged", MessageField.VALUE))
+        self.assertFieldError("not ciphertext", lambda: reader(forged_value, CTX))
+
+
+def protobuf_schema_text() -> str:
+    """A second schema, wider than the customers': bytes, repeated strings, maps of strings
+    and of messages, a oneof of a message, enums, a well-known type, comments, options."""
+    return """
+syntax = "proto3";
+// a comment
+package acme.v1;
+
+import "confluent/meta.proto";
+import "google/protobuf/timestamp.proto";
+
+option java_package = "com.acme";
+
+message Account {
+  enum Tier { TIER_UNSPECIFIED = 0; GOLD = 1 [deprecated = true]; }
+  message Card {
+    string holder = 1 [(confluent.field_meta).tags = "PII"];
+    bytes pan = 2 [(confluent.field_meta) = { tags: ["PII", "PCI"] params: { key: "k" value: "v" } }];
+    int32 month = 3;
+  }
+  string id = 1;
+  repeated string emails = 2 [(confluent.field_meta).tags = "PII"];
+  map<string, string> notes = 3 [(confluent.field_meta).tags = "PII"];
+  map<int32, Card> cards = 4;
+  optional bytes secret = 5 [(confluent.field_meta).tags = "PII", deprecated = true];
+  Tier tier = 6;
+  google.protobuf.Timestamp created = 7;
+  oneof payment {
+    Card card = 8;
+    string iban = 9 [(confluent.field_meta).tags = "PII"];
+  }
+  /* block
+     comment */
+  map<bool, Card.Inner> flags = 10;
+  reserved 20, 21 to 25;
+}
+
+message Other { string x = 1; }
+"""
+
+
+class Protobuf(Base):
+    def register_text(self, subject, text):
+        meta = Schema(sr.protobuf_text(sr.meta_file_proto()), "PROTOBUF")
+        self.registry.register_schema("confluent/meta.proto", meta)
+        version = self.registry.lookup_schema("confluent/meta.proto", meta).version
+        return self.registry.register_schema(subject, Schema(text, "PROTOBUF", [
+            SchemaReference("confluent/meta.proto", "confluent/meta.proto", version)]))
+
+    def test_customers_with_a_text_schema(self):
+        schema_id = self.register_text(f"{TOPIC}-value", sr.schema_text("protobuf"))
+        records = [sr.customer(i, "protobuf") for i in range(10)]
+        values = [sr.confluent_frame(schema_id, protect(self.vault, sr.to_protobuf(r), tagged_paths(r, "protobuf"),
+                                                        deterministic=True).SerializeToString(), b"\x00")
+                  for r in records]
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(sr.customer_class(), {}),
+                                             self.opener(deterministic=True))
+        opened = reader.open_many([(v, CTX) for v in values])
+        self.assertEqual([sr.from_protobuf(m) for m in opened], records)
+        self.assertEqual(len(self.vault.batches), 1)
+        self.assertIn(b"/phone", self.vault.batches[0][1])  # the oneof adds no step
+
+    def test_customers_with_a_descriptor_schema(self):
+        serialize = ProtobufSerializer(sr.customer_class(), self.registry, SERDE)
+        record = sr.customer(10, "protobuf")
+        value = serialize(protect(self.vault, sr.to_protobuf(record), tagged_paths(record, "protobuf")), CTX)
+        self.assertTrue(self.registry.get_schema(unframe(value)[0]).schema_str.startswith("Ch"))  # base64
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(sr.customer_class(), {}), self.opener())
+        self.assertEqual(sr.from_protobuf(reader(value, CTX)), record)
+        unset = sr.customer(4, "protobuf")  # no contact, e-mail set
+        value = serialize(protect(self.vault, sr.to_protobuf(unset), tagged_paths(unset, "protobuf")), CTX)
+        self.assertEqual(sr.from_protobuf(reader(value, CTX)), unset)
+
+    def test_the_text_parser_gives_the_descriptor_the_text_was_rendered_from(self):
+        original = sr.customer_file_proto()
+        pool = descriptor_pool.DescriptorPool()
+        _init_pool(pool)  # the well-known types and confluent/meta.proto, as the walker's pool
+        parsed = protobuf_file(original.name, sr.schema_text("protobuf"), pool)
+        self.assertEqual(parsed, original)
+        meta = protobuf_file("confluent/meta.proto", sr.protobuf_text(sr.meta_file_proto()),
+                             descriptor_pool.DescriptorPool())
+        self.assertEqual(meta.extension, [], "extensions are read past")
+        self.assertIn("Meta", [m.name for m in meta.message_type])
+
+    def test_bytes_repeated_maps_oneof_of_a_message_and_well_known_types(self):
+        schema_id = self.register_text("accounts-value", protobuf_schema_text().replace(
+            "map<bool, Card.Inner> flags = 10;", "map<bool, Card> flags = 10;"))
+        walker = ProtobufWalker(schema_id, self.registry.get_schema(schema_id).schema_str, [], self.opener().selection)
+        Account = message_factory.GetMessageClass(walker.message([0]))
+        self.assertEqual(walker.message([1]).full_name, "acme.v1.Other")
+        self.assertEqual(walker.message([0, 0]).full_name, "acme.v1.Account.Card")  # map entries not counted
+        account = Account(id="acc-1", emails=["a@example.com", "b@example.com"], secret=b"\x00\xff",
+                          tier=1)
+        account.notes["vip"] = "yes"
+        account.notes["a/b"] = "slash"
+        account.cards[7].holder = "Ada Lovelace"
+        account.cards[7].pan = b"4111111111111111"
+        account.cards[-2].month = 3  # nothing protected inside but by tags: holder "" is unset
+        account.flags[True].holder = "Flag Holder"
+        account.card.holder = "Oneof Holder"
+        account.card.pan = b"\x01\x02"
+        account.created.seconds = 1700000000
+        original = Account()
+        original.CopyFrom(account)
+        paths = ["/emails/0", "/emails/1", "/notes/vip", "/notes/a~1b", "/cards/7/holder", "/cards/7/pan",
+                 "/secret", "/flags/true/holder", "/card/holder", "/card/pan"]
+        protect(self.vault, account, paths, deterministic=True)
+        value = frame(schema_id, account.SerializeToString(), [0])
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(Account, {}), self.opener(deterministic=True))
+        opened = reader(value, CTX)
+        self.assertEqual(opened, original)
+        self.assertEqual(sorted(self.vault.batches[-1][1]), sorted(p.encode() for p in paths))
+        # A oneof holding its string instead; the optional bytes unset.
+        other = Account(id="acc-2", iban="CH93 0076 2011 6238 5295 7")
+        expected = Account()
+        expected.CopyFrom(other)
+        protect(self.vault, other, ["/iban"], deterministic=True)
+        self.assertEqual(reader(frame(schema_id, other.SerializeToString(), [0]), CTX), expected)
+        # A tagged field left in clear.
+        clear = Account(emails=["a@example.com"])
+        self.assertFieldError("not ciphertext", lambda: reader(frame(schema_id, clear.SerializeToString(), [0]), CTX))
+
+    def test_map_entries_written_out_as_messages_and_message_indexes(self):
+        # How Confluent's registry writes a descriptor's map out as text: a declared entry
+        # message with option map_entry, counted by message indexes like any other.
+        schema_id = self.register_text("entries-value", """syntax = "proto3";
+package p;
+import "confluent/meta.proto";
+message Wrapper { string unused = 1; }
+message M {
+  repeated NotesEntry notes = 1 [(confluent.field_meta).tags = "PII"];
+  message NotesEntry {
+    option map_entry = true;
+    int64 key = 1;
+    string value = 2;
+  }
+  message Inner { bytes blob = 1 [(confluent.field_meta).tags = "PII"]; }
+  repeated Inner inners = 2;
+}
+""")
+        walker = ProtobufWalker(schema_id, self.registry.get_schema(schema_id).schema_str, [], self.opener().selection)
+        M = message_factory.GetMessageClass(walker.message([1]))
+        Inner = message_factory.GetMessageClass(walker.message([1, 1]))
+        message = M()
+        message.notes[-5] = "minus five"
+        message.inners.add(blob=b"\x00\x01")
+        expected = M()
+        expected.CopyFrom(message)
+        protect(self.vault, message, ["/notes/-5", "/inners/0/blob"], deterministic=True)
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(M, {}), self.opener(deterministic=True))
+        self.assertEqual(reader(frame(schema_id, message.SerializeToString(), [1]), CTX), expected)
+        self.assertEqual(sorted(self.vault.batches[-1][1]), [b"/inners/0/blob", b"/notes/-5"])
+        inner = Inner(blob=self.vault.encrypt("customers", b"x").encode())
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(Inner, {}), self.opener())
+        self.assertEqual(reader(frame(schema_id, inner.SerializeToString(), [1, 1]), CTX), Inner(blob=b"x"))
+        self.assertFieldError("frame", lambda: reader(frame(schema_id, b"", [2]), CTX))
+
+    def test_a_tag_on_a_message_field_is_a_schema_error(self):
+        schema_id = self.register_text("bad-value", 'syntax = "proto3";\npackage bad;\n'
+                                                    'import "confluent/meta.proto";\n'
+                                                    'message A { B b = 1 [(confluent.field_meta).tags = "PII"]; }\n'
+                                                    'message B { string s = 1; }\n')
+        walker = ProtobufWalker(schema_id, self.registry.get_schema(schema_id).schema_str, [], self.opener().selection)
+        A = message_factory.GetMessageClass(walker.message([0]))
+        message = A()
+        message.b.s = "x"
+        reader = ProtectedFieldsDeserializer(ProtobufDeserializer(A, {}), self.opener())
+        error = self.assertFieldError("schema", lambda: reader(frame(schema_id, message.SerializeToString(), [0]), CTX))
+        self.assertIn("bad.A.b", str(error))
+
+
+class OpenFile(Base):
+    def lines(self, values, keys=None):
+        return [json.dumps({"key": None if k is None else base64.b64encode(k).decode(),
+                            "value": None if v is None else base64.b64encode(v).decode()})
+                for k, v in zip(keys or [b"k%d" % i for i in range(len(values))], values)]
+
+    def test_avro_opened_and_serialized_again_under_the_same_schema_id(self):
+        serialize = AvroSerializer(self.registry, json.dumps(sr.AVRO_SCHEMA), conf=SERDE)
+        records = [sr.customer(i, "avro") for i in range(6)]
+        values = [serialize(protect(self.vault, copy.deepcopy(r), tagged_paths(r, "avro")), CTX) for r in records]
+        schema_id = unframe(values[0])[0]
+        clear = serialize(records[0], CTX)
+        hostile = [frame(424242, b"\x0ahello"), b"\x01" + values[0][1:], clear, None]
+        out, counts = open_file(self.lines(values + hostile), self.registry, self.opener(), "avro",
+                                subject=f"{TOPIC}-value")
+        self.assertEqual(counts, {"records": 10, "opened": 6, "errors": 3, "tombstones": 1})
+        self.assertEqual(len(self.vault.batches), 1)
+        plain = AvroDeserializer(self.registry)
+        for line, record in zip(out, records):
+            value = base64.b64decode(line["value"])
+            self.assertEqual(unframe(value)[0], schema_id)
+            self.assertEqual(plain(value, CTX), record)
+        self.assertIn("not in the registry", out[6]["error"])
+        self.assertIn("wire format", out[7]["error"])
+        self.assertIn("not a Vault transit ciphertext", out[8]["error"])
+        self.assertEqual(out[9], {"key": base64.b64encode(b"k9").decode(), "value": None})
+        self.assertEqual(self.registry.get_subjects(), [f"{TOPIC}-value"])  # nothing registered
+
+    def test_json_and_protobuf(self):
+        serialize = JSONSerializer(json.dumps(sr.JSON_SCHEMA), self.registry, conf=SERDE)
+        records = [sr.customer(i, "json") for i in range(4)]
+        values = [serialize(protect(self.vault, copy.deepcopy(r), tagged_paths(r, "json")), CTX) for r in records]
+        out, counts = open_file(self.lines(values), self.registry, self.opener(), "json", subject=f"{TOPIC}-value")
+        self.assertEqual(counts["opened"], 4)
+        plain = JSONDeserializer(None, schema_registry_client=self.registry)
+        self.assertEqual([plain(base64.b64decode(line["value"]), CTX) for line in out], records)
+
+        schema_id = Protobuf.register_text(self, "pb-value", sr.schema_text("protobuf"))
+        records = [sr.customer(i, "protobuf") for i in range(6)]
+        values = [sr.confluent_frame(schema_id, protect(self.vault, sr.to_protobuf(r),
+                                                        tagged_paths(r, "protobuf")).SerializeToString(), b"\x00")
+                  for r in records]
+        out, counts = open_file(self.lines(values), self.registry, self.opener(), "protobuf")
+        self.assertEqual(counts["opened"], 6, out)
+        decode = ProtobufDeserializer(sr.customer_class(), {})
+        for line, record in zip(out, records):
+            value = base64.b64decode(line["value"])
+            self.assertEqual(value[:6], sr.confluent_frame(schema_id, b"", b"\x00"))
+            self.assertEqual(sr.from_protobuf(decode(value, CTX)), record)
+        # The wrong format for the schema: an error line, not a guess.
+        out, counts = open_file(self.lines(values[:1]), self.registry, self.opener(), "avro", subject="x")
+        self.assertIn("is PROTOBUF, not avro", out[0]["error"])
+
+
+if __name__ == "__main__":
+    unittest.main()
