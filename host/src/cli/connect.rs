@@ -1,7 +1,8 @@
 //! `validate --connect`: after the offline checks, what only the servers can say. The
 //! Vault token is accepted and holds every permission the pipeline needs; each source
 //! topic exists and the consumer group's offsets can be read; each sink and dead-letter
-//! topic exists, or will be created (`sink.create_topics`), with how many partitions.
+//! topic exists, or will be created (`sink.create_topics`), with how many partitions;
+//! the Schema Registry, when one is configured, answers Confluent's API.
 //! Nothing is written: Kafka cannot be asked whether a principal may write a topic
 //! without writing to it, so that is said rather than tried.
 
@@ -15,6 +16,7 @@ use rdkafka::TopicPartitionList;
 use crate::access::check;
 use crate::config::{DeadLetterCluster, DeliveryGuarantee, PipelineConfig};
 use crate::kafka::{self, TopicState};
+use crate::schema_registry::SchemaRegistry;
 use crate::vault::VaultClient;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,9 +33,12 @@ fn state(admin: &Admin, topic: &str) -> TopicState {
 pub(super) async fn connect(config: &PipelineConfig) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     check_vault(config, &mut problems).await;
+    check_registry(config, &mut problems).await;
     tokio::task::block_in_place(|| check_kafka(config, &mut problems))?;
     if problems.is_empty() {
-        println!("connected: Vault and both clusters answer as this pipeline needs");
+        println!(
+            "connected: Vault, the clusters and any schema registry answer as this pipeline needs"
+        );
         return Ok(());
     }
     anyhow::bail!(
@@ -61,6 +66,27 @@ async fn check_vault(config: &PipelineConfig, problems: &mut Vec<String>) {
         Err(error) => {
             println!("  {error}");
             problems.push(format!("Vault permissions: {error}"));
+        }
+    }
+}
+
+async fn check_registry(config: &PipelineConfig, problems: &mut Vec<String>) {
+    let Some(settings) = &config.schema_registry else {
+        return;
+    };
+    let url = &settings.url;
+    let answer = match SchemaRegistry::new(settings) {
+        Ok(registry) => registry.subjects().await.map_err(|e| e.to_string()),
+        Err((field, message)) => Err(format!("{field}: {message}")),
+    };
+    match answer {
+        Ok(subjects) => println!(
+            "schema registry {url}: answers, {} subject(s) visible to these credentials",
+            subjects.len()
+        ),
+        Err(error) => {
+            println!("schema registry {url}: {error}");
+            problems.push(format!("Schema Registry at {url}: {error}"));
         }
     }
 }

@@ -207,6 +207,20 @@ impl SchemaRegistry {
         }))
     }
 
+    /// The subjects the registry lists to these credentials: that it answers, and
+    /// speaks Confluent's API (for `validate --connect`).
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        self.get("/subjects")
+            .await?
+            .ok_or_else(|| RegistryError::Protocol {
+                reason: format!(
+                    "{} answered 404 to GET /subjects: it is not a Confluent-compatible API; \
+                 check schema_registry.url (Apicurio Registry's is under /apis/ccompat/v7)",
+                    self.base
+                ),
+            })
+    }
+
     /// `Ok(None)` for a 404.
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
