@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// MaxBatch is the most ciphertexts sent in one request (OpenBao refuses request bodies
-// of more than 1000 JSON strings by default).
-const MaxBatch = 250
+// MaxBatch is the most ciphertexts sent in one request: OpenBao refuses request bodies
+// of more than 1000 JSON strings by default, and an item with a context is four of them.
+const MaxBatch = 249
 
 // Config says how to reach Vault (or OpenBao) and which transit key to use.
 type Config struct {

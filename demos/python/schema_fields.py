@@ -1341,12 +1341,24 @@ class BatchTransit(Transit):
     """transit.Transit with one more call: every ciphertext of a batch in one
     transit/decrypt request (`batch_input`), each item with its own context."""
 
+    # OpenBao refuses request bodies of more than 1000 JSON strings by default
+    # (max_request_json_strings): an item is two strings and two more with a context.
+    MAX_ITEMS = 249
+
     def decrypt_batch(self, key_name: str, items) -> list:
         """items: (ciphertext text, context bytes or None). Returns, in order, each
-        plaintext (bytes) or the TransitError Vault gave for that item."""
+        plaintext (bytes) or the TransitError Vault gave for that item; one request per
+        MAX_ITEMS items."""
         problem = key_name_problem(key_name.encode())
         if problem:
             raise TransitError(f"not a transit key name ({problem})")
+        items = list(items)
+        out = []
+        for start in range(0, len(items), self.MAX_ITEMS):
+            out += self._decrypt_request(key_name, items[start:start + self.MAX_ITEMS])
+        return out
+
+    def _decrypt_request(self, key_name: str, items) -> list:
         batch = []
         for ciphertext, context in items:
             item = {"ciphertext": ciphertext}
@@ -1383,7 +1395,7 @@ class BatchTransit(Transit):
 
 
 def decrypt_batch(transit, key_name: str, items) -> list:
-    """Through the transit's decrypt_batch (one request); a transit without one (such as
+    """Through the transit's decrypt_batch (one request per 249 items); a transit without one (such as
     fake_transit.FakeTransit) is asked item by item."""
     if hasattr(transit, "decrypt_batch"):
         return transit.decrypt_batch(key_name, items)
@@ -1503,7 +1515,7 @@ class FieldOpener:
                 plaintexts = decrypt_batch(self.transit, key, items)
             except TransitError as error:
                 for i, _, _ in groups:
-                    results[i] = FieldError(f"Vault could not open the fields ({len(items)} in one request): {error}",
+                    results[i] = FieldError(f"Vault could not open the fields ({len(items)} in this batch): {error}",
                                             "vault")
                 continue
             at = 0

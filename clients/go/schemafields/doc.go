@@ -1,0 +1,27 @@
+// Package schemafields opens the fields that kafka-transit's encrypt-schema-fields
+// policy protected in Avro, Protobuf and JSON Schema records (docs/schema-fields.md).
+//
+// Such a record keeps Confluent's wire format and its schema id: each field its schema
+// tags (confluent:tags, default PII) or that is listed by path holds Vault transit's
+// ciphertext of its content, as text for a string field and as that text's UTF-8 bytes
+// for a bytes field. A Reader gets the writer schema from a Confluent-compatible Schema
+// Registry (once per id), decodes the record with the ecosystem's library (Avro:
+// github.com/hamba/avro/v2; Protobuf: google.golang.org/protobuf's dynamicpb, with the
+// schema's .proto text compiled by github.com/bufbuild/protocompile or its base64
+// FileDescriptorProto; JSON Schema: encoding/json), finds the protected fields, decrypts
+// them all in one transit/decrypt batch request, and returns the record decoded and
+// encoded again under the same schema id:
+//
+//	reader, err := schemafields.New(schemafields.Config{
+//		Vault:    kafkatransit.Config{Address: "https://vault.example:8200", Token: os.Getenv("VAULT_TOKEN")},
+//		Registry: schemafields.RegistryConfig{URL: "http://registry:8081"},
+//		Options:  schemafields.Options{Key: "customers"}, // Tags default to ["PII"]
+//	})
+//	opened, err := reader.Open(ctx, message.Value)
+//	// opened.Value: the decoded record; opened.Wire: Confluent wire format, fields in clear
+//	results := reader.OpenAll(ctx, records) // a poll's worth: one Vault request
+//
+// A protected field that does not hold a vault:v ciphertext, or that Vault does not
+// decrypt, fails its record (ErrNotCiphertext, kafkatransit.ErrVault): it is never
+// returned as data. Errors name schema ids and schema paths, never record data.
+package schemafields
