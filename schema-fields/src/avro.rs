@@ -85,8 +85,10 @@ enum Type {
     Long,
     Float,
     Double,
-    Bytes,
-    String,
+    /// With its logical type, if it has one (`decimal`, `uuid`, ...): the primitive
+    /// types' entries have none.
+    Bytes(Option<Box<str>>),
+    String(Option<Box<str>>),
     Record {
         name: String,
         fields: Vec<RecordField>,
@@ -311,8 +313,8 @@ impl Parser {
             Type::Long,
             Type::Float,
             Type::Double,
-            Type::Bytes,
-            Type::String,
+            Type::Bytes(None),
+            Type::String(None),
         ];
         Parser {
             types,
@@ -378,9 +380,22 @@ impl Parser {
             Some(inner) => return self.schema(inner, namespace),
             None => return Err(schema_error("a type object has no \"type\"")),
         };
-        // Logical types (and any other attribute) are ignored: the underlying type is
-        // what is encoded.
+        // The underlying type is what is encoded. A string's or bytes' logical type is
+        // kept (a ciphertext does not fit it, so such a field cannot be protected); other
+        // logical types, and any other attribute, are ignored.
         match kind {
+            "string" | "bytes" if object.get("logicalType").is_some_and(Value::is_string) => {
+                let logical: Box<str> = object
+                    .get("logicalType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into();
+                Ok(self.add(if kind == "string" {
+                    Type::String(Some(logical))
+                } else {
+                    Type::Bytes(Some(logical))
+                }))
+            }
             "record" | "error" => self.record(object, namespace),
             "enum" => {
                 let (full, _) = full_name(object, namespace)?;
@@ -665,9 +680,7 @@ impl<'s> Compiler<'s> {
     /// The walk of a record field, an array item or a map value at `self.path`.
     fn child(&mut self, ty: TypeId, tags: &[String], alive: &[bool]) -> Result<WalkId, Error> {
         if self.selection.selects(&self.path, tags) {
-            let protect = self.protection(ty, tags)?;
-            self.walks.push(Walk::Protect(protect));
-            return Ok(self.walks.len() - 1);
+            return self.selected(ty, tags);
         }
         let below: Vec<bool> = self
             .patterns
@@ -695,31 +708,114 @@ impl<'s> Compiler<'s> {
         id
     }
 
-    /// How a selected field of type `ty` at `self.path` is protected: only strings and
-    /// bytes can be, possibly in a union with null.
-    fn protection(&self, ty: TypeId, tags: &[String]) -> Result<Protect, Error> {
+    /// The walk of a selected field of type `ty` at `self.path`. A string or bytes, or a
+    /// union of them with null, is protected; so is each element of an array and each
+    /// value of a map of those (as a Protobuf tag on a `repeated string` field protects
+    /// each element), and a union may hold such arrays and maps too. Anything else is
+    /// refused, and so is a string or bytes with a logical type, which a ciphertext
+    /// does not fit.
+    fn selected(&mut self, ty: TypeId, tags: &[String]) -> Result<WalkId, Error> {
         let types = self.types;
-        let kind = |ty: TypeId| match types[ty] {
-            Type::String => Some(FieldType::String),
-            Type::Bytes => Some(FieldType::Bytes),
-            _ => None,
+        let walk = match self.leaf(ty) {
+            Ok(Some(protect)) => Walk::Protect(protect),
+            Err(logical) => return Err(self.logical_type(ty, tags, logical)),
+            Ok(None) => match &types[ty] {
+                Type::Array(_) | Type::Map(_) => match self.collection(ty) {
+                    Ok(Some(walk)) => walk,
+                    Ok(None) => return Err(self.not_protectable(ty, tags)),
+                    Err(logical) => return Err(self.logical_type(ty, tags, logical)),
+                },
+                Type::Union(branches) => {
+                    let mut walks = Vec::with_capacity(branches.len());
+                    for &branch in branches {
+                        let walk = match &types[branch] {
+                            Type::Null => self.skip(branch),
+                            _ => {
+                                let walk = match self.leaf(branch) {
+                                    Ok(Some(protect)) => Ok(Some(Walk::Protect(protect))),
+                                    Ok(None) => self.collection(branch),
+                                    Err(logical) => Err(logical),
+                                };
+                                let walk = walk.map_err(|l| self.logical_type(ty, tags, l))?;
+                                let Some(walk) = walk else {
+                                    return Err(self.not_protectable(ty, tags));
+                                };
+                                self.walks.push(walk);
+                                self.walks.len() - 1
+                            }
+                        };
+                        walks.push(walk);
+                    }
+                    if branches.iter().all(|&b| matches!(types[b], Type::Null)) {
+                        return Err(self.not_protectable(ty, tags));
+                    }
+                    Walk::Union(walks.into())
+                }
+                _ => return Err(self.not_protectable(ty, tags)),
+            },
         };
-        if let Some(kind) = kind(ty) {
-            return Ok(Protect::Plain(kind));
+        self.walks.push(walk);
+        Ok(self.walks.len() - 1)
+    }
+
+    /// How a string or bytes, or a union of them with null, is protected; `None` for
+    /// another type, the logical type of a string or bytes that has one.
+    fn leaf(&self, ty: TypeId) -> Result<Option<Protect>, &'s str> {
+        let types = self.types;
+        let kind = |ty: TypeId| match &types[ty] {
+            Type::String(None) => Ok(Some(FieldType::String)),
+            Type::Bytes(None) => Ok(Some(FieldType::Bytes)),
+            Type::String(Some(logical)) | Type::Bytes(Some(logical)) => Err(&**logical),
+            _ => Ok(None),
+        };
+        if let Some(kind) = kind(ty)? {
+            return Ok(Some(Protect::Plain(kind)));
         }
-        if let Type::Union(branches) = &types[ty] {
-            let kinds: Option<Box<[Option<FieldType>]>> = branches
-                .iter()
-                .map(|&branch| match types[branch] {
-                    Type::Null => Some(None),
-                    _ => kind(branch).map(Some),
-                })
-                .collect();
-            if let Some(kinds) = kinds.filter(|kinds| kinds.iter().any(Option::is_some)) {
-                return Ok(Protect::Union(kinds));
+        let Type::Union(branches) = &types[ty] else {
+            return Ok(None);
+        };
+        let mut kinds = Vec::with_capacity(branches.len());
+        for &branch in branches {
+            kinds.push(match (&types[branch], kind(branch)?) {
+                (Type::Null, _) => None,
+                (_, Some(kind)) => Some(kind),
+                (_, None) => return Ok(None),
+            });
+        }
+        Ok(kinds
+            .iter()
+            .any(Option::is_some)
+            .then(|| Protect::Union(kinds.into())))
+    }
+
+    /// The walk of a selected array or map of type `ty` whose elements or values are
+    /// strings or bytes, each protected; `None` if `ty` is not one, the logical type of
+    /// its elements or values if they have one.
+    fn collection(&mut self, ty: TypeId) -> Result<Option<Walk>, &'s str> {
+        let (items, array) = match self.types[ty] {
+            Type::Array(items) => (items, true),
+            Type::Map(values) => (values, false),
+            _ => return Ok(None),
+        };
+        match self.leaf(items) {
+            Ok(Some(protect)) => {
+                self.walks.push(Walk::Protect(protect));
+                let item = self.walks.len() - 1;
+                Ok(Some(if array {
+                    Walk::Array(item)
+                } else {
+                    Walk::Map(item)
+                }))
             }
+            Ok(None) => Ok(None),
+            Err(logical) => Err(logical),
         }
-        let why = match tags.iter().find(|tag| self.selection.tags().contains(tag)) {
+    }
+
+    /// Why the field at `self.path` is selected: `is tagged PII`, `is selected by the
+    /// path /x`.
+    fn why(&self, tags: &[String]) -> String {
+        match tags.iter().find(|tag| self.selection.tags().contains(tag)) {
             Some(tag) => format!("is tagged {tag}"),
             None => {
                 let pattern = self
@@ -730,12 +826,35 @@ impl<'s> Compiler<'s> {
                     .map_or("", |p| p.text());
                 format!("is selected by the path {pattern}")
             }
-        };
-        Err(schema_error(format!(
-            "field {} {why} but is {}; only string and bytes fields can be protected",
+        }
+    }
+
+    fn not_protectable(&self, ty: TypeId, tags: &[String]) -> Error {
+        schema_error(format!(
+            "field {} {} but is {}; only string and bytes fields, and arrays and maps of \
+             them, can be protected",
             schema_path(&self.path),
-            describe(types, ty)
-        )))
+            self.why(tags),
+            describe(self.types, ty)
+        ))
+    }
+
+    /// A selected field of type `ty` is (or holds) a string or bytes of logical type
+    /// `logical`: a ciphertext is not one, and a reader that converts logical types
+    /// (into a UUID, a decimal number) would fail on it, or read another value.
+    fn logical_type(&self, ty: TypeId, tags: &[String], logical: &str) -> Error {
+        let what_to_remove = if tags.iter().any(|tag| self.selection.tags().contains(tag)) {
+            "the tag"
+        } else {
+            "the path"
+        };
+        schema_error(format!(
+            "field {} {} but is {}: a ciphertext is not a valid {logical}, so consumers would \
+             fail to read the record; remove {what_to_remove} or the logical type",
+            schema_path(&self.path),
+            self.why(tags),
+            describe(self.types, ty),
+        ))
     }
 }
 
@@ -794,8 +913,8 @@ fn describe(types: &[Type], ty: TypeId) -> String {
         Type::Record { name, .. } => format!("record {name}"),
         Type::Enum { name, .. } => format!("enum {name}"),
         Type::Fixed { name, .. } => format!("fixed {name}"),
-        Type::Array(_) => "an array".into(),
-        Type::Map(_) => "a map".into(),
+        Type::Array(items) => format!("an array of {}", describe(types, *items)),
+        Type::Map(values) => format!("a map of {}", describe(types, *values)),
         Type::Name { full, .. } => full.clone(),
         Type::Null => "null".into(),
         Type::Boolean => "boolean".into(),
@@ -803,8 +922,10 @@ fn describe(types: &[Type], ty: TypeId) -> String {
         Type::Long => "long".into(),
         Type::Float => "float".into(),
         Type::Double => "double".into(),
-        Type::Bytes => "bytes".into(),
-        Type::String => "string".into(),
+        Type::Bytes(None) => "bytes".into(),
+        Type::String(None) => "string".into(),
+        Type::Bytes(Some(logical)) => format!("bytes (logical type {logical})"),
+        Type::String(Some(logical)) => format!("string (logical type {logical})"),
     }
 }
 
@@ -894,11 +1015,11 @@ impl<'a> Decoder<'a> {
             Type::Double => {
                 self.take(8)?;
             }
-            Type::Bytes => {
+            Type::Bytes(_) => {
                 let len = self.length()?;
                 self.take(len)?;
             }
-            Type::String => {
+            Type::String(_) => {
                 self.string()?;
             }
             Type::Record { fields, .. } => {
@@ -1609,10 +1730,11 @@ mod tests {
         }
         let schema = parse(
             r#"{"type": "record", "name": "R", "fields": [
-                {"name": "id", "type": {"type": "string", "logicalType": "uuid"}, "confluent:tags": ["PII"]},
+                {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
                 {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
                 {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
-                {"name": "day", "type": {"type": {"type": "int", "logicalType": "date"}}}]}"#,
+                {"name": "day", "type": {"type": {"type": "int", "logicalType": "date"}}},
+                {"name": "name", "type": {"type": "string", "logicalType": 7}, "confluent:tags": ["PII"]}]}"#,
             &["PII"],
             &[],
         );
@@ -1621,8 +1743,184 @@ mod tests {
             .long(1_700_000_000_000)
             .bytes(b"\x01\x00")
             .long(19000)
+            .str("Ann")
             .0;
-        assert_eq!(located(&schema, &body), pairs(&[("/id", b"6f1c3e1a")]));
+        // Logical types are decoded as their underlying types; one that is not a name is
+        // ignored, as Avro's Java implementation does.
+        assert_eq!(located(&schema, &body), pairs(&[("/name", b"Ann")]));
+    }
+
+    #[test]
+    fn strings_and_bytes_with_a_logical_type_are_refused() {
+        let field = |ty: &str| {
+            format!(
+                r#"{{"type": "record", "name": "R", "fields": [{{"name": "x", "type": {ty}, "confluent:tags": ["PII"]}}]}}"#
+            )
+        };
+        let uuid = field(r#"{"type": "string", "logicalType": "uuid"}"#);
+        assert_eq!(
+            schema_error(&uuid, &["PII"], &[]),
+            "field /x is tagged PII but is string (logical type uuid): a ciphertext is not a \
+             valid uuid, so consumers would fail to read the record; remove the tag or the \
+             logical type"
+        );
+        assert_eq!(
+            schema_error(&uuid, &[], &["/x"]),
+            "field /x is selected by the path /x but is string (logical type uuid): a \
+             ciphertext is not a valid uuid, so consumers would fail to read the record; \
+             remove the path or the logical type"
+        );
+        // Not selected: no error.
+        parse(&uuid, &["PHI"], &[]);
+        for (ty, what) in [
+            (
+                r#"{"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}"#,
+                "is bytes (logical type decimal): a ciphertext is not a valid decimal",
+            ),
+            (
+                r#"{"type": "string", "logicalType": "acme-iban"}"#,
+                "is string (logical type acme-iban): a ciphertext is not a valid acme-iban",
+            ),
+            (
+                r#"["null", {"type": "string", "logicalType": "uuid"}]"#,
+                "is a union of null, string (logical type uuid): a ciphertext is not a valid uuid",
+            ),
+            (
+                r#"{"type": "array", "items": {"type": "string", "logicalType": "uuid"}}"#,
+                "is an array of string (logical type uuid): a ciphertext is not a valid uuid",
+            ),
+            (
+                r#"["null", {"type": "map", "values": ["null", {"type": "bytes", "logicalType": "decimal"}]}]"#,
+                "is a union of null, a map of a union of null, bytes (logical type decimal): \
+                 a ciphertext is not a valid decimal",
+            ),
+        ] {
+            let reason = schema_error(&field(ty), &["PII"], &[]);
+            assert!(reason.contains(what), "{ty}: {reason}");
+        }
+        // Selected by a path through an array.
+        let ids = r#"{"type": "record", "name": "R", "fields": [
+            {"name": "ids", "type": {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}}]}"#;
+        assert!(schema_error(ids, &[], &["/ids/*"]).starts_with(
+            "field /ids/* is selected by the path /ids/* but is string (logical type uuid)"
+        ));
+    }
+
+    /// Tagged arrays and maps of strings and bytes, and a record of them (the map in a
+    /// block with its byte size).
+    const COLLECTIONS: &str = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+        {"name": "attrs", "type": {"type": "map", "values": "bytes"}, "confluent:tags": ["PII"]},
+        {"name": "notes", "type": ["null", {"type": "array", "items": ["null", "string"]}], "confluent:tags": ["PII"]},
+        {"name": "n", "type": "int"}]}"#;
+
+    fn collections_body() -> Vec<u8> {
+        enc()
+            .long(2)
+            .str("a")
+            .str("b")
+            .long(0)
+            .long(-1)
+            .long(6)
+            .str("k/1")
+            .bytes(b"\xff")
+            .long(1)
+            .str("k2")
+            .bytes(b"")
+            .long(0)
+            .long(1)
+            .long(3)
+            .long(1)
+            .str("n0")
+            .long(0)
+            .long(1)
+            .str("n2")
+            .long(0)
+            .long(7)
+            .0
+    }
+
+    #[test]
+    fn tagged_arrays_and_maps_of_strings_protect_each_element() {
+        let schema = COLLECTIONS;
+        let body = collections_body();
+        let expected = pairs(&[
+            ("/tags/0", b"a"),
+            ("/tags/1", b"b"),
+            ("/attrs/k~11", b"\xff"),
+            ("/attrs/k2", b""),
+            ("/notes/0", b"n0"),
+            ("/notes/2", b"n2"),
+        ]);
+        let tagged = parse(schema, &["PII"], &[]);
+        assert_eq!(located(&tagged, &body), expected);
+        let (fields, _) = tagged.locate(&body).unwrap();
+        assert_eq!(fields[2].field_type, FieldType::Bytes);
+        // Configured paths to the fields select the same, and so do paths to the elements.
+        for patterns in [
+            &["/tags", "/attrs", "/notes"],
+            &["/tags/*", "/attrs/*", "/notes/*"],
+        ] {
+            assert_eq!(located(&parse(schema, &[], patterns), &body), expected);
+        }
+        // `*` selects every field: the int among them too.
+        assert!(schema_error(schema, &[], &["/*"]).starts_with(
+            "field /n is selected by the path /* but is int; only string and bytes fields, \
+             and arrays and maps of them, can be protected"
+        ));
+        let out = replace(
+            &tagged,
+            &body,
+            &[b"1", b"22", b"333", b"4", b"", b"vault:v1:x"],
+        );
+        // The sized map block is written with its new size.
+        assert_eq!(
+            out,
+            enc()
+                .long(2)
+                .str("1")
+                .str("22")
+                .long(0)
+                .long(-1)
+                .long(8)
+                .str("k/1")
+                .str("333")
+                .long(1)
+                .str("k2")
+                .str("4")
+                .long(0)
+                .long(1)
+                .long(3)
+                .long(1)
+                .str("")
+                .long(0)
+                .long(1)
+                .str("vault:v1:x")
+                .long(0)
+                .long(7)
+                .0
+        );
+        // Null and empty collections hold nothing to protect.
+        let empty = enc().long(0).long(0).long(0).long(7).0;
+        assert_eq!(located(&tagged, &empty), []);
+        // A union may hold a string and an array of strings: whichever a record has.
+        let either = parse(
+            r#"{"type": "record", "name": "R", "fields": [{"name": "x", "type":
+                ["null", "string", {"type": "array", "items": "bytes"}], "confluent:tags": ["PII"]}]}"#,
+            &["PII"],
+            &[],
+        );
+        assert_eq!(located(&either, &enc().long(0).0), []);
+        assert_eq!(
+            located(&either, &enc().long(1).str("s").0),
+            pairs(&[("/x", b"s")])
+        );
+        let body = enc().long(2).long(2).bytes(b"a").bytes(b"b").long(0).0;
+        assert_eq!(
+            located(&either, &body),
+            pairs(&[("/x/0", b"a"), ("/x/1", b"b")])
+        );
+        replace(&either, &body, &[b"vault:v1:a", b""]);
     }
 
     #[test]
@@ -1632,15 +1930,16 @@ mod tests {
                 {"name": "age", "type": "int", "confluent:tags": ["PII"]}]}}]}"#;
         assert_eq!(
             schema_error(tagged_int, &["PII"], &[]),
-            "field /customer/age is tagged PII but is int; only string and bytes fields can be protected"
+            "field /customer/age is tagged PII but is int; only string and bytes fields, and arrays and maps of them, can be protected"
         );
         // Not selected by this policy: no error.
         parse(tagged_int, &["PHI"], &[]);
         assert_eq!(
             schema_error(tagged_int, &[], &["/customer/*"]),
-            "field /customer/age is selected by the path /customer/* but is int; only string and bytes fields can be protected"
+            "field /customer/age is selected by the path /customer/* but is int; only string and bytes fields, and arrays and maps of them, can be protected"
         );
-        // A tagged record, array or map is not protected as a whole.
+        // A tagged record is not protected as a whole, nor an array or a map of anything
+        // but strings and bytes.
         let tagged = |ty: &str| {
             format!(
                 r#"{{"type": "record", "name": "R", "fields": [{{"name": "x", "type": {ty}, "confluent:tags": ["PII"]}}]}}"#
@@ -1651,8 +1950,23 @@ mod tests {
                 r#"{"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]}"#,
                 "record In",
             ),
-            (r#"{"type": "array", "items": "string"}"#, "an array"),
-            (r#"{"type": "map", "values": "string"}"#, "a map"),
+            (
+                r#"{"type": "array", "items": {"type": "record", "name": "In", "fields": []}}"#,
+                "an array of record In",
+            ),
+            (r#"{"type": "array", "items": "int"}"#, "an array of int"),
+            (
+                r#"{"type": "array", "items": {"type": "array", "items": "string"}}"#,
+                "an array of an array of string",
+            ),
+            (
+                r#"{"type": "map", "values": ["null", "string", "long"]}"#,
+                "a map of a union of null, string, long",
+            ),
+            (
+                r#"["null", {"type": "array", "items": "int"}]"#,
+                "a union of null, an array of int",
+            ),
             (
                 r#"["null", "string", {"type": "record", "name": "In", "fields": []}]"#,
                 "a union of null, string, record In",
@@ -1669,7 +1983,7 @@ mod tests {
             let reason = schema_error(&tagged(ty), &["PII"], &[]);
             assert_eq!(
                 reason,
-                format!("field /x is tagged PII but is {described}; only string and bytes fields can be protected")
+                format!("field /x is tagged PII but is {described}; only string and bytes fields, and arrays and maps of them, can be protected")
             );
         }
         // A recursive type reached again: still checked.
@@ -1678,7 +1992,7 @@ mod tests {
             {"name": "n", "type": "int"}]}"#;
         assert_eq!(
             schema_error(list, &[], &["/next/next/n"]),
-            "field /next/next/n is selected by the path /next/next/n but is int; only string and bytes fields can be protected"
+            "field /next/next/n is selected by the path /next/next/n but is int; only string and bytes fields, and arrays and maps of them, can be protected"
         );
     }
 
@@ -2080,8 +2394,16 @@ mod tests {
     #[test]
     fn hostile_bodies() {
         let mut rng = Rng(7);
-        let schemas = [order(), parse(LIST, &["PII"], &[])];
-        let bodies = [hex(ORDER_BODY), list(&["a", "bb", "ccc"])];
+        let schemas = [
+            order(),
+            parse(LIST, &["PII"], &[]),
+            parse(COLLECTIONS, &["PII"], &[]),
+        ];
+        let bodies = [
+            hex(ORDER_BODY),
+            list(&["a", "bb", "ccc"]),
+            collections_body(),
+        ];
         for (schema, body) in schemas.iter().zip(&bodies) {
             for at in 0..body.len() {
                 for value in [

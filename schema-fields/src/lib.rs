@@ -12,7 +12,12 @@
 //! level encryption does: a ciphertext (`vault:v1:...` text) fits a string field, and its
 //! UTF-8 bytes a bytes field, so the record stays valid under the *same* schema id and
 //! every consumer using the ordinary deserializer reads it; no derived schema has to be
-//! registered. A selected field of another type is a schema error, never passed in clear.
+//! registered. A selected array or map of strings or bytes has each element or value
+//! protected (as a Protobuf tag on a `repeated string` field does). A selected field of
+//! another type is a schema error, never passed in clear, and so is a string or bytes
+//! that a ciphertext would make invalid: an Avro logical type (`uuid`, `decimal`), a JSON
+//! Schema `pattern`, `maxLength`, `format`, `enum`, `const`, `contentEncoding` or
+//! `contentMediaType`.
 //!
 //! **Nothing here panics, loops or allocates beyond the input's size on any input**
 //! (fuzzed): a record that does not decode under its schema, or a schema that cannot be
@@ -83,7 +88,8 @@ pub enum Error {
     /// The value is not in Confluent's wire format (too short, magic byte not 0).
     Frame(String),
     /// The schema cannot be used: it does not parse, uses what is not supported, or
-    /// selects a field that is neither string nor bytes.
+    /// selects a field that is neither string nor bytes (nor an array or map of them), or
+    /// whose schema a ciphertext would not satisfy.
     Schema(String),
     /// The record does not decode under its schema (truncated, trailing bytes, a bad
     /// varint, an out-of-range union index, invalid UTF-8 in a string, too deep).
@@ -204,6 +210,154 @@ impl Located {
             Plan::Avro(plan) => plan.apply(body, contents),
             Plan::Json(plan) => plan.apply(body, contents),
             Plan::Protobuf(plan) => plan.apply(body, contents),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(schema_type: SchemaType, text: &str, selection: &Selection) -> Result<Schema, Error> {
+        let text = SchemaText {
+            schema_type,
+            text: text.to_string(),
+            references: Vec::new(),
+        };
+        Schema::parse(&text, selection)
+    }
+
+    fn selection(tags: &[&str], paths: &[&str]) -> Selection {
+        Selection::new(
+            tags.iter().map(|t| t.to_string()).collect(),
+            paths.iter().map(|p| Pattern::parse(p).unwrap()).collect(),
+        )
+    }
+
+    const AVRO: &str = r#"{"type": "record", "name": "Customer", "fields": [
+        {"name": "name", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "nick", "type": ["null", "string"], "confluent:tags": ["PII"]},
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+        {"name": "attrs", "type": {"type": "map", "values": "string"}, "confluent:tags": ["PII"]},
+        {"name": "age", "type": "int"}]}"#;
+    const JSON: &str = r#"{"type": "object", "properties": {
+        "name": {"type": "string", "confluent:tags": ["PII"]},
+        "nick": {"type": ["string", "null"], "confluent:tags": ["PII"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]},
+        "attrs": {"type": "object", "additionalProperties": {"type": "string"},
+                  "confluent:tags": ["PII"]},
+        "age": {"type": "integer"}}}"#;
+    const PROTO: &str = r#"syntax = "proto3";
+        message Customer {
+          string name = 1 [(confluent.field_meta).tags = "PII"];
+          optional string nick = 2 [(confluent.field_meta).tags = "PII"];
+          repeated string tags = 3 [(confluent.field_meta).tags = "PII"];
+          map<string, string> attrs = 4 [(confluent.field_meta).tags = "PII"];
+          int32 age = 5;
+        }"#;
+
+    /// The same customer in each format: Ann, Nn, [a, b], {k: v}, 42.
+    fn records() -> [(SchemaType, &'static str, Vec<u8>); 3] {
+        [
+            (
+                SchemaType::Avro,
+                AVRO,
+                b"\x06Ann\x02\x04Nn\x04\x02a\x02b\x00\x02\x02k\x02v\x00\x54".to_vec(),
+            ),
+            (
+                SchemaType::Json,
+                JSON,
+                br#"{"name": "Ann", "nick": "Nn", "tags": ["a", "b"], "attrs": {"k": "v"}, "age": 42}"#
+                    .to_vec(),
+            ),
+            (
+                SchemaType::Protobuf,
+                PROTO,
+                b"\x0a\x03Ann\x12\x02Nn\x1a\x01a\x1a\x01b\x22\x06\x0a\x01k\x12\x01v\x28\x2a"
+                    .to_vec(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_three_walkers_select_the_same_fields() {
+        let expected: Vec<(String, Vec<u8>)> = [
+            ("/name", "Ann"),
+            ("/nick", "Nn"),
+            ("/tags/0", "a"),
+            ("/tags/1", "b"),
+            ("/attrs/k", "v"),
+        ]
+        .iter()
+        .map(|(path, content)| (path.to_string(), content.as_bytes().to_vec()))
+        .collect();
+        let selections = [
+            selection(&["PII"], &[]),
+            selection(&[], &["/name", "/nick", "/tags", "/attrs"]),
+            selection(&[], &["/name", "/nick", "/tags/*", "/attrs/*"]),
+        ];
+        for (schema_type, text, body) in records() {
+            for selected in &selections {
+                let schema = schema(schema_type, text, selected).unwrap();
+                let located = schema.locate(&body, &[]).unwrap();
+                let found: Vec<(String, Vec<u8>)> = located
+                    .fields()
+                    .iter()
+                    .map(|f| (f.path.clone(), f.content.clone()))
+                    .collect();
+                assert_eq!(found, expected, "{schema_type:?} {selected:?}");
+                let contents: Vec<Vec<u8>> = (0..found.len())
+                    .map(|i| format!("vault:v1:{i}").into_bytes())
+                    .collect();
+                let out = located.replace(&body, &contents).unwrap();
+                let again = schema.locate(&out, &[]).unwrap();
+                let again: Vec<Vec<u8>> =
+                    again.fields().iter().map(|f| f.content.clone()).collect();
+                assert_eq!(again, contents, "{schema_type:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_three_walkers_refuse_the_same_fields() {
+        let field = |schema_type: SchemaType, kind: &str| -> String {
+            match (schema_type, kind) {
+                (SchemaType::Avro, "record") => r#"{"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]}"#.into(),
+                (SchemaType::Avro, "ints") => r#"{"type": "array", "items": "int"}"#.into(),
+                (SchemaType::Avro, "records") => r#"{"type": "map", "values": {"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]}}"#.into(),
+                (SchemaType::Json, "record") => r#"{"type": "object", "properties": {"s": {"type": "string"}}}"#.into(),
+                (SchemaType::Json, "ints") => r#"{"type": "array", "items": {"type": "integer"}}"#.into(),
+                (SchemaType::Json, "records") => r#"{"type": "object", "additionalProperties": {"type": "object", "properties": {"s": {"type": "string"}}}}"#.into(),
+                (SchemaType::Protobuf, "record") => "In".into(),
+                (SchemaType::Protobuf, "ints") => "repeated int32".into(),
+                (SchemaType::Protobuf, "records") => "map<string, In>".into(),
+                _ => unreachable!(),
+            }
+        };
+        for kind in ["record", "ints", "records"] {
+            for schema_type in [SchemaType::Avro, SchemaType::Json, SchemaType::Protobuf] {
+                let ty = field(schema_type, kind);
+                let text = match schema_type {
+                    SchemaType::Avro => format!(
+                        r#"{{"type": "record", "name": "R", "fields": [{{"name": "x", "type": {ty}, "confluent:tags": ["PII"]}}]}}"#
+                    ),
+                    SchemaType::Json => format!(
+                        r#"{{"type": "object", "properties": {{"x": {{"confluent:tags": ["PII"], "allOf": [{ty}]}}}}}}"#
+                    ),
+                    SchemaType::Protobuf => format!(
+                        r#"syntax = "proto3";
+                        message R {{ {ty} x = 1 [(confluent.field_meta).tags = "PII"]; }}
+                        message In {{ string s = 1; }}"#
+                    ),
+                };
+                for selected in [selection(&["PII"], &[]), selection(&[], &["/x"])] {
+                    let result = schema(schema_type, &text, &selected);
+                    assert!(
+                        matches!(result, Err(Error::Schema(_))),
+                        "{schema_type:?} {kind}: {result:?}"
+                    );
+                }
+            }
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::load::{Graph, ObjId, Types};
+use super::load::{Graph, Obj, ObjId, Types};
 use super::regex::Regex;
 use crate::path::{push_token, Step};
 use crate::{Error, Selection};
@@ -43,9 +43,19 @@ pub(super) enum Kind {
     Container(Children),
 }
 
+/// What a selected array or map must be in a record, its elements or values selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Collection {
+    Array,
+    Map,
+}
+
 /// Where a container's members and elements go (`None`: nothing selected there).
 #[derive(Debug, Default)]
 pub(super) struct Children {
+    /// For a selected array or map of strings: what a record's value must be (or null),
+    /// never passed on in clear when it is anything else.
+    pub collection: Option<Collection>,
     /// The members the schemas name, sorted by name.
     pub named: Vec<(Box<str>, Option<NodeId>)>,
     /// For the other members: the `patternProperties` to match their names against,
@@ -314,12 +324,20 @@ impl<'g> Builder<'g> {
                 Some(tag) => format!("tagged {tag}"),
                 None => "at a configured path".to_string(),
             };
-            match self.check_string(id, &objs, &why) {
+            let kind = match self.check_string(id, &objs, &why) {
+                Ok(()) => Ok(Kind::Selected),
+                Err(reason) => match self.collection(id, &objs, &why) {
+                    Some(children) => children.map(Kind::Container),
+                    None => Err(reason),
+                },
+            };
+            match kind {
+                Ok(kind) => self.nodes[id].kind = kind,
                 // Where only names matching several patterns lead, the schemas may
                 // disagree about a member no record can have: the record's value is
                 // checked instead (a string is protected, anything else refused).
                 Err(reason) if !deferred => return Err(Error::Schema(reason)),
-                _ => self.nodes[id].kind = Kind::Selected,
+                Err(_) => self.nodes[id].kind = Kind::Selected,
             }
             return Ok(());
         }
@@ -328,7 +346,8 @@ impl<'g> Builder<'g> {
         Ok(())
     }
 
-    /// Whether a selected field's schemas make it a string (or null).
+    /// Whether a selected field's schemas make it a string (or null) that a ciphertext
+    /// can replace.
     fn check_string(&self, id: NodeId, objs: &[ObjId], why: &str) -> Result<(), String> {
         let at = shown(&self.nodes[id].at);
         let objs = objs.iter().map(|&o| &self.graph.objs[o]);
@@ -339,7 +358,30 @@ impl<'g> Builder<'g> {
         let string_or_null = Types::STRING.union(Types::NULL);
         match types {
             Some(types) if string_or_null.contains(types) && types.contains(Types::STRING) => {
-                Ok(())
+                // A constraint of a schema that allows no string (the `null` branch of a
+                // `oneOf`) constrains no ciphertext.
+                let constrains = |obj: &&Obj| {
+                    !obj.constraints.is_empty()
+                        && obj.types.is_none_or(|t| t.contains(Types::STRING))
+                };
+                match objs.clone().find(constrains) {
+                    None => Ok(()),
+                    Some(obj) => {
+                        let keyword = obj.constraints[0];
+                        let what = if why.starts_with("tagged") {
+                            "the tag"
+                        } else {
+                            "the path"
+                        };
+                        Err(format!(
+                            "field {at} is selected ({why}) but its schema has `{keyword}` \
+                             ({}): a ciphertext may not satisfy it, so consumers that \
+                             validate records would refuse the record; remove {what} or \
+                             `{keyword}`",
+                            obj.at
+                        ))
+                    }
+                }
             }
             Some(types) => {
                 let schema = objs
@@ -349,7 +391,7 @@ impl<'g> Builder<'g> {
                     .map_or("", |obj| obj.at.as_str());
                 Err(format!(
                     "field {at} is selected ({why}) but its schema type is {} ({schema}); \
-                     only string fields can be protected",
+                     only string fields, and arrays and maps of them, can be protected",
                     types.describe()
                 ))
             }
@@ -361,11 +403,94 @@ impl<'g> Builder<'g> {
                     .map_or("", |obj| obj.at.as_str());
                 Err(format!(
                     "field {at} is selected ({why}) but its schema gives it no type \
-                     ({schema}); only string fields can be protected, so it must say \
-                     \"type\": \"string\""
+                     ({schema}); only string fields, and arrays and maps of them, can be \
+                     protected, so it must say \"type\": \"string\""
                 ))
             }
         }
+    }
+
+    /// A selected array of strings (`"type": "array"` whose `items` are strings), or map
+    /// of strings (`"type": "object"` with no `properties`, whose `additionalProperties`
+    /// and any `patternProperties` are strings), either perhaps null: each element or
+    /// value is selected, as a Protobuf tag on a `repeated string` field selects each
+    /// element. `None` if the schemas do not make the field an array or such an object;
+    /// an error if its elements or values are not strings a ciphertext can replace.
+    fn collection(
+        &mut self,
+        id: NodeId,
+        objs: &[ObjId],
+        why: &str,
+    ) -> Option<Result<Children, String>> {
+        let graph = self.graph;
+        let objs: Vec<&Obj> = objs.iter().map(|&o| &graph.objs[o]).collect();
+        let types = objs
+            .iter()
+            .filter_map(|obj| obj.types)
+            .reduce(Types::union)?;
+        let is = |kind: Types| kind.union(Types::NULL).contains(types) && types.contains(kind);
+        let collection = if is(Types::ARRAY) {
+            Collection::Array
+        } else if is(Types::OBJECT) && objs.iter().all(|obj| obj.properties.is_empty()) {
+            Collection::Map
+        } else {
+            return None;
+        };
+        let at = self.nodes[id].at.clone();
+        // The schemas of the elements or values, and whether all of them have one: some
+        // `items` or `additionalProperties` must describe those no other keyword does.
+        let (schemas, described): (Vec<ObjId>, bool) = match collection {
+            Collection::Array => (
+                objs.iter()
+                    .flat_map(|obj| {
+                        obj.prefix
+                            .iter()
+                            .copied()
+                            .chain(obj.items)
+                            .chain(obj.contains)
+                    })
+                    .collect(),
+                objs.iter().any(|obj| obj.items.is_some()),
+            ),
+            Collection::Map => (
+                objs.iter()
+                    .flat_map(|obj| obj.patterns.iter().map(|(_, s)| *s).chain(obj.additional))
+                    .collect(),
+                objs.iter().any(|obj| obj.additional.is_some()),
+            ),
+        };
+        if !described {
+            let (what, keyword) = match collection {
+                Collection::Array => ("an array", "items"),
+                Collection::Map => ("an object", "additionalProperties"),
+            };
+            let schema = objs.first().map_or("", |obj| obj.at.as_str());
+            return Some(Err(format!(
+                "field {} is selected ({why}) but is {what} whose schema ({schema}) has no \
+                 `{keyword}` schema: only string fields, and arrays and maps of them, can be \
+                 protected, so it must say \"{keyword}\": {{\"type\": \"string\"}}",
+                shown(&at)
+            )));
+        }
+        let element_objs = self.closure(&schemas);
+        let element = self.nodes.len();
+        self.nodes.push(Node {
+            at: format!("{at}/*"),
+            kind: Kind::Selected,
+        });
+        if let Err(reason) = self.check_string(element, &element_objs, why) {
+            return Some(Err(reason));
+        }
+        let mut children = Children {
+            collection: Some(collection),
+            rest: vec![None],
+            ..Children::default()
+        };
+        match collection {
+            Collection::Array => children.elements = Some(element),
+            Collection::Map => children.rest = vec![Some(element)],
+        }
+        Some(Ok(children))
     }
 
     fn children(

@@ -23,6 +23,8 @@ impl Types {
         "null", "boolean", "object", "array", "number", "integer", "string",
     ];
     pub(super) const NULL: Types = Types(1);
+    pub(super) const OBJECT: Types = Types(1 << 2);
+    pub(super) const ARRAY: Types = Types(1 << 3);
     pub(super) const STRING: Types = Types(1 << 6);
 
     fn named(name: &str) -> Option<Types> {
@@ -60,6 +62,8 @@ pub(super) struct Obj {
     pub at: String,
     pub types: Option<Types>,
     pub tags: Vec<String>,
+    /// The keywords of [`STRING_CONSTRAINTS`] it has.
+    pub constraints: Vec<&'static str>,
     /// `properties`, sorted by name.
     pub properties: Vec<(String, ObjId)>,
     /// `patternProperties`: an index into [`Graph::patterns`], and the schema.
@@ -90,6 +94,19 @@ impl Obj {
             .chain(self.applicators.iter().copied())
     }
 }
+
+/// The keywords that constrain a string in a way its ciphertext (`vault:v1:<base64>`) may
+/// not satisfy: a consumer validating a record whose field is protected would refuse it.
+/// (`minLength` is no such keyword: a ciphertext is longer than its plaintext.)
+pub(super) const STRING_CONSTRAINTS: [&str; 7] = [
+    "pattern",
+    "maxLength",
+    "format",
+    "enum",
+    "const",
+    "contentEncoding",
+    "contentMediaType",
+];
 
 /// A `patternProperties` pattern, and whether this walker can match it.
 #[derive(Debug)]
@@ -324,6 +341,10 @@ impl Loader {
                 )))
             }
         };
+        obj.constraints = STRING_CONSTRAINTS
+            .into_iter()
+            .filter(|keyword| map.contains_key(*keyword))
+            .collect();
 
         for (name, _) in members(map, "properties", &at)? {
             let child = self.obj(

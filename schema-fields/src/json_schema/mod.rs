@@ -10,9 +10,13 @@
 //! What selects: a field whose subschema carries one of the selected `confluent:tags`,
 //! or whose schema path (`/customer/ssn`; `*` for an element, or for a map value:
 //! `additionalProperties`, `patternProperties`) is configured. A selected field must be
-//! a string (`"type": "string"`, or `["string", "null"]`): anything else is a schema
-//! error when the schema is parsed, and a record whose selected field holds anything but
-//! a string or null is refused, never passed in clear.
+//! a string (`"type": "string"`, or `["string", "null"]`) with none of the keywords a
+//! ciphertext may fail (`pattern`, `maxLength`, `format`, `enum`, `const`,
+//! `contentEncoding`, `contentMediaType`), or an array of such strings (`items`) or a map
+//! of them (an object with no `properties`, its `additionalProperties` such strings),
+//! whose every element or value is then selected: anything else is a schema error when
+//! the schema is parsed, and a record whose selected field holds anything else than the
+//! schema says (or null) is refused, never passed in clear.
 //!
 //! Where the schema alone cannot tell which subschema describes a value, every candidate
 //! counts (fail closed: more is selected, never less): every branch of `allOf`, `anyOf`,

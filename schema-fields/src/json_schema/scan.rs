@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::compile::{shown, Children, Kind, NodeId, Tree};
+use super::compile::{shown, Children, Collection, Kind, NodeId, Tree};
 use crate::path::{push_index, push_token};
 use crate::{Error, Field, FieldType};
 
@@ -78,7 +78,12 @@ impl<'a> Scanner<'a> {
         let children = match node.map(|id| &tree.nodes[id]) {
             None => None,
             Some(node) => match &node.kind {
-                Kind::Container(children) => Some(children),
+                Kind::Container(children) => {
+                    if let Some(collection) = children.collection {
+                        self.check_collection(depth, &node.at, collection)?;
+                    }
+                    Some(children)
+                }
                 Kind::Selected => return self.selected(depth, &node.at),
             },
         };
@@ -129,16 +134,48 @@ impl<'a> Scanner<'a> {
                 return Ok(());
             }
             Some(b'n') => return self.literal(b"null"),
-            Some(b'{') => "an object",
-            Some(b'[') => "an array",
-            Some(b't' | b'f') => "a boolean",
-            Some(b'-' | b'0'..=b'9') => "a number",
-            _ => return Err(self.expected("a JSON value")),
+            _ => self.kind_of_value()?,
         };
         // Checked as JSON first: a broken record is reported as broken.
         self.value(depth, None)?;
         Err(Error::Decode(format!(
             "field {} is selected for protection but holds {found}, not a string",
+            shown(at)
+        )))
+    }
+
+    /// What the value ahead is, for reasons.
+    fn kind_of_value(&self) -> Result<&'static str, Error> {
+        Ok(match self.peek() {
+            Some(b'"') => "a string",
+            Some(b'{') => "an object",
+            Some(b'[') => "an array",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') => "null",
+            Some(b'-' | b'0'..=b'9') => "a number",
+            _ => return Err(self.expected("a JSON value")),
+        })
+    }
+
+    /// A selected array or map of strings must be one in the record (or null): its
+    /// value is refused otherwise, never passed on in clear.
+    fn check_collection(
+        &mut self,
+        depth: usize,
+        at: &str,
+        collection: Collection,
+    ) -> Result<(), Error> {
+        let (open, expected) = match collection {
+            Collection::Array => (b'[', "an array"),
+            Collection::Map => (b'{', "an object"),
+        };
+        let found = self.kind_of_value()?;
+        if self.peek() == Some(open) || self.peek() == Some(b'n') {
+            return Ok(());
+        }
+        self.value(depth, None)?;
+        Err(Error::Decode(format!(
+            "field {} is selected for protection but holds {found}, not {expected} of strings",
             shown(at)
         )))
     }

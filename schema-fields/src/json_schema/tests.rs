@@ -203,10 +203,12 @@ fn configured_paths_select_by_schema_names() {
     );
     // A path the schema does not have selects nothing, in any record.
     assert!(found(&by_path(&["/customer/email"]), record).is_empty());
-    // `*` selects every field of an object: here an integer among them.
+    // `*` selects every field of an object: here an object with properties among them
+    // (`/attributes`, an object of strings, is a map: each value is selected).
     let reason = schema_error(parse_with(CUSTOMER, &[], &[], &["/*"]));
-    assert!(reason.contains("field /attributes is selected"), "{reason}");
+    assert!(reason.contains("field /customer is selected"), "{reason}");
     assert!(reason.contains("object"), "{reason}");
+    assert_eq!(paths(&by_path(&["/attributes"]), record), ["/attributes/x"]);
     let reason = schema_error(parse_with(CUSTOMER, &[], &[], &["/id"]));
     assert!(
         reason.contains("field /id is selected (at a configured path)"),
@@ -493,10 +495,6 @@ fn selected_fields_must_be_strings_in_the_schema() {
             "number",
         ),
         (
-            r#"{"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]}"#,
-            "array",
-        ),
-        (
             r#"{"type": "boolean", "confluent:tags": ["PII"]}"#,
             "boolean",
         ),
@@ -756,4 +754,192 @@ fn hostile_schemas_stay_bounded() {
         "properties": {"s": {"type": "string", "confluent:tags": ["PII"]}}}}, "$ref": "#/$defs/a"}"##,
     );
     assert_eq!(paths(&cycle, r#"{"s": "x"}"#), ["/s"]);
+}
+
+#[test]
+fn tagged_arrays_and_maps_of_strings_select_each_element() {
+    let schema = r##"{"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]},
+        "attrs": {"type": "object", "additionalProperties": {"type": "string"},
+                  "confluent:tags": ["PII"]},
+        "notes": {"type": ["array", "null"], "items": {"type": ["string", "null"]},
+                  "confluent:tags": ["PII"]},
+        "aliases": {"$ref": "#/$defs/Strings", "confluent:tags": ["PII"]},
+        "n": {"type": "integer"}},
+      "$defs": {"Strings": {"type": "array", "items": {"$ref": "#/$defs/S"}},
+                "S": {"type": "string"}}}"##;
+    let record = r#"{"tags": ["a", "b"], "attrs": {"k/1": "v", "k2": "w"},
+        "notes": ["n0", null, "n2"], "aliases": ["x"], "n": 1}"#;
+    let expected = [
+        ("/tags/0", "a"),
+        ("/tags/1", "b"),
+        ("/attrs/k~11", "v"),
+        ("/attrs/k2", "w"),
+        ("/notes/0", "n0"),
+        ("/notes/2", "n2"),
+        ("/aliases/0", "x"),
+    ]
+    .map(|(p, c)| (p.to_string(), c.to_string()));
+    let tagged = pii(schema);
+    assert_eq!(found(&tagged, record), expected);
+    // Configured paths to the fields select the same, and so do paths to the elements.
+    for by_path in [
+        ["/tags", "/attrs", "/notes", "/aliases"],
+        ["/tags/*", "/attrs/*", "/notes/*", "/aliases/*"],
+    ] {
+        let schema = parse_with(schema, &[], &[], &by_path).unwrap();
+        assert_eq!(found(&schema, record), expected);
+    }
+    assert_eq!(
+        replaced(&tagged, record, |c| format!("vault:v1:{c}")),
+        r#"{"tags": ["vault:v1:a", "vault:v1:b"], "attrs": {"k/1": "vault:v1:v", "k2": "vault:v1:w"},
+        "notes": ["vault:v1:n0", null, "vault:v1:n2"], "aliases": ["vault:v1:x"], "n": 1}"#
+    );
+    // Null, empty or absent: nothing to protect.
+    assert!(found(&tagged, r#"{"tags": [], "attrs": {}, "notes": null}"#).is_empty());
+    // Anything but an array (an object) of strings, or null, is refused, never passed on.
+    for (record, holds) in [
+        (
+            r#"{"tags": "a"}"#,
+            "field /tags is selected for protection but holds a string, not an array of strings",
+        ),
+        (
+            r#"{"tags": {"a": "b"}}"#,
+            "field /tags is selected for protection but holds an object, not an array of strings",
+        ),
+        (
+            r#"{"attrs": ["v"]}"#,
+            "field /attrs is selected for protection but holds an array, not an object of strings",
+        ),
+        (
+            r#"{"tags": ["a", 1]}"#,
+            "field /tags/* is selected for protection but holds a number, not a string",
+        ),
+        (
+            r#"{"attrs": {"k": {"v": "w"}}}"#,
+            "field /attrs/* is selected for protection but holds an object, not a string",
+        ),
+    ] {
+        assert_eq!(decode_error(&tagged, record.as_bytes()), holds);
+    }
+    decode_error(&tagged, br#"{"tags": "a}"#);
+}
+
+#[test]
+fn arrays_and_maps_of_anything_but_strings_are_refused() {
+    let property =
+        |schema: &str| format!(r#"{{"type": "object", "properties": {{"x": {schema}}}}}"#);
+    for (schema, says) in [
+        (
+            r#"{"type": "array", "items": {"type": "integer"}, "confluent:tags": ["PII"]}"#,
+            "field /x/* is selected (tagged PII) but its schema type is integer (#/properties/x/items)",
+        ),
+        (
+            r#"{"type": "array", "items": {"type": "object", "properties": {"s": {"type": "string"}}}, "confluent:tags": ["PII"]}"#,
+            "field /x/* is selected (tagged PII) but its schema type is object",
+        ),
+        (
+            r#"{"type": "array", "items": {"type": "array", "items": {"type": "string"}}, "confluent:tags": ["PII"]}"#,
+            "field /x/* is selected (tagged PII) but its schema type is array",
+        ),
+        (
+            r#"{"type": "array", "confluent:tags": ["PII"]}"#,
+            "field /x is selected (tagged PII) but is an array whose schema (#/properties/x) has no `items` schema",
+        ),
+        (
+            r#"{"type": "array", "prefixItems": [{"type": "string"}], "confluent:tags": ["PII"]}"#,
+            "has no `items` schema",
+        ),
+        (
+            r#"{"type": "array", "items": {"type": "string"}, "contains": {"type": "integer"}, "confluent:tags": ["PII"]}"#,
+            "field /x/* is selected (tagged PII) but its schema type is [\"integer\", \"string\"] (#/properties/x/contains)",
+        ),
+        (
+            r#"{"type": "object", "confluent:tags": ["PII"]}"#,
+            "field /x is selected (tagged PII) but is an object whose schema (#/properties/x) has no `additionalProperties` schema",
+        ),
+        (
+            r#"{"type": "object", "additionalProperties": {"type": "string"}, "patternProperties": {"^n": {"type": "number"}}, "confluent:tags": ["PII"]}"#,
+            "field /x/* is selected (tagged PII) but its schema type is [\"number\", \"string\"]",
+        ),
+        // An object with properties is a record, not a map.
+        (
+            r#"{"type": "object", "properties": {"s": {"type": "string"}}, "additionalProperties": {"type": "string"}, "confluent:tags": ["PII"]}"#,
+            "field /x is selected (tagged PII) but its schema type is object",
+        ),
+        (
+            r#"{"type": ["array", "string"], "items": {"type": "string"}, "confluent:tags": ["PII"]}"#,
+            "its schema type is [\"array\", \"string\"]",
+        ),
+    ] {
+        let reason = schema_error(parse_with(&property(schema), &[], &["PII"], &[]));
+        assert!(reason.contains(says), "{schema}: {reason}");
+        assert!(parse_with(&property(schema), &[], &["PHI"], &[]).is_ok());
+    }
+    // Not every element need be described for a path to one of them to select it.
+    let tuple = property(r#"{"type": "array", "prefixItems": [{"type": "string"}]}"#);
+    let schema = parse_with(&tuple, &[], &[], &["/x/*"]).unwrap();
+    assert_eq!(paths(&schema, r#"{"x": ["a"]}"#), ["/x/0"]);
+}
+
+#[test]
+fn strings_a_ciphertext_may_not_satisfy_are_refused() {
+    let property =
+        |schema: &str| format!(r#"{{"type": "object", "properties": {{"x": {schema}}}}}"#);
+    for (keywords, keyword) in [
+        (r#""pattern": "^[0-9]{3}-[0-9]{2}-[0-9]{4}$""#, "pattern"),
+        (r#""maxLength": 11"#, "maxLength"),
+        (r#""format": "email""#, "format"),
+        (r#""enum": ["a", "b"]"#, "enum"),
+        (r#""const": "a""#, "const"),
+        (r#""contentEncoding": "base64""#, "contentEncoding"),
+        (
+            r#""contentMediaType": "application/json""#,
+            "contentMediaType",
+        ),
+    ] {
+        let schema = property(&format!(
+            r#"{{"type": "string", {keywords}, "confluent:tags": ["PII"]}}"#
+        ));
+        let reason = schema_error(parse_with(&schema, &[], &["PII"], &[]));
+        assert_eq!(
+            reason,
+            format!(
+                "field /x is selected (tagged PII) but its schema has `{keyword}` \
+                 (#/properties/x): a ciphertext may not satisfy it, so consumers that validate \
+                 records would refuse the record; remove the tag or `{keyword}`"
+            )
+        );
+        let reason = schema_error(parse_with(&schema, &[], &[], &["/x"]));
+        assert!(
+            reason.contains(&format!("remove the path or `{keyword}`")),
+            "{reason}"
+        );
+        assert!(parse_with(&schema, &[], &["PHI"], &[]).is_ok());
+    }
+    // Wherever the keyword is among the schemas of the field: a `$ref`, a branch, the
+    // elements of a tagged array.
+    for schema in [
+        r##"{"$ref": "#/$defs/Email", "confluent:tags": ["PII"]}"##,
+        r##"{"oneOf": [{"type": "null"}, {"$ref": "#/$defs/Email"}], "confluent:tags": ["PII"]}"##,
+        r##"{"type": "array", "items": {"$ref": "#/$defs/Email"}, "confluent:tags": ["PII"]}"##,
+        r##"{"type": "object", "additionalProperties": {"$ref": "#/$defs/Email"}, "confluent:tags": ["PII"]}"##,
+    ] {
+        let schema = format!(
+            r##"{{"type": "object", "properties": {{"x": {schema}}},
+                "$defs": {{"Email": {{"type": "string", "format": "email"}}}}}}"##
+        );
+        let reason = schema_error(parse_with(&schema, &[], &["PII"], &[]));
+        assert!(reason.contains("`format` (#/$defs/Email)"), "{reason}");
+    }
+    // A keyword of a branch that allows no string does not matter.
+    let schema = pii(&property(
+        r#"{"oneOf": [{"type": "null", "enum": [null]}, {"type": "string"}], "confluent:tags": ["PII"]}"#,
+    ));
+    assert_eq!(paths(&schema, r#"{"x": "a"}"#), ["/x"]);
+    // `minLength` is kept: a ciphertext is longer than its plaintext.
+    let schema = pii(&property(
+        r#"{"type": "string", "minLength": 1, "confluent:tags": ["PII"]}"#,
+    ));
+    assert_eq!(paths(&schema, r#"{"x": "a"}"#), ["/x"]);
 }
