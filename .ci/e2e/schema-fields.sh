@@ -10,8 +10,9 @@
 # - the registry killed (SIGKILL) while records of a schema the runner has not seen yet
 #   arrive: the runner pauses (nothing protected, nothing dead-lettered) and goes on when
 #   the registry is back, losing nothing;
-# - decrypt-schema-fields gives every record back field-identical (checked by the same
-#   stock consumer).
+# - the Python, Go and Java readers open every protected record, and
+#   decrypt-schema-fields gives every record back: each field-identical to what was
+#   produced (checked by the same stock consumer).
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
@@ -54,7 +55,7 @@ $RECORDS produce-bad-magic --bootstrap "$KAFKA_BOOTSTRAP" --topic customers-prot
 pipeline_file "$WORK/protect.toml" encrypt-schema-fields '{topic|strip_suffix:.raw}.protected' schema.dlq \
   'key = "customers"' '^customers-[a-z]+[.]raw$'
 with_registry "$WORK/protect.toml"
-"$KAFKA_TRANSIT" validate --config "$WORK/protect.toml"
+"$KAFKA_TRANSIT" validate --connect --config "$WORK/protect.toml"
 start_pipeline "$WORK/protect.toml" "$WORK/protect.log"
 protector=$PIPELINE_PID
 for format in avro protobuf; do
@@ -86,6 +87,67 @@ say "a stock Confluent consumer reads every protected record: untagged fields as
 for format in "${FORMATS[@]}"; do
   records check "customers-$format.protected" "$format" --expect protected \
     || fail "customers-$format.protected is not what a stock consumer should read"
+done
+
+# reader_input TOPIC >FILE: the topic's records as the readers take them, JSON lines of
+# {"key", "value"} in base64. reader_output FILE TOPIC: a reader's output produced to TOPIC
+# (fails on any record the reader could not open), for the stock consumer to check.
+reader_input() {
+  record_file dump "$1" | python3 -c '
+import base64, json, sys
+b64 = lambda hx: None if hx is None else base64.b64encode(bytes.fromhex(hx)).decode()
+for line in sys.stdin:
+    record = json.loads(line)
+    print(json.dumps({"key": b64(record["key"]), "value": b64(record["value"])}))'
+}
+reader_output() {
+  python3 - "$1" "$2" >"$1.records" <<'PY'
+import base64, json, sys
+hx = lambda b64: None if b64 is None else base64.b64decode(b64).hex()
+errors = 0
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    if "error" in record:
+        errors += 1
+        print(f"could not open: {record['error']}", file=sys.stderr)
+        continue
+    print(json.dumps({"topic": sys.argv[2], "key": hx(record["key"]), "value": hx(record["value"]), "headers": []}))
+sys.exit(1 if errors else 0)
+PY
+  record_file produce "$1.records" >/dev/null
+}
+# read_with READER FORMAT COMMAND...: COMMAND (with IN and OUT set) opens the protected
+# FORMAT customers; a stock consumer then finds every one field-identical.
+read_with() {
+  local reader=$1 format=$2
+  shift 2
+  local in="$WORK/$format.protected.jsonl" out="$WORK/$format.$reader.jsonl"
+  [ -f "$in" ] || reader_input "customers-$format.protected" >"$in"
+  IN=$in OUT=$out "$@" >"$out.log" 2>&1 || { tail -20 "$out.log"; fail "the $reader reader failed on $format"; }
+  create_topics "customers-$format.read-by-$reader:1" >/dev/null
+  reader_output "$out" "customers-$format.read-by-$reader" || fail "the $reader reader could not open every $format record"
+  records check "customers-$format.read-by-$reader" "$format" --expect plain \
+    || fail "what the $reader reader opened is not the $format customers produced"
+}
+
+say "the Python reader (confluent-kafka's deserializers and one Vault batch request) opens every protected record"
+for format in "${FORMATS[@]}"; do
+  read_with python "$format" bash -c 'python3 "$0/demos/python/schema_fields.py" open-file --in "$IN" --out "$OUT" \
+    --registry "$SCHEMA_REGISTRY" --format "$1" --key customers' "$REPO_ROOT" "$format"
+done
+
+say "the Go reader (clients/go/schemafields) opens every protected record"
+for format in "${FORMATS[@]}"; do
+  read_with go "$format" bash -c 'cd "$0/clients/go" && KAFKA_TRANSIT_SCHEMA_IN=$IN KAFKA_TRANSIT_SCHEMA_OUT=$OUT \
+    KAFKA_TRANSIT_SCHEMA_REGISTRY=$SCHEMA_REGISTRY KAFKA_TRANSIT_SCHEMA_KEY=customers \
+    go test -count=1 -run TestSchemaRecordsFile -v ./schemafields' "$REPO_ROOT"
+done
+
+say "the Java reader (io.kafkatransit.client.schema, SchemaRecordsFileIT) opens every protected record"
+for format in "${FORMATS[@]}"; do
+  read_with java "$format" bash -c 'cd "$0/clients/java" && KAFKA_TRANSIT_SCHEMA_IN=$IN KAFKA_TRANSIT_SCHEMA_OUT=$OUT \
+    KAFKA_TRANSIT_SCHEMA_REGISTRY=$SCHEMA_REGISTRY KAFKA_TRANSIT_SCHEMA_KEY=customers \
+    mvn -q -B verify -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false -Dit.test=SchemaRecordsFileIT' "$REPO_ROOT"
 done
 
 say "decrypt-schema-fields gives every record back"
