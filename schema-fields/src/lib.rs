@@ -30,7 +30,7 @@ mod path;
 mod protobuf;
 pub mod wire;
 
-pub use path::{Pattern, Selection};
+pub use path::{unescape, Pattern, Selection};
 
 /// The three schema types of a Confluent-compatible Schema Registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -85,7 +85,9 @@ impl Pattern {
     }
 }
 
-fn unescape(raw: &str) -> Result<String, String> {
+/// A JSON Pointer reference token decoded (RFC 6901: `~0` is `~`, `~1` is `/`): the
+/// one decoder of configured paths, shared with the policy SDK's JSON field pointers.
+pub fn unescape(raw: &str) -> Result<String, String> {
     let mut name = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {

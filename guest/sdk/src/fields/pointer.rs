@@ -39,7 +39,7 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
             if raw == "*" {
                 return Ok(Token::Any);
             }
-            let name = unescape(raw)?;
+            let name = kafka_transit_schema_fields::unescape(raw)?;
             let canonical = name == "0"
                 || (!name.is_empty()
                     && !name.starts_with('0')
@@ -48,23 +48,6 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
             Ok(Token::Name(name, index))
         })
         .collect()
-}
-
-fn unescape(raw: &str) -> Result<String, String> {
-    let mut name = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '~' {
-            name.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('0') => name.push('~'),
-            Some('1') => name.push('/'),
-            _ => return Err("`~` must be followed by 0 or 1 (`~0` is `~`, `~1` is `/`)".into()),
-        }
-    }
-    Ok(name)
 }
 
 #[cfg(test)]
