@@ -2,6 +2,7 @@ package schemafields
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,34 +15,118 @@ import (
 var avroAPI = avro.Config{MaxByteSliceSize: 64 << 20}.Freeze()
 
 type avroSchema struct {
-	schema avro.Schema
-	sel    *selection
+	schema  avro.Schema
+	sel     *selection
+	logical avroLogicals
 }
 
 func (*avroSchema) schemaType() SchemaType { return Avro }
 
 // parseAvro parses an Avro schema and its references (each into one cache of its own,
 // so two versions of a type never mix), then checks what the selection picks: only
-// string and bytes fields, or unions of them with null.
+// string and bytes fields, or unions of them with null, and arrays and maps of those;
+// none with a logical type.
 func parseAvro(s *RegisteredSchema, sel *selection) (*avroSchema, error) {
 	cache := &avro.SchemaCache{}
+	logical := avroLogicals{}
 	// References come depth first (a reference before what it references): parse the
 	// last first.
 	for i := len(s.References) - 1; i >= 0; i-- {
-		if _, err := avro.ParseWithCache(s.References[i].Text, "", cache); err != nil {
+		ref, err := avro.ParseWithCache(s.References[i].Text, "", cache)
+		if err != nil {
 			return nil, fmt.Errorf("%w: Avro reference %q: %w", ErrSchema, s.References[i].Name, err)
 		}
+		logical.find(s.References[i].Text, ref)
 	}
 	schema, err := avro.ParseWithCache(s.Text, "", cache)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Avro schema: %w", ErrSchema, err)
 	}
-	a := &avroSchema{schema: schema, sel: sel}
-	checker := avroChecker{sel: sel, done: map[string]bool{}}
+	logical.find(s.Text, schema)
+	a := &avroSchema{schema: schema, sel: sel, logical: logical}
+	checker := avroChecker{sel: sel, logical: logical, done: map[string]bool{}}
 	if err := checker.walk(schema, nil, 0); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// avroLogicals is the logical type of each string and bytes schema that has one
+// (hamba/avro keeps only those it knows, uuid and decimal, and drops the others).
+type avroLogicals map[*avro.PrimitiveSchema]string
+
+// find notes the logical types of the strings and bytes that schema text defines, as
+// parsed into s: the JSON and the parsed schema walked side by side, where the text
+// defines types (a type name leads to a definition found where it is written).
+func (l avroLogicals) find(text string, s avro.Schema) {
+	var raw any
+	if json.Unmarshal([]byte(text), &raw) == nil {
+		l.scan(raw, s)
+	}
+}
+
+func (l avroLogicals) scan(raw any, s avro.Schema) {
+	if s == nil {
+		return
+	}
+	s = deref(s)
+	switch raw := raw.(type) {
+	case []any:
+		union, ok := s.(*avro.UnionSchema)
+		if !ok || len(union.Types()) != len(raw) {
+			return
+		}
+		for i, branch := range raw {
+			l.scan(branch, union.Types()[i])
+		}
+	case map[string]any:
+		switch kind := raw["type"].(type) {
+		case []any:
+			l.scan(kind, s)
+		case string:
+			switch kind {
+			case "string", "bytes":
+				primitive, ok := s.(*avro.PrimitiveSchema)
+				if logical, isText := raw["logicalType"].(string); ok && isText {
+					l[primitive] = logical
+				}
+			case "record", "error":
+				record, ok := s.(*avro.RecordSchema)
+				fields, _ := raw["fields"].([]any)
+				if !ok || len(fields) != len(record.Fields()) {
+					return
+				}
+				for i, field := range fields {
+					if field, ok := field.(map[string]any); ok {
+						l.scan(field["type"], record.Fields()[i].Type())
+					}
+				}
+			case "array":
+				if array, ok := s.(*avro.ArraySchema); ok {
+					l.scan(raw["items"], array.Items())
+				}
+			case "map":
+				if m, ok := s.(*avro.MapSchema); ok {
+					l.scan(raw["values"], m.Values())
+				}
+			}
+		}
+	}
+}
+
+// of is the logical type of s if it is a string or bytes that has one.
+func (l avroLogicals) of(s avro.Schema) (string, bool) {
+	primitive, ok := deref(s).(*avro.PrimitiveSchema)
+	if !ok || primitive.Type() != avro.String && primitive.Type() != avro.Bytes {
+		return "", false
+	}
+	if logical, ok := l[primitive]; ok {
+		return logical, true
+	}
+	if primitive.Logical() != nil {
+		return string(primitive.Logical().Type()), true
+	}
+	return "", false
 }
 
 func deref(s avro.Schema) avro.Schema {
@@ -69,29 +154,82 @@ func avroTags(field *avro.Field) ([]string, error) {
 	return tags, nil
 }
 
-// avroKind is how a selected field of schema s is protected: a string or bytes, or a
-// union of those and null; ok false for anything else.
-func avroKind(s avro.Schema) (ok bool) {
+// leaf: whether s is a string or bytes, or a union of those and null, with the
+// logical type that keeps it from being protected if there is one.
+func (l avroLogicals) leaf(s avro.Schema) (ok bool, logical *string) {
+	isLeaf := func(s avro.Schema) (bool, *string) {
+		primitive, ok := deref(s).(*avro.PrimitiveSchema)
+		if !ok || primitive.Type() != avro.String && primitive.Type() != avro.Bytes {
+			return false, nil
+		}
+		if logical, has := l.of(primitive); has {
+			return false, &logical
+		}
+		return true, nil
+	}
 	switch s := deref(s).(type) {
 	case *avro.PrimitiveSchema:
-		return s.Type() == avro.String || s.Type() == avro.Bytes && s.Logical() == nil
+		return isLeaf(s)
 	case *avro.UnionSchema:
 		some := false
 		for _, branch := range s.Types() {
-			switch {
-			case deref(branch).Type() == avro.Null:
-			case avroKind(branch) && deref(branch).Type() != avro.Union:
-				some = true
-			default:
-				return false
+			if deref(branch).Type() == avro.Null {
+				continue
 			}
+			ok, logical := isLeaf(branch)
+			if !ok {
+				return false, logical
+			}
+			some = true
 		}
-		return some
+		return some, nil
 	}
-	return false
+	return false, nil
 }
 
-func describeAvro(s avro.Schema) string {
+// collection: whether s is an array or a map of strings or bytes (or unions of them and
+// null), each element or value then protected.
+func (l avroLogicals) collection(s avro.Schema) (ok bool, logical *string) {
+	switch s := deref(s).(type) {
+	case *avro.ArraySchema:
+		return l.leaf(s.Items())
+	case *avro.MapSchema:
+		return l.leaf(s.Values())
+	}
+	return false, nil
+}
+
+// selectable: whether a selected field of schema s can be protected: a string or bytes
+// (or a union of them and null), an array or a map of those, or a union of null and
+// such fields; with the logical type that keeps it from being protected if there is one.
+func (l avroLogicals) selectable(s avro.Schema) (ok bool, logical *string) {
+	if ok, logical := l.leaf(s); ok || logical != nil {
+		return ok, logical
+	}
+	switch s := deref(s).(type) {
+	case *avro.ArraySchema, *avro.MapSchema:
+		return l.collection(s)
+	case *avro.UnionSchema:
+		some := false
+		for _, branch := range s.Types() {
+			if deref(branch).Type() == avro.Null {
+				continue
+			}
+			ok, logical := l.leaf(branch)
+			if !ok && logical == nil {
+				ok, logical = l.collection(branch)
+			}
+			if !ok {
+				return false, logical
+			}
+			some = true
+		}
+		return some, nil
+	}
+	return false, nil
+}
+
+func (l avroLogicals) describe(s avro.Schema) string {
 	s = deref(s)
 	switch s := s.(type) {
 	case *avro.RecordSchema:
@@ -101,31 +239,37 @@ func describeAvro(s avro.Schema) string {
 	case *avro.FixedSchema:
 		return "fixed " + s.FullName()
 	case *avro.ArraySchema:
-		return "an array"
+		return "an array of " + l.describe(s.Items())
 	case *avro.MapSchema:
-		return "a map"
+		return "a map of " + l.describe(s.Values())
 	case *avro.UnionSchema:
 		out := "a union of"
 		for i, b := range s.Types() {
 			if i > 0 {
 				out += ","
 			}
-			out += " " + describeAvro(b)
+			out += " " + l.describe(b)
 		}
 		return out
 	case *avro.PrimitiveSchema:
+		if logical, ok := l.of(s); ok {
+			return string(s.Type()) + " (logical type " + logical + ")"
+		}
 		if s.Logical() != nil {
-			return string(s.Type()) + " (" + string(s.Logical().Type()) + ")"
+			return string(s.Type()) + " (logical type " + string(s.Logical().Type()) + ")"
 		}
 	}
 	return string(s.Type())
 }
 
-// avroChecker walks the schema once: a selected field of another type than string or
-// bytes is refused for every record of the schema, never passed in clear.
+// avroChecker walks the schema once: a selected field that cannot be protected (of
+// another type than string or bytes, or an array or map of them; or with a logical
+// type, which a ciphertext is not) is refused for every record of the schema, never
+// passed in clear.
 type avroChecker struct {
-	sel  *selection
-	done map[string]bool // records walked where only tags decide below
+	sel     *selection
+	logical avroLogicals
+	done    map[string]bool // records walked where only tags decide below
 }
 
 const maxSchemaDepth = 256
@@ -167,9 +311,19 @@ func (c *avroChecker) walk(s avro.Schema, path []step, depth int) error {
 
 func (c *avroChecker) child(s avro.Schema, path []step, tags []string, depth int) error {
 	if why := c.sel.why(path, tags); why != "" {
-		if !avroKind(s) {
-			return fmt.Errorf("%w: field %s %s but is %s; only string and bytes fields can be protected",
-				ErrSchema, schemaPath(path), why, describeAvro(s))
+		ok, logical := c.logical.selectable(s)
+		switch {
+		case logical != nil:
+			remove := "the path"
+			if c.sel.tagged(tags) != "" {
+				remove = "the tag"
+			}
+			return fmt.Errorf("%w: field %s %s but is %s: a ciphertext is not a valid %s, so consumers would "+
+				"fail to read the record; remove %s or the logical type",
+				ErrSchema, schemaPath(path), why, c.logical.describe(s), *logical, remove)
+		case !ok:
+			return fmt.Errorf("%w: field %s %s but is %s; only string and bytes fields, and arrays and maps "+
+				"of them, can be protected", ErrSchema, schemaPath(path), why, c.logical.describe(s))
 		}
 		return nil
 	}
@@ -380,7 +534,8 @@ func (r *avroRecord) walk(s avro.Schema, v any, path []step, loc string, tags []
 	return nil
 }
 
-// protect notes selected field v (string, bytes, or a union of them with null).
+// protect notes selected field v: a string or bytes, an array or map of them, or a union
+// of those with null (as the schema was checked to be).
 func (r *avroRecord) protect(s avro.Schema, v any, path []step, loc string, set func(any)) error {
 	switch s := deref(s).(type) {
 	case *avro.UnionSchema:
@@ -398,7 +553,42 @@ func (r *avroRecord) protect(s avro.Schema, v any, path []step, loc string, set 
 			}
 			return r.protect(branch, inner, path, loc, func(nv any) { branchOf[name] = nv })
 		}
+	case *avro.ArraySchema:
+		items, ok := v.([]any)
+		if !ok {
+			return unexpected(path, v)
+		}
+		itemPath := with(path, elementStep)
+		for i := range items {
+			i := i
+			if err := r.protect(s.Items(), items[i], itemPath, index(loc, i), func(nv any) { items[i] = nv }); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *avro.MapSchema:
+		values, ok := v.(map[string]any)
+		if !ok {
+			return unexpected(path, v)
+		}
+		keys := make([]string, 0, len(values))
+		for key := range values {
+			keys = append(keys, key)
+		}
+		sort.Strings(keys)
+		valuePath := with(path, mapValueStep)
+		for _, key := range keys {
+			key := key
+			if err := r.protect(s.Values(), values[key], valuePath, token(loc, key),
+				func(nv any) { values[key] = nv }); err != nil {
+				return err
+			}
+		}
+		return nil
 	case *avro.PrimitiveSchema:
+		if _, has := r.schema.logical.of(s); has {
+			break
+		}
 		switch v := v.(type) {
 		case string:
 			if s.Type() == avro.String {
@@ -414,5 +604,5 @@ func (r *avroRecord) protect(s avro.Schema, v any, path []step, loc string, set 
 			}
 		}
 	}
-	return fmt.Errorf("%w: field %s is selected but holds %s", ErrSchema, schemaPath(path), describeAvro(s))
+	return fmt.Errorf("%w: field %s is selected but holds %s", ErrSchema, schemaPath(path), r.schema.logical.describe(s))
 }

@@ -181,7 +181,7 @@ func TestAvroFailures(t *testing.T) {
 		8: {Type: Avro, Text: `{"type": "record", "name": "R", "fields": [
 			{"name": "customer", "type": {"type": "record", "name": "C", "fields": [
 				{"name": "age", "type": "int", "confluent:tags": ["PII"]}]}}]}`},
-		9:  {Type: Avro, Text: `{"type": "record", "name": "R", "fields": [{"name": "x", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]}]}`},
+		9:  {Type: Avro, Text: `{"type": "record", "name": "R", "fields": [{"name": "x", "type": {"type": "array", "items": "int"}, "confluent:tags": ["PII"]}]}`},
 		10: {Type: Avro, Text: `{"type": "record"`},
 	})
 	reader := newReader(t, vault, registry, Options{})
@@ -215,7 +215,7 @@ func TestAvroFailures(t *testing.T) {
 	if !strings.Contains(err.Error(), "field /customer/age is tagged PII but is int") {
 		t.Errorf("reason: %v", err)
 	}
-	mustErr(t, "a tagged array", second(reader.Open(ctx, frame(9, []byte{0}))), ErrSchema)
+	mustErr(t, "a tagged array of ints", second(reader.Open(ctx, frame(9, []byte{0}))), ErrSchema)
 	mustErr(t, "a schema that does not parse", second(reader.Open(ctx, frame(10, []byte{0}))), ErrSchema)
 
 	calls := registry.calls
@@ -303,6 +303,185 @@ func TestAvroReferencesAndRecursion(t *testing.T) {
 		"next": union("n.Node", map[string]any{"value": "c", "next": nil})})}}
 	if !reflect.DeepEqual(opened.Value, want) {
 		t.Errorf("%#v", opened.Value)
+	}
+}
+
+// Tagged arrays and maps of strings and bytes: each element and value protected.
+const avroCollections = `{"type": "record", "name": "R", "fields": [
+  {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+  {"name": "attrs", "type": {"type": "map", "values": "bytes"}, "confluent:tags": ["PII"]},
+  {"name": "notes", "type": ["null", {"type": "array", "items": ["null", "string"]}], "confluent:tags": ["PII"]},
+  {"name": "either", "type": ["null", "string", {"type": "array", "items": "bytes"}], "confluent:tags": ["PII"]},
+  {"name": "n", "type": "int"}]}`
+
+func avroCollectionsRecord(t protectText, b protectBytes, i int) map[string]any {
+	record := map[string]any{
+		"tags":  []any{t("/tags/0", "a"), t("/tags/1", "b")},
+		"attrs": map[string]any{"k/1": b("/attrs/k~11", []byte{0xff}), "k2": b("/attrs/k2", []byte{})},
+		"notes": union("array", []any{union("string", t("/notes/0", "n0")), nil,
+			union("string", t("/notes/2", "n2"))}),
+		"either": union("string", t("/either", "s")),
+		"n":      7,
+	}
+	if i == 1 {
+		record["tags"], record["attrs"], record["notes"] = []any{}, map[string]any{}, nil
+		record["either"] = union("array", []any{b("/either/0", []byte("x")), b("/either/1", []byte("yz"))})
+	}
+	return record
+}
+
+func TestAvroArraysAndMapsOfStrings(t *testing.T) {
+	registry := registryOf(map[uint32]*RegisteredSchema{1: {Type: Avro, Text: avroCollections}})
+	wantPaths := [][]string{
+		{"/attrs/k2", "/attrs/k~11", "/either", "/notes/0", "/notes/2", "/tags/0", "/tags/1"},
+		{"/either/0", "/either/1"},
+	}
+	// Tags, paths to the fields, and paths to their elements select the same.
+	for _, options := range []Options{
+		{},
+		{Tags: []string{}, Fields: []string{"/tags", "/attrs", "/notes", "/either"}},
+		{Tags: []string{}, Fields: []string{"/tags/*", "/attrs/*", "/notes/*", "/either"}},
+	} {
+		vault := newFakeTransit()
+		p := protector{vault: vault, key: "customers", deterministic: true}
+		options.Deterministic = true
+		reader := newReader(t, vault, registry, options)
+		for i, paths := range wantPaths {
+			value := frame(1, avroEncode(t, avroCollections, avroCollectionsRecord(p.text, p.bytes, i)))
+			opened, err := reader.Open(context.Background(), value)
+			if err != nil {
+				t.Fatalf("%v, record %d: %v", options.Fields, i, err)
+			}
+			want := avroDecode(t, avroCollections, avroEncode(t, avroCollections, avroCollectionsRecord(asIs, bytesAsIs, i)))
+			if !reflect.DeepEqual(opened.Value, want) {
+				t.Errorf("%v, record %d: opened %#v\nwant %#v", options.Fields, i, opened.Value, want)
+			}
+			if !reflect.DeepEqual(avroDecode(t, avroCollections, opened.Wire[5:]), want) {
+				t.Errorf("%v, record %d: the wire bytes do not decode to the opened record", options.Fields, i)
+			}
+			got := append([]string(nil), opened.Fields...)
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, paths) {
+				t.Errorf("%v, record %d: located paths %q", options.Fields, i, got)
+			}
+		}
+	}
+	// `*` for every field selects the int among them too.
+	vault := newFakeTransit()
+	reader := newReader(t, vault, registry, Options{Tags: []string{}, Fields: []string{"/*"}})
+	_, err := reader.Open(context.Background(), frame(1, avroEncode(t, avroCollections, avroCollectionsRecord(asIs, bytesAsIs, 0))))
+	mustErr(t, "/* over an int", err, ErrSchema)
+	if !strings.Contains(err.Error(), "field /n is selected by the path /* but is int; only string and bytes fields, "+
+		"and arrays and maps of them, can be protected") {
+		t.Errorf("reason: %v", err)
+	}
+}
+
+// avroSchemaError is why schema text cannot be read with tags and fields ("" if it can).
+func avroSchemaError(t *testing.T, text string, tags, fields []string, references ...Reference) string {
+	t.Helper()
+	sel := &selection{tags: tags}
+	for _, field := range fields {
+		p, err := parsePattern(field)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sel.patterns = append(sel.patterns, p)
+	}
+	_, err := parseAvro(&RegisteredSchema{Type: Avro, Text: text, References: references}, sel)
+	if err == nil {
+		return ""
+	}
+	if !errors.Is(err, ErrSchema) {
+		t.Fatalf("%s: %v is not a schema error", text, err)
+	}
+	return err.Error()
+}
+
+func TestAvroRefusedFields(t *testing.T) {
+	field := func(ty string) string {
+		return `{"type": "record", "name": "R", "fields": [{"name": "x", "type": ` + ty + `, "confluent:tags": ["PII"]}]}`
+	}
+	pii := []string{"PII"}
+	uuid := field(`{"type": "string", "logicalType": "uuid"}`)
+	if got, want := avroSchemaError(t, uuid, pii, nil), "field /x is tagged PII but is string (logical type uuid): "+
+		"a ciphertext is not a valid uuid, so consumers would fail to read the record; remove the tag or the "+
+		"logical type"; !strings.Contains(got, want) {
+		t.Errorf("got %q", got)
+	}
+	if got := avroSchemaError(t, uuid, nil, []string{"/x"}); !strings.Contains(got,
+		"field /x is selected by the path /x but is string (logical type uuid): a ciphertext is not a valid uuid, "+
+			"so consumers would fail to read the record; remove the path or the logical type") {
+		t.Errorf("got %q", got)
+	}
+	// Not selected: no error.
+	if got := avroSchemaError(t, uuid, []string{"PHI"}, nil); got != "" {
+		t.Errorf("not selected: %s", got)
+	}
+	// Logical types, known to hamba/avro or not, wherever the selected strings are.
+	for ty, what := range map[string]string{
+		`{"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}`: "is bytes (logical type decimal): a ciphertext is not a valid decimal",
+		`{"type": "string", "logicalType": "acme-iban"}`:                          "is string (logical type acme-iban): a ciphertext is not a valid acme-iban",
+		`{"type": "bytes", "logicalType": "big-decimal"}`:                         "is bytes (logical type big-decimal)",
+		`["null", {"type": "string", "logicalType": "uuid"}]`:                     "is a union of null, string (logical type uuid): a ciphertext is not a valid uuid",
+		`{"type": "array", "items": {"type": "string", "logicalType": "uuid"}}`:   "is an array of string (logical type uuid): a ciphertext is not a valid uuid",
+		`["null", {"type": "map", "values": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 4}]}]`: "is a union of null, " +
+			"a map of a union of null, bytes (logical type decimal): a ciphertext is not a valid decimal",
+	} {
+		if got := avroSchemaError(t, field(ty), pii, nil); !strings.Contains(got, what) {
+			t.Errorf("%s: %q", ty, got)
+		}
+	}
+	// Selected by a path through an array.
+	ids := `{"type": "record", "name": "R", "fields": [
+		{"name": "ids", "type": {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}}]}`
+	if got := avroSchemaError(t, ids, nil, []string{"/ids/*"}); !strings.Contains(got,
+		"field /ids/* is selected by the path /ids/* but is string (logical type uuid)") {
+		t.Errorf("got %q", got)
+	}
+	// A named type from a reference, used twice.
+	ref := `{"type": "record", "name": "Id", "namespace": "r", "fields": [
+		{"name": "v", "type": {"type": "string", "logicalType": "ulid"}, "confluent:tags": ["PII"]}]}`
+	uses := `{"type": "record", "name": "R", "fields": [{"name": "a", "type": "r.Id"}, {"name": "b", "type": ["null", "r.Id"]}]}`
+	if got := avroSchemaError(t, uses, pii, nil, Reference{Name: "r.Id", Text: ref}); !strings.Contains(got,
+		"field /a/v is tagged PII but is string (logical type ulid)") {
+		t.Errorf("a reference: %q", got)
+	}
+	if got := avroSchemaError(t, uses, nil, []string{"/b/v"}, Reference{Name: "r.Id", Text: ref}); !strings.Contains(got,
+		"field /b/v is selected by the path /b/v but is string (logical type ulid)") {
+		t.Errorf("a reference used again: %q", got)
+	}
+	// Not protectable: a record, an array or map of anything but strings and bytes.
+	for ty, described := range map[string]string{
+		`{"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]}`: "record In",
+		`{"type": "array", "items": {"type": "record", "name": "In", "fields": []}}`:    "an array of record In",
+		`{"type": "array", "items": "int"}`:                                             "an array of int",
+		`{"type": "array", "items": {"type": "array", "items": "string"}}`:              "an array of an array of string",
+		`{"type": "map", "values": ["null", "string", "long"]}`:                         "a map of a union of null, string, long",
+		`["null", {"type": "array", "items": "int"}]`:                                   "a union of null, an array of int",
+		`["null", "string", {"type": "record", "name": "In", "fields": []}]`:            "a union of null, string, record In",
+		`["null", {"type": "array", "items": ["null", {"type": "array", "items": "string"}]}]`: "a union of null, " +
+			"an array of a union of null, an array of string",
+		`"null"`: "null",
+		`{"type": "enum", "name": "E", "symbols": ["A"]}`: "enum E",
+		`{"type": "fixed", "name": "F", "size": 2}`:       "fixed F",
+	} {
+		got := avroSchemaError(t, field(ty), pii, nil)
+		want := "field /x is tagged PII but is " + described + "; only string and bytes fields, and arrays and maps " +
+			"of them, can be protected"
+		if !strings.Contains(got, want) {
+			t.Errorf("%s: %q", ty, got)
+		}
+	}
+	// Logical types elsewhere are read as their underlying types.
+	mixed := `{"type": "record", "name": "R", "fields": [
+		{"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+		{"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+		{"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+		{"name": "code", "type": {"type": "string", "logicalType": "acme-code"}},
+		{"name": "name", "type": "string", "confluent:tags": ["PII"]}]}`
+	if got := avroSchemaError(t, mixed, pii, nil); got != "" {
+		t.Errorf("logical types not selected: %s", got)
 	}
 }
 

@@ -4,7 +4,10 @@
 // Such a record keeps Confluent's wire format and its schema id: each field its schema
 // tags (confluent:tags, default PII) or that is listed by path holds Vault transit's
 // ciphertext of its content, as text for a string field and as that text's UTF-8 bytes
-// for a bytes field. A Reader gets the writer schema from a Confluent-compatible Schema
+// for a bytes field (a selected array or map of strings or bytes: each element or
+// value). A selected field of another type, or one a ciphertext would make invalid (an
+// Avro logical type; a JSON Schema pattern, maxLength, format, enum, const,
+// contentEncoding or contentMediaType), is refused with ErrSchema. A Reader gets the writer schema from a Confluent-compatible Schema
 // Registry (once per id), decodes the record with the ecosystem's library (Avro:
 // github.com/hamba/avro/v2; Protobuf: google.golang.org/protobuf's dynamicpb, with the
 // schema's .proto text compiled by github.com/bufbuild/protocompile or its base64

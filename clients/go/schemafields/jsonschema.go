@@ -19,7 +19,11 @@ import (
 // oneOf, if/then/else and dependentSchemas; every target a $dynamicRef or $recursiveRef
 // could have; contains for every element; unevaluatedProperties (unevaluatedItems) as
 // additionalProperties (items). A selected field must be a string in its schema
-// ("type": "string", or ["string", "null"]) and in the record (or null: nothing to open).
+// ("type": "string", or ["string", "null"]) and in the record (or null: nothing to open),
+// with none of the keywords a ciphertext may fail (pattern, maxLength, format, enum,
+// const, contentEncoding, contentMediaType) in any of its schemas; or an array of such
+// strings ("type": "array", items) or a map of them ("type": "object" with no properties,
+// additionalProperties), each element or value then selected.
 
 type jsonTypes uint8
 
@@ -27,8 +31,17 @@ var jsonTypeNames = []string{"null", "boolean", "object", "array", "number", "in
 
 const (
 	jsonNull   jsonTypes = 1
+	jsonObject jsonTypes = 1 << 2
+	jsonArray  jsonTypes = 1 << 3
 	jsonString jsonTypes = 1 << 6
 )
+
+// jsonStringConstraints are the keywords that constrain a string in a way its
+// ciphertext (vault:v1:<base64>) may not satisfy: a consumer validating a record whose
+// field is protected would refuse it. (minLength is no such keyword: a ciphertext is
+// longer than its plaintext.)
+var jsonStringConstraints = []string{"pattern", "maxLength", "format", "enum", "const", "contentEncoding",
+	"contentMediaType"}
 
 func (t jsonTypes) describe() string {
 	var names []string
@@ -56,6 +69,7 @@ type jsonObj struct {
 	hasTypes    bool
 	types       jsonTypes
 	tags        []string
+	constraints []string // the jsonStringConstraints it has
 	properties  map[string]int
 	patterns    []jsonPattern
 	additional  int // -1: none
@@ -391,6 +405,12 @@ func (l *jsonLoader) fill(id int) error {
 		return fmt.Errorf("%w: %s: `confluent:tags` is not an array", ErrSchema, at)
 	}
 
+	for _, keyword := range jsonStringConstraints {
+		if _, ok := m[keyword]; ok {
+			obj.constraints = append(obj.constraints, keyword)
+		}
+	}
+
 	properties, err := members("properties")
 	if err != nil {
 		return err
@@ -702,7 +722,8 @@ func (s *jsonSchema) closure(objs []int) []int {
 const maxJSONDepth = 512
 
 func describeNode(n *jsonNode) string {
-	return map[byte]string{'o': "an object", 'a': "an array", 'n': "a number", 'b': "a boolean", 'z': "null"}[n.kind]
+	return map[byte]string{'o': "an object", 'a': "an array", 'n': "a number", 'b': "a boolean", 'z': "null",
+		's': "a string"}[n.kind]
 }
 
 // walk finds the selected strings in node n, described by objs and reached by the
@@ -731,21 +752,16 @@ func (r *jsonRecord) walk(n *jsonNode, objs []int, paths [][]step, at []step, lo
 	if selectedBy != "" {
 		where := schemaPath(at)
 		if err := s.checkString(objs, where, selectedBy); err != nil {
-			return err
+			kind, cerr := s.checkCollection(objs, where, selectedBy)
+			switch {
+			case kind == 0:
+				return err
+			case cerr != nil:
+				return cerr
+			}
+			return r.collection(n, kind, at, loc, selectedBy)
 		}
-		switch n.kind {
-		case 's':
-			r.found = append(r.found, located{path: loc, content: []byte(n.text)})
-			k := len(r.spans)
-			r.spans = append(r.spans, [2]int{n.start, n.end})
-			r.values = append(r.values, n.text)
-			r.found[len(r.found)-1].set = func(p []byte) { r.values[k] = string(p) }
-		case 'z':
-		default:
-			return fmt.Errorf("%w: field %s is selected (%s) but holds %s, not a string", ErrDecode, where, selectedBy,
-				describeNode(n))
-		}
-		return nil
+		return r.selected(n, loc, where, selectedBy)
 	}
 	relevant := len(alive) > 0
 	for _, o := range objs {
@@ -826,7 +842,122 @@ func (r *jsonRecord) walk(n *jsonNode, objs []int, paths [][]step, at []step, lo
 	return nil
 }
 
-// checkString: whether a selected field's schemas make it a string (or null).
+// selected notes selected string n (null: nothing to protect).
+func (r *jsonRecord) selected(n *jsonNode, loc, where, selectedBy string) error {
+	switch n.kind {
+	case 's':
+		r.found = append(r.found, located{path: loc, content: []byte(n.text)})
+		k := len(r.spans)
+		r.spans = append(r.spans, [2]int{n.start, n.end})
+		r.values = append(r.values, n.text)
+		r.found[len(r.found)-1].set = func(p []byte) { r.values[k] = string(p) }
+	case 'z':
+	default:
+		return fmt.Errorf("%w: field %s is selected (%s) but holds %s, not a string", ErrDecode, where, selectedBy,
+			describeNode(n))
+	}
+	return nil
+}
+
+// collection notes each element (kind 'a') or member value (kind 'o') of selected
+// array or map n (null: nothing to protect).
+func (r *jsonRecord) collection(n *jsonNode, kind byte, at []step, loc, selectedBy string) error {
+	where := schemaPath(at)
+	switch {
+	case n.kind == 'z':
+	case n.kind == 'a' && kind == 'a':
+		elementAt := schemaPath(with(at, elementStep))
+		for i, element := range n.elements {
+			if err := r.selected(element, index(loc, i), elementAt, selectedBy); err != nil {
+				return err
+			}
+		}
+	case n.kind == 'o' && kind == 'o':
+		valueAt := schemaPath(with(at, mapValueStep))
+		for i, name := range n.names {
+			if err := r.selected(n.members[i], token(loc, name), valueAt, selectedBy); err != nil {
+				return err
+			}
+		}
+	default:
+		expected := "an array"
+		if kind == 'o' {
+			expected = "an object"
+		}
+		return fmt.Errorf("%w: field %s is selected (%s) but holds %s, not %s of strings", ErrDecode, where,
+			selectedBy, describeNode(n), expected)
+	}
+	return nil
+}
+
+// checkCollection: whether a selected field's schemas make it an array of strings
+// ("type": "array" with items; kind 'a') or a map of strings ("type": "object" with no
+// properties, with additionalProperties; kind 'o'), either perhaps null, each element or
+// value then selected. Kind 0 if the schemas do not make it an array or such an object;
+// an error if its elements or values are not strings a ciphertext can replace.
+func (s *jsonSchema) checkCollection(objs []int, where, why string) (kind byte, err error) {
+	var types jsonTypes
+	typed := false
+	for _, o := range objs {
+		if s.objs[o].hasTypes {
+			types |= s.objs[o].types
+			typed = true
+		}
+	}
+	if !typed {
+		return 0, nil
+	}
+	is := func(k jsonTypes) bool { return types&^(k|jsonNull) == 0 && types&k != 0 }
+	noProperties := true
+	for _, o := range objs {
+		noProperties = noProperties && len(s.objs[o].properties) == 0
+	}
+	switch {
+	case is(jsonArray):
+		kind = 'a'
+	case is(jsonObject) && noProperties:
+		kind = 'o'
+	default:
+		return 0, nil
+	}
+	// The schemas of the elements or values, and whether some items or
+	// additionalProperties describes those no other keyword does.
+	var schemas []int
+	described := false
+	for _, o := range objs {
+		obj := &s.objs[o]
+		if kind == 'a' {
+			schemas = append(schemas, obj.prefix...)
+			for _, c := range []int{obj.items, obj.contains} {
+				if c >= 0 {
+					schemas = append(schemas, c)
+				}
+			}
+			described = described || obj.items >= 0
+		} else {
+			for _, p := range obj.patterns {
+				schemas = append(schemas, p.child)
+			}
+			if obj.additional >= 0 {
+				schemas = append(schemas, obj.additional)
+			}
+			described = described || obj.additional >= 0
+		}
+	}
+	if !described {
+		what, keyword := "an array", "items"
+		if kind == 'o' {
+			what, keyword = "an object", "additionalProperties"
+		}
+		return kind, fmt.Errorf("%w: field %s is selected (%s) but is %s whose schema (%s) has no `%s` schema: "+
+			"only string fields, and arrays and maps of them, can be protected, so it must say \"%s\": "+
+			"{\"type\": \"string\"}", ErrSchema, where, why, what, s.objs[objs[0]].at, keyword, keyword)
+	}
+	return kind, s.checkString(s.closure(schemas), where+"/*", why)
+}
+
+// checkString: whether a selected field's schemas make it a string (or null) that a
+// ciphertext can replace.
 func (s *jsonSchema) checkString(objs []int, where, why string) error {
 	var types jsonTypes
 	typed := false
@@ -837,12 +968,28 @@ func (s *jsonSchema) checkString(objs []int, where, why string) error {
 		}
 	}
 	if !typed {
-		return fmt.Errorf("%w: field %s is selected (%s) but its schema gives it no type; only string fields can "+
-			"be protected, so it must say \"type\": \"string\"", ErrSchema, where, why)
+		return fmt.Errorf("%w: field %s is selected (%s) but its schema gives it no type; only string fields, "+
+			"and arrays and maps of them, can be protected, so it must say \"type\": \"string\"",
+			ErrSchema, where, why)
 	}
 	if types&^(jsonString|jsonNull) != 0 || types&jsonString == 0 {
-		return fmt.Errorf("%w: field %s is selected (%s) but its schema type is %s; only string fields can be "+
-			"protected", ErrSchema, where, why, types.describe())
+		return fmt.Errorf("%w: field %s is selected (%s) but its schema type is %s; only string fields, and "+
+			"arrays and maps of them, can be protected", ErrSchema, where, why, types.describe())
+	}
+	// A constraint of a schema that allows no string (the null branch of a oneOf)
+	// constrains no ciphertext.
+	for _, o := range objs {
+		obj := &s.objs[o]
+		if len(obj.constraints) > 0 && (!obj.hasTypes || obj.types&jsonString != 0) {
+			keyword := obj.constraints[0]
+			remove := "the path"
+			if strings.HasPrefix(why, "tagged") {
+				remove = "the tag"
+			}
+			return fmt.Errorf("%w: field %s is selected (%s) but its schema has `%s` (%s): a ciphertext may not "+
+				"satisfy it, so consumers that validate records would refuse the record; remove %s or `%s`",
+				ErrSchema, where, why, keyword, obj.at, remove, keyword)
+		}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -195,5 +196,172 @@ func TestJSONFailures(t *testing.T) {
 	opened, err := reader.Open(ctx, frame(12, []byte(` {} `)))
 	if err != nil || string(opened.Wire[5:]) != " {} " || reader.VaultCalls() != calls {
 		t.Errorf("nothing to open: %v %q", err, opened.Wire)
+	}
+}
+
+// Tagged arrays and maps of strings: each element and value protected.
+const jsonCollections = `{"type": "object", "properties": {
+  "tags": {"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]},
+  "attrs": {"type": "object", "additionalProperties": {"type": "string"}, "confluent:tags": ["PII"]},
+  "notes": {"type": ["array", "null"], "items": {"type": ["string", "null"]}, "confluent:tags": ["PII"]},
+  "refs": {"$ref": "#/$defs/Names", "confluent:tags": ["PII"]},
+  "n": {"type": "integer"}},
+  "$defs": {"Names": {"oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"$ref": "#/$defs/Name"}}]},
+    "Name": {"type": "string", "minLength": 1}}}`
+
+func jsonCollectionsText(t protectText, i int) string {
+	q := func(path, s string) string {
+		b, _ := json.Marshal(t(path, s))
+		return string(b)
+	}
+	if i == 1 {
+		return `{"tags": [], "attrs": {}, "notes": null, "refs": null, "n": 1}`
+	}
+	return `{"tags": [` + q("/tags/0", "a") + `, ` + q("/tags/1", "b") + `], "attrs": {"k/1": ` + q("/attrs/k~11", "v") +
+		`, "k2": ` + q("/attrs/k2", "") + `}, "notes": [` + q("/notes/0", "n0") + `, null, ` + q("/notes/2", "n2") +
+		`], "refs": {"x": ` + q("/refs/x", "X") + `}, "n": 7}`
+}
+
+func TestJSONArraysAndMapsOfStrings(t *testing.T) {
+	registry := registryOf(map[uint32]*RegisteredSchema{1: {Type: JSON, Text: jsonCollections}})
+	wantPaths := [][]string{
+		{"/attrs/k2", "/attrs/k~11", "/notes/0", "/notes/2", "/refs/x", "/tags/0", "/tags/1"},
+		nil,
+	}
+	// Tags, paths to the fields, and paths to their elements select the same.
+	for _, options := range []Options{
+		{},
+		{Tags: []string{}, Fields: []string{"/tags", "/attrs", "/notes", "/refs"}},
+		{Tags: []string{}, Fields: []string{"/tags/*", "/attrs/*", "/notes/*", "/refs/*"}},
+	} {
+		vault := newFakeTransit()
+		p := protector{vault: vault, key: "customers", deterministic: true}
+		options.Deterministic = true
+		reader := newReader(t, vault, registry, options)
+		for i, paths := range wantPaths {
+			opened, err := reader.Open(context.Background(), frame(1, []byte(jsonCollectionsText(p.text, i))))
+			if err != nil {
+				t.Fatalf("%v, record %d: %v", options.Fields, i, err)
+			}
+			if got, want := string(opened.Wire[5:]), jsonCollectionsText(asIs, i); got != want {
+				t.Errorf("%v, record %d:\n got %s\nwant %s", options.Fields, i, got, want)
+			}
+			got := append([]string(nil), opened.Fields...)
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, paths) {
+				t.Errorf("%v, record %d: located paths %q", options.Fields, i, got)
+			}
+		}
+	}
+	// A record whose selected field is not what the schema says: refused, never passed on.
+	reader := newReader(t, newFakeTransit(), registry, Options{})
+	for record, why := range map[string]string{
+		`{"tags": "vault:v1:x"}`:       "field /tags is selected (tagged PII) but holds a string, not an array of strings",
+		`{"tags": [5]}`:                "field /tags/* is selected (tagged PII) but holds a number, not a string",
+		`{"attrs": ["vault:v1:x"]}`:    "field /attrs is selected (tagged PII) but holds an array, not an object of strings",
+		`{"attrs": {"k": {"a": "b"}}}`: "field /attrs/* is selected (tagged PII) but holds an object, not a string",
+		`{"notes": [["vault:v1:x"]]}`:  "field /notes/* is selected (tagged PII) but holds an array, not a string",
+	} {
+		_, err := reader.Open(context.Background(), frame(1, []byte(record)))
+		mustErr(t, record, err, ErrDecode)
+		if !strings.Contains(err.Error(), why) {
+			t.Errorf("%s: %v", record, err)
+		}
+	}
+}
+
+// jsonSchemaError is why a record {"x": ...} under schema text is refused as a schema
+// error with tags and fields ("" if it is not).
+func jsonSchemaError(t *testing.T, text string, tags, fields []string, record string) string {
+	t.Helper()
+	sel := &selection{tags: tags}
+	for _, field := range fields {
+		p, err := parsePattern(field)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sel.patterns = append(sel.patterns, p)
+	}
+	schema, err := parseJSONSchema(&RegisteredSchema{Type: JSON, Text: text}, sel)
+	if err == nil {
+		_, err = schema.locate([]byte(record), nil)
+	}
+	if err == nil {
+		return ""
+	}
+	if !errors.Is(err, ErrSchema) {
+		t.Fatalf("%s: %v is not a schema error", text, err)
+	}
+	return err.Error()
+}
+
+func TestJSONRefusedFields(t *testing.T) {
+	pii := []string{"PII"}
+	property := func(schema string) string {
+		return `{"type": "object", "properties": {"x": ` + schema + `}, "$defs": {"Code": {"type": "string", "pattern": "^[A-Z]+$"}}}`
+	}
+	// Keywords a ciphertext may fail, in the field's schema or any that applies there.
+	for _, keyword := range []string{`"pattern": "^[0-9]+$"`, `"maxLength": 40`, `"format": "email"`,
+		`"enum": ["a", "b"]`, `"const": "a"`, `"contentEncoding": "base64"`, `"contentMediaType": "text/plain"`} {
+		name, _, _ := strings.Cut(strings.Trim(keyword, `"`), `"`)
+		for _, schema := range []string{
+			`{"type": "string", ` + keyword + `, "confluent:tags": ["PII"]}`,
+			`{"allOf": [{"type": "string"}, {` + keyword + `}], "confluent:tags": ["PII"]}`,
+			`{"oneOf": [{"type": "null"}, {"type": "string", ` + keyword + `}], "confluent:tags": ["PII"]}`,
+			`{"type": "array", "items": {"type": "string", ` + keyword + `}, "confluent:tags": ["PII"]}`,
+			`{"type": "object", "additionalProperties": {"type": "string", ` + keyword + `}, "confluent:tags": ["PII"]}`,
+		} {
+			got := jsonSchemaError(t, property(schema), pii, nil, `{"x": null}`)
+			if !strings.Contains(got, "but its schema has `"+name+"` (") ||
+				!strings.Contains(got, "a ciphertext may not satisfy it, so consumers that validate records would "+
+					"refuse the record; remove the tag or `"+name+"`") {
+				t.Errorf("%s: %q", schema, got)
+			}
+		}
+	}
+	ref := property(`{"$ref": "#/$defs/Code", "confluent:tags": ["PII"]}`)
+	if got := jsonSchemaError(t, ref, pii, nil, `{"x": "vault:v1:x"}`); !strings.Contains(got,
+		"field /x is selected (tagged PII) but its schema has `pattern` (#/$defs/Code)") {
+		t.Errorf("a $ref: %q", got)
+	}
+	if got := jsonSchemaError(t, property(`{"$ref": "#/$defs/Code"}`), nil, []string{"/x"}, `{"x": "vault:v1:x"}`); !strings.Contains(got,
+		"field /x is selected (at the configured path /x) but its schema has `pattern`") ||
+		!strings.Contains(got, "remove the path or `pattern`") {
+		t.Errorf("a path: %q", got)
+	}
+	// Not selected: no error.
+	if got := jsonSchemaError(t, ref, []string{"PHI"}, nil, `{"x": "A"}`); got != "" {
+		t.Errorf("not selected: %s", got)
+	}
+	// minLength, and a constraint of a branch that allows no string, constrain no ciphertext.
+	for _, schema := range []string{
+		`{"type": "string", "minLength": 3, "confluent:tags": ["PII"]}`,
+		`{"oneOf": [{"type": "null", "const": null}, {"type": "string"}], "confluent:tags": ["PII"]}`,
+		`{"oneOf": [{"type": "null", "enum": [null]}, {"type": "array", "items": {"type": "string"}}], "confluent:tags": ["PII"]}`,
+	} {
+		if got := jsonSchemaError(t, property(schema), pii, nil, `{"x": null}`); got != "" {
+			t.Errorf("%s: %s", schema, got)
+		}
+	}
+	// Not protectable: an object with properties, an array or map of anything but strings.
+	for schema, why := range map[string]string{
+		`{"type": "object", "properties": {"s": {"type": "string"}}, "additionalProperties": {"type": "string"}}`: "its schema type is object",
+		`{"type": "array", "items": {"type": "integer"}}`:                                                         "field /x/* is selected (tagged PII) but its schema type is integer",
+		`{"type": "object", "additionalProperties": {"type": "object", "properties": {"s": {"type": "string"}}}}`: "field /x/* is selected (tagged PII) but its schema type is object",
+		`{"type": "array", "items": {"type": "array", "items": {"type": "string"}}}`:                              "field /x/* is selected (tagged PII) but its schema type is array",
+		`{"type": "array"}`:                "is an array whose schema (#/properties/x) has no `items` schema",
+		`{"type": "array", "items": true}`: "is an array whose schema (#/properties/x) has no `items` schema",
+		`{"type": "object"}`:               "is an object whose schema (#/properties/x) has no `additionalProperties` schema",
+		`{"type": ["array", "string"], "items": {"type": "string"}}`: "its schema type is [\"array\", \"string\"]",
+		`{"type": "array", "items": {}}`:                             "field /x/* is selected (tagged PII) but its schema gives it no type",
+	} {
+		tagged := strings.TrimSuffix(schema, "}") + `, "confluent:tags": ["PII"]}`
+		got := jsonSchemaError(t, property(`{"allOf": [`+schema+`], "confluent:tags": ["PII"]}`), pii, nil, `{"x": null}`)
+		if !strings.Contains(got, why) {
+			t.Errorf("%s: %q", schema, got)
+		}
+		if got := jsonSchemaError(t, property(tagged), pii, nil, `{"x": null}`); !strings.Contains(got, why) {
+			t.Errorf("%s: %q", tagged, got)
+		}
 	}
 }
