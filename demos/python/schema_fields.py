@@ -23,8 +23,14 @@ $defs, items, additionalProperties, patternProperties), the Protobuf field optio
 (confluent.field_meta).tags; or when its path is in `fields` (JSON Pointers over the
 record's shape, `*` for every element, map value or field: "/phones/*/number"). The walk
 goes into nested records, arrays, maps, unions and oneofs; a null or unset field is not
-there. A string field's ciphertext text becomes the decrypted string, a bytes field's
-UTF-8 ciphertext text the decrypted bytes. Every field of every record given to one
+there. A selected array or map of strings or bytes (Avro array/map, JSON Schema array with
+string `items` or object with no `properties` and string `additionalProperties`, Protobuf
+repeated/map field) has each element or value protected ("/tags/0", "/attrs/<key>"; "/tags"
+and "/tags/*" select the same). Refused, as the runner refuses them: a selected field of
+another type, an Avro string or bytes with a logicalType, a JSON Schema string with pattern,
+maxLength, format, enum, const, contentEncoding or contentMediaType in any of its schemas.
+A string field's ciphertext text becomes the decrypted string, a bytes field's UTF-8
+ciphertext text the decrypted bytes. Every field of every record given to one
 `open_many` goes to Vault in one `transit/decrypt/<key>` batch request (one per key),
 with the derivation context the policy used: none, a fixed `context`, the record key
 (`context_from="record-key"`, with `open_many`'s record keys), or with
@@ -78,7 +84,9 @@ MAX_DEPTH = 64
 class FieldError(Exception):
     """A record whose protected fields cannot be opened. `kind`: "frame" (not Confluent's
     wire format), "registry" (the schema id is unknown, or the registry failed), "schema"
-    (the writer schema cannot be read, or selects a field that is not string or bytes),
+    (the writer schema cannot be read, or selects a field that is not string or bytes nor
+    an array or map of them, or one a ciphertext would make invalid: an Avro logical type,
+    a JSON Schema pattern, maxLength, format, enum, const, contentEncoding or contentMediaType),
     "not ciphertext" (a protected field that is not a vault:v ciphertext), "vault" (Vault
     refused or could not be reached), "plaintext" (a string field decrypted to bytes that
     are not UTF-8). Messages name schema ids and schema paths, never record data."""
@@ -218,7 +226,27 @@ def _slot(value, path: str, where: str, assign) -> Slot:
 
 
 def _schema_error(where: str, why: str, what: str) -> FieldError:
-    return FieldError(f"field {where} {why} but is {what}; only string and bytes fields can be protected", "schema")
+    return FieldError(f"field {where} {why} but is {what}; only string and bytes fields, and arrays and maps of "
+                      "them, can be protected", "schema")
+
+
+def _remove(why: str) -> str:
+    """What to remove for a refused field to pass: the tag, or the configured path."""
+    return "the tag" if "tagged" in why else "the path"
+
+
+def _protect_value(shapes, value, path: str, where: str, assign, out):
+    """A selected field's value: `shapes` says what the schema lets it be ("leaf": a string or
+    bytes, "array" / "map": a list / dict of them, each element or value protected at its own
+    located path). Null elements and values, like a null field, hold nothing."""
+    if value is None:
+        return
+    if (isinstance(value, list) and "array" in shapes) or (isinstance(value, dict) and "map" in shapes):
+        for key, item in list(value.items() if isinstance(value, dict) else enumerate(value)):
+            if item is not None:
+                out.append(_slot(item, path + _token(key), where + "/*", functools.partial(value.__setitem__, key)))
+        return
+    out.append(_slot(value, path, where, assign))
 
 
 def _why(selection: Selection, tags) -> str:
@@ -231,6 +259,10 @@ def _why(selection: Selection, tags) -> str:
 
 AVRO_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 AVRO_NAMED = frozenset({"record", "error", "enum", "fixed"})
+
+
+class _Logical(Exception):
+    """A selected string or bytes has this logical type."""
 
 
 class AvroWalker:
@@ -289,6 +321,8 @@ class AvroWalker:
                     break
                 if isinstance(kind, str) and kind in AVRO_NAMED:
                     return schema, self.space.get(id(schema), namespace)
+                if kind in ("string", "bytes") and isinstance(schema.get("logicalType"), str):
+                    return schema, namespace  # its logical type kept: a ciphertext is not one
                 if isinstance(kind, str) and (kind in ("array", "map") or kind in AVRO_PRIMITIVES):
                     return (schema if kind in ("array", "map") else kind), namespace
                 schema = kind  # {"type": "Address"}, {"type": {...}}
@@ -298,23 +332,89 @@ class AvroWalker:
             break
         raise FieldError("the Avro schema has a type that cannot be read", "schema")
 
-    def _protectable(self, schema, namespace: str) -> bool:
-        schema, namespace = self._resolve(schema, namespace)
-        if schema in ("string", "bytes"):
+    @staticmethod
+    def _string_or_bytes(resolved) -> bool:
+        """Whether a resolved type is a string or bytes; _Logical for one with a logical type."""
+        if resolved in ("string", "bytes"):
             return True
-        if isinstance(schema, list):
-            kinds = [self._resolve(b, namespace)[0] for b in schema]
-            return (all(k in ("null", "string", "bytes") for k in kinds if isinstance(k, str))
-                    and all(isinstance(k, str) for k in kinds) and any(k in ("string", "bytes") for k in kinds))
+        if isinstance(resolved, dict) and resolved.get("type") in ("string", "bytes") \
+                and isinstance(resolved.get("logicalType"), str):
+            raise _Logical(resolved["logicalType"])
         return False
 
-    @staticmethod
-    def _describe(schema) -> str:
+    def _leaf(self, schema, namespace: str) -> bool:
+        """A string or bytes, or a union of them with null (the branches in order: the
+        first that decides, as the runner)."""
+        resolved, namespace = self._resolve(schema, namespace)
+        if self._string_or_bytes(resolved):
+            return True
+        if not isinstance(resolved, list):
+            return False
+        found = False
+        for branch in resolved:
+            branch, _ = self._resolve(branch, namespace)
+            if branch == "null":
+                continue
+            if not self._string_or_bytes(branch):
+                return False
+            found = True
+        return found
+
+    def _collection(self, resolved, namespace: str):
+        """"array" / "map" for an array or map of leaves, else None."""
+        if isinstance(resolved, dict) and resolved.get("type") in ("array", "map"):
+            kind = resolved["type"]
+            if self._leaf(resolved["items" if kind == "array" else "values"], namespace):
+                return kind
+        return None
+
+    def _protection(self, schema, namespace: str, where: str, why: str) -> frozenset:
+        """What a selected field of type `schema` may hold (see _protect_value): a string or bytes,
+        or a union of them with null; an array or map of those, each element or value
+        protected; a union with null of any of these. Anything else is refused, and so is a
+        string or bytes with a logical type (uuid, decimal, any): a ciphertext is not one."""
+        try:
+            if self._leaf(schema, namespace):
+                return frozenset(("leaf",))
+            resolved, space = self._resolve(schema, namespace)
+            if isinstance(resolved, list):
+                shapes = set()
+                for branch in resolved:
+                    branch, branch_space = self._resolve(branch, space)
+                    if branch == "null":
+                        continue
+                    shape = "leaf" if self._leaf(branch, branch_space) else self._collection(branch, branch_space)
+                    if shape is None:
+                        shapes.clear()
+                        break
+                    shapes.add(shape)
+                if shapes:
+                    return frozenset(shapes)
+            elif self._collection(resolved, space):
+                return frozenset((resolved["type"],))
+        except _Logical as logical:
+            raise FieldError(f"field {where} {why} but is {self._describe(schema, namespace)}: a ciphertext is not "
+                             f"a valid {logical}, so consumers would fail to read the record; remove {_remove(why)} "
+                             "or the logical type", "schema") from None
+        raise _schema_error(where, why, self._describe(schema, namespace))
+
+    def _describe(self, schema, namespace: str, depth: int = 0) -> str:
+        """A type for reasons: "int", "an array of string (logical type uuid)", "a union of null, record In"."""
+        schema, namespace = self._resolve(schema, namespace)
+        if depth > 8:
+            return "..."
         if isinstance(schema, list):
-            return "a union of other types"
-        if isinstance(schema, dict):
-            return f"{schema.get('type')} {schema.get('name', '')}".strip()
-        return str(schema)
+            return "a union of " + ", ".join(self._describe(b, namespace, depth + 1) for b in schema)
+        if not isinstance(schema, dict):
+            return str(schema)
+        kind = schema.get("type")
+        if kind == "array":
+            return f"an array of {self._describe(schema['items'], namespace, depth + 1)}"
+        if kind == "map":
+            return f"a map of {self._describe(schema['values'], namespace, depth + 1)}"
+        if kind in ("string", "bytes"):
+            return f"{kind} (logical type {schema.get('logicalType')})"
+        return f"{kind} {schema.get('name', '')}".strip()
 
     def slots(self, record) -> list:
         out = []
@@ -338,12 +438,10 @@ class AvroWalker:
                 sub = steps + (_field(name),)
                 tags = field.get("confluent:tags") or []
                 if self.selection.selects(sub, tags):
-                    if not self._protectable(field["type"], namespace):
-                        raise _schema_error(where + _token(name), _why(self.selection, tags),
-                                            self._describe(self._resolve(field["type"], namespace)[0]))
-                    if value[name] is not None:
-                        out.append(_slot(value[name], path + _token(name), where + _token(name),
-                                         functools.partial(value.__setitem__, name)))
+                    shapes = self._protection(field["type"], namespace, where + _token(name),
+                                              _why(self.selection, tags))
+                    _protect_value(shapes, value[name], path + _token(name), where + _token(name),
+                                   functools.partial(value.__setitem__, name), out)
                 else:
                     self._walk(field["type"], namespace, value[name], path + _token(name), where + _token(name),
                                sub, out, depth + 1)
@@ -356,14 +454,12 @@ class AvroWalker:
             else:
                 return
             sub = steps + (step,)
-            selected = self.selection.selects(sub)
-            if selected and not self._protectable(items, namespace):
-                raise _schema_error(where + "/*", "is selected by a configured path",
-                                    self._describe(self._resolve(items, namespace)[0]))
+            shapes = self._protection(items, namespace, where + "/*", "is selected by a configured path") \
+                if self.selection.selects(sub) else None
             for key, item in list(entries):
-                if selected:
-                    if item is not None:
-                        out.append(_slot(item, path + _token(key), where + "/*", functools.partial(value.__setitem__, key)))
+                if shapes:
+                    _protect_value(shapes, item, path + _token(key), where + "/*",
+                                   functools.partial(value.__setitem__, key), out)
                 else:
                     self._walk(items, namespace, item, path + _token(key), where + "/*", sub, out, depth + 1)
 
@@ -417,7 +513,9 @@ class JsonWalker:
     property's schema and whatever it `$ref`s, every branch of allOf/anyOf/oneOf,
     if/then/else, dependentSchemas; patternProperties matched by Python's `re`;
     additionalProperties (else unevaluatedProperties) for members no property names;
-    prefixItems/items/additionalItems/unevaluatedItems and contains for elements."""
+    prefixItems/items/additionalItems/unevaluatedItems and contains for elements. A
+    selected field is a string, or an array or map of strings (each element or value
+    protected), as docs/schema-fields.md says (see _selected)."""
 
     def __init__(self, text: str, references, selection: Selection):
         from referencing import Registry, Resource
@@ -547,32 +645,169 @@ class JsonWalker:
             self._place([root] if root else [], [()], record, "", "", out, 0, lambda v: None)
         return out
 
-    def _place(self, nodes, paths, value, path, where, out, depth, assign):
+    # The keywords a ciphertext (vault:v1:<base64>) may not satisfy: a consumer validating
+    # a record with such a field protected would refuse it (minLength is no such keyword).
+    STRING_CONSTRAINTS = ("pattern", "maxLength", "format", "enum", "const", "contentEncoding", "contentMediaType")
+
+    @staticmethod
+    def _types(closure):
+        """The `type`s the schemas name, as a set; None if none of them has one."""
+        types = None
+        for schema, _ in closure:
+            kind = schema.get("type")
+            named = {kind} if isinstance(kind, str) else {k for k in kind if isinstance(k, str)} \
+                if isinstance(kind, list) else None
+            if named is not None:
+                types = (types or set()) | named
+        return types
+
+    @staticmethod
+    def _is(types, kind) -> bool:
+        """`types` make it a `kind` (or null)."""
+        return types is not None and kind in types and types <= {kind, "null"}
+
+    def _constraint(self, closure):
+        """The first keyword of STRING_CONSTRAINTS in a schema (that allows a string) of the field."""
+        for schema, _ in closure:
+            kind = schema.get("type")
+            if isinstance(kind, str) and kind != "string" or isinstance(kind, list) and "string" not in kind:
+                continue  # the null branch of a oneOf constrains no ciphertext
+            for keyword in self.STRING_CONSTRAINTS:
+                if keyword in schema:
+                    return keyword
+        return None
+
+    def _constraint_error(self, closure, where, why):
+        keyword = self._constraint(closure)
+        if keyword is None:
+            return None
+        return FieldError(f"field {where or '(the whole record)'} is selected ({why}) but its schema has "
+                          f"`{keyword}`: a ciphertext may not satisfy it, so consumers that validate records would "
+                          f"refuse the record; remove {_remove(why)} or `{keyword}`", "schema")
+
+    def _not_string(self, closure, where, why) -> FieldError:
+        types = self._types(closure)
+        what = f"its schema type is {' or '.join(sorted(types))}" if types else "its schema gives it no type"
+        return FieldError(f"field {where or '(the whole record)'} is selected ({why}) but {what}; only string fields, "
+                          "and arrays and maps of them, can be protected", "schema")
+
+    def _collection(self, closure, where, why):
+        """For a selected array of strings ("type": "array", "items" strings) or map of
+        strings ("type": "object" with no "properties", "additionalProperties" strings),
+        either perhaps null: ("array" or "map", the closure of its elements' or values'
+        schemas), each of them protected. None if the schemas make it neither; a schema
+        error if the elements or values are not strings a ciphertext can replace."""
+        types = self._types(closure)
+        if self._is(types, "array"):
+            kind, keyword = "array", "items"
+        elif self._is(types, "object") and not any(
+                isinstance(s.get("properties"), dict) and s["properties"] for s, _ in closure):
+            kind, keyword = "map", "additionalProperties"
+        else:
+            return None
+        schemas, described = [], False
+        for schema, resolver in closure:
+            if kind == "array":
+                if isinstance(schema.get("prefixItems"), list):
+                    prefix, rest_keyword = schema["prefixItems"], "items"
+                elif isinstance(schema.get("items"), list):
+                    prefix, rest_keyword = schema["items"], "additionalItems"
+                else:
+                    prefix, rest_keyword = [], "items"
+                schemas += [self._enter(s, resolver) for s in prefix]
+                rest = self._enter(schema[rest_keyword] if rest_keyword in schema
+                                   else schema.get("unevaluatedItems"), resolver)
+                schemas.append(self._enter(schema.get("contains"), resolver))
+            else:
+                patterns = schema.get("patternProperties")
+                schemas += [self._enter(s, resolver) for s in (patterns.values() if isinstance(patterns, dict) else ())]
+                rest = self._enter(schema["additionalProperties"] if "additionalProperties" in schema
+                                   else schema.get("unevaluatedProperties"), resolver)
+            if rest:
+                schemas.append(rest)
+                described = True
+        if not described:
+            raise FieldError(f"field {where or '(the whole record)'} is selected ({why}) but is an "
+                             f"{'array' if kind == 'array' else 'object'} whose schema has no `{keyword}` schema: only "
+                             "string fields, and arrays and maps of them, can be protected, so it must say "
+                             f'"{keyword}": {{"type": "string"}}', "schema")
+        elements = self._closure([s for s in schemas if s], where + "/*")
+        if not self._is(self._types(elements), "string"):
+            raise self._not_string(elements, where + "/*", why)
+        error = self._constraint_error(elements, where + "/*", why)
+        if error:
+            raise error
+        return kind, elements
+
+    def _selected(self, closure, value, path, where, out, assign, why, deferred):
+        """A selected field: a string (or null), or an array or map of strings whose every
+        element or value is protected, as the runner selects them. Where the runner decides
+        by the record's value (a member whose name matches several patternProperties, and
+        what is below it), or where the schemas make it no string nor array or map of them,
+        the value decides: a string is protected, null is not there, anything else refused."""
+        shapes = ("leaf",)
+        if self._is(self._types(closure), "string"):
+            error = self._constraint_error(closure, where, why)
+            if error and not deferred:
+                raise error
+        else:
+            try:
+                collection = self._collection(closure, where, why)
+            except FieldError:
+                if not deferred:
+                    raise
+                collection = None
+            if collection:
+                shapes = (collection[0],)
+            elif not deferred:
+                error = self._constraint_error(closure, where, why)
+                if error:
+                    raise error
+        if value is None:
+            return
+        if shapes != ("leaf",):
+            if not isinstance(value, list if shapes == ("array",) else dict):
+                raise FieldError(f"field {where or '(the whole record)'} is protected but holds "
+                                 f"{type(value).__name__}, not {'an array' if shapes == ('array',) else 'an object'} "
+                                 "of strings", "not ciphertext")
+            for key, item in list(value.items() if isinstance(value, dict) else enumerate(value)):
+                self._string(item, path + _token(key), where + "/*", out, functools.partial(value.__setitem__, key))
+            return
+        self._string(value, path, where, out, assign)
+
+    @staticmethod
+    def _string(value, path, where, out, assign):
+        if value is None:
+            return
+        if not isinstance(value, str):
+            raise FieldError(f"field {where or '(the whole record)'} is protected but holds "
+                             f"{type(value).__name__}, not Vault transit ciphertext text", "not ciphertext")
+        out.append(_slot(value, path, where, assign))
+
+    def _place(self, nodes, paths, value, path, where, out, depth, assign, deferred=False):
         if depth > MAX_DEPTH:
             raise FieldError(f"the record nests deeper than {MAX_DEPTH} at {where}", "schema")
         closure = self._closure(nodes, where)
         tags = [t for schema, _ in closure for t in (schema.get("confluent:tags") or []) if isinstance(t, str)]
-        if any(t in self.selection.tags for t in tags) or any(self.selection.selects(p) for p in paths):
-            if value is None:
-                return
-            if not isinstance(value, str):
-                raise FieldError(f"field {where or '(the whole record)'} is protected but holds "
-                                 f"{type(value).__name__}, not Vault transit ciphertext text", "not ciphertext")
-            out.append(_slot(value, path, where, assign))
-            return
+        tag = next((t for t in tags if t in self.selection.tags), None)
+        if tag is not None or any(self.selection.selects(p) for p in paths):
+            why = f"tagged {tag}" if tag is not None else "at a configured path"
+            return self._selected(closure, value, path, where, out, assign, why, deferred)
         paths = [p for p in paths if self.selection.may_select_below(p)]
         if isinstance(value, dict):
             for name, member in value.items():
-                by_name, by_map = [], []
+                by_name, by_map, named, matched_patterns = [], [], False, set()
                 for schema, resolver in closure:
                     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
                     if name in properties:
                         by_name.append(self._enter(properties[name], resolver))
+                        named = True
                     matched = False
                     patterns = schema.get("patternProperties")
                     for pattern, sub in (patterns.items() if isinstance(patterns, dict) else ()):
                         if self._regex(pattern).search(name):
                             by_map.append(self._enter(sub, resolver))
+                            matched_patterns.add(pattern)
                             matched = True
                     if not matched and name not in properties:
                         rest = schema["additionalProperties"] if "additionalProperties" in schema \
@@ -582,9 +817,12 @@ class JsonWalker:
                 sub_paths = ([p + (_field(name),) for p in paths] if by_name else []) + \
                             ([p + (MAP_VALUE,) for p in paths] if by_map else [])
                 if by_name or by_map or sub_paths:
+                    # A member no property names whose name several patterns match: the
+                    # runner decides by its value there (and below), as done here too.
                     self._place(by_name + by_map, sub_paths, member, path + _token(name),
                                 where + (_token(name) if by_name else "/*"), out, depth + 1,
-                                functools.partial(value.__setitem__, name))
+                                functools.partial(value.__setitem__, name),
+                                deferred or (not named and len(matched_patterns) > 1))
         elif isinstance(value, list):
             for index, element in enumerate(value):
                 schemas = []
@@ -605,7 +843,7 @@ class JsonWalker:
                 sub_paths = [p + (ELEMENT,) for p in paths]
                 if schemas or sub_paths:
                     self._place(schemas, sub_paths, element, path + _token(index), where + "/*", out, depth + 1,
-                                functools.partial(value.__setitem__, index))
+                                functools.partial(value.__setitem__, index), deferred)
 
 
 # ---------------------------------------------------------------------------------------

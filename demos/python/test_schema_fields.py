@@ -277,8 +277,8 @@ class Avro(Base):
         self.assertEqual(per_topic(renamed, CTX), record)
 
     def test_a_logical_type_the_deserializer_converted_is_refused(self):
-        # A decimal's bytes holding ciphertext text come out of AvroDeserializer as a
-        # Decimal: not ciphertext text any more, so refused rather than passed on.
+        # A decimal's bytes holding ciphertext text would come out of AvroDeserializer as a
+        # Decimal: the schema is refused (as the runner refuses it), whatever the record holds.
         schema = {"type": "record", "name": "R", "fields": [
             {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
              "confluent:tags": ["PII"]}]}
@@ -288,8 +288,116 @@ class Avro(Base):
             {"amount": self.vault.encrypt("customers", b"\x00\x64").encode()},
             SerializationContext("bytes", MessageField.VALUE))[5:]
         reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
-        error = self.assertFieldError("not ciphertext", lambda: reader(frame(schema_id, body), CTX))
-        self.assertIn("Decimal", str(error))
+        error = self.assertFieldError("schema", lambda: reader(frame(schema_id, body), CTX))
+        self.assertIn("field /amount is tagged PII but is bytes (logical type decimal): a ciphertext is not a "
+                      "valid decimal", str(error))
+
+    def test_strings_and_bytes_with_a_logical_type_are_refused(self):
+        field = lambda ty: {"type": "record", "name": "R", "fields": [  # noqa: E731
+            {"name": "x", "type": ty, "confluent:tags": ["PII"]}]}
+        some_uuid = "6f1c3e1a-5b1e-4c1e-9a3e-1a2b3c4d5e6f"
+        for i, (ty, value, what) in enumerate([
+            ({"type": "string", "logicalType": "uuid"}, some_uuid,
+             "field /x is tagged PII but is string (logical type uuid): a ciphertext is not a valid uuid, so "
+             "consumers would fail to read the record; remove the tag or the logical type"),
+            ({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, decimal.Decimal("1.00"),
+             "is bytes (logical type decimal): a ciphertext is not a valid decimal"),
+            ({"type": "string", "logicalType": "acme-iban"}, "CH93",
+             "is string (logical type acme-iban): a ciphertext is not a valid acme-iban"),
+            # Refused for every record: a null one too.
+            (["null", {"type": "string", "logicalType": "uuid"}], None,
+             "is a union of null, string (logical type uuid): a ciphertext is not a valid uuid"),
+            ({"type": "array", "items": {"type": "string", "logicalType": "uuid"}}, [],
+             "is an array of string (logical type uuid): a ciphertext is not a valid uuid"),
+            (["null", {"type": "map", "values": ["null", {"type": "bytes", "logicalType": "decimal",
+                                                          "precision": 4}]}], None,
+             "is a union of null, a map of a union of null, bytes (logical type decimal): a ciphertext is not a "
+             "valid decimal"),
+        ]):
+            ctx = SerializationContext(f"logical-{i}", MessageField.VALUE)
+            value = AvroSerializer(self.registry, json.dumps(field(ty)), conf=SERDE)({"x": value}, ctx)
+            reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+            error = self.assertFieldError("schema", lambda: reader(value, ctx))
+            self.assertIn(what, str(error))
+            # Not selected: read as it is.
+            ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(tags=["PHI"]))(value, ctx)
+        by_path = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(tags=[], fields=["/x"]))
+        error = self.assertFieldError("schema", lambda: by_path(value, ctx))
+        self.assertIn("remove the path or the logical type", str(error))
+        # Selected by a path through an array.
+        ids = {"type": "record", "name": "R", "fields": [
+            {"name": "ids", "type": {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}}]}
+        ctx = SerializationContext("ids", MessageField.VALUE)
+        value = AvroSerializer(self.registry, json.dumps(ids), conf=SERDE)({"ids": [some_uuid]}, ctx)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(fields=["/ids/*"]))
+        error = self.assertFieldError("schema", lambda: reader(value, ctx))
+        self.assertIn("field /ids/* is selected by a configured path but is string (logical type uuid)", str(error))
+
+    def test_tagged_arrays_and_maps_of_strings_protect_each_element(self):
+        schema = {"type": "record", "name": "R", "fields": [
+            {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+            {"name": "attrs", "type": {"type": "map", "values": "bytes"}, "confluent:tags": ["PII"]},
+            {"name": "notes", "type": ["null", {"type": "array", "items": ["null", "string"]}],
+             "confluent:tags": ["PII"]},
+            {"name": "n", "type": "int"}]}
+        serialize = self.serializer(schema)
+        record = {"tags": ["a", "b"], "attrs": {"k/1": b"\xff", "k2": b""}, "notes": ["n0", None, "n2"], "n": 7}
+        paths = ["/tags/0", "/tags/1", "/attrs/k~11", "/attrs/k2", "/notes/0", "/notes/2"]
+        value = serialize(protect(self.vault, copy.deepcopy(record), paths, deterministic=True), CTX)
+        self.assertTrue(AvroDeserializer(self.registry)(value, CTX)["attrs"]["k2"].startswith(b"vault:v1:"))
+        empty = {"tags": [], "attrs": {}, "notes": None, "n": 1}
+        # Tags, paths to the fields and paths to the elements select the same.
+        for options in [{}, {"tags": [], "fields": ["/tags", "/attrs", "/notes"]},
+                        {"tags": [], "fields": ["/tags/*", "/attrs/*", "/notes/*"]}]:
+            reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry),
+                                                 self.opener(deterministic=True, **options))
+            self.assertEqual(reader(value, CTX), record, options)
+            self.assertEqual(self.vault.batches[-1][1], [p.encode() for p in paths], options)
+            self.assertEqual(reader(serialize(empty, CTX), CTX), empty)  # nothing to protect
+        # An element left in clear is refused, never returned.
+        clear = protect(self.vault, copy.deepcopy(record), paths[1:])
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+        error = self.assertFieldError("not ciphertext", lambda: reader(serialize(clear, CTX), CTX))
+        self.assertIn("/tags/*", str(error))
+        # `*` selects every field: the int among them too.
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(tags=[], fields=["/*"]))
+        error = self.assertFieldError("schema", lambda: reader(value, CTX))
+        self.assertIn("field /n is selected by a configured path but is int; only string and bytes fields, and "
+                      "arrays and maps of them, can be protected", str(error))
+
+    def test_a_union_of_a_string_and_an_array_of_bytes(self):
+        schema = {"type": "record", "name": "R", "fields": [
+            {"name": "x", "type": ["null", "string", {"type": "array", "items": "bytes"}],
+             "confluent:tags": ["PII"]}]}
+        serialize = self.serializer(schema)
+        reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(deterministic=True))
+        for record, paths in [({"x": None}, []), ({"x": "s"}, ["/x"]), ({"x": [b"a", b"b"]}, ["/x/0", "/x/1"])]:
+            value = serialize(protect(self.vault, copy.deepcopy(record), paths, deterministic=True), CTX)
+            self.vault.batches.clear()
+            self.assertEqual(reader(value, CTX), record)
+            self.assertEqual([c for _, contexts in self.vault.batches for c in contexts], [p.encode() for p in paths])
+
+    def test_arrays_and_maps_of_anything_but_strings_are_refused(self):
+        for i, (ty, value, described) in enumerate([
+            ({"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]}, {"s": "a"}, "record In"),
+            ({"type": "array", "items": {"type": "record", "name": "In", "fields": []}}, [{}],
+             "an array of record In"),
+            ({"type": "array", "items": "int"}, [1], "an array of int"),
+            ({"type": "array", "items": {"type": "array", "items": "string"}}, [["a"]],
+             "an array of an array of string"),
+            ({"type": "map", "values": ["null", "string", "long"]}, {"k": "v"},
+             "a map of a union of null, string, long"),
+            (["null", {"type": "array", "items": "int"}], None, "a union of null, an array of int"),
+            (["null", "string", {"type": "record", "name": "In", "fields": []}], None,
+             "a union of null, string, record In"),
+        ]):
+            schema = {"type": "record", "name": "R", "fields": [{"name": "x", "type": ty, "confluent:tags": ["PII"]}]}
+            ctx = SerializationContext(f"refused-{i}", MessageField.VALUE)
+            body = AvroSerializer(self.registry, json.dumps(schema), conf=SERDE)({"x": value}, ctx)
+            reader = ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener())
+            error = self.assertFieldError("schema", lambda: reader(body, ctx))
+            self.assertIn(f"field /x is tagged PII but is {described}; only string and bytes fields, and arrays and "
+                          "maps of them, can be protected", str(error))
 
     def test_frames_and_unknown_ids(self):
         reader = ProtectedFieldsDeserializer(lambda value, ctx: {}, self.opener())
@@ -364,6 +472,158 @@ class JsonSchema(Base):
         forged_value = JSONSerializer(json.dumps(forged), self.registry, conf=SERDE)(
             {"n": 5}, SerializationContext("forged", MessageField.VALUE))
         self.assertFieldError("not ciphertext", lambda: reader(forged_value, CTX))
+
+
+    def json_value(self, schema, record, subject):
+        """`record` serialized (and validated) under `schema` (draft 7), registered under `subject`."""
+        schema = dict({"$schema": "http://json-schema.org/draft-07/schema#"}, **schema)
+        return JSONSerializer(json.dumps(schema), self.registry, conf=SERDE)(
+            record, SerializationContext(subject, MessageField.VALUE))
+
+    def test_tagged_arrays_and_maps_of_strings_protect_each_element(self):
+        schema = {"type": "object", "properties": {
+            "tags": {"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]},
+            "attrs": {"type": "object", "additionalProperties": {"type": "string"}, "confluent:tags": ["PII"]},
+            "notes": {"type": ["array", "null"], "items": {"type": ["string", "null"]}, "confluent:tags": ["PII"]},
+            "aliases": {"$ref": "#/definitions/Strings", "confluent:tags": ["PII"]},
+            "n": {"type": "integer"}},
+            "definitions": {"Strings": {"type": "array", "items": {"$ref": "#/definitions/S"}},
+                            "S": {"type": "string"}}}
+        record = {"tags": ["a", "b"], "attrs": {"k/1": "v", "k2": "w"}, "notes": ["n0", None, "n2"],
+                  "aliases": ["x"], "n": 1}
+        paths = ["/tags/0", "/tags/1", "/attrs/k~11", "/attrs/k2", "/notes/0", "/notes/2", "/aliases/0"]
+        value = self.json_value(schema, protect(self.vault, copy.deepcopy(record), paths, deterministic=True), TOPIC)
+        empty = {"tags": [], "attrs": {}, "notes": None}
+        empty_value = self.json_value(schema, empty, TOPIC)
+        for options in [{}, {"tags": [], "fields": ["/tags", "/attrs", "/notes", "/aliases"]},
+                        {"tags": [], "fields": ["/tags/*", "/attrs/*", "/notes/*", "/aliases/*"]}]:
+            reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                 self.opener(deterministic=True, **options))
+            self.assertEqual(reader(value, CTX), record, options)
+            self.assertEqual(sorted(self.vault.batches[-1][1]), sorted(p.encode() for p in paths), options)
+            self.assertEqual(reader(empty_value, CTX), empty)  # nothing to protect
+        # Anything but an array (an object) of strings, or null, is refused, never passed on
+        # (records the deserializer's validation would refuse, given to the opener as such).
+        opener = self.opener()
+        for forged, says in [
+            ({"tags": "vault:v1:x"}, "field /tags is protected but holds str, not an array of strings"),
+            ({"tags": {"a": "vault:v1:x"}}, "field /tags is protected but holds dict, not an array of strings"),
+            ({"attrs": ["vault:v1:x"]}, "field /attrs is protected but holds list, not an object of strings"),
+            ({"tags": ["vault:v1:x", 1]}, "field /tags/* is protected but holds int"),
+            ({"attrs": {"k": {"v": "vault:v1:x"}}}, "field /attrs/* is protected but holds dict"),
+        ]:
+            error = self.assertFieldError("not ciphertext", lambda: opener.open(forged, value))
+            self.assertIn(says, str(error))
+
+    def test_arrays_and_maps_of_anything_but_strings_are_refused(self):
+        for i, (field, element, says) in enumerate([
+            ({"type": "array", "items": {"type": "integer"}}, [1],
+             "field /x/* is selected (tagged PII) but its schema type is integer"),
+            ({"type": "array", "items": {"type": "object", "properties": {"s": {"type": "string"}}}}, [{"s": "a"}],
+             "field /x/* is selected (tagged PII) but its schema type is object"),
+            ({"type": "array", "items": {"type": "array", "items": {"type": "string"}}}, [["a"]],
+             "field /x/* is selected (tagged PII) but its schema type is array"),
+            ({"type": "array"}, ["a"], "field /x is selected (tagged PII) but is an array whose schema has no "
+                                       "`items` schema"),
+            ({"type": "array", "items": [{"type": "string"}]}, ["a"], "has no `items` schema"),
+            ({"type": "array", "items": {"type": "string"}, "contains": {"type": ["integer", "string"]}}, ["a"],
+             "field /x/* is selected (tagged PII) but its schema type is integer or string"),
+            ({"type": "object"}, {"k": "v"}, "field /x is selected (tagged PII) but is an object whose schema has no "
+                                             "`additionalProperties` schema"),
+            ({"type": "object", "additionalProperties": {"type": "string"},
+              "patternProperties": {"^n": {"type": "number"}}}, {"k": "v"},
+             "field /x/* is selected (tagged PII) but its schema type is number or string"),
+        ]):
+            schema = {"type": "object", "properties": {"x": dict(field, **{"confluent:tags": ["PII"]})}}
+            value = self.json_value(schema, {"x": element}, f"refused-{i}")
+            reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                 self.opener())
+            error = self.assertFieldError("schema", lambda: reader(value, CTX))
+            self.assertIn(says, str(error))
+            self.assertIn("only string fields, and arrays and maps of them, can be protected", str(error))
+            ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                        self.opener(tags=["PHI"]))(value, CTX)
+        # An object with properties is a record, not a map: refused.
+        schema = {"type": "object", "properties": {"x": {
+            "type": "object", "properties": {"s": {"type": "string"}}, "additionalProperties": {"type": "string"},
+            "confluent:tags": ["PII"]}}}
+        value = self.json_value(schema, {"x": {"s": "a", "t": "b"}}, "record")
+        reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                             self.opener())
+        self.assertRaises(FieldError, lambda: reader(value, CTX))
+        # Not every element need be described for a path to one of them to select it.
+        schema = {"type": "object", "properties": {"x": {"type": "array", "items": [{"type": "string"}]}}}
+        value = self.json_value(schema, {"x": [self.vault.encrypt("customers", b"a")]}, "tuple")
+        reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                             self.opener(tags=[], fields=["/x/*"]))
+        self.assertEqual(reader(value, CTX), {"x": ["a"]})
+
+    def test_strings_a_ciphertext_may_not_satisfy_are_refused(self):
+        for i, (keywords, plain) in enumerate([
+            ({"pattern": "^[0-9]{3}$"}, "123"), ({"maxLength": 11}, "a"), ({"format": "email"}, "a@example.com"),
+            ({"enum": ["a", "b"]}, "a"), ({"const": "a"}, "a"), ({"contentEncoding": "base64"}, "YQ=="),
+            ({"contentMediaType": "application/json"}, "{}"),
+        ]):
+            keyword = next(iter(keywords))
+            schema = {"type": "object", "properties": {"x": dict(
+                {"type": ["string", "null"], "confluent:tags": ["PII"]}, **keywords)}}
+            for record in ({"x": plain}, {"x": None} if keyword not in ("enum", "const") else {}, {}):
+                value = self.json_value(schema, record, f"constrained-{i}")
+                reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                     self.opener())
+                if record:  # refused whatever it holds, null too
+                    error = self.assertFieldError("schema", lambda: reader(value, CTX))
+                    self.assertIn(f"field /x is selected (tagged PII) but its schema has `{keyword}`: a ciphertext "
+                                  "may not satisfy it, so consumers that validate records would refuse the record; "
+                                  f"remove the tag or `{keyword}`", str(error))
+            by_path = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                  self.opener(tags=[], fields=["/x"]))
+            error = self.assertFieldError("schema", lambda: by_path(self.json_value(schema, {"x": plain}, "p"), CTX))
+            self.assertIn(f"remove the path or `{keyword}`", str(error))
+            self.assertEqual(ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                         self.opener(tags=["PHI"]))(value, CTX), {})
+        # Wherever the keyword is among the schemas of the field: a $ref, a branch, the
+        # elements or values of a tagged array or map.
+        for i, (field, record) in enumerate([
+            ({"$ref": "#/definitions/Email"}, "a@example.com"),
+            ({"oneOf": [{"type": "null"}, {"$ref": "#/definitions/Email"}]}, "a@example.com"),
+            ({"allOf": [{"type": "string"}, {"format": "email"}]}, "a@example.com"),
+            ({"type": "array", "items": {"$ref": "#/definitions/Email"}}, ["a@example.com"]),
+            ({"type": "object", "additionalProperties": {"$ref": "#/definitions/Email"}}, {"k": "a@example.com"}),
+        ]):
+            schema = {"type": "object", "properties": {"x": dict(field, **{"confluent:tags": ["PII"]})},
+                      "definitions": {"Email": {"type": "string", "format": "email"}}}
+            value = self.json_value(schema, {"x": record}, f"where-{i}")
+            reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                 self.opener())
+            error = self.assertFieldError("schema", lambda: reader(value, CTX))
+            self.assertIn("its schema has `format`", str(error))
+        # A keyword of a branch that allows no string does not matter; minLength may stay.
+        for i, field in enumerate([{"oneOf": [{"type": "null", "enum": [None]}, {"type": "string"}]},
+                                   {"type": "string", "minLength": 1}]):
+            schema = {"type": "object", "properties": {"x": dict(field, **{"confluent:tags": ["PII"]})}}
+            value = self.json_value(schema, {"x": self.vault.encrypt("customers", b"a")}, f"allowed-{i}")
+            reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                                 self.opener())
+            self.assertEqual(reader(value, CTX), {"x": "a"})
+
+
+    def test_a_member_several_patterns_describe_is_decided_by_its_value(self):
+        # As the runner: where a member's name matches several patternProperties, the
+        # schemas are not checked there, the value is (a string protected, anything else
+        # refused); where one pattern describes it, its schema is checked.
+        schema = {"type": "object", "properties": {"codes": {"type": "object", "patternProperties": {
+            "^x-": {"type": "string", "pattern": "^[a-z]+$", "confluent:tags": ["PII"]},
+            "-y$": {"type": "string", "pattern": "^[a-z]+$"}}}}}
+        reader = ProtectedFieldsDeserializer(JSONDeserializer(None, schema_registry_client=self.registry),
+                                             self.opener())
+        both = self.json_value(schema, {"codes": {"x-y": "abc"}}, "patterns")
+        self.assertFieldError("not ciphertext", lambda: reader(both, CTX))  # in clear: refused
+        protected = {"codes": {"x-y": self.vault.encrypt("customers", b"abc")}}
+        self.assertEqual(self.opener().open(protected, both), {"codes": {"x-y": "abc"}})
+        one = self.json_value(schema, {"codes": {"x-": "abc"}}, "patterns")
+        error = self.assertFieldError("schema", lambda: reader(one, CTX))
+        self.assertIn("field /codes/* is selected (tagged PII) but its schema has `pattern`", str(error))
 
 
 def protobuf_schema_text() -> str:
@@ -535,6 +795,116 @@ message M {
         reader = ProtectedFieldsDeserializer(ProtobufDeserializer(A, {}), self.opener())
         error = self.assertFieldError("schema", lambda: reader(frame(schema_id, message.SerializeToString(), [0]), CTX))
         self.assertIn("bad.A.b", str(error))
+
+
+class AllFormats(Base):
+    """The same customer in Avro, JSON Schema and Protobuf, tagged alike: the same fields
+    located, by tags, by paths to the fields, or by paths to the elements and values."""
+
+    AVRO = {"type": "record", "name": "Customer", "fields": [
+        {"name": "name", "type": "string", "confluent:tags": ["PII"]},
+        {"name": "nick", "type": ["null", "string"], "confluent:tags": ["PII"]},
+        {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+        {"name": "attrs", "type": {"type": "map", "values": "string"}, "confluent:tags": ["PII"]},
+        {"name": "age", "type": "int"}]}
+    JSON = {"type": "object", "properties": {
+        "name": {"type": "string", "confluent:tags": ["PII"]},
+        "nick": {"type": ["string", "null"], "confluent:tags": ["PII"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "confluent:tags": ["PII"]},
+        "attrs": {"type": "object", "additionalProperties": {"type": "string"}, "confluent:tags": ["PII"]},
+        "age": {"type": "integer"}}}
+    PROTO = """syntax = "proto3";
+import "confluent/meta.proto";
+message Customer {
+  string name = 1 [(confluent.field_meta).tags = "PII"];
+  optional string nick = 2 [(confluent.field_meta).tags = "PII"];
+  repeated string tags = 3 [(confluent.field_meta).tags = "PII"];
+  map<string, string> attrs = 4 [(confluent.field_meta).tags = "PII"];
+  int32 age = 5;
+}
+"""
+    RECORD = {"name": "Ann", "nick": "Nn", "tags": ["a", "b"], "attrs": {"k": "v"}, "age": 42}
+    PATHS = ["/name", "/nick", "/tags/0", "/tags/1", "/attrs/k"]
+    SELECTIONS = [{}, {"tags": [], "fields": ["/name", "/nick", "/tags", "/attrs"]},
+                  {"tags": [], "fields": ["/name", "/nick", "/tags/*", "/attrs/*"]}]
+
+    def formats(self):
+        """(format, protected value, a reader for options, the record as read)."""
+        record = copy.deepcopy(self.RECORD)
+        value = AvroSerializer(self.registry, json.dumps(self.AVRO), conf=SERDE)(
+            protect(self.vault, copy.deepcopy(record), self.PATHS, deterministic=True), CTX)
+        yield "avro", value, lambda o: ProtectedFieldsDeserializer(AvroDeserializer(self.registry), o), record
+        json_ctx = SerializationContext("json", MessageField.VALUE)
+        value = JSONSerializer(json.dumps(self.JSON), self.registry, conf=SERDE)(
+            protect(self.vault, copy.deepcopy(record), self.PATHS, deterministic=True), json_ctx)
+        yield "json", value, lambda o: ProtectedFieldsDeserializer(
+            JSONDeserializer(None, schema_registry_client=self.registry), o), record
+        schema_id = Protobuf.register_text(self, "proto-value", self.PROTO)
+        walker = ProtobufWalker(schema_id, self.PROTO, [], self.opener().selection)
+        Customer = message_factory.GetMessageClass(walker.message([0]))
+        message = Customer(name="Ann", nick="Nn", tags=["a", "b"], age=42)
+        message.attrs["k"] = "v"
+        expected = Customer()
+        expected.CopyFrom(message)
+        protect(self.vault, message, self.PATHS, deterministic=True)
+        value = frame(schema_id, message.SerializeToString(), [0])
+        yield "protobuf", value, lambda o: ProtectedFieldsDeserializer(ProtobufDeserializer(Customer, {}), o), \
+            expected
+
+    def test_the_three_formats_select_the_same_fields(self):
+        for fmt, value, reader, expected in self.formats():
+            for options in self.SELECTIONS:
+                self.vault.batches.clear()
+                self.assertEqual(reader(self.opener(deterministic=True, **options))(value, CTX), expected,
+                                 (fmt, options))
+                self.assertEqual(self.vault.batches, [("customers", [p.encode() for p in self.PATHS])],
+                                 (fmt, options))
+
+    def test_the_three_formats_refuse_the_same_fields(self):
+        kinds = {
+            "avro": {"record": {"type": "record", "name": "In", "fields": [{"name": "s", "type": "string"}]},
+                     "ints": {"type": "array", "items": "int"},
+                     "records": {"type": "map", "values": {"type": "record", "name": "In",
+                                                           "fields": [{"name": "s", "type": "string"}]}}},
+            "json": {"record": {"type": "object", "properties": {"s": {"type": "string"}}},
+                     "ints": {"type": "array", "items": {"type": "integer"}},
+                     "records": {"type": "object", "additionalProperties": {
+                         "type": "object", "properties": {"s": {"type": "string"}}}}},
+            "protobuf": {"record": "In", "ints": "repeated int32", "records": "map<string, In>"},
+        }
+        values = {"record": {"s": "a"}, "ints": [1], "records": {"k": {"s": "a"}}}
+        for kind, value in values.items():
+            for options in [{}, {"tags": [], "fields": ["/x"]}]:
+                # Avro and Protobuf: a schema error; JSON Schema: refused (the value decides
+                # where the schema makes the field no string nor array or map of them).
+                ctx = SerializationContext(f"avro-{kind}", MessageField.VALUE)
+                schema = {"type": "record", "name": "R", "fields": [
+                    {"name": "x", "type": kinds["avro"][kind], "confluent:tags": ["PII"]}]}
+                body = AvroSerializer(self.registry, json.dumps(schema), conf=SERDE)({"x": value}, ctx)
+                self.assertFieldError("schema", lambda: ProtectedFieldsDeserializer(
+                    AvroDeserializer(self.registry), self.opener(**options))(body, ctx))
+                ctx = SerializationContext(f"json-{kind}", MessageField.VALUE)
+                schema = {"type": "object", "properties": {
+                    "x": {"confluent:tags": ["PII"], "allOf": [kinds["json"][kind]]}}}
+                body = JSONSerializer(json.dumps(schema), self.registry, conf=SERDE)({"x": value}, ctx)
+                self.assertRaises(FieldError, lambda: ProtectedFieldsDeserializer(
+                    JSONDeserializer(None, schema_registry_client=self.registry), self.opener(**options))(body, ctx))
+                text = ('syntax = "proto3";\nimport "confluent/meta.proto";\n'
+                        f'message R {{ {kinds["protobuf"][kind]} x = 1 [(confluent.field_meta).tags = "PII"]; }}\n'
+                        'message In { string s = 1; }\n')
+                schema_id = Protobuf.register_text(self, f"proto-{kind}", text)
+                R = message_factory.GetMessageClass(
+                    ProtobufWalker(schema_id, text, [], self.opener().selection).message([0]))
+                message = R()
+                if kind == "record":
+                    message.x.s = "a"
+                elif kind == "ints":
+                    message.x.append(1)
+                else:
+                    message.x["k"].s = "a"
+                body = frame(schema_id, message.SerializeToString(), [0])
+                self.assertFieldError("schema", lambda: ProtectedFieldsDeserializer(
+                    ProtobufDeserializer(R, {}), self.opener(**options))(body, CTX))
 
 
 class OpenFile(Base):
