@@ -203,6 +203,11 @@ class SchemaFieldsAvroTest {
         SchemaFieldsReader reader = reader(SchemaFieldsOptions.tagged("customers").withFields("/attributes/*")
                 .deterministic(true));
         assertEquals(plain, reader.open(value).value());
+        // A path to the map selects each of its values, as a path to the values does.
+        OpenedRecord whole = reader(SchemaFieldsOptions.tagged("customers").withFields("/attributes")
+                .deterministic(true)).open(value);
+        assertEquals(plain, whole.value());
+        assertEquals(8, whole.fields());
         // The same value in the same place: the same ciphertext (convergent, context = path).
         assertEquals(protect(plain, true, true), protectedOne);
         // Without deterministic the contexts are missing: Vault (the fake) refuses.
@@ -278,20 +283,228 @@ class SchemaFieldsAvroTest {
         SchemaFieldsException e = assertThrows(SchemaFieldsException.class, () -> reader.open(frame(3, new byte[] {0})));
         assertEquals(Reason.SCHEMA, e.reason());
         assertEquals("schema id 3: field /customer/age is tagged PII but is a union of null, int; only string and "
-                + "bytes fields can be protected", e.getMessage());
+                + "bytes fields, and arrays and maps of them, can be protected", e.getMessage());
         // Another tag selects nothing: the record reads as it is.
         SchemaFieldsReader other = new SchemaFieldsReader(SchemaFieldsTestSupport.source(3,
                 new RegisteredSchema(RegisteredSchema.Type.AVRO, schema)), transit, SchemaFieldsOptions.tagged("k", "PHI"));
         assertEquals(0, other.open(frame(3, new byte[] {0})).fields());
         assertEquals(0, other.vaultRequests());
-        // A tagged array is not protected as a whole either.
-        String array = """
+        // A tagged record is not protected as a whole, nor an array or a map of anything but
+        // strings and bytes (nor a union holding one).
+        for (String[] typeAndDescribed : new String[][] {
+                {"{\"type\": \"record\", \"name\": \"In\", \"fields\": [{\"name\": \"s\", \"type\": \"string\"}]}",
+                    "record In"},
+                {"{\"type\": \"array\", \"items\": {\"type\": \"record\", \"name\": \"In\", \"fields\": []}}",
+                    "an array of record In"},
+                {"{\"type\": \"array\", \"items\": \"int\"}", "an array of int"},
+                {"{\"type\": \"array\", \"items\": {\"type\": \"array\", \"items\": \"string\"}}",
+                    "an array of an array of string"},
+                {"{\"type\": \"map\", \"values\": [\"null\", \"string\", \"long\"]}",
+                    "a map of a union of null, string, long"},
+                {"[\"null\", {\"type\": \"array\", \"items\": \"int\"}]", "a union of null, an array of int"},
+                {"[\"null\", \"string\", {\"type\": \"record\", \"name\": \"In\", \"fields\": []}]",
+                    "a union of null, string, record In"},
+                {"{\"type\": \"enum\", \"name\": \"E\", \"symbols\": [\"A\"]}", "enum E"},
+                {"\"null\"", "null"}}) {
+            String tagged = "{\"type\": \"record\", \"name\": \"R\", \"fields\": [{\"name\": \"x\", \"type\": "
+                    + typeAndDescribed[0] + ", \"confluent:tags\": [\"PII\"]}]}";
+            SchemaFieldsException refused = assertThrows(SchemaFieldsException.class,
+                    () -> reader(4, tagged, SchemaFieldsOptions.tagged("k")).open(frame(4, new byte[] {0})));
+            assertEquals(Reason.SCHEMA, refused.reason());
+            assertEquals("schema id 4: field /x is tagged PII but is " + typeAndDescribed[1] + "; only string and "
+                    + "bytes fields, and arrays and maps of them, can be protected", refused.getMessage());
+        }
+    }
+
+    SchemaFieldsReader reader(int id, String schema, SchemaFieldsOptions options) {
+        return new SchemaFieldsReader(SchemaFieldsTestSupport.source(id, new RegisteredSchema(
+                RegisteredSchema.Type.AVRO, schema)), transit, options);
+    }
+
+    static SchemaFieldsOptions byPaths(String key, String... paths) {
+        return new SchemaFieldsOptions(key, List.of(), List.of(paths), false, null, false);
+    }
+
+    /** Tagged arrays and maps of strings and bytes, and a nullable array of nullable strings. */
+    static final String COLLECTIONS = """
+            {"type": "record", "name": "R", "fields": [
+              {"name": "tags", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]},
+              {"name": "attrs", "type": {"type": "map", "values": "bytes"}, "confluent:tags": ["PII"]},
+              {"name": "notes", "type": ["null", {"type": "array", "items": ["null", "string"]}],
+               "confluent:tags": ["PII"]},
+              {"name": "n", "type": "int"}]}""";
+    static final Schema COLLECTIONS_SCHEMA = new Schema.Parser().parse(COLLECTIONS);
+
+    static GenericRecord collections(List<String> tags, Map<String, byte[]> attrs, List<String> notes) {
+        GenericRecord r = new GenericData.Record(COLLECTIONS_SCHEMA);
+        r.put("tags", new GenericData.Array<>(COLLECTIONS_SCHEMA.getField("tags").schema(),
+                tags.stream().map(Utf8::new).toList()));
+        Map<Utf8, ByteBuffer> map = new LinkedHashMap<>();
+        attrs.forEach((k, v) -> map.put(new Utf8(k), ByteBuffer.wrap(v)));
+        r.put("attrs", map);
+        if (notes != null) {
+            List<Utf8> list = new ArrayList<>();
+            notes.forEach(note -> list.add(note == null ? null : new Utf8(note)));
+            r.put("notes", new GenericData.Array<>(COLLECTIONS_SCHEMA.getField("notes").schema().getTypes().get(1),
+                    list));
+        }
+        r.put("n", 7);
+        return r;
+    }
+
+    @Test
+    void aTagOnAnArrayOrMapOfStringsOrBytesProtectsEachElementOrValueAtItsLocatedPath() {
+        Map<String, byte[]> attrs = new LinkedHashMap<>();
+        attrs.put("k/1", new byte[] {(byte) 0xff});
+        attrs.put("k2", new byte[0]);
+        GenericRecord plain = collections(List.of("a", "b"), attrs, java.util.Arrays.asList("n0", null, "n2"));
+        // Protected as the runner does it, deterministically: each element and value under its
+        // located path (RFC 6901), the map keys in clear, null elements left null.
+        Map<String, byte[]> sealedAttrs = new LinkedHashMap<>();
+        sealedAttrs.put("k/1", seal("k", new byte[] {(byte) 0xff}, "/attrs/k~11", true).getBytes(StandardCharsets.UTF_8));
+        sealedAttrs.put("k2", seal("k", new byte[0], "/attrs/k2", true).getBytes(StandardCharsets.UTF_8));
+        GenericRecord sealed = collections(
+                List.of(seal("k", bytes("a"), "/tags/0", true), seal("k", bytes("b"), "/tags/1", true)), sealedAttrs,
+                java.util.Arrays.asList(seal("k", bytes("n0"), "/notes/0", true), null,
+                        seal("k", bytes("n2"), "/notes/2", true)));
+        byte[] value = frame(4, avro(COLLECTIONS_SCHEMA, sealed));
+        // The tags, configured paths to the fields, and paths to their elements all select the same.
+        for (SchemaFieldsOptions options : List.of(SchemaFieldsOptions.tagged("k"),
+                byPaths("k", "/tags", "/attrs", "/notes"), byPaths("k", "/tags/*", "/attrs/*", "/notes/*"))) {
+            SchemaFieldsReader reader = reader(4, COLLECTIONS, options.deterministic(true));
+            OpenedRecord opened = reader.open(value);
+            assertEquals(6, opened.fields(), options.toString());
+            assertEquals(plain, opened.value(), options.toString());
+            assertEquals(1, reader.vaultRequests());
+        }
+        // Another element's ciphertext moved in: it opens only at its own path.
+        GenericRecord moved = GenericData.get().deepCopy(COLLECTIONS_SCHEMA, sealed);
+        @SuppressWarnings("unchecked")
+        List<Object> tags = (List<Object>) moved.get("tags");
+        tags.set(0, tags.get(1));
+        SchemaFieldsException e = assertThrows(SchemaFieldsException.class, () -> reader(4, COLLECTIONS,
+                SchemaFieldsOptions.tagged("k").deterministic(true)).open(frame(4, avro(COLLECTIONS_SCHEMA, moved))));
+        assertEquals(Reason.VAULT, e.reason());
+        assertTrue(e.getMessage().contains("/tags/*"), e.getMessage());
+        // An element in clear is refused, never returned.
+        GenericRecord clear = GenericData.get().deepCopy(COLLECTIONS_SCHEMA, sealed);
+        @SuppressWarnings("unchecked")
+        List<Object> notes = (List<Object>) clear.get("notes");
+        notes.set(2, new Utf8("n2"));
+        assertEquals(Reason.NOT_CIPHERTEXT, assertThrows(SchemaFieldsException.class, () -> reader(4, COLLECTIONS,
+                SchemaFieldsOptions.tagged("k").deterministic(true)).open(frame(4, avro(COLLECTIONS_SCHEMA, clear))))
+                .reason());
+        // Null and empty collections hold nothing to protect.
+        SchemaFieldsReader reader = reader(4, COLLECTIONS, SchemaFieldsOptions.tagged("k"));
+        GenericRecord empty = collections(List.of(), Map.of(), null);
+        OpenedRecord opened = reader.open(frame(4, avro(COLLECTIONS_SCHEMA, empty)));
+        assertEquals(0, opened.fields());
+        assertEquals(empty, opened.value());
+        // `*` selects every field: the int among them too.
+        assertEquals("schema id 4: field /n is selected by the path /* but is int; only string and bytes fields, "
+                + "and arrays and maps of them, can be protected", assertThrows(SchemaFieldsException.class,
+                () -> reader(4, COLLECTIONS, byPaths("k", "/*")).open(frame(4, avro(COLLECTIONS_SCHEMA, empty))))
+                .getMessage());
+    }
+
+    @Test
+    void aUnionMayHoldAStringOrAnArrayOfBytes() {
+        String either = """
+                {"type": "record", "name": "R", "fields": [{"name": "x", "type":
+                  ["null", "string", {"type": "array", "items": "bytes"}], "confluent:tags": ["PII"]}]}""";
+        Schema schema = new Schema.Parser().parse(either);
+        Schema union = schema.getField("x").schema();
+        SchemaFieldsReader reader = reader(4, either, SchemaFieldsOptions.tagged("k").deterministic(true));
+        GenericRecord none = new GenericData.Record(schema);
+        assertEquals(0, reader.open(frame(4, avro(schema, none))).fields());
+        GenericRecord text = new GenericData.Record(schema);
+        text.put("x", new Utf8(seal("k", bytes("s"), "/x", true)));
+        OpenedRecord opened = reader.open(frame(4, avro(schema, text)));
+        assertEquals(new Utf8("s"), ((GenericRecord) opened.value()).get("x"));
+        GenericRecord array = new GenericData.Record(schema);
+        array.put("x", new GenericData.Array<>(union.getTypes().get(2), List.of(
+                ByteBuffer.wrap(seal("k", bytes("a"), "/x/0", true).getBytes(StandardCharsets.UTF_8)),
+                ByteBuffer.wrap(seal("k", new byte[0], "/x/1", true).getBytes(StandardCharsets.UTF_8)))));
+        opened = reader.open(frame(4, avro(schema, array)));
+        assertEquals(2, opened.fields());
+        assertEquals(List.of(ByteBuffer.wrap(bytes("a")), ByteBuffer.wrap(new byte[0])),
+                ((GenericRecord) opened.value()).get("x"));
+    }
+
+    @Test
+    void aStringOrBytesWithALogicalTypeIsRefusedForEveryRecordOfTheSchema() {
+        String uuid = field("{\"type\": \"string\", \"logicalType\": \"uuid\"}");
+        byte[] value = frame(4, new byte[] {0});
+        SchemaFieldsException e = assertThrows(SchemaFieldsException.class,
+                () -> reader(4, uuid, SchemaFieldsOptions.tagged("k")).open(value));
+        assertEquals(Reason.SCHEMA, e.reason());
+        assertEquals("schema id 4: field /x is tagged PII but is string (logical type uuid): a ciphertext is not a "
+                + "valid uuid, so consumers would fail to read the record; remove the tag or the logical type",
+                e.getMessage());
+        e = assertThrows(SchemaFieldsException.class, () -> reader(4, uuid, byPaths("k", "/x")).open(value));
+        assertEquals(Reason.SCHEMA, e.reason());
+        assertEquals("schema id 4: field /x is selected by the path /x but is string (logical type uuid): a "
+                + "ciphertext is not a valid uuid, so consumers would fail to read the record; remove the path or the "
+                + "logical type", e.getMessage());
+        // Not selected: no error.
+        assertEquals(0, reader(4, uuid, SchemaFieldsOptions.tagged("k", "PHI")).open(frame(4, new byte[] {0x02, 0x30}))
+                .fields());
+        for (String[] typeAndWhat : new String[][] {
+                {"{\"type\": \"bytes\", \"logicalType\": \"decimal\", \"precision\": 9, \"scale\": 2}",
+                    "is bytes (logical type decimal): a ciphertext is not a valid decimal"},
+                {"{\"type\": \"string\", \"logicalType\": \"acme-iban\"}",
+                    "is string (logical type acme-iban): a ciphertext is not a valid acme-iban"},
+                {"[\"null\", {\"type\": \"string\", \"logicalType\": \"uuid\"}]",
+                    "is a union of null, string (logical type uuid): a ciphertext is not a valid uuid"},
+                {"{\"type\": \"array\", \"items\": {\"type\": \"string\", \"logicalType\": \"uuid\"}}",
+                    "is an array of string (logical type uuid): a ciphertext is not a valid uuid"},
+                {"[\"null\", {\"type\": \"map\", \"values\": [\"null\", {\"type\": \"bytes\", "
+                    + "\"logicalType\": \"decimal\", \"precision\": 4}]}]",
+                    "is a union of null, a map of a union of null, bytes (logical type decimal): a ciphertext is not "
+                    + "a valid decimal"}}) {
+            e = assertThrows(SchemaFieldsException.class,
+                    () -> reader(4, field(typeAndWhat[0]), SchemaFieldsOptions.tagged("k")).open(value));
+            assertEquals(Reason.SCHEMA, e.reason());
+            assertTrue(e.getMessage().contains(typeAndWhat[1]), e.getMessage());
+        }
+        // Selected by a path through an array.
+        String ids = """
                 {"type": "record", "name": "R", "fields": [
-                  {"name": "aliases", "type": {"type": "array", "items": "string"}, "confluent:tags": ["PII"]}]}""";
-        SchemaFieldsReader arrays = new SchemaFieldsReader(SchemaFieldsTestSupport.source(4,
-                new RegisteredSchema(RegisteredSchema.Type.AVRO, array)), transit, SchemaFieldsOptions.tagged("k"));
-        assertTrue(assertThrows(SchemaFieldsException.class, () -> arrays.open(frame(4, new byte[] {0})))
-                .getMessage().contains("but is an array"));
+                  {"name": "ids", "type": {"type": "array", "items": {"type": "string", "logicalType": "uuid"}}}]}""";
+        e = assertThrows(SchemaFieldsException.class, () -> reader(4, ids, byPaths("k", "/ids/*")).open(value));
+        assertEquals(Reason.SCHEMA, e.reason());
+        assertTrue(e.getMessage().startsWith("schema id 4: field /ids/* is selected by the path /ids/* but is string "
+                + "(logical type uuid)"), e.getMessage());
+        // A logicalType that is not a name is no logical type (as for Avro itself): protected.
+        String named = field("{\"type\": \"string\", \"logicalType\": 7}");
+        Schema schema = new Schema.Parser().parse(named);
+        GenericRecord sealed = new GenericData.Record(schema);
+        sealed.put("x", new Utf8(seal("k", bytes("Ann"), "/x", false)));
+        OpenedRecord opened = reader(4, named, SchemaFieldsOptions.tagged("k")).open(frame(4, avro(schema, sealed)));
+        assertEquals(new Utf8("Ann"), ((GenericRecord) opened.value()).get("x"));
+        // Logical types on other types, and on fields not selected, are read as they are.
+        String other = """
+                {"type": "record", "name": "R", "fields": [
+                  {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+                  {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+                  {"name": "name", "type": "string", "confluent:tags": ["PII"]}]}""";
+        Schema otherSchema = new Schema.Parser().parse(other);
+        GenericRecord r = new GenericData.Record(otherSchema);
+        r.put("id", new Utf8("6f1c3e1a-0000-4000-8000-000000000000"));
+        r.put("at", 1_700_000_000_000L);
+        r.put("name", new Utf8(seal("k", bytes("Ann"), "/name", false)));
+        opened = reader(4, other, SchemaFieldsOptions.tagged("k")).open(frame(4, avro(otherSchema, r)));
+        assertEquals(1, opened.fields());
+        assertEquals(new Utf8("Ann"), ((GenericRecord) opened.value()).get("name"));
+    }
+
+    static String field(String type) {
+        return "{\"type\": \"record\", \"name\": \"R\", \"fields\": [{\"name\": \"x\", \"type\": " + type
+                + ", \"confluent:tags\": [\"PII\"]}]}";
+    }
+
+    static byte[] bytes(String text) {
+        return text.getBytes(StandardCharsets.UTF_8);
     }
 
     @Test

@@ -30,10 +30,14 @@ import io.kafkatransit.client.schema.Selection.Step;
  * Avro records (the binary encoding) read with Apache Avro's {@link GenericDatumReader} into
  * {@link GenericRecord}s (strings as {@link Utf8}, bytes as {@link ByteBuffer}, no logical
  * type conversions). A selected field must be a string, bytes, or a union of null with
- * them; a tagged record, array, map or other type is a schema error, as for the runner.
+ * them, or an array or map of those (each element or value is then protected, located at
+ * {@code /tags/0}, {@code /attrs/<map key>}), or a union of null with any of these; a
+ * tagged record, enum, array or map of anything else, or a string or bytes with a
+ * {@code logicalType}, is a schema error, as for the runner.
  */
 final class AvroSchema extends ParsedSchema {
     private static final String TAGS = "confluent:tags";
+    private static final String LOGICAL_TYPE = "logicalType";
     private final Schema schema;
     private final Selection selection;
     /** The types from which a field carrying a selected tag can be reached. */
@@ -151,18 +155,125 @@ final class AvroSchema extends ParsedSchema {
         }
     }
 
-    private void protectable(Schema s, List<Step> path, List<String> tags) {
-        boolean ok = switch (s.getType()) {
-            case STRING, BYTES -> true;
-            case UNION -> s.getTypes().stream().allMatch(b -> b.getType() == Schema.Type.NULL
-                    || b.getType() == Schema.Type.STRING || b.getType() == Schema.Type.BYTES)
-                    && s.getTypes().stream().anyMatch(b -> b.getType() != Schema.Type.NULL);
-            default -> false;
-        };
-        if (!ok) {
-            throw schemaError("field " + Selection.render(path) + " is " + selection.why(path, tags) + " but is "
-                    + describe(s) + "; only string and bytes fields can be protected");
+    /**
+     * Whether a type fits a ciphertext: {@code protectable}, or not, and then perhaps because
+     * it is (or holds) a string or bytes with {@code logicalType}.
+     */
+    private record Fit(boolean protectable, String logicalType) {
+        static final Fit YES = new Fit(true, null);
+        static final Fit NO = new Fit(false, null);
+    }
+
+    /** A string's or bytes' logical type (only a name counts, as for Avro itself), or null. */
+    private static String logicalType(Schema s) {
+        return s.getType() == Schema.Type.STRING || s.getType() == Schema.Type.BYTES ? s.getProp(LOGICAL_TYPE) : null;
+    }
+
+    /** A string or bytes without a logical type, or a union of them with null. */
+    private static Fit leaf(Schema s) {
+        switch (s.getType()) {
+            case STRING, BYTES -> {
+                String logical = logicalType(s);
+                return logical == null ? Fit.YES : new Fit(false, logical);
+            }
+            case UNION -> {
+                boolean any = false;
+                for (Schema branch : s.getTypes()) {
+                    switch (branch.getType()) {
+                        case NULL -> {
+                        }
+                        case STRING, BYTES -> {
+                            String logical = logicalType(branch);
+                            if (logical != null) {
+                                return new Fit(false, logical);
+                            }
+                            any = true;
+                        }
+                        default -> {
+                            return Fit.NO;
+                        }
+                    }
+                }
+                return any ? Fit.YES : Fit.NO;
+            }
+            default -> {
+                return Fit.NO;
+            }
         }
+    }
+
+    /** An array or map whose items or values are a {@link #leaf}. */
+    private static Fit collection(Schema s) {
+        return switch (s.getType()) {
+            case ARRAY -> leaf(s.getElementType());
+            case MAP -> leaf(s.getValueType());
+            default -> Fit.NO;
+        };
+    }
+
+    /**
+     * A selected field of type {@code s}: a string or bytes, or a union of them with null,
+     * is protected; so is each element of an array and each value of a map of those (as a
+     * Protobuf tag on a {@code repeated string} protects each element), and a union with null
+     * may hold such arrays and maps too. Anything else is refused, and so is a string or bytes
+     * with a logical type, which a ciphertext does not fit. The same rules as the runner's.
+     */
+    private void protectable(Schema s, List<Step> path, List<String> tags) {
+        Fit fit = leaf(s);
+        if (fit.protectable()) {
+            return;
+        }
+        if (fit.logicalType() != null) {
+            throw logicalTypeError(s, path, tags, fit.logicalType());
+        }
+        switch (s.getType()) {
+            case ARRAY, MAP -> fit = collection(s);
+            case UNION -> {
+                boolean any = false;
+                for (Schema branch : s.getTypes()) {
+                    if (branch.getType() == Schema.Type.NULL) {
+                        continue;
+                    }
+                    Fit one = leaf(branch);
+                    if (!one.protectable() && one.logicalType() == null) {
+                        one = collection(branch);
+                    }
+                    if (one.logicalType() != null) {
+                        throw logicalTypeError(s, path, tags, one.logicalType());
+                    }
+                    if (!one.protectable()) {
+                        throw notProtectable(s, path, tags);
+                    }
+                    any = true;
+                }
+                fit = any ? Fit.YES : Fit.NO;
+            }
+            default -> {
+            }
+        }
+        if (fit.logicalType() != null) {
+            throw logicalTypeError(s, path, tags, fit.logicalType());
+        }
+        if (!fit.protectable()) {
+            throw notProtectable(s, path, tags);
+        }
+    }
+
+    private SchemaFieldsException notProtectable(Schema s, List<Step> path, List<String> tags) {
+        return schemaError("field " + Selection.render(path) + " is " + selection.why(path, tags) + " but is "
+                + describe(s) + "; only string and bytes fields, and arrays and maps of them, can be protected");
+    }
+
+    /**
+     * A selected field is (or holds) a string or bytes of logical type {@code logical}: a
+     * ciphertext is not one, and a reader that converts logical types (into a UUID, a decimal
+     * number) would fail on it, or read another value.
+     */
+    private SchemaFieldsException logicalTypeError(Schema s, List<Step> path, List<String> tags, String logical) {
+        return schemaError("field " + Selection.render(path) + " is " + selection.why(path, tags) + " but is "
+                + describe(s) + ": a ciphertext is not a valid " + logical + ", so consumers would fail to read the "
+                + "record; remove " + (selection.selectingTag(tags) != null ? "the tag" : "the path")
+                + " or the logical type");
     }
 
     private static String describe(Schema s) {
@@ -170,9 +281,11 @@ final class AvroSchema extends ParsedSchema {
             case RECORD -> "record " + s.getName();
             case ENUM -> "enum " + s.getName();
             case FIXED -> "fixed " + s.getName();
-            case ARRAY -> "an array";
-            case MAP -> "a map";
+            case ARRAY -> "an array of " + describe(s.getElementType());
+            case MAP -> "a map of " + describe(s.getValueType());
             case UNION -> "a union of " + s.getTypes().stream().map(AvroSchema::describe).collect(Collectors.joining(", "));
+            case STRING, BYTES -> s.getType().getName()
+                    + (logicalType(s) == null ? "" : " (logical type " + logicalType(s) + ")");
             default -> s.getType().getName();
         };
     }
@@ -211,7 +324,7 @@ final class AvroSchema extends ParsedSchema {
                     String where = Selection.child(at, field.name());
                     Object v = record.get(field.pos());
                     if (selection.selects(step, tags(field))) {
-                        protect(v, step, where, out, p -> record.put(field.pos(), p));
+                        protectSelected(v, field.schema(), step, where, out, p -> record.put(field.pos(), p));
                     } else {
                         walk(v, field.schema(), step, where, out);
                     }
@@ -226,7 +339,7 @@ final class AvroSchema extends ParsedSchema {
                     String where = at + "/" + i;
                     int index = i;
                     if (selected) {
-                        protect(list.get(i), step, where, out, p -> list.set(index, p));
+                        protectSelected(list.get(i), s.getElementType(), step, where, out, p -> list.set(index, p));
                     } else {
                         walk(list.get(i), s.getElementType(), step, where, out);
                     }
@@ -240,7 +353,7 @@ final class AvroSchema extends ParsedSchema {
                 for (Map.Entry<Object, Object> entry : map.entrySet()) {
                     String where = Selection.child(at, entry.getKey().toString());
                     if (selected) {
-                        protect(entry.getValue(), step, where, out, entry::setValue);
+                        protectSelected(entry.getValue(), s.getValueType(), step, where, out, entry::setValue);
                     } else {
                         walk(entry.getValue(), s.getValueType(), step, where, out);
                     }
@@ -253,6 +366,47 @@ final class AvroSchema extends ParsedSchema {
 
     private interface Setter {
         void set(Object value);
+    }
+
+    /**
+     * A selected field's value of type {@code s} (checked by {@link #protectable}): a string or
+     * bytes is protected; an array's elements and a map's values each are, at their located
+     * paths ({@code /tags/0}, {@code /attrs/<map key>}), the map keys staying in clear.
+     */
+    private static void protectSelected(Object value, Schema s, List<Step> path, String at, Located out,
+                                        Setter setter) {
+        if (value == null) {
+            return;
+        }
+        switch (s.getType()) {
+            case UNION -> protectSelected(value, s.getTypes().get(GenericData.get().resolveUnion(s, value)), path, at,
+                    out, setter);
+            case ARRAY -> {
+                if (!(value instanceof List<?>)) {
+                    throw decodeError("field " + Selection.render(path) + " holds no array");
+                }
+                @SuppressWarnings("unchecked")
+                List<Object> list = (List<Object>) value;
+                List<Step> step = Selection.plus(path, Step.ELEMENT);
+                for (int i = 0; i < list.size(); i++) {
+                    int index = i;
+                    protect(list.get(i), step, at + "/" + i, out, p -> list.set(index, p));
+                }
+            }
+            case MAP -> {
+                if (!(value instanceof Map<?, ?>)) {
+                    throw decodeError("field " + Selection.render(path) + " holds no map");
+                }
+                @SuppressWarnings("unchecked")
+                Map<Object, Object> map = (Map<Object, Object>) value;
+                List<Step> step = Selection.plus(path, Step.MAP_VALUE);
+                for (Map.Entry<Object, Object> entry : map.entrySet()) {
+                    protect(entry.getValue(), step, Selection.child(at, entry.getKey().toString()), out,
+                            entry::setValue);
+                }
+            }
+            default -> protect(value, path, at, out, setter);
+        }
     }
 
     private static void protect(Object value, List<Step> path, String at, Located out, Setter setter) {

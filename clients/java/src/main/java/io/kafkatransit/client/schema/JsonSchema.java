@@ -12,8 +12,10 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
+import java.util.stream.Collectors;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadFeature;
@@ -38,7 +40,13 @@ import io.kafkatransit.client.schema.Selection.Step;
  * {@code additionalProperties} and {@code unevaluatedProperties}; elements by
  * {@code items} (schema or draft 7 array), {@code prefixItems}, {@code additionalItems},
  * {@code contains} and {@code unevaluatedItems}. A selected field's schemas must make it a
- * string (or null); {@code $dynamicRef} and {@code $recursiveRef} are refused.
+ * string (or null) with none of the keywords a ciphertext may fail ({@code pattern},
+ * {@code maxLength}, {@code format}, {@code enum}, {@code const}, {@code contentEncoding},
+ * {@code contentMediaType}), or an array of such strings ({@code items}) or a map of them (an
+ * object with no {@code properties}, its {@code additionalProperties} such strings), whose
+ * every element or value is then selected ({@code /tags/0}, {@code /attrs/<member name>});
+ * anything else is a schema error, as for the runner. {@code $dynamicRef} and
+ * {@code $recursiveRef} are refused.
  */
 final class JsonSchema extends ParsedSchema {
     static final JsonMapper MAPPER = JsonMapper.builder()
@@ -50,6 +58,16 @@ final class JsonSchema extends ParsedSchema {
             .build();
     private static final String TAGS = "confluent:tags";
     private static final int MAX_DEPTH = 128;
+    /**
+     * The keywords that constrain a string in a way its ciphertext ({@code vault:v1:<base64>})
+     * may not satisfy: a consumer validating a record whose field is protected would refuse it.
+     * ({@code minLength} is no such keyword: a ciphertext is longer than its plaintext.)
+     */
+    private static final List<String> STRING_CONSTRAINTS = List.of("pattern", "maxLength", "format", "enum", "const",
+            "contentEncoding", "contentMediaType");
+
+    /** What a selected place is: a string, or an array or map of strings, each element or value selected. */
+    private enum Selected { STRING, ARRAY, MAP }
 
     /** A schema document: its root, its base URI ($id), the name it is referenced by. */
     private record Doc(String name, JsonNode root, URI base) {
@@ -262,28 +280,211 @@ final class JsonSchema extends ParsedSchema {
         return null;
     }
 
-    /** A selected place's schemas must make it a string (or null). */
-    private void checkString(List<Sub> subs, String at, String why) {
-        Set<String> types = new LinkedHashSet<>();
-        for (Sub sub : subs) {
-            JsonNode type = sub.node().get("type");
-            if (type != null && type.isTextual()) {
-                types.add(type.asText());
-            } else if (type != null && type.isArray()) {
-                type.forEach(t -> types.add(t.asText()));
-            }
+    /** A schema's {@code type}, as a set; null if it has none. */
+    private static Set<String> types(JsonNode schema) {
+        JsonNode type = schema.get("type");
+        if (type != null && type.isTextual()) {
+            return Set.of(type.asText());
         }
-        if (types.isEmpty()) {
-            throw schemaError("field " + at + " is selected (" + why + ") but its schema gives it no type; only string "
-                    + "fields can be protected, so it must say \"type\": \"string\"");
+        if (type != null && type.isArray()) {
+            Set<String> types = new LinkedHashSet<>();
+            type.forEach(t -> types.add(t.asText()));
+            return types;
         }
-        if (!types.contains("string") || !Set.of("string", "null").containsAll(types)) {
-            throw schemaError("field " + at + " is selected (" + why + ") but its schema type is " + types
-                    + "; only string fields can be protected");
-        }
+        return null;
     }
 
-    /** Every subschema tagged with a selected tag must make its field a string: checked once per schema. */
+    /** The union of the types the schemas give (empty if none gives one). */
+    private static Set<String> types(List<Sub> subs) {
+        Set<String> types = new TreeSet<>();
+        for (Sub sub : subs) {
+            Set<String> one = types(sub.node());
+            if (one != null) {
+                types.addAll(one);
+            }
+        }
+        return types;
+    }
+
+    /** Types for reasons, as the runner shows them: {@code integer}, {@code ["number", "string"]}. */
+    private static String describe(Set<String> types) {
+        List<String> order = List.of("null", "boolean", "object", "array", "number", "integer", "string");
+        List<String> names = new ArrayList<>();
+        for (String name : order) {
+            if (types.contains(name)) {
+                names.add(name);
+            }
+        }
+        for (String name : types) {
+            if (!order.contains(name)) {
+                names.add(name);
+            }
+        }
+        return names.size() == 1 ? names.get(0)
+                : names.stream().map(n -> "\"" + n + "\"").collect(Collectors.joining(", ", "[", "]"));
+    }
+
+    /**
+     * What a selected place is, its schemas {@code subs} (closed): a string (or null) that a
+     * ciphertext can replace, or else an array or map of such strings (or null).
+     *
+     * @param at the place, for reasons
+     * @param elementsAt its elements or values, for reasons
+     * @throws SchemaFieldsException {@code SCHEMA} for anything else
+     */
+    private Selected selected(List<Sub> subs, String at, String elementsAt, String why) {
+        String notString = stringProblem(subs, at, why);
+        if (notString == null) {
+            return Selected.STRING;
+        }
+        Selected collection = collection(subs, at, elementsAt, why);
+        if (collection == null) {
+            throw schemaError(notString);
+        }
+        return collection;
+    }
+
+    /** Why a selected place's schemas do not make it a string (or null) a ciphertext can replace; null if they do. */
+    private String stringProblem(List<Sub> subs, String at, String why) {
+        Set<String> types = types(subs);
+        if (types.isEmpty()) {
+            return "field " + at + " is selected (" + why + ") but its schema gives it no type; only string fields, "
+                    + "and arrays and maps of them, can be protected, so it must say \"type\": \"string\"";
+        }
+        if (!types.contains("string") || !Set.of("string", "null").containsAll(types)) {
+            return "field " + at + " is selected (" + why + ") but its schema type is " + describe(types)
+                    + "; only string fields, and arrays and maps of them, can be protected";
+        }
+        // A constraint of a schema that allows no string (the null branch of a oneOf)
+        // constrains no ciphertext.
+        for (Sub sub : subs) {
+            Set<String> own = types(sub.node());
+            if (own != null && !own.contains("string")) {
+                continue;
+            }
+            for (String keyword : STRING_CONSTRAINTS) {
+                if (sub.node().has(keyword)) {
+                    return "field " + at + " is selected (" + why + ") but its schema has `" + keyword + "` ("
+                            + where(sub.node()) + "): a ciphertext may not satisfy it, so consumers that validate "
+                            + "records would refuse the record; remove " + (why.startsWith("tagged") ? "the tag"
+                            : "the path") + " or `" + keyword + "`";
+                }
+            }
+        }
+        return null;
+    }
+
+    /**
+     * A selected array of strings ({@code "type": "array"} whose {@code items} are strings),
+     * or map of strings ({@code "type": "object"} with no {@code properties}, whose
+     * {@code additionalProperties} and any {@code patternProperties} are strings), either
+     * perhaps null: each element or value is selected, as a Protobuf tag on a
+     * {@code repeated string} field selects each element. Null if the schemas do not make the
+     * place an array or such an object.
+     *
+     * @throws SchemaFieldsException {@code SCHEMA} if its elements or values are not strings a ciphertext can replace
+     */
+    private Selected collection(List<Sub> subs, String at, String elementsAt, String why) {
+        Set<String> types = types(subs);
+        Selected kind;
+        if (types.contains("array") && Set.of("array", "null").containsAll(types)) {
+            kind = Selected.ARRAY;
+        } else if (types.contains("object") && Set.of("object", "null").containsAll(types)
+                && subs.stream().allMatch(sub -> sub.node().path("properties").isEmpty())) {
+            kind = Selected.MAP;
+        } else {
+            return null;
+        }
+        // The schemas of the elements or values, and whether some items or
+        // additionalProperties describes those no other keyword does.
+        List<Sub> schemas = new ArrayList<>();
+        boolean described = false;
+        for (Sub sub : subs) {
+            JsonNode node = sub.node();
+            JsonNode rest;
+            if (kind == Selected.ARRAY) {
+                String restKeyword = "items";
+                JsonNode prefix = node.get("prefixItems");
+                JsonNode items = node.get("items");
+                if (prefix != null) {
+                    prefix.forEach(p -> schemas.add(new Sub(p, sub.doc())));
+                } else if (items != null && items.isArray()) {
+                    items.forEach(p -> schemas.add(new Sub(p, sub.doc())));
+                    restKeyword = "additionalItems";
+                }
+                rest = node.has(restKeyword) ? node.get(restKeyword) : node.get("unevaluatedItems");
+                if (node.get("contains") != null) {
+                    schemas.add(new Sub(node.get("contains"), sub.doc()));
+                }
+            } else {
+                for (Map.Entry<String, JsonNode> entry : node.path("patternProperties").properties()) {
+                    schemas.add(new Sub(entry.getValue(), sub.doc()));
+                }
+                rest = node.has("additionalProperties") ? node.get("additionalProperties")
+                        : node.get("unevaluatedProperties");
+            }
+            // A boolean schema (true: anything) describes no element.
+            if (rest != null && rest.isObject()) {
+                schemas.add(new Sub(rest, sub.doc()));
+                described = true;
+            }
+        }
+        if (!described) {
+            String what = kind == Selected.ARRAY ? "an array" : "an object";
+            String keyword = kind == Selected.ARRAY ? "items" : "additionalProperties";
+            throw schemaError("field " + at + " is selected (" + why + ") but is " + what + " whose schema ("
+                    + where(subs.get(0).node()) + ") has no `" + keyword + "` schema: only string fields, and arrays "
+                    + "and maps of them, can be protected, so it must say \"" + keyword + "\": {\"type\": \"string\"}");
+        }
+        String problem = stringProblem(closure(schemas), elementsAt, why);
+        if (problem != null) {
+            throw schemaError(problem);
+        }
+        return kind;
+    }
+
+    /** Where a subschema is, for reasons: {@code #/properties/ssn}, {@code customer.json#/$defs/Name}. */
+    private String where(JsonNode node) {
+        for (Doc doc : docs) {
+            String pointer = pointerTo(doc.root(), node, "", 0);
+            if (pointer != null) {
+                return doc.name() + "#" + pointer;
+            }
+        }
+        return "?";
+    }
+
+    private static String pointerTo(JsonNode from, JsonNode node, String pointer, int depth) {
+        if (from == node) {
+            return pointer;
+        }
+        if (depth > MAX_DEPTH || !from.isContainerNode()) {
+            return null;
+        }
+        if (from.isObject()) {
+            for (Map.Entry<String, JsonNode> entry : from.properties()) {
+                StringBuilder child = new StringBuilder(pointer);
+                Selection.token(child, entry.getKey());
+                String found = pointerTo(entry.getValue(), node, child.toString(), depth + 1);
+                if (found != null) {
+                    return found;
+                }
+            }
+        } else {
+            for (int i = 0; i < from.size(); i++) {
+                String found = pointerTo(from.get(i), node, pointer + "/" + i, depth + 1);
+                if (found != null) {
+                    return found;
+                }
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Every subschema tagged with a selected tag must make its field a string, or an array or
+     * map of strings, that a ciphertext can replace: checked once per schema.
+     */
     private void checkTagged() {
         for (Doc doc : docs) {
             checkTagged(doc.root(), doc, 0);
@@ -298,7 +499,8 @@ final class JsonSchema extends ParsedSchema {
             List<Sub> subs = closure(List.of(new Sub(node, doc)));
             String tag = selectingTag(List.of(new Sub(node, doc)));
             if (tag != null) {
-                checkString(subs, "(a subschema tagged " + tag + ")", "tagged " + tag);
+                selected(subs, "(a subschema tagged " + tag + ")",
+                        "(the elements or values of a subschema tagged " + tag + ")", "tagged " + tag);
             }
         }
         if (node.isObject()) {
@@ -355,19 +557,78 @@ final class JsonSchema extends ParsedSchema {
         String byPath = selection.selectingPath(path);
         if (tag != null || byPath != null) {
             String schemaPath = Selection.render(path);
-            checkString(all, schemaPath, tag != null ? "tagged " + tag : "selected by the path " + byPath);
+            String elementsPath = schemaPath.equals("/") ? "/*" : schemaPath + "/*";
+            Selected kind = selected(all, schemaPath, elementsPath,
+                    tag != null ? "tagged " + tag : "selected by the path " + byPath);
             if (value.isNull()) {
                 return;
             }
-            if (!value.isTextual()) {
-                throw decodeError("field " + schemaPath + " is selected but holds " + value.getNodeType().name()
-                        .toLowerCase(java.util.Locale.ROOT) + ", not a string");
+            switch (kind) {
+                case STRING -> {
+                    string(value, schemaPath);
+                    out.add(new Located.Found(at, schemaPath, false, value.textValue().getBytes(StandardCharsets.UTF_8)),
+                            setter::set);
+                }
+                case ARRAY -> {
+                    if (!(value instanceof ArrayNode array)) {
+                        throw decodeError("field " + schemaPath + " is selected for protection but holds "
+                                + kindOf(value) + ", not an array of strings");
+                    }
+                    for (int i = 0; i < array.size(); i++) {
+                        JsonNode element = array.get(i);
+                        if (element.isNull()) {
+                            continue;
+                        }
+                        string(element, elementsPath);
+                        int index = i;
+                        out.add(new Located.Found(at + "/" + i, elementsPath, false,
+                                element.textValue().getBytes(StandardCharsets.UTF_8)),
+                                p -> array.set(index, TextNode.valueOf(new String(p, StandardCharsets.UTF_8))));
+                    }
+                }
+                case MAP -> {
+                    if (!(value instanceof ObjectNode object)) {
+                        throw decodeError("field " + schemaPath + " is selected for protection but holds "
+                                + kindOf(value) + ", not an object of strings");
+                    }
+                    List<String> names = new ArrayList<>();
+                    object.fieldNames().forEachRemaining(names::add);
+                    for (String name : names) {
+                        JsonNode member = object.get(name);
+                        if (member.isNull()) {
+                            continue;
+                        }
+                        string(member, elementsPath);
+                        out.add(new Located.Found(Selection.child(at, name), elementsPath, false,
+                                member.textValue().getBytes(StandardCharsets.UTF_8)),
+                                p -> object.set(name, TextNode.valueOf(new String(p, StandardCharsets.UTF_8))));
+                    }
+                }
             }
-            out.add(new Located.Found(at, schemaPath, false, value.textValue().getBytes(StandardCharsets.UTF_8)),
-                    setter::set);
             return;
         }
         walk(value, all, path, at, out, depth + 1);
+    }
+
+    /** A selected value that must be a string: anything else is refused, never passed on. */
+    private static void string(JsonNode value, String schemaPath) {
+        if (!value.isTextual()) {
+            throw decodeError("field " + schemaPath + " is selected for protection but holds " + kindOf(value)
+                    + ", not a string");
+        }
+    }
+
+    /** What a value is, for reasons. */
+    private static String kindOf(JsonNode value) {
+        return switch (value.getNodeType()) {
+            case STRING -> "a string";
+            case OBJECT, POJO -> "an object";
+            case ARRAY -> "an array";
+            case BOOLEAN -> "a boolean";
+            case NULL -> "null";
+            case NUMBER -> "a number";
+            default -> value.getNodeType().name().toLowerCase(java.util.Locale.ROOT);
+        };
     }
 
     private void walk(JsonNode value, List<Sub> subs, List<Step> path, String at, Located out, int depth) {
