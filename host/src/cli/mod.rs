@@ -31,6 +31,9 @@ is in docs/configuration.md:
   [pipeline]        delivery (at-least-once or exactly-once), batch_size, batch_timeout,
                     max_in_flight_batches, shutdown_timeout, offsets_topic, offsets_key
   [admin]           listen (metrics, health probes), reload_token_file
+  [schema_registry] url, username and password_env, or token_env; ca_cert (for
+                    encrypt-schema-fields and decrypt-schema-fields: Avro, Protobuf and
+                    JSON Schema records in Confluent's wire format)
 
 Secrets are never written in the file: the Vault token comes from an environment
 variable or a file, librdkafka passwords from { env = ... } or { file = ... }.";
@@ -43,7 +46,7 @@ variable or a file, librdkafka passwords from { env = ... } or { file = ... }.";
 ///
 /// kafka-transit consumes records from a source cluster, passes them in batches through
 /// a data-protection policy (a WebAssembly component: encrypt-value, encrypt-fields,
-/// envelope-seal, their decrypting twins, their rewrapping twins for key rotation,
+/// encrypt-schema-fields, envelope-seal, their decrypting twins, their rewrapping twins for key rotation,
 /// passthrough, or your own .wasm), and produces
 /// the result to a sink cluster. Vault holds the keys; records that cannot be protected
 /// never reach the sink.
