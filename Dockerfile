@@ -23,6 +23,9 @@ COPY names names
 # The envelope format's header parser and writer: a workspace member, and a dependency of
 # the host and of the policies' SDK.
 COPY envelope-format envelope-format
+# The walkers of Avro, Protobuf and JSON Schema records: a workspace member, and a
+# dependency of the policies' SDK.
+COPY schema-fields schema-fields
 COPY guest guest
 COPY host host
 # vault-dev is a workspace member (the host's tests and `demo` use it); the image's
