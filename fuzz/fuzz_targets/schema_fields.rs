@@ -89,14 +89,12 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            let mut new = format!("vault:v1:{i}:").into_bytes();
-            new.extend(
-                String::from_utf8_lossy(&field.content)
-                    .as_bytes()
-                    .iter()
-                    .take(7),
-            );
-            new
+            // Whole characters: a string field's content must stay UTF-8.
+            let head: String = String::from_utf8_lossy(&field.content)
+                .chars()
+                .take(7)
+                .collect();
+            format!("vault:v1:{i}:{head}").into_bytes()
         })
         .collect();
     let replaced = located
