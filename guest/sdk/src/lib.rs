@@ -250,6 +250,16 @@ impl TransitKeyConfig {
         Ok(self)
     }
 
+    /// The record's transit key and derivation context, for a record with fields to
+    /// send to Vault (field policies resolve neither for a record without any).
+    pub fn key_and_context(
+        &self,
+        record: &SourceRecord,
+    ) -> Result<(Option<ResolvedKey>, Option<Vec<u8>>), Failure> {
+        let key = self.key.for_record(record)?;
+        Ok((Some(key), self.context_for(record.key.as_deref())?))
+    }
+
     /// The derivation context for one record. A record without a key cannot have a
     /// per-record context: that is the record's fault, not Vault's.
     pub fn context_for(&self, record_key: Option<&[u8]>) -> Result<Option<Vec<u8>>, Failure> {

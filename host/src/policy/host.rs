@@ -100,17 +100,24 @@ impl GuestState {
     where
         F: Future<Output = Result<T, VaultError>>,
     {
-        let started = Instant::now();
-        let output = tokio::time::timeout_at(self.vault_deadline, call).await;
-        self.host_time += started.elapsed();
-        match output {
-            Ok(result) => result.map_err(transit_error),
-            Err(_elapsed) => Err(TransitError::Unavailable(format!(
+        match self.waited(call).await {
+            Some(result) => result.map_err(transit_error),
+            None => Err(TransitError::Unavailable(format!(
                 "Vault unreachable: this batch has waited on Vault for its whole \
                  policy.vault_deadline ({}) without an answer",
                 humantime::format_duration(self.vault_budget)
             ))),
         }
+    }
+
+    /// Awaits a host call that waits on a server (Vault, the schema registry): its time
+    /// is the host's, not the guest's, and counts against the batch's wait budget;
+    /// `None` when that budget ran out first.
+    async fn waited<T>(&mut self, call: impl Future<Output = T>) -> Option<T> {
+        let started = Instant::now();
+        let output = tokio::time::timeout_at(self.vault_deadline, call).await;
+        self.host_time += started.elapsed();
+        output.ok()
     }
 
     fn vault(&self) -> Result<VaultClient, TransitError> {
@@ -369,29 +376,24 @@ impl schema_registry::Host for GuestState {
                     .into(),
             ));
         };
-        // Like Vault's, the registry's time is the host's, not the guest's, and counts
-        // against the batch's wait budget.
-        let started = Instant::now();
-        let answer = tokio::time::timeout_at(self.vault_deadline, registry.schema_by_id(id)).await;
-        self.host_time += started.elapsed();
-        let schema = match answer {
-            Err(_elapsed) => {
+        let schema = match self.waited(registry.schema_by_id(id)).await {
+            None => {
                 return Err(RegistryError::Unavailable(format!(
                     "the schema registry did not answer within this batch's \
                      policy.vault_deadline ({})",
                     humantime::format_duration(self.vault_budget)
                 )))
             }
-            Ok(Err(error @ Error::NotFound { .. })) => {
+            Some(Err(error @ Error::NotFound { .. })) => {
                 return Err(RegistryError::NotFound(error.to_string()))
             }
-            Ok(Err(error @ Error::Unavailable { .. })) => {
+            Some(Err(error @ Error::Unavailable { .. })) => {
                 return Err(RegistryError::Unavailable(error.to_string()))
             }
-            Ok(Err(error @ Error::Protocol { .. })) => {
+            Some(Err(error @ Error::Protocol { .. })) => {
                 return Err(RegistryError::Other(error.to_string()))
             }
-            Ok(Ok(schema)) => schema,
+            Some(Ok(schema)) => schema,
         };
         Ok(WitSchema {
             schema_type: match schema.schema_type {

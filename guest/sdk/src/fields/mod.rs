@@ -259,11 +259,7 @@ impl FieldsConfig {
         let (key, context) = if fields.is_empty() {
             (None, None)
         } else {
-            let resolved =
-                self.transit.key.for_record(record).and_then(|key| {
-                    Ok((Some(key), self.transit.context_for(record.key.as_deref())?))
-                });
-            match resolved {
+            match self.transit.key_and_context(record) {
                 Ok(resolved) => resolved,
                 Err(failure) => return Prepared::Fail(failure),
             }
