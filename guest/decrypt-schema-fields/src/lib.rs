@@ -6,32 +6,136 @@
 //! invalid input (never passed on). The kafka-transit headers are removed. Tombstones
 //! pass through unchanged. One Vault batch request per batch.
 //!
-//! Config: the same as `encrypt-schema-fields`.
+//! Config: the same as `encrypt-schema-fields`, but the format 3 options an opening
+//! policy takes: `stream` (default: the record's own topic), `record_keys_key`,
+//! `require_binding`, `keep_hmac_keys`.
+//!
+//! Format 3 (docs/protected-records.md): a record with a `kafka-transit.protection`
+//! header has each field decrypted with the binding rebuilt from its flags, the stream,
+//! the key as received and the field's located path: a field moved elsewhere in the
+//! record, or to another record, key or stream, fails with "message authentication
+//! failed". An encrypted key is decrypted under `record_keys_key` (an HMAC'd one is
+//! refused unless `keep_hmac_keys = true`), and the protection header is dropped.
 
-use kafka_transit_policy_sdk::schema_fields::SchemaFieldsConfig;
-use kafka_transit_policy_sdk::transit;
+use kafka_transit_policy_sdk::batch::{Batch, Start};
+use kafka_transit_policy_sdk::envelope_format::record::RecordKeys;
+use kafka_transit_policy_sdk::protection::{is_protected, restore_keys, Protected, Role, Streams};
+use kafka_transit_policy_sdk::schema_fields::{Located, SchemaFieldsConfig};
+use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, DecryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, through_vault_keyed, without_stamps, OutputRecord, SourceRecord,
-    TransformResult,
+    configured_policy, forward, ContextSource, Failure, OutputRecord, Prepared, ResolvedKey,
+    SourceRecord, TransformResult,
 };
 
-configured_policy!(DecryptSchemaFields, SchemaFieldsConfig::parse, decrypt);
+type Config = Protected<SchemaFieldsConfig>;
 
-fn decrypt(config: &SchemaFieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    through_vault_keyed(
-        batch,
+fn parse(json: &str) -> Result<Config, String> {
+    SchemaFieldsConfig::parse_protected(json, Role::Open)
+}
+
+configured_policy!(DecryptSchemaFields, parse, decrypt);
+
+/// A record's located fields and their ciphertexts; `None`: a tombstone.
+type Fields = Option<(ResolvedKey, Located, Vec<DecryptItem>)>;
+
+fn decrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (fields, protection) = (&config.config, &config.protection);
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |mut record| {
+        let protected = is_protected(&record);
+        let located: Fields = match fields.ciphertext_items(&mut record) {
+            // A format 2 tombstone passes on as it always did.
+            Prepared::Forward if !protected && !protection.require_binding.any() => {
+                return Start::Output(forward(record))
+            }
+            Prepared::Forward => None,
+            Prepared::Item(located) => Some(located),
+            Prepared::Fail(failure) => return Start::Fail(failure),
+        };
+        let key_context = matches!(fields.transit.context_from, ContextSource::RecordKey);
+        match protection.incoming(record, &mut streams, located) {
+            Ok(incoming)
+                if key_context
+                    && incoming
+                        .flags
+                        .is_some_and(|flags| flags.record_keys() != RecordKeys::Kept)
+                    && incoming
+                        .extra
+                        .as_ref()
+                        .is_some_and(|(_, located, _)| !located.fields().is_empty()) =>
+            {
+                Start::Fail(Failure::InvalidInput(
+                    "policy.config.context_from = \"record-key\" cannot open a record whose \
+                     key is encrypted or HMAC'd (its kafka-transit.protection header says so)"
+                        .into(),
+                ))
+            }
+            Ok(incoming) => Start::Work(incoming),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    restore_keys(&mut batch, protection);
+    // Format 2 records: no associated data.
+    batch.vault(
         "vault decrypt",
-        |record| config.ciphertext_items(record),
-        transit::decrypt,
-        |record, located, plaintexts| {
-            Ok(OutputRecord {
-                topic: None,
-                key: record.key,
-                value: Some(located.with_contents(plaintexts)?),
-                headers: without_stamps(record.headers),
-            })
+        |incoming| match (&mut incoming.extra, incoming.flags) {
+            (Some((key, _, items)), None) => Ok(Some((key.clone(), std::mem::take(items)))),
+            _ => Ok(None),
         },
-    )
+        transit::decrypt,
+        |incoming, plaintexts| {
+            if let Some((_, located, _)) = incoming.extra.take() {
+                incoming.value = Some(located.with_contents(plaintexts)?);
+            }
+            Ok(())
+        },
+    );
+    // Format 3: each field's binding rebuilt from the record as received.
+    batch.vault(
+        "vault decrypt",
+        |incoming| {
+            let (Some(_), Some((_, located, _))) = (incoming.flags, &incoming.extra) else {
+                return Ok(None);
+            };
+            let bindings: Vec<Vec<u8>> = located
+                .located_paths()
+                .into_iter()
+                .map(|path| incoming.binding(Some(path)).unwrap_or_default())
+                .collect();
+            let Some((key, _, items)) = &mut incoming.extra else {
+                return Ok(None);
+            };
+            let bound = std::mem::take(items)
+                .into_iter()
+                .zip(bindings)
+                .map(|(item, associated_data)| BoundDecryptItem {
+                    ciphertext: item.ciphertext,
+                    context: item.context,
+                    associated_data,
+                })
+                .collect();
+            Ok(Some((key.clone(), bound)))
+        },
+        transit::decrypt_bound,
+        |incoming, plaintexts| {
+            if let Some((_, located, _)) = incoming.extra.take() {
+                incoming.value = Some(located.with_contents(plaintexts)?);
+            }
+            Ok(())
+        },
+    );
+    batch.finish(|incoming| {
+        Ok(OutputRecord {
+            topic: None,
+            key: incoming.key,
+            // No field present: the value as it came.
+            value: match incoming.extra {
+                Some((_, located, _)) => Some(located.with_contents(Vec::new())?),
+                None => incoming.value,
+            },
+            headers: incoming.headers,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -70,5 +174,110 @@ mod tests {
             "{:?}",
             out[1]
         );
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
+        use kafka_transit_policy_sdk::transit::BoundEncryptItem;
+        use kafka_transit_policy_sdk::Header;
+
+        const SCHEMA: &str = r#"{"type": "object", "properties": {
+            "name": {"type": "string", "confluent:tags": ["PII"]},
+            "nick": {"type": "string", "confluent:tags": ["PII"]}}}"#;
+
+        fn sealed(path: &str, key: &[u8], stream: &str, plaintext: &str) -> String {
+            let item = BoundEncryptItem {
+                plaintext: plaintext.as_bytes().to_vec(),
+                context: None,
+                associated_data: record::binding(
+                    Flags::parse(0x03).unwrap(),
+                    stream,
+                    Some(key),
+                    Some(path),
+                ),
+            };
+            transit::encrypt_bound("customers", &[item])
+                .unwrap()
+                .remove(0)
+                .unwrap()
+        }
+
+        fn protected(key: &str, json: &str) -> SourceRecord {
+            let mut record = record(key, framed(json));
+            for (name, value) in [
+                (PROTECTION_HEADER, "3;03"),
+                ("kafka-transit.policy", "encrypt-schema-fields"),
+                ("trace", "t-1"),
+            ] {
+                record.headers.push(Header {
+                    key: name.into(),
+                    value: Some(value.as_bytes().to_vec()),
+                });
+            }
+            record
+        }
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("customers");
+            host.register_schema(1, SchemaType::Json, SCHEMA);
+            DecryptSchemaFields::init(config.into()).unwrap();
+            host
+        }
+
+        #[test]
+        fn bound_fields_open_in_their_place_only() {
+            let _host = start(r#"{"key": "customers"}"#);
+            let name = sealed("/name", b"k1", "test", "Ann");
+            let nick = sealed("/nick", b"k1", "test", "Annie");
+            let out = DecryptSchemaFields::transform(vec![
+                protected("k1", &format!(r#"{{"name":"{name}","nick":"{nick}"}}"#)),
+                // Swapped places; another record key; another stream's ciphertext.
+                protected("k1", &format!(r#"{{"name":"{nick}","nick":"{name}"}}"#)),
+                protected("k2", &format!(r#"{{"name":"{name}"}}"#)),
+                protected(
+                    "k1",
+                    &format!(r#"{{"name":"{}"}}"#, sealed("/name", b"k1", "other", "Ann")),
+                ),
+            ]);
+            let opened = out[0].as_ref().unwrap()[0].clone();
+            assert_eq!(
+                opened.value.unwrap(),
+                framed(r#"{"name":"Ann","nick":"Annie"}"#)
+            );
+            let names: Vec<&str> = opened.headers.iter().map(|h| h.key.as_str()).collect();
+            assert_eq!(names, ["trace"], "the protection header and stamps dropped");
+            for result in &out[1..] {
+                assert!(
+                    matches!(result, Err(Failure::InvalidInput(m)) if m.contains("authentication failed")),
+                    "{result:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn require_binding_refuses_unbound_records_and_field_records_have_no_body_flags() {
+            let host = start(r#"{"key": "customers", "require_binding": ["stream", "key"]}"#);
+            let clear = host.encrypt("customers", b"Ann");
+            let calls = host.calls().len();
+            let mut padded = protected("k1", &format!(r#"{{"name":"{clear}"}}"#));
+            padded.headers[0].value = Some(b"3;0b".to_vec());
+            let out = DecryptSchemaFields::transform(vec![
+                record("k1", framed(&format!(r#"{{"name":"{clear}"}}"#))),
+                padded,
+            ]);
+            assert!(
+                matches!(&out[0], Err(Failure::InvalidInput(m)) if m.contains("require_binding")),
+                "{:?}",
+                out[0]
+            );
+            assert!(
+                matches!(&out[1], Err(Failure::InvalidInput(m)) if m.contains("padded")),
+                "{:?}",
+                out[1]
+            );
+            assert_eq!(host.calls().len(), calls, "refused before any Vault call");
+        }
     }
 }

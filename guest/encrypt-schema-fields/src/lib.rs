@@ -16,27 +16,47 @@
 //! pipeline. Config: `key`, `tags`, `fields`, `deterministic`, `allowed_keys`, and
 //! `context` or `context_from = "record-key"` (derived keys); see the SDK's
 //! `schema_fields` module.
+//!
+//! Format 3 (docs/protected-records.md), when `bind` or `record_keys` is set (`stream`
+//! names the stream bound, default the sink topic):
+//! each field is encrypted with Vault's `associated_data` = the record's binding data and
+//! the field's located path (`/customer/ssn`), so a field moved to another place, record,
+//! key or stream does not decrypt; `record_keys` protects the record key. Every record,
+//! tombstones and records without fields too, carries the `kafka-transit.protection`
+//! header. `deterministic` and `bind` exclude each other (see
+//! `SchemaFieldsConfig::parse_protected`).
 
-use kafka_transit_policy_sdk::schema_fields::SchemaFieldsConfig;
-use kafka_transit_policy_sdk::transit;
+use kafka_transit_policy_sdk::batch::{Batch, Start};
+use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Streams};
+use kafka_transit_policy_sdk::schema_fields::{Located, SchemaFieldsConfig};
+use kafka_transit_policy_sdk::transit::{self, BoundEncryptItem};
 use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_keyed, OutputRecord, SourceRecord, TransformResult,
+    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
+    TransformResult,
 };
 
-configured_policy!(EncryptSchemaFields, SchemaFieldsConfig::parse, encrypt);
+type Config = Protected<SchemaFieldsConfig>;
 
-fn encrypt(config: &SchemaFieldsConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+fn parse(json: &str) -> Result<Config, String> {
+    SchemaFieldsConfig::parse_protected(json, Role::Protect)
+}
+
+configured_policy!(EncryptSchemaFields, parse, encrypt);
+
+const POLICY: &str = "encrypt-schema-fields";
+
+fn encrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    if config.protection.is_format3() {
+        return encrypt_bound(config, batch);
+    }
+    let config = &config.config;
     through_vault_keyed(
         batch,
         "vault encrypt",
         |record| config.plaintext_items(record),
         transit::encrypt,
         |record, located, ciphertexts| {
-            let headers = stamped(
-                record.headers,
-                "encrypt-schema-fields",
-                located.key_name(config),
-            );
+            let headers = stamped(record.headers, POLICY, located.key_name(config));
             let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
             Ok(OutputRecord {
                 topic: None,
@@ -46,6 +66,76 @@ fn encrypt(config: &SchemaFieldsConfig, batch: Vec<SourceRecord>) -> Vec<Transfo
             })
         },
     )
+}
+
+/// A record's located fields (`None`: a tombstone), and the key its stamp names.
+struct Fields {
+    located: Option<Located>,
+    stamp: Option<String>,
+}
+
+/// Format 3: record keys first (the fields are bound to the key as on the sink), then
+/// every field bound to its record and its place.
+fn encrypt_bound(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
+    let (fields, protection) = (&config.config, &config.protection);
+    let flags = protection.flags();
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |mut record| {
+        let located = match fields.locate(&mut record) {
+            // A tombstone: its key is still protected.
+            Prepared::Forward => None,
+            Prepared::Item(located) => Some(located),
+            Prepared::Fail(failure) => return Start::Fail(failure),
+        };
+        let stamp = located
+            .as_ref()
+            .map(|located| located.key_name(fields).to_string());
+        match protection.outgoing(record, &mut streams, Fields { located, stamp }) {
+            Ok(out) => Start::Work(out),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    protect_keys(&mut batch, protection);
+    batch.vault(
+        "vault encrypt",
+        |out| {
+            let Some(located) = out
+                .extra
+                .located
+                .as_ref()
+                .filter(|l| !l.fields().is_empty())
+            else {
+                return Ok(None);
+            };
+            let items = located
+                .encrypt_items()
+                .into_iter()
+                .zip(located.located_paths())
+                .map(|(item, path)| BoundEncryptItem {
+                    plaintext: item.plaintext,
+                    context: item.context,
+                    associated_data: out.binding(flags, Some(path)),
+                })
+                .collect();
+            Ok(Some((located.key_or(fields), items)))
+        },
+        transit::encrypt_bound,
+        |out, ciphertexts| {
+            if let Some(located) = out.extra.located.take() {
+                let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
+                out.value = Some(located.with_contents(contents)?);
+            }
+            Ok(())
+        },
+    );
+    batch.finish(|mut out| {
+        // No field present: the value as it came.
+        if let Some(located) = out.extra.located.take() {
+            out.value = Some(located.with_contents(Vec::new())?);
+        }
+        let stamp = out.extra.stamp.take();
+        Ok(out.output(protection, stamp.as_deref().map(|key| (POLICY, key))))
+    })
 }
 
 #[cfg(test)]
@@ -155,5 +245,210 @@ mod tests {
         host.registry_fails(RegistryError::Unavailable("registry down".into()));
         let out = EncryptSchemaFields::transform(vec![record("k", framed(9, "{}"))]);
         assert!(matches!(out[0], Err(Failure::Retryable(_))), "{out:?}");
+    }
+
+    mod format3 {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
+        use kafka_transit_policy_sdk::testing::Operation;
+        use kafka_transit_policy_sdk::transit::{BoundDecryptItem, TransitError};
+
+        const STREAM: &str = "customers.protected";
+
+        /// Avro: a tagged name, and an array of tagged strings (two places whose
+        /// ciphertexts could be swapped).
+        const AVRO: &str = r#"{"type": "record", "name": "Customer", "fields": [
+            {"name": "name", "type": "string", "confluent:tags": ["PII"]},
+            {"name": "emails", "type": {"type": "array", "items": "string"},
+             "confluent:tags": ["PII"]},
+            {"name": "age", "type": "int"}]}"#;
+
+        fn avro_string(text: &str, out: &mut Vec<u8>) {
+            zigzag(text.len() as i64, out);
+            out.extend_from_slice(text.as_bytes());
+        }
+
+        fn zigzag(n: i64, out: &mut Vec<u8>) {
+            let mut n = ((n << 1) ^ (n >> 63)) as u64;
+            while n >= 0x80 {
+                out.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            out.push(n as u8);
+        }
+
+        fn customer(name: &str, emails: &[&str]) -> Vec<u8> {
+            let mut value = vec![0, 0, 0, 0, 5];
+            avro_string(name, &mut value);
+            if !emails.is_empty() {
+                zigzag(emails.len() as i64, &mut value);
+                for email in emails {
+                    avro_string(email, &mut value);
+                }
+            }
+            value.push(0); // the end of the array
+            zigzag(42, &mut value);
+            value
+        }
+
+        /// The ciphertexts of a protected `customer`, in order.
+        fn ciphertexts(value: &[u8]) -> Vec<String> {
+            let text = String::from_utf8_lossy(value);
+            text.split("vault:v1:")
+                .skip(1)
+                .map(|rest| {
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
+                        .unwrap_or(rest.len());
+                    format!("vault:v1:{}", &rest[..end])
+                })
+                .collect()
+        }
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("customers");
+            host.create_derived_key("record-keys", true);
+            host.set_sink_topic("test", STREAM);
+            host.register_schema(5, SchemaType::Avro, AVRO);
+            EncryptSchemaFields::init(config.into()).expect("a valid configuration");
+            host
+        }
+
+        fn open(ciphertext: &str, binding: Vec<u8>) -> Result<Vec<u8>, TransitError> {
+            let item = BoundDecryptItem {
+                ciphertext: ciphertext.into(),
+                context: None,
+                associated_data: binding,
+            };
+            transit::decrypt_bound("customers", &[item])
+                .unwrap()
+                .remove(0)
+        }
+
+        #[test]
+        fn each_field_is_bound_to_its_located_path_its_record_key_and_its_stream() {
+            let host = start(r#"{"key": "customers", "bind": ["stream", "key"]}"#);
+            let out = EncryptSchemaFields::transform(vec![record(
+                "k1",
+                customer("Ann", &["a@x.example", "b@x.example"]),
+            )])
+            .remove(0)
+            .unwrap()
+            .remove(0);
+            assert_eq!(host.items_per_call(Operation::EncryptBound), [3]);
+            assert_eq!(out.key.as_deref(), Some(&b"k1"[..]), "record_keys = keep");
+            let protection = out.headers.last().unwrap();
+            assert_eq!(protection.key, PROTECTION_HEADER);
+            assert_eq!(protection.value.as_deref(), Some(&b"3;03"[..]));
+            assert!(
+                out.headers.iter().any(|h| h.key == "kafka-transit.policy"
+                    && h.value.as_deref() == Some(&b"encrypt-schema-fields"[..])),
+                "{:?}",
+                out.headers
+            );
+            let value = out.value.unwrap();
+            assert_eq!(&value[..5], &[0, 0, 0, 0, 5], "the framing as it came");
+            assert_eq!(value.last(), Some(&84), "age 42 as it came");
+            let sealed = ciphertexts(&value);
+            assert_eq!(sealed.len(), 3);
+            let flags = Flags::parse(0x03).unwrap();
+            let binding = |path: &str| record::binding(flags, STREAM, Some(b"k1"), Some(path));
+            assert_eq!(open(&sealed[0], binding("/name")), Ok(b"Ann".to_vec()));
+            assert_eq!(
+                open(&sealed[2], binding("/emails/1")),
+                Ok(b"b@x.example".to_vec())
+            );
+            // Swapped with its neighbour, moved to another field, record key or stream: no.
+            for wrong in [
+                binding("/emails/0"),
+                binding("/name"),
+                record::binding(flags, STREAM, Some(b"k2"), Some("/emails/1")),
+                record::binding(flags, "elsewhere", Some(b"k1"), Some("/emails/1")),
+                Vec::new(),
+            ] {
+                assert!(matches!(
+                    open(&sealed[2], wrong),
+                    Err(TransitError::InvalidInput(m)) if m.contains("authentication failed")
+                ));
+            }
+        }
+
+        #[test]
+        fn record_keys_are_protected_and_fields_bound_to_the_key_as_on_the_sink() {
+            let host = start(
+                r#"{"key": "customers", "bind": ["key"],
+                    "record_keys": "encrypt", "record_keys_key": "record-keys"}"#,
+            );
+            let tombstone = SourceRecord {
+                value: None,
+                ..record("k1", "")
+            };
+            let out: Vec<OutputRecord> =
+                EncryptSchemaFields::transform(vec![record("k1", customer("Ann", &[])), tombstone])
+                    .into_iter()
+                    .map(|r| r.unwrap().remove(0))
+                    .collect();
+            let sink_key = out[0].key.clone().unwrap();
+            assert!(sink_key.starts_with(b"vault:v1:"), "the key encrypted");
+            assert_eq!(out[1].key.as_ref(), Some(&sink_key), "convergent: the same");
+            for out in &out {
+                assert_eq!(
+                    out.headers.last().unwrap().value.as_deref(),
+                    Some(&b"3;42"[..])
+                );
+            }
+            assert_eq!(out[1].value, None, "the tombstone stays one");
+            let sealed = ciphertexts(out[0].value.as_ref().unwrap());
+            let flags = Flags::parse(0x42).unwrap();
+            assert_eq!(
+                open(
+                    &sealed[0],
+                    record::binding(flags, STREAM, Some(&sink_key), Some("/name"))
+                ),
+                Ok(b"Ann".to_vec())
+            );
+            assert!(open(
+                &sealed[0],
+                record::binding(flags, STREAM, Some(b"k1"), Some("/name"))
+            )
+            .is_err());
+            assert_eq!(host.items_per_call(Operation::EncryptBound), [1]);
+        }
+
+        #[test]
+        fn deterministic_fields_are_not_bound_and_field_policies_seal_no_headers() {
+            let _host = Host::install();
+            for (config, field) in [
+                (
+                    r#"{"key": "k", "deterministic": true, "bind": ["key"]}"#,
+                    "bind",
+                ),
+                (r#"{"key": "k", "headers": "seal"}"#, "headers"),
+                (r#"{"key": "k", "pad_to": 16}"#, "pad_to"),
+                (
+                    r#"{"key": "k", "require_binding": ["key"]}"#,
+                    "require_binding",
+                ),
+                (
+                    r#"{"key": "k", "context_from": "record-key",
+                        "record_keys": "hmac", "record_keys_key": "rk"}"#,
+                    "context_from",
+                ),
+            ] {
+                let error = EncryptSchemaFields::init(config.into()).unwrap_err();
+                assert!(
+                    error.starts_with(&format!("policy.config.{field}: ")),
+                    "{error}"
+                );
+            }
+            // Deterministic with protected record keys: nothing shares a nonce.
+            assert!(EncryptSchemaFields::init(
+                r#"{"key": "k", "deterministic": true,
+                    "record_keys": "encrypt", "record_keys_key": "rk"}"#
+                    .into()
+            )
+            .is_ok());
+        }
     }
 }

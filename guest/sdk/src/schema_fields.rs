@@ -33,6 +33,7 @@ use serde::Deserialize;
 
 pub use kafka_transit_schema_fields::{Field, FieldType};
 
+use crate::protection::{Protected, Role, Shape};
 use crate::schema_registry::{self, RegistryError, SchemaType as WitSchemaType};
 use crate::transit::{DecryptItem, EncryptItem};
 use crate::{
@@ -122,6 +123,29 @@ impl SchemaFieldsConfig {
             deterministic: raw.deterministic,
             schemas: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// The configuration with its format 3 options (`bind`, `record_keys`, `stream`,
+    /// `require_binding`, ...), for a policy of `role`.
+    pub fn parse_protected(json: &str, role: Role) -> Result<Protected<Self>, String> {
+        let config = Protected::parse(json, role, Shape::Fields, Self::parse)?;
+        config
+            .protection
+            .check_context_from(&config.config.transit)?;
+        if config.config.deterministic && config.protection.bind.any() {
+            // Vault's convergent nonce comes from the plaintext and the context alone: equal
+            // values in one place under different associated data (another stream or
+            // record key) would share a nonce, and two GCM tags under one nonce give away
+            // the authentication key, so the binding could be forged.
+            return Err(format!(
+                "policy.config.bind: deterministic fields cannot be bound to {} (equal \
+                 values would be encrypted under one nonce with different associated data, \
+                 which lets the sink's operator forge the binding); remove `bind`, or \
+                 `deterministic = true` (record_keys may stay)",
+                config.protection.bind.describe()
+            ));
+        }
+        Ok(config)
     }
 
     /// Finds a record's fields: unframes its value, gets its schema (once per id per
@@ -219,15 +243,7 @@ impl SchemaFieldsConfig {
         record: &mut SourceRecord,
     ) -> Prepared<(ResolvedKey, Located, Vec<EncryptItem>)> {
         self.locate(record).and_then(|located| {
-            let items = located
-                .located
-                .fields()
-                .iter()
-                .map(|field| EncryptItem {
-                    plaintext: field.content.clone(),
-                    context: located.context_of(field),
-                })
-                .collect();
+            let items = located.encrypt_items();
             Prepared::Item((located.key_or(self), located, items))
         })
     }
@@ -238,32 +254,60 @@ impl SchemaFieldsConfig {
         &self,
         record: &mut SourceRecord,
     ) -> Prepared<(ResolvedKey, Located, Vec<DecryptItem>)> {
-        self.locate(record).and_then(|located| {
-            let mut items = Vec::with_capacity(located.located.fields().len());
-            for field in located.located.fields() {
-                match std::str::from_utf8(&field.content) {
-                    Ok(text) if text.starts_with("vault:v") => items.push(DecryptItem {
-                        ciphertext: text.to_string(),
-                        context: located.context_of(field),
-                    }),
-                    _ => {
-                        // The path may hold map keys: record data, never in a reason.
-                        return Prepared::Fail(Failure::InvalidInput(
-                            "a field the schema selects is not a Vault transit ciphertext \
-                             (expected vault:v<N>:...)"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-            Prepared::Item((located.key_or(self), located, items))
-        })
+        self.locate(record)
+            .and_then(|located| match located.decrypt_items() {
+                Ok(items) => Prepared::Item((located.key_or(self), located, items)),
+                Err(failure) => Prepared::Fail(failure),
+            })
     }
 }
 
 impl Located {
     pub fn fields(&self) -> &[Field] {
         self.located.fields()
+    }
+
+    /// Each field's located path, in the order of the items: what a format 3
+    /// ciphertext is bound to besides its record.
+    pub fn located_paths(&self) -> Vec<&str> {
+        self.located
+            .fields()
+            .iter()
+            .map(|field| field.path.as_str())
+            .collect()
+    }
+
+    /// The fields' contents, to encrypt.
+    pub fn encrypt_items(&self) -> Vec<EncryptItem> {
+        self.located
+            .fields()
+            .iter()
+            .map(|field| EncryptItem {
+                plaintext: field.content.clone(),
+                context: self.context_of(field),
+            })
+            .collect()
+    }
+
+    /// The fields' ciphertexts, to decrypt; a present field that is not one fails the
+    /// record.
+    pub fn decrypt_items(&self) -> Result<Vec<DecryptItem>, Failure> {
+        self.located
+            .fields()
+            .iter()
+            .map(|field| match std::str::from_utf8(&field.content) {
+                Ok(text) if text.starts_with("vault:v") => Ok(DecryptItem {
+                    ciphertext: text.to_string(),
+                    context: self.context_of(field),
+                }),
+                // The path may hold map keys: record data, never in a reason.
+                _ => Err(Failure::InvalidInput(
+                    "a field the schema selects is not a Vault transit ciphertext \
+                     (expected vault:v<N>:...)"
+                        .into(),
+                )),
+            })
+            .collect()
     }
 
     fn context_of(&self, field: &Field) -> Option<Vec<u8>> {
@@ -276,7 +320,7 @@ impl Located {
 
     /// The key the record's items go to Vault under (the configured text when it has
     /// none: nothing is sent then).
-    fn key_or(&self, config: &SchemaFieldsConfig) -> ResolvedKey {
+    pub fn key_or(&self, config: &SchemaFieldsConfig) -> ResolvedKey {
         self.key
             .clone()
             .unwrap_or_else(|| ResolvedKey::fixed(config.transit.key.as_str()))

@@ -25,7 +25,7 @@ pub enum Shape {
     Value,
     /// The whole value, as an envelope.
     Envelope,
-    /// Selected JSON fields.
+    /// Selected fields of a JSON or schema'd (Avro, Protobuf, JSON Schema) record.
     Fields,
 }
 
@@ -196,8 +196,8 @@ impl ProtectionConfig {
                     "seal" if self.shape == Shape::Fields => {
                         return Err(field(
                             "\"seal\" is for the whole-value policies (encrypt-value, \
-                             envelope-seal): a field policy's value stays a JSON document, \
-                             which has no place for headers"
+                             envelope-seal): a field policy's value stays a record in its own \
+                             format (JSON, Avro, Protobuf), which has no place for headers"
                                 .into(),
                         ))
                     }
