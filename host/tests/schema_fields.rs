@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use kafka_transit_schema_fields::{wire, Pattern, Schema, SchemaText, SchemaType, Selection};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
 use support::kafka::{PipelineSpec, RunningPipeline, TestKafka, TestRecord};
 use support::registry::TestRegistry;
@@ -264,6 +264,106 @@ async fn tagged_fields_become_ciphertexts_in_place_and_come_back_byte_for_byte()
     let mut dead_keys: Vec<_> = dead.iter().map(|m| m.key().unwrap().to_vec()).collect();
     dead_keys.sort();
     assert_eq!(dead_keys, [b"not-framed".to_vec(), b"unknown-id".to_vec()]);
+}
+
+/// Format 3: fields bound to their stream, record key and located path, record keys
+/// encrypted. A ciphertext moved to another record on the sink is dead-lettered by the
+/// opening pipeline, never opened under the wrong key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_fields_open_only_in_their_own_record_and_place() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    support::create_key(
+        &vault_server,
+        "transit",
+        "record-keys",
+        json!({"derived": true, "convergent_encryption": true}),
+    )
+    .await;
+    let registry = TestRegistry::target().await;
+    let subject = support::unique_name("bound");
+    let avro_id = registry
+        .register(&format!("{subject}-value"), "AVRO", AVRO_SCHEMA)
+        .await;
+    let kafka = TestKafka::start(&[("in", 2), ("out", 2), ("back", 2), ("dlq", 1)]);
+    let originals: Vec<TestRecord> = (0..12)
+        .map(|i| TestRecord {
+            key: Some(format!("customer-{i}").into_bytes()),
+            value: Some(wire::frame(avro_id, &avro_customer(i))),
+            ..TestRecord::default()
+        })
+        .collect();
+    kafka.produce("in", &originals).await;
+
+    let mut protect = PipelineSpec::in_to_out(
+        &kafka,
+        &url,
+        "schema-bind",
+        "builtin = \"encrypt-schema-fields\"".into(),
+    );
+    protect.policy_config = "key = \"customers\"\nbind = [\"stream\", \"key\"]\n\
+                             record_keys = \"encrypt\"\nrecord_keys_key = \"record-keys\"";
+    protect.schema_registry = Some(&registry.url);
+    let pipeline = RunningPipeline::start(protect.config(), vault.clone()).await;
+    pipeline.wait_until(WAIT, |m| m.records_out == 12).await;
+    pipeline.stop().await.expect("clean stop");
+
+    let sealed = kafka.read("out", 12, WAIT).await;
+    for message in &sealed {
+        assert!(message.key().unwrap().starts_with(b"vault:v1:"), "the key encrypted");
+        let protection = message
+            .headers()
+            .unwrap()
+            .iter()
+            .find(|h| h.key == "kafka-transit.protection")
+            .and_then(|h| h.value);
+        assert_eq!(protection, Some(&b"3;43"[..]));
+    }
+    // The operator's move: one record's value under another record's key.
+    let (a, b) = (&sealed[0], &sealed[1]);
+    let moved = TestRecord {
+        key: Some(a.key().unwrap().to_vec()),
+        value: Some(b.payload().unwrap().to_vec()),
+        headers: vec![(
+            "kafka-transit.protection".into(),
+            Some(b"3;43".to_vec()),
+        )],
+        timestamp: None,
+    };
+    kafka.produce("out", &[moved]).await;
+
+    let mut open = PipelineSpec::from_to(
+        &kafka,
+        &url,
+        "out",
+        "back",
+        "builtin = \"decrypt-schema-fields\"".into(),
+    );
+    open.policy_config = "key = \"customers\"\nrecord_keys_key = \"record-keys\"\n\
+                          require_binding = [\"stream\", \"key\"]";
+    open.schema_registry = Some(&registry.url);
+    let pipeline = RunningPipeline::start(open.config(), vault.clone()).await;
+    pipeline
+        .wait_until(WAIT, |m| m.records_out == 12 && m.dead_lettered == 1)
+        .await;
+    pipeline.stop().await.expect("clean stop");
+
+    let restored: std::collections::BTreeMap<_, _> = kafka
+        .read("back", 12, WAIT)
+        .await
+        .into_iter()
+        .map(|m| (m.key().unwrap().to_vec(), m.payload().unwrap().to_vec()))
+        .collect();
+    for original in &originals {
+        assert_eq!(
+            restored.get(original.key.as_ref().unwrap()),
+            original.value.as_ref(),
+            "restored byte for byte, under the source key"
+        );
+    }
+    let dead = kafka.read("dlq", 1, WAIT).await;
+    assert_eq!(dead[0].key(), a.key(), "the moved record, as it was read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
