@@ -311,7 +311,10 @@ async fn bound_fields_open_only_in_their_own_record_and_place() {
 
     let sealed = kafka.read("out", 12, WAIT).await;
     for message in &sealed {
-        assert!(message.key().unwrap().starts_with(b"vault:v1:"), "the key encrypted");
+        assert!(
+            message.key().unwrap().starts_with(b"vault:v1:"),
+            "the key encrypted"
+        );
         let protection = message
             .headers()
             .unwrap()
@@ -325,10 +328,7 @@ async fn bound_fields_open_only_in_their_own_record_and_place() {
     let moved = TestRecord {
         key: Some(a.key().unwrap().to_vec()),
         value: Some(b.payload().unwrap().to_vec()),
-        headers: vec![(
-            "kafka-transit.protection".into(),
-            Some(b"3;43".to_vec()),
-        )],
+        headers: vec![("kafka-transit.protection".into(), Some(b"3;43".to_vec()))],
         timestamp: None,
     };
     kafka.produce("out", &[moved]).await;

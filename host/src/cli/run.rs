@@ -31,8 +31,12 @@ pub(super) async fn run(path: PathBuf) -> anyhow::Result<()> {
     if let Some(admin) = &mut admin {
         admin.watch_vault(&vault);
     }
-    let runtime = PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?
-        .with_pipeline(PipelineView::of(&config)?);
+    let view = PipelineView::of(&config)?;
+    if let Some(admin) = &admin {
+        admin.register(|registry| view.register_metrics(registry));
+    }
+    let runtime =
+        PolicyRuntime::from_config(&config.policy, Some(vault.clone()))?.with_pipeline(view);
     let runner = PolicyRunner::start(Arc::new(runtime)).await?;
     // Hot swap: policy.path changes, SIGHUP and POST /admin/policy/reload load a new
     // policy while this runs.

@@ -40,6 +40,15 @@ impl PipelineView {
         }))
     }
 
+    /// Adds the Schema Registry client's instruments to `/metrics` (at 0 without
+    /// `[schema_registry]`, so every runner exposes the same series).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        match &self.schema_registry {
+            Some(client) => client.register_metrics(registry),
+            None => SchemaRegistry::register_idle_metrics(registry),
+        }
+    }
+
     /// The pipeline's Schema Registry, if `[schema_registry]` configures one.
     pub fn schema_registry(&self) -> Option<&Arc<SchemaRegistry>> {
         self.schema_registry.as_ref()

@@ -8,6 +8,7 @@
 //! one request per id and half a minute, not one per record. References are resolved
 //! through `/subjects/{subject}/versions/{version}`, depth first, each name once.
 
+mod metrics;
 mod settings;
 
 use std::collections::{HashMap, VecDeque};
@@ -18,6 +19,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use metrics::RegistryMetrics;
 pub use settings::RegistrySettings;
 
 /// How long an id the registry said it does not have is answered from memory.
@@ -60,6 +62,7 @@ pub struct SchemaRegistry {
     base: String,
     headers: HeaderMap,
     cache: Mutex<Cache>,
+    metrics: RegistryMetrics,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -121,7 +124,19 @@ impl SchemaRegistry {
                 order: VecDeque::new(),
                 missing: HashMap::new(),
             }),
+            metrics: RegistryMetrics::default(),
         })
+    }
+
+    /// Adds the client's request counts and latencies to a registry prefixed
+    /// `kafka_transit`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
+    }
+
+    /// The instruments of a pipeline without `[schema_registry]`: the same series, at 0.
+    pub fn register_idle_metrics(registry: &mut prometheus_client::registry::Registry) {
+        RegistryMetrics::default().register(registry);
     }
 
     /// The schema registered under `id`, its references resolved.
@@ -221,8 +236,24 @@ impl SchemaRegistry {
             })
     }
 
-    /// `Ok(None)` for a 404.
+    /// `Ok(None)` for a 404. Counted and timed.
     async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, RegistryError> {
+        let started = Instant::now();
+        let result = self.get_once(path).await;
+        let outcome = match &result {
+            Ok(Some(_)) => metrics::SUCCESS,
+            Ok(None) => metrics::NOT_FOUND,
+            Err(RegistryError::Unavailable { .. }) => metrics::UNAVAILABLE,
+            Err(_) => metrics::ERROR,
+        };
+        self.metrics.observe(outcome, started.elapsed());
+        result
+    }
+
+    async fn get_once<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<Option<T>, RegistryError> {
@@ -405,6 +436,72 @@ mod tests {
         let mut ids: Vec<_> = cache.schemas.keys().copied().collect();
         ids.sort();
         assert_eq!(ids, [2, 3]);
+    }
+
+    /// A registry answering each connection with the next of `answers` (status, body).
+    async fn answering(answers: Vec<(u16, &'static str)>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_outcome_and_cached_answers_cost_none() {
+        let url = answering(vec![
+            (200, r#"{"schema": "\"string\""}"#),
+            (404, r#"{"error_code": 40403}"#),
+            (503, "{}"),
+            (200, "not json"),
+        ])
+        .await;
+        let registry = SchemaRegistry::new(&RegistrySettings::for_url(&url)).unwrap();
+        assert!(registry.schema_by_id(1).await.is_ok());
+        assert_eq!(
+            registry.schema_by_id(2).await,
+            Err(RegistryError::NotFound { id: 2 })
+        );
+        // From the cache and the memory of unknown ids: no request.
+        assert!(registry.schema_by_id(1).await.is_ok());
+        assert!(registry.schema_by_id(2).await.is_err());
+        assert!(matches!(
+            registry.schema_by_id(3).await,
+            Err(RegistryError::Unavailable { .. })
+        ));
+        assert!(matches!(
+            registry.schema_by_id(4).await,
+            Err(RegistryError::Protocol { .. })
+        ));
+        let counts = [
+            metrics::SUCCESS,
+            metrics::NOT_FOUND,
+            metrics::UNAVAILABLE,
+            metrics::ERROR,
+        ]
+        .map(|outcome| registry.metrics.count(outcome));
+        assert_eq!(counts, [1, 1, 1, 1]);
+        let mut exposition = prometheus_client::registry::Registry::with_prefix("kafka_transit");
+        registry.register_metrics(&mut exposition);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &exposition).unwrap();
+        assert!(
+            text.contains("kafka_transit_schema_registry_requests_total{outcome=\"not_found\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("kafka_transit_schema_registry_request_duration_seconds_count 4"));
     }
 
     #[test]
