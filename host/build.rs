@@ -24,6 +24,7 @@ const POLICIES: &[&str] = &[
     "envelope-open",
     "rewrap-value",
     "rewrap-fields",
+    "rewrap-schema-fields",
     "envelope-rewrap",
     "fault-test",
 ];

@@ -50,7 +50,8 @@ pub enum PolicyCommand {
     /// exactly what `policy.builtin = "NAME"` runs. Overwrites FILE.
     Export {
         /// The built-in policy: passthrough, encrypt-value, decrypt-value, encrypt-fields,
-        /// decrypt-fields, envelope-seal, envelope-open, rewrap-value, rewrap-fields or
+        /// decrypt-fields, encrypt-schema-fields, decrypt-schema-fields, envelope-seal,
+        /// envelope-open, rewrap-value, rewrap-fields, rewrap-schema-fields or
         /// envelope-rewrap.
         name: String,
         /// Where to write the component (e.g. encrypt-value.wasm).

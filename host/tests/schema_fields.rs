@@ -366,6 +366,86 @@ async fn bound_fields_open_only_in_their_own_record_and_place() {
     assert_eq!(dead[0].key(), a.key(), "the moved record, as it was read");
 }
 
+/// Key rotation: `rewrap-schema-fields` moves every field to the key's latest version,
+/// and the records open once the old version is retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrapped_fields_open_after_the_old_key_version_is_retired() {
+    let vault_server = support::start_vault().await;
+    let url = vault_server.url();
+    let vault = support::client_for(&vault_server);
+    let registry = TestRegistry::target().await;
+    let subject = support::unique_name("rewrap");
+    let avro_id = registry
+        .register(&format!("{subject}-value"), "AVRO", AVRO_SCHEMA)
+        .await;
+    let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("v2", 1), ("back", 1), ("dlq", 1)]);
+    let originals: Vec<TestRecord> = (0..8)
+        .map(|i| TestRecord {
+            key: Some(format!("customer-{i}").into_bytes()),
+            value: Some(wire::frame(avro_id, &avro_customer(i))),
+            ..TestRecord::default()
+        })
+        .collect();
+    kafka.produce("in", &originals).await;
+    let step = |from: &str, to: &str, builtin: &str| {
+        let mut spec =
+            PipelineSpec::from_to(&kafka, &url, from, to, format!("builtin = \"{builtin}\""));
+        spec.policy_config = "key = \"customers\"";
+        spec.schema_registry = Some(&registry.url);
+        spec.config()
+    };
+    for (from, to, builtin) in [
+        ("in", "out", "encrypt-schema-fields"),
+        ("out", "v2", "rewrap-schema-fields"),
+    ] {
+        if builtin.starts_with("rewrap") {
+            support::request_ok(
+                &vault_server,
+                reqwest::Method::POST,
+                "transit/keys/customers/rotate",
+                json!({}),
+            )
+            .await;
+        }
+        let pipeline = RunningPipeline::start(step(from, to, builtin), vault.clone()).await;
+        pipeline.wait_until(WAIT, |m| m.records_out == 8).await;
+        pipeline.stop().await.expect("clean stop");
+    }
+    support::request_ok(
+        &vault_server,
+        reqwest::Method::POST,
+        "transit/keys/customers/config",
+        json!({"min_decryption_version": 2}),
+    )
+    .await;
+    let schema = Schema::parse(
+        &SchemaText {
+            schema_type: SchemaType::Avro,
+            text: AVRO_SCHEMA.into(),
+            references: Vec::new(),
+        },
+        &pii(),
+    )
+    .unwrap();
+    for message in kafka.read("v2", 8, WAIT).await {
+        for field in pii_contents(&schema, message.payload().unwrap()) {
+            assert!(field.starts_with(b"vault:v2:"), "a field left at v1");
+        }
+    }
+    let pipeline =
+        RunningPipeline::start(step("v2", "back", "decrypt-schema-fields"), vault.clone()).await;
+    pipeline.wait_until(WAIT, |m| m.records_out == 8).await;
+    pipeline.stop().await.expect("clean stop");
+    let back = kafka.read("back", 8, WAIT).await;
+    for (original, restored) in originals.iter().zip(&back) {
+        assert_eq!(
+            original.value.as_deref(),
+            restored.payload(),
+            "restored byte for byte"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_is_down_pauses_the_pipeline_and_loses_nothing() {
     let vault_server = support::start_vault().await;

@@ -212,7 +212,7 @@ impl Access {
                 needs.push((Decrypt, Policy, "unwrap envelope data keys"));
                 open_keys(&mut needs);
             }
-            "rewrap-value" | "rewrap-fields" => {
+            "rewrap-value" | "rewrap-fields" | "rewrap-schema-fields" => {
                 needs.push((Rewrap, Policy, "rewrap ciphertexts"));
                 let again = "format 3 records: decrypted and encrypted again with their \
                              binding (transit/rewrap takes no associated data)";
@@ -384,6 +384,10 @@ on_failure = "stop"
             ),
             (
                 "rewrap-fields",
+                vec!["transit/rewrap/k", "transit/decrypt/k", "transit/encrypt/k"],
+            ),
+            (
+                "rewrap-schema-fields",
                 vec!["transit/rewrap/k", "transit/decrypt/k", "transit/encrypt/k"],
             ),
             ("envelope-rewrap", vec!["transit/rewrap/k"]),

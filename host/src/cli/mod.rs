@@ -32,7 +32,7 @@ is in docs/configuration.md:
                     max_in_flight_batches, shutdown_timeout, offsets_topic, offsets_key
   [admin]           listen (metrics, health probes), reload_token_file
   [schema_registry] url, username and password_env, or token_env; ca_cert (for
-                    encrypt-schema-fields and decrypt-schema-fields: Avro, Protobuf and
+                    encrypt-, decrypt- and rewrap-schema-fields: Avro, Protobuf and
                     JSON Schema records in Confluent's wire format)
 
 Secrets are never written in the file: the Vault token comes from an environment

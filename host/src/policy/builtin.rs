@@ -18,6 +18,7 @@ const BUILTINS: &[(&str, &[u8])] = &[
     builtin!("envelope-open", "envelope_open.wasm"),
     builtin!("rewrap-value", "rewrap_value.wasm"),
     builtin!("rewrap-fields", "rewrap_fields.wasm"),
+    builtin!("rewrap-schema-fields", "rewrap_schema_fields.wasm"),
     builtin!("envelope-rewrap", "envelope_rewrap.wasm"),
 ];
 
