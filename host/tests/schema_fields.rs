@@ -9,11 +9,13 @@ mod support;
 
 use std::time::Duration;
 
+use kafka_transit::vault::VaultClient;
 use kafka_transit_schema_fields::{wire, Pattern, Schema, SchemaText, SchemaType, Selection};
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value};
 use support::kafka::{PipelineSpec, RunningPipeline, TestKafka, TestRecord};
 use support::registry::TestRegistry;
+use support::RunningServer;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -130,6 +132,73 @@ fn pii_contents(schema: &Schema, value: &[u8]) -> Vec<Vec<u8>> {
         .iter()
         .map(|field| field.content.clone())
         .collect()
+}
+
+/// `n` customers framed under schema `id`, keyed `customer-<i>`; `body` encodes one.
+fn customers(id: u32, n: i64, body: fn(i64) -> Vec<u8>) -> Vec<TestRecord> {
+    (0..n)
+        .map(|i| TestRecord {
+            key: Some(format!("customer-{i}").into_bytes()),
+            value: Some(wire::frame(id, &body(i))),
+            ..TestRecord::default()
+        })
+        .collect()
+}
+
+/// vault-dev, and the registry with the Avro customer schema under a fresh subject.
+struct Setup {
+    vault_server: RunningServer,
+    url: String,
+    vault: VaultClient,
+    registry: TestRegistry,
+    avro_id: u32,
+}
+
+impl Setup {
+    async fn start(subject: &str) -> Setup {
+        let vault_server = support::start_vault().await;
+        let registry = TestRegistry::target().await;
+        let subject = support::unique_name(subject);
+        let avro_id = registry
+            .register(&format!("{subject}-value"), "AVRO", AVRO_SCHEMA)
+            .await;
+        Setup {
+            url: vault_server.url(),
+            vault: support::client_for(&vault_server),
+            vault_server,
+            registry,
+            avro_id,
+        }
+    }
+
+    /// A pipeline of `builtin` from `from` to `to`, with the registry.
+    fn step(
+        &self,
+        kafka: &TestKafka,
+        (from, to): (&str, &str),
+        builtin: &str,
+        config: &'static str,
+    ) -> kafka_transit::config::PipelineConfig {
+        let mut spec = PipelineSpec::from_to(
+            kafka,
+            &self.url,
+            from,
+            to,
+            format!("builtin = \"{builtin}\""),
+        );
+        spec.policy_config = config;
+        spec.schema_registry = Some(&self.registry.url);
+        spec.config()
+    }
+
+    /// Runs a pipeline until it has written `records`, then stops it.
+    async fn run(&self, config: kafka_transit::config::PipelineConfig, records: u64) {
+        let pipeline = RunningPipeline::start(config, self.vault.clone()).await;
+        pipeline
+            .wait_until(WAIT, |m| m.records_out == records)
+            .await;
+        pipeline.stop().await.expect("clean stop");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,43 +340,25 @@ async fn tagged_fields_become_ciphertexts_in_place_and_come_back_byte_for_byte()
 /// opening pipeline, never opened under the wrong key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_fields_open_only_in_their_own_record_and_place() {
-    let vault_server = support::start_vault().await;
-    let url = vault_server.url();
-    let vault = support::client_for(&vault_server);
+    let setup = Setup::start("bound").await;
     support::create_key(
-        &vault_server,
+        &setup.vault_server,
         "transit",
         "record-keys",
         json!({"derived": true, "convergent_encryption": true}),
     )
     .await;
-    let registry = TestRegistry::target().await;
-    let subject = support::unique_name("bound");
-    let avro_id = registry
-        .register(&format!("{subject}-value"), "AVRO", AVRO_SCHEMA)
-        .await;
     let kafka = TestKafka::start(&[("in", 2), ("out", 2), ("back", 2), ("dlq", 1)]);
-    let originals: Vec<TestRecord> = (0..12)
-        .map(|i| TestRecord {
-            key: Some(format!("customer-{i}").into_bytes()),
-            value: Some(wire::frame(avro_id, &avro_customer(i))),
-            ..TestRecord::default()
-        })
-        .collect();
+    let originals = customers(setup.avro_id, 12, avro_customer);
     kafka.produce("in", &originals).await;
-
-    let mut protect = PipelineSpec::in_to_out(
+    let protect = setup.step(
         &kafka,
-        &url,
-        "schema-bind",
-        "builtin = \"encrypt-schema-fields\"".into(),
+        ("in", "out"),
+        "encrypt-schema-fields",
+        "key = \"customers\"\nbind = [\"stream\", \"key\"]\n\
+         record_keys = \"encrypt\"\nrecord_keys_key = \"record-keys\"",
     );
-    protect.policy_config = "key = \"customers\"\nbind = [\"stream\", \"key\"]\n\
-                             record_keys = \"encrypt\"\nrecord_keys_key = \"record-keys\"";
-    protect.schema_registry = Some(&registry.url);
-    let pipeline = RunningPipeline::start(protect.config(), vault.clone()).await;
-    pipeline.wait_until(WAIT, |m| m.records_out == 12).await;
-    pipeline.stop().await.expect("clean stop");
+    setup.run(protect, 12).await;
 
     let sealed = kafka.read("out", 12, WAIT).await;
     for message in &sealed {
@@ -333,17 +384,14 @@ async fn bound_fields_open_only_in_their_own_record_and_place() {
     };
     kafka.produce("out", &[moved]).await;
 
-    let mut open = PipelineSpec::from_to(
+    let open = setup.step(
         &kafka,
-        &url,
-        "out",
-        "back",
-        "builtin = \"decrypt-schema-fields\"".into(),
+        ("out", "back"),
+        "decrypt-schema-fields",
+        "key = \"customers\"\nrecord_keys_key = \"record-keys\"\n\
+         require_binding = [\"stream\", \"key\"]",
     );
-    open.policy_config = "key = \"customers\"\nrecord_keys_key = \"record-keys\"\n\
-                          require_binding = [\"stream\", \"key\"]";
-    open.schema_registry = Some(&registry.url);
-    let pipeline = RunningPipeline::start(open.config(), vault.clone()).await;
+    let pipeline = RunningPipeline::start(open, setup.vault.clone()).await;
     pipeline
         .wait_until(WAIT, |m| m.records_out == 12 && m.dead_lettered == 1)
         .await;
@@ -370,50 +418,28 @@ async fn bound_fields_open_only_in_their_own_record_and_place() {
 /// and the records open once the old version is retired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrapped_fields_open_after_the_old_key_version_is_retired() {
-    let vault_server = support::start_vault().await;
-    let url = vault_server.url();
-    let vault = support::client_for(&vault_server);
-    let registry = TestRegistry::target().await;
-    let subject = support::unique_name("rewrap");
-    let avro_id = registry
-        .register(&format!("{subject}-value"), "AVRO", AVRO_SCHEMA)
-        .await;
+    let setup = Setup::start("rewrap").await;
     let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("v2", 1), ("back", 1), ("dlq", 1)]);
-    let originals: Vec<TestRecord> = (0..8)
-        .map(|i| TestRecord {
-            key: Some(format!("customer-{i}").into_bytes()),
-            value: Some(wire::frame(avro_id, &avro_customer(i))),
-            ..TestRecord::default()
-        })
-        .collect();
+    let originals = customers(setup.avro_id, 8, avro_customer);
     kafka.produce("in", &originals).await;
-    let step = |from: &str, to: &str, builtin: &str| {
-        let mut spec =
-            PipelineSpec::from_to(&kafka, &url, from, to, format!("builtin = \"{builtin}\""));
-        spec.policy_config = "key = \"customers\"";
-        spec.schema_registry = Some(&registry.url);
-        spec.config()
+    let config = "key = \"customers\"";
+    let vault_write = |path: &'static str, body: Value| {
+        support::request_ok(&setup.vault_server, reqwest::Method::POST, path, body)
     };
-    for (from, to, builtin) in [
-        ("in", "out", "encrypt-schema-fields"),
-        ("out", "v2", "rewrap-schema-fields"),
-    ] {
-        if builtin.starts_with("rewrap") {
-            support::request_ok(
-                &vault_server,
-                reqwest::Method::POST,
-                "transit/keys/customers/rotate",
-                json!({}),
-            )
-            .await;
-        }
-        let pipeline = RunningPipeline::start(step(from, to, builtin), vault.clone()).await;
-        pipeline.wait_until(WAIT, |m| m.records_out == 8).await;
-        pipeline.stop().await.expect("clean stop");
-    }
-    support::request_ok(
-        &vault_server,
-        reqwest::Method::POST,
+    setup
+        .run(
+            setup.step(&kafka, ("in", "out"), "encrypt-schema-fields", config),
+            8,
+        )
+        .await;
+    vault_write("transit/keys/customers/rotate", json!({})).await;
+    setup
+        .run(
+            setup.step(&kafka, ("out", "v2"), "rewrap-schema-fields", config),
+            8,
+        )
+        .await;
+    vault_write(
         "transit/keys/customers/config",
         json!({"min_decryption_version": 2}),
     )
@@ -432,10 +458,12 @@ async fn rewrapped_fields_open_after_the_old_key_version_is_retired() {
             assert!(field.starts_with(b"vault:v2:"), "a field left at v1");
         }
     }
-    let pipeline =
-        RunningPipeline::start(step("v2", "back", "decrypt-schema-fields"), vault.clone()).await;
-    pipeline.wait_until(WAIT, |m| m.records_out == 8).await;
-    pipeline.stop().await.expect("clean stop");
+    setup
+        .run(
+            setup.step(&kafka, ("v2", "back"), "decrypt-schema-fields", config),
+            8,
+        )
+        .await;
     let back = kafka.read("back", 8, WAIT).await;
     for (original, restored) in originals.iter().zip(&back) {
         assert_eq!(
@@ -454,13 +482,7 @@ async fn a_registry_that_is_down_pauses_the_pipeline_and_loses_nothing() {
     let registry = TestRegistry::start_local().await;
     let id = registry.register("in-value", "JSON", JSON_SCHEMA).await;
     let kafka = TestKafka::start(&[("in", 1), ("out", 1), ("dlq", 1)]);
-    let records: Vec<TestRecord> = (0..20)
-        .map(|i| TestRecord {
-            key: Some(format!("customer-{i}").into_bytes()),
-            value: Some(wire::frame(id, &json_customer(i))),
-            ..TestRecord::default()
-        })
-        .collect();
+    let records = customers(id, 20, json_customer);
     kafka.produce("in", &records).await;
 
     registry.set_down(true);

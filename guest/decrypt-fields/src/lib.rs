@@ -17,17 +17,10 @@
 //! refused unless `keep_hmac_keys = true`), and the protection header is dropped.
 //! `require_binding` refuses records bound to less, and records without the header.
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::envelope_format::record::RecordKeys;
-use kafka_transit_policy_sdk::fields::{FieldsConfig, Selected};
-use kafka_transit_policy_sdk::protection::{
-    is_protected, restore_keys, Protected, Role, Shape, Streams,
-};
-use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, DecryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, forward, ContextSource, Failure, OutputRecord, Prepared, ResolvedKey,
-    SourceRecord, TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::fields::FieldsConfig;
+use kafka_transit_policy_sdk::protection::{Protected, Role, Shape};
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<FieldsConfig>;
 
@@ -37,111 +30,15 @@ fn parse(json: &str) -> Result<Config, String> {
 
 configured_policy!(DecryptFields, parse, decrypt);
 
-/// A record's selected fields and their ciphertexts; `None`: a tombstone, or a value
-/// passed on unexamined.
-type Fields = Option<(ResolvedKey, Selected, Vec<DecryptItem>)>;
-
 fn decrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let protected = is_protected(&record);
-        let selected: Fields = match fields.ciphertext_items(&mut record) {
-            // Formats 1/2 pass on as they always did.
-            Prepared::Forward if !protected && !protection.require_binding.any() => {
-                return Start::Output(forward(record))
-            }
-            Prepared::Forward => None,
-            Prepared::Item(selected) => Some(selected),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        match protection.incoming(record, &mut streams, selected) {
-            Ok(incoming)
-                if incoming
-                    .flags
-                    .is_some_and(|flags| flags.record_keys() != RecordKeys::Kept)
-                    && incoming
-                        .extra
-                        .as_ref()
-                        .is_some_and(|(_, s, _)| !s.is_empty())
-                    && matches!(fields.transit.context_from, ContextSource::RecordKey) =>
-            {
-                Start::Fail(Failure::InvalidInput(
-                    "policy.config.context_from = \"record-key\" cannot open a record whose \
-                     key is encrypted or HMAC'd (its kafka-transit.protection header says so)"
-                        .into(),
-                ))
-            }
-            Ok(incoming) => Start::Work(incoming),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    restore_keys(&mut batch, protection);
-    batch.vault(
-        "vault decrypt",
-        |incoming| match (&mut incoming.extra, incoming.flags) {
-            (Some((key, _, items)), None) => Ok(Some((key.clone(), std::mem::take(items)))),
-            _ => Ok(None),
-        },
-        transit::decrypt,
-        |incoming, plaintexts| {
-            if let Some((_, selected, _)) = incoming.extra.take() {
-                incoming.value = Some(selected.with_plaintexts(plaintexts)?);
-            }
-            Ok(())
-        },
-    );
-    batch.vault(
-        "vault decrypt",
-        |incoming| {
-            let (Some(_), Some((_, selected, _))) = (incoming.flags, &incoming.extra) else {
-                return Ok(None);
-            };
-            let bindings: Vec<Vec<u8>> = selected
-                .located_pointers()
-                .into_iter()
-                .map(|pointer| incoming.binding(Some(pointer)).unwrap_or_default())
-                .collect();
-            let Some((key, _, items)) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let bound = std::mem::take(items)
-                .into_iter()
-                .zip(bindings)
-                .map(|(item, associated_data)| BoundDecryptItem {
-                    ciphertext: item.ciphertext,
-                    context: item.context,
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((key.clone(), bound)))
-        },
-        transit::decrypt_bound,
-        |incoming, plaintexts| {
-            if let Some((_, selected, _)) = incoming.extra.take() {
-                incoming.value = Some(selected.with_plaintexts(plaintexts)?);
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|incoming| {
-        Ok(OutputRecord {
-            topic: None,
-            key: incoming.key,
-            // Selected, but with nothing to decrypt: the value as it came.
-            value: match incoming.extra {
-                Some((_, selected, _)) => Some(selected.with_plaintexts(Vec::new())?),
-                None => incoming.value,
-            },
-            headers: incoming.headers,
-        })
-    })
+    field_policies::open(config, batch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::transit;
     use kafka_transit_policy_sdk::{Failure, Policy};
 
     fn start(config: &str) -> Host {

@@ -17,15 +17,10 @@
 //! failed". An encrypted key is decrypted under `record_keys_key` (an HMAC'd one is
 //! refused unless `keep_hmac_keys = true`), and the protection header is dropped.
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::envelope_format::record::RecordKeys;
-use kafka_transit_policy_sdk::protection::{is_protected, restore_keys, Protected, Role, Streams};
-use kafka_transit_policy_sdk::schema_fields::{Located, SchemaFieldsConfig};
-use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, DecryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, forward, ContextSource, Failure, OutputRecord, Prepared, ResolvedKey,
-    SourceRecord, TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::protection::{Protected, Role};
+use kafka_transit_policy_sdk::schema_fields::SchemaFieldsConfig;
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<SchemaFieldsConfig>;
 
@@ -35,107 +30,8 @@ fn parse(json: &str) -> Result<Config, String> {
 
 configured_policy!(DecryptSchemaFields, parse, decrypt);
 
-/// A record's located fields and their ciphertexts; `None`: a tombstone.
-type Fields = Option<(ResolvedKey, Located, Vec<DecryptItem>)>;
-
 fn decrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let protected = is_protected(&record);
-        let located: Fields = match fields.ciphertext_items(&mut record) {
-            // A format 2 tombstone passes on as it always did.
-            Prepared::Forward if !protected && !protection.require_binding.any() => {
-                return Start::Output(forward(record))
-            }
-            Prepared::Forward => None,
-            Prepared::Item(located) => Some(located),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        let key_context = matches!(fields.transit.context_from, ContextSource::RecordKey);
-        match protection.incoming(record, &mut streams, located) {
-            Ok(incoming)
-                if key_context
-                    && incoming
-                        .flags
-                        .is_some_and(|flags| flags.record_keys() != RecordKeys::Kept)
-                    && incoming
-                        .extra
-                        .as_ref()
-                        .is_some_and(|(_, located, _)| !located.fields().is_empty()) =>
-            {
-                Start::Fail(Failure::InvalidInput(
-                    "policy.config.context_from = \"record-key\" cannot open a record whose \
-                     key is encrypted or HMAC'd (its kafka-transit.protection header says so)"
-                        .into(),
-                ))
-            }
-            Ok(incoming) => Start::Work(incoming),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    restore_keys(&mut batch, protection);
-    // Format 2 records: no associated data.
-    batch.vault(
-        "vault decrypt",
-        |incoming| match (&mut incoming.extra, incoming.flags) {
-            (Some((key, _, items)), None) => Ok(Some((key.clone(), std::mem::take(items)))),
-            _ => Ok(None),
-        },
-        transit::decrypt,
-        |incoming, plaintexts| {
-            if let Some((_, located, _)) = incoming.extra.take() {
-                incoming.value = Some(located.with_contents(plaintexts)?);
-            }
-            Ok(())
-        },
-    );
-    // Format 3: each field's binding rebuilt from the record as received.
-    batch.vault(
-        "vault decrypt",
-        |incoming| {
-            let (Some(_), Some((_, located, _))) = (incoming.flags, &incoming.extra) else {
-                return Ok(None);
-            };
-            let bindings: Vec<Vec<u8>> = located
-                .located_paths()
-                .into_iter()
-                .map(|path| incoming.binding(Some(path)).unwrap_or_default())
-                .collect();
-            let Some((key, _, items)) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let bound = std::mem::take(items)
-                .into_iter()
-                .zip(bindings)
-                .map(|(item, associated_data)| BoundDecryptItem {
-                    ciphertext: item.ciphertext,
-                    context: item.context,
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((key.clone(), bound)))
-        },
-        transit::decrypt_bound,
-        |incoming, plaintexts| {
-            if let Some((_, located, _)) = incoming.extra.take() {
-                incoming.value = Some(located.with_contents(plaintexts)?);
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|incoming| {
-        Ok(OutputRecord {
-            topic: None,
-            key: incoming.key,
-            // No field present: the value as it came.
-            value: match incoming.extra {
-                Some((_, located, _)) => Some(located.with_contents(Vec::new())?),
-                None => incoming.value,
-            },
-            headers: incoming.headers,
-        })
-    })
+    field_policies::open(config, batch)
 }
 
 #[cfg(test)]
@@ -143,6 +39,7 @@ mod tests {
     use super::*;
     use kafka_transit_policy_sdk::schema_registry::SchemaType;
     use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::transit;
     use kafka_transit_policy_sdk::{Failure, Policy};
 
     fn framed(json: &str) -> Vec<u8> {

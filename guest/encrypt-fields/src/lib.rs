@@ -21,14 +21,10 @@
 //! format 3 record, tombstones and records passed on unprotected too, carries the
 //! `kafka-transit.protection` header, and its key is protected.
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::fields::{FieldsConfig, Selected};
-use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Shape, Streams};
-use kafka_transit_policy_sdk::transit::{self, BoundEncryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
-    TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::fields::FieldsConfig;
+use kafka_transit_policy_sdk::protection::{Protected, Role, Shape};
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<FieldsConfig>;
 
@@ -43,99 +39,14 @@ fn parse(json: &str) -> Result<Config, String> {
 configured_policy!(EncryptFields, parse, encrypt);
 
 fn encrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    if config.protection.is_format3() {
-        return encrypt_bound(config, batch);
-    }
-    let config = &config.config;
-    through_vault_keyed(
-        batch,
-        "vault encrypt",
-        |record| config.plaintext_items(record),
-        transit::encrypt,
-        |record, selected, ciphertexts| {
-            let headers = stamped(record.headers, "encrypt-fields", selected.key_or(config));
-            Ok(OutputRecord {
-                topic: None,
-                key: record.key,
-                value: Some(selected.with_ciphertexts(ciphertexts)),
-                headers,
-            })
-        },
-    )
-}
-
-/// A record's selected fields (`None`: a tombstone, or a value passed on unexamined),
-/// and the key its stamp names (when it has selected fields).
-struct Fields {
-    selected: Option<Selected>,
-    stamp: Option<String>,
-}
-
-/// Format 3: record keys first, then every field bound to the record and its place.
-fn encrypt_bound(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let flags = protection.flags();
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let selected = match fields.prepare(&mut record) {
-            // A tombstone, or a value on_invalid_json passes: the record's key is still
-            // protected.
-            Prepared::Forward => None,
-            Prepared::Item(selected) => Some(selected),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        let stamp = selected
-            .as_ref()
-            .map(|selected| selected.key_or(fields).to_string());
-        match protection.outgoing(record, &mut streams, Fields { selected, stamp }) {
-            Ok(out) => Start::Work(out),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    protect_keys(&mut batch, protection);
-    batch.vault(
-        "vault encrypt",
-        |out| {
-            let Some(selected) = out.extra.selected.as_ref().filter(|s| !s.is_empty()) else {
-                return Ok(None);
-            };
-            let items = selected
-                .plaintexts()
-                .into_iter()
-                .zip(selected.located_pointers())
-                .map(|(plaintext, pointer)| BoundEncryptItem {
-                    plaintext,
-                    context: selected.context.clone(),
-                    associated_data: out.binding(flags, Some(pointer)),
-                })
-                .collect();
-            Ok(Some((selected.resolved_key_or(fields), items)))
-        },
-        transit::encrypt_bound,
-        |out, ciphertexts| {
-            if let Some(selected) = out.extra.selected.take() {
-                out.value = Some(selected.with_ciphertexts(ciphertexts));
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|mut out| {
-        // Selected, but nothing to encrypt: the value as it came.
-        if let Some(selected) = out.extra.selected.take() {
-            out.value = Some(selected.with_ciphertexts(Vec::new()));
-        }
-        let stamp = out.extra.stamp.take();
-        Ok(out.output(
-            protection,
-            stamp.as_deref().map(|key| ("encrypt-fields", key)),
-        ))
-    })
+    field_policies::protect(config, batch, "encrypt-fields")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::{transit, OutputRecord};
     use kafka_transit_policy_sdk::{Failure, Header, Policy};
 
     fn start(config: &str) -> Host {

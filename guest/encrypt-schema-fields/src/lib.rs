@@ -26,14 +26,10 @@
 //! header. `deterministic` and `bind` exclude each other (see
 //! `SchemaFieldsConfig::parse_protected`).
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Streams};
-use kafka_transit_policy_sdk::schema_fields::{Located, SchemaFieldsConfig};
-use kafka_transit_policy_sdk::transit::{self, BoundEncryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, stamped, through_vault_keyed, OutputRecord, Prepared, SourceRecord,
-    TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::protection::{Protected, Role};
+use kafka_transit_policy_sdk::schema_fields::SchemaFieldsConfig;
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<SchemaFieldsConfig>;
 
@@ -43,99 +39,8 @@ fn parse(json: &str) -> Result<Config, String> {
 
 configured_policy!(EncryptSchemaFields, parse, encrypt);
 
-const POLICY: &str = "encrypt-schema-fields";
-
 fn encrypt(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    if config.protection.is_format3() {
-        return encrypt_bound(config, batch);
-    }
-    let config = &config.config;
-    through_vault_keyed(
-        batch,
-        "vault encrypt",
-        |record| config.plaintext_items(record),
-        transit::encrypt,
-        |record, located, ciphertexts| {
-            let headers = stamped(record.headers, POLICY, located.key_name(config));
-            let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
-            Ok(OutputRecord {
-                topic: None,
-                key: record.key,
-                value: Some(located.with_contents(contents)?),
-                headers,
-            })
-        },
-    )
-}
-
-/// A record's located fields (`None`: a tombstone), and the key its stamp names.
-struct Fields {
-    located: Option<Located>,
-    stamp: Option<String>,
-}
-
-/// Format 3: record keys first (the fields are bound to the key as on the sink), then
-/// every field bound to its record and its place.
-fn encrypt_bound(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let flags = protection.flags();
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let located = match fields.locate(&mut record) {
-            // A tombstone: its key is still protected.
-            Prepared::Forward => None,
-            Prepared::Item(located) => Some(located),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        let stamp = located
-            .as_ref()
-            .map(|located| located.key_name(fields).to_string());
-        match protection.outgoing(record, &mut streams, Fields { located, stamp }) {
-            Ok(out) => Start::Work(out),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    protect_keys(&mut batch, protection);
-    batch.vault(
-        "vault encrypt",
-        |out| {
-            let Some(located) = out
-                .extra
-                .located
-                .as_ref()
-                .filter(|l| !l.fields().is_empty())
-            else {
-                return Ok(None);
-            };
-            let items = located
-                .encrypt_items()
-                .into_iter()
-                .zip(located.located_paths())
-                .map(|(item, path)| BoundEncryptItem {
-                    plaintext: item.plaintext,
-                    context: item.context,
-                    associated_data: out.binding(flags, Some(path)),
-                })
-                .collect();
-            Ok(Some((located.key_or(fields), items)))
-        },
-        transit::encrypt_bound,
-        |out, ciphertexts| {
-            if let Some(located) = out.extra.located.take() {
-                let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
-                out.value = Some(located.with_contents(contents)?);
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|mut out| {
-        // No field present: the value as it came.
-        if let Some(located) = out.extra.located.take() {
-            out.value = Some(located.with_contents(Vec::new())?);
-        }
-        let stamp = out.extra.stamp.take();
-        Ok(out.output(protection, stamp.as_deref().map(|key| (POLICY, key))))
-    })
+    field_policies::protect(config, batch, "encrypt-schema-fields")
 }
 
 #[cfg(test)]
@@ -143,6 +48,7 @@ mod tests {
     use super::*;
     use kafka_transit_policy_sdk::schema_registry::{RegistryError, SchemaType};
     use kafka_transit_policy_sdk::testing::{record, Host};
+    use kafka_transit_policy_sdk::{transit, OutputRecord};
     use kafka_transit_policy_sdk::{Failure, Policy};
 
     const SCHEMA: &str = r#"{"type": "object", "properties": {

@@ -16,16 +16,10 @@
 //! rewrapped to the latest key version too (fields bound to the key are then bound to
 //! the new one), so that compaction converges again after a rotation.
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::fields::{FieldsConfig, Selected};
-use kafka_transit_policy_sdk::protection::{
-    is_protected, rewrap_keys, Protected, Role, Shape, Streams,
-};
-use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, BoundEncryptItem, DecryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, forward, Failure, OutputRecord, Prepared, ResolvedKey, SourceRecord,
-    TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::fields::FieldsConfig;
+use kafka_transit_policy_sdk::protection::{Protected, Role, Shape};
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<FieldsConfig>;
 
@@ -39,153 +33,15 @@ fn parse(json: &str) -> Result<Config, String> {
 
 configured_policy!(RewrapFields, parse, rewrap);
 
-/// A record's selected fields, their ciphertexts and then (format 3) their plaintexts;
-/// `None`: a tombstone, or a value passed on unexamined.
-struct Fields {
-    key: ResolvedKey,
-    selected: Selected,
-    items: Vec<DecryptItem>,
-    plaintexts: Vec<Vec<u8>>,
-}
-
 fn rewrap(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let protected = is_protected(&record);
-        let selected = match fields.ciphertext_items(&mut record) {
-            Prepared::Forward if !protected => return Start::Output(forward(record)),
-            Prepared::Forward => None,
-            Prepared::Item((key, selected, items)) => Some(Fields {
-                key,
-                selected,
-                items,
-                plaintexts: Vec::new(),
-            }),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        match protection.incoming(record, &mut streams, selected) {
-            Ok(incoming) => Start::Work(incoming),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    rewrap_keys(&mut batch, protection);
-    // Formats 1/2: inside Vault.
-    batch.vault(
-        "vault rewrap",
-        |incoming| match (&mut incoming.extra, incoming.flags) {
-            (Some(fields), None) => Ok(Some((
-                fields.key.clone(),
-                std::mem::take(&mut fields.items),
-            ))),
-            _ => Ok(None),
-        },
-        transit::rewrap,
-        |incoming, ciphertexts| {
-            if let Some(fields) = incoming.extra.take() {
-                incoming.value = Some(fields.selected.with_ciphertexts(ciphertexts));
-            }
-            Ok(())
-        },
-    );
-    // Format 3: open each field with its binding, encrypt it with the binding it leaves
-    // with (the record's key may have been rewrapped).
-    batch.vault(
-        "vault decrypt",
-        |incoming| {
-            if incoming.flags.is_none() {
-                return Ok(None);
-            }
-            let bindings = bindings(incoming, |incoming, pointer| incoming.binding(pointer));
-            let Some(fields) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let items = std::mem::take(&mut fields.items)
-                .into_iter()
-                .zip(bindings)
-                .map(|(item, associated_data)| BoundDecryptItem {
-                    ciphertext: item.ciphertext,
-                    context: item.context,
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((fields.key.clone(), items)))
-        },
-        transit::decrypt_bound,
-        |incoming, plaintexts| {
-            if let Some(fields) = &mut incoming.extra {
-                fields.plaintexts = plaintexts;
-            }
-            Ok(())
-        },
-    );
-    batch.vault(
-        "vault encrypt",
-        |incoming| {
-            if incoming.flags.is_none() {
-                return Ok(None);
-            }
-            let bindings = bindings(incoming, |incoming, pointer| incoming.rebinding(pointer));
-            let context = incoming
-                .extra
-                .as_ref()
-                .and_then(|f| f.selected.context.clone());
-            let Some(fields) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let items = std::mem::take(&mut fields.plaintexts)
-                .into_iter()
-                .zip(bindings)
-                .map(|(plaintext, associated_data)| BoundEncryptItem {
-                    plaintext,
-                    context: context.clone(),
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((fields.key.clone(), items)))
-        },
-        transit::encrypt_bound,
-        |incoming, ciphertexts| {
-            if let Some(fields) = incoming.extra.take() {
-                incoming.value = Some(fields.selected.with_ciphertexts(ciphertexts));
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|incoming| {
-        Ok::<_, Failure>(OutputRecord {
-            topic: None,
-            key: incoming.key,
-            value: incoming.value,
-            headers: incoming.headers,
-        })
-    })
-}
-
-/// The binding data of each selected field of a format 3 record (empty: none, or not
-/// format 3), made by `binding` with each field's located pointer.
-fn bindings(
-    incoming: &kafka_transit_policy_sdk::protection::Incoming<Option<Fields>>,
-    binding: impl Fn(
-        &kafka_transit_policy_sdk::protection::Incoming<Option<Fields>>,
-        Option<&str>,
-    ) -> Option<Vec<u8>>,
-) -> Vec<Vec<u8>> {
-    let Some(fields) = &incoming.extra else {
-        return Vec::new();
-    };
-    fields
-        .selected
-        .located_pointers()
-        .into_iter()
-        .map_while(|pointer| binding(incoming, Some(pointer)))
-        .collect()
+    field_policies::rewrap(config, batch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_transit_policy_sdk::testing::{record, Host, Operation};
+    use kafka_transit_policy_sdk::transit;
     use kafka_transit_policy_sdk::{Failure, Policy};
     use serde_json::Value;
 

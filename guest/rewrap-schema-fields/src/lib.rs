@@ -19,16 +19,10 @@
 //! does. With `record_keys = "encrypt"`, encrypted record keys are rewrapped too (fields
 //! bound to the key are then bound to the new one).
 
-use kafka_transit_policy_sdk::batch::{Batch, Start};
-use kafka_transit_policy_sdk::protection::{
-    is_protected, rewrap_keys, Incoming, Protected, Role, Streams,
-};
-use kafka_transit_policy_sdk::schema_fields::{Located, SchemaFieldsConfig};
-use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, BoundEncryptItem, DecryptItem};
-use kafka_transit_policy_sdk::{
-    configured_policy, forward, Failure, OutputRecord, Prepared, ResolvedKey, SourceRecord,
-    TransformResult,
-};
+use kafka_transit_policy_sdk::field_policies;
+use kafka_transit_policy_sdk::protection::{Protected, Role};
+use kafka_transit_policy_sdk::schema_fields::SchemaFieldsConfig;
+use kafka_transit_policy_sdk::{configured_policy, SourceRecord, TransformResult};
 
 type Config = Protected<SchemaFieldsConfig>;
 
@@ -38,149 +32,8 @@ fn parse(json: &str) -> Result<Config, String> {
 
 configured_policy!(RewrapSchemaFields, parse, rewrap);
 
-/// A record's located fields, their ciphertexts, their derivation contexts and then
-/// (format 3) their plaintexts; `None`: a tombstone.
-struct Fields {
-    key: ResolvedKey,
-    located: Located,
-    items: Vec<DecryptItem>,
-    contexts: Vec<Option<Vec<u8>>>,
-    plaintexts: Vec<Vec<u8>>,
-}
-
 fn rewrap(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (fields, protection) = (&config.config, &config.protection);
-    let mut streams = Streams::new(protection);
-    let mut batch = Batch::new(batch, |mut record| {
-        let protected = is_protected(&record);
-        let located = match fields.ciphertext_items(&mut record) {
-            Prepared::Forward if !protected => return Start::Output(forward(record)),
-            Prepared::Forward => None,
-            Prepared::Item((key, located, items)) => Some(Fields {
-                key,
-                contexts: items.iter().map(|item| item.context.clone()).collect(),
-                located,
-                items,
-                plaintexts: Vec::new(),
-            }),
-            Prepared::Fail(failure) => return Start::Fail(failure),
-        };
-        match protection.incoming(record, &mut streams, located) {
-            Ok(incoming) => Start::Work(incoming),
-            Err(failure) => Start::Fail(failure),
-        }
-    });
-    rewrap_keys(&mut batch, protection);
-    // Format 2: inside Vault.
-    batch.vault(
-        "vault rewrap",
-        |incoming| match (&mut incoming.extra, incoming.flags) {
-            (Some(fields), None) => Ok(Some((
-                fields.key.clone(),
-                std::mem::take(&mut fields.items),
-            ))),
-            _ => Ok(None),
-        },
-        transit::rewrap,
-        |incoming, ciphertexts| {
-            if let Some(fields) = incoming.extra.take() {
-                let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
-                incoming.value = Some(fields.located.with_contents(contents)?);
-            }
-            Ok(())
-        },
-    );
-    // Format 3: open each field with its binding, encrypt it with the binding it leaves
-    // with (the record's key may have been rewrapped).
-    batch.vault(
-        "vault decrypt",
-        |incoming| {
-            if incoming.flags.is_none() {
-                return Ok(None);
-            }
-            let bindings = bindings(incoming, Incoming::binding);
-            let Some(fields) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let items = std::mem::take(&mut fields.items)
-                .into_iter()
-                .zip(bindings)
-                .map(|(item, associated_data)| BoundDecryptItem {
-                    ciphertext: item.ciphertext,
-                    context: item.context,
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((fields.key.clone(), items)))
-        },
-        transit::decrypt_bound,
-        |incoming, plaintexts| {
-            if let Some(fields) = &mut incoming.extra {
-                fields.plaintexts = plaintexts;
-            }
-            Ok(())
-        },
-    );
-    batch.vault(
-        "vault encrypt",
-        |incoming| {
-            if incoming.flags.is_none() {
-                return Ok(None);
-            }
-            let bindings = bindings(incoming, Incoming::rebinding);
-            let Some(fields) = &mut incoming.extra else {
-                return Ok(None);
-            };
-            let items = std::mem::take(&mut fields.plaintexts)
-                .into_iter()
-                .zip(std::mem::take(&mut fields.contexts))
-                .zip(bindings)
-                .map(|((plaintext, context), associated_data)| BoundEncryptItem {
-                    plaintext,
-                    context,
-                    associated_data,
-                })
-                .collect();
-            Ok(Some((fields.key.clone(), items)))
-        },
-        transit::encrypt_bound,
-        |incoming, ciphertexts| {
-            if let Some(fields) = incoming.extra.take() {
-                let contents = ciphertexts.into_iter().map(String::into_bytes).collect();
-                incoming.value = Some(fields.located.with_contents(contents)?);
-            }
-            Ok(())
-        },
-    );
-    batch.finish(|incoming| {
-        Ok::<_, Failure>(OutputRecord {
-            topic: None,
-            key: incoming.key,
-            // No field present: the value as it came.
-            value: match incoming.extra {
-                Some(fields) => Some(fields.located.with_contents(Vec::new())?),
-                None => incoming.value,
-            },
-            headers: incoming.headers,
-        })
-    })
-}
-
-/// The binding data of each located field of a format 3 record (empty: none), made by
-/// `binding` with each field's located path.
-fn bindings(
-    incoming: &Incoming<Option<Fields>>,
-    binding: impl Fn(&Incoming<Option<Fields>>, Option<&str>) -> Option<Vec<u8>>,
-) -> Vec<Vec<u8>> {
-    let Some(fields) = &incoming.extra else {
-        return Vec::new();
-    };
-    fields
-        .located
-        .located_paths()
-        .into_iter()
-        .map_while(|path| binding(incoming, Some(path)))
-        .collect()
+    field_policies::rewrap(config, batch)
 }
 
 #[cfg(test)]
@@ -189,6 +42,8 @@ mod tests {
     use kafka_transit_policy_sdk::envelope_format::record::{self, Flags, PROTECTION_HEADER};
     use kafka_transit_policy_sdk::schema_registry::SchemaType;
     use kafka_transit_policy_sdk::testing::{record, Host, Operation};
+    use kafka_transit_policy_sdk::transit::{self, BoundDecryptItem, BoundEncryptItem};
+    use kafka_transit_policy_sdk::Failure;
     use kafka_transit_policy_sdk::{Header, Policy};
     use serde_json::Value;
 

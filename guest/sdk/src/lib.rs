@@ -96,6 +96,7 @@ pub use testing::imports::{envelope, log, pipeline, schema_registry, transit};
 
 pub mod batch;
 pub mod envelope_format;
+pub mod field_policies;
 pub mod fields;
 mod key;
 pub mod protection;
