@@ -13,6 +13,10 @@
 # - the Python, Go and Java readers open every protected record, and
 #   decrypt-schema-fields gives every record back: each field-identical to what was
 #   produced (checked by the same stock consumer).
+# Protection is format 3 (docs/protected-records.md): each field bound to its topic, its
+# record key and its located path; a protected value moved under another record's key on
+# the sink is dead-lettered by decrypt-schema-fields (require_binding) and refused by the
+# readers.
 set -euo pipefail
 source "$(dirname "$0")/../../demos/lib/stack.sh"
 
@@ -53,7 +57,7 @@ $RECORDS produce-unknown-id --bootstrap "$KAFKA_BOOTSTRAP" --topic customers-avr
 $RECORDS produce-bad-magic --bootstrap "$KAFKA_BOOTSTRAP" --topic customers-protobuf.raw >/dev/null
 
 pipeline_file "$WORK/protect.toml" encrypt-schema-fields '{topic|strip_suffix:.raw}.protected' schema.dlq \
-  'key = "customers"' '^customers-[a-z]+[.]raw$'
+  $'key = "customers"\nbind = ["stream", "key"]' '^customers-[a-z]+[.]raw$'
 with_registry "$WORK/protect.toml"
 "$KAFKA_TRANSIT" validate --connect --config "$WORK/protect.toml"
 start_pipeline "$WORK/protect.toml" "$WORK/protect.log"
@@ -88,6 +92,16 @@ for format in "${FORMATS[@]}"; do
   records check "customers-$format.protected" "$format" --expect protected \
     || fail "customers-$format.protected is not what a stock consumer should read"
 done
+bound_everywhere() { # TOPIC: every record carries the format 3 header of bind = ["stream", "key"]
+  record_file dump "$1" | python3 -c '
+import json, sys
+flags = {next((bytes.fromhex(v or "").decode() for n, v in json.loads(line)["headers"]
+               if n == "kafka-transit.protection"), None) for line in sys.stdin}
+sys.exit(0 if flags == {"3;03"} else f"protection headers {flags}, expected 3;03 on every record")'
+}
+for format in "${FORMATS[@]}"; do
+  bound_everywhere "customers-$format.protected" || fail "customers-$format.protected is not bound to stream and key"
+done
 
 # reader_input TOPIC >FILE: the topic's records as the readers take them, JSON lines of
 # {"key", "value"} in base64. reader_output FILE TOPIC: a reader's output produced to TOPIC
@@ -98,7 +112,8 @@ import base64, json, sys
 b64 = lambda hx: None if hx is None else base64.b64encode(bytes.fromhex(hx)).decode()
 for line in sys.stdin:
     record = json.loads(line)
-    print(json.dumps({"key": b64(record["key"]), "value": b64(record["value"])}))'
+    print(json.dumps({"topic": record["topic"], "key": b64(record["key"]), "value": b64(record["value"]),
+                      "headers": [[name, b64(value)] for name, value in record["headers"]]}))'
 }
 reader_output() {
   python3 - "$1" "$2" >"$1.records" <<'PY'
@@ -133,34 +148,62 @@ read_with() {
 say "the Python reader (confluent-kafka's deserializers and one Vault batch request) opens every protected record"
 for format in "${FORMATS[@]}"; do
   read_with python "$format" bash -c 'python3 "$0/demos/python/schema_fields.py" open-file --in "$IN" --out "$OUT" \
-    --registry "$SCHEMA_REGISTRY" --format "$1" --key customers' "$REPO_ROOT" "$format"
+    --registry "$SCHEMA_REGISTRY" --format "$1" --key customers --require-binding stream key' "$REPO_ROOT" "$format"
 done
 
 say "the Go reader (clients/go/schemafields) opens every protected record"
 for format in "${FORMATS[@]}"; do
   read_with go "$format" bash -c 'cd "$0/clients/go" && KAFKA_TRANSIT_SCHEMA_IN=$IN KAFKA_TRANSIT_SCHEMA_OUT=$OUT \
     KAFKA_TRANSIT_SCHEMA_REGISTRY=$SCHEMA_REGISTRY KAFKA_TRANSIT_SCHEMA_KEY=customers \
-    go test -count=1 -run TestSchemaRecordsFile -v ./schemafields' "$REPO_ROOT"
+    KAFKA_TRANSIT_SCHEMA_REQUIRE_BINDING=stream,key go test -count=1 -run TestSchemaRecordsFile -v ./schemafields' "$REPO_ROOT"
 done
 
 say "the Java reader (io.kafkatransit.client.schema, SchemaRecordsFileIT) opens every protected record"
 for format in "${FORMATS[@]}"; do
   read_with java "$format" bash -c 'cd "$0/clients/java" && KAFKA_TRANSIT_SCHEMA_IN=$IN KAFKA_TRANSIT_SCHEMA_OUT=$OUT \
     KAFKA_TRANSIT_SCHEMA_REGISTRY=$SCHEMA_REGISTRY KAFKA_TRANSIT_SCHEMA_KEY=customers \
-    mvn -q -B verify -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false -Dit.test=SchemaRecordsFileIT' "$REPO_ROOT"
+    KAFKA_TRANSIT_SCHEMA_REQUIRE_BINDING=stream,key mvn -q -B verify -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false -Dit.test=SchemaRecordsFileIT' "$REPO_ROOT"
 done
 
-say "decrypt-schema-fields gives every record back"
+say "the sink's operator moves a protected Avro value under another record's key: the Python reader refuses it"
+record_file dump customers-avro.protected | python3 -c '
+import json, sys
+first, second = (json.loads(sys.stdin.readline()) for _ in range(2))
+print(json.dumps({"topic": first["topic"], "key": first["key"], "value": second["value"], "headers": second["headers"]}))
+print(first["key"], file=sys.stderr)' >"$WORK/moved.jsonl" 2>"$WORK/moved.key"
+python3 -c '
+import base64, json, sys
+b64 = lambda hx: None if hx is None else base64.b64encode(bytes.fromhex(hx)).decode()
+record = json.load(open(sys.argv[1]))
+print(json.dumps({"topic": record["topic"], "key": b64(record["key"]), "value": b64(record["value"]),
+                  "headers": [[name, b64(value)] for name, value in record["headers"]]}))' "$WORK/moved.jsonl" \
+  >"$WORK/moved.reader.jsonl"
+python3 "$REPO_ROOT/demos/python/schema_fields.py" open-file --in "$WORK/moved.reader.jsonl" --out "$WORK/moved.python.jsonl" \
+  --registry "$SCHEMA_REGISTRY" --format avro --key customers --require-binding stream key >/dev/null
+grep -q '"error": .*does not authenticate' "$WORK/moved.python.jsonl" \
+  || fail "the Python reader did not refuse the moved record as not authentic: $(cat "$WORK/moved.python.jsonl")"
+record_file produce "$WORK/moved.jsonl" >/dev/null
+
+say "decrypt-schema-fields gives every record back, and dead-letters the moved one"
 pipeline_file "$WORK/restore.toml" decrypt-schema-fields '{topic|strip_suffix:.protected}.restored' \
-  schema.restored.dlq 'key = "customers"' '^customers-[a-z]+[.]protected$'
+  schema.restored.dlq $'key = "customers"\nrequire_binding = ["stream", "key"]' '^customers-[a-z]+[.]protected$'
 with_registry "$WORK/restore.toml"
 start_pipeline "$WORK/restore.toml" "$WORK/restore.log"
 for format in "${FORMATS[@]}"; do
   wait_for 120 "$N restored $format customers (log: $WORK/restore.log)" \
     has_records "customers-$format.restored" "$N"
 done
+wait_for 60 "the moved record dead-lettered (log: $WORK/restore.log)" has_records schema.restored.dlq 1
 stop_pipeline "$PIPELINE_PID" || fail "the restoring runner did not stop cleanly (log: $WORK/restore.log)"
-[ "$(records_on schema.restored.dlq)" -eq 0 ] || fail "the restoring runner dead-lettered records"
+dead=$(record_file dump schema.restored.dlq)
+[ "$(grep -c . <<<"$dead")" -eq 1 ] || fail "schema.restored.dlq holds $(grep -c . <<<"$dead") records, not the moved one alone"
+python3 -c '
+import json, sys
+record = json.loads(sys.argv[1])
+errors = {n: bytes.fromhex(v or "").decode() for n, v in record["headers"]}
+assert record["key"] == sys.argv[2], "another record was dead-lettered"
+assert "authentication failed" in errors.get("kafka-transit.error", ""), errors
+' "$dead" "$(cat "$WORK/moved.key")" || fail "the dead letter is not the moved record refused for its binding"
 for format in "${FORMATS[@]}"; do
   records check "customers-$format.restored" "$format" --expect plain \
     || fail "customers-$format.restored is not field-identical to what was produced"

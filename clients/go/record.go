@@ -43,8 +43,10 @@ type BoundDecrypter interface {
 	DecryptItems(ctx context.Context, keyName string, items []DecryptItem) ([]Decryption, error)
 }
 
-// SetRecordOptions sets how ReadRecord reads format 3; call it before reading.
-func (r *Reader) SetRecordOptions(options RecordOptions) error {
+// Check refuses options no reader can honour: RequireBinding other than "stream" and
+// "key", a Stream that is not a valid name. Readers of other packages (schemafields)
+// check theirs with it too.
+func (options RecordOptions) Check() error {
 	for _, what := range options.RequireBinding {
 		if what != "stream" && what != "key" {
 			return fmt.Errorf("%w: RequireBinding takes \"stream\" and \"key\", not %q", ErrConfig, what)
@@ -55,6 +57,14 @@ func (r *Reader) SetRecordOptions(options RecordOptions) error {
 			return fmt.Errorf("%w: the stream name follows the rule of key names (1 to 249 of A-Z a-z 0-9 . _ -)",
 				ErrConfig)
 		}
+	}
+	return nil
+}
+
+// SetRecordOptions sets how ReadRecord reads format 3; call it before reading.
+func (r *Reader) SetRecordOptions(options RecordOptions) error {
+	if err := options.Check(); err != nil {
+		return err
 	}
 	if options.MaxPlaintext <= 0 {
 		options.MaxPlaintext = DefaultMaxPlaintext
@@ -73,16 +83,13 @@ func (r *Reader) ReadRecord(ctx context.Context, record Record) (Record, error) 
 	if stream == "" {
 		stream = record.Topic
 	}
-	var protection [][]byte
 	out := Record{Topic: record.Topic}
 	for _, h := range record.Headers {
-		if h.Key == ProtectionHeader {
-			protection = append(protection, h.Value)
-		} else {
+		if h.Key != ProtectionHeader {
 			out.Headers = append(out.Headers, h)
 		}
 	}
-	flags, bound, err := r.recordFlags(record.Value, protection)
+	flags, bound, err := r.recordFlags(record.Value, record.Headers)
 	if err != nil {
 		return Record{}, err
 	}
@@ -95,19 +102,39 @@ func (r *Reader) ReadRecord(ctx context.Context, record Record) (Record, error) 
 		out.Headers = append(out.Headers, sealed...)
 	}
 	out.Key = record.Key
-	if bound && record.Key != nil && flags&flagRecordKeys == FlagKeysEncrypted {
-		if out.Key, err = r.decryptBound(ctx, r.options.RecordKeysKey, "record key", DecryptItem{
-			Ciphertext: string(record.Key), Context: []byte(stream)}); err != nil {
+	if item, encrypted := RecordKeyItem(flags, stream, record.Key); bound && encrypted {
+		if out.Key, err = r.decryptBound(ctx, r.options.RecordKeysKey, "record key", item); err != nil {
 			return Record{}, err
 		}
 	}
 	return out, nil
 }
 
-// recordFlags checks the protection header: steps 1 and 2 of "What each reader must check".
-func (r *Reader) recordFlags(value []byte, protection [][]byte) (Flags, bool, error) {
+// RecordKeyItem is what restores a record key that record_keys = "encrypt" protected:
+// the key as on the sink (Vault's ciphertext text), decrypted under record_keys_key with
+// the stream as the derivation context. encrypted is false when flags say the key was
+// kept or HMAC'd, or the key is null.
+func RecordKeyItem(flags Flags, stream string, key []byte) (item DecryptItem, encrypted bool) {
+	if key == nil || flags&flagRecordKeys != FlagKeysEncrypted {
+		return DecryptItem{}, false
+	}
+	return DecryptItem{Ciphertext: string(key), Context: []byte(stream)}, true
+}
+
+// ProtectionFlags reads a record's protection header and checks it against
+// requireBinding ("stream", "key"): step 1 of "What each reader must check"
+// (docs/protected-records.md) but for what depends on the value. bound is false for a
+// record without the header (formats 1 and 2), which a non-empty requireBinding refuses
+// (ErrUnbound); two headers, another format or unknown flags are ErrFlags.
+func ProtectionFlags(headers []Header, requireBinding []string) (flags Flags, bound bool, err error) {
+	var protection [][]byte
+	for _, h := range headers {
+		if h.Key == ProtectionHeader {
+			protection = append(protection, h.Value)
+		}
+	}
 	required := func(what string) bool {
-		for _, w := range r.options.RequireBinding {
+		for _, w := range requireBinding {
 			if w == what {
 				return true
 			}
@@ -116,29 +143,38 @@ func (r *Reader) recordFlags(value []byte, protection [][]byte) (Flags, bool, er
 	}
 	switch len(protection) {
 	case 0:
-		if len(r.options.RequireBinding) > 0 {
+		if len(requireBinding) > 0 {
 			return 0, false, fmt.Errorf("%w: the record has no %s header (formats 1 and 2 are unbound) and this "+
-				"reader requires binding to %s", ErrUnbound, ProtectionHeader, strings.Join(r.options.RequireBinding, " and "))
-		}
-		if len(value) > 0 && value[0] == FormatVersion3 {
-			return 0, false, fmt.Errorf("%w: a version 3 envelope without its %s header (stripped?)", ErrFlags,
-				ProtectionHeader)
+				"reader requires binding to %s", ErrUnbound, ProtectionHeader, strings.Join(requireBinding, " and "))
 		}
 		return 0, false, nil
 	case 1:
 	default:
 		return 0, false, fmt.Errorf("%w: the record carries %d %s headers", ErrFlags, len(protection), ProtectionHeader)
 	}
-	flags, err := ParseProtectionHeader(protection[0])
-	if err != nil {
+	if flags, err = ParseProtectionHeader(protection[0]); err != nil {
 		return 0, false, err
 	}
-	for what, bit := range map[string]Flags{"stream": FlagStream, "key": FlagKey} {
-		if required(what) && flags&bit == 0 {
-			return 0, false, fmt.Errorf("%w: the record is not bound to its %s, which this reader requires", ErrUnbound, what)
+	for _, binding := range []struct {
+		what string
+		bit  Flags
+	}{{"stream", FlagStream}, {"key", FlagKey}} {
+		if required(binding.what) && flags&binding.bit == 0 {
+			return 0, false, fmt.Errorf("%w: the record is not bound to its %s, which this reader requires", ErrUnbound,
+				binding.what)
 		}
 	}
 	return flags, true, nil
+}
+
+// recordFlags checks the protection header: steps 1 and 2 of "What each reader must check".
+func (r *Reader) recordFlags(value []byte, headers []Header) (Flags, bool, error) {
+	flags, bound, err := ProtectionFlags(headers, r.options.RequireBinding)
+	if err == nil && !bound && len(value) > 0 && value[0] == FormatVersion3 {
+		return 0, false, fmt.Errorf("%w: a version 3 envelope without its %s header (stripped?)", ErrFlags,
+			ProtectionHeader)
+	}
+	return flags, bound, err
 }
 
 func (r *Reader) readValue(ctx context.Context, value []byte, flags Flags, bound bool, stream string,
@@ -213,26 +249,28 @@ func (r *Reader) decryptBound(ctx context.Context, keyName, what string, item De
 		return nil, fmt.Errorf("%w: Vault answered %d results for 1 ciphertext", ErrVault, len(answers))
 	}
 	if answers[0].Err != "" {
-		if strings.Contains(answers[0].Err, "message authentication failed") {
-			return nil, fmt.Errorf("%w: Vault refused the %s: it was encrypted for another stream, key or place "+
-				"(%s)", ErrAuthentication, what, answers[0].Err)
-		}
-		return nil, fmt.Errorf("%w: %s with key %q: %s", ErrVault, what, keyName, answers[0].Err)
+		return nil, BoundItemError(what, keyName, answers[0].Err)
 	}
 	return answers[0].Plaintext, nil
+}
+
+// BoundItemError is the error of an item of a format 3 decryption that Vault refused
+// with message: ErrAuthentication when the ciphertext does not authenticate (moved to
+// another stream, key or place, or its flags changed), ErrVault otherwise. what names
+// the item without record data ("record key", "field").
+func BoundItemError(what, keyName, message string) error {
+	if strings.Contains(message, "message authentication failed") {
+		return fmt.Errorf("%w: Vault refused the %s: it was encrypted for another stream, key or place "+
+			"(%s)", ErrAuthentication, what, message)
+	}
+	return fmt.Errorf("%w: %s with key %q: %s", ErrVault, what, keyName, message)
 }
 
 // ReadFields decrypts the vault: string fields of a JSON value that encrypt-fields wrote.
 // Format 3 fields are bound to their JSON Pointer too, so a field moved to another place
 // in the document (or another record) is refused. Members come back in sorted order.
 func (r *Reader) ReadFields(ctx context.Context, record Record) ([]byte, error) {
-	var protection [][]byte
-	for _, h := range record.Headers {
-		if h.Key == ProtectionHeader {
-			protection = append(protection, h.Value)
-		}
-	}
-	flags, bound, err := r.recordFlags([]byte("{"), protection)
+	flags, bound, err := ProtectionFlags(record.Headers, r.options.RequireBinding)
 	if err != nil {
 		return nil, err
 	}

@@ -458,12 +458,7 @@ class RecordReader:
         return value, headers
 
     def _restore_key(self, key, flags, stream: str):
-        if key is None or flags is None or flags & RECORD_KEYS_MASK != KEYS_ENCRYPTED:
-            return key  # kept, or an HMAC (one-way: it stays as it is)
-        if self.record_keys_key is None:
-            raise EnvelopeError("the record key is encrypted: the reader needs record_keys_key", "config")
-        return bytes(self._vault(self.transit.decrypt, self.record_keys_key, key.decode("ascii"),
-                                 context=stream.encode()))
+        return restore_record_key(self.transit, self.record_keys_key, key, flags, stream)
 
     def read_fields(self, topic: str, key, document: bytes, protection_header=None):
         """A JSON document whose `vault:` string fields encrypt-fields wrote, decrypted:
@@ -484,6 +479,18 @@ class RecordReader:
             return node
 
         return json.dumps(walk(json.loads(document), []), separators=(",", ":")).encode()
+
+
+def restore_record_key(transit, record_keys_key: str, key, flags, stream: str):
+    """A record key as it was before protection (step 4 of docs/protected-records.md "What
+    each reader must check"): decrypted with `record_keys_key` and the stream as context
+    when the flags say it is encrypted; otherwise as received (kept, or an HMAC: one-way,
+    it stays as it is). Shared by RecordReader and schema_fields.FieldOpener."""
+    if key is None or flags is None or flags & RECORD_KEYS_MASK != KEYS_ENCRYPTED:
+        return key
+    if record_keys_key is None:
+        raise EnvelopeError("the record key is encrypted: the reader needs record_keys_key", "config")
+    return bytes(RecordReader._vault(transit.decrypt, record_keys_key, key.decode("ascii"), context=stream.encode()))
 
 
 class RecordingVault:

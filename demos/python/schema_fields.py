@@ -36,6 +36,23 @@ with the derivation context the policy used: none, a fixed `context`, the record
 (`context_from="record-key"`, with `open_many`'s record keys), or with
 `deterministic=True` each field's located path ("/phones/1/number", "/attributes/<key>").
 
+Format 3 (docs/protected-records.md; what encrypt-schema-fields writes with `bind`,
+`record_keys` or `stream`): a record with the kafka-transit.protection header has each
+field bound to its flags, the stream (option `stream`, default the topic read), the record
+key as received and the field's located path, passed to Vault as `associated_data`. Give
+the headers and topic (SerializationContext(topic, MessageField.VALUE, message.headers())
+or open_many's items) and, for records bound to their key, the record key:
+
+    opener = FieldOpener(transit, registry, key="customers", record_keys_key="customer-ids",
+                         require_binding=("stream", "key"))
+    records = deserializer.open_many([(m.value(), SerializationContext(m.topic(), MessageField.VALUE,
+                                       m.headers()), m.key()) for m in messages])
+    key = opener.open_key(m.key(), SerializationContext(m.topic(), MessageField.KEY, m.headers()))
+
+A field moved to another place, record key or stream fails ("authentication");
+`require_binding` refuses records bound to less or without the header; `open_key`
+restores an encrypted record key and refuses an HMAC'd one unless `keep_hmac_keys`.
+
 Never is ciphertext returned as data: a protected field that is not a vault:v ciphertext,
 a Vault refusal, a schema that cannot be read, raise `FieldError` (its `kind` says which),
 whose message names the schema id and the schema path, never a value.
@@ -43,12 +60,16 @@ whose message names the schema id and the schema path, never a value.
 File mode, for CI (Vault from VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT):
 
     python3 schema_fields.py open-file --in IN --out OUT --registry URL --format avro \\
-        --key customers [--tags PII ...] [--fields /a/b ...] [--deterministic]
+        --key customers [--tags PII ...] [--fields /a/b ...] [--deterministic] \\
+        [--stream S] [--record-keys-key K] [--require-binding stream key] [--keep-hmac-keys]
 
-IN: JSON lines {"key": base64 or null, "value": base64}, as on the protected topic. OUT:
-the same lines with each value opened and serialized again by confluent-kafka's serializer
-for the format under the record's own schema id (and for Protobuf its message indexes), no
-schema registered; {"key": ..., "error": "..."} for a record that could not be opened.
+IN: JSON lines {"key": base64 or null, "value": base64 or null}, as on the protected
+topic, and for format 3 "topic" (the stream, unless --stream) and "headers" ([name,
+base64 or null] in order). OUT: the same lines with each value opened and serialized
+again by confluent-kafka's serializer for the format under the record's own schema id
+(and for Protobuf its message indexes), no schema registered, the key restored, the
+protection header left out; {"key": ..., "error": "..."} for a record that could not be
+opened.
 
 Protobuf writer schemas come as the registry keeps them: base64 FileDescriptorProtos, or
 .proto text (Confluent's registry and Java producers; Apicurio serves text registered as
@@ -69,7 +90,9 @@ import sys
 
 import requests
 
-from envelope_decrypt import key_name_problem
+from envelope_decrypt import (COMPRESSION_MASK, HEADERS, KEY, KEYS_HMAC, PADDED, PROTECTION_HEADER,
+                               RECORD_KEYS_MASK, STREAM, EnvelopeError, binding, key_name_problem, record_flags,
+                               restore_record_key)
 from transit import Transit, TransitError, b64
 
 VAULT_PREFIX = "vault:v"
@@ -89,7 +112,16 @@ class FieldError(Exception):
     a JSON Schema pattern, maxLength, format, enum, const, contentEncoding or contentMediaType),
     "not ciphertext" (a protected field that is not a vault:v ciphertext), "vault" (Vault
     refused or could not be reached), "plaintext" (a string field decrypted to bytes that
-    are not UTF-8). Messages name schema ids and schema paths, never record data."""
+    are not UTF-8); for format 3 (docs/protected-records.md): "flags" (a protection header
+    that is not "3;XX", unknown flags, two headers, or flags a field record never has:
+    sealed headers, padding, compression), "unbound" (the record is bound to less than
+    `require_binding`, or has no protection header and `require_binding` is set),
+    "authentication" (a field does not authenticate with its binding: moved to another
+    place, record key or stream, or its protection header altered), "config" (what the
+    record needs and the opener was not given: the stream, the record key,
+    `record_keys_key`), "record key" (an HMAC'd record key without `keep_hmac_keys`, or
+    an encrypted one that is not a Vault ciphertext). Messages name schema ids and schema
+    paths, never record data."""
 
     def __init__(self, message: str, kind: str):
         super().__init__(message)
@@ -198,15 +230,20 @@ class Selection:
 
 
 class Slot:
-    """A protected field found in a deserialized record."""
-    __slots__ = ("path", "where", "kind", "ciphertext", "assign")
+    """A protected field found in a deserialized record; `refusal`: why it cannot be
+    opened (it is not a ciphertext), raised once the whole record is walked."""
+    __slots__ = ("path", "where", "kind", "ciphertext", "assign", "refusal")
 
-    def __init__(self, path, where, kind, ciphertext, assign):
+    def __init__(self, path, where, kind, ciphertext, assign, refusal=None):
         self.path, self.where, self.kind, self.ciphertext, self.assign = path, where, kind, ciphertext, assign
+        self.refusal = refusal
 
 
 def _slot(value, path: str, where: str, assign) -> Slot:
-    """A protected field's value, which must be a ciphertext: text, or its UTF-8 bytes."""
+    """A protected field's value, which must be a ciphertext: text, or its UTF-8 bytes.
+    One that is not is refused after the walk (see FieldOpener.locate), so that a schema
+    error further on is the reason: the schema is refused for every record, as the runner
+    refuses it, whatever the record holds."""
     if isinstance(value, str):
         kind, text = "string", value
     elif isinstance(value, (bytes, bytearray)):
@@ -216,12 +253,13 @@ def _slot(value, path: str, where: str, assign) -> Slot:
         except UnicodeDecodeError:
             text = ""
     else:
-        raise FieldError(f"field {where or '(the whole record)'} is protected but the deserializer gave "
-                         f"{type(value).__name__}, not Vault transit ciphertext text (a logical type?)",
-                         "not ciphertext")
+        return Slot(path, where, None, None, assign, FieldError(
+            f"field {where or '(the whole record)'} is protected but the deserializer gave {type(value).__name__}, "
+            "not Vault transit ciphertext text (a logical type?)", "not ciphertext"))
     if not text.startswith(VAULT_PREFIX):
-        raise FieldError(f"field {where or '(the whole record)'} is protected but is not a Vault transit "
-                         "ciphertext (expected vault:v<N>:...)", "not ciphertext")
+        return Slot(path, where, kind, None, assign, FieldError(
+            f"field {where or '(the whole record)'} is protected but is not a Vault transit ciphertext (expected "
+            "vault:v<N>:...)", "not ciphertext"))
     return Slot(path, where, kind, text, assign)
 
 
@@ -494,7 +532,7 @@ class AvroWalker:
                 outcomes.append((None, found))
             except FieldError as error:
                 outcomes.append((str(error), []))
-        keys = {(error, tuple((s.path, s.kind) for s in found)) for error, found in outcomes}
+        keys = {(error, tuple((s.path, s.kind, s.refusal is None) for s in found)) for error, found in outcomes}
         if len(keys) > 1:
             raise FieldError(f"the union at {where or '(the record)'} has several branches this value could be, "
                              "with different protected fields; deserialize with return_record_name=True", "schema")
@@ -1580,28 +1618,40 @@ class BatchTransit(Transit):
     transit/decrypt request (`batch_input`), each item with its own context."""
 
     # OpenBao refuses request bodies of more than 1000 JSON strings by default
-    # (max_request_json_strings): an item is two strings and two more with a context.
+    # (max_request_json_strings), names and values counted: an item is two strings, two
+    # more with a context and two more with associated data; the body's name is one more.
     MAX_ITEMS = 249
+    MAX_STRINGS = 998
 
     def decrypt_batch(self, key_name: str, items) -> list:
-        """items: (ciphertext text, context bytes or None). Returns, in order, each
-        plaintext (bytes) or the TransitError Vault gave for that item; one request per
-        MAX_ITEMS items."""
+        """items: (ciphertext text, context bytes or None[, associated data bytes or
+        None]). Returns, in order, each plaintext (bytes) or the TransitError Vault gave
+        for that item; one request per MAX_ITEMS items (fewer when they carry context and
+        associated data: MAX_STRINGS)."""
         problem = key_name_problem(key_name.encode())
         if problem:
             raise TransitError(f"not a transit key name ({problem})")
-        items = list(items)
-        out = []
-        for start in range(0, len(items), self.MAX_ITEMS):
-            out += self._decrypt_request(key_name, items[start:start + self.MAX_ITEMS])
+        out, chunk, strings = [], [], 0
+        for item in items:
+            item = tuple(item) + (None,) * (3 - len(item))
+            cost = 2 + sum(2 for part in item[1:] if part is not None)
+            if chunk and (len(chunk) == self.MAX_ITEMS or strings + cost > self.MAX_STRINGS):
+                out += self._decrypt_request(key_name, chunk)
+                chunk, strings = [], 0
+            chunk.append(item)
+            strings += cost
+        if chunk:
+            out += self._decrypt_request(key_name, chunk)
         return out
 
     def _decrypt_request(self, key_name: str, items) -> list:
         batch = []
-        for ciphertext, context in items:
+        for ciphertext, context, associated_data in items:
             item = {"ciphertext": ciphertext}
             if context is not None:
                 item["context"] = b64(context)
+            if associated_data is not None:
+                item["associated_data"] = b64(associated_data)
             batch.append(item)
         headers = {"X-Vault-Token": self._token}
         if self._namespace:
@@ -1634,13 +1684,16 @@ class BatchTransit(Transit):
 
 def decrypt_batch(transit, key_name: str, items) -> list:
     """Through the transit's decrypt_batch (one request per 249 items); a transit without one (such as
-    fake_transit.FakeTransit) is asked item by item."""
+    fake_transit.FakeTransit) is asked item by item. items: (ciphertext, context) for
+    format 2 fields, (ciphertext, context, associated data) for format 3 ones: the third
+    only when there is one, so that a transit written for format 2 keeps reading it."""
     if hasattr(transit, "decrypt_batch"):
         return transit.decrypt_batch(key_name, items)
     out = []
-    for ciphertext, context in items:
+    for ciphertext, context, *bound in items:
+        extra = {"associated_data": bound[0]} if bound and bound[0] is not None else {}
         try:
-            out.append(transit.decrypt(key_name, ciphertext, context=context))
+            out.append(transit.decrypt(key_name, ciphertext, context=context, **extra))
         except TransitError as error:
             out.append(error)
     return out
@@ -1648,6 +1701,22 @@ def decrypt_batch(transit, key_name: str, items) -> list:
 
 # ---------------------------------------------------------------------------------------
 # Opening
+
+
+# A record key that was not given (a value deserializer is called without one), as
+# against None, a record that has no key: a record bound to its key cannot be opened
+# without the key it was bound to, and saying so is clearer than Vault's refusal.
+KEY_NOT_GIVEN = object()
+
+
+def _headers_and_topic(ctx, headers=None, topic=None):
+    """The record's headers and topic: as given, else the SerializationContext's (which
+    carries both when the consumer passes them, as DeserializingConsumer does)."""
+    if headers is None:
+        headers = getattr(ctx, "headers", None)
+    if topic is None:
+        topic = getattr(ctx, "topic", None)
+    return list(headers.items() if isinstance(headers, dict) else headers or []), topic
 
 
 class FieldOpener:
@@ -1661,10 +1730,19 @@ class FieldOpener:
     deterministic: each field's located path is its derivation context.
     context: a fixed derivation context (str or bytes); context_from="record-key": the
          record key (given to open_many) is the context.
+
+    Format 3 (records with a kafka-transit.protection header, docs/protected-records.md;
+    records without one are read as before):
+    stream: the stream name records are bound to (default: the topic read, from the ctx).
+    record_keys_key: the transit key of encrypted record keys (open_key).
+    require_binding: ("stream", "key") a record must be bound to at least; when not empty,
+         records without the protection header are refused too.
+    keep_hmac_keys: open_key passes HMAC'd record keys on as received instead of refusing
+         them (they cannot be restored).
     """
 
     def __init__(self, transit, registry, key, tags=("PII",), fields=(), deterministic=False, context=None,
-                 context_from=None):
+                 context_from=None, stream=None, record_keys_key=None, require_binding=(), keep_hmac_keys=False):
         if context_from not in (None, "record-key"):
             raise ValueError('context_from is None or "record-key"')
         if deterministic and (context is not None or context_from):
@@ -1674,6 +1752,13 @@ class FieldOpener:
             raise ValueError("give context or context_from, not both")
         if isinstance(key, str) and key_name_problem(key.encode()):
             raise ValueError(f"key: not a transit key name ({key_name_problem(key.encode())})")
+        # Like kafka-transit's own stream option: a topic's characters (the same rule as key names).
+        for name, text in (("stream", stream), ("record_keys_key", record_keys_key)):
+            if text is not None and key_name_problem(text.encode()):
+                raise ValueError(f"{name}: not a valid name ({key_name_problem(text.encode())})")
+        unknown = set(require_binding) - {"stream", "key"}
+        if unknown:
+            raise ValueError(f'require_binding takes "stream" and "key", not {sorted(unknown)}')
         self.transit = transit
         self.key = key
         self.selection = Selection(tags, fields)
@@ -1681,6 +1766,10 @@ class FieldOpener:
         self.deterministic = deterministic
         self.context = context.encode() if isinstance(context, str) else context
         self.context_from = context_from
+        self.stream = stream
+        self.record_keys_key = record_keys_key
+        self.require_binding = tuple(require_binding)
+        self.keep_hmac_keys = keep_hmac_keys
 
     def writer(self, value: bytes):
         """(schema id, message indexes or None, the walker of its writer schema)."""
@@ -1705,13 +1794,18 @@ class FieldOpener:
             if walker.kind == "PROTOBUF":
                 if not hasattr(record, "DESCRIPTOR"):
                     raise FieldError("a Protobuf record must be a message", "schema")
-                return walker.slots(record, indexes)
-            if not isinstance(record, PLAIN_TYPES):
+                slots = walker.slots(record, indexes)
+            elif not isinstance(record, PLAIN_TYPES):
                 # An object from_dict made: its fields cannot be found, so refused.
                 raise FieldError(f"an {walker.kind} record must be what the deserializer gives without from_dict "
                                  f"(a dict), not {type(record).__name__}: give from_dict to "
                                  "ProtectedFieldsDeserializer instead", "schema")
-            return walker.slots(record)
+            else:
+                slots = walker.slots(record)
+            for slot in slots:
+                if slot.refusal is not None:
+                    raise slot.refusal
+            return slots
         except FieldError as error:
             raise FieldError(f"value (schema id {schema_id}): {error}", error.kind) from None
 
@@ -1722,50 +1816,101 @@ class FieldOpener:
             raise FieldError(f"the key for this record is not a transit key name ({problem})", "vault")
         return key
 
-    def open(self, record, value: bytes, ctx=None, record_key: bytes = None):
-        return self.open_many([(record, value, ctx, record_key)])[0]
+    def flags(self, headers):
+        """Step 1 of docs/protected-records.md "What each reader must check": the record's
+        format 3 flags from its protection header (None: format 2), before any Vault call.
+        Refused: two headers, one that is not "3;XX", unknown flags, the body flags a
+        field record never has (sealed headers, padding, compression), and records bound
+        to less than require_binding (or, with require_binding, without the header)."""
+        found = [value for name, value in headers if name == PROTECTION_HEADER]
+        if len(found) > 1:
+            raise FieldError(f"the record carries {len(found)} {PROTECTION_HEADER} headers", "flags")
+        if found and found[0] is None:
+            raise FieldError(f"the record's {PROTECTION_HEADER} header has no value", "flags")
+        try:
+            # No value given: a schema'd value is never an envelope (its framing is unframe's).
+            flags = record_flags(None, found[0] if found else None, self.require_binding)
+        except EnvelopeError as error:
+            raise FieldError(str(error), error.kind) from None
+        if flags is not None and flags & (HEADERS | PADDED | COMPRESSION_MASK):
+            raise FieldError(f"the record's {PROTECTION_HEADER} header (flags 0x{flags:02x}) says the value has "
+                             "sealed headers, padding or compression, which protected fields never have", "flags")
+        return flags
+
+    def _stream(self, topic) -> str:
+        stream = self.stream or topic
+        if not stream:
+            raise FieldError("the record is bound to its stream (or its key is encrypted under it): give the "
+                             "opener `stream`, or a ctx with the topic read", "config")
+        return stream
+
+    def open(self, record, value: bytes, ctx=None, record_key=KEY_NOT_GIVEN, headers=None, topic=None):
+        return self.open_many([(record, value, ctx, record_key, headers, topic)])[0]
 
     def open_many(self, entries, return_errors: bool = False) -> list:
-        """entries: (record, value, ctx, record key) each. Every field goes to Vault in one
-        batch request per transit key. Returns the records opened in place; a record that
-        fails raises its FieldError, or with return_errors=True stands as the FieldError."""
+        """entries: (record, value, ctx, record key[, headers[, topic]]) each: the record
+        key as received (None for none; KEY_NOT_GIVEN refuses records bound to their key),
+        headers as confluent-kafka gives them ([(name, bytes)]) and the topic read, both by
+        default the ctx's. Every field goes to Vault in one batch request per transit key;
+        format 3 fields with their binding as associated data. Returns the records opened
+        in place; a record that fails raises its FieldError, or with return_errors=True
+        stands as the FieldError. Record keys are open_key's."""
         results = [None] * len(entries)
         pending = {}
-        for i, (record, value, ctx, record_key) in enumerate(entries):
+        for i, entry in enumerate(entries):
+            record, value, ctx, record_key = entry[:4]
             results[i] = record
             if record is None or value is None:
                 continue
             try:
+                headers, topic = _headers_and_topic(ctx, *entry[4:6])
+                flags = self.flags(headers)
                 slots = self.locate(record, value)
                 if not slots:
                     continue
-                if self.context_from == "record-key" and record_key is None:
+                if self.context_from == "record-key" and (record_key is None or record_key is KEY_NOT_GIVEN):
                     raise FieldError("the context is the record key, and the record has none", "vault")
                 context = record_key if self.context_from == "record-key" else self.context
                 contexts = [s.path.encode() if self.deterministic else context for s in slots]
-                pending.setdefault(self._key_for(ctx), []).append((i, slots, contexts))
+                bindings = [None] * len(slots)
+                if flags is not None:
+                    if flags & KEY and record_key is KEY_NOT_GIVEN:
+                        raise FieldError(f"the record is bound to its key ({PROTECTION_HEADER} header): give its "
+                                         "key as received (open_many's (value, ctx, key))", "config")
+                    stream = self._stream(topic) if flags & STREAM else None
+                    # The field part is the located path, as the runner bound it (not the configured path).
+                    bindings = [binding(flags, stream, record_key, s.path) for s in slots]
+                pending.setdefault(self._key_for(ctx), []).append((i, slots, contexts, bindings))
             except FieldError as error:
                 results[i] = error
         for key, groups in pending.items():
-            items = [(slot.ciphertext, context) for _, slots, contexts in groups
-                     for slot, context in zip(slots, contexts)]
+            # Format 2 items stay (ciphertext, context): see decrypt_batch.
+            items = [(slot.ciphertext, context) + (() if bound is None else (bound,))
+                     for _, slots, contexts, bindings in groups
+                     for slot, context, bound in zip(slots, contexts, bindings)]
             try:
                 plaintexts = decrypt_batch(self.transit, key, items)
             except TransitError as error:
-                for i, _, _ in groups:
+                for i, _, _, _ in groups:
                     results[i] = FieldError(f"Vault could not open the fields ({len(items)} in this batch): {error}",
                                             "vault")
                 continue
             at = 0
-            for i, slots, _ in groups:
+            for i, slots, _, bindings in groups:
                 schema_id = unframe(entries[i][1])[0]
                 opened, failure = [], None
-                for slot in slots:
+                for slot, bound in zip(slots, bindings):
                     plaintext = plaintexts[at]
                     at += 1
                     if failure is not None:
                         continue
-                    if isinstance(plaintext, Exception):
+                    if isinstance(plaintext, Exception) and bound is not None and getattr(plaintext, "authentication",
+                                                                                          False):
+                        failure = FieldError(f"value (schema id {schema_id}): field {slot.where} does not "
+                                             "authenticate with its binding (moved to another place, record key or "
+                                             f"stream, or its {PROTECTION_HEADER} header altered): {plaintext}",
+                                             "authentication")
+                    elif isinstance(plaintext, Exception):
                         failure = FieldError(f"value (schema id {schema_id}): field {slot.where}: {plaintext}",
                                              "vault")
                     elif slot.kind == "string":
@@ -1787,11 +1932,43 @@ class FieldOpener:
                     raise result
         return results
 
+    def open_key(self, record_key, ctx=None, headers=None, topic=None):
+        """The record key as it was before protection, from the key as received (so it
+        works as DeserializingConsumer's key_deserializer, whose ctx carries the topic and
+        headers): decrypted with `record_keys_key` and the stream when the protection
+        header says it is encrypted; an HMAC'd one (one-way) refused unless
+        keep_hmac_keys, then as received; otherwise as received. Refuses what `flags`
+        refuses, as the runner refuses the whole record."""
+        headers, topic = _headers_and_topic(ctx, headers, topic)
+        flags = self.flags(headers)
+        if flags is None or not flags & RECORD_KEYS_MASK:
+            return record_key
+        if flags & RECORD_KEYS_MASK == KEYS_HMAC:
+            if self.keep_hmac_keys:
+                return record_key
+            raise FieldError(f"the record key is an HMAC ({PROTECTION_HEADER} header), which cannot be turned back "
+                             "into the source key; keep_hmac_keys passes such keys on as they are", "record key")
+        if record_key is None:
+            return None
+        if not bytes(record_key).startswith(VAULT_PREFIX.encode()):
+            raise FieldError(f"the record key is not a Vault ciphertext (vault:v...), though its {PROTECTION_HEADER} "
+                             "header says it is encrypted", "record key")
+        try:
+            return restore_record_key(self.transit, self.record_keys_key, bytes(record_key), flags,
+                                      self._stream(topic))
+        except UnicodeDecodeError:
+            raise FieldError("the record key is not a Vault ciphertext (not ASCII)", "record key") from None
+        except EnvelopeError as error:
+            raise FieldError(f"the record key could not be restored: {error}", error.kind) from None
+
 
 class ProtectedFieldsDeserializer:
     """A deserializer (value, ctx) -> record: `inner` (AvroDeserializer, JSONDeserializer,
     ProtobufDeserializer) deserializes, then every protected field is opened. Give
-    `from_dict` here rather than to the inner deserializer: it runs on the opened dict."""
+    `from_dict` here rather than to the inner deserializer: it runs on the opened dict.
+    Format 3 records need the ctx's topic and headers (SerializationContext(topic,
+    MessageField.VALUE, message.headers())) and, when bound to their key, the record key:
+    give it to open_many."""
 
     def __init__(self, inner, opener: FieldOpener, from_dict=None):
         self.inner = inner
@@ -1802,19 +1979,22 @@ class ProtectedFieldsDeserializer:
         return self.open_many([(value, ctx)])[0]
 
     def open_many(self, items, return_errors: bool = False) -> list:
-        """items: (value, ctx) or (value, ctx, record key). One Vault request for all."""
+        """items: (value, ctx), (value, ctx, record key) or (value, ctx, record key,
+        headers): the key as received, headers (by default the ctx's) as confluent-kafka
+        gives them. One Vault request for all."""
         entries, results = [], []
         for item in items:
             value, ctx = item[0], item[1]
-            record_key = item[2] if len(item) > 2 else None
+            record_key = item[2] if len(item) > 2 else KEY_NOT_GIVEN
+            headers = item[3] if len(item) > 3 else None
             try:
                 record = self.inner(value, ctx) if value is not None else None
             except Exception as error:  # noqa: BLE001 - the inner deserializer's own error
                 if not return_errors:
                     raise
                 record, value = error, None
-            entries.append((record, value, ctx, record_key))
-        for (record, value, ctx, _), opened in zip(entries, self.opener.open_many(entries, return_errors)):
+            entries.append((record, value, ctx, record_key, headers))
+        for (record, value, ctx, _, _), opened in zip(entries, self.opener.open_many(entries, return_errors)):
             if self.from_dict is not None and opened is not None and not isinstance(opened, Exception):
                 opened = self.from_dict(opened, ctx)
             results.append(opened)
@@ -1904,18 +2084,35 @@ class Reserializer:
         return self._serializers[cache_key](record)
 
 
+def _unb64(text):
+    return None if text is None else base64.b64decode(text)
+
+
+def _b64(data):
+    return None if data is None else base64.b64encode(data).decode()
+
+
 def open_file(lines, registry, opener: FieldOpener, fmt: str, subject: str = None, batch: int = 500):
     """JSON lines in, JSON lines out (see the module doc). Returns (out lines, counts)."""
+    from confluent_kafka.serialization import MessageField, SerializationContext
     reserializer = Reserializer(fmt, registry, opener, subject)
     counts = {"records": 0, "opened": 0, "errors": 0, "tombstones": 0}
     out = []
     records = [json.loads(line) for line in lines if line.strip()]
     for start in range(0, len(records), batch):
         chunk = records[start:start + batch]
-        entries = []
+        entries, keys = [], []
         for line in chunk:
-            value = None if line.get("value") is None else base64.b64decode(line["value"])
-            record_key = None if line.get("key") is None else base64.b64decode(line["key"])
+            value = _unb64(line.get("value"))
+            record_key = _unb64(line.get("key"))
+            # The topic and headers, when the file has them, are what format 3 needs (the
+            # stream, the protection header); without them records read as format 2.
+            headers = [(name, _unb64(header)) for name, header in line.get("headers") or []]
+            ctx = SerializationContext(line.get("topic"), MessageField.VALUE, headers)
+            try:
+                keys.append(opener.open_key(record_key, ctx))
+            except FieldError as caught:
+                keys.append(caught)
             record = error = None
             if value is not None:
                 try:
@@ -1928,13 +2125,21 @@ def open_file(lines, registry, opener: FieldOpener, fmt: str, subject: str = Non
                     error = caught
                 except Exception as caught:  # noqa: BLE001 - the stock deserializer's own error
                     error = FieldError(f"the {fmt} deserializer failed: {type(caught).__name__}: {caught}", "schema")
-            entries.append((record if error is None else error, value if error is None else None, None, record_key))
+            entries.append((record if error is None else error, value if error is None else None, ctx, record_key))
         opened = opener.open_many(entries, return_errors=True)
-        for line, (_, value, _, _), result in zip(chunk, entries, opened):
+        for line, (_, value, ctx, _), key, result in zip(chunk, entries, keys, opened):
             counts["records"] += 1
-            if line.get("value") is None:
+            # What the file has besides key and value goes on, the protection header left out
+            # (the record is no longer protected).
+            rest = {name: line[name] for name in ("topic", "headers") if name in line}
+            if "headers" in rest:
+                rest["headers"] = [[name, header] for name, header in line["headers"] or []
+                                   if name != PROTECTION_HEADER]
+            if isinstance(key, Exception):
+                result = key
+            elif line.get("value") is None:
                 counts["tombstones"] += 1
-                out.append({"key": line.get("key"), "value": None})
+                out.append({"key": _b64(key), "value": None, **rest})
                 continue
             if not isinstance(result, Exception):
                 try:
@@ -1945,10 +2150,10 @@ def open_file(lines, registry, opener: FieldOpener, fmt: str, subject: str = Non
                     result = FieldError(f"the {fmt} serializer failed: {type(caught).__name__}: {caught}", "schema")
             if isinstance(result, Exception):
                 counts["errors"] += 1
-                out.append({"key": line.get("key"), "error": str(result)})
+                out.append({"key": line.get("key"), "error": str(result), **rest})
             else:
                 counts["opened"] += 1
-                out.append({"key": line.get("key"), "value": result})
+                out.append({"key": _b64(key), "value": result, **rest})
     return out, counts
 
 
@@ -1958,7 +2163,9 @@ def cmd_open_file(args) -> int:
     transit = transit_from_env(args.mount)
     opener = FieldOpener(transit, registry, args.key, tags=args.tags, fields=args.fields,
                          deterministic=args.deterministic, context=args.context,
-                         context_from="record-key" if args.context_from_key else None)
+                         context_from="record-key" if args.context_from_key else None, stream=args.stream,
+                         record_keys_key=args.record_keys_key, require_binding=args.require_binding,
+                         keep_hmac_keys=args.keep_hmac_keys)
     with open(args.input, encoding="utf-8") as handle:
         out, counts = open_file(handle, registry, opener, args.format, args.subject, args.batch)
     with open(args.output, "w", encoding="utf-8") as handle:
@@ -1974,7 +2181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("open-file", help="open the protected fields of a file of records")
-    p.add_argument("--in", dest="input", required=True, help='JSON lines {"key": b64|null, "value": b64}')
+    p.add_argument("--in", dest="input", required=True,
+                   help='JSON lines {"key": b64|null, "value": b64|null[, "topic": str, '
+                        '"headers": [[name, b64|null]]]}')
     p.add_argument("--out", dest="output", required=True, help="JSON lines, each value opened (or an error)")
     p.add_argument("--registry", required=True, help="Confluent-compatible Schema Registry URL")
     p.add_argument("--format", required=True, choices=FORMATS)
@@ -1984,6 +2193,12 @@ def main() -> None:
     p.add_argument("--deterministic", action="store_true", help="each field's located path is its context")
     p.add_argument("--context", help="a fixed derivation context")
     p.add_argument("--context-from-key", action="store_true", help="the record key is the derivation context")
+    p.add_argument("--stream", help="format 3: the stream records are bound to (default: each line's topic)")
+    p.add_argument("--record-keys-key", help="format 3: the transit key of encrypted record keys")
+    p.add_argument("--require-binding", nargs="*", default=[], choices=["stream", "key"],
+                   help="format 3: refuse records bound to less (and records without the protection header)")
+    p.add_argument("--keep-hmac-keys", action="store_true",
+                   help="format 3: pass HMAC'd record keys on as they are instead of refusing the record")
     p.add_argument("--mount", default="transit", help="the transit mount (default transit)")
     p.add_argument("--subject", help="the subject for the serializers' use.schema.id (default: the id's first)")
     p.add_argument("--batch", type=int, default=500, help="records per Vault request (default 500)")

@@ -5,12 +5,15 @@ MockSchemaRegistryClient) and fake_transit's Vault stand-in
 (python3 -m unittest discover -s demos/python -p "test_*.py"; pytest runs it too).
 
 The protecting side here is written independently of the reader: the located paths of
-each record are listed by hand, and the fields set by those paths, not by a schema walk."""
+each record are listed by hand, and the fields set by those paths, not by a schema walk;
+format 3 bindings are written out by hand too (bound_to). Vectors checks the reader
+against docs/schema-fields-test-vectors.json (and fails if it is missing)."""
 import base64
 import copy
 import decimal
 import json
 import os
+import struct
 import sys
 import unittest
 import uuid
@@ -27,8 +30,9 @@ from google.protobuf import descriptor_pool, message_factory  # noqa: E402
 
 import schema_records as sr  # noqa: E402
 from fake_transit import FakeTransit  # noqa: E402
-from schema_fields import (FieldError, FieldOpener, ProtectedFieldsDeserializer, ProtobufWalker,  # noqa: E402
-                           _init_pool, frame, open_file, protobuf_file, unframe)
+from envelope_decrypt import binding  # noqa: E402
+from schema_fields import (BatchTransit, FieldError, FieldOpener, ProtectedFieldsDeserializer,  # noqa: E402
+                           ProtobufWalker, _init_pool, frame, open_file, protobuf_file, unframe)
 from transit import TransitError  # noqa: E402
 
 TOPIC = "customers.protected"
@@ -37,18 +41,23 @@ SERDE = {"subject.name.strategy.type": "TOPIC"}
 
 
 class FakeBatchTransit(FakeTransit):
-    """fake_transit's Vault with transit/decrypt's batch_input: one call per batch."""
+    """fake_transit's Vault with transit/decrypt's batch_input: one call per batch. Its
+    AES-GCM authenticates associated data: a field opens only with the binding it was
+    encrypted with, otherwise "message authentication failed" as Vault says it."""
 
     def __init__(self):
         super().__init__()
         self.batches = []
+        self.bindings = []  # each batch's associated data, item by item (None: format 2)
 
     def decrypt_batch(self, key_name, items):
-        self.batches.append((key_name, [context for _, context in items]))
+        items = [tuple(item) + (None,) * (3 - len(item)) for item in items]
+        self.batches.append((key_name, [context for _, context, _ in items]))
+        self.bindings.append([bound for _, _, bound in items])
         out = []
-        for ciphertext, context in items:
+        for ciphertext, context, bound in items:
             try:
-                out.append(self.decrypt(key_name, ciphertext, context=context))
+                out.append(self.decrypt(key_name, ciphertext, context=context, associated_data=bound))
             except TransitError as error:
                 out.append(error)
         return out
@@ -97,14 +106,30 @@ def set_at(obj, path, convert):
         obj[_index(obj, last)] = convert(obj[_index(obj, last)])
 
 
-def protect(vault, obj, paths, key="customers", deterministic=False, context=None):
+def bound_to(flags: int, stream: str, record_key, path: str) -> bytes:
+    """docs/protected-records.md "Binding data", written out here rather than taken from
+    envelope_decrypt.binding (which the reader uses): "kafka-transit/3", the flags, the
+    stream (u16 length) if bound, the record key (0x00, or 0x01 and u32 length) if bound,
+    the located path (u32 length)."""
+    data = b"kafka-transit/3" + bytes([flags])
+    if flags & 0x01:
+        data += struct.pack(">H", len(stream.encode())) + stream.encode()
+    if flags & 0x02:
+        data += b"\x00" if record_key is None else b"\x01" + struct.pack(">I", len(record_key)) + record_key
+    return data + struct.pack(">I", len(path.encode())) + path.encode()
+
+
+def protect(vault, obj, paths, key="customers", deterministic=False, context=None, bind=None):
     """What encrypt-schema-fields does to each field: its content replaced by the transit
-    ciphertext of it (text, or its UTF-8 bytes for a bytes field)."""
+    ciphertext of it (text, or its UTF-8 bytes for a bytes field); with bind = (flags,
+    stream, record key on the sink), format 3: encrypted with the field's binding as
+    associated data."""
     def encrypt(path):
         def convert(value):
             plaintext = value.encode() if isinstance(value, str) else bytes(value)
             ctx = path.encode() if deterministic else context
-            text = vault.encrypt(key, plaintext, context=ctx)
+            bound = None if bind is None else bound_to(*bind, path)
+            text = vault.encrypt(key, plaintext, context=ctx, associated_data=bound)
             return text if isinstance(value, str) else text.encode()
         return convert
     for path in paths:
@@ -246,6 +271,14 @@ class Avro(Base):
         self.assertIn("/age is tagged PII but is int", str(error))
         self.assertEqual(ProtectedFieldsDeserializer(AvroDeserializer(self.registry),
                                                      self.opener(tags=["PHI"]))(value, CTX), {"age": 7})
+        # The schema is the reason, whatever the record holds: a tagged string before the
+        # int, in clear (a record that was never protected), does not hide it.
+        schema = {"type": "record", "name": "S", "fields": [{"name": "owner", "type": "string",
+                                                             "confluent:tags": ["PII"]},
+                                                            {"name": "pin", "type": "int", "confluent:tags": ["PII"]}]}
+        value = self.serializer(schema)({"owner": "Ann", "pin": 1234}, CTX)
+        error = self.assertFieldError("schema", lambda: reader(value, CTX))
+        self.assertIn("/pin is tagged PII but is int", str(error))
 
     def test_contexts_fixed_or_the_record_key_and_from_dict(self):
         serialize = self.serializer()
@@ -959,6 +992,416 @@ class OpenFile(Base):
         # The wrong format for the schema: an error line, not a guess.
         out, counts = open_file(self.lines(values[:1]), self.registry, self.opener(), "avro", subject="x")
         self.assertIn("is PROTOBUF, not avro", out[0]["error"])
+
+
+PROTECTION = "kafka-transit.protection"
+
+
+def ctx_with(headers, topic=TOPIC):
+    return SerializationContext(topic, MessageField.VALUE, headers)
+
+
+def b64(data):
+    return None if data is None else base64.b64encode(data).decode()
+
+
+class Format3(Base):
+    """Format 3 fields (docs/protected-records.md): each encrypted with its binding (the
+    protection header's flags, the stream, the record key on the sink, the located path)
+    as associated data, which the stand-in Vault authenticates."""
+
+    KEY = b"7000000011"
+
+    def setUp(self):
+        super().setUp()
+        self.serialize = AvroSerializer(self.registry, json.dumps(sr.AVRO_SCHEMA), conf=SERDE)
+        self.record = sr.customer(11, "avro")  # two phones, no e-mail
+        self.paths = tagged_paths(self.record, "avro")
+
+    def reader(self, **options):
+        return ProtectedFieldsDeserializer(AvroDeserializer(self.registry), self.opener(**options))
+
+    def protected(self, flags=0x03, stream=TOPIC, key=KEY):
+        return self.serialize(protect(self.vault, copy.deepcopy(self.record), self.paths, bind=(flags, stream, key)),
+                              CTX)
+
+    @staticmethod
+    def headers(flags):
+        return [("traceparent", b"00-1-01"), (PROTECTION, b"3;%02x" % flags)]
+
+    def assertNoRecordData(self, error):
+        for text in [self.record["name"], self.record["address"]["street"], self.KEY.decode()]:
+            self.assertNotIn(text, str(error))
+
+    def test_fields_open_with_their_binding_as_associated_data(self):
+        for flags in (0x00, 0x01, 0x02, 0x03):
+            value = self.protected(flags)
+            self.vault.bindings.clear()
+            self.assertEqual(self.reader().open_many([(value, ctx_with(self.headers(flags)), self.KEY)]),
+                             [self.record], hex(flags))
+            self.assertEqual(self.vault.bindings, [[bound_to(flags, TOPIC, self.KEY, p) for p in self.paths]])
+        # A null record key is bound as none; headers and topic given apart from the ctx.
+        value = self.protected(key=None)
+        self.assertEqual(self.reader().open_many([(value, CTX, None, self.headers(0x03))]), [self.record])
+        opener = self.opener()
+        record = AvroDeserializer(self.registry)(value, CTX)
+        self.assertEqual(opener.open(record, value, None, None, headers=self.headers(0x03), topic=TOPIC), self.record)
+        # Format 2 and format 3 records in one batch: one request, associated data only for format 3.
+        plain = self.serialize(protect(self.vault, copy.deepcopy(self.record), self.paths), CTX)
+        self.vault.bindings.clear()
+        self.assertEqual(self.reader().open_many([(plain, CTX, self.KEY), (self.protected(), ctx_with(self.headers(3)),
+                                                                           self.KEY)]), [self.record] * 2)
+        self.assertEqual(self.vault.bindings, [[None] * len(self.paths) +
+                                               [bound_to(3, TOPIC, self.KEY, p) for p in self.paths]])
+
+    def test_the_three_formats_bind_the_located_paths(self):
+        record = dict(copy.deepcopy(AllFormats.RECORD), attrs={"a/b~": "v"})
+        paths = ["/name", "/nick", "/tags/0", "/tags/1", "/attrs/a~1b~0"]
+        bind = (0x03, "customers.v3", self.KEY)
+        ctx = ctx_with(self.headers(0x03), "customers.mirror")  # the stream is the option's
+        value = AvroSerializer(self.registry, json.dumps(AllFormats.AVRO), conf=SERDE)(
+            protect(self.vault, copy.deepcopy(record), paths, bind=bind), CTX)
+        readers = [("avro", value, AvroDeserializer(self.registry), record)]
+        value = JSONSerializer(json.dumps(AllFormats.JSON), self.registry, conf=SERDE)(
+            protect(self.vault, copy.deepcopy(record), paths, bind=bind),
+            SerializationContext("json", MessageField.VALUE))
+        readers.append(("json", value, JSONDeserializer(None, schema_registry_client=self.registry), record))
+        schema_id = Protobuf.register_text(self, "proto-value", AllFormats.PROTO)
+        Customer = message_factory.GetMessageClass(
+            ProtobufWalker(schema_id, AllFormats.PROTO, [], self.opener().selection).message([0]))
+        message = Customer(name="Ann", nick="Nn", tags=["a", "b"], age=42)
+        message.attrs["a/b~"] = "v"
+        expected = Customer()
+        expected.CopyFrom(message)
+        value = frame(schema_id, protect(self.vault, message, paths, bind=bind).SerializeToString(), [0])
+        readers.append(("protobuf", value, ProtobufDeserializer(Customer, {}), expected))
+        for fmt, value, inner, expected in readers:
+            self.vault.bindings.clear()
+            reader = ProtectedFieldsDeserializer(inner, self.opener(stream="customers.v3"))
+            self.assertEqual(reader.open_many([(value, ctx, self.KEY)]), [expected], fmt)
+            self.assertEqual(self.vault.bindings, [[bound_to(*bind, p) for p in paths]], fmt)
+            self.assertFieldError("authentication", lambda: ProtectedFieldsDeserializer(inner, self.opener())
+                                  .open_many([(value, ctx, self.KEY)]))
+
+    def test_a_field_moved_to_another_place_key_or_stream_fails_authentication(self):
+        value, ctx = self.protected(), ctx_with(self.headers(0x03))
+        reader = self.reader()
+        # Another place in the same record: the two phone numbers swapped, the name in the street.
+        for move in [lambda r: r["phones"].reverse(),
+                     lambda r: r["address"].__setitem__("street", r["name"])]:
+            moved = AvroDeserializer(self.registry)(value, CTX)
+            move(moved)
+            error = self.assertFieldError("authentication", lambda: reader.open_many(
+                [(self.serialize(moved, CTX), ctx, self.KEY)]))
+            self.assertIn("does not authenticate with its binding", str(error))
+            self.assertNoRecordData(error)
+        # Another record key (or none), another stream.
+        for key in [b"7000000012", None]:
+            self.assertNoRecordData(self.assertFieldError("authentication", lambda: reader.open_many(
+                [(value, ctx, key)])))
+        self.assertFieldError("authentication", lambda: reader.open_many(
+            [(value, ctx_with(self.headers(0x03), "customers.mirror"), self.KEY)]))
+        self.assertFieldError("authentication", lambda: self.reader(stream="customers.mirror").open_many(
+            [(value, ctx, self.KEY)]))
+        # A mirror reader told the stream the writer bound opens it.
+        self.assertEqual(self.reader(stream=TOPIC).open_many(
+            [(value, ctx_with(self.headers(0x03), "customers.mirror"), self.KEY)]), [self.record])
+        # The header altered (binding less) or stripped (read as format 2: no associated data).
+        self.assertFieldError("authentication", lambda: reader.open_many([(value, ctx_with(self.headers(0x01)),
+                                                                           self.KEY)]))
+        self.assertFieldError("vault", lambda: reader.open_many([(value, CTX, self.KEY)]))
+        # What the binding needs and was not given: said so before asking Vault.
+        asked = len(self.vault.batches)
+        error = self.assertFieldError("config", lambda: reader(value, ctx))  # a value deserializer has no key
+        self.assertIn("bound to its key", str(error))
+        self.assertFieldError("config", lambda: reader.open_many(
+            [(value, SerializationContext(None, MessageField.VALUE, self.headers(0x03)), self.KEY)]))
+        self.assertEqual(len(self.vault.batches), asked)
+        # Not bound to its key: a value deserializer opens it.
+        self.assertEqual(reader(self.protected(0x01), ctx_with(self.headers(0x01))), self.record)
+
+    def test_require_binding_refuses_format_2_and_records_bound_to_less(self):
+        plain = self.serialize(protect(self.vault, copy.deepcopy(self.record), self.paths), CTX)
+        stream_only = self.protected(0x01)
+        for require, value, headers in [(["stream"], plain, []), (["key"], plain, [("traceparent", b"x")]),
+                                        (["stream", "key"], stream_only, self.headers(0x01)),
+                                        (["key"], stream_only, self.headers(0x01)),
+                                        (["stream"], self.protected(0x02), self.headers(0x02))]:
+            error = self.assertFieldError("unbound", lambda: self.reader(require_binding=require).open_many(
+                [(value, ctx_with(headers), self.KEY)]))
+            self.assertNoRecordData(error)
+            self.assertFieldError("unbound", lambda: self.opener(require_binding=require).open_key(
+                self.KEY, ctx_with(headers)))
+        self.assertEqual(self.vault.batches, [])
+        self.assertEqual(self.reader(require_binding=["stream"]).open_many(
+            [(stream_only, ctx_with(self.headers(0x01)), self.KEY)]), [self.record])
+        self.assertEqual(self.reader(require_binding=["stream", "key"]).open_many(
+            [(self.protected(), ctx_with(self.headers(0x03)), self.KEY)]), [self.record])
+        self.assertEqual(self.reader().open_many([(plain, CTX, self.KEY)]), [self.record])  # format 2 as before
+        with self.assertRaises(ValueError):
+            self.opener(require_binding=["topic"])
+        with self.assertRaises(ValueError):
+            self.opener(stream="a/b")
+
+    def test_body_flags_and_malformed_protection_headers_are_refused_before_vault(self):
+        value = self.protected()
+        for header in [b"3;07", b"3;0b", b"3;13", b"3;23", b"3;4f", b"3;33", b"3;c3", b"2;03", b"3;3", b"3;zz",
+                       b"3;003", None]:
+            error = self.assertFieldError("flags", lambda: self.reader().open_many(
+                [(value, ctx_with([(PROTECTION, header)]), self.KEY)]))
+            self.assertNoRecordData(error)
+            self.assertFieldError("flags", lambda: self.opener().open_key(self.KEY, ctx_with([(PROTECTION, header)])))
+        self.assertFieldError("flags", lambda: self.reader().open_many(
+            [(value, ctx_with(self.headers(0x03) + [(PROTECTION, b"3;03")]), self.KEY)]))
+        self.assertEqual(self.vault.batches, [])
+
+    def test_encrypted_record_keys_are_restored_and_hmac_keys_refused(self):
+        flags = 0x43
+        sink_key = self.vault.encrypt("customer-ids", self.KEY, context=TOPIC.encode()).encode()
+        value = self.protected(flags, key=sink_key)  # bound to the key as on the sink
+        ctx = ctx_with(self.headers(flags))
+        opener = self.opener(record_keys_key="customer-ids")
+        self.assertEqual(ProtectedFieldsDeserializer(AvroDeserializer(self.registry), opener).open_many(
+            [(value, ctx, sink_key)]), [self.record])
+        self.assertEqual(opener.open_key(sink_key, ctx), self.KEY)
+        # As a key deserializer: DeserializingConsumer's ctx for keys carries topic and headers too.
+        self.assertEqual(opener.open_key(sink_key, SerializationContext(TOPIC, MessageField.KEY, self.headers(flags))),
+                         self.KEY)
+        self.assertEqual(opener.open_key(sink_key, None, self.headers(flags), TOPIC), self.KEY)
+        self.assertIsNone(opener.open_key(None, ctx))
+        # The stream is the key's derivation context: another one does not decrypt it.
+        self.assertFieldError("authentication", lambda: opener.open_key(sink_key, ctx_with(self.headers(flags),
+                                                                                          "customers.mirror")))
+        self.assertEqual(self.opener(record_keys_key="customer-ids", stream=TOPIC).open_key(
+            sink_key, ctx_with(self.headers(flags), "customers.mirror")), self.KEY)
+        self.assertFieldError("config", lambda: self.opener().open_key(sink_key, ctx))
+        self.assertNoRecordData(self.assertFieldError("record key", lambda: opener.open_key(self.KEY, ctx)))
+        # Kept keys and format 2 records: as received, without asking Vault.
+        calls = len(self.vault.calls)
+        self.assertEqual(opener.open_key(self.KEY, CTX), self.KEY)
+        self.assertEqual(opener.open_key(self.KEY, ctx_with(self.headers(0x03))), self.KEY)
+        self.assertEqual(len(self.vault.calls), calls)
+        # HMAC'd keys cannot be restored: refused unless keep_hmac_keys.
+        hmac_key = self.vault.hmac("customer-ids", TOPIC.encode() + b"\x00" + self.KEY).encode()
+        hmac_ctx = ctx_with(self.headers(0x83))
+        error = self.assertFieldError("record key", lambda: opener.open_key(hmac_key, hmac_ctx))
+        self.assertIn("keep_hmac_keys", str(error))
+        self.assertEqual(self.opener(keep_hmac_keys=True).open_key(hmac_key, hmac_ctx), hmac_key)
+        self.assertEqual(self.reader().open_many([(self.protected(0x83, key=hmac_key), hmac_ctx, hmac_key)]),
+                         [self.record])
+
+    def test_open_file_carries_topic_and_headers_and_restores_keys(self):
+        flags = 0x43
+        keys = [sr.record_key(i) for i in range(4)]
+        sink = [self.vault.encrypt("customer-ids", k, context=TOPIC.encode()).encode() for k in keys]
+        records = [sr.customer(i, "avro") for i in range(4)]
+        values = [self.serialize(protect(self.vault, copy.deepcopy(r), tagged_paths(r, "avro"),
+                                         bind=(flags, TOPIC, k)), CTX) for r, k in zip(records, sink)]
+        values[3] = values[2]  # another record's value: bound to another key
+        headers = [["traceparent", b64(b"00-1-01")], [PROTECTION, b64(b"3;43")]]
+        lines = [json.dumps({"topic": TOPIC, "key": b64(k), "value": b64(v), "headers": headers})
+                 for k, v in zip(sink, values)]
+        lines.append(json.dumps({"topic": TOPIC, "key": b64(sink[0]), "value": None, "headers": headers}))
+        plain = self.serialize(protect(self.vault, copy.deepcopy(records[0]), tagged_paths(records[0], "avro")), CTX)
+        lines.append(json.dumps({"key": b64(b"k"), "value": b64(plain)}))  # format 2, no topic nor headers
+        out, counts = open_file(lines, self.registry, self.opener(record_keys_key="customer-ids"), "avro",
+                                subject=f"{TOPIC}-value")
+        self.assertEqual(counts, {"records": 6, "opened": 4, "errors": 1, "tombstones": 1}, out)
+        kept = [["traceparent", b64(b"00-1-01")]]
+        for line, key, record in zip(out[:3], keys, records):
+            self.assertEqual((line["key"], line["topic"], line["headers"]), (b64(key), TOPIC, kept))
+            self.assertEqual(AvroDeserializer(self.registry)(base64.b64decode(line["value"]), CTX), record)
+        self.assertIn("does not authenticate with its binding", out[3]["error"])
+        self.assertEqual(out[4], {"key": b64(keys[0]), "value": None, "topic": TOPIC, "headers": kept})
+        self.assertEqual(AvroDeserializer(self.registry)(base64.b64decode(out[5]["value"]), CTX), records[0])
+        self.assertEqual(out[5]["key"], b64(b"k"))
+        # require_binding: the format 2 line refused; without record_keys_key the keys cannot be restored.
+        out, counts = open_file(lines, self.registry, self.opener(record_keys_key="customer-ids",
+                                                                  require_binding=["stream", "key"]), "avro",
+                                subject=f"{TOPIC}-value")
+        self.assertIn("not bound", out[5]["error"])
+        out, counts = open_file(lines, self.registry, self.opener(), "avro", subject=f"{TOPIC}-value")
+        self.assertEqual(counts["errors"], 5)
+        self.assertIn("record_keys_key", out[0]["error"])
+
+
+class BatchRequests(unittest.TestCase):
+    def test_associated_data_in_base64_and_batches_within_openbao_json_strings(self):
+        transit = BatchTransit("http://vault.invalid", "token")
+        bodies = []
+
+        class Response:
+            status_code = 200
+
+            def __init__(self, count):
+                self.count = count
+
+            def json(self):
+                return {"data": {"batch_results": [{"plaintext": "eA=="}] * self.count}}
+
+        def post(url, json=None, **_):
+            bodies.append(json["batch_input"])
+            return Response(len(json["batch_input"]))
+
+        transit._session.post = post
+        items = [("vault:v1:x", b"c", b"ad")] * 400 + [("vault:v1:y", None)] * 300
+        self.assertEqual(transit.decrypt_batch("customers", items), [b"x"] * 700)
+        self.assertEqual(bodies[0][0], {"ciphertext": "vault:v1:x", "context": "Yw==", "associated_data": "YWQ="})
+        self.assertEqual(bodies[-1][-1], {"ciphertext": "vault:v1:y"})
+        # 6 strings an item with context and associated data, 2 without; at most 249 items.
+        self.assertEqual([len(body) for body in bodies], [166, 166, 249, 119])
+        self.assertTrue(all(sum(2 * len(item) for item in body) <= 998 for body in bodies))
+
+
+
+VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                       "schema-fields-test-vectors.json")
+
+
+class StandInVault:
+    """The vectors' stand-in for Vault transit (their "stand_in_ciphertext"): a ciphertext
+    is vault:v1:<base64 of the plaintext>. Records what it is asked, to be checked."""
+
+    def __init__(self):
+        self.asked = []  # (ciphertext, context, associated data)
+        self.keys = []  # record keys: (ciphertext, context)
+
+    def decrypt(self, key_name, ciphertext, context=None, associated_data=None):
+        self.keys.append((ciphertext, context))
+        assert associated_data is None and ciphertext.startswith("vault:v1:")
+        return base64.b64decode(ciphertext[len("vault:v1:"):], validate=True)
+
+    def decrypt_batch(self, key_name, items):
+        out = []
+        for item in items:
+            ciphertext, context, bound = tuple(item) + (None,) * (3 - len(item))
+            self.asked.append((ciphertext, context, bound))
+            if not ciphertext.startswith("vault:v1:"):
+                out.append(TransitError(f"transit/decrypt/{key_name}: invalid ciphertext"))
+                continue
+            out.append(base64.b64decode(ciphertext[len("vault:v1:"):], validate=True))
+        return out
+
+
+def contained(part, whole) -> bool:
+    """Whether every element of `part` is in `whole`, counting repeats."""
+    whole = list(whole)
+    for element in part:
+        if element not in whole:
+            return False
+        whole.remove(element)
+    return True
+
+
+class Vectors(unittest.TestCase):
+    """docs/schema-fields-test-vectors.json, as its spec's last paragraph asks of a reader:
+    each vector's protected record opens to what the stock deserializer reads from the
+    plaintext one, its fields are the located ones, and binding() gives each binding; each
+    refused record is refused, without asking Vault."""
+
+    @classmethod
+    def setUpClass(cls):
+        # Never skipped: a missing file fails here.
+        with open(VECTORS, encoding="utf-8") as handle:
+            cls.document = json.load(handle)
+        # The vectors' schemas under their own ids (the mock registry numbers from max_id + 1).
+        cls.registry = MockSchemaRegistryClient({"url": f"mock://{uuid.uuid4()}"})
+        store, registered = cls.registry._store, {}
+        store.max_id = 100000  # references, out of the vectors' ids
+        for case in cls.document["vectors"] + cls.document["refused"]:
+            for reference in case["references"]:
+                if (reference["subject"], reference["version"]) not in registered:
+                    cls.registry.register_schema(reference["subject"], Schema(reference["schema"], "PROTOBUF"))
+                    registered[(reference["subject"], reference["version"])] = reference["schema"]
+        for case in cls.document["vectors"] + cls.document["refused"]:
+            if case["schema_id"] in registered:
+                assert registered[case["schema_id"]] == case["schema"], case["name"]
+                continue
+            store.max_id = case["schema_id"] - 1
+            references = [SchemaReference(r["name"], r["subject"], r["version"]) for r in case["references"]]
+            schema = Schema(case["schema"], case["schema_type"], references)
+            assert cls.registry.register_schema(f"vectors-{case['schema_id']}", schema) == case["schema_id"]
+            registered[case["schema_id"]] = case["schema"]
+
+    def stock(self, case, opener, value):
+        """The stock deserializer of the case's format (Protobuf: of the record's message)."""
+        if case["schema_type"] == "AVRO":
+            return AvroDeserializer(self.registry)
+        if case["schema_type"] == "JSON":
+            return JSONDeserializer(None, schema_registry_client=self.registry)
+        return ProtobufDeserializer(opener.writer_message_class(value), {})
+
+    def read(self, case, value, vault, ctx=CTX, record_key=None, **options):
+        """(the record as the reader opens it, or the error it refuses it with; the
+        plaintext record as the stock deserializer reads it, for vectors)."""
+        opener = FieldOpener(vault, self.registry, "customers", tags=case["tags"], fields=case["fields"], **options)
+        try:
+            inner = self.stock(case, opener, value)
+        except FieldError as error:
+            return error, None
+        opened = ProtectedFieldsDeserializer(inner, opener).open_many([(value, ctx, record_key)], return_errors=True)[0]
+        if "value_hex" not in case or "protected_hex" not in case:
+            return opened, None
+        # Protobuf: the same opener's message class, since classes of two pools never compare equal.
+        plain = bytes.fromhex(case["value_hex"])
+        return opened, self.stock(case, opener, plain)(plain, CTX)
+
+    def test_every_vector_opens_to_its_plaintext_record(self):
+        vectors = self.document["vectors"]
+        self.assertGreater(len(vectors), 0)
+        for case in vectors:
+            protected = bytes.fromhex(case["protected_hex"])
+            located = [(f["path"].encode(), bytes.fromhex(f["content_hex"])) for f in case["located"]]
+            vault = StandInVault()
+            opened, plain = self.read(case, protected, vault)
+            self.assertEqual(opened, plain, case["name"])
+            # Format 2: no context, no associated data; only located contents asked for
+            # (a subset: of a Protobuf field twice on the wire, the deserializer keeps the last).
+            self.assertTrue(vault.asked, case["name"])
+            self.assertEqual({(context, bound) for _, context, bound in vault.asked}, {(None, None)}, case["name"])
+            opened = [base64.b64decode(c[len("vault:v1:"):]) for c, _, _ in vault.asked]
+            self.assertTrue(contained(opened, [content for _, content in located]), case["name"])
+            # Each field at its located path: with deterministic, the path is its context.
+            vault = StandInVault()
+            self.assertEqual(*self.read(case, protected, vault, deterministic=True), case["name"])
+            pairs = [(context, base64.b64decode(c[len("vault:v1:"):])) for c, context, _ in vault.asked]
+            self.assertTrue(contained(pairs, located), (case["name"], pairs, located))
+            # The bindings: as published, and what the reader sends as associated data when
+            # the record carries the protection header of those flags.
+            for bound in case["bindings"]:
+                key = None if bound["record_key_hex"] is None else bytes.fromhex(bound["record_key_hex"])
+                self.assertEqual(binding(bound["flags"], bound["stream"], key, bound["path"]).hex(),
+                                 bound["binding_hex"], (case["name"], bound["path"]))
+                self.assertEqual(bound_to(bound["flags"], bound["stream"], key, bound["path"]).hex(),
+                                 bound["binding_hex"], (case["name"], bound["path"]))
+            (flags, stream, key), = {(b["flags"], b["stream"], b["record_key_hex"]) for b in case["bindings"]}
+            vault = StandInVault()
+            ctx = SerializationContext(stream, MessageField.VALUE, [(PROTECTION, b"3;%02x" % flags)])
+            self.assertEqual(*self.read(case, protected, vault, ctx, None if key is None else bytes.fromhex(key)),
+                             case["name"])
+            self.assertTrue(contained([bound.hex() for _, _, bound in vault.asked],
+                                      [b["binding_hex"] for b in case["bindings"]]), case["name"])
+            if key is not None and flags & 0x40:  # an encrypted record key: the stream is its context
+                opener = FieldOpener(vault, self.registry, "customers", record_keys_key="customer-ids")
+                restored = opener.open_key(bytes.fromhex(key), ctx)
+                self.assertEqual(vault.keys, [(bytes.fromhex(key).decode(), stream.encode())], case["name"])
+                self.assertEqual(b"vault:v1:" + base64.b64encode(restored), bytes.fromhex(key), case["name"])
+
+    def test_every_refused_record_is_refused_without_asking_vault(self):
+        refused = self.document["refused"]
+        self.assertGreater(len(refused), 0)
+        # What the reader refuses each with: its FieldError's kind, or "deserializer": the
+        # stock deserializer's own error (confluent-kafka's, fastavro's, protobuf's).
+        kinds = {"wire": {"frame", "deserializer"}, "decode": {"deserializer"}, "schema": {"schema"},
+                 "not a ciphertext": {"not ciphertext"}}
+        for case in refused:
+            vault = StandInVault()
+            result, _ = self.read(case, bytes.fromhex(case["value_hex"]), vault)
+            self.assertIsInstance(result, Exception, case["name"])
+            failed = result.kind if isinstance(result, FieldError) else "deserializer"
+            self.assertIn(failed, kinds[case["expect"]], (case["name"], str(result)))
+            self.assertEqual(vault.asked, [], case["name"])
+
 
 
 if __name__ == "__main__":

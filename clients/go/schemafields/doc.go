@@ -24,6 +24,18 @@
 //	// opened.Value: the decoded record; opened.Wire: Confluent wire format, fields in clear
 //	results := reader.OpenAll(ctx, records) // a poll's worth: one Vault request
 //
+// Records written in format 3 (the policy's bind, record_keys or stream options: they
+// carry the kafka-transit.protection header, docs/protected-records.md) are read with
+// their topic, key and headers, so that each field is checked against what it is bound
+// to (the stream, the record key as received, the field's located path) and an
+// encrypted record key is restored (Options.RecordKeysKey):
+//
+//	opened, err := reader.ReadRecord(ctx, schemafields.Record{Topic: m.Topic, Key: m.Key,
+//		Value: m.Value, Headers: headers}) // opened.Key: the key restored
+//
+// A field moved to another place, record key or stream fails with ErrAuthentication;
+// Options.RequireBinding refuses records bound to less, or not bound at all (ErrUnbound).
+//
 // A protected field that does not hold a vault:v ciphertext, or that Vault does not
 // decrypt, fails its record (ErrNotCiphertext, kafkatransit.ErrVault): it is never
 // returned as data. Errors name schema ids and schema paths, never record data.

@@ -56,6 +56,12 @@ func gcm(key []byte) cipher.AEAD {
 
 // encrypt is transit/encrypt/<key> as the policy calls it.
 func (f *fakeTransit) encrypt(keyName string, plaintext []byte, context []byte) string {
+	return f.encryptBound(keyName, plaintext, context, nil)
+}
+
+// encryptBound is transit/encrypt/<key> with associated_data (format 3): AES-GCM's
+// associated data, so decrypting with any other fails authentication as Vault does.
+func (f *fakeTransit) encryptBound(keyName string, plaintext, context, associatedData []byte) string {
 	key := f.key(keyName, context)
 	nonce := make([]byte, 12)
 	if context != nil {
@@ -65,7 +71,7 @@ func (f *fakeTransit) encrypt(keyName string, plaintext []byte, context []byte) 
 	} else {
 		rand.Read(nonce)
 	}
-	return "vault:v1:" + base64.StdEncoding.EncodeToString(gcm(key).Seal(nonce, nonce, plaintext, nil))
+	return "vault:v1:" + base64.StdEncoding.EncodeToString(gcm(key).Seal(nonce, nonce, plaintext, associatedData))
 }
 
 func (f *fakeTransit) DecryptItems(_ context.Context, keyName string, items []kafkatransit.DecryptItem) ([]kafkatransit.Decryption, error) {
@@ -84,7 +90,7 @@ func (f *fakeTransit) DecryptItems(_ context.Context, keyName string, items []ka
 			out[i].Err = "invalid ciphertext"
 			continue
 		}
-		plain, err := gcm(f.key(keyName, item.Context)).Open(nil, raw[:12], raw[12:], nil)
+		plain, err := gcm(f.key(keyName, item.Context)).Open(nil, raw[:12], raw[12:], item.AssociatedData)
 		if err != nil {
 			out[i].Err = "cipher: message authentication failed"
 			continue
@@ -153,20 +159,38 @@ func newReader(t *testing.T, vault *fakeTransit, registry Registry, options Opti
 }
 
 // protector protects values the way encrypt-schema-fields does, with fakeTransit: each
-// value with its located path as context when deterministic.
+// value with its located path as context when deterministic, and in format 3 (bound)
+// with its binding as associated data.
 type protector struct {
 	vault         *fakeTransit
 	key           string
 	deterministic bool
 	context       []byte
+	// Format 3: the flags, stream and record key (as on the sink) the fields are bound to.
+	bound     bool
+	flags     kafkatransit.Flags
+	stream    string
+	recordKey []byte
+	// moved, when set, is the path a field's binding names instead of its own (a forgery).
+	moved func(path string) string
 }
 
 func (p protector) text(path, plaintext string) string {
-	return p.vault.encrypt(p.key, []byte(plaintext), p.ctx(path))
+	return p.vault.encryptBound(p.key, []byte(plaintext), p.ctx(path), p.aad(path))
 }
 
 func (p protector) bytes(path string, plaintext []byte) []byte {
-	return []byte(p.vault.encrypt(p.key, plaintext, p.ctx(path)))
+	return []byte(p.vault.encryptBound(p.key, plaintext, p.ctx(path), p.aad(path)))
+}
+
+func (p protector) aad(path string) []byte {
+	if !p.bound {
+		return nil
+	}
+	if p.moved != nil {
+		path = p.moved(path)
+	}
+	return kafkatransit.Binding(p.flags, p.stream, p.recordKey, &path)
 }
 
 func (p protector) ctx(path string) []byte {

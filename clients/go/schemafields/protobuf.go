@@ -367,7 +367,7 @@ func (p *protoSchema) message(indexes []int) (protoreflect.MessageDescriptor, er
 	var found protoreflect.MessageDescriptor
 	for _, i := range indexes {
 		if i < 0 || i >= len(candidates) {
-			return nil, fmt.Errorf("%w: the message indexes name no message of the schema", ErrDecode)
+			return nil, fmt.Errorf("%w: the message indexes name no message of the schema", ErrFormat)
 		}
 		found = candidates[i]
 		candidates = candidates[:0:0]

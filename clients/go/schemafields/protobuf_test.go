@@ -254,11 +254,11 @@ func TestProtobufMessageIndexes(t *testing.T) {
 			t.Errorf("Other.Inner: %v", got)
 		}
 		_, err = reader.Open(context.Background(), frame(4, append(indexesBytes(5), 0)))
-		mustErr(t, "no such message", err, ErrDecode)
+		mustErr(t, "no such message", err, ErrFormat)
 		// Customer's nested messages: Address, Phone, then (a descriptor's) map entries.
 		_, err = reader.Open(context.Background(), frame(4, indexesBytes(0, 2)))
 		if schema.Text == protoCustomer {
-			mustErr(t, ".proto text: no third nested message", err, ErrDecode)
+			mustErr(t, ".proto text: no third nested message", err, ErrFormat)
 		} else if err != nil {
 			t.Errorf("a descriptor's third nested message (AttributesEntry): %v", err)
 		}
@@ -286,7 +286,7 @@ func TestProtobufFailures(t *testing.T) {
 	clear := append(indexesBytes(0), marshalDeterministic(t, protoCustomerRecord(customer, asIs, bytesAsIs, 2))...)
 	mustErr(t, "fields in clear", second(reader.Open(ctx, frame(3, clear))), ErrNotCiphertext)
 	mustErr(t, "truncated", second(reader.Open(ctx, frame(3, good[:len(good)-2]))), ErrDecode)
-	mustErr(t, "no message indexes", second(reader.Open(ctx, frame(3, nil))), ErrDecode)
+	mustErr(t, "no message indexes", second(reader.Open(ctx, frame(3, nil))), ErrFormat)
 	_, err := reader.Open(ctx, frame(5, []byte{0}))
 	mustErr(t, "a tagged int", err, ErrSchema)
 	if !strings.Contains(err.Error(), "field `R.C.age` is tagged PII but holds int32") {

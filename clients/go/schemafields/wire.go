@@ -19,7 +19,8 @@ func unframe(value []byte) (uint32, []byte, error) {
 
 // messageIndexes splits a Protobuf body into its message indexes (a zigzag varint count,
 // then each index as a zigzag varint; a count of 0 is [0], the first message) and the
-// message.
+// message. Bad indexes are ErrFormat: they are Confluent's framing, not the record
+// (the "wire" kind of docs/schema-fields-test-vectors.json).
 func messageIndexes(body []byte) ([]int, []byte, error) {
 	rest := body
 	count, err := readZigzag(&rest)
@@ -30,7 +31,7 @@ func messageIndexes(body []byte) ([]int, []byte, error) {
 		return []int{0}, rest, nil
 	}
 	if count < 0 || count > int64(len(rest)) {
-		return nil, nil, fmt.Errorf("%w: message index count out of range", ErrDecode)
+		return nil, nil, fmt.Errorf("%w: message index count out of range", ErrFormat)
 	}
 	indexes := make([]int, 0, count)
 	for i := int64(0); i < count; i++ {
@@ -39,7 +40,7 @@ func messageIndexes(body []byte) ([]int, []byte, error) {
 			return nil, nil, err
 		}
 		if index < 0 || index > 1<<31 {
-			return nil, nil, fmt.Errorf("%w: message index out of range", ErrDecode)
+			return nil, nil, fmt.Errorf("%w: message index out of range", ErrFormat)
 		}
 		indexes = append(indexes, int(index))
 	}
@@ -50,7 +51,7 @@ func readZigzag(input *[]byte) (int64, error) {
 	var value uint64
 	for shift := uint(0); shift < 64; shift += 7 {
 		if len(*input) == 0 {
-			return 0, fmt.Errorf("%w: truncated varint in the message indexes", ErrDecode)
+			return 0, fmt.Errorf("%w: truncated varint in the message indexes", ErrFormat)
 		}
 		b := (*input)[0]
 		*input = (*input)[1:]
@@ -59,5 +60,5 @@ func readZigzag(input *[]byte) (int64, error) {
 			return int64(value>>1) ^ -int64(value&1), nil
 		}
 	}
-	return 0, fmt.Errorf("%w: varint longer than 10 bytes in the message indexes", ErrDecode)
+	return 0, fmt.Errorf("%w: varint longer than 10 bytes in the message indexes", ErrFormat)
 }

@@ -107,16 +107,7 @@ public class KafkaTransitDeserializer<T> implements Deserializer<T> {
      * (Kafka gives a value deserializer no key); sealed headers are added to {@code headers}.
      */
     private byte[] readRecord(String topic, Headers headers, byte[] data) {
-        byte[][] handed = KeyHandoff.CONSUMER.take(headers);
-        byte[] key = handed == null ? null : handed[0];
-        if (handed == null && !KeyHandoff.CONSUMER.used()) {
-            var flags = headers.lastHeader(Format3.PROTECTION_HEADER);
-            if (flags != null && (Format3.parseProtectionHeader(flags.value()) & Format3.KEY) != 0) {
-                throw new TransitReadException(TransitReadException.Reason.CONFIG, "the record is bound to its key: "
-                        + "set key.deserializer=" + KafkaTransitKeyDeserializer.class.getName()
-                        + " so that the value deserializer sees the key");
-            }
-        }
+        byte[] key = KeyHandoff.consumedKey(headers);
         TransitReader.Read read = reader().readRecord(topic, key, data, KafkaHeaders.of(headers));
         for (Format3.Header h : read.sealed()) {
             headers.add(h.name(), h.value());

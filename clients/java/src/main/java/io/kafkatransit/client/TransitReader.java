@@ -133,8 +133,17 @@ public final class TransitReader implements AutoCloseable {
         return new Read(restored, plaintext, out, sealed);
     }
 
-    /** The record's flags, or null for formats 1 and 2; steps 1 and 2 of the reader's checks. */
-    Integer recordFlags(byte[] value, List<byte[]> protection) {
+    /**
+     * The record's flags, or null for formats 1 and 2; steps 1 and 2 of the reader's checks:
+     * {@code protection} holds the values of the record's {@code kafka-transit.protection}
+     * headers (more than one is refused), {@code value} is checked for a stripped envelope
+     * header (null: no value to check). Public for the schema'd-record reader, whose values are
+     * no envelopes and which checks the bits its fields cannot have itself.
+     *
+     * @throws TransitReadException FLAGS for a malformed, repeated or unknown header, UNBOUND
+     *     for a record bound to less than {@link RecordOptions#requireBinding()}
+     */
+    public Integer recordFlags(byte[] value, List<byte[]> protection) {
         if (protection.isEmpty()) {
             if (!options.requireBinding().isEmpty()) {
                 throw new TransitReadException(Reason.UNBOUND, "the record has no " + Format3.PROTECTION_HEADER

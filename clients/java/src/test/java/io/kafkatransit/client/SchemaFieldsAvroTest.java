@@ -58,6 +58,8 @@ class SchemaFieldsAvroTest {
     static final int ID = 7;
 
     final FakeTransit transit = new FakeTransit();
+    /** Format 3: each field's associated data by its located path (null: format 2, none). */
+    java.util.function.Function<String, byte[]> associatedData = path -> null;
 
     static byte[] frame(int id, byte[] body) {
         return ByteBuffer.allocate(5 + body.length).put((byte) 0).putInt(id).put(body).array();
@@ -109,7 +111,8 @@ class SchemaFieldsAvroTest {
 
     /** The content's ciphertext text, as the runner writes it (context: the located path when deterministic). */
     String seal(String key, byte[] plaintext, String path, boolean deterministic) {
-        return transit.encrypt(key, plaintext, deterministic ? path.getBytes(StandardCharsets.UTF_8) : null, null);
+        return transit.encrypt(key, plaintext, deterministic ? path.getBytes(StandardCharsets.UTF_8) : null,
+                associatedData.apply(path));
     }
 
     Utf8 sealed(String text, String path, boolean deterministic) {

@@ -30,6 +30,7 @@ import org.apache.kafka.common.config.ConfigException;
 import org.apache.kafka.common.errors.RecordDeserializationException;
 import org.apache.kafka.common.errors.SerializationException;
 import org.apache.kafka.common.header.internals.RecordHeaders;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -126,8 +127,12 @@ class SchemaFieldsDeserializerTest {
         JsonNode request = JSON.readTree(exchange.getRequestBody());
         List<TransitDecrypter.Item> items = new ArrayList<>();
         for (JsonNode item : request.get("batch_input")) {
+            // FakeTransit authenticates the associated data as Vault does: a binding other than
+            // the writer's fails as "message authentication failed".
             items.add(new TransitDecrypter.Item(item.get("ciphertext").asText(),
-                    item.has("context") ? Base64.getDecoder().decode(item.get("context").asText()) : null, null));
+                    item.has("context") ? Base64.getDecoder().decode(item.get("context").asText()) : null,
+                    item.has("associated_data") ? Base64.getDecoder().decode(item.get("associated_data").asText())
+                            : null));
         }
         ObjectNode out = JSON.createObjectNode();
         ArrayNode results = out.putObject("data").putArray("batch_results");
@@ -250,6 +255,46 @@ class SchemaFieldsDeserializerTest {
     }
 
     @Test
+    void format3RecordsWithTheKeyDeserializerConfiguredByTheSameProperties(@TempDir Path dir) throws IOException {
+        Map<String, Object> p = properties(dir);
+        p.put("kafka.transit.require.binding", "stream,key");
+        p.put("kafka.transit.record.keys.key", "customer-ids");
+        p.put(KafkaTransitKeyDeserializer.INNER_KEY_DESERIALIZER, StringDeserializer.class.getName());
+        String topic = "customers.protected";
+        byte[] sinkKey = transit.encrypt("customer-ids", "customer-42".getBytes(StandardCharsets.UTF_8),
+                topic.getBytes(StandardCharsets.UTF_8), null).getBytes(StandardCharsets.US_ASCII);
+        var plain = SchemaFieldsAvroTest.customer(true);
+        var helper = new SchemaFieldsAvroTest();
+        helper.associatedData = path -> SchemaFieldsFormat3Test.expectedBinding(0x43, topic, sinkKey, path);
+        byte[] value = SchemaFieldsAvroTest.frame(1, SchemaFieldsAvroTest.avro(SchemaFieldsAvroTest.SCHEMA,
+                protect(helper, plain)));
+        try (var keys = new KafkaTransitKeyDeserializer<String>();
+             var values = new KafkaTransitSchemaFieldsDeserializer()) {
+            keys.configure(p, true);
+            values.configure(p, false);
+            RecordHeaders headers = new RecordHeaders();
+            headers.add("kafka-transit.policy", "encrypt-schema-fields".getBytes(StandardCharsets.UTF_8));
+            headers.add("kafka-transit.key", "customers".getBytes(StandardCharsets.UTF_8));
+            headers.add(Format3.PROTECTION_HEADER, Format3.headerValue(0x43));
+            assertEquals("customer-42", keys.deserialize(topic, headers, sinkKey));
+            assertEquals(plain, values.deserialize(topic, headers, value));
+            assertEquals(2, vaultRequests.get(), "one for the key, one for the fields");
+            // Read from another topic (the key too would not decrypt there): refused.
+            RecordHeaders moved = new RecordHeaders(headers.toArray());
+            // The key deserializer refuses the key (its context is the stream) but hands it over.
+            assertThrows(SerializationException.class, () -> keys.deserialize("customers.copy", moved, sinkKey));
+            SerializationException e = assertThrows(SerializationException.class,
+                    () -> values.deserialize("customers.copy", moved, value));
+            assertEquals(Reason.AUTHENTICATION, ((SchemaFieldsException) e.getCause()).reason());
+            // A format 2 record: unbound.
+            e = assertThrows(SerializationException.class, () -> values.deserialize(topic, new RecordHeaders(),
+                    SchemaFieldsAvroTest.frame(1, SchemaFieldsAvroTest.avro(SchemaFieldsAvroTest.SCHEMA,
+                            protect(new SchemaFieldsAvroTest(), plain)))));
+            assertEquals(Reason.UNBOUND, ((SchemaFieldsException) e.getCause()).reason());
+        }
+    }
+
+    @Test
     void configurationErrors(@TempDir Path dir) throws IOException {
         Map<String, Object> p = properties(dir);
         p.remove("kafka.transit.schema.registry.url");
@@ -270,5 +315,23 @@ class SchemaFieldsDeserializerTest {
         assertEquals(List.of("PII", "PHI"), config.options().tags());
         assertEquals(List.of("/a/*/b", "/c"), config.options().fields());
         assertTrue(!config.toString().contains("inline"), config.toString());
+        assertEquals(RecordOptions.DEFAULT, config.options().records());
+        Map<String, Object> t = properties(dir);
+        t.put("kafka.transit.stream", "customers");
+        t.put("kafka.transit.require.binding", "stream");
+        t.put("kafka.transit.record.keys.key", "ids");
+        assertEquals(new RecordOptions("customers", java.util.Set.of("stream"), "ids", Format3.DEFAULT_MAX_PLAINTEXT),
+                SchemaFieldsConfig.from(t).options().records());
+        assertTrue(!SchemaFieldsConfig.from(t).options().keepHmacKeys());
+        t.put("kafka.transit.keep.hmac.keys", "true");
+        assertTrue(SchemaFieldsConfig.from(t).options().keepHmacKeys());
+        t.put("kafka.transit.keep.hmac.keys", "yes");
+        assertThrows(ConfigException.class, () -> SchemaFieldsConfig.from(t));
+        t.remove("kafka.transit.keep.hmac.keys");
+        t.put("kafka.transit.schema.deterministic", "true");
+        assertTrue(assertThrows(ConfigException.class, () -> SchemaFieldsConfig.from(t)).getMessage()
+                .contains("never bound"));
+        t.put("kafka.transit.require.binding", "topic");
+        assertThrows(ConfigException.class, () -> SchemaFieldsConfig.from(t));
     }
 }

@@ -16,6 +16,11 @@ import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.Headers;
 import org.apache.kafka.common.serialization.Deserializer;
 
+import io.kafkatransit.client.Format3;
+import io.kafkatransit.client.KafkaTransitKeyDeserializer;
+import io.kafkatransit.client.KeyHandoff;
+import io.kafkatransit.client.TransitReadException;
+
 /**
  * A Kafka value {@link Deserializer} for topics that kafka-transit's
  * {@code encrypt-schema-fields} protected: it reads Confluent's wire format itself, gets the
@@ -32,6 +37,14 @@ import org.apache.kafka.common.serialization.Deserializer;
  * kafka.transit.schema.registry.url=https://registry.example:8081
  * kafka.transit.schema.tags=PII
  * }</pre>
+ *
+ * <p>Format 3 records ({@code bind}, {@code record_keys}: docs/protected-records.md) are read
+ * with the same properties as {@code KafkaTransitDeserializer}'s: {@code kafka.transit.stream}
+ * (default: the topic), {@code kafka.transit.require.binding} ({@code stream,key}) and
+ * {@code kafka.transit.record.keys.key}. Kafka gives a value deserializer no record key: for
+ * records bound to their key, or whose key is encrypted, configure
+ * {@code key.deserializer=}{@link KafkaTransitKeyDeserializer} too, which restores the key and
+ * hands it as received to this deserializer.
  *
  * <p>A record that cannot be opened is never returned with its ciphertext as data: the
  * deserializer throws a {@link SerializationException} naming the topic (its cause a
@@ -76,7 +89,11 @@ public class KafkaTransitSchemaFieldsDeserializer implements Deserializer<Object
                     "context.from=record-key needs readAll"));
         }
         try {
-            OpenedRecord opened = reader().open(input(null, data, headers));
+            // The key as received, handed over by KafkaTransitKeyDeserializer, as
+            // KafkaTransitDeserializer gets it: only format 3 records are bound to it.
+            byte[] key = headers != null && headers.lastHeader(Format3.PROTECTION_HEADER) != null
+                    ? consumedKey(headers) : null;
+            OpenedRecord opened = reader().open(input(topic, key, data, headers));
             return opened.value();
         } catch (SchemaFieldsException e) {
             throw new SerializationException("kafka-transit could not read a value on topic " + topic + ": "
@@ -84,9 +101,24 @@ public class KafkaTransitSchemaFieldsDeserializer implements Deserializer<Object
         }
     }
 
-    static SchemaFieldsReader.Input input(byte[] key, byte[] value, Headers headers) {
+    private static byte[] consumedKey(Headers headers) {
+        try {
+            return KeyHandoff.consumedKey(headers);
+        } catch (TransitReadException e) {
+            throw new SchemaFieldsException(e.reason() == TransitReadException.Reason.CONFIG
+                    ? SchemaFieldsException.Reason.CONFIG : SchemaFieldsException.Reason.FLAGS, e.getMessage(), e);
+        }
+    }
+
+    static SchemaFieldsReader.Input input(String topic, byte[] key, byte[] value, Headers headers) {
+        List<byte[]> protection = new ArrayList<>();
+        if (headers != null) {
+            for (Header h : headers.headers(Format3.PROTECTION_HEADER)) {
+                protection.add(h.value());
+            }
+        }
         return new SchemaFieldsReader.Input(key, value, header(headers, SchemaFieldsReader.KEY_HEADER),
-                header(headers, SchemaFieldsReader.POLICY_HEADER));
+                header(headers, SchemaFieldsReader.POLICY_HEADER), topic, protection);
     }
 
     private static String header(Headers headers, String name) {
@@ -99,8 +131,9 @@ public class KafkaTransitSchemaFieldsDeserializer implements Deserializer<Object
 
     /**
      * Reads a batch of records consumed as bytes (keys as bytes too, for
-     * {@code context.from=record-key}), asking Vault once per transit key for every field
-     * among them.
+     * {@code context.from=record-key} and format 3's binding), asking Vault once per transit key
+     * for every field among them. Format 3 record keys come back as the source had them: an
+     * encrypted {@code byte[]} or {@code String} key is decrypted (one Vault request per key).
      *
      * @throws RecordDeserializationException for the first record that cannot be opened,
      *     naming its topic, partition and offset
@@ -112,7 +145,7 @@ public class KafkaTransitSchemaFieldsDeserializer implements Deserializer<Object
             batch.add(record);
             byte[] key = record.key() instanceof byte[] bytes ? bytes
                     : record.key() instanceof String text ? text.getBytes(StandardCharsets.UTF_8) : null;
-            inputs.add(input(key, record.value(), record.headers()));
+            inputs.add(input(record.topic(), key, record.value(), record.headers()));
         }
         List<SchemaFieldsReader.Outcome> outcomes = reader().openAll(inputs);
         List<ConsumerRecord<K, Object>> read = new ArrayList<>(batch.size());
@@ -127,12 +160,39 @@ public class KafkaTransitSchemaFieldsDeserializer implements Deserializer<Object
                         "kafka-transit could not read the value of " + partition + " at offset " + record.offset()
                                 + ": " + outcome.error().getMessage(), outcome.error());
             }
+            K key;
+            try {
+                key = sourceKey(record.key(), inputs.get(i));
+            } catch (SchemaFieldsException e) {
+                TopicPartition partition = new TopicPartition(record.topic(), record.partition());
+                throw new RecordDeserializationException(DeserializationExceptionOrigin.KEY, partition,
+                        record.offset(), record.timestamp(), record.timestampType(), null,
+                        record.value() == null ? null : ByteBuffer.wrap(record.value()), record.headers(),
+                        "kafka-transit could not read the key of " + partition + " at offset " + record.offset()
+                                + ": " + e.getMessage(), e);
+            }
             read.add(new ConsumerRecord<>(record.topic(), record.partition(), record.offset(), record.timestamp(),
-                    record.timestampType(), record.serializedKeySize(), record.serializedValueSize(), record.key(),
+                    record.timestampType(), record.serializedKeySize(), record.serializedValueSize(), key,
                     outcome.record() == null ? null : outcome.record().value(), record.headers(),
                     record.leaderEpoch(), Optional.empty()));
         }
         return read;
+    }
+
+    /**
+     * A format 3 record's key as its source had it, in the type it was consumed as (the bytes of
+     * a {@code String} key are its UTF-8); other keys as they are.
+     */
+    @SuppressWarnings("unchecked")
+    private <K> K sourceKey(K key, SchemaFieldsReader.Input input) {
+        if (input.protection().isEmpty() || input.key() == null) {
+            return key;
+        }
+        byte[] restored = reader().sourceKey(input);
+        if (restored == input.key()) {
+            return key;
+        }
+        return key instanceof String ? (K) new String(restored, StandardCharsets.UTF_8) : (K) restored;
     }
 
     /** The reader, for its counters and {@link SchemaFieldsReader#openAll}. */

@@ -14,14 +14,17 @@ import java.util.function.Supplier;
 
 import org.apache.kafka.common.config.ConfigException;
 
+import io.kafkatransit.client.RecordOptions;
 import io.kafkatransit.client.TransitConfig;
 import io.kafkatransit.client.VaultTransit;
 
 /**
  * The schema'd-record reader's settings, from ordinary Kafka consumer properties: Vault's as
  * {@link TransitConfig} reads them ({@code kafka.transit.vault.*}), the registry's and the
- * selection's ({@code kafka.transit.schema.*}). Holds where secrets come from, never a
- * token or password read from a file.
+ * selection's ({@code kafka.transit.schema.*}), format 3's as {@link RecordOptions} reads them
+ * ({@code kafka.transit.stream}, {@code kafka.transit.require.binding},
+ * {@code kafka.transit.record.keys.key}) and {@value #KEEP_HMAC_KEYS}. Holds where secrets
+ * come from, never a token or password read from a file.
  */
 public record SchemaFieldsConfig(TransitConfig vault, URI registryUrl, String registryUsername,
                                  String registryPassword, Path registryPasswordFile, String registryToken,
@@ -42,6 +45,11 @@ public record SchemaFieldsConfig(TransitConfig vault, URI registryUrl, String re
     public static final String CONTEXT = PREFIX + "context";
     public static final String CONTEXT_FROM = PREFIX + "context.from";
     public static final String CACHE_SIZE = PREFIX + "cache.size";
+    /**
+     * Format 3: pass HMAC'd record keys on as they are (default {@code false}: refuse their
+     * records). Not {@code schema.}-prefixed: a record option, as {@code kafka.transit.record.keys.key}.
+     */
+    public static final String KEEP_HMAC_KEYS = TransitConfig.PREFIX + "keep.hmac.keys";
 
     @Override
     public String toString() {
@@ -74,6 +82,10 @@ public record SchemaFieldsConfig(TransitConfig vault, URI registryUrl, String re
         if (deterministic != null && !deterministic.equalsIgnoreCase("true") && !deterministic.equalsIgnoreCase("false")) {
             throw new ConfigException(DETERMINISTIC, deterministic, "true or false");
         }
+        String keepHmacKeys = get(configs, KEEP_HMAC_KEYS);
+        if (keepHmacKeys != null && !keepHmacKeys.equalsIgnoreCase("true") && !keepHmacKeys.equalsIgnoreCase("false")) {
+            throw new ConfigException(KEEP_HMAC_KEYS, keepHmacKeys, "true or false");
+        }
         String contextFrom = get(configs, CONTEXT_FROM);
         if (contextFrom != null && !contextFrom.equals("record-key")) {
             throw new ConfigException(CONTEXT_FROM, contextFrom, "the only source is record-key");
@@ -81,9 +93,14 @@ public record SchemaFieldsConfig(TransitConfig vault, URI registryUrl, String re
         Object rawTags = configs.get(TAGS);
         List<String> tags = rawTags == null ? List.of("PII") : list(rawTags);
         String caFile = get(configs, REGISTRY_CA_FILE);
+        // Format 3 by the same properties as KafkaTransitDeserializer's (kafka.transit.stream,
+        // kafka.transit.require.binding, kafka.transit.record.keys.key), so that one consumer
+        // configuration serves both readers.
+        RecordOptions records = RecordOptions.from(configs);
         try {
             SchemaFieldsOptions options = new SchemaFieldsOptions(vault.key(), tags, list(configs.get(FIELDS)),
-                    Boolean.parseBoolean(deterministic), get(configs, CONTEXT), contextFrom != null);
+                    Boolean.parseBoolean(deterministic), get(configs, CONTEXT), contextFrom != null, records,
+                    Boolean.parseBoolean(keepHmacKeys));
             new Selection(options.tags(), options.fields());
             return new SchemaFieldsConfig(vault, URI.create(url), username, password,
                     passwordFile == null ? null : Path.of(passwordFile), token,

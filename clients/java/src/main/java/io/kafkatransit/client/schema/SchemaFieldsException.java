@@ -34,7 +34,25 @@ public final class SchemaFieldsException extends RuntimeException {
         /** The record was protected by another policy ({@code kafka-transit.policy} header). */
         POLICY,
         /** The reader lacks a setting this record needs (a transit key, a record key for the context). */
-        CONFIG
+        CONFIG,
+        /**
+         * Format 3: the {@code kafka-transit.protection} header is malformed, repeated or of
+         * unknown flags, or has flags a field record never carries (sealed headers, padding,
+         * compression).
+         */
+        FLAGS,
+        /** The record is not bound to its stream or key as this reader requires (or has no protection header). */
+        UNBOUND,
+        /**
+         * Format 3: Vault refused a field as "message authentication failed": its ciphertext was
+         * written for another place in a record, another record key or another stream (or edited).
+         */
+        AUTHENTICATION,
+        /**
+         * Format 3: the record key is an HMAC ({@code record_keys = "hmac"}), which cannot be
+         * restored, and the reader does not keep such keys ({@code kafka.transit.keep.hmac.keys}).
+         */
+        HMAC_KEY
     }
 
     private final Reason reason;

@@ -6,6 +6,7 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -14,8 +15,11 @@ import java.util.concurrent.atomic.AtomicLong;
 
 import io.kafkatransit.client.Decryption;
 import io.kafkatransit.client.Envelope;
+import io.kafkatransit.client.Format3;
+import io.kafkatransit.client.RecordOptions;
 import io.kafkatransit.client.TransitDecrypter;
 import io.kafkatransit.client.TransitReadException;
+import io.kafkatransit.client.TransitReader;
 import io.kafkatransit.client.schema.SchemaFieldsException.Reason;
 
 /**
@@ -27,7 +31,15 @@ import io.kafkatransit.client.schema.SchemaFieldsException.Reason;
  * ({@link #open}) or per transit key for a whole batch of records ({@link #openAll}).
  *
  * <p>A string field's ciphertext text gives back the string; a bytes field holds the UTF-8
- * of the ciphertext text and gives back the bytes. A record that cannot be opened throws a
+ * of the ciphertext text and gives back the bytes.
+ *
+ * <p>Format 3 (docs/protected-records.md): a record with the {@code kafka-transit.protection}
+ * header has each field decrypted with {@code associated_data} = its binding, rebuilt from the
+ * header's flags, the stream ({@link RecordOptions#stream()}, default the
+ * record's topic), the record key as received and the field's located path: a field moved to
+ * another place, record, key or stream is refused ({@link Reason#AUTHENTICATION}). Records
+ * bound to less than {@link RecordOptions#requireBinding()} are refused;
+ * {@link #sourceKey} restores an encrypted record key. A record that cannot be opened throws a
  * {@link SchemaFieldsException} (or is a failed {@link Outcome}); its ciphertext is never
  * returned as data, and messages never hold field values, map keys or array indices.
  */
@@ -42,14 +54,52 @@ public final class SchemaFieldsReader implements AutoCloseable {
     /**
      * A record to open.
      *
-     * @param key the record key (for {@code context.from=record-key}), or null
+     * @param key the record key as received (for {@code context.from=record-key}, and the binding
+     *     of format 3 records), or null
      * @param value the value in Confluent's wire format; null is a tombstone
      * @param keyHeader its {@code kafka-transit.key} header, or null
      * @param policyHeader its {@code kafka-transit.policy} header, or null
+     * @param topic the topic it was read from: the stream of format 3 records unless
+     *     {@link RecordOptions#stream()} is set; null if unknown
+     * @param protection the values of its {@code kafka-transit.protection} headers, in order
+     *     (empty: a format 2 record; a value may be null, a header without value)
      */
-    public record Input(byte[] key, byte[] value, String keyHeader, String policyHeader) {
+    public record Input(byte[] key, byte[] value, String keyHeader, String policyHeader, String topic,
+                        List<byte[]> protection) {
+        public Input {
+            // Not List.copyOf: a valueless header is a null element, refused later as FLAGS.
+            protection = protection == null ? List.of() : Collections.unmodifiableList(new ArrayList<>(protection));
+        }
+
+        /** A record without protection header (format 2) and of unknown topic. */
+        public Input(byte[] key, byte[] value, String keyHeader, String policyHeader) {
+            this(key, value, keyHeader, policyHeader, null, List.of());
+        }
+
         public static Input of(byte[] value) {
             return new Input(null, value, null, null);
+        }
+
+        /**
+         * A record as consumed: its topic, key as received, value, and headers (the last
+         * {@code kafka-transit.key} and {@code kafka-transit.policy}, every
+         * {@code kafka-transit.protection}).
+         */
+        public static Input of(String topic, byte[] key, byte[] value, List<Format3.Header> headers) {
+            String keyHeader = null;
+            String policyHeader = null;
+            List<byte[]> protection = new ArrayList<>();
+            for (Format3.Header h : headers) {
+                String text = h.value() == null ? null : new String(h.value(), StandardCharsets.UTF_8);
+                switch (h.name()) {
+                    case KEY_HEADER -> keyHeader = text;
+                    case POLICY_HEADER -> policyHeader = text;
+                    case Format3.PROTECTION_HEADER -> protection.add(h.value());
+                    default -> {
+                    }
+                }
+            }
+            return new Input(key, value, keyHeader, policyHeader, topic, protection);
         }
     }
 
@@ -66,6 +116,8 @@ public final class SchemaFieldsReader implements AutoCloseable {
     private final SchemaSource schemas;
     private final TransitDecrypter vault;
     private final SchemaFieldsOptions options;
+    /** Format 3's record-level checks and record keys, as KafkaTransitDeserializer does them (never its values). */
+    private final TransitReader format3;
     private final Selection selection;
     private final int cacheSize;
     private final Map<Integer, Object> parsed = new ConcurrentHashMap<>();
@@ -81,6 +133,7 @@ public final class SchemaFieldsReader implements AutoCloseable {
         this.schemas = schemas;
         this.vault = vault;
         this.options = options;
+        this.format3 = new TransitReader(vault, null, 1, options.records());
         this.selection = new Selection(options.tags(), options.fields());
         this.cacheSize = cacheSize;
         if (options.key() != null) {
@@ -107,9 +160,70 @@ public final class SchemaFieldsReader implements AutoCloseable {
         return fields.get();
     }
 
-    /** Vault {@code transit/decrypt} calls made so far (each a batch; the client may split one past 250 items). */
+    /**
+     * Vault {@code transit/decrypt} calls made so far (each a batch; the client may split one past
+     * 250 items), record keys restored by {@link #sourceKey} included.
+     */
     public long vaultRequests() {
-        return vaultRequests.get();
+        return vaultRequests.get() + format3.vaultCalls();
+    }
+
+    /**
+     * The record key as its source had it: decrypted under
+     * {@link RecordOptions#recordKeysKey()} with the stream as context
+     * when the record's protection header says {@code record_keys = "encrypt"}; an HMAC'd key
+     * refused ({@link Reason#HMAC_KEY}) unless {@link SchemaFieldsOptions#keepHmacKeys()}; otherwise
+     * as received. Checks the protection header as {@link #openAll} does (a tombstone's key too).
+     */
+    public byte[] sourceKey(Input input) {
+        try {
+            Integer flags = format3.recordFlags(null, input.protection());
+            checkHmacKey(flags, input.key());
+            if (flags == null || input.key() == null || (flags & Format3.RECORD_KEYS) != Format3.KEYS_ENCRYPTED) {
+                return input.key();
+            }
+            String stream = stream(input);
+            if (stream == null) {
+                throw new SchemaFieldsException(Reason.CONFIG, "the record key is encrypted with its stream as "
+                        + "context: give the record's topic or set " + RecordOptions.STREAM);
+            }
+            List<Format3.Header> headers = input.protection().stream()
+                    .map(v -> new Format3.Header(Format3.PROTECTION_HEADER, v)).toList();
+            return format3.readRecord(stream, input.key(), null, headers).key();
+        } catch (TransitReadException e) {
+            throw translated(e, "the record key: ");
+        }
+    }
+
+    /**
+     * Step 4 of docs/protected-records.md "What each reader must check": an HMAC'd key cannot be
+     * restored, and passing it on silently would hand consumers keys their source never had.
+     */
+    private void checkHmacKey(Integer flags, byte[] key) {
+        if (flags != null && key != null && (flags & Format3.RECORD_KEYS) == Format3.KEYS_HMAC
+                && !options.keepHmacKeys()) {
+            throw new SchemaFieldsException(Reason.HMAC_KEY, "the record key is an HMAC (record_keys = \"hmac\"), "
+                    + "which cannot be restored; set " + SchemaFieldsConfig.KEEP_HMAC_KEYS
+                    + "=true to pass such keys on as they are");
+        }
+    }
+
+    /** The stream a format 3 record is bound to: the configured one, else the topic it was read from. */
+    private String stream(Input input) {
+        return options.records().stream() != null ? options.records().stream() : input.topic();
+    }
+
+    /** A failure of the format 3 checks or of Vault, as this reader's exception. */
+    private static SchemaFieldsException translated(TransitReadException e, String prefix) {
+        Reason reason = switch (e.reason()) {
+            case FLAGS -> Reason.FLAGS;
+            case UNBOUND -> Reason.UNBOUND;
+            case AUTHENTICATION -> Reason.AUTHENTICATION;
+            case CONFIG -> Reason.CONFIG;
+            case KEY_NAME -> Reason.KEY_NAME;
+            default -> Reason.VAULT;
+        };
+        return new SchemaFieldsException(reason, prefix + e.getMessage(), e);
     }
 
     /** Opens one value (no record key, no headers); null for a tombstone. */
@@ -163,13 +277,10 @@ public final class SchemaFieldsReader implements AutoCloseable {
                             "Vault answered " + results.size() + " results for " + items.size() + " ciphertexts");
                 }
             } catch (TransitReadException e) {
-                Reason reason = e.reason() == TransitReadException.Reason.CONFIG ? Reason.CONFIG
-                        : e.reason() == TransitReadException.Reason.KEY_NAME ? Reason.KEY_NAME : Reason.VAULT;
                 for (int[] at : entry.getValue()) {
                     Prepared p = prepared.get(at[0]);
                     if (p.error == null) {
-                        p.error = new SchemaFieldsException(reason, "schema id " + Integer.toUnsignedString(p.schemaId)
-                                + ": " + e.getMessage(), e);
+                        p.error = translated(e, "schema id " + Integer.toUnsignedString(p.schemaId) + ": ");
                     }
                 }
                 continue;
@@ -200,6 +311,8 @@ public final class SchemaFieldsReader implements AutoCloseable {
         int schemaId;
         byte[] header;
         int[] indexes;
+        /** The protection header's flags; null for a format 2 record. */
+        Integer flags;
         ParsedSchema schema;
         Located located;
         String keyName;
@@ -224,6 +337,11 @@ public final class SchemaFieldsReader implements AutoCloseable {
                     plaintexts.add(plaintext.bytes());
                 } else {
                     String message = results[i] instanceof Decryption.Failed failed ? failed.message() : "no answer";
+                    if (flags != null && message.contains("message authentication failed")) {
+                        throw new SchemaFieldsException(Reason.AUTHENTICATION, where + ": Vault refused it under "
+                                + "transit key " + keyName + ": it was encrypted for another place in a record, "
+                                + "another record key or another stream (" + message + ")");
+                    }
                     throw new SchemaFieldsException(Reason.VAULT, where + ": Vault refused to decrypt it under transit key "
                             + keyName + ": " + message);
                 }
@@ -249,6 +367,19 @@ public final class SchemaFieldsReader implements AutoCloseable {
         }
         Prepared p = new Prepared();
         p.schemaId = ByteBuffer.wrap(value, 1, 4).getInt();
+        // Step 1 of docs/protected-records.md "What each reader must check", before the registry
+        // or Vault is asked anything.
+        try {
+            p.flags = format3.recordFlags(null, input.protection());
+        } catch (TransitReadException e) {
+            throw translated(e, "value (schema id " + Integer.toUnsignedString(p.schemaId) + "): ");
+        }
+        if (p.flags != null && (p.flags & (Format3.HEADERS | Format3.PADDED | Format3.COMPRESSION)) != 0) {
+            throw new SchemaFieldsException(Reason.FLAGS, String.format("value (schema id %s): its %s header has "
+                    + "flags 0x%02x, but protected fields never carry sealed headers, padding or compression",
+                    Integer.toUnsignedString(p.schemaId), Format3.PROTECTION_HEADER, p.flags));
+        }
+        checkHmacKey(p.flags, input.key());
         p.schema = schema(p.schemaId);
         int at = 5;
         p.indexes = new int[0];
@@ -287,7 +418,17 @@ public final class SchemaFieldsReader implements AutoCloseable {
                 throw new SchemaFieldsException(Reason.CONFIG, "the record has no key, which is its fields' "
                         + "derivation context (context.from=record-key)");
             }
+            if (p.flags != null && (p.flags & Format3.RECORD_KEYS) != 0) {
+                // The key on the sink is not the source's the writer used as context.
+                throw new SchemaFieldsException(Reason.CONFIG, "context.from=record-key cannot open a record whose "
+                        + "key is encrypted or HMAC'd (its " + Format3.PROTECTION_HEADER + " header says so)");
+            }
             fixedContext = input.key();
+        }
+        String stream = stream(input);
+        if (p.flags != null && (p.flags & Format3.STREAM) != 0 && stream == null) {
+            throw new SchemaFieldsException(Reason.CONFIG, "the record's fields are bound to its stream: give the "
+                    + "record's topic or set " + RecordOptions.STREAM);
         }
         for (Located.Found found : p.located.fields) {
             String text = ascii(found.content());
@@ -297,7 +438,9 @@ public final class SchemaFieldsReader implements AutoCloseable {
                         + " is not a Vault transit ciphertext (expected vault:v<N>:...)");
             }
             byte[] context = options.deterministic() ? found.path().getBytes(StandardCharsets.UTF_8) : fixedContext;
-            p.items.add(new TransitDecrypter.Item(text, context, null));
+            // Format 3: bound to the record as received and to where the field is in it.
+            byte[] binding = p.flags == null ? null : Format3.binding(p.flags, stream, input.key(), found.path());
+            p.items.add(new TransitDecrypter.Item(text, context, binding));
         }
         return p;
     }
