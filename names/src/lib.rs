@@ -1,5 +1,6 @@
 //! Name templates: how one kafka-transit pipeline names the sink topic, the dead-letter
-//! topic and the Vault transit key of each record from the record itself.
+//! topic and the Vault transit key of each record from the record itself, and whose
+//! personal data a record holds (its data subject, docs/forgetting.md).
 //!
 //! The language is the smallest that routes many topics and tenants:
 //!
@@ -9,9 +10,16 @@
 //! field       = "topic"                      the record's source topic
 //!             | "header:" NAME               the value of the record's header NAME (UTF-8;
 //!                                            the last one when it repeats)
+//!             | "key"                        the record key (UTF-8)
+//!             | "value:" POINTER             the member of the record's JSON value at the
+//!                                            JSON Pointer (RFC 6901): a string's text, a
+//!                                            number as written
 //! filter      = "strip_prefix:" TEXT         remove TEXT from the start, if it is there
 //!             | "strip_suffix:" TEXT         remove TEXT from the end, if it is there
 //! ```
+//!
+//! Topic names take only `{topic}`; transit key names `{topic}` and `{header:NAME}`;
+//! subjects any field. A subject is text, not a name ([`Template::render_text`]).
 //!
 //! `"{topic}.protected"`, `"{topic|strip_suffix:.raw}.protected"` (`customers.raw` →
 //! `customers.protected`), `"{topic}.dlq"`, `"tenant-{header:tenant}"`. Braces have no
@@ -47,6 +55,33 @@ enum Part {
 pub enum Field {
     Topic,
     Header(String),
+    Key,
+    /// A JSON Pointer into the record's value.
+    Value(String),
+}
+
+impl fmt::Display for Field {
+    /// As written in a template.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Topic => f.write_str("{topic}"),
+            Field::Header(name) => write!(f, "{{header:{name}}}"),
+            Field::Key => f.write_str("{key}"),
+            Field::Value(pointer) => write!(f, "{{value:{pointer}}}"),
+        }
+    }
+}
+
+/// What a record's value holds at a JSON Pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueAt<'a> {
+    /// A string's text, or a number as written.
+    Text(Cow<'a, str>),
+    /// Nothing there (or a null), or no value at all.
+    Missing,
+    /// Something that is not text: an object, an array, a boolean, or a value that is
+    /// not JSON. The reason says which, never what.
+    NotText(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +90,22 @@ enum Filter {
     StripSuffix(String),
 }
 
-/// What a record offers a template: its topic and its headers.
+/// What a record offers a template: its topic and its headers, and where a template may
+/// read them, its key and its value.
 pub trait Record {
     fn topic(&self) -> &str;
     /// The value of the last header called `name`, if any.
     fn header(&self, name: &str) -> Option<Option<&[u8]>>;
+    /// The record key; `None` for a null key. Callers that offer no keys refuse `{key}`
+    /// when they parse a template ([`Template::fields`]).
+    fn key(&self) -> Option<&[u8]> {
+        None
+    }
+    /// The record's value at `pointer`. Callers that offer no values refuse `{value:...}`
+    /// when they parse a template.
+    fn value_at(&self, _pointer: &str) -> ValueAt<'_> {
+        ValueAt::Missing
+    }
 }
 
 /// Why a template could not be parsed. The message says what to write instead.
@@ -79,6 +125,12 @@ impl std::error::Error for ParseError {}
 pub enum RenderError {
     MissingHeader(String),
     HeaderNotText(String),
+    MissingKey,
+    KeyNotText,
+    /// Nothing at the pointer (or null).
+    MissingValue(String),
+    /// The pointer's member is not a string or number; why.
+    ValueNotText(String, &'static str),
     /// The rendered name breaks [`check_name`]. `from_record`: a header went into it,
     /// so it is the producer's data and its `Display` does not show it (reasons reach
     /// logs and dead-letter headers, which carry metadata only).
@@ -96,6 +148,15 @@ impl fmt::Display for RenderError {
             RenderError::HeaderNotText(h) => {
                 write!(f, "the record's header \"{h}\" is not UTF-8 text")
             }
+            RenderError::MissingKey => f.write_str("the record has no key (a null key)"),
+            RenderError::KeyNotText => f.write_str("the record's key is not UTF-8 text"),
+            RenderError::MissingValue(pointer) => {
+                write!(f, "the record's value has nothing at \"{pointer}\" (or null)")
+            }
+            RenderError::ValueNotText(pointer, why) => write!(
+                f,
+                "the record's value at \"{pointer}\" is not a string or a number ({why})"
+            ),
             RenderError::InvalidName {
                 from_record: true,
                 reason,
@@ -185,19 +246,29 @@ impl Template {
             })?;
             return Ok(Cow::Borrowed(name));
         }
-        let mut name = String::new();
+        let name = self.assemble(record)?;
+        check_name(&name).map_err(|reason| RenderError::InvalidName {
+            name: name.clone(),
+            reason,
+            from_record: self.fields().any(|field| *field != Field::Topic),
+        })?;
+        Ok(Cow::Owned(name))
+    }
+
+    /// The text for `record`, not held to any naming rule: a data subject's id, which
+    /// is hashed, never used as a name. Empty text is refused as missing.
+    pub fn render_text(&self, record: &impl Record) -> Result<String, RenderError> {
+        self.assemble(record)
+    }
+
+    fn assemble(&self, record: &impl Record) -> Result<String, RenderError> {
+        let mut text = String::new();
         for part in &self.parts {
             match part {
-                Part::Text(text) => name.push_str(text),
+                Part::Text(literal) => text.push_str(literal),
                 Part::Field(field, filters) => {
-                    let mut value = match field {
-                        Field::Topic => record.topic(),
-                        Field::Header(h) => match record.header(h) {
-                            None | Some(None) => return Err(RenderError::MissingHeader(h.clone())),
-                            Some(Some(bytes)) => std::str::from_utf8(bytes)
-                                .map_err(|_| RenderError::HeaderNotText(h.clone()))?,
-                        },
-                    };
+                    let found = field_value(field, record)?;
+                    let mut value: &str = &found;
                     for filter in filters {
                         value = match filter {
                             Filter::StripPrefix(p) => {
@@ -208,16 +279,35 @@ impl Template {
                             }
                         };
                     }
-                    name.push_str(value);
+                    text.push_str(value);
                 }
             }
         }
-        check_name(&name).map_err(|reason| RenderError::InvalidName {
-            name: name.clone(),
-            reason,
-            from_record: self.fields().any(|field| matches!(field, Field::Header(_))),
-        })?;
-        Ok(Cow::Owned(name))
+        Ok(text)
+    }
+}
+
+/// One placeholder's value for `record`, before filters.
+fn field_value<'r>(field: &Field, record: &'r impl Record) -> Result<Cow<'r, str>, RenderError> {
+    match field {
+        Field::Topic => Ok(Cow::Borrowed(record.topic())),
+        Field::Header(h) => match record.header(h) {
+            None | Some(None) => Err(RenderError::MissingHeader(h.clone())),
+            Some(Some(bytes)) => std::str::from_utf8(bytes)
+                .map(Cow::Borrowed)
+                .map_err(|_| RenderError::HeaderNotText(h.clone())),
+        },
+        Field::Key => match record.key() {
+            None => Err(RenderError::MissingKey),
+            Some(bytes) => std::str::from_utf8(bytes)
+                .map(Cow::Borrowed)
+                .map_err(|_| RenderError::KeyNotText),
+        },
+        Field::Value(pointer) => match record.value_at(pointer) {
+            ValueAt::Text(text) => Ok(text),
+            ValueAt::Missing => Err(RenderError::MissingValue(pointer.clone())),
+            ValueAt::NotText(why) => Err(RenderError::ValueNotText(pointer.clone(), why)),
+        },
     }
 }
 
@@ -231,11 +321,20 @@ fn placeholder(text: &str, inside: &str) -> Result<Part, ParseError> {
     let mut pieces = inside.split('|');
     let field = match pieces.next().unwrap_or_default() {
         "topic" => Field::Topic,
-        f => match f.strip_prefix("header:") {
-            Some(name) if !name.is_empty() => Field::Header(name.to_string()),
+        "key" => Field::Key,
+        f => match (f.strip_prefix("header:"), f.strip_prefix("value:")) {
+            (Some(name), _) if !name.is_empty() => Field::Header(name.to_string()),
+            (_, Some(pointer)) if pointer.starts_with('/') => Field::Value(pointer.to_string()),
+            (_, Some(_)) => {
+                return Err(ParseError(format!(
+                    "\"{text}\": \"{{{f}}}\" needs a JSON Pointer starting with '/', e.g. \
+                     {{value:/customer/id}}"
+                )))
+            }
             _ => {
                 return Err(ParseError(format!(
-                    "\"{text}\": unknown placeholder \"{{{f}}}\"; use {{topic}} or {{header:NAME}}"
+                    "\"{text}\": unknown placeholder \"{{{f}}}\"; use {{topic}}, {{header:NAME}}, \
+                     {{key}} or {{value:/json/pointer}}"
                 )))
             }
         },
@@ -271,6 +370,43 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
         return Err("only letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
+}
+
+/// Characters of Vault's HMAC (base64) a data subject's key name keeps: 192 bits, so
+/// two subjects' names never meet.
+pub const SUBJECT_NAME_CHARS: usize = 32;
+
+/// The transit key of a data subject (docs/forgetting.md): `prefix`, then the first
+/// [`SUBJECT_NAME_CHARS`] characters of Vault's HMAC of the subject's id
+/// (`vault:v1:<base64>`, `transit/hmac/<subject_hmac_key>`) in base64url. The same id
+/// always gives the same name, which says nothing of the id without Vault's key.
+///
+/// Only version 1 of the HMAC key is accepted: a rotated key would give every subject
+/// a new name, and their records would be under keys no one finds again.
+pub fn subject_key_name(prefix: &str, hmac: &str) -> Result<String, &'static str> {
+    let Some(digest) = hmac.strip_prefix("vault:v1:") else {
+        return Err(if hmac.starts_with("vault:v") {
+            "the subject HMAC key has been rotated (its HMAC is not version 1); subjects \
+             would get new key names: keep its latest version at 1"
+        } else {
+            "Vault's HMAC is not of the form vault:v1:<base64>"
+        });
+    };
+    if digest.len() < SUBJECT_NAME_CHARS {
+        return Err("Vault's HMAC is shorter than a SHA-256 digest");
+    }
+    let mut name = String::with_capacity(prefix.len() + SUBJECT_NAME_CHARS);
+    name.push_str(prefix);
+    for c in digest[..SUBJECT_NAME_CHARS].chars() {
+        name.push(match c {
+            '+' => '-',
+            '/' => '_',
+            c if c.is_ascii_alphanumeric() => c,
+            _ => return Err("Vault's HMAC is not base64"),
+        });
+    }
+    check_name(&name)?;
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -387,8 +523,12 @@ mod tests {
             ("", "must not be empty"),
             ("{topic", "without a matching '}'"),
             ("topic}", "without a matching '{'"),
-            ("{partition}", "use {topic} or {header:NAME}"),
-            ("{header:}", "use {topic} or {header:NAME}"),
+            (
+                "{partition}",
+                "use {topic}, {header:NAME}, {key} or {value:/json/pointer}",
+            ),
+            ("{header:}", "use {topic}, {header:NAME}"),
+            ("{value:customer}", "needs a JSON Pointer starting with '/'"),
             (
                 "{topic|upper}",
                 "use strip_prefix:TEXT or strip_suffix:TEXT",
@@ -408,5 +548,104 @@ mod tests {
             [Field::Topic, Field::Header("tenant".into())]
         );
         assert_eq!(t.to_string(), "{topic}-{header:tenant}");
+    }
+
+    struct Full(R, Option<&'static [u8]>, &'static str);
+
+    impl Record for Full {
+        fn topic(&self) -> &str {
+            self.0.topic()
+        }
+        fn header(&self, name: &str) -> Option<Option<&[u8]>> {
+            self.0.header(name)
+        }
+        fn key(&self) -> Option<&[u8]> {
+            self.1
+        }
+        fn value_at(&self, pointer: &str) -> ValueAt<'_> {
+            match (pointer, self.2) {
+                (_, "not json") => ValueAt::NotText("the value is not JSON"),
+                ("/customer/id", value) => ValueAt::Text(Cow::Borrowed(value)),
+                ("/customer", _) => ValueAt::NotText("an object"),
+                _ => ValueAt::Missing,
+            }
+        }
+    }
+
+    #[test]
+    fn subjects_come_from_the_key_or_the_value_and_are_text_not_names() {
+        let record = Full(R("t", vec![]), Some(b"user@example.com"), "4711");
+        let subject = |template: &str, record: &Full| {
+            Template::parse(template)
+                .unwrap()
+                .render_text(record)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(subject("{key}", &record).unwrap(), "user@example.com");
+        assert_eq!(
+            subject("{value:/customer/id|strip_prefix:47}", &record).unwrap(),
+            "11"
+        );
+        // As a name, the same text is refused without being quoted.
+        let error = Template::parse("{key}")
+            .unwrap()
+            .render(&record)
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("example"), "{error}");
+        for (template, record, says) in [
+            ("{key}", Full(R("t", vec![]), None, "1"), "no key"),
+            (
+                "{key}",
+                Full(R("t", vec![]), Some(b"\xff"), "1"),
+                "not UTF-8",
+            ),
+            (
+                "{value:/other}",
+                Full(R("t", vec![]), None, "1"),
+                "nothing at \"/other\"",
+            ),
+            (
+                "{value:/customer}",
+                Full(R("t", vec![]), None, "1"),
+                "an object",
+            ),
+            (
+                "{value:/customer/id}",
+                Full(R("t", vec![]), None, "not json"),
+                "not JSON",
+            ),
+        ] {
+            let error = subject(template, &record).unwrap_err();
+            assert!(error.contains(says), "{template}: {error}");
+        }
+        assert_eq!(
+            Template::parse("s-{value:/a~1b}-{key}")
+                .unwrap()
+                .fields()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["{value:/a~1b}", "{key}"]
+        );
+    }
+
+    #[test]
+    fn subject_key_names_are_the_prefix_and_the_hmac_in_base64url() {
+        let hmac = "vault:v1:ab+/cdefghijklmnopqrstuvwxyz0123456789ABCD=";
+        assert_eq!(
+            subject_key_name("customers-", hmac).unwrap(),
+            "customers-ab-_cdefghijklmnopqrstuvwxyz0123"
+        );
+        assert!(subject_key_name(
+            "customers-",
+            "vault:v2:abcdefghijklmnopqrstuvwxyz0123456789"
+        )
+        .unwrap_err()
+        .contains("rotated"));
+        assert!(subject_key_name("c-", "vault:v1:short").is_err());
+        assert!(
+            subject_key_name("a/b-", hmac).is_err(),
+            "the prefix is held to names"
+        );
     }
 }

@@ -3,7 +3,11 @@
 //! invalid-input failure, never passed on. Removes the kafka-transit stamps, so the
 //! record comes out as it went in. Tombstones pass through unchanged.
 //!
-//! Config: `key` (required: envelopes of other keys are refused), `context`.
+//! Config: `key` (required: envelopes of other keys are refused), `context`. Or, for
+//! records sealed per data subject (docs/forgetting.md), `subject_keys` (the prefix of
+//! the subjects' keys: each envelope names its own, which must have it) and
+//! `on_forgotten` (`"dead-letter"`, the default, or `"skip"`): a record whose subject
+//! was forgotten fails with a reason starting "subject forgotten".
 //!
 //! Format 3 (docs/protected-records.md): a record with a `kafka-transit.protection`
 //! header must hold a version 3 envelope with the same flags (and a version 3 envelope
@@ -20,21 +24,48 @@ use kafka_transit_policy_sdk::envelope::{self, OpenItem};
 use kafka_transit_policy_sdk::protection::{
     check_envelope, is_protected, restore_keys, Protected, Role, Shape, Streams,
 };
+use kafka_transit_policy_sdk::subject::{OnForgotten, SubjectOpening};
+use kafka_transit_policy_sdk::transit::TransitError;
 use kafka_transit_policy_sdk::{
-    configured_policy, envelope_format, forward, EnvelopeConfig, Failure, OutputRecord,
+    configured_policy, envelope_format, forward, log, EnvelopeConfig, Failure, Level, OutputRecord,
     ResolvedKey, SourceRecord, TransformResult,
 };
 
-type Config = Protected<EnvelopeConfig>;
+/// Which transit key an envelope must be sealed under.
+enum Keys {
+    /// `key`: one key, or a template naming one per record.
+    Named(EnvelopeConfig),
+    /// `subject_keys`: the key of the record's data subject, which the envelope names.
+    PerSubject(SubjectOpening),
+}
+
+type Config = Protected<Keys>;
 
 fn parse(json: &str) -> Result<Config, String> {
-    Protected::parse(json, Role::Open, Shape::Envelope, EnvelopeConfig::parse)
+    Protected::parse(json, Role::Open, Shape::Envelope, |json| {
+        Ok(match SubjectOpening::from_config(json)? {
+            Some(subjects) => Keys::PerSubject(subjects),
+            None => Keys::Named(EnvelopeConfig::parse(json)?),
+        })
+    })
 }
 
 configured_policy!(EnvelopeOpen, parse, open);
 
 fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (envelope_config, protection) = (&config.config, &config.protection);
+    let protection = &config.protection;
+    let context = match &config.config {
+        Keys::Named(named) => named.context(),
+        Keys::PerSubject(_) => None,
+    };
+    let key_for = |record: &SourceRecord, envelope: &[u8]| match &config.config {
+        Keys::Named(named) => named.key.for_record(record),
+        Keys::PerSubject(subjects) => {
+            let header = envelope_format::parse(envelope)
+                .map_err(|e| Failure::InvalidInput(e.to_string()))?;
+            subjects.key_of(header.key_name)
+        }
+    };
     let mut streams = Streams::new(protection);
     let mut batch = Batch::new(batch, |mut record| {
         // A tombstone of formats 1/2 stays as it is.
@@ -45,7 +76,7 @@ fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
             None => None,
             // An envelope of another key fails here, before Vault, and without the name
             // its header claims in the reason.
-            Some(envelope) => match envelope_config.key.for_record(&record) {
+            Some(envelope) => match key_for(&record, &envelope) {
                 Ok(key) => Some((key, envelope)),
                 Err(failure) => return Start::Fail(failure),
             },
@@ -64,6 +95,7 @@ fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
         Start::Work(incoming)
     });
     restore_keys(&mut batch, protection);
+    let per_subject = matches!(config.config, Keys::PerSubject(_));
     batch.vault(
         "envelope open",
         |incoming| {
@@ -73,21 +105,57 @@ fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
                 .take()
                 .map(|(key, envelope): (ResolvedKey, _)| (key, vec![OpenItem { envelope, aad }])))
         },
-        |key, items| envelope::open(key, envelope_config.context(), items),
+        |key, items| match envelope::open(key, context, items) {
+            // A subject's key that is gone was deleted by `forget`.
+            Err(TransitError::KeyNotFound(_)) if per_subject => Err(SubjectOpening::forgotten()),
+            other => other,
+        },
         |incoming, mut plaintexts| {
             let plaintext = plaintexts.pop().unwrap_or_default();
             incoming.value = Some(incoming.restore(plaintext)?);
             Ok(())
         },
     );
-    batch.finish(|incoming| {
+    let results = batch.finish(|incoming| {
         Ok::<_, Failure>(OutputRecord {
             topic: None,
             key: incoming.key,
             value: incoming.value,
             headers: incoming.headers,
         })
-    })
+    });
+    match &config.config {
+        Keys::PerSubject(subjects) if subjects.on_forgotten == OnForgotten::Skip => {
+            skip_forgotten(results)
+        }
+        _ => results,
+    }
+}
+
+/// `on_forgotten = "skip"`: records of forgotten subjects leave no output, and the
+/// log says how many.
+fn skip_forgotten(results: Vec<TransformResult>) -> Vec<TransformResult> {
+    let mut skipped = 0;
+    let results = results
+        .into_iter()
+        .map(|result| match result {
+            Err(failure) if SubjectOpening::is_forgotten(&failure) => {
+                skipped += 1;
+                Ok(Vec::new())
+            }
+            other => other,
+        })
+        .collect();
+    if skipped > 0 {
+        log(
+            Level::Info,
+            &format!(
+                "skipped {skipped} record(s) of forgotten data subjects \
+                 (policy.config.on_forgotten = \"skip\")"
+            ),
+        );
+    }
+    results
 }
 
 #[cfg(test)]
@@ -321,6 +389,86 @@ mod tests {
                 Some(&b"k1"[..])
             );
             drop(host);
+        }
+    }
+
+    mod per_subject {
+        use super::*;
+        use kafka_transit_policy_sdk::subject::FORGOTTEN;
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("customers-aaaa");
+            host.create_key("customers-bbbb");
+            host.create_key("other");
+            EnvelopeOpen::init(config.into()).unwrap();
+            host
+        }
+
+        #[test]
+        fn each_envelope_opens_under_its_subjects_key_and_a_forgotten_one_says_so() {
+            let host = start(r#"{"subject_keys": "customers-"}"#);
+            let (a, b, other) = (
+                seal("customers-aaaa", "a"),
+                seal("customers-bbbb", "b"),
+                seal("other", "o"),
+            );
+            host.forget_key("customers-bbbb");
+            let results = EnvelopeOpen::transform(vec![
+                record("1", &a),
+                record("2", &b),
+                record("3", &other),
+            ]);
+            assert_eq!(
+                results[0].as_ref().unwrap()[0].value.as_deref(),
+                Some(&b"a"[..])
+            );
+            assert!(
+                matches!(&results[1], Err(Failure::InvalidInput(m)) if m.contains(FORGOTTEN)),
+                "{:?}",
+                results[1]
+            );
+            assert!(
+                matches!(&results[2], Err(Failure::InvalidInput(m)) if !m.contains(FORGOTTEN)),
+                "not a subject's key: {:?}",
+                results[2]
+            );
+        }
+
+        #[test]
+        fn on_forgotten_skip_leaves_them_out_and_logs_how_many() {
+            let host = start(r#"{"subject_keys": "customers-", "on_forgotten": "skip"}"#);
+            let (a, b) = (seal("customers-aaaa", "a"), seal("customers-bbbb", "b"));
+            host.forget_key("customers-bbbb");
+            let results =
+                EnvelopeOpen::transform(vec![record("1", &a), record("2", &b), record("3", b"x")]);
+            assert_eq!(results[0].as_ref().unwrap().len(), 1);
+            assert_eq!(results[1], Ok(Vec::new()), "skipped");
+            assert!(results[2].is_err(), "other failures still fail");
+            assert!(host
+                .logs()
+                .iter()
+                .any(|(_, line)| line.contains("skipped 1 record")));
+        }
+
+        #[test]
+        fn subject_options_are_checked() {
+            let _host = Host::install();
+            for (config, field) in [
+                (r#"{"subject_keys": "customers-", "key": "k"}"#, "key"),
+                (r#"{"subject_keys": "a/b"}"#, "subject_keys"),
+                (
+                    r#"{"subject_keys": "c-", "on_forgotten": "drop"}"#,
+                    "on_forgotten",
+                ),
+                (r#"{"key": "k", "on_forgotten": "skip"}"#, "on_forgotten"),
+            ] {
+                let error = EnvelopeOpen::init(config.into()).unwrap_err();
+                assert!(
+                    error.starts_with(&format!("policy.config.{field}: ")),
+                    "{error}"
+                );
+            }
         }
     }
 }

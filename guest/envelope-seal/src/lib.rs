@@ -8,6 +8,13 @@
 //! Per-record contexts (`context_from`) are refused: they would need a data key per
 //! record, which is what envelope encryption exists to avoid.
 //!
+//! Or, in place of `key`, a transit key per data subject (docs/forgetting.md):
+//! `subject` (whose data a record is: `"{key}"`, `"{header:user}"`,
+//! `"{value:/customer/id}"`), `subject_keys` (the prefix of their keys' names) and
+//! `subject_hmac_key` (the transit key whose HMAC of a subject's id names its key). Each
+//! subject's key is created on its first record; `kafka-transit forget` deletes it, and
+//! from then on nothing of theirs opens, anywhere.
+//!
 //! Format 3 (docs/protected-records.md), when any of these is set: `record_keys`
 //! (`"encrypt"` or `"hmac"` under `record_keys_key`, one Vault call per batch for its
 //! distinct keys), `headers = "seal"` with `keep_headers`, `bind = ["stream", "key"]`,
@@ -20,25 +27,48 @@
 
 use kafka_transit_policy_sdk::batch::{Batch, Start};
 use kafka_transit_policy_sdk::envelope::{self, SealItem};
-use kafka_transit_policy_sdk::protection::{protect_keys, Protected, Role, Shape, Streams};
+use kafka_transit_policy_sdk::protection::{
+    protect_keys, Outgoing, Protected, ProtectionConfig, Role, Shape, Streams,
+};
+use kafka_transit_policy_sdk::subject::SubjectKeys;
+use kafka_transit_policy_sdk::transit::{self, TransitError};
 use kafka_transit_policy_sdk::{
     configured_policy, stamped, through_vault_by_key, EnvelopeConfig, OutputRecord, ResolvedKey,
     SourceRecord, TransformResult,
 };
 
-type Config = Protected<EnvelopeConfig>;
+/// Which transit key wraps each record's data key.
+enum Keys {
+    /// `key`: one key, or a template naming one per record.
+    Named(EnvelopeConfig),
+    /// `subject`, `subject_keys`, `subject_hmac_key`: one per data subject.
+    PerSubject(SubjectKeys),
+}
+
+type Config = Protected<Keys>;
 
 fn parse(json: &str) -> Result<Config, String> {
-    Protected::parse(json, Role::Protect, Shape::Envelope, EnvelopeConfig::parse)
+    Protected::parse(json, Role::Protect, Shape::Envelope, |json| {
+        Ok(match SubjectKeys::from_config(json)? {
+            Some(subjects) => Keys::PerSubject(subjects),
+            None => Keys::Named(EnvelopeConfig::parse(json)?),
+        })
+    })
 }
 
 configured_policy!(EnvelopeSeal, parse, seal);
 
 fn seal(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    if config.protection.is_format3() {
-        return seal_v3(config, batch);
+    match &config.config {
+        Keys::PerSubject(subjects) => seal_per_subject(subjects, &config.protection, batch),
+        Keys::Named(named) if config.protection.is_format3() => {
+            seal_v3(named, &config.protection, batch)
+        }
+        Keys::Named(named) => seal_v2(named, batch),
     }
-    let config = &config.config;
+}
+
+fn seal_v2(config: &EnvelopeConfig, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
     through_vault_by_key(
         batch,
         "envelope seal",
@@ -65,8 +95,11 @@ fn seal(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
 
 /// Format 3: record keys first (envelopes are bound to the key as on the sink), then
 /// version 3 envelopes with the binding in their associated data.
-fn seal_v3(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
-    let (envelope_config, protection) = (&config.config, &config.protection);
+fn seal_v3(
+    envelope_config: &EnvelopeConfig,
+    protection: &ProtectionConfig,
+    batch: Vec<SourceRecord>,
+) -> Vec<TransformResult> {
     let flags = protection.flags();
     let options = protection.seal_options(flags);
     let mut streams = Streams::new(protection);
@@ -109,6 +142,119 @@ fn seal_v3(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
         let key = out.extra.as_ref().map(|key| key.name().to_string());
         let stamp = key.as_deref().map(|key| ("envelope-seal", key));
         Ok(out.output(protection, stamp))
+    })
+}
+
+/// A record sealed under its data subject's key: the subject's id (`None`: a
+/// tombstone, which has nothing to seal), then its key once known.
+struct Subject {
+    id: String,
+    key: Option<ResolvedKey>,
+}
+
+/// A key per data subject (docs/forgetting.md): each record's subject, the names of the
+/// subjects not seen before in one HMAC request, then envelopes per subject key, each
+/// key created on its subject's first record. Formats 2 and 3 alike.
+fn seal_per_subject(
+    subjects: &SubjectKeys,
+    protection: &ProtectionConfig,
+    batch: Vec<SourceRecord>,
+) -> Vec<TransformResult> {
+    let format3 = protection.is_format3();
+    let flags = protection.flags();
+    let options = protection.seal_options(flags);
+    let mut streams = Streams::new(protection);
+    let mut batch = Batch::new(batch, |record| {
+        let subject = match record.value {
+            None => None,
+            Some(_) => match subjects.subject_of(&record) {
+                Ok(id) => Some(Subject {
+                    key: subjects.cached(&id),
+                    id,
+                }),
+                Err(failure) => return Start::Fail(failure),
+            },
+        };
+        match protection.outgoing(record, &mut streams, subject) {
+            Ok(out) => Start::Work(out),
+            Err(failure) => Start::Fail(failure),
+        }
+    });
+    protect_keys(&mut batch, protection);
+    batch.vault(
+        "subject key names",
+        |out: &mut Outgoing<Option<Subject>>| match &out.extra {
+            Some(subject) if subject.key.is_none() => Ok(Some((
+                ResolvedKey::fixed(subjects.hmac_key()),
+                vec![subject.id.as_bytes().to_vec()],
+            ))),
+            _ => Ok(None),
+        },
+        transit::hmac,
+        |out, mut hmacs| {
+            if let (Some(subject), Some(hmac)) = (&mut out.extra, hmacs.pop()) {
+                subject.key = Some(subjects.learn(&subject.id, &hmac)?);
+            }
+            Ok(())
+        },
+    );
+    batch.vault(
+        "envelope seal",
+        |out| {
+            let (Some(Subject { key: Some(key), .. }), Some(plaintext)) =
+                (&out.extra, out.value.take())
+            else {
+                return Ok(None);
+            };
+            let aad = if format3 {
+                out.binding_parts(flags)
+            } else {
+                Vec::new()
+            };
+            Ok(Some((key.clone(), vec![SealItem { plaintext, aad }])))
+        },
+        |key, items| {
+            let seal = || {
+                if format3 {
+                    envelope::seal_v3(key, None, options, items)
+                } else {
+                    envelope::seal(key, None, items)
+                }
+            };
+            let sealed = match seal() {
+                // The subject's first record: its key is made now.
+                Err(TransitError::KeyNotFound(_)) => {
+                    subjects.create(key)?;
+                    seal()
+                }
+                other => other,
+            };
+            sealed.map(|sealed| sealed.into_iter().map(Ok).collect())
+        },
+        |out, mut sealed| {
+            out.value = sealed.pop();
+            Ok(())
+        },
+    );
+    batch.finish(|out| {
+        let key = out
+            .extra
+            .as_ref()
+            .and_then(|subject| subject.key.as_ref())
+            .map(|key| key.name().to_string());
+        let stamp = key.as_deref().map(|key| ("envelope-seal", key));
+        if format3 {
+            return Ok(out.output(protection, stamp));
+        }
+        Ok(OutputRecord {
+            topic: None,
+            key: out.key,
+            headers: match stamp {
+                Some((policy, key)) => stamped(out.headers, policy, key),
+                None => out.headers,
+            },
+            value: out.value,
+        })
     })
 }
 
@@ -305,6 +451,167 @@ mod tests {
             assert!(error.starts_with("policy.config.context_from"), "{error}");
             let error = EnvelopeSeal::init(r#"{"key":"stream","pad_to":"64"}"#.into()).unwrap_err();
             assert!(error.starts_with("policy.config.pad_to: "), "{error}");
+        }
+    }
+
+    mod per_subject {
+        use super::*;
+        use kafka_transit_policy_sdk::envelope::OpenItem;
+        use kafka_transit_policy_sdk::envelope_format;
+        use kafka_transit_policy_sdk::testing::Operation;
+        use kafka_transit_policy_sdk::transit::TransitError;
+
+        const CONFIG: &str = r#"{"subject": "{value:/customer}", "subject_keys": "customers-",
+                                 "subject_hmac_key": "subject-ids"}"#;
+
+        fn start(config: &str) -> Host {
+            let host = Host::install();
+            host.create_key("subject-ids");
+            host.allow_key_creation();
+            EnvelopeSeal::init(config.into()).expect("a valid configuration");
+            host
+        }
+
+        fn of(customer: &str, i: usize) -> SourceRecord {
+            record(
+                format!("k{i}"),
+                format!(r#"{{"customer": "{customer}", "n": {i}}}"#),
+            )
+        }
+
+        fn key_name(envelope: &[u8]) -> String {
+            envelope_format::parse(envelope)
+                .unwrap()
+                .key_name
+                .to_string()
+        }
+
+        fn open(envelope: &[u8]) -> Result<Vec<u8>, TransitError> {
+            let item = OpenItem {
+                envelope: envelope.to_vec(),
+                aad: Vec::new(),
+            };
+            envelope::open(&key_name(envelope), None, &[item])?.remove(0)
+        }
+
+        #[test]
+        fn each_subject_gets_its_own_key_named_by_one_hmac_call_per_batch() {
+            let host = start(CONFIG);
+            let batch = ["ann", "bob", "ann", "cy"]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| of(c, i))
+                .collect();
+            let out: Vec<OutputRecord> = EnvelopeSeal::transform(batch)
+                .into_iter()
+                .map(|r| r.unwrap().remove(0))
+                .collect();
+            let names: Vec<String> = out
+                .iter()
+                .map(|o| key_name(o.value.as_ref().unwrap()))
+                .collect();
+            assert_eq!(names[0], names[2], "one subject, one key");
+            assert_ne!(names[0], names[1]);
+            assert_ne!(names[1], names[3]);
+            for name in &names {
+                assert!(name.starts_with("customers-"), "{name}");
+                assert!(!name.contains("ann") && !name.contains("bob"), "{name}");
+                assert!(host.has_key(name), "created on first use");
+            }
+            assert_eq!(host.items_per_call(Operation::Hmac), [4]);
+            for (i, o) in out.iter().enumerate() {
+                let plain = open(o.value.as_ref().unwrap()).unwrap();
+                assert!(String::from_utf8(plain)
+                    .unwrap()
+                    .contains(&format!("\"n\": {i}")));
+                assert_eq!(
+                    o.headers.last().unwrap().value.as_deref(),
+                    Some(names[i].as_bytes()),
+                    "kafka-transit.key names the subject's key"
+                );
+            }
+            // Known subjects cost no HMAC call in the next batch.
+            EnvelopeSeal::transform(vec![of("bob", 9)]);
+            assert_eq!(host.items_per_call(Operation::Hmac), [4]);
+        }
+
+        #[test]
+        fn a_record_without_a_subject_fails_and_a_forgotten_one_is_not_sealed_again() {
+            let host = start(CONFIG);
+            let sealed = EnvelopeSeal::transform(vec![of("ann", 0)])
+                .remove(0)
+                .unwrap();
+            let ann = key_name(sealed[0].value.as_ref().unwrap());
+            host.forget_key(&ann);
+            assert!(matches!(
+                open(sealed[0].value.as_ref().unwrap()),
+                Err(TransitError::KeyNotFound(_))
+            ));
+            let results = EnvelopeSeal::transform(vec![
+                record("k", r#"{"other": 1}"#),
+                record("k", "not json"),
+                of("ann", 1),
+                of("bob", 2),
+            ]);
+            for result in &results[..3] {
+                match result {
+                    Err(Failure::InvalidInput(reason)) => {
+                        assert!(!reason.contains("ann"), "{reason}")
+                    }
+                    other => panic!("expected invalid input, got {other:?}"),
+                }
+            }
+            assert!(results[3].is_ok(), "{:?}", results[3]);
+            assert!(!host.has_key(&ann), "a forgotten key is not made again");
+        }
+
+        #[test]
+        fn options_are_checked_together() {
+            let _host = Host::install();
+            for (config, field) in [
+                (
+                    r#"{"subject": "{key}", "subject_keys": "c-"}"#,
+                    "subject_hmac_key",
+                ),
+                (
+                    r#"{"subject": "{key}", "subject_hmac_key": "ids"}"#,
+                    "subject_keys",
+                ),
+                (
+                    r#"{"subject": "{key}", "subject_keys": "c-", "subject_hmac_key": "ids", "key": "k"}"#,
+                    "key",
+                ),
+                (r#"{"key": "{key}"}"#, "key"),
+            ] {
+                let error = EnvelopeSeal::init(config.into()).unwrap_err();
+                assert!(
+                    error.starts_with(&format!("policy.config.{field}: ")),
+                    "{error}"
+                );
+            }
+        }
+
+        #[test]
+        fn format_3_binds_and_protects_record_keys_per_subject_too() {
+            let host = start(
+                r#"{"subject": "{key}", "subject_keys": "customers-",
+                    "subject_hmac_key": "subject-ids", "bind": ["stream", "key"]}"#,
+            );
+            host.set_sink_topic("test", "s");
+            let out = EnvelopeSeal::transform(vec![record("4711", "v")])
+                .remove(0)
+                .unwrap()
+                .remove(0);
+            assert_eq!(
+                out.headers.last().unwrap().value.as_deref(),
+                Some(&b"3;03"[..])
+            );
+            let envelope = out.value.unwrap();
+            assert!(key_name(&envelope).starts_with("customers-"));
+            assert!(
+                open(&envelope).is_err(),
+                "bound: no open without its binding"
+            );
         }
     }
 }

@@ -101,6 +101,7 @@ pub mod fields;
 mod key;
 pub mod protection;
 pub mod schema_fields;
+pub mod subject;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 

@@ -39,8 +39,11 @@
 //! never a member name, a value or a header of the record.
 
 mod json;
+mod lookup;
 mod pointer;
 mod select;
+
+pub(crate) use lookup::text_at;
 
 use std::sync::Arc;
 

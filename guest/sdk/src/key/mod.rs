@@ -14,7 +14,7 @@ mod allowlist;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use kafka_transit_names::{check_name, Record, RenderError, Template};
+use kafka_transit_names::{check_name, Field, Record, RenderError, Template, ValueAt};
 use serde::{Deserialize, Deserializer};
 
 pub use allowlist::AllowedKeys;
@@ -41,12 +41,27 @@ pub struct ResolvedKey {
     name: String,
     /// The configured template, when `name` was rendered from the record.
     template: Option<Arc<str>>,
+    /// The `policy.config` option that holds the template: `key`, or `subject` for a
+    /// data subject's key.
+    option: &'static str,
 }
 
 impl KeyName {
     /// Parses `policy.config.key`; the error names the field.
     pub fn parse(text: &str) -> Result<Self, String> {
         let template = Template::parse(text).map_err(|e| format!("policy.config.key: {e}"))?;
+        // Key names are on the sink (envelope headers, the kafka-transit.key header):
+        // a name made of the record's key or value would put its data there.
+        if let Some(field) = template
+            .fields()
+            .find(|field| matches!(field, Field::Key | Field::Value(_)))
+        {
+            return Err(format!(
+                "policy.config.key: \"{field}\" cannot name a transit key (key names are \
+                 visible on the sink); for a key per data subject use policy.config.subject \
+                 (docs/forgetting.md)"
+            ));
+        }
         // A fixed key goes into Vault paths as it is: the rule rendered keys follow.
         if let Some(name) = template.literal() {
             check_name(name).map_err(|reason| {
@@ -145,10 +160,11 @@ impl KeyName {
                 self.text
             )));
         }
-        Ok(ResolvedKey {
-            name: name.into_owned(),
-            template: Some(self.text.clone()),
-        })
+        Ok(ResolvedKey::chosen(
+            name.into_owned(),
+            "key",
+            self.text.clone(),
+        ))
     }
 }
 
@@ -165,6 +181,16 @@ impl ResolvedKey {
         ResolvedKey {
             name: name.into(),
             template: None,
+            option: "key",
+        }
+    }
+
+    /// A key a record chose: `name`, rendered from the template in `policy.config.<option>`.
+    pub fn chosen(name: String, option: &'static str, template: Arc<str>) -> Self {
+        ResolvedKey {
+            name,
+            template: Some(template),
+            option,
         }
     }
 
@@ -189,7 +215,8 @@ impl ResolvedKey {
         match self.template() {
             None => format!("transit key \"{}\"", self.name),
             Some(template) => format!(
-                "the transit key that policy.config.key = \"{template}\" names for this record"
+                "the transit key that policy.config.{} = \"{template}\" names for this record",
+                self.option
             ),
         }
     }
@@ -321,6 +348,17 @@ impl Record for SourceRecord {
             .rev()
             .find(|h| h.key == name)
             .map(|h| h.value.as_deref())
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    fn value_at(&self, pointer: &str) -> ValueAt<'_> {
+        match self.value.as_deref() {
+            Some(value) => crate::fields::text_at(value, pointer),
+            None => ValueAt::Missing,
+        }
     }
 }
 

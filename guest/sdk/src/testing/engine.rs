@@ -61,7 +61,16 @@ pub(super) struct State {
     pub(super) handlers: Handlers,
     pub(super) calls: Vec<Call>,
     pub(super) logs: Vec<(Level, String)>,
+    /// `encrypt` creates a key it does not have, as Vault does for a token with
+    /// `create` on the path.
+    pub(super) upsert: bool,
+    /// Keys `kafka-transit forget` deleted: the host refuses to seal under them.
+    pub(super) forgotten: std::collections::HashSet<String>,
 }
+
+/// What the host answers a seal under a forgotten subject's key.
+pub(super) const FORGOTTEN: &str =
+    "the data subject of this transit key was forgotten (kafka-transit forget): nothing is sealed under its key again";
 
 /// Vault's own text when a ciphertext does not open under the key, context and
 /// associated data given.
@@ -176,6 +185,9 @@ impl State {
     }
 
     pub(super) fn encrypt(&mut self, key: &str, items: &[Plain<'_>]) -> Answer<String> {
+        if self.upsert && !self.forgotten.contains(key) {
+            self.keys.entry(key.into()).or_insert(1);
+        }
         let version = self.version(key)?;
         let derived = self.kind(key).derived;
         let mut results = Vec::with_capacity(items.len());
@@ -258,6 +270,9 @@ impl State {
                 "an envelope's key name must be a transit key name: {reason}"
             ))
         })?;
+        if self.forgotten.contains(key) {
+            return Err(TransitError::InvalidInput(FORGOTTEN.into()));
+        }
         let version = self.version(key)?;
         if let Some(error) = items
             .iter()

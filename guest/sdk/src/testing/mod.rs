@@ -196,6 +196,27 @@ impl Host {
         *self.state.borrow_mut().keys.entry(name.into()).or_insert(0) += 1;
     }
 
+    /// From now on `encrypt` creates a key it does not have, as Vault does for a token
+    /// with `create` on `transit/encrypt/<name>`.
+    pub fn allow_key_creation(&self) {
+        self.state.borrow_mut().upsert = true;
+    }
+
+    /// What `kafka-transit forget` does to a subject's key: Vault deletes it (every
+    /// ciphertext and envelope under it stops opening: `key-not-found`), and the host
+    /// refuses to seal under its name again.
+    pub fn forget_key(&self, name: &str) {
+        let mut state = self.state.borrow_mut();
+        state.keys.remove(name);
+        state.data_keys.retain(|(key, _), _| key != name);
+        state.forgotten.insert(name.into());
+    }
+
+    /// Whether transit key `name` exists.
+    pub fn has_key(&self, name: &str) -> bool {
+        self.state.borrow().keys.contains_key(name)
+    }
+
     /// Like Vault's `min_decryption_version` of key `name`: ciphertexts (and envelopes'
     /// wrapped data keys) of older versions no longer decrypt, rewrap or open.
     pub fn set_min_decryption_version(&self, name: &str, version: u32) {
