@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,7 +37,11 @@ pub use kafka_transit_envelope_format::{
 };
 use zeroize::Zeroizing;
 
+use crate::forget::ForgottenKeys;
 use crate::vault::{DecryptInput, VaultClient, VaultError};
+
+/// A forgotten data subject's key was asked for.
+struct Forgotten;
 
 const NONCE_LEN: usize = kafka_transit_envelope_format::NONCE_LEN;
 const TAG_LEN: usize = kafka_transit_envelope_format::TAG_LEN;
@@ -368,6 +373,10 @@ pub struct DataKeyPolicy {
     /// Unwrapped data keys kept in memory for opening.
     #[serde(default = "default_open_cache")]
     pub open_cache_entries: usize,
+    /// Data keys in use for sealing kept in memory: one per transit key (and context),
+    /// so one per tenant or data subject; the least recently used goes beyond this.
+    #[serde(default = "default_seal_cache")]
+    pub seal_cache_entries: usize,
     /// How soon a rotated transit key reaches new envelopes: a sealing data key older
     /// than this is replaced by a fresh one, which Vault wraps under the key's latest
     /// version. Minting is the check (no `read` on `transit/keys` is needed, and it costs
@@ -388,6 +397,9 @@ fn default_max_age() -> Duration {
 fn default_open_cache() -> usize {
     1024
 }
+fn default_seal_cache() -> usize {
+    10_000
+}
 fn default_rotation_check_interval() -> Duration {
     Duration::from_secs(300)
 }
@@ -398,6 +410,7 @@ impl Default for DataKeyPolicy {
             max_records: default_max_records(),
             max_age: default_max_age(),
             open_cache_entries: default_open_cache(),
+            seal_cache_entries: default_seal_cache(),
             rotation_check_interval: default_rotation_check_interval(),
         }
     }
@@ -442,10 +455,19 @@ pub struct Envelopes {
     vault: VaultClient,
     policy: DataKeyPolicy,
     /// The data key in use for sealing, per (transit key, context).
-    active: Mutex<HashMap<SealingSlot, ActiveKey>>,
+    active: Mutex<lru::LruCache<SealingSlot, ActiveKey>>,
     /// Unwrapped data keys by their wrapped text, for opening.
     opened: Mutex<lru::LruCache<(String, String), Opener>>,
+    /// Keys of forgotten data subjects (docs/forgetting.md): never sealed under, never
+    /// opened with, dropped from both caches once [`ForgottenKeys::generation`] moves.
+    forgotten: Option<Arc<ForgottenKeys>>,
+    /// The generation of `forgotten` the caches were last purged at.
+    purged: AtomicU64,
 }
+
+/// What sealing under a forgotten subject's key answers.
+const FORGOTTEN: &str = "the data subject of this transit key was forgotten (kafka-transit \
+                         forget): nothing is sealed under its key again";
 
 impl std::fmt::Debug for Envelopes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -461,8 +483,61 @@ impl Envelopes {
         Envelopes {
             vault,
             policy,
-            active: Mutex::new(HashMap::new()),
+            active: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(policy.seal_cache_entries.max(1)).expect("at least one"),
+            )),
             opened: Mutex::new(lru::LruCache::new(capacity)),
+            forgotten: None,
+            purged: AtomicU64::new(0),
+        }
+    }
+
+    /// Refuses the keys of forgotten data subjects, as `keys` learns of them.
+    pub fn with_forgotten(mut self, keys: Arc<ForgottenKeys>) -> Self {
+        self.forgotten = Some(keys);
+        self
+    }
+
+    /// Checks `key_name` against the forgotten subjects' keys, first dropping from the
+    /// caches every data key of a subject forgotten since the last call (their material
+    /// is wiped as the entries drop).
+    fn check_forgotten(&self, key_name: &str) -> Result<(), Forgotten> {
+        let Some(forgotten) = &self.forgotten else {
+            return Ok(());
+        };
+        let generation = forgotten.generation();
+        if self.purged.swap(generation, Ordering::AcqRel) != generation {
+            let mut active = self.active.lock().expect("data key cache");
+            let stale: Vec<SealingSlot> = active
+                .iter()
+                .filter(|((name, _), _)| forgotten.contains(name))
+                .map(|(slot, _)| slot.clone())
+                .collect();
+            for slot in stale {
+                active.pop(&slot);
+            }
+            drop(active);
+            let mut opened = self.opened.lock().expect("open cache");
+            let stale: Vec<(String, String)> = opened
+                .iter()
+                .filter(|((name, _), _)| forgotten.contains(name))
+                .map(|(slot, _)| slot.clone())
+                .collect();
+            for slot in stale {
+                opened.pop(&slot);
+            }
+        }
+        if forgotten.contains(key_name) {
+            return Err(Forgotten);
+        }
+        Ok(())
+    }
+
+    fn forgotten_on_seal(&self, key_name: &str) -> VaultError {
+        VaultError::InvalidRequest {
+            mount: self.vault.mount().to_string(),
+            key: key_name.to_string(),
+            message: FORGOTTEN.into(),
         }
     }
 
@@ -515,8 +590,8 @@ impl Envelopes {
         tracing::debug!(key = key_name, version = fresh.key_version, "new data key");
         self.vault.inner.metrics.data_key_minted();
         let mut active = self.active.lock().expect("data key cache");
-        let retired = active.insert(
-            slot,
+        let retired = active.push(
+            slot.clone(),
             ActiveKey {
                 sealer: sealer.clone(),
                 created: Instant::now(),
@@ -524,9 +599,10 @@ impl Envelopes {
                 version: fresh.key_version,
             },
         );
-        if let Some(retired) = retired {
+        // The key it replaces, or the least recently used one of another transit key.
+        if let Some((retired_slot, retired)) = retired {
             self.vault.inner.metrics.data_key_retired();
-            if retired.version != fresh.key_version {
+            if retired_slot == slot && retired.version != fresh.key_version {
                 tracing::info!(
                     key = key_name,
                     from = retired.version,
@@ -553,6 +629,8 @@ impl Envelopes {
             key: key_name.to_string(),
             message: format!("an envelope's key name must be a transit key name: {reason}"),
         })?;
+        self.check_forgotten(key_name)
+            .map_err(|Forgotten| self.forgotten_on_seal(key_name))?;
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());
         for chunk in items.chunks(per_key) {
@@ -589,6 +667,8 @@ impl Envelopes {
             key: key_name.to_string(),
             message: format!("an envelope's key name must be a transit key name: {reason}"),
         })?;
+        self.check_forgotten(key_name)
+            .map_err(|Forgotten| self.forgotten_on_seal(key_name))?;
         let flags = options.header_flags();
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());
@@ -628,6 +708,12 @@ impl Envelopes {
         items: &[(&[u8], &[u8])],
         max_plaintext: usize,
     ) -> Result<Vec<Result<Vec<u8>, EnvelopeError>>, VaultError> {
+        // As Vault answers once `forget` deleted the key; sooner, and without asking.
+        self.check_forgotten(key_name)
+            .map_err(|Forgotten| VaultError::KeyNotFound {
+                mount: self.vault.mount().to_string(),
+                key: key_name.to_string(),
+            })?;
         let parsed: Vec<Result<Parsed<'_>, EnvelopeError>> = items
             .iter()
             .map(|(bytes, _)| {

@@ -32,6 +32,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod envelope;
+pub mod forget;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;

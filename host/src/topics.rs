@@ -17,15 +17,12 @@ pub struct TopicTemplate(Template);
 
 impl TopicTemplate {
     /// Parses a topic template. Only `{topic}` may appear: a topic chosen by a record's
-    /// header would let whoever produces the record pick where it lands.
+    /// header, key or value would let whoever produces the record pick where it lands.
     pub fn parse(text: &str) -> Result<Self, String> {
         let template = Template::parse(text).map_err(|e| e.to_string())?;
-        if let Some(Field::Header(name)) = template
-            .fields()
-            .find(|field| matches!(field, Field::Header(_)))
-        {
+        if let Some(field) = template.fields().find(|field| **field != Field::Topic) {
             return Err(format!(
-                "\"{text}\": \"{{header:{name}}}\" cannot name a topic; only {{topic}} (the source topic) can"
+                "\"{text}\": \"{field}\" cannot name a topic; only {{topic}} (the source topic) can"
             ));
         }
         if let Some(name) = template.literal() {

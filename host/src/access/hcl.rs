@@ -37,22 +37,37 @@ pub fn render(access: &Access, heading: &Heading<'_>) -> String {
             let _ = writeln!(out, "# {line}");
         }
     }
+    // One stanza per path, with every capability the grants on it need.
+    let mut paths: Vec<&str> = Vec::new();
     for grant in &access.grants {
-        out.push('\n');
-        for reason in &grant.reasons {
-            let _ = writeln!(out, "# {reason}");
+        if !paths.contains(&grant.path.as_str()) {
+            paths.push(&grant.path);
         }
-        if grant.per_record {
+    }
+    for path in paths {
+        let grants: Vec<_> = access.grants.iter().filter(|g| g.path == path).collect();
+        out.push('\n');
+        let mut reasons: Vec<&str> = Vec::new();
+        for reason in grants.iter().flat_map(|g| &g.reasons) {
+            if !reasons.contains(&reason.as_str()) {
+                reasons.push(reason);
+                let _ = writeln!(out, "# {reason}");
+            }
+        }
+        if grants.iter().any(|g| g.per_record) {
             let _ = writeln!(
                 out,
                 "# (a key records name: not checked when the runner starts)"
             );
         }
+        let capabilities: Vec<String> = grants
+            .iter()
+            .map(|g| format!("\"{}\"", g.capability.as_str()))
+            .collect();
         let _ = writeln!(
             out,
-            "path \"{}\" {{\n  capabilities = [\"{}\"]\n}}",
-            grant.path,
-            grant.capability.as_str()
+            "path \"{path}\" {{\n  capabilities = [{}]\n}}",
+            capabilities.join(", ")
         );
     }
     out

@@ -22,6 +22,9 @@ use crate::config::{DeliveryGuarantee, PipelineConfig};
 /// What a path needs (Vault's capability names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Capability {
+    /// Vault's `create`: a POST to a path that does not exist yet (transit's `encrypt`
+    /// creating a missing key).
+    Create,
     Read,
     Update,
 }
@@ -29,6 +32,7 @@ pub enum Capability {
 impl Capability {
     pub fn as_str(self) -> &'static str {
         match self {
+            Capability::Create => "create",
             Capability::Read => "read",
             Capability::Update => "update",
         }
@@ -233,6 +237,9 @@ impl Access {
             _ => {}
         }
         let mount = &config.vault.mount;
+        if self.add_subject_keys(builtin, config) {
+            return;
+        }
         let (keys, per_record) = policy_keys(config, &mut self.notes);
         for (operation, of, reason) in needs {
             let (names, per_record) = match of {
@@ -250,6 +257,48 @@ impl Access {
                 self.grant_for(path, Capability::Update, &reason, per_record);
             }
         }
+    }
+}
+
+impl Access {
+    /// The paths of a policy that seals or opens per data subject (docs/forgetting.md);
+    /// `false` when the policy is not configured so.
+    fn add_subject_keys(&mut self, builtin: &str, config: &PipelineConfig) -> bool {
+        let options = &config.policy.config;
+        let text = |name: &str| options.get(name).and_then(toml::Value::as_str);
+        let Some(prefix) = text("subject_keys") else {
+            return false;
+        };
+        let mount = &config.vault.mount;
+        let subjects = format!("{mount}/{{}}/{prefix}*");
+        let path = |operation: &str| subjects.replace("{}", operation);
+        match (builtin, text("subject_hmac_key")) {
+            ("envelope-seal", Some(hmac_key)) => {
+                self.grant(
+                    format!("{mount}/hmac/{hmac_key}"),
+                    Capability::Update,
+                    "envelope-seal: name each data subject's key (HMAC of its id)",
+                );
+                let reason = "envelope-seal: data keys under each data subject's key";
+                self.grant_for(path("datakey/plaintext"), Capability::Update, reason, true);
+                let reason = "envelope-seal: create a data subject's key on its first record \
+                              (Vault's encrypt creates a missing key)";
+                self.grant_for(path("encrypt"), Capability::Create, reason, true);
+                self.grant_for(path("encrypt"), Capability::Update, reason, true);
+            }
+            ("envelope-open", _) => {
+                let reason = "envelope-open: unwrap data keys under each data subject's key";
+                self.grant_for(path("decrypt"), Capability::Update, reason, true);
+            }
+            _ => return false,
+        }
+        self.notes.push(format!(
+            "Each data subject has a key of its own, named {prefix}<pseudonym>: the paths end \
+             in \"{prefix}*\". `kafka-transit forget` needs more than this token: update on \
+             {mount}/hmac/<subject_hmac_key>, read and delete on {mount}/keys/{prefix}*, \
+             update on {mount}/keys/{prefix}*/config (docs/forgetting.md)."
+        ));
+        true
     }
 }
 
@@ -366,6 +415,57 @@ on_failure = "stop"
     }
 
     const TOKEN: Token = Token { renewed: true };
+
+    #[test]
+    fn per_subject_policies_name_the_subjects_keys_by_their_prefix() {
+        let seal = Access::of(
+            &config(
+                "builtin = \"envelope-seal\"",
+                "[policy.config]\nsubject = \"{key}\"\nsubject_keys = \"customers-\"\n\
+                 subject_hmac_key = \"subject-ids\"\n[forget]",
+            ),
+            TOKEN,
+        );
+        let got = paths(&seal);
+        for want in [
+            "update transit/hmac/subject-ids",
+            "update transit/datakey/plaintext/customers-*",
+            "create transit/encrypt/customers-*",
+            "update transit/encrypt/customers-*",
+        ] {
+            assert!(got.contains(&want.to_string()), "{want}: {got:?}");
+        }
+        assert!(
+            !got.iter().any(|p| p.contains("/keys/")),
+            "forget's, not the runner's"
+        );
+        // One stanza per path, with both capabilities.
+        let hcl = hcl::render(
+            &seal,
+            &hcl::Heading {
+                file: "seal.toml",
+                policy: "envelope-seal",
+                namespace: None,
+            },
+        );
+        assert!(
+            hcl.contains("path \"transit/encrypt/customers-*\" {\n  capabilities = [\"create\", \"update\"]\n}"),
+            "{hcl}"
+        );
+        assert_eq!(
+            hcl.matches("transit/encrypt/customers-*").count(),
+            1,
+            "{hcl}"
+        );
+        let open = Access::of(
+            &config(
+                "builtin = \"envelope-open\"",
+                "[policy.config]\nsubject_keys = \"customers-\"\n[forget]",
+            ),
+            TOKEN,
+        );
+        assert!(paths(&open).contains(&"update transit/decrypt/customers-*".to_string()));
+    }
 
     #[test]
     fn each_builtin_names_its_operations() {

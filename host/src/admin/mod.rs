@@ -9,6 +9,9 @@
 //!   policy in; 200 with the new policy, or 422 with why it was refused. It needs
 //!   `Authorization: Bearer <token>` with the token of `admin.reload_token_file` (or
 //!   `_env`) and is off without one ([`credential`]).
+//! - `POST /admin/forget` with `{"subject": "<id>"}`: forgets a data subject
+//!   (docs/forgetting.md), as `kafka-transit forget` does; 200 with what was removed. On
+//!   runners whose policy seals per subject, behind the same token.
 //!
 //! Metrics and probes need no credential: they carry no record data, and Prometheus
 //! and the kubelet must reach them. Connections are bounded ([`server`]).
@@ -49,10 +52,18 @@ pub type Reload = Arc<
         + Sync,
 >;
 
+/// What `POST /admin/forget` runs with the subject's id: `Ok` with a JSON report.
+pub type Forget = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 struct State {
     registry: RwLock<Registry>,
     health: Arc<Health>,
     reload: OnceLock<Reload>,
+    forget: OnceLock<Forget>,
     /// `None`: the reload endpoint is off.
     reload_credential: Option<ReloadCredential>,
 }
@@ -107,6 +118,7 @@ impl Admin {
             registry: RwLock::new(registry),
             health,
             reload: OnceLock::new(),
+            forget: OnceLock::new(),
             reload_credential,
         });
         let server = tokio::spawn(server::serve(listener, {
@@ -166,9 +178,14 @@ impl Admin {
     pub fn on_reload(&self, reload: Reload) {
         let _ = self.state.reload.set(reload);
     }
+
+    /// Enables `POST /admin/forget`.
+    pub fn on_forget(&self, forget: Forget) {
+        let _ = self.state.forget.set(forget);
+    }
 }
 
-/// Largest request body accepted: no endpoint takes one.
+/// Largest request body accepted: only `POST /admin/forget` takes one, a subject's id.
 const MAX_BODY_BYTES: u64 = 1024;
 
 async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -176,10 +193,11 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
     if body_bytes > MAX_BODY_BYTES {
         return text(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "no endpoint of the admin listener takes a request body\n",
+            "the admin listener takes request bodies of at most 1 KiB\n",
         );
     }
-    match (request.method(), request.uri().path()) {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => metrics(state),
         (&Method::GET, "/health/live") => json(state.health.live()),
         (&Method::GET, "/health/ready") => json(state.health.ready()),
@@ -193,13 +211,25 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Full<Bytes
                 Err(refusal) => refusal,
             }
         }
+        (&Method::POST, "/admin/forget") => {
+            let authorization = request
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .map(|value| value.as_bytes().to_vec());
+            match authorized(state, authorization.as_deref()) {
+                Ok(()) => forget(state, request.into_body()).await,
+                Err(refusal) => refusal,
+            }
+        }
+        (_, "/admin/forget") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         (_, "/metrics" | "/health/live" | "/health/ready") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n")
         }
         (_, "/admin/policy/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /health/live, /health/ready or POST /admin/policy/reload\n",
+            "not found; try /metrics, /health/live, /health/ready, POST /admin/policy/reload or \
+             POST /admin/forget\n",
         ),
     }
 }
@@ -257,6 +287,48 @@ fn authorized(state: &State, authorization: Option<&[u8]>) -> Result<(), Respons
                 &format!("cannot check the reload token: {error}\n"),
             ))
         }
+    }
+}
+
+async fn forget(state: &State, body: Incoming) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let Some(forget) = state.forget.get() else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "POST /admin/forget is on runners whose policy seals per data subject \
+             (policy.config.subject) and that have a [forget] table\n",
+        );
+    };
+    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::BAD_REQUEST, "the body must be at most 1 KiB\n"),
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        subject: String,
+    }
+    let subject = match serde_json::from_slice::<Request>(&body) {
+        Ok(request) if !request.subject.is_empty() => request.subject,
+        _ => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "send {\"subject\": \"<the data subject's id>\"}\n",
+            )
+        }
+    };
+    match forget(subject).await {
+        Ok(report) => json(Answer {
+            status: 200,
+            body: serde_json::json!({"forgotten": true, "report": report}),
+        }),
+        Err(error) => json(Answer {
+            status: 502,
+            body: serde_json::json!({"forgotten": false, "error": error}),
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod connect;
 mod demo;
+mod forget;
 mod reference;
 mod run;
 mod validate;
@@ -152,6 +153,29 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Forget a data subject: delete their transit key, so that no runner or reader can
+    /// open their records again (docs/forgetting.md).
+    ///
+    /// For pipelines that seal per data subject (envelope-seal with policy.config.subject).
+    /// Give the sealing pipeline's file: its policy.config.subject_keys and
+    /// subject_hmac_key name the subject's key, [vault] reaches Vault (the token needs
+    /// update on <mount>/hmac/<subject_hmac_key>, read and delete on
+    /// <mount>/keys/<subject_keys>*, update on their /config), and [forget] names the
+    /// topic on the source cluster where the marker goes. In order: the key's name from
+    /// Vault's HMAC of the id; a marker on [forget] topic (running runners drop the key
+    /// from their caches and stop sealing under it within a second or two); [forget]
+    /// grace (5 s); the key deleted in Vault. Prints what it removed; idempotent. The id
+    /// is never logged or printed.
+    Forget {
+        /// The subject's id, as policy.config.subject reads it from a record (e.g. the
+        /// record key). `-` reads it from standard input, which keeps it out of process
+        /// lists and shell history.
+        #[arg(long)]
+        subject: String,
+        /// The sealing pipeline's file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write your own policy: `policy new` scaffolds a crate, `policy wit` prints the WIT.
     #[command(subcommand)]
     Policy(crate::scaffold::PolicyCommand),
@@ -211,6 +235,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             connect,
         } => validate::validate(config, skip_credentials, connect).await,
         Command::VaultPolicy { config } => validate::vault_policy(config).await,
+        Command::Forget { subject, config } => forget::forget(&subject, config).await,
         Command::Policy(command) => crate::scaffold::run(command),
         Command::Health { address, ready } => validate::health(&address, ready).await,
         Command::Demo { records } => demo::demo(records).await,

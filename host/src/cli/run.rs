@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::access::check;
 use crate::admin::Admin;
 use crate::config::PipelineConfig;
+use crate::forget;
 use crate::pipeline::Pipeline;
 use crate::policy::pipeline::PipelineView;
 use crate::policy::swap::PolicySwitch;
@@ -48,12 +49,25 @@ pub(super) async fn run(path: PathBuf) -> anyhow::Result<()> {
     );
     let _triggers = switch.spawn_triggers();
     let shutdown_timeout = config.pipeline.shutdown_timeout;
+    // The forget endpoint runs where the sealing pipeline runs (it names subjects' keys).
+    let forget_hook = match (&config.forget, forget::SubjectNaming::of(&config)) {
+        (Some(settings), Ok(naming)) => Some(forget_endpoint(
+            vault.clone(),
+            config.source.clone(),
+            settings.clone(),
+            naming,
+        )),
+        _ => None,
+    };
     let pipeline = Pipeline::new(config, runner, vault)?.with_policy_updates(updates);
     if let Some(admin) = &admin {
         admin.policy_loaded();
         admin.register(|registry| switch.register(registry));
         admin.watch_pipeline(pipeline.metrics());
         admin.on_reload(reload_endpoint(switch.clone()));
+        if let Some(hook) = forget_hook {
+            admin.on_forget(hook);
+        }
     }
     let grace = shutdown_timeout + HARD_STOP_MARGIN;
     let summary = pipeline.run(shutdown_signal(grace)).await?;
@@ -75,6 +89,29 @@ fn reload_endpoint(switch: PolicySwitch) -> crate::admin::Reload {
                 Ok(loaded) => Ok(serde_json::json!(loaded)),
                 Err(refused) => Err(refused.to_string()),
             }
+        })
+    })
+}
+
+/// `POST /admin/forget`: `kafka-transit forget` from inside the runner.
+fn forget_endpoint(
+    vault: crate::vault::VaultClient,
+    source: crate::config::SourceConfig,
+    settings: forget::ForgetSettings,
+    naming: forget::SubjectNaming,
+) -> crate::admin::Forget {
+    Arc::new(move |subject: String| {
+        let (vault, source, settings, naming) = (
+            vault.clone(),
+            source.clone(),
+            settings.clone(),
+            naming.clone(),
+        );
+        Box::pin(async move {
+            forget::forget(&vault, &source, &settings, &naming, &subject)
+                .await
+                .map(|report| serde_json::json!(report))
+                .map_err(|error| error.to_string())
         })
     })
 }

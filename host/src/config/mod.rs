@@ -52,6 +52,10 @@ pub struct PipelineConfig {
     /// absent.
     #[serde(default)]
     pub schema_registry: Option<crate::schema_registry::RegistrySettings>,
+    /// Where runners learn of forgotten data subjects; required by policies that seal
+    /// or open per subject (docs/forgetting.md).
+    #[serde(default)]
+    pub forget: Option<crate::forget::ForgetSettings>,
 }
 
 /// `[admin]`: where Prometheus scrapes and Kubernetes probes.
@@ -781,6 +785,21 @@ impl PipelineConfig {
                 "schema_registry",
                 "this policy reads each record's schema from a Schema Registry: add a \
                  [schema_registry] table with its url, e.g. url = \"http://registry:8081\"",
+            ));
+        }
+        if let Some(forget) = &self.forget {
+            forget
+                .validate()
+                .map_err(|(field, message)| invalid(field, message))?;
+        } else if ["subject", "subject_keys"]
+            .iter()
+            .any(|option| self.policy.config.contains_key(*option))
+        {
+            return Err(invalid(
+                "forget",
+                "a policy that seals or opens per data subject needs a [forget] table, so \
+                 that runners learn which subjects were forgotten (the defaults do: \
+                 [forget] with topic = \"kafka-transit.forgotten\" on the source cluster)",
             ));
         }
         non_empty("source.group_id", &self.source.group_id)?;

@@ -65,6 +65,8 @@ pub enum PipelineError {
     },
     #[error("source.topics: {0}")]
     SourceTopic(String),
+    #[error("forget.topic: {0}")]
+    Forget(#[from] crate::forget::ForgetError),
     /// A topic template gave no usable topic for a source topic (the message names the
     /// field and what to change).
     #[error("{0}")]
@@ -229,6 +231,13 @@ impl Pipeline {
     /// Runs until `stop` resolves (then finishes in-flight work, commits and returns
     /// the final counters) or until an error that must stop the pipeline.
     pub async fn run(mut self, stop: impl Future<Output = ()>) -> Result<Snapshot, PipelineError> {
+        // Before the first batch: a runner started after a forget must know of it.
+        let forgotten = self
+            .runner
+            .runtime()
+            .pipeline()
+            .and_then(|view| view.forgotten().cloned());
+        let _forgotten = watch_forgotten(&self.config, forgotten).await?;
         self.source.start(&self.config.source)?;
         tracing::info!(
             policy = self.runner.runtime().name(),
@@ -514,4 +523,18 @@ fn log_progress(what: &str, now: &Snapshot, last: Option<&Snapshot>, vault_reque
         records_per_second = format!("{rate:.0}"),
         "{what}"
     );
+}
+
+/// With `[forget]`: the forgotten data subjects' keys, read to the end of the forget
+/// topic and then followed while the returned watcher lives (docs/forgetting.md).
+async fn watch_forgotten(
+    config: &PipelineConfig,
+    keys: Option<Arc<crate::forget::ForgottenKeys>>,
+) -> Result<Option<crate::forget::Watcher>, PipelineError> {
+    let (Some(settings), Some(keys)) = (&config.forget, keys) else {
+        return Ok(None);
+    };
+    Ok(Some(
+        crate::forget::watch(&config.source, settings, keys).await?,
+    ))
 }

@@ -112,6 +112,8 @@ pub struct PolicyRuntime {
     vault: Option<VaultClient>,
     /// Shared by every instance, so data keys are cached across instances.
     envelopes: Option<Arc<Envelopes>>,
+    /// When the envelopes' data keys are retired.
+    data_keys: DataKeyPolicy,
     /// The pipeline the policy runs in (`None`: `validate`, tests).
     pipeline: Option<Arc<pipeline::PipelineView>>,
     pre: DataPolicyPre<GuestState>,
@@ -188,6 +190,7 @@ impl PolicyRuntime {
             limits,
             vault,
             envelopes,
+            data_keys: DataKeyPolicy::default(),
             pipeline: None,
             pre,
         })
@@ -195,17 +198,28 @@ impl PolicyRuntime {
 
     /// When the envelope import retires data keys (default: 1,000,000 records or 1 h).
     pub fn with_data_keys(mut self, policy: DataKeyPolicy) -> Self {
-        self.envelopes = self
-            .vault
-            .clone()
-            .map(|vault| Arc::new(Envelopes::new(vault, policy)));
+        self.data_keys = policy;
+        self.envelopes = self.new_envelopes();
         self
     }
 
-    /// The pipeline the policy runs in: what its `pipeline` import answers from.
+    /// The pipeline the policy runs in: what its `pipeline` import answers from, and the
+    /// forgotten data subjects its envelopes refuse.
     pub fn with_pipeline(mut self, view: Arc<pipeline::PipelineView>) -> Self {
         self.pipeline = Some(view);
+        self.envelopes = self.new_envelopes();
         self
+    }
+
+    fn new_envelopes(&self) -> Option<Arc<Envelopes>> {
+        let vault = self.vault.clone()?;
+        let envelopes = Envelopes::new(vault, self.data_keys);
+        Some(Arc::new(
+            match self.pipeline.as_ref().and_then(|view| view.forgotten()) {
+                Some(forgotten) => envelopes.with_forgotten(forgotten.clone()),
+                None => envelopes,
+            },
+        ))
     }
 
     /// The pipeline view, for a policy that replaces this one (hot swap).

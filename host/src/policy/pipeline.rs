@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::config::{ConfigError, PipelineConfig, TuningConfig};
+use crate::forget::ForgottenKeys;
 use crate::schema_registry::SchemaRegistry;
 use crate::topics::Route;
 
@@ -20,6 +21,8 @@ pub struct PipelineView {
     sink: Route,
     max_record_bytes: usize,
     schema_registry: Option<Arc<SchemaRegistry>>,
+    /// The forgotten data subjects' keys, with `[forget]` (docs/forgetting.md).
+    forgotten: Option<Arc<ForgottenKeys>>,
 }
 
 impl PipelineView {
@@ -37,6 +40,10 @@ impl PipelineView {
             sink: config.sink_route()?,
             max_record_bytes: config.pipeline.max_record_bytes,
             schema_registry,
+            forgotten: config
+                .forget
+                .as_ref()
+                .map(|_| Arc::new(ForgottenKeys::default())),
         }))
     }
 
@@ -47,6 +54,12 @@ impl PipelineView {
             Some(client) => client.register_metrics(registry),
             None => SchemaRegistry::register_idle_metrics(registry),
         }
+    }
+
+    /// The keys of forgotten data subjects, filled by the forget topic's watcher, if
+    /// `[forget]` is configured.
+    pub fn forgotten(&self) -> Option<&Arc<ForgottenKeys>> {
+        self.forgotten.as_ref()
     }
 
     /// The pipeline's Schema Registry, if `[schema_registry]` configures one.

@@ -35,6 +35,7 @@ mod client;
 mod credentials;
 mod error;
 mod health;
+mod keys;
 mod metrics;
 mod settings;
 mod token;
