@@ -20,6 +20,23 @@ import (
 // of more than 1000 JSON strings by default, and an item with a context is four of them.
 const MaxBatch = 249
 
+// MaxStrings is the most JSON strings (member names included) one request holds:
+// OpenBao's 1000, less "batch_input" and one to spare. An item with a context and
+// associated data is six of them, so fewer such items go in a request.
+const MaxStrings = 998
+
+// itemStrings is how many JSON strings an item puts in a request.
+func itemStrings(item DecryptItem) int {
+	n := 2
+	if len(item.Context) > 0 {
+		n += 2
+	}
+	if len(item.AssociatedData) > 0 {
+		n += 2
+	}
+	return n
+}
+
 // Config says how to reach Vault (or OpenBao) and which transit key to use.
 type Config struct {
 	Address   string // e.g. https://vault.example:8200
@@ -114,7 +131,8 @@ func NewVault(cfg Config) (*Vault, error) {
 		namespace: cfg.Namespace}, nil
 }
 
-// Decrypt implements Decrypter with POST /v1/<mount>/decrypt/<key>, MaxBatch items a request.
+// Decrypt implements Decrypter with POST /v1/<mount>/decrypt/<key>, at most MaxBatch items
+// and MaxStrings strings a request.
 func (v *Vault) Decrypt(ctx context.Context, keyName string, ciphertexts []string) ([]Decryption, error) {
 	items := make([]DecryptItem, len(ciphertexts))
 	for i, c := range ciphertexts {
@@ -130,12 +148,18 @@ func (v *Vault) DecryptItems(ctx context.Context, keyName string, items []Decryp
 		return nil, err
 	}
 	out := make([]Decryption, 0, len(items))
-	for start := 0; start < len(items); start += MaxBatch {
-		chunk, err := v.decryptChunk(ctx, keyName, items[start:min(len(items), start+MaxBatch)])
+	for start := 0; start < len(items); {
+		end, strings := start, 0
+		for end < len(items) && end-start < MaxBatch && strings+itemStrings(items[end]) <= MaxStrings {
+			strings += itemStrings(items[end])
+			end++
+		}
+		chunk, err := v.decryptChunk(ctx, keyName, items[start:end])
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, chunk...)
+		start = end
 	}
 	return out, nil
 }

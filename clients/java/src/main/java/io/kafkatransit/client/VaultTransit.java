@@ -29,12 +29,16 @@ import io.kafkatransit.client.TransitReadException.Reason;
 
 /**
  * Vault's (or OpenBao's) transit engine over {@code java.net.http}: {@code decrypt} always with
- * {@code batch_input}, at most {@value #MAX_BATCH} ciphertexts a request (OpenBao refuses
- * request bodies of more than 1000 JSON strings by default), with context and associated
- * data for format 3; and, for writers, {@code datakey/plaintext}, {@code encrypt} and {@code hmac}.
+ * {@code batch_input}, at most {@value #MAX_BATCH} ciphertexts and {@value #MAX_STRINGS} JSON
+ * strings a request (OpenBao refuses request bodies of more than 1000 JSON strings by default,
+ * member names included: 250 items without context, fewer with context and associated data),
+ * with context and associated data for format 3; and, for writers, {@code datakey/plaintext},
+ * {@code encrypt} and {@code hmac}.
  */
 public final class VaultTransit implements TransitDecrypter, TransitEncrypter {
     public static final int MAX_BATCH = 250;
+    /** Strings a request may hold: OpenBao's 1000, less {@code batch_input} and one to spare. */
+    public static final int MAX_STRINGS = 998;
 
     private final HttpClient http;
     private final URI address;
@@ -115,10 +119,24 @@ public final class VaultTransit implements TransitDecrypter, TransitEncrypter {
         // TransitReader only passes checked names; other callers of this public class may not.
         Envelope.checkKeyName(keyName);
         List<Decryption> results = new ArrayList<>(items.size());
-        for (int start = 0; start < items.size(); start += MAX_BATCH) {
-            results.addAll(request(keyName, items.subList(start, Math.min(items.size(), start + MAX_BATCH))));
+        int start = 0;
+        while (start < items.size()) {
+            int end = start;
+            int strings = 0;
+            while (end < items.size() && end - start < MAX_BATCH
+                    && strings + strings(items.get(end)) <= MAX_STRINGS) {
+                strings += strings(items.get(end));
+                end++;
+            }
+            results.addAll(request(keyName, items.subList(start, end)));
+            start = end;
         }
         return results;
+    }
+
+    /** The JSON strings an item puts in a request: each member's name and its value. */
+    static int strings(Item item) {
+        return 2 + (item.context() == null ? 0 : 2) + (item.associatedData() == null ? 0 : 2);
     }
 
     private static String base64(byte[] data) {
