@@ -166,11 +166,13 @@ for format in "${FORMATS[@]}"; do
 done
 
 say "the sink's operator moves a protected Avro value under another record's key: the Python reader refuses it"
-record_file dump customers-avro.protected | python3 -c '
+record_file dump customers-avro.protected >"$WORK/avro.protected.dump.jsonl"
+python3 -c '
 import json, sys
-first, second = (json.loads(sys.stdin.readline()) for _ in range(2))
+lines = open(sys.argv[1])
+first, second = (json.loads(lines.readline()) for _ in range(2))
 print(json.dumps({"topic": first["topic"], "key": first["key"], "value": second["value"], "headers": second["headers"]}))
-print(first["key"], file=sys.stderr)' >"$WORK/moved.jsonl" 2>"$WORK/moved.key"
+print(first["key"], file=sys.stderr)' "$WORK/avro.protected.dump.jsonl" >"$WORK/moved.jsonl" 2>"$WORK/moved.key"
 python3 -c '
 import base64, json, sys
 b64 = lambda hx: None if hx is None else base64.b64encode(bytes.fromhex(hx)).decode()
