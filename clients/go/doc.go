@@ -20,8 +20,11 @@
 //	plaintext, err := reader.DecryptValue(ctx, string(v)) // a vault:v1:... value
 //
 // Unwrapped data keys stay in a bounded LRU (one Vault request per data key, however many
-// records it sealed), are zeroed when evicted, and never appear in errors. ReadAll reads
-// a batch with one Vault request per transit key. A value that cannot be read is an
-// error matching one of ErrFormat, ErrTruncated, ErrAuthentication, ErrKeyMismatch,
+// records it sealed) for at most Config.CacheMaxAge (default 60 s), are zeroed when
+// evicted or expired, and never appear in errors. ReadAll reads a batch with one Vault
+// request per transit key. Config.SubjectKeys reads records sealed per data subject
+// (docs/forgetting.md): a record whose subject's key was deleted fails with
+// ErrSubjectForgotten. A value that cannot be read is an error matching one of
+// ErrFormat, ErrTruncated, ErrAuthentication, ErrKeyMismatch, ErrSubjectForgotten,
 // ErrVault or ErrConfig (errors.Is), never ciphertext returned as data.
 package kafkatransit

@@ -43,7 +43,24 @@ var (
 	ErrVault = errors.New("vault could not decrypt")
 	// ErrConfig: the reader lacks a setting this value needs.
 	ErrConfig = errors.New("kafka-transit reader misconfigured")
+	// ErrKeyNotFound: Vault has no transit key of the name asked for (transit/decrypt
+	// answered HTTP 400 "encryption key not found"); it also matches ErrVault. A
+	// Decrypter of its own returns it (wrapped) for a key that does not exist, so that a
+	// Reader with SubjectKeys can tell a forgotten subject from any other failure.
+	ErrKeyNotFound = errors.New("no such transit key in Vault")
+	// ErrSubjectForgotten: the envelope was sealed under the transit key of a data subject
+	// (SubjectKeys) that Vault no longer has: kafka-transit forget deleted it, and no one
+	// can open the record again (docs/forgetting.md). Not an ErrVault: retrying is futile.
+	ErrSubjectForgotten = errors.New(forgottenText)
 )
+
+// forgottenText starts every forgotten-subject error, in every reader and in the
+// runner's dead letters, so that scripts and consumers can count them.
+const forgottenText = "subject forgotten"
+
+// vaultKeyNotFound is Vault's and OpenBao's message for a transit key that does not
+// exist (builtin/logical/transit/path_decrypt.go: logical.ErrorResponse, HTTP 400).
+const vaultKeyNotFound = "encryption key not found"
 
 // Envelope is a parsed envelope:
 // version (0x02 or 0x01) | u16 N | key name | u16 W | wrapped key | nonce | ciphertext‖tag;

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -266,7 +267,23 @@ func (f *fakeTransit) Encrypt(_ context.Context, keyName string, plaintext, cont
 	return "vault:v1:" + base64.StdEncoding.EncodeToString(gcm(key).Seal(nonce, nonce, plaintext, ad)), nil
 }
 
+// forget deletes a transit key, as kafka-transit forget does in Vault.
+func (f *fakeTransit) forget(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.keys, name)
+}
+
 func (f *fakeTransit) DecryptItems(_ context.Context, keyName string, items []DecryptItem) ([]Decryption, error) {
+	f.mu.Lock()
+	_, exists := f.keys[keyName]
+	f.mu.Unlock()
+	if !exists {
+		// What *Vault makes of Vault's answer for a key it does not have: the whole
+		// request fails with HTTP 400 {"errors":["encryption key not found"]}.
+		return nil, fmt.Errorf("%w: %w: HTTP 400 from transit/decrypt/%s: encryption key not found", ErrVault,
+			ErrKeyNotFound, keyName)
+	}
 	out := make([]Decryption, len(items))
 	for i, item := range items {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(item.Ciphertext, "vault:v1:"))

@@ -3,8 +3,11 @@ package kafkatransit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Decryption is the outcome of decrypting one Vault ciphertext text.
@@ -29,21 +32,67 @@ type Result struct {
 
 // Reader reads values kafka-transit protected. Safe for concurrent use.
 type Reader struct {
-	vault      Decrypter
-	key        string
-	cache      *keyCache
-	vaultCalls atomic.Int64
-	options    RecordOptions
+	vault       Decrypter
+	key         string
+	subjectKeys string // the prefix of data subjects' key names; "" when the reader has none
+	cache       *keyCache
+	vaultCalls  atomic.Int64
+	options     RecordOptions
 }
 
 var vaultPrefix = []byte("vault:v")
 
 // NewReader reads with vault. key is the transit key of vault:v values; when set,
 // envelopes must name it too (empty: envelopes under any key, no vault:v values).
-// cacheSize bounds the unwrapped data keys kept (0: DefaultCacheSize).
+// cacheSize bounds the unwrapped data keys kept (0: DefaultCacheSize), each for at most
+// DefaultCacheMaxAge (SetCacheMaxAge).
 func NewReader(vault Decrypter, key string, cacheSize int) *Reader {
-	return &Reader{vault: vault, key: key, cache: newKeyCache(cacheSize),
+	return &Reader{vault: vault, key: key, cache: newKeyCache(cacheSize, DefaultCacheMaxAge),
 		options: RecordOptions{MaxPlaintext: DefaultMaxPlaintext}}
+}
+
+// subjectNameLength is how many characters of pseudonym follow the prefix in a subject's
+// key name (the first 32 base64url characters of Vault's HMAC of the subject id).
+const subjectNameLength = 32
+
+// SetSubjectKeys makes the reader open records sealed per data subject
+// (docs/forgetting.md) instead of under one transit key: prefix is the subjects' key
+// names' ("customers-"). An envelope is opened under the key its header names when that
+// name starts with prefix, refused with ErrKeyMismatch otherwise (never opened under
+// another key); an envelope whose subject's key Vault no longer has fails with
+// ErrSubjectForgotten. It excludes the reader's key (vault:v values are not sealed per
+// subject). "" turns it off. Call it before reading.
+func (r *Reader) SetSubjectKeys(prefix string) error {
+	if prefix == "" {
+		r.subjectKeys = ""
+		return nil
+	}
+	if r.key != "" {
+		return fmt.Errorf("%w: SubjectKeys is instead of Key: each envelope names its subject's key", ErrConfig)
+	}
+	// The prefix is the sealing pipeline's subject_keys: a name it cannot start is a typo.
+	if CheckKeyName(prefix+strings.Repeat("a", subjectNameLength)) != nil {
+		return fmt.Errorf("%w: SubjectKeys %q followed by a %d-character pseudonym is no transit key name "+
+			"(1 to 249 of A-Z a-z 0-9 . _ -)", ErrConfig, prefix, subjectNameLength)
+	}
+	r.subjectKeys = prefix
+	return nil
+}
+
+// SetCacheMaxAge sets how long an unwrapped data key stays cached however often it is
+// used (0: DefaultCacheMaxAge): after it, the data key is unwrapped again, so a subject
+// forgotten meanwhile stops opening within that bound. Call it before reading.
+func (r *Reader) SetCacheMaxAge(maxAge time.Duration) error {
+	if maxAge < 0 {
+		return fmt.Errorf("%w: CacheMaxAge is negative", ErrConfig)
+	}
+	if maxAge == 0 {
+		maxAge = DefaultCacheMaxAge
+	}
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	r.cache.maxAge = maxAge
+	return nil
 }
 
 // Open opens an envelope written by envelope-seal.
@@ -139,7 +188,26 @@ func (r *Reader) parse(value []byte) (*Envelope, error) {
 		// Not quoted: the envelope's key name is record data, and errors end up in logs.
 		return nil, fmt.Errorf("%w than this reader's: it opens %q", ErrKeyMismatch, r.key)
 	}
+	if r.subjectKeys != "" && !strings.HasPrefix(envelope.KeyName, r.subjectKeys) {
+		// Refused before Vault is asked: opening it under the key it names would make the
+		// reader open whatever key a producer chose, not only its subjects'.
+		return nil, fmt.Errorf("%w than a data subject's: this reader opens only keys whose names start with %q",
+			ErrKeyMismatch, r.subjectKeys)
+	}
 	return envelope, nil
+}
+
+// isSubjectKey reports whether keyName is a data subject's key of this reader, whose
+// absence from Vault means the subject was forgotten.
+func (r *Reader) isSubjectKey(keyName string) bool {
+	return r.subjectKeys != "" && strings.HasPrefix(keyName, r.subjectKeys)
+}
+
+// forgotten is the error of every envelope under a subject's key that Vault no longer
+// has. No key name: the pseudonym is not needed to count or skip such records.
+func forgotten() error {
+	return fmt.Errorf("%w: the transit key of this record's data subject no longer exists in Vault "+
+		"(kafka-transit forget deleted it); no one can open the record", ErrSubjectForgotten)
 }
 
 // lookup is what one round of Vault requests gave: data keys (copies, wiped after use),
@@ -205,8 +273,12 @@ func (r *Reader) lookup(ctx context.Context, wrapped map[string][]string, texts 
 			err = fmt.Errorf("%w: Vault answered %d results for %d ciphertexts", ErrVault, len(answers), len(ask))
 		}
 		if err != nil {
+			keyErr := err
+			if errors.Is(err, ErrKeyNotFound) && r.isSubjectKey(keyName) {
+				keyErr = forgotten()
+			}
 			for _, w := range missing {
-				l.keyErrors[slot{keyName, w}] = err
+				l.keyErrors[slot{keyName, w}] = keyErr
 			}
 			for _, t := range valueTexts {
 				l.texts[t] = Result{Err: err}
@@ -216,6 +288,10 @@ func (r *Reader) lookup(ctx context.Context, wrapped map[string][]string, texts 
 		for i, w := range missing {
 			s, answer := slot{keyName, w}, answers[i]
 			switch {
+			case answer.Err != "" && r.isSubjectKey(keyName) && strings.Contains(answer.Err, vaultKeyNotFound):
+				// Vault fails the whole request for a missing key (ErrKeyNotFound above); a
+				// Decrypter of another kind may say so per item.
+				l.keyErrors[s] = forgotten()
 			case answer.Err != "":
 				l.keyErrors[s] = fmt.Errorf("%w: the envelope's data key could not be unwrapped: %s", ErrVault, answer.Err)
 			case len(answer.Plaintext) != 32:

@@ -130,7 +130,7 @@ func TestVaultDownOrRefusingFailsAndCachesNothing(t *testing.T) {
 }
 
 func TestTheCacheIsBoundedAndWipesWhatItEvicts(t *testing.T) {
-	cache := newKeyCache(2)
+	cache := newKeyCache(2, DefaultCacheMaxAge)
 	first, third := []byte{1, 2, 3}, []byte{5}
 	cache.put(slot{"k", "a"}, first)
 	cache.put(slot{"k", "b"}, []byte{4})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ type recordsFileLine struct {
 	Refuse string        `json:"refuse"`
 }
 
-var refusals = map[string]error{"authentication": ErrAuthentication, "unbound": ErrUnbound, "flags": ErrFlags}
+var refusals = map[string]error{"authentication": ErrAuthentication, "unbound": ErrUnbound, "flags": ErrFlags,
+	"forgotten": ErrSubjectForgotten}
 
 // sameHeaders compares headers by name and value, a valueless header (nil) apart from an
 // empty one.
@@ -43,14 +45,26 @@ func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equa
 // stream and key required; values and envelopes under transit key customers, record keys
 // under customer-ids) against a live Vault: each must come back as the line expects, or be
 // refused for the reason it names. Skipped unless the variable is set.
+//
+// KAFKA_TRANSIT_SUBJECT_KEYS=PREFIX (.ci/e2e/forget.sh) reads records sealed per data
+// subject instead: envelopes under the keys whose names start with PREFIX, not under
+// customers. A record whose subject was forgotten is refused with ErrSubjectForgotten
+// (refuse "forgotten" on its line), and each such record is written to standard output
+// (go test -v) as a line "error: line N: subject forgotten: ...", as records_check.py
+// writes it, for the script to count.
 func TestRecordsFile(t *testing.T) {
 	path := os.Getenv("KAFKA_TRANSIT_E2E_RECORDS")
 	if path == "" {
 		t.Skip("KAFKA_TRANSIT_E2E_RECORDS not set: run .ci/e2e/protect-all.sh")
 	}
-	reader, err := New(Config{Address: os.Getenv("VAULT_ADDR"), Token: os.Getenv("VAULT_TOKEN"),
+	cfg := Config{Address: os.Getenv("VAULT_ADDR"), Token: os.Getenv("VAULT_TOKEN"),
 		CACert: os.Getenv("VAULT_CACERT"), Key: "customers",
-		Records: RecordOptions{RecordKeysKey: "customer-ids", RequireBinding: []string{"stream", "key"}}})
+		Records: RecordOptions{RecordKeysKey: "customer-ids", RequireBinding: []string{"stream", "key"}}}
+	subjectKeys := os.Getenv("KAFKA_TRANSIT_SUBJECT_KEYS")
+	if subjectKeys != "" {
+		cfg.Key, cfg.SubjectKeys = "", subjectKeys
+	}
+	reader, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +78,18 @@ func TestRecordsFile(t *testing.T) {
 	defer cancel()
 	scanner := bufio.NewScanner(file)
 	scanner.Buffer(make([]byte, 1<<20), 64<<20)
-	read, refused, problems := 0, 0, 0
+	read, refused, forgotten, problems := 0, 0, 0, 0
 	for number := 0; scanner.Scan(); number++ {
 		var line recordsFileLine
 		if err := json.Unmarshal(scanner.Bytes(), &line); err != nil {
 			t.Fatalf("line %d: %v", number, err)
 		}
 		got, err := reader.ReadRecord(ctx, line.record(t))
+		if errors.Is(err, ErrSubjectForgotten) {
+			// Not t.Log, which indents and prefixes: the same line as records_check.py's.
+			fmt.Printf("error: line %d: %v\n", number, err)
+			forgotten++
+		}
 		switch {
 		case line.Refuse != "":
 			want, known := refusals[line.Refuse]
@@ -106,6 +125,10 @@ func TestRecordsFile(t *testing.T) {
 	if read == 0 {
 		t.Fatal("no record read")
 	}
-	t.Logf("go reader: %d records read back byte-identical (key, value, headers), %d refused as expected, "+
-		"%d Vault calls", read, refused, reader.VaultCalls())
+	subjects := ""
+	if subjectKeys != "" {
+		subjects = fmt.Sprintf(" (%d of them of forgotten data subjects)", forgotten)
+	}
+	t.Logf("go reader: %d records read back byte-identical (key, value, headers), %d refused as expected%s, "+
+		"%d Vault calls", read, refused, subjects, reader.VaultCalls())
 }

@@ -46,7 +46,17 @@ type Config struct {
 	Namespace string // sent as X-Vault-Namespace when set
 	CACert    string // PEM file of certificates to trust for https
 	Key       string // transit key of vault:v values; when set, envelopes must name it too
-	CacheSize int    // unwrapped data keys kept; 0: DefaultCacheSize
+	// SubjectKeys, instead of Key, opens records sealed per data subject
+	// (docs/forgetting.md): the prefix of the subjects' transit key names, e.g.
+	// "customers-". Each envelope is opened under the key its header names, which must
+	// start with the prefix (ErrKeyMismatch otherwise); one whose key Vault no longer has
+	// fails with ErrSubjectForgotten.
+	SubjectKeys string
+	CacheSize   int // unwrapped data keys kept; 0: DefaultCacheSize
+	// CacheMaxAge is how long an unwrapped data key stays cached, however often it is
+	// used; then it is unwrapped again. 0: DefaultCacheMaxAge (60 s). It bounds how long
+	// a running reader still opens the records of a subject forgotten meanwhile.
+	CacheMaxAge time.Duration
 	// Records: format 3 reading (stream, RequireBinding, RecordKeysKey, MaxPlaintext).
 	Records RecordOptions
 	Timeout time.Duration
@@ -56,8 +66,8 @@ type Config struct {
 
 // String never shows the token.
 func (c Config) String() string {
-	return fmt.Sprintf("kafkatransit.Config{Address: %q, Mount: %q, Key: %q, Namespace: %q}",
-		c.Address, c.Mount, c.Key, c.Namespace)
+	return fmt.Sprintf("kafkatransit.Config{Address: %q, Mount: %q, Key: %q, SubjectKeys: %q, Namespace: %q}",
+		c.Address, c.Mount, c.Key, c.SubjectKeys, c.Namespace)
 }
 
 // GoString never shows the token (%#v).
@@ -79,6 +89,12 @@ func New(cfg Config) (*Reader, error) {
 		return nil, err
 	}
 	reader := NewReader(vault, cfg.Key, cfg.CacheSize)
+	if err := reader.SetSubjectKeys(cfg.SubjectKeys); err != nil {
+		return nil, err
+	}
+	if err := reader.SetCacheMaxAge(cfg.CacheMaxAge); err != nil {
+		return nil, err
+	}
 	if err := reader.SetRecordOptions(cfg.Records); err != nil {
 		return nil, err
 	}
@@ -217,8 +233,13 @@ func (v *Vault) decryptChunk(ctx context.Context, keyName string, chunk []Decryp
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%w: HTTP %d from transit/decrypt/%s: %s", ErrVault, status, keyName,
-		strings.Join(answer.Errors, "; "))
+	message := strings.Join(answer.Errors, "; ")
+	if status == http.StatusBadRequest && strings.Contains(message, vaultKeyNotFound) {
+		// The whole request fails, before any item: the key is gone (or never was).
+		return nil, fmt.Errorf("%w: %w: HTTP %d from transit/decrypt/%s: %s", ErrVault, ErrKeyNotFound, status,
+			keyName, message)
+	}
+	return nil, fmt.Errorf("%w: HTTP %d from transit/decrypt/%s: %s", ErrVault, status, keyName, message)
 }
 
 // post sends one transit request, POST /v1/<mount>/<operation>/<key name>, and returns

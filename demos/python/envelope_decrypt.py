@@ -11,7 +11,20 @@ language with a Vault client and an AES-GCM library can read what kafka-transit 
 
     # read envelopes from a topic, unwrap data keys with Vault (VAULT_ADDR, VAULT_TOKEN)
     python3 envelope_decrypt.py topic --bootstrap 127.0.0.1:9092 --topic customers.sealed \
-        --count 100 [--mount transit] [--expect records.tsv] [--show 3]
+        --count 100 [--mount transit] [--expect records.tsv] [--show 3] [--subject-keys customers-]
+
+    # read a file of records (demos/lib/record_file.py dump) with RecordReader
+    python3 envelope_decrypt.py open-file --in sealed.jsonl --out opened.jsonl \
+        (--key customers | --subject-keys customers-) [--record-keys-key customer-ids] \
+        [--require-binding stream key] [--stream S] [--mount transit] [--data-key-max-age 60]
+
+Records sealed per data subject (docs/forgetting.md) name their subject's transit key,
+`<subject_keys><pseudonym>`: with `subject_keys` (`--subject-keys`) a reader opens each
+envelope under the key its header names when the name starts with that prefix, and
+refuses any other; once `kafka-transit forget` deleted a subject's key, its records fail
+with EnvelopeError kind "forgotten", whose message starts "subject forgotten". Unwrapped
+data keys are cached for at most `data_key_max_age` seconds (60 by default), so a forget
+reaches a running reader within that bound.
 """
 import argparse
 import base64
@@ -21,6 +34,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,13 +51,28 @@ TAG_LEN = 16
 # The longest transit key name (and Kafka topic name) kafka-transit accepts.
 MAX_KEY_NAME_LEN = 249
 KEY_NAME_CHARACTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+# What Vault and OpenBao answer (HTTP 400) to transit/decrypt/<name> when they have no key
+# <name>, e.g. once `kafka-transit forget` deleted a data subject's (vault-dev mimics it).
+KEY_NOT_FOUND = "encryption key not found"
+# How every forgotten-subject error starts, here as in the runners' dead letters and the
+# Java and Go readers, so that whoever counts them can tell them from any other failure.
+FORGOTTEN = "subject forgotten"
+# The characters of the pseudonym after a subject key's prefix (docs/forgetting.md).
+SUBJECT_NAME_CHARS = 32
+# How long an unwrapped data key is used before Vault is asked again: the bound within
+# which a forgotten subject's records stop opening in a running reader.
+DEFAULT_DATA_KEY_MAX_AGE = 60.0
+# Unwrapped data keys a reader keeps at most.
+DATA_KEY_CACHE_ENTRIES = 1000
 
 
 class EnvelopeError(Exception):
     """A value that is not a readable envelope or record. `kind` is what failed, as the
     test vectors' `expect` names it: "version", "truncated", "key name", "authentication",
     and for format 3 "flags", "commitment", "padding", "decompression", "too large",
-    "frame", "unbound" ("malformed" otherwise)."""
+    "frame", "unbound" ("malformed" otherwise); besides: "key mismatch" (sealed under a key
+    this reader does not open), "forgotten" (its data subject's key was deleted: the
+    message starts "subject forgotten"), "vault" and "config"."""
 
     def __init__(self, message: str, kind: str = "malformed"):
         super().__init__(message)
@@ -74,6 +103,91 @@ def check_key_name(name: bytes) -> str:
         raise EnvelopeError(f"not a kafka-transit envelope: the key name is not a transit key name ({reason})",
                             "key name")
     return name.decode("ascii")
+
+
+def check_subject_keys(prefix: str) -> str:
+    """`subject_keys`, the prefix of data subjects' transit key names, if a prefix and a
+    pseudonym's 32 characters make a transit key name (the runners check it alike)."""
+    if not isinstance(prefix, str) or not prefix or key_name_problem((prefix + "a" * SUBJECT_NAME_CHARS).encode()):
+        raise ValueError(f"subject_keys: {prefix!r} is not the prefix of transit key names (the one the sealing "
+                         "pipeline has, e.g. \"customers-\")")
+    return prefix
+
+
+def check_subject_key(key_name: str, subject_keys) -> None:
+    """A reader of subjects' records opens nothing else: an envelope under a key without the
+    prefix is refused before Vault is asked, rather than opened under whatever key the
+    record names. The message does not quote the name: the producer wrote it."""
+    if subject_keys is not None and not key_name.startswith(subject_keys):
+        raise EnvelopeError(f"the envelope was not sealed under a data subject's key (subject_keys = "
+                            f"\"{subject_keys}\")", "key mismatch")
+
+
+def subject_forgotten() -> EnvelopeError:
+    """What Vault's "encryption key not found" means for an envelope under a subject's key.
+    The message says neither the subject nor its key's name (the caller has the record)."""
+    return EnvelopeError(f"{FORGOTTEN}: the transit key of this record's data subject no longer exists (kafka-transit "
+                         "forget deleted it); the record cannot be opened by anyone", "forgotten")
+
+
+class DataKeyCache:
+    """Unwrapped data keys by (key name, wrapped key), each used for at most `max_age`
+    seconds and then unwrapped again, so that a subject forgotten in Vault stops opening in
+    a running reader within that bound; at most `max_entries` of them. Dropped keys are
+    zeroed. Vault's answer that a subject's key is gone is kept the same way, for as long:
+    a forgotten subject's records then cost no Vault request each. `clock` gives monotonic
+    seconds (tests pass their own)."""
+
+    def __init__(self, max_age: float = DEFAULT_DATA_KEY_MAX_AGE, max_entries: int = DATA_KEY_CACHE_ENTRIES,
+                 clock=time.monotonic):
+        if not max_age > 0:
+            raise ValueError(f"data_key_max_age: {max_age!r} is not a number of seconds above 0")
+        self.max_age, self.max_entries, self.clock = max_age, max_entries, clock
+        # (key name, wrapped key) -> (when it was unwrapped, the data key or None: forgotten),
+        # in the order they were unwrapped, so the oldest (and so the expired) come first.
+        self._entries = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key_name: str, wrapped: str, unwrap) -> bytearray:
+        """The data key, from the cache or from `unwrap()` (which raises subject_forgotten()
+        for a forgotten subject)."""
+        now = self.clock()
+        entry = self._entries.get((key_name, wrapped))
+        if entry is not None and now - entry[0] < self.max_age:
+            if entry[1] is None:
+                raise subject_forgotten()
+            return entry[1]
+        if entry is not None:
+            # Expired: unwrapped again below, and put last, where the youngest are.
+            self._evict((key_name, wrapped))
+        self._drop(now)
+        try:
+            data_key = unwrap()
+        except EnvelopeError as error:
+            if error.kind == "forgotten":
+                self._entries[(key_name, wrapped)] = (now, None)
+            raise
+        self._entries[(key_name, wrapped)] = (now, data_key)
+        return data_key
+
+    def _drop(self, now: float) -> None:
+        """Drops the expired entries, and the oldest while there is no room for one more."""
+        while self._entries:
+            oldest = next(iter(self._entries))
+            if now - self._entries[oldest][0] < self.max_age and len(self._entries) < self.max_entries:
+                return
+            self._evict(oldest)
+
+    def _evict(self, entry) -> None:
+        _, data_key = self._entries.pop(entry)
+        if data_key is not None:
+            data_key[:] = bytes(len(data_key))
+
+    def close(self) -> None:
+        for entry in list(self._entries):
+            self._evict(entry)
 
 
 def parse(envelope: bytes):
@@ -345,21 +459,42 @@ def open_record_with(data_key: bytes, envelope: bytes, protection_header, stream
 
 
 class Unwrapper:
-    """Unwraps data keys with Vault, once per wrapped key."""
+    """Unwraps data keys with Vault (an hvac client), once per wrapped key and then again
+    after `data_key_max_age` seconds (`clock`: monotonic seconds, for tests). Vault's
+    refusals are hvac's exceptions, raised as they are, but one: with `subject_keys` (the
+    prefix of data subjects' key names, docs/forgetting.md) only envelopes under such a key
+    are opened, and one whose subject's key Vault no longer has fails with EnvelopeError
+    kind "forgotten"."""
 
-    def __init__(self, client, mount: str):
-        self.client, self.mount, self.cache = client, mount, {}
+    def __init__(self, client, mount: str, subject_keys: str = None,
+                 data_key_max_age: float = DEFAULT_DATA_KEY_MAX_AGE, clock=time.monotonic):
+        self.client, self.mount = client, mount
+        self.subject_keys = None if subject_keys is None else check_subject_keys(subject_keys)
+        self.cache = DataKeyCache(data_key_max_age, clock=clock)
         self.vault_requests = 0
 
+    def close(self) -> None:
+        self.cache.close()
+
     def data_key(self, key_name: str, wrapped: str) -> bytes:
-        if (key_name, wrapped) not in self.cache:
-            check_key_name(key_name.encode())  # parse() checked it; other callers may not
+        check_key_name(key_name.encode())  # parse() checked it; other callers may not
+        check_subject_key(key_name, self.subject_keys)
+        return bytes(self.cache.get(key_name, wrapped, lambda: self._unwrap(key_name, wrapped)))
+
+    def _unwrap(self, key_name: str, wrapped: str) -> bytearray:
+        self.vault_requests += 1
+        try:
             response = self.client.secrets.transit.decrypt_data(
                 name=key_name, ciphertext=wrapped, mount_point=self.mount
             )
-            self.vault_requests += 1
-            self.cache[(key_name, wrapped)] = base64.b64decode(response["data"]["plaintext"])
-        return self.cache[(key_name, wrapped)]
+        except Exception as error:
+            # hvac's InvalidRequest (HTTP 400) carries Vault's "errors"; the name has the
+            # prefix (checked above), so the missing key is a subject's, deleted by forget.
+            errors = getattr(error, "errors", None) or []
+            if self.subject_keys is not None and any(KEY_NOT_FOUND in str(e) for e in errors):
+                raise subject_forgotten() from None
+            raise
+        return bytearray(base64.b64decode(response["data"]["plaintext"]))
 
     def open(self, envelope: bytes) -> bytes:
         key_name, wrapped, *_ = parse(envelope)
@@ -378,32 +513,49 @@ class RecordReader:
     protected, formats 1 to 3: envelopes and `vault:` values, record keys, sealed headers.
 
     transit: a transit.Transit; key: the transit key of `vault:` values and fields (and,
-    when set, the one envelopes must name); record_keys_key: the key of encrypted record
-    keys; stream: the stream name records are bound to (default: the topic read);
-    require_binding: ("stream", "key") a record must be bound to; max_plaintext: what a
-    compressed record may expand to at most."""
+    when set, the one envelopes must name); subject_keys, instead of key: the prefix of
+    data subjects' transit key names (docs/forgetting.md): an envelope is opened under the
+    key its header names if the name has the prefix, refused otherwise, and fails with
+    kind "forgotten" ("subject forgotten: ...") once its subject's key was deleted;
+    record_keys_key: the key of encrypted record keys; stream: the stream name records are
+    bound to (default: the topic read); require_binding: ("stream", "key") a record must
+    be bound to; max_plaintext: what a compressed record may expand to at most;
+    data_key_max_age: seconds an unwrapped data key is used before Vault is asked again
+    (the bound on how long a forgotten subject's records still open); clock: monotonic
+    seconds (for tests)."""
 
     def __init__(self, transit, key: str = None, record_keys_key: str = None, stream: str = None,
-                 require_binding=(), max_plaintext: int = DEFAULT_MAX_PLAINTEXT):
+                 require_binding=(), max_plaintext: int = DEFAULT_MAX_PLAINTEXT, subject_keys: str = None,
+                 data_key_max_age: float = DEFAULT_DATA_KEY_MAX_AGE, clock=time.monotonic):
         unknown = set(require_binding) - {"stream", "key"}
         if unknown:
             raise ValueError(f"require_binding takes \"stream\" and \"key\", not {sorted(unknown)}")
+        if key is not None and subject_keys is not None:
+            # Each envelope names its subject's key; one key besides would be a second rule.
+            raise ValueError("key and subject_keys: give one (subject_keys opens each envelope under the subject's "
+                             "key its header names)")
         self.transit, self.key, self.record_keys_key = transit, key, record_keys_key
         self.stream, self.require_binding, self.max_plaintext = stream, tuple(require_binding), max_plaintext
-        self._data_keys = {}
+        self.subject_keys = None if subject_keys is None else check_subject_keys(subject_keys)
+        self._data_keys = DataKeyCache(data_key_max_age, clock=clock)
 
     def close(self) -> None:
-        for data_key in self._data_keys.values():
-            data_key[:] = bytes(len(data_key))
-        self._data_keys.clear()
+        self._data_keys.close()
 
     def _data_key(self, key_name: str, wrapped: str) -> bytearray:
-        if (key_name, wrapped) not in self._data_keys:
-            if len(self._data_keys) >= 1000:
-                oldest = next(iter(self._data_keys))
-                self._data_keys.pop(oldest)[:] = bytes(32)
-            self._data_keys[(key_name, wrapped)] = self._vault(self.transit.decrypt, key_name, wrapped)
-        return self._data_keys[(key_name, wrapped)]
+        return self._data_keys.get(key_name, wrapped, lambda: self._unwrap(key_name, wrapped))
+
+    def _unwrap(self, key_name: str, wrapped: str) -> bytearray:
+        from transit import TransitError
+
+        try:
+            return bytearray(self.transit.decrypt(key_name, wrapped))
+        except TransitError as error:
+            # The name has the prefix (checked before), so the missing key is a subject's,
+            # deleted by forget; without subject_keys a missing key is a mistake to report.
+            if self.subject_keys is not None and error.key_not_found:
+                raise subject_forgotten() from None
+            raise self._refused(error) from None
 
     @staticmethod
     def _vault(call, *args, **kwargs):
@@ -412,8 +564,12 @@ class RecordReader:
         try:
             return bytearray(call(*args, **kwargs))
         except TransitError as error:
-            kind = "authentication" if error.authentication else "vault"
-            raise EnvelopeError(f"Vault could not decrypt: {error}", kind) from None
+            raise RecordReader._refused(error) from None
+
+    @staticmethod
+    def _refused(error) -> EnvelopeError:
+        kind = "authentication" if error.authentication else "vault"
+        return EnvelopeError(f"Vault could not decrypt: {error}", kind)
 
     def read(self, topic: str, key, value, headers=()):
         """(key, value, headers) as they were before protection. `headers` is a list of
@@ -434,6 +590,7 @@ class RecordReader:
     def _read_value(self, value: bytes, flags, stream: str, key):
         if value.startswith(VAULT_PREFIX):
             if self.key is None:
+                # Only envelopes are sealed per data subject: subject_keys opens no vault: value.
                 raise EnvelopeError("a vault:v value needs the transit key to decrypt it with", "config")
             if flags is None:
                 return self._vault(self.transit.decrypt, self.key, value.decode("ascii")), []
@@ -448,6 +605,7 @@ class RecordReader:
             if self.key is not None and header["key_name"] != self.key:
                 raise EnvelopeError(f"envelope was sealed with another Vault key than this reader's \"{self.key}\"",
                                     "key mismatch")
+            check_subject_key(header["key_name"], self.subject_keys)
             data_key = self._data_key(header["key_name"], header["wrapped_key"])
             if flags is None:
                 return open_with(bytes(data_key), value), []
@@ -474,6 +632,9 @@ class RecordReader:
             if isinstance(node, list):
                 return [walk(v, path + [i]) for i, v in enumerate(node)]
             if isinstance(node, str) and node.startswith("vault:v"):
+                if self.key is None:
+                    # Fields are never sealed per data subject: subject_keys opens none.
+                    raise EnvelopeError("an encrypted field needs the transit key to decrypt it with", "config")
                 ad = None if flags is None else binding(flags, stream, key, json_pointer(path))
                 return json.loads(bytes(self._vault(self.transit.decrypt, self.key, node, associated_data=ad)))
             return node
@@ -618,7 +779,11 @@ def decrypt_topic(args) -> None:
     import hvac
 
     client = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
-    unwrapper = Unwrapper(client, args.mount)
+    try:
+        unwrapper = Unwrapper(client, args.mount, subject_keys=args.subject_keys,
+                              data_key_max_age=args.data_key_max_age)
+    except ValueError as error:
+        sys.exit(str(error))
     messages = read_topic(args.bootstrap, args.topic, args.count)
     if len(messages) < args.count:
         sys.exit(f"only {len(messages)} of {args.count} records on {args.topic}")
@@ -627,9 +792,17 @@ def decrypt_topic(args) -> None:
         for line in open(args.expect, encoding="utf-8"):
             key, _, value = line.rstrip("\n").partition("\t")
             expected[key] = value.encode()
-    mismatches = 0
+    mismatches = forgotten = 0
     for index, message in enumerate(messages):
-        plaintext = unwrapper.open(message.value())
+        try:
+            plaintext = unwrapper.open(message.value())
+        except EnvelopeError as error:
+            if error.kind != "forgotten":
+                raise
+            # Not the key: with records sealed per subject it may be the subject's id.
+            print(f"  error: {message.topic()} partition {message.partition()} offset {message.offset()}: {error}")
+            forgotten += 1
+            continue
         key = (message.key() or b"").decode()
         if index < args.show:
             shown = plaintext[:100].decode(errors="replace")
@@ -640,10 +813,74 @@ def decrypt_topic(args) -> None:
         sys.exit(f"{mismatches} records differ from {args.expect}")
     digest = hashlib.sha256(b"".join(sorted(m.key() or b"" for m in messages))).hexdigest()[:12]
     print(
-        f"python reference decryptor: opened {len(messages)} envelopes from {args.topic} "
+        f"python reference decryptor: opened {len(messages) - forgotten} envelopes from {args.topic} "
         f"with {unwrapper.vault_requests} Vault request(s) (keys digest {digest})"
         + (", all identical to the originals" if args.expect else "")
+        + (f"; {forgotten} of forgotten subjects" if forgotten else "")
     )
+    unwrapper.close()
+
+
+def hx(data):
+    return None if data is None else bytes(data).hex()
+
+
+def unhx(text):
+    return None if text is None else bytes.fromhex(text)
+
+
+def open_file(lines, reader: RecordReader):
+    """Records as demos/lib/record_file.py writes them (JSON lines: topic, key, value, and
+    headers [name, value], bytes in hex or null) read with `reader`. Returns (out lines,
+    counts). An opened record's line has its key restored, its value opened and its headers
+    as the reader gives them back (the protection header left out, the sealed ones after
+    the kept ones); one that does not open keeps its topic, key and headers as received,
+    without value, with "error" (EnvelopeError's message: a forgotten subject's starts
+    "subject forgotten") and "kind" (its kind). Other members (partition, offset,
+    timestamp) go on as they are."""
+    counts = {"records": 0, "opened": 0, "forgotten": 0, "errors": 0}
+    out = []
+    for text in lines:
+        if not text.strip():
+            continue
+        line = json.loads(text)
+        counts["records"] += 1
+        try:
+            key, value, headers = reader.read(line["topic"], unhx(line["key"]), unhx(line["value"]),
+                                              [(name, unhx(v)) for name, v in line.get("headers") or []])
+        except EnvelopeError as error:
+            counts["forgotten" if error.kind == "forgotten" else "errors"] += 1
+            out.append(dict({n: v for n, v in line.items() if n != "value"}, error=str(error), kind=error.kind))
+            continue
+        counts["opened"] += 1
+        out.append(dict(line, key=hx(key), value=hx(value), headers=[[name, hx(v)] for name, v in headers]))
+    return out, counts
+
+
+def cmd_open_file(args) -> None:
+    from transit import Transit
+
+    for name in ("VAULT_ADDR", "VAULT_TOKEN"):
+        if not os.environ.get(name):
+            sys.exit(f"set {name}")
+    transit = Transit(os.environ["VAULT_ADDR"], os.environ["VAULT_TOKEN"], mount=args.mount,
+                      namespace=os.environ.get("VAULT_NAMESPACE") or None,
+                      verify=os.environ.get("VAULT_CACERT") or True)
+    try:
+        reader = RecordReader(transit, key=args.key, subject_keys=args.subject_keys,
+                              record_keys_key=args.record_keys_key, stream=args.stream,
+                              require_binding=args.require_binding, data_key_max_age=args.data_key_max_age)
+    except ValueError as error:
+        sys.exit(str(error))
+    with open(args.input, encoding="utf-8") as handle:
+        out, counts = open_file(handle, reader)
+    reader.close()
+    with open(args.output, "w", encoding="utf-8") as handle:
+        for line in out:
+            handle.write(json.dumps(line) + "\n")
+    print(f"open-file: {counts['records']} records from {args.input}: {counts['opened']} opened, "
+          f"{counts['forgotten']} of forgotten subjects, {counts['errors']} could not be opened otherwise; "
+          f"{transit.requests} Vault requests; wrote {args.output}")
 
 
 def main() -> None:
@@ -658,11 +895,34 @@ def main() -> None:
     topic.add_argument("--mount", default="transit")
     topic.add_argument("--expect", help="a key<TAB>value file the plaintexts must match")
     topic.add_argument("--show", type=int, default=0, help="print the first N records")
+    topic.add_argument("--subject-keys", metavar="PREFIX",
+                       help="envelopes sealed per data subject: the prefix of the subjects' key names (others are "
+                            "refused; a forgotten subject's records are error lines)")
+    records = commands.add_parser("open-file", help="read a file of records (record_file.py dump) with RecordReader")
+    records.add_argument("--in", dest="input", required=True,
+                         help='JSON lines {"topic": str, "key": hex|null, "value": hex|null, '
+                              '"headers": [[name, hex|null]]}')
+    records.add_argument("--out", dest="output", required=True,
+                         help='JSON lines, each record opened, or {..., "error": "...", "kind": "..."}')
+    keys = records.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--key", help="the transit key of the records (envelopes must name it)")
+    keys.add_argument("--subject-keys", metavar="PREFIX",
+                      help="records sealed per data subject: the prefix of the subjects' key names")
+    records.add_argument("--stream", help="format 3: the stream records are bound to (default: each line's topic)")
+    records.add_argument("--record-keys-key", help="format 3: the transit key of encrypted record keys")
+    records.add_argument("--require-binding", nargs="*", default=[], choices=["stream", "key"],
+                         help="format 3: refuse records bound to less (and records without the protection header)")
+    records.add_argument("--mount", default="transit", help="the transit mount (default transit)")
+    for command in (topic, records):
+        command.add_argument("--data-key-max-age", type=float, default=DEFAULT_DATA_KEY_MAX_AGE, metavar="SECONDS",
+                             help="how long an unwrapped data key is used before Vault is asked again (default 60)")
     args = parser.parse_args()
     if args.command == "vectors":
         check_vectors(args.path)
-    else:
+    elif args.command == "topic":
         decrypt_topic(args)
+    else:
+        cmd_open_file(args)
 
 
 if __name__ == "__main__":

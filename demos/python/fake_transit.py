@@ -1,7 +1,8 @@
 """An in-process stand-in for Vault's transit engine, for tests: datakey/plaintext,
 encrypt/decrypt with `associated_data` (AES-GCM) and `context` (a derived, convergent key:
 the same plaintext and context give the same ciphertext), and hmac. Failures read like
-Vault's ("cipher: message authentication failed")."""
+Vault's ("cipher: message authentication failed"; "encryption key not found" for a key it
+does not have, e.g. once deleted with `delete_key`, as `kafka-transit forget` does)."""
 import base64
 import hashlib
 import hmac as hmac_
@@ -17,6 +18,9 @@ class FakeTransit:
     def __init__(self):
         self.keys = {}
         self.calls = []
+
+    def delete_key(self, name: str) -> None:
+        self.keys.pop(name)
 
     def _key(self, name: str, context: bytes = None) -> bytes:
         root = self.keys.setdefault(name, os.urandom(32))
@@ -39,6 +43,9 @@ class FakeTransit:
         self.calls.append(("decrypt", key_name))
         if not ciphertext.startswith("vault:v1:"):
             raise TransitError("invalid ciphertext")
+        # Vault's decrypt creates no key (this stand-in's encrypt and datakey do).
+        if key_name not in self.keys:
+            raise TransitError(f"transit/decrypt/{key_name}: encryption key not found")
         raw = base64.b64decode(ciphertext[len("vault:v1:"):])
         try:
             return AESGCM(self._key(key_name, context)).decrypt(raw[:12], raw[12:], associated_data)

@@ -11,7 +11,15 @@ kind of EnvelopeError it must fail with, e.g. "authentication"). The reader requ
 binding to stream and key, reads `vault:` values and envelopes of transit key
 `customers`, and record keys encrypted under `customer-ids`. Vault: VAULT_ADDR,
 VAULT_TOKEN (VAULT_CACERT for https).
+
+    python3 records_check.py RECORDS.jsonl --subject-keys customers-
+
+reads envelopes sealed per data subject instead (docs/forgetting.md): each under the key
+its header names, which must start with the prefix. A record whose subject was forgotten
+is refused with kind "forgotten" (`"refuse": "forgotten"` expects it) and printed, after
+the summary, as a line `error: line N: subject forgotten: ...`.
 """
+import argparse
 import json
 import os
 import sys
@@ -29,18 +37,24 @@ def record_of(line: dict) -> tuple:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("records")
+    parser.add_argument("--subject-keys", metavar="PREFIX",
+                        help="records sealed per data subject: the prefix of the subjects' key names")
+    args = parser.parse_args()
     transit = Transit(os.environ["VAULT_ADDR"], os.environ["VAULT_TOKEN"], verify=os.environ.get("VAULT_CACERT", True))
-    reader = RecordReader(transit, key="customers", record_keys_key="customer-ids", require_binding=["stream", "key"])
+    keys = dict(subject_keys=args.subject_keys) if args.subject_keys else dict(key="customers")
+    reader = RecordReader(transit, record_keys_key="customer-ids", require_binding=["stream", "key"], **keys)
     read = refused = 0
-    problems = []
-    for number, text in enumerate(open(sys.argv[1], encoding="utf-8")):
+    problems, errors = [], []
+    for number, text in enumerate(open(args.records, encoding="utf-8")):
         line = json.loads(text)
         key, value, headers = record_of(line)
         try:
             got = reader.read(line["topic"], key, value, headers)
         except EnvelopeError as error:
+            if error.kind == "forgotten":
+                errors.append(f"error: line {number}: {error}")
             if error.kind == line.get("refuse"):
                 refused += 1
             else:
@@ -56,7 +70,10 @@ def main() -> None:
             read += 1
     reader.close()
     print(f"python reader: {read} records read back byte-identical (key, value, headers), {refused} refused as "
-          f"expected, {transit.requests} Vault requests")
+          f"expected, {transit.requests} Vault requests"
+          + (f"; {len(errors)} of forgotten subjects" if args.subject_keys else ""))
+    for error in errors:
+        print(error)
     for problem in problems[:10]:
         print(f"   PROBLEM: {problem}")
     sys.exit(1 if problems else 0)

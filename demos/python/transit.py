@@ -7,16 +7,20 @@ import base64
 
 import requests
 
-from envelope_decrypt import check_key_name
+from envelope_decrypt import KEY_NOT_FOUND, check_key_name
 
 
 class TransitError(Exception):
     """Vault refused or could not be reached. `authentication` is true when Vault said the
-    ciphertext does not authenticate (another stream, key or place in the document)."""
+    ciphertext does not authenticate (another stream, key or place in the document);
+    `key_not_found` when Vault has no transit key of that name (HTTP 400 "encryption key
+    not found", what Vault and OpenBao answer after the key was deleted, e.g. by
+    `kafka-transit forget`)."""
 
     def __init__(self, message: str):
         super().__init__(message)
         self.authentication = "message authentication failed" in message
+        self.key_not_found = KEY_NOT_FOUND in message
 
 
 def b64(data: bytes) -> str:
