@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,11 +18,11 @@ import (
 // Records sealed per data subject (docs/forgetting.md): each under a transit key of its
 // subject's own, named by a prefix and a pseudonym; kafka-transit forget deletes the key.
 
-// subjectKey is the key name envelope-seal gives a subject: the prefix, then 32 base64url
-// characters (Vault's HMAC of the id there; any digest does for a test).
+// subjectKey is the key name envelope-seal gives a subject: the prefix, then 24 bytes in
+// hex (of Vault's HMAC of the id there; any digest does for a test).
 func subjectKey(id string) string {
 	digest := sha256.Sum256([]byte(id))
-	return "customers-" + base64.RawURLEncoding.EncodeToString(digest[:])[:32]
+	return "customers-" + hex.EncodeToString(digest[:24])
 }
 
 // fakeClock is the cache's clock in tests: a minute passes without a minute's sleep.
@@ -204,7 +205,7 @@ func TestSubjectKeysAndCacheMaxAgeAreChecked(t *testing.T) {
 	for name, change := range map[string]func(*Config){
 		"with Key":           func(c *Config) { c.Key, c.SubjectKeys = "customers", "customers-" },
 		"a slash":            func(c *Config) { c.SubjectKeys = "team/customers-" },
-		"no room for names":  func(c *Config) { c.SubjectKeys = strings.Repeat("c", MaxKeyNameLength-31) },
+		"no room for names":  func(c *Config) { c.SubjectKeys = strings.Repeat("c", MaxKeyNameLength-subjectNameLength+1) },
 		"a negative max age": func(c *Config) { c.CacheMaxAge = -time.Second },
 	} {
 		cfg := base
@@ -214,7 +215,7 @@ func TestSubjectKeysAndCacheMaxAgeAreChecked(t *testing.T) {
 		}
 	}
 	cfg := base
-	cfg.SubjectKeys, cfg.CacheMaxAge = strings.Repeat("c", MaxKeyNameLength-32), 5*time.Second
+	cfg.SubjectKeys, cfg.CacheMaxAge = strings.Repeat("c", MaxKeyNameLength-subjectNameLength), 5*time.Second
 	reader, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -52,8 +52,8 @@ func NewReader(vault Decrypter, key string, cacheSize int) *Reader {
 }
 
 // subjectNameLength is how many characters of pseudonym follow the prefix in a subject's
-// key name (the first 32 base64url characters of Vault's HMAC of the subject id).
-const subjectNameLength = 32
+// key name (the first 24 bytes of Vault's HMAC of the subject id, in hex).
+const subjectNameLength = 48
 
 // SetSubjectKeys makes the reader open records sealed per data subject
 // (docs/forgetting.md) instead of under one transit key: prefix is the subjects' key

@@ -58,7 +58,7 @@ KEY_NOT_FOUND = "encryption key not found"
 # Java and Go readers, so that whoever counts them can tell them from any other failure.
 FORGOTTEN = "subject forgotten"
 # The characters of the pseudonym after a subject key's prefix (docs/forgetting.md).
-SUBJECT_NAME_CHARS = 32
+SUBJECT_NAME_CHARS = 48
 # How long an unwrapped data key is used before Vault is asked again: the bound within
 # which a forgotten subject's records stop opening in a running reader.
 DEFAULT_DATA_KEY_MAX_AGE = 60.0
@@ -107,7 +107,7 @@ def check_key_name(name: bytes) -> str:
 
 def check_subject_keys(prefix: str) -> str:
     """`subject_keys`, the prefix of data subjects' transit key names, if a prefix and a
-    pseudonym's 32 characters make a transit key name (the runners check it alike)."""
+    pseudonym's 48 hex characters make a transit key name (the runners check it alike)."""
     if not isinstance(prefix, str) or not prefix or key_name_problem((prefix + "a" * SUBJECT_NAME_CHARS).encode()):
         raise ValueError(f"subject_keys: {prefix!r} is not the prefix of transit key names (the one the sealing "
                          "pipeline has, e.g. \"customers-\")")

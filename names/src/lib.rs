@@ -372,14 +372,18 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Characters of Vault's HMAC (base64) a data subject's key name keeps: 192 bits, so
-/// two subjects' names never meet.
-pub const SUBJECT_NAME_CHARS: usize = 32;
+/// Bytes of Vault's HMAC a data subject's key name keeps: 192 bits, so two subjects'
+/// names never meet.
+pub const SUBJECT_NAME_BYTES: usize = 24;
+
+/// Characters the pseudonym adds to the prefix: the bytes in lowercase hex.
+pub const SUBJECT_NAME_CHARS: usize = 2 * SUBJECT_NAME_BYTES;
 
 /// The transit key of a data subject (docs/forgetting.md): `prefix`, then the first
-/// [`SUBJECT_NAME_CHARS`] characters of Vault's HMAC of the subject's id
-/// (`vault:v1:<base64>`, `transit/hmac/<subject_hmac_key>`) in base64url. The same id
-/// always gives the same name, which says nothing of the id without Vault's key.
+/// [`SUBJECT_NAME_BYTES`] bytes of Vault's HMAC of the subject's id
+/// (`vault:v1:<base64>`, `transit/hmac/<subject_hmac_key>`) in lowercase hex. The same
+/// id always gives the same name, which says nothing of the id without Vault's key. Hex,
+/// not base64url: Vault takes key names that end in a letter, digit or `_` only.
 ///
 /// Only version 1 of the HMAC key is accepted: a rotated key would give every subject
 /// a new name, and their records would be under keys no one finds again.
@@ -392,21 +396,40 @@ pub fn subject_key_name(prefix: &str, hmac: &str) -> Result<String, &'static str
             "Vault's HMAC is not of the form vault:v1:<base64>"
         });
     };
-    if digest.len() < SUBJECT_NAME_CHARS {
-        return Err("Vault's HMAC is shorter than a SHA-256 digest");
+    let bytes = base64_prefix(digest, SUBJECT_NAME_BYTES)
+        .ok_or("Vault's HMAC is not the base64 of a SHA-256 digest")?;
+    if !prefix.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("a subject key prefix must start with a letter, a digit or '_'");
     }
     let mut name = String::with_capacity(prefix.len() + SUBJECT_NAME_CHARS);
     name.push_str(prefix);
-    for c in digest[..SUBJECT_NAME_CHARS].chars() {
-        name.push(match c {
-            '+' => '-',
-            '/' => '_',
-            c if c.is_ascii_alphanumeric() => c,
-            _ => return Err("Vault's HMAC is not base64"),
-        });
+    for byte in bytes {
+        name.push_str(&format!("{byte:02x}"));
     }
     check_name(&name)?;
     Ok(name)
+}
+
+/// The first `count` bytes that standard base64 `text` encodes (`count` a multiple of 3).
+fn base64_prefix(text: &str, count: usize) -> Option<Vec<u8>> {
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let chars = text.as_bytes().get(..count / 3 * 4)?;
+    let mut out = Vec::with_capacity(count);
+    for quad in chars.chunks(4) {
+        let mut bits = 0u32;
+        for &c in quad {
+            bits = bits << 6 | u32::from(sextet(c)?);
+        }
+        out.extend_from_slice(&bits.to_be_bytes()[1..]);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -630,22 +653,27 @@ mod tests {
     }
 
     #[test]
-    fn subject_key_names_are_the_prefix_and_the_hmac_in_base64url() {
-        let hmac = "vault:v1:ab+/cdefghijklmnopqrstuvwxyz0123456789ABCD=";
+    fn subject_key_names_are_the_prefix_and_the_hmac_in_hex() {
+        // The base64 of the bytes 0x00 to 0x1f, as Vault writes a digest.
+        let hmac = "vault:v1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         assert_eq!(
             subject_key_name("customers-", hmac).unwrap(),
-            "customers-ab-_cdefghijklmnopqrstuvwxyz0123"
+            "customers-000102030405060708090a0b0c0d0e0f1011121314151617"
         );
-        assert!(subject_key_name(
-            "customers-",
-            "vault:v2:abcdefghijklmnopqrstuvwxyz0123456789"
-        )
-        .unwrap_err()
-        .contains("rotated"));
+        // Vault refuses key names that end in '-' or '.': hex never does.
+        let ones = "vault:v1:////////////////////////////////////////////8=";
+        assert!(subject_key_name("c-", ones).unwrap().ends_with("ff"));
+        let rotated = hmac.replace("vault:v1:", "vault:v2:");
+        assert!(subject_key_name("c-", &rotated)
+            .unwrap_err()
+            .contains("rotated"));
         assert!(subject_key_name("c-", "vault:v1:short").is_err());
+        let not_base64 = hmac.replace("AAEC", "AA*C");
+        assert!(subject_key_name("c-", &not_base64).is_err());
+        assert!(subject_key_name("a/b-", hmac).is_err(), "held to names");
         assert!(
-            subject_key_name("a/b-", hmac).is_err(),
-            "the prefix is held to names"
+            subject_key_name("-c", hmac).is_err(),
+            "Vault refuses a leading '-'"
         );
     }
 }

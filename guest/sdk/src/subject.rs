@@ -56,6 +56,14 @@ impl SubjectKeys {
                  character pseudonym must be a transit key name: {reason}"
             )
         })?;
+        if !prefix.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && !prefix.is_empty()
+        {
+            return Err(format!(
+                "policy.config.subject_keys: \"{prefix}\" must start with a letter, a digit or \
+                 '_' (Vault refuses other key names)"
+            ));
+        }
         if prefix.is_empty() {
             return Err(
                 "policy.config.subject_keys: give the subjects' keys a prefix of \

@@ -35,6 +35,11 @@ import org.apache.kafka.common.utils.Utils;
  * consumer's {@code poll} rethrows it as a {@link RecordDeserializationException} that names
  * the partition and offset. Tombstones (null values) stay null.
  *
+ * <p>Records sealed per data subject (docs/forgetting.md): set
+ * {@value TransitConfig#SUBJECT_KEYS} (e.g. {@code customers-}) instead of the key; a record
+ * whose subject was forgotten fails with {@link TransitReadException.Reason#SUBJECT_FORGOTTEN}
+ * as the cause. Data keys stay cached at most {@value TransitConfig#CACHE_MAX_AGE_MS} (60 s).
+ *
  * <p>Kafka deserializes one record at a time; for a whole poll's worth at once (one Vault
  * request per transit key for all uncached data keys and {@code vault:v} values), consume
  * bytes and call {@link #readAll(Iterable)}.

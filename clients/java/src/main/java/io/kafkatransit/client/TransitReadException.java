@@ -20,7 +20,10 @@ public final class TransitReadException extends RuntimeException {
          * not {@code .} or {@code ..}), so it is not put in a Vault request path.
          */
         KEY_NAME,
-        /** The envelope names a transit key other than the one this reader is configured for. */
+        /**
+         * The envelope names a transit key other than the one this reader is configured for,
+         * or, with subject keys ({@value TransitConfig#SUBJECT_KEYS}), a key without their prefix.
+         */
         KEY_MISMATCH,
         /** Vault refused to decrypt (wrong key, edited ciphertext) or could not be reached. */
         VAULT,
@@ -42,8 +45,22 @@ public final class TransitReadException extends RuntimeException {
         /** Format 3: the sealed headers' frame is not one. */
         FRAME,
         /** The record is not bound to its stream or key as this reader requires. */
-        UNBOUND
+        UNBOUND,
+        /**
+         * Records sealed per data subject ({@value TransitConfig#SUBJECT_KEYS}): Vault no longer
+         * has the transit key of the record's subject ({@code kafka-transit forget} deleted it,
+         * docs/forgetting.md), so nobody can open the record. Not worth retrying; the message
+         * starts with {@value TransitReadException#FORGOTTEN}.
+         */
+        SUBJECT_FORGOTTEN
     }
+
+    /**
+     * How the message of a {@link Reason#SUBJECT_FORGOTTEN} failure starts, the same words as
+     * the runner's dead-letter reason and the Go and Python readers' errors, so that one
+     * search finds them all.
+     */
+    public static final String FORGOTTEN = "subject forgotten";
 
     private final Reason reason;
 

@@ -1,6 +1,7 @@
 package io.kafkatransit.client;
 
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -10,14 +11,17 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
 
 import io.kafkatransit.client.TransitReadException.Reason;
 
 /**
  * Reads values that kafka-transit protected: envelopes ({@code envelope-seal}) and Vault
  * ciphertext texts ({@code encrypt-value}, {@code vault:vN:base64}). Envelope data keys are
- * unwrapped once and kept in a bounded LRU; {@link #readAll} asks Vault once per transit
- * key for a whole batch. Thread-safe.
+ * unwrapped once and kept in a bounded LRU for at most a max age; {@link #readAll} asks Vault
+ * once per transit key for a whole batch. With subject keys (records sealed per data subject,
+ * docs/forgetting.md) each envelope is opened under its subject's key, and a record whose
+ * subject was forgotten fails with {@link Reason#SUBJECT_FORGOTTEN}. Thread-safe.
  */
 public final class TransitReader implements AutoCloseable {
     public static final int DEFAULT_CACHE_SIZE = 1000;
@@ -26,6 +30,7 @@ public final class TransitReader implements AutoCloseable {
 
     private final TransitDecrypter vault;
     private final String key;
+    private final String subjectKeys;
     private final DataKeyCache cache;
     private final AtomicLong vaultCalls = new AtomicLong();
     private final RecordOptions options;
@@ -63,20 +68,47 @@ public final class TransitReader implements AutoCloseable {
 
     /** A reader of format 3 records too, as {@code options} say (stream, required binding, record keys). */
     public TransitReader(TransitDecrypter vault, String key, int cacheSize, RecordOptions options) {
+        this(vault, key, null, cacheSize, DataKeyCache.DEFAULT_MAX_AGE, options);
+    }
+
+    /**
+     * A reader of every setting.
+     *
+     * @param key as above; null with {@code subjectKeys}
+     * @param subjectKeys the prefix of data subjects' transit key names
+     *     ({@value TransitConfig#SUBJECT_KEYS}): envelopes are opened under the key they name
+     *     when it has the prefix, and refused ({@link Reason#KEY_MISMATCH}) otherwise; null: off
+     * @param cacheMaxAge how long an unwrapped data key stays cached ({@value TransitConfig#CACHE_MAX_AGE_MS})
+     * @throws org.apache.kafka.common.config.ConfigException for a prefix that cannot start a
+     *     transit key name, or one given with {@code key}
+     */
+    public TransitReader(TransitDecrypter vault, String key, String subjectKeys, int cacheSize, Duration cacheMaxAge,
+                         RecordOptions options) {
+        this(vault, key, subjectKeys, cacheSize, cacheMaxAge, options, System::nanoTime);
+    }
+
+    /** With the cache's clock given (tests: age data keys without waiting). */
+    TransitReader(TransitDecrypter vault, String key, String subjectKeys, int cacheSize, Duration cacheMaxAge,
+                  RecordOptions options, LongSupplier nanos) {
         this.vault = Objects.requireNonNull(vault, "vault");
         this.key = key == null || key.isEmpty() ? null : key;
-        this.cache = new DataKeyCache(cacheSize);
+        this.subjectKeys = subjectKeys == null || subjectKeys.isEmpty() ? null : subjectKeys;
+        if (this.subjectKeys != null) {
+            TransitConfig.checkSubjectKeys(this.subjectKeys, this.key);
+        }
+        this.cache = new DataKeyCache(cacheSize, cacheMaxAge, nanos);
         this.options = Objects.requireNonNull(options, "options");
     }
 
     /** A reader against Vault as {@code config} says. */
     public static TransitReader from(TransitConfig config) {
-        return new TransitReader(VaultTransit.from(config), config.key(), config.cacheSize());
+        return from(config, RecordOptions.DEFAULT);
     }
 
     /** A reader against Vault as {@code config} says, reading format 3 as {@code options} say. */
     public static TransitReader from(TransitConfig config, RecordOptions options) {
-        return new TransitReader(VaultTransit.from(config), config.key(), config.cacheSize(), options);
+        return new TransitReader(VaultTransit.from(config), config.key(), config.subjectKeys(), config.cacheSize(),
+                config.cacheMaxAge(), options);
     }
 
     /** This reader's format 3 options. */
@@ -177,6 +209,7 @@ public final class TransitReader implements AutoCloseable {
             if ((flags & (Format3.COMPRESSION | Format3.PADDED)) != 0) {
                 throw new TransitReadException(Reason.FLAGS, "a vault: value never carries compression or padding flags");
             }
+            checkNotPerSubject();
             if (key == null) {
                 throw new TransitReadException(Reason.CONFIG,
                         "a vault:v value needs the transit key to decrypt it with (" + TransitConfig.KEY + ")");
@@ -346,6 +379,7 @@ public final class TransitReader implements AutoCloseable {
     private Item classify(byte[] value) {
         try {
             if (startsWith(value, VAULT_PREFIX)) {
+                checkNotPerSubject();
                 if (key == null) {
                     throw new TransitReadException(Reason.CONFIG,
                             "a vault:v value needs the transit key to decrypt it with (" + TransitConfig.KEY + ")");
@@ -370,11 +404,39 @@ public final class TransitReader implements AutoCloseable {
     }
 
     private void checkKey(String keyName) {
+        if (subjectKeys != null && !keyName.startsWith(subjectKeys)) {
+            // Opened under no other key: a reader of subjects' records opens nothing that
+            // forget could not make unreadable. The name is not quoted (record data).
+            throw notPerSubject("the envelope was not sealed under a data subject's key");
+        }
         if (key != null && !key.equals(keyName)) {
             // Not quoted: the envelope's key name is record data, and messages end up in logs.
             throw new TransitReadException(Reason.KEY_MISMATCH,
                     "envelope was sealed with another Vault key than this reader's: it opens \"" + key + "\"");
         }
+    }
+
+    /** A {@code vault:} value is sealed under one shared key: never a data subject's. */
+    private void checkNotPerSubject() {
+        if (subjectKeys != null) {
+            throw notPerSubject("a vault:v value is not sealed per data subject (only envelopes are)");
+        }
+    }
+
+    private TransitReadException notPerSubject(String what) {
+        return new TransitReadException(Reason.KEY_MISMATCH, what + " (" + TransitConfig.SUBJECT_KEYS + " = \""
+                + subjectKeys + "\")");
+    }
+
+    /** Whether {@code keyName} is a data subject's key, whose absence in Vault means it was forgotten. */
+    private boolean subjectKey(String keyName) {
+        return subjectKeys != null && keyName.startsWith(subjectKeys);
+    }
+
+    private static TransitReadException forgotten() {
+        return new TransitReadException(Reason.SUBJECT_FORGOTTEN, TransitReadException.FORGOTTEN
+                + ": the transit key of this record's data subject no longer exists (kafka-transit forget deleted it);"
+                + " the record cannot be opened by anyone");
     }
 
     private static boolean startsWith(byte[] value, byte[] prefix) {
@@ -440,6 +502,7 @@ public final class TransitReader implements AutoCloseable {
                 valueTexts.forEach(t -> lookup.texts.put(t, new Outcome.Failed(e)));
                 continue;
             }
+            boolean forgotten = false;
             for (int i = 0; i < missing.size(); i++) {
                 DataKeyCache.Slot slot = new DataKeyCache.Slot(keyName, missing.get(i));
                 Decryption result = results.get(i);
@@ -449,9 +512,25 @@ public final class TransitReader implements AutoCloseable {
                 } else if (result instanceof Decryption.Plaintext plain) {
                     Arrays.fill(plain.bytes(), (byte) 0);
                     lookup.keyErrors.put(slot, unwrapFailed("not a 256-bit data key"));
+                } else if (result instanceof Decryption.Failed failed && failed.keyNotFound() && subjectKey(keyName)) {
+                    lookup.keyErrors.put(slot, forgotten());
+                    forgotten = true;
                 } else {
                     lookup.keyErrors.put(slot, unwrapFailed(((Decryption.Failed) result).message()));
                 }
+            }
+            if (forgotten) {
+                // The subject's other data keys, unwrapped before the forget, must not open
+                // its records until they age out: the key is gone, so is every record under it.
+                cache.dropKeyName(keyName);
+                lookup.keys.entrySet().removeIf(e -> {
+                    if (e.getKey().keyName().equals(keyName)) {
+                        Arrays.fill(e.getValue(), (byte) 0);
+                        lookup.keyErrors.put(e.getKey(), forgotten());
+                        return true;
+                    }
+                    return false;
+                });
             }
             for (int i = 0; i < valueTexts.size(); i++) {
                 Decryption result = results.get(missing.size() + i);

@@ -18,6 +18,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Base64;
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
@@ -169,10 +170,23 @@ public final class VaultTransit implements TransitDecrypter, TransitEncrypter {
             }
             return results;
         }
+        if (reply.keyNotFound()) {
+            // Vault checks the key before the batch and fails the whole request. Each item is
+            // failed instead: the key's absence is an answer about these ciphertexts (a
+            // forgotten subject's records), not Vault being unreachable, and the reader
+            // reports it per record.
+            return Collections.nCopies(chunk.size(), new Decryption.Failed(Decryption.KEY_NOT_FOUND));
+        }
         throw reply.failure("decrypt", keyName);
     }
 
     private record Answer(int status, Object body) {
+        /** HTTP 400 {@code {"errors":["encryption key not found"]}}: no such transit key. */
+        boolean keyNotFound() {
+            return status == 400 && body instanceof Map<?, ?> top && top.get("errors") instanceof List<?> list
+                    && list.stream().anyMatch(e -> e instanceof String s && s.contains(Decryption.KEY_NOT_FOUND));
+        }
+
         TransitReadException failure(String operation, String keyName) {
             String errors = body instanceof Map<?, ?> top && top.get("errors") instanceof List<?> list
                     ? list.toString() : "no data";

@@ -7,9 +7,12 @@ import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Base64;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import javax.crypto.AEADBadTagException;
 import javax.crypto.Cipher;
 import javax.crypto.Mac;
@@ -19,14 +22,31 @@ import javax.crypto.spec.SecretKeySpec;
 /**
  * Stands in for Vault's transit engine in unit tests: data keys, AES-GCM with associated
  * data, convergent (deterministic) encryption under a context, HMAC; failures read like
- * Vault's ("cipher: message authentication failed").
+ * Vault's ("cipher: message authentication failed"), and a deleted key's like
+ * {@link VaultTransit}'s reading of Vault's answer ("encryption key not found" per item).
  */
 final class FakeTransit implements TransitDecrypter, TransitEncrypter {
     private static final SecureRandom RANDOM = new SecureRandom();
     private final Map<String, byte[]> keys = new HashMap<>();
+    private final Set<String> deletedKeys = new HashSet<>();
     int dataKeys;
+    /** Decrypt requests per key name, one per call (a batch is one request). */
+    final List<String> decryptRequests = new ArrayList<>();
+
+    /** What {@code kafka-transit forget} does: deletes the transit key, every version. */
+    synchronized void delete(String name) {
+        keys.remove(name);
+        deletedKeys.add(name);
+    }
+
+    synchronized boolean deleted(String name) {
+        return deletedKeys.contains(name);
+    }
 
     private synchronized byte[] key(String name, byte[] context) {
+        if (deletedKeys.contains(name)) {
+            throw new IllegalStateException("transit key " + name + " was deleted");
+        }
         byte[] root = keys.computeIfAbsent(name, n -> {
             byte[] k = new byte[32];
             RANDOM.nextBytes(k);
@@ -93,6 +113,12 @@ final class FakeTransit implements TransitDecrypter, TransitEncrypter {
     @Override
     public List<Decryption> decryptItems(String keyName, List<Item> items) {
         List<Decryption> out = new ArrayList<>();
+        synchronized (this) {
+            decryptRequests.add(keyName);
+            if (deletedKeys.contains(keyName)) {
+                return Collections.nCopies(items.size(), new Decryption.Failed(Decryption.KEY_NOT_FOUND));
+            }
+        }
         for (Item item : items) {
             if (!item.ciphertext().startsWith("vault:v1:")) {
                 out.add(new Decryption.Failed("invalid ciphertext"));
