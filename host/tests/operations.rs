@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::Message;
-use support::admin::{request, request_with, start_admin, Exposition};
+use support::admin::{post_json, request, request_with, start_admin, Exposition};
 use support::kafka::{guest_component, PipelineSpec, RunningPipeline, TestKafka, TestRecord};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -332,6 +332,60 @@ async fn a_policy_reload_needs_the_reload_token_and_is_off_without_one() {
         error.to_string().starts_with("admin.reload_token_file:"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forget_needs_the_token_and_a_subject_and_never_echoes_the_subject() {
+    use std::sync::Mutex;
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let recording: kafka_transit::admin::Forget = {
+        let asked = asked.clone();
+        Arc::new(move |subject: String| {
+            asked.lock().unwrap().push(subject);
+            Box::pin(async { Ok(serde_json::json!({"key": "customers-00ff"})) })
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "9f8e7d6c5b4a39281706\n").unwrap();
+    let admin = kafka_transit::admin::Admin::start(&admin_config(Some(token_file)))
+        .await
+        .unwrap();
+    let address = admin.local_addr();
+    let token = Some("Bearer 9f8e7d6c5b4a39281706");
+    let subject = r#"{"subject": "customer-4711"}"#;
+
+    // A runner whose policy does not seal per subject has no forget.
+    let (status, body) = post_json(address, "/admin/forget", token, subject).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("policy.config.subject"), "{body}");
+
+    admin.on_forget(recording);
+    let (status, _) = post_json(address, "/admin/forget", None, subject).await;
+    assert_eq!(status, 401);
+    for bad in [
+        "",
+        "{}",
+        r#"{"subject": ""}"#,
+        r#"{"subject": "a", "more": 1}"#,
+        "[1]",
+    ] {
+        let (status, body) = post_json(address, "/admin/forget", token, bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = post_json(address, "/admin/forget", token, &"x".repeat(2000)).await;
+    assert!(status == 400 || status == 413, "{status}: {body}");
+    assert!(
+        asked.lock().unwrap().is_empty(),
+        "nothing refused reached the hook"
+    );
+
+    let (status, body) = post_json(address, "/admin/forget", token, subject).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("customers-00ff"), "{body}");
+    assert!(!body.contains("4711"), "the subject is not echoed: {body}");
+    assert_eq!(*asked.lock().unwrap(), ["customer-4711"]);
+    assert_eq!(request(address, "GET", "/admin/forget").await.0, 405);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,6 +62,29 @@ pub async fn request_with(
     (status, response.text().await.expect("a text body"))
 }
 
+/// A POST of `body` (JSON), with an `Authorization` header if given.
+pub async fn post_json(
+    address: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let url = format!("http://{address}{path}");
+    let mut builder = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(value) = authorization {
+        builder = builder.header("authorization", value);
+    }
+    let response = builder
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("a text body"))
+}
+
 /// One scrape: samples by name, then by their labels rendered `k="v",...`.
 #[derive(Debug)]
 pub struct Exposition {
