@@ -20,6 +20,9 @@ use crate::kafka::{self, TopicState};
 /// Kafka lookups and the first read give up after this.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Creating the forget topic gives up after this, saying how to create it instead.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Follows the forget topic until dropped.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
@@ -99,26 +102,45 @@ fn reader(source: &SourceConfig) -> Result<BaseConsumer, ForgetError> {
         .map_err(|e| ForgetError::Kafka(format!("the forget topic's reader: {e}")))
 }
 
-/// Assigns every partition from its beginning; the end offsets to read to.
+/// Assigns every partition from its beginning; the end offsets to read to. A topic just
+/// created may show no partitions for a moment: asked again until it does.
 fn assign_from_beginning(
     consumer: &BaseConsumer,
     topic: &str,
 ) -> Result<Vec<(i32, i64)>, ForgetError> {
     let kafka = |e: rdkafka::error::KafkaError| ForgetError::Kafka(format!("{topic}: {e}"));
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(kafka)?;
+    let started = Instant::now();
+    let partitions: Vec<i32> = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(kafka)?;
+        let found: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !found.is_empty() {
+            break found;
+        }
+        if started.elapsed() > TIMEOUT {
+            return Err(ForgetError::Kafka(format!(
+                "the forget topic \"{topic}\" shows no partitions"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+    for partition in partitions {
         let (low, high) = consumer
-            .fetch_watermarks(topic, partition.id(), TIMEOUT)
+            .fetch_watermarks(topic, partition, TIMEOUT)
             .map_err(kafka)?;
         assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .add_partition_offset(topic, partition, Offset::Beginning)
             .map_err(kafka)?;
         if high > low {
-            ends.push((partition.id(), high));
+            ends.push((partition, high));
         }
     }
     consumer.assign(&assignment).map_err(kafka)?;
@@ -205,12 +227,31 @@ pub(super) async fn ensure_topic(source: &SourceConfig, topic: &str) -> Result<(
         }
         TopicState::Missing => {}
     }
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let results = admin
-        .create_topics([&new], &options)
+    // Three copies where the cluster has three brokers, fewer on a smaller one.
+    let brokers = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(None, TIMEOUT)
+                .map(|metadata| metadata.brokers().len())
+        })
         .await
-        .map_err(|e| ForgetError::Kafka(e.to_string()))?;
+        .map_err(|e| ForgetError::Kafka(e.to_string()))?
+        .map_err(|e| ForgetError::Kafka(format!("the source cluster's brokers: {e}")))?
+    };
+    let replication = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
+        .set("cleanup.policy", "compact");
+    let options = AdminOptions::new()
+        .operation_timeout(Some(CREATE_TIMEOUT))
+        .request_timeout(Some(CREATE_TIMEOUT));
+    let results = admin.create_topics([&new], &options).await.map_err(|e| {
+        ForgetError::Kafka(format!(
+            "creating the forget topic \"{topic}\": {e}; create it (compacted, one \
+                 partition) or grant CreateTopics on the source cluster"
+        ))
+    })?;
     for result in results {
         match result {
             Ok(_) => tracing::info!(topic, "created the forget topic (compacted)"),
