@@ -55,6 +55,12 @@
 //! ["stream", "key"]`, `compression = "zstd"`); each is reported against
 //! `json-envelope-seal` (no options) and `json-passthrough` on the same records.
 //!
+//! The `subjects-*` rows seal under a transit key per data subject (docs/forgetting.md),
+//! the record key naming the subject: 1,000 subjects in turn, and 100,000 (more than the
+//! input has records, so nearly every record is a subject's first); they are compared with
+//! `envelope-seal` under one key on the same values, and `vault/1k` gives Vault requests
+//! per 1,000 records.
+//!
 //! The `customers-*` rows compare field-level protection of schema'd records with
 //! `encrypt-fields` on JSON of the same content (see `customer_records`): a customer
 //! (name, e-mail, street and two phone numbers to protect; id, city, phone kinds and a
@@ -119,6 +125,9 @@ enum Input {
     /// Customers, as plain JSON or schema'd in Confluent's wire format
     /// (`customer_records`).
     Customers(Format),
+    /// `Plain` values keyed by one of this many data subjects, in turn
+    /// (`subject_records`): a key per subject (docs/forgetting.md).
+    Subjects(usize),
 }
 
 /// How a customer record is written.
@@ -147,6 +156,8 @@ impl Case {
             (None, Input::Customers(Format::Avro)) => "customers-avro",
             (None, Input::Customers(Format::JsonSchema)) => "customers-jsonschema",
             (None, Input::Customers(Format::Protobuf)) => "customers-protobuf",
+            (None, Input::Subjects(SUBJECTS_FEW)) => "subjects-1k",
+            (None, Input::Subjects(_)) => "subjects-100k",
         }
     }
 }
@@ -156,6 +167,12 @@ const KEY_TOML: &str = "key = \"bench\"";
 const CUSTOMER_FIELDS_TOML: &str = r#"key = "bench"
 fields = ["/name", "/email", "/address/street", "/phones/*/number"]"#;
 const FIELDS_TOML: &str = "key = \"bench\"\nfields = [\"/payload\"]";
+/// A transit key per data subject: the record key names the subject.
+const SUBJECTS_TOML: &str = r#"subject = "{key}"
+subject_keys = "bench-subject-"
+subject_hmac_key = "bench-subject-ids""#;
+const SUBJECTS_FEW: usize = 1_000;
+const SUBJECTS_MANY: usize = 100_000;
 const ZSTD_TOML: &str = "key = \"bench\"\ncompression = \"zstd\"";
 const LZ4_TOML: &str = "key = \"bench\"\ncompression = \"lz4\"";
 /// Every format 3 option of `envelope-seal` but padding.
@@ -185,6 +202,8 @@ const CASES: &[Case] = &[
     Case { name: "customers-avro", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::Avro), transit: true },
     Case { name: "customers-jsonschema", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::JsonSchema), transit: true },
     Case { name: "customers-protobuf", policy: "encrypt-schema-fields", toml: KEY_TOML, reads: None, input: Input::Customers(Format::Protobuf), transit: true },
+    Case { name: "subjects-1k", policy: "envelope-seal", toml: SUBJECTS_TOML, reads: None, input: Input::Subjects(SUBJECTS_FEW), transit: false },
+    Case { name: "subjects-100k", policy: "envelope-seal", toml: SUBJECTS_TOML, reads: None, input: Input::Subjects(SUBJECTS_MANY), transit: false },
 ];
 
 fn case(name: &str) -> &'static Case {
@@ -431,6 +450,7 @@ impl Vault {
         let convergent = serde_json::json!({"derived": true, "convergent_encryption": true});
         for (key, options) in [
             (KEY, serde_json::json!({})),
+            ("bench-subject-ids", serde_json::json!({})),
             ("kafka-transit-offsets", serde_json::json!({})),
             ("bench-keys", convergent),
         ] {
@@ -554,7 +574,7 @@ async fn start_policy(case: &Case, value_bytes: usize, vault: &VaultClient) -> P
         vault_address: "http://127.0.0.1:8200",
         schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
     };
-    let mut config = spec.config();
+    let mut config = config_of(&spec, case);
     config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * value_bytes);
     let runtime = PolicyRuntime::load(
         &PolicySource::Builtin(case.policy.into()),
@@ -565,6 +585,15 @@ async fn start_policy(case: &Case, value_bytes: usize, vault: &VaultClient) -> P
     .unwrap_or_else(|e| panic!("{}: {e}", case.name))
     .with_pipeline(PipelineView::of(&config).unwrap());
     PolicyRunner::start(Arc::new(runtime)).await.unwrap()
+}
+
+/// The pipeline file of `spec`; with `[forget]`, which per-subject sealing needs.
+fn config_of(spec: &PipelineSpec<'_>, case: &Case) -> kafka_transit::config::PipelineConfig {
+    if !matches!(case.input, Input::Subjects(_)) {
+        return spec.config();
+    }
+    let text = format!("{}\n[forget]\ntopic = \"bench-forgotten\"\n", spec.text());
+    kafka_transit::config::PipelineConfig::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// Key, value and headers (names and values) of a record as written.
@@ -822,6 +851,18 @@ fn customer_records(count: usize, value_bytes: usize, format: Format) -> Vec<Sou
         .collect()
 }
 
+/// `plain_records`' values, keyed by `subjects` data subjects in turn.
+fn subject_records(count: usize, value_bytes: usize, subjects: usize) -> Vec<SourceRecord> {
+    plain_records(count, value_bytes)
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| SourceRecord {
+            key: Some(format!("subject-{}", i % subjects).into_bytes()),
+            ..record
+        })
+        .collect()
+}
+
 fn plain_records(count: usize, value_bytes: usize) -> Vec<SourceRecord> {
     (0..count)
         .map(|i| SourceRecord {
@@ -980,7 +1021,7 @@ async fn pipeline_pass(
         vault_address: &vault.url(),
         schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
     };
-    let mut config = spec.config();
+    let mut config = config_of(&spec, row.case);
     if let Measure::Pipeline(delivery) = row.measure {
         config.pipeline.delivery = delivery;
     }
@@ -1125,6 +1166,12 @@ async fn main() {
                     ("customers-protobuf", |n, size| {
                         customer_records(n, size, Format::Protobuf)
                     }),
+                    ("subjects-1k", |n, size| {
+                        subject_records(n, size, SUBJECTS_FEW)
+                    }),
+                    ("subjects-100k", |n, size| {
+                        subject_records(n, size, SUBJECTS_MANY)
+                    }),
                 ] {
                     let needed = case.input_name() == input
                         || case
@@ -1210,6 +1257,7 @@ async fn main() {
             None => {
                 // The mock cluster cannot create topics through the admin API.
                 list.push(("kafka-transit-offsets", 1));
+                list.push(("bench-forgotten", 1));
                 TestKafka::start(&list)
             }
             Some(bootstrap) => {
@@ -1361,7 +1409,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
         );
     }
     println!(
-        "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>10}",
+        "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>9} {:>10}",
         "measure",
         "size",
         "policy",
@@ -1371,6 +1419,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
         "vs passthrough",
         "mcores/MB/s",
         "vault/rnd",
+        "vault/1k",
         "sink B/rec"
     );
     let mut json = Vec::new();
@@ -1391,9 +1440,15 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             .iter()
             .map(|s| s.vault_requests.map(|r| r as f64))
             .collect();
+        let per_thousand: Option<Vec<f64>> = row
+            .samples
+            .iter()
+            .map(|s| s.vault_requests.map(|r| r as f64 * 1000.0 / s.records))
+            .collect();
+        let per_thousand = per_thousand.map(|r| summary(r).0);
         let requests = requests.map(|r| summary(r).0);
         println!(
-            "{:<13} {:<5} {:<23} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10} {:>10.0}",
+            "{:<13} {:<5} {:<23} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10} {:>9} {:>10.0}",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name,
@@ -1405,6 +1460,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             )),
             mcores,
             requests.map_or("-".into(), |r| format!("{r:.0}")),
+            per_thousand.map_or("-".into(), |r| format!("{r:.1}")),
             row.sink_bytes,
         );
         json.push(serde_json::json!({
@@ -1419,6 +1475,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
                 .filter(|base| base.id.case.name != row.id.case.name)
                 .map(|base| ratio(row, base).0),
             "millicores_per_mb_per_second": mcores,
+            "vault_requests_per_1000_records": per_thousand,
             "sink_bytes_per_record": row.sink_bytes,
             "rounds": mbps,
         }));
@@ -1450,6 +1507,46 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             row.sink_bytes,
             base.sink_bytes,
             row.sink_bytes / base.sink_bytes
+        );
+    }
+
+    // A key per data subject against envelope-seal with one key, on values alike.
+    let subject_rows: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| matches!(r.id.case.input, Input::Subjects(_)))
+        .filter_map(|r| {
+            rows.iter()
+                .find(|base| {
+                    base.id.case.name == "envelope-seal"
+                        && base.id.measure == r.id.measure
+                        && base.id.value_bytes == r.id.value_bytes
+                })
+                .map(|base| (r, base))
+        })
+        .collect();
+    if !subject_rows.is_empty() {
+        println!(
+            "\na key per data subject / envelope-seal with one key, same values: median of \
+             per-round ratios of MB/s; Vault requests per 1,000 records, median over rounds"
+        );
+    }
+    let per_thousand = |row: &Row| {
+        let values: Option<Vec<f64>> = row
+            .samples
+            .iter()
+            .map(|s| s.vault_requests.map(|r| r as f64 * 1000.0 / s.records))
+            .collect();
+        values.map_or("-".to_string(), |v| format!("{:.1}", summary(v).0))
+    };
+    for (row, base) in subject_rows {
+        let (m, lo, hi) = ratio(row, base);
+        println!(
+            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   Vault {} per 1,000 records against {}",
+            row.id.measure.label(),
+            size_label(row.id.value_bytes),
+            row.id.case.name,
+            per_thousand(row),
+            per_thousand(base)
         );
     }
 
