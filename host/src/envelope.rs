@@ -465,10 +465,6 @@ pub struct Envelopes {
     purged: AtomicU64,
 }
 
-/// What sealing under a forgotten subject's key answers.
-const FORGOTTEN: &str = "the data subject of this transit key was forgotten (kafka-transit \
-                         forget): nothing is sealed under its key again";
-
 impl std::fmt::Debug for Envelopes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Envelopes")
@@ -531,14 +527,6 @@ impl Envelopes {
             return Err(Forgotten);
         }
         Ok(())
-    }
-
-    fn forgotten_on_seal(&self, key_name: &str) -> VaultError {
-        VaultError::InvalidRequest {
-            mount: self.vault.mount().to_string(),
-            key: key_name.to_string(),
-            message: FORGOTTEN.into(),
-        }
     }
 
     /// A data key with room for `records` more records, from the cache or from Vault.
@@ -630,7 +618,7 @@ impl Envelopes {
             message: format!("an envelope's key name must be a transit key name: {reason}"),
         })?;
         self.check_forgotten(key_name)
-            .map_err(|Forgotten| self.forgotten_on_seal(key_name))?;
+            .map_err(|Forgotten| VaultError::SubjectForgotten)?;
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());
         for chunk in items.chunks(per_key) {
@@ -668,7 +656,7 @@ impl Envelopes {
             message: format!("an envelope's key name must be a transit key name: {reason}"),
         })?;
         self.check_forgotten(key_name)
-            .map_err(|Forgotten| self.forgotten_on_seal(key_name))?;
+            .map_err(|Forgotten| VaultError::SubjectForgotten)?;
         let flags = options.header_flags();
         let per_key = self.policy.max_records.max(1) as usize;
         let mut envelopes = Vec::with_capacity(items.len());

@@ -24,7 +24,7 @@ use kafka_transit_policy_sdk::envelope::{self, OpenItem};
 use kafka_transit_policy_sdk::protection::{
     check_envelope, is_protected, restore_keys, Protected, Role, Shape, Streams,
 };
-use kafka_transit_policy_sdk::subject::{OnForgotten, SubjectOpening};
+use kafka_transit_policy_sdk::subject::{forgotten_first, OnForgotten, SubjectOpening};
 use kafka_transit_policy_sdk::transit::TransitError;
 use kafka_transit_policy_sdk::{
     configured_policy, envelope_format, forward, log, EnvelopeConfig, Failure, Level, OutputRecord,
@@ -128,7 +128,8 @@ fn open(config: &Config, batch: Vec<SourceRecord>) -> Vec<TransformResult> {
         Keys::PerSubject(subjects) if subjects.on_forgotten == OnForgotten::Skip => {
             skip_forgotten(results)
         }
-        _ => results,
+        Keys::PerSubject(_) => results.into_iter().map(forgotten_first).collect(),
+        Keys::Named(_) => results,
     }
 }
 
@@ -424,7 +425,7 @@ mod tests {
                 Some(&b"a"[..])
             );
             assert!(
-                matches!(&results[1], Err(Failure::InvalidInput(m)) if m.contains(FORGOTTEN)),
+                matches!(&results[1], Err(Failure::InvalidInput(m)) if m.starts_with(FORGOTTEN)),
                 "{:?}",
                 results[1]
             );

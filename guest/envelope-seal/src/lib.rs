@@ -30,7 +30,7 @@ use kafka_transit_policy_sdk::envelope::{self, SealItem};
 use kafka_transit_policy_sdk::protection::{
     protect_keys, Outgoing, Protected, ProtectionConfig, Role, Shape, Streams,
 };
-use kafka_transit_policy_sdk::subject::SubjectKeys;
+use kafka_transit_policy_sdk::subject::{forgotten_first, SubjectKeys};
 use kafka_transit_policy_sdk::transit::{self, TransitError};
 use kafka_transit_policy_sdk::{
     configured_policy, stamped, through_vault_by_key, EnvelopeConfig, OutputRecord, ResolvedKey,
@@ -236,7 +236,7 @@ fn seal_per_subject(
             Ok(())
         },
     );
-    batch.finish(|out| {
+    let results = batch.finish(|out| {
         let key = out
             .extra
             .as_ref()
@@ -255,7 +255,8 @@ fn seal_per_subject(
             },
             value: out.value,
         })
-    })
+    });
+    results.into_iter().map(forgotten_first).collect()
 }
 
 #[cfg(test)]
@@ -561,6 +562,11 @@ mod tests {
                     other => panic!("expected invalid input, got {other:?}"),
                 }
             }
+            assert!(
+                matches!(&results[2], Err(Failure::InvalidInput(m)) if m.starts_with("subject forgotten")),
+                "{:?}",
+                results[2]
+            );
             assert!(results[3].is_ok(), "{:?}", results[3]);
             assert!(!host.has_key(&ann), "a forgotten key is not made again");
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use kafka_transit_names::{check_name, subject_key_name, Template, SUBJECT_NAME_CHARS};
 
 use crate::transit::{self, EncryptItem, TransitError};
-use crate::{Failure, ResolvedKey, SourceRecord};
+use crate::{Failure, ResolvedKey, SourceRecord, TransformResult};
 
 /// Subjects whose key names an instance keeps, beyond which the cache starts again.
 const MAX_CACHED_SUBJECTS: usize = 100_000;
@@ -207,6 +207,21 @@ impl SubjectKeys {
 /// How every forgotten-subject failure reason starts, so that readers of dead letters
 /// (and `on_forgotten = "skip"`) can tell it from any other.
 pub const FORGOTTEN: &str = "subject forgotten";
+
+/// `result` with a forgotten subject's reason starting [`FORGOTTEN`], whatever step
+/// prefixed it: what a dead letter's `kafka-transit.error` starts with, as the readers'
+/// errors do.
+pub fn forgotten_first(result: TransformResult) -> TransformResult {
+    match result {
+        Err(Failure::InvalidInput(reason)) => {
+            Err(Failure::InvalidInput(match reason.find(FORGOTTEN) {
+                Some(at) => reason[at..].to_string(),
+                None => reason,
+            }))
+        }
+        other => other,
+    }
+}
 
 /// What an opening policy does with a record of a forgotten subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -238,7 +238,8 @@ impl Access {
         }
         let mount = &config.vault.mount;
         if self.add_subject_keys(builtin, config) {
-            return;
+            // The subjects' keys are granted; record keys as for any policy.
+            needs.retain(|(_, of, _)| matches!(of, KeyOf::RecordKeys));
         }
         let (keys, per_record) = policy_keys(config, &mut self.notes);
         for (operation, of, reason) in needs {
@@ -295,8 +296,8 @@ impl Access {
         self.notes.push(format!(
             "Each data subject has a key of its own, named {prefix}<pseudonym>: the paths end \
              in \"{prefix}*\". `kafka-transit forget` needs more than this token: update on \
-             {mount}/hmac/<subject_hmac_key>, read and delete on {mount}/keys/{prefix}*, \
-             update on {mount}/keys/{prefix}*/config (docs/forgetting.md)."
+             {mount}/hmac/<subject_hmac_key>, and read, update and delete on \
+             {mount}/keys/{prefix}* (which covers each key's /config; docs/forgetting.md)."
         ));
         true
     }
@@ -422,7 +423,8 @@ on_failure = "stop"
             &config(
                 "builtin = \"envelope-seal\"",
                 "[policy.config]\nsubject = \"{key}\"\nsubject_keys = \"customers-\"\n\
-                 subject_hmac_key = \"subject-ids\"\n[forget]",
+                 subject_hmac_key = \"subject-ids\"\nrecord_keys = \"encrypt\"\n\
+                 record_keys_key = \"customer-ids\"\n[forget]",
             ),
             TOKEN,
         );
@@ -432,6 +434,7 @@ on_failure = "stop"
             "update transit/datakey/plaintext/customers-*",
             "create transit/encrypt/customers-*",
             "update transit/encrypt/customers-*",
+            "update transit/encrypt/customer-ids",
         ] {
             assert!(got.contains(&want.to_string()), "{want}: {got:?}");
         }
@@ -460,11 +463,13 @@ on_failure = "stop"
         let open = Access::of(
             &config(
                 "builtin = \"envelope-open\"",
-                "[policy.config]\nsubject_keys = \"customers-\"\n[forget]",
+                "[policy.config]\nsubject_keys = \"customers-\"\n\
+                 record_keys_key = \"customer-ids\"\n[forget]",
             ),
             TOKEN,
         );
         assert!(paths(&open).contains(&"update transit/decrypt/customers-*".to_string()));
+        assert!(paths(&open).contains(&"update transit/decrypt/customer-ids".to_string()));
     }
 
     #[test]

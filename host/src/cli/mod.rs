@@ -159,8 +159,8 @@ pub enum Command {
     /// For pipelines that seal per data subject (envelope-seal with policy.config.subject).
     /// Give the sealing pipeline's file: its policy.config.subject_keys and
     /// subject_hmac_key name the subject's key, [vault] reaches Vault (the token needs
-    /// update on <mount>/hmac/<subject_hmac_key>, read and delete on
-    /// <mount>/keys/<subject_keys>*, update on their /config), and [forget] names the
+    /// update on <mount>/hmac/<subject_hmac_key>, and read, update and delete on
+    /// <mount>/keys/<subject_keys>*, which covers each key's /config), and [forget] names the
     /// topic on the source cluster where the marker goes. In order: the key's name from
     /// Vault's HMAC of the id; a marker on [forget] topic (running runners drop the key
     /// from their caches and stop sealing under it within a second or two); [forget]

@@ -148,7 +148,9 @@ fn transit_error(error: VaultError) -> TransitError {
     match error {
         VaultError::KeyNotFound { .. } => TransitError::KeyNotFound(message),
         VaultError::PermissionDenied { .. } => TransitError::PermissionDenied(message),
-        VaultError::InvalidRequest { .. } => TransitError::InvalidInput(message),
+        VaultError::InvalidRequest { .. } | VaultError::SubjectForgotten => {
+            TransitError::InvalidInput(message)
+        }
         // A missing mount or a refused login is an operator's fix, not the record's
         // fault: the pipeline pauses (and says why) rather than dead-letter everything.
         VaultError::Unavailable { .. }

@@ -35,6 +35,11 @@ pub enum VaultError {
         key: String,
         message: String,
     },
+    /// The key of a data subject `kafka-transit forget` forgot (docs/forgetting.md): the
+    /// runner refuses it without asking Vault. The message names no key: the record's
+    /// subject chose it.
+    #[error("subject forgotten: this record's data subject was forgotten (kafka-transit forget); nothing of theirs is sealed again")]
+    SubjectForgotten,
     /// Authentication problem: token source, AppRole login, token rejected, TLS trust
     /// configuration.
     #[error("Vault authentication/configuration problem: {detail}")]

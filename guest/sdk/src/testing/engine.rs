@@ -69,8 +69,8 @@ pub(super) struct State {
 }
 
 /// What the host answers a seal under a forgotten subject's key.
-pub(super) const FORGOTTEN: &str =
-    "the data subject of this transit key was forgotten (kafka-transit forget): nothing is sealed under its key again";
+pub(super) const FORGOTTEN: &str = "subject forgotten: this record's data subject was forgotten \
+     (kafka-transit forget); nothing of theirs is sealed again";
 
 /// Vault's own text when a ciphertext does not open under the key, context and
 /// associated data given.
