@@ -51,7 +51,7 @@ import unicodedata
 
 import record_file
 # The customers' names, the findings and the trace header are protect-all.sh's too.
-from protect_all import FIRST, LAST, TRACEPARENT, Problems, traceparent  # noqa: E402
+from protect_all import FIRST, LAST, TRACEPARENT, Problems, leaks, traceparent  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from envelope_decrypt import parse_header  # noqa: E402 - demos/python, the reference reader
@@ -428,19 +428,6 @@ def vault_keys(names_path: str, list_path: str) -> None:
                     f"{len(set(kept) & keys)} of the {len(kept)} other subjects', "
                     f"{len(set(forgotten) & keys)} of the {len(forgotten)} forgotten ones'; others: "
                     f"{sorted(keys - subject_keys)}")
-
-
-def leaks(tokens_path: str, path: str, every: bool) -> None:
-    tokens = lines_of(tokens_path)
-    data = open(path, "rb").read()
-    found = [t for t in tokens if t.encode() in data]
-    problems = Problems()
-    if every and len(found) != len(tokens):
-        problems.add("tokens not found (the search does not work)", sorted(set(tokens) - set(found))[:5])
-    if not every and found:
-        problems.add("personal tokens in clear", found)
-    problems.report(f"{os.path.basename(path)}: {len(data)} bytes, {len(found)} of {len(tokens)} personal tokens "
-                    f"(customer ids, names, e-mails) found")
 
 
 def reasons_start(dead_path: str, prefix: str) -> None:
