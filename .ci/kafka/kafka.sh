@@ -10,6 +10,14 @@ POM="$HERE/pom.xml"
 VERSION="$(sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' "$POM")"
 CACHE="${KAFKA_TRANSIT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-transit}"
 LIBS="$CACHE/kafka-$VERSION/libs"
+# KAFKA_TRANSIT_KAFKA_LIBS: brokers run from these jars instead (another Kafka version that
+# something else installed: bench/mirror.sh runs .ci/kafka/mirrormaker.sh's); install then
+# only checks they are there.
+if [ -n "${KAFKA_TRANSIT_KAFKA_LIBS:-}" ]; then
+  LIBS=$KAFKA_TRANSIT_KAFKA_LIBS
+  VERSION=$(find "$LIBS" -maxdepth 1 -name 'kafka_2.13-*.jar' -printf '%f\n' 2>/dev/null \
+    | sed -n 's/^kafka_2\.13-\(.*\)\.jar$/\1/p' | head -n 1)
+fi
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 SCRAM_USER=kafka-transit
 
@@ -46,6 +54,11 @@ say() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 cmd_install() {
+  if [ -n "${KAFKA_TRANSIT_KAFKA_LIBS:-}" ]; then
+    [ -n "$VERSION" ] || die "KAFKA_TRANSIT_KAFKA_LIBS=$LIBS holds no kafka_2.13 jar"
+    echo "$LIBS"
+    return
+  fi
   if [ ! -d "$LIBS" ]; then
     command -v mvn >/dev/null || die "mvn (Maven) is required to install Kafka"
     say "installing Kafka $VERSION jars from Maven Central into $CACHE"
