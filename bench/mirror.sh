@@ -9,14 +9,14 @@
 #
 # Starts two Kafka clusters and OpenBao here and stops everything on exit; the results
 # (mirror.md, mirror.json), configurations and copier logs stay in --out (default: a new
-# directory under $TMPDIR). The brokers and
-# MirrorMaker are one Kafka version (.ci/kafka/mirrormaker.sh). kafka-transit is
-# KAFKA_TRANSIT_BIN, else the workspace's target/release/kafka-transit (built if missing).
+# directory under $TMPDIR). The brokers and MirrorMaker are one Kafka version
+# (.ci/kafka/mirrormaker.sh). kafka-transit is KAFKA_TRANSIT_BIN, else the workspace's
+# target/release/kafka-transit (built if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORDS=500000 VALUE_BYTES=1024 PARTITIONS=6 RUNS=1 SMOKE=false OUT=""
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --records) RECORDS=${2:?--records needs a value}; shift ;;
