@@ -30,7 +30,12 @@
 //!   The transit key `bench` is created if missing.
 //! - `--transaction-interval-ms N`: `pipeline.transaction_interval` of the exactly-once rows.
 //! - `--only WORD,WORD`: only rows whose label (`measure/policy/size`, e.g.
-//!   `pipeline-eos/envelope-seal/1KiB`) contains one of the words.
+//!   `pipeline-eos/envelope-seal/1KiB`, or `latency/policy/delivery/rate`, e.g.
+//!   `latency/encrypt-value/exactly-once/1000rps`) contains one of the words: `--only
+//!   latency` runs the latency rows alone.
+//! - `--rates R,R` (default 1000,10000): records per second of the latency rows.
+//! - `--latency-seconds S` (default 5): measured seconds of each latency row, after 1 s
+//!   of warm-up at the same rate.
 //! - `--json FILE`: also write the summary as JSON (bench/run.sh reads it).
 //!
 //! `RUST_LOG` (e.g. `kafka_transit=debug`) prints the pipeline's own log to stderr.
@@ -42,6 +47,24 @@
 //!   pipeline (consumer group) per pass consumes the input topic and produces to a sink
 //!   topic; time runs from the first record consumed to the last one acknowledged, so
 //!   group join is not counted.
+//!
+//! - `latency` (run after the rounds, once each, in a table of their own): records of
+//!   1 KiB sent at a fixed rate (`--rates`) to a fresh source topic by a producer with
+//!   `linger.ms = 0`, every millisecond the records due by then, through a pipeline of
+//!   passthrough, envelope-seal or encrypt-value, at-least-once and exactly-once, built as
+//!   the pipeline rows build theirs (fresh topics and group), and read from the sink by a
+//!   `read_committed` consumer. Each record carries the microsecond it was handed to the
+//!   producer in the header `bench.sent-us` (which these policies leave as it is; a
+//!   record without it falls back to its CreateTime, to the millisecond, and the table
+//!   says how many did); the reader, in this process on the same clock, takes the
+//!   microsecond it sees it. p50, p99 and max are over the records sent after a 1 s
+//!   warm-up, for `--latency-seconds`; a row fails unless every record sent was seen.
+//!   `latency/direct/<rate>` is the producer and the reader on one topic, no pipeline:
+//!   what Kafka alone costs; each row's `added` p50 and p99 are its own minus direct's.
+//!   The mock cluster does not honour `read_committed` (no transaction markers, last
+//!   stable offset = high watermark), so only `--kafka` shows exactly-once's wait for the
+//!   commit (about `transaction_interval`); and it holds an empty fetch for all of
+//!   `fetch.wait.max.ms`, so there the reader and the pipelines' consumers take 5 ms.
 //!
 //! The decrypt side (decrypt-value, decrypt-fields, envelope-open) reads what the
 //! matching encrypting policy wrote: those inputs are prepared once, before the rounds,
@@ -89,6 +112,7 @@ mod kafka_support;
 mod registry_support;
 
 use std::collections::btree_map::{BTreeMap, Entry};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -97,9 +121,10 @@ use kafka_transit::config::{DeliveryGuarantee, PolicySource};
 use kafka_transit::policy::pipeline::PipelineView;
 use kafka_transit::policy::{Header, Limits, PolicyRunner, PolicyRuntime, SourceRecord};
 use kafka_transit::vault::{VaultClient, VaultSettings, VaultToken};
-use rdkafka::message::OwnedHeaders;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// A policy and its configuration (`[policy.config]` TOML), and the records it reads.
 struct Case {
@@ -226,6 +251,10 @@ struct Options {
     transaction_interval: Option<Duration>,
     only: Vec<String>,
     json: Option<String>,
+    /// Records per second of the latency rows.
+    rates: Vec<u64>,
+    /// Measured seconds of each latency row (after `LATENCY_WARMUP`).
+    latency_seconds: f64,
 }
 
 fn options() -> Options {
@@ -240,6 +269,8 @@ fn options() -> Options {
         transaction_interval: None,
         only: Vec::new(),
         json: None,
+        rates: vec![1_000, 10_000],
+        latency_seconds: 5.0,
     };
     // `cargo bench` adds `--bench`: unknown arguments are ignored rather than refused.
     let args: Vec<String> = std::env::args().collect();
@@ -264,10 +295,27 @@ fn options() -> Options {
             }
             "--only" => options.only = value.split(',').map(str::to_string).collect(),
             "--json" => options.json = Some(value.to_string()),
+            "--rates" => {
+                options.rates = value
+                    .split(',')
+                    .map(|s| s.trim().parse().expect("--rates R,R (records per second)"))
+                    .collect()
+            }
+            "--latency-seconds" => {
+                options.latency_seconds = value.parse().expect("--latency-seconds S")
+            }
             _ => {}
         }
     }
     assert!(options.rounds > 0, "--rounds must be at least 1");
+    assert!(
+        options.rates.iter().all(|&r| r > 0),
+        "--rates must be at least 1"
+    );
+    assert!(
+        options.latency_seconds > 0.0,
+        "--latency-seconds must be more than 0"
+    );
     options
 }
 
@@ -996,6 +1044,41 @@ async fn policy_round(
     }
 }
 
+/// The pipeline file of a pipeline row (and a latency row) of `case`: `topics` are the
+/// source topic, the sink topic and the consumer group.
+fn pipeline_config(
+    case: &Case,
+    delivery: DeliveryGuarantee,
+    value_bytes: usize,
+    [input, sink, group]: [&str; 3],
+    options: &Options,
+    kafka: &TestKafka,
+    vault: &Vault,
+) -> kafka_transit::config::PipelineConfig {
+    let spec = PipelineSpec {
+        source_bootstrap: &kafka.bootstrap,
+        sink_bootstrap: &kafka.bootstrap,
+        source_topic: input,
+        sink_topic: sink,
+        group,
+        policy: format!("builtin = \"{}\"", case.policy),
+        policy_config: case.toml,
+        errors: "on_failure = \"stop\"",
+        vault_address: &vault.url(),
+        schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
+    };
+    let mut config = config_of(&spec, case);
+    config.pipeline.delivery = delivery;
+    if let Some(interval) = options.transaction_interval {
+        config.pipeline.transaction_interval = interval;
+    }
+    config.pipeline.batch_size = 500;
+    config.pipeline.progress_interval = Duration::from_secs(3600);
+    // Room for an envelope around the largest value.
+    config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * value_bytes);
+    config
+}
+
 /// One pass of a pipeline row: a fresh consumer group reads the whole input topic.
 #[allow(clippy::too_many_arguments)]
 async fn pipeline_pass(
@@ -1009,29 +1092,18 @@ async fn pipeline_pass(
     vault: &Vault,
     client: &VaultClient,
 ) -> Sample {
-    let spec = PipelineSpec {
-        source_bootstrap: &kafka.bootstrap,
-        sink_bootstrap: &kafka.bootstrap,
-        source_topic: input,
-        sink_topic: sink,
-        group,
-        policy: format!("builtin = \"{}\"", row.case.policy),
-        policy_config: row.case.toml,
-        errors: "on_failure = \"stop\"",
-        vault_address: &vault.url(),
-        schema_registry: REGISTRY.get().map(|registry| registry.url.as_str()),
+    let Measure::Pipeline(delivery) = row.measure else {
+        unreachable!("a pass of a policy row")
     };
-    let mut config = config_of(&spec, row.case);
-    if let Measure::Pipeline(delivery) = row.measure {
-        config.pipeline.delivery = delivery;
-    }
-    if let Some(interval) = options.transaction_interval {
-        config.pipeline.transaction_interval = interval;
-    }
-    config.pipeline.batch_size = 500;
-    config.pipeline.progress_interval = Duration::from_secs(3600);
-    // Room for an envelope around the largest value.
-    config.pipeline.max_record_bytes = config.pipeline.max_record_bytes.max(2 * row.value_bytes);
+    let config = pipeline_config(
+        row.case,
+        delivery,
+        row.value_bytes,
+        [input, sink, group],
+        options,
+        kafka,
+        vault,
+    );
     let pipeline = RunningPipeline::start(config, client.clone()).await;
     // Group join takes seconds and is not what is measured: wait for the first record,
     // polling often so the start of the measured time is close to it.
@@ -1066,6 +1138,507 @@ async fn pipeline_pass(
         seconds,
         cpu_seconds: cpu,
         vault_requests: requests,
+    }
+}
+
+/// The policies of the latency rows, each at both delivery guarantees.
+const LATENCY_POLICIES: &[&str] = &["passthrough", "envelope-seal", "encrypt-value"];
+const LATENCY_DELIVERIES: [DeliveryGuarantee; 2] = [
+    DeliveryGuarantee::AtLeastOnce,
+    DeliveryGuarantee::ExactlyOnce,
+];
+const LATENCY_VALUE_BYTES: usize = 1024;
+/// Records sent before the measured ones, at the same rate, and not measured (they are
+/// still checked to arrive).
+const LATENCY_WARMUP: Duration = Duration::from_secs(1);
+/// The header carrying when a record was handed to the producer: microseconds since the
+/// epoch, in decimal. Every latency policy keeps headers as they are (`headers = "seal"`
+/// is off), so it reaches the sink readable.
+const SENT_HEADER: &str = "bench.sent-us";
+/// Keys of the records that show a pipeline (and the reader) are running, one a partition.
+const PRIME_KEY: &[u8] = b"prime-";
+/// The latency readers' `fetch.wait.max.ms`, and on the mock cluster the latency
+/// pipelines' (see `Reader::start`).
+const MOCK_FETCH_WAIT_MS: &str = "5";
+/// How long the records still missing at the end of a latency row may take to arrive
+/// before the row counts them lost.
+const LATENCY_DRAIN: Duration = Duration::from_secs(60);
+
+/// Microseconds since the epoch, from a monotonic clock (the wall clock read once): the
+/// producer's and the reader's timestamps are both taken here, in this process.
+fn now_us() -> u64 {
+    static ORIGIN: OnceLock<(Instant, u64)> = OnceLock::new();
+    let (instant, epoch_us) = *ORIGIN.get_or_init(|| {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970");
+        (Instant::now(), since_epoch.as_micros() as u64)
+    });
+    epoch_us + instant.elapsed().as_micros() as u64
+}
+
+fn delivery_label(delivery: DeliveryGuarantee) -> &'static str {
+    match delivery {
+        DeliveryGuarantee::AtLeastOnce => "at-least-once",
+        DeliveryGuarantee::ExactlyOnce => "exactly-once",
+    }
+}
+
+/// A latency row: a policy's pipeline at a delivery guarantee, or Kafka alone (`None`),
+/// at `rate` records per second.
+#[derive(Clone, Copy)]
+struct LatencyId {
+    pipeline: Option<(&'static Case, DeliveryGuarantee)>,
+    rate: u64,
+}
+
+impl LatencyId {
+    fn label(&self) -> String {
+        match self.pipeline {
+            None => format!("latency/direct/{}rps", self.rate),
+            Some((case, delivery)) => format!(
+                "latency/{}/{}/{}rps",
+                case.name,
+                delivery_label(delivery),
+                self.rate
+            ),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.pipeline.map_or("direct", |(case, _)| case.name)
+    }
+}
+
+/// What a latency row measured: send-to-seen times of the measured records.
+struct Latency {
+    id: LatencyId,
+    /// Records measured (sent after the warm-up), every one of them seen.
+    records: usize,
+    /// The rate the producer held over the measured records.
+    sent_per_second: f64,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    /// Records whose sent time came from their CreateTime (milliseconds), the header
+    /// missing on the sink.
+    create_time: usize,
+    /// Records seen more than once (at-least-once may write a record again).
+    duplicates: usize,
+}
+
+/// What the reader saw, by record sequence number.
+#[derive(Default)]
+struct Seen {
+    /// Microseconds from sent to seen; `u64::MAX` for a record not seen (yet).
+    latency_us: Vec<u64>,
+    duplicates: usize,
+    create_time: usize,
+}
+
+/// A read_committed consumer of every partition of a topic, on a thread of its own,
+/// noting when each record arrives.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    /// Distinct records seen (priming records not counted).
+    seen: Arc<AtomicUsize>,
+    /// Distinct priming records seen.
+    primes: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Seen>,
+}
+
+impl Reader {
+    fn start(bootstrap: &str, topic: &str) -> Reader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{topic}-reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            // Apache Kafka answers a fetch as soon as one byte is there (fetch.min.bytes
+            // = 1); the mock cluster instead holds a fetch that finds nothing for the
+            // whole fetch.wait.max.ms (500 ms by default), even if records arrive.
+            .set("fetch.wait.max.ms", MOCK_FETCH_WAIT_MS)
+            .create()
+            .expect("reader");
+        let mut partitions = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            partitions
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&partitions).expect("assign");
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let primes = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::spawn({
+            let (stop, seen_count, primes_count) = (stop.clone(), seen.clone(), primes.clone());
+            move || {
+                let mut seen = Seen::default();
+                let mut distinct = 0;
+                let mut prime_keys = std::collections::BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let message = match consumer.poll(Duration::from_millis(20)) {
+                        None => continue,
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) => {
+                            eprintln!("latency reader: {error}");
+                            continue;
+                        }
+                    };
+                    let now = now_us();
+                    let key = message.key().unwrap_or_default();
+                    if key.starts_with(PRIME_KEY) {
+                        prime_keys.insert(key.to_vec());
+                        primes_count.store(prime_keys.len(), Ordering::Relaxed);
+                        continue;
+                    }
+                    let sequence: usize = std::str::from_utf8(key)
+                        .ok()
+                        .and_then(|k| k.strip_prefix('l')?.parse().ok())
+                        .unwrap_or_else(|| panic!("a latency record's key: {key:?}"));
+                    let header = message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == SENT_HEADER)
+                            .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<u64>().ok())
+                    });
+                    let sent = header.unwrap_or_else(|| {
+                        seen.create_time += 1;
+                        let ms = message.timestamp().to_millis().expect("a CreateTime");
+                        ms as u64 * 1000
+                    });
+                    if seen.latency_us.len() <= sequence {
+                        seen.latency_us.resize(sequence + 1, u64::MAX);
+                    }
+                    if seen.latency_us[sequence] == u64::MAX {
+                        seen.latency_us[sequence] = now.saturating_sub(sent);
+                        distinct += 1;
+                        seen_count.store(distinct, Ordering::Relaxed);
+                    } else {
+                        seen.duplicates += 1;
+                    }
+                }
+                seen
+            }
+        });
+        Reader {
+            stop,
+            seen,
+            primes,
+            thread,
+        }
+    }
+
+    fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("latency reader")
+    }
+}
+
+/// The latency producer: records handed over at once (linger.ms = 0).
+fn latency_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("latency producer")
+}
+
+/// Sends one priming record to every partition of `topic` until the reader has seen all
+/// of them (through the pipeline, if there is one): the pipeline has joined its group
+/// and every partition is being read.
+async fn prime(producer: &FutureProducer, topic: &str, reader: &Reader, label: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        for partition in 0..PARTITIONS {
+            let key = [PRIME_KEY, partition.to_string().as_bytes()].concat();
+            producer
+                .send(
+                    FutureRecord::<[u8], [u8]>::to(topic)
+                        .partition(partition)
+                        .key(&key)
+                        .payload(b"prime"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .expect("priming record acknowledged");
+        }
+        let wait = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < wait {
+            if reader.primes.load(Ordering::Relaxed) >= PARTITIONS as usize {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{label}: the priming records did not come through in 120 s"
+        );
+    }
+}
+
+/// Sends `LATENCY_WARMUP` and then `measured` worth of records at `rate` per second:
+/// every millisecond, the records due by then. Returns how many were sent before the
+/// measured ones, how many in all, and the seconds the measured ones took to send.
+async fn paced_produce(
+    producer: &FutureProducer,
+    topic: &str,
+    rate: u64,
+    measured: Duration,
+) -> (usize, usize, f64) {
+    let warm = (rate as f64 * LATENCY_WARMUP.as_secs_f64()).round() as usize;
+    let total = warm + ((rate as f64 * measured.as_secs_f64()).round() as usize).max(1);
+    let mut deliveries = Vec::with_capacity(total);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = Instant::now();
+    let mut measured_from = started;
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(total);
+        while sent < due {
+            if sent == warm {
+                measured_from = Instant::now();
+            }
+            let key = format!("l{sent}");
+            let value = value(sent, LATENCY_VALUE_BYTES);
+            let now = now_us();
+            let stamp = now.to_string();
+            let headers = OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: SENT_HEADER,
+                value: Some(stamp.as_bytes()),
+            });
+            let record = FutureRecord::to(topic)
+                .key(&key)
+                .payload(&value)
+                .headers(headers)
+                .timestamp((now / 1000) as i64);
+            deliveries.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+            sent += 1;
+        }
+    }
+    let seconds = measured_from.elapsed().as_secs_f64();
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("acknowledged");
+    }
+    (warm, total, seconds)
+}
+
+/// The `q` quantile of sorted `values`, by nearest rank.
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One latency row: fresh topics (and a pipeline with a fresh group reading one and
+/// writing the other), a reader, the primes, then records at the row's rate.
+async fn latency_row(
+    id: LatencyId,
+    prefix: &str,
+    options: &Options,
+    kafka: &TestKafka,
+    vault: &Vault,
+    client: &VaultClient,
+) -> Latency {
+    let label = id.label();
+    eprintln!("{label}...");
+    let name = label.replace('/', "-");
+    let input = format!("{prefix}-{name}-in");
+    let sink = format!("{prefix}-{name}-out");
+    let mut topics = vec![(input.as_str(), PARTITIONS)];
+    if id.pipeline.is_some() {
+        topics.push((sink.as_str(), PARTITIONS));
+    }
+    kafka.create_topics(&topics, &[]).await;
+    let pipeline = match id.pipeline {
+        None => None,
+        Some((case, delivery)) => {
+            let group = format!("{prefix}-{name}");
+            let mut config = pipeline_config(
+                case,
+                delivery,
+                LATENCY_VALUE_BYTES,
+                [&input, &sink, &group],
+                options,
+                kafka,
+                vault,
+            );
+            if kafka.is_mock() {
+                // The mock cluster holds a fetch that finds nothing for the whole
+                // fetch.wait.max.ms (librdkafka's 500 ms) even when records arrive
+                // meanwhile, where Apache Kafka answers as they arrive: without this the
+                // mock's rows measure that wait (p50 ~265 ms, p99 ~505 ms at 1,000/s).
+                config
+                    .source
+                    .properties
+                    .0
+                    .insert("fetch.wait.max.ms".into(), MOCK_FETCH_WAIT_MS.into());
+            }
+            Some(RunningPipeline::start(config, client.clone()).await)
+        }
+    };
+    let read = if pipeline.is_some() { &sink } else { &input };
+    let reader = Reader::start(&kafka.bootstrap, read);
+    let producer = latency_producer(&kafka.bootstrap);
+    prime(&producer, &input, &reader, &label).await;
+    let measured = Duration::from_secs_f64(options.latency_seconds);
+    let (warm, total, seconds) = paced_produce(&producer, &input, id.rate, measured).await;
+    let deadline = Instant::now() + LATENCY_DRAIN;
+    while reader.seen.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = reader.finish();
+    if let Some(pipeline) = pipeline {
+        let end = pipeline
+            .stop()
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(end.dead_lettered, 0, "{label}: records dead-lettered");
+    }
+    if !kafka.is_mock() {
+        let names: Vec<&str> = topics.iter().map(|(t, _)| *t).collect();
+        kafka.delete_topics(&names).await;
+    }
+    let missing = (0..total)
+        .filter(|&i| seen.latency_us.get(i).is_none_or(|&l| l == u64::MAX))
+        .count();
+    assert_eq!(
+        missing, 0,
+        "{label}: {missing} of {total} records produced never reached {read} (waited {LATENCY_DRAIN:?})"
+    );
+    let mut latencies = seen.latency_us[warm..total].to_vec();
+    latencies.sort_unstable();
+    Latency {
+        id,
+        records: latencies.len(),
+        sent_per_second: latencies.len() as f64 / seconds.max(1e-9),
+        p50_us: quantile(&latencies, 0.5),
+        p99_us: quantile(&latencies, 0.99),
+        max_us: latencies[latencies.len() - 1],
+        create_time: seen.create_time,
+        duplicates: seen.duplicates,
+    }
+}
+
+/// The latency table, and the rows as JSON.
+fn report_latency(
+    latencies: &[Latency],
+    options: &Options,
+    where_: &str,
+    json: &mut Vec<serde_json::Value>,
+) {
+    if latencies.is_empty() {
+        return;
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let same_rate = |row: &Latency, name: &str, delivery: Option<DeliveryGuarantee>| {
+        latencies.iter().find(|r| {
+            r.id.rate == row.id.rate
+                && r.id.name() == name
+                && r.id.pipeline.map(|(_, d)| d) == delivery
+        })
+    };
+    println!(
+        "\nlatency through {where_}: {} KiB values sent at a fixed rate by a producer with \
+         linger.ms = 0 to the source topic, read from the sink topic by a read_committed \
+         consumer; per record, the time it was seen minus the time it was handed to the \
+         producer (header {SENT_HEADER}, microseconds, one clock in this process); \
+         {:?} of warm-up, then {} s measured; every record sent must be seen",
+        LATENCY_VALUE_BYTES / 1024,
+        LATENCY_WARMUP,
+        options.latency_seconds
+    );
+    println!(
+        "direct = the same producer and consumer on one topic, no pipeline: what Kafka alone \
+         costs; added = the row minus direct at the same rate; p99 / passthrough = against \
+         passthrough at the same delivery and rate; exactly-once transaction_interval {}",
+        options
+            .transaction_interval
+            .map_or_else(|| "default (100 ms)".to_string(), |i| format!("{i:?}"))
+    );
+    if options.kafka.is_none() {
+        println!(
+            "NOTE: the mock cluster ignores read_committed (it writes no transaction markers \
+             and its last stable offset is its high watermark): exactly-once records are seen \
+             before their transaction commits. Use --kafka for exactly-once latency. The \
+             pipelines' consumers get fetch.wait.max.ms = {MOCK_FETCH_WAIT_MS} here, as the \
+             reader: the mock holds an empty fetch for all of it (Apache Kafka does not)."
+        );
+    }
+    println!(
+        "\n{:<44} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "row",
+        "records",
+        "sent/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "added p50",
+        "added p99",
+        "p99/pass"
+    );
+    for row in latencies {
+        let direct = same_rate(row, "direct", None);
+        let passthrough = row
+            .id
+            .pipeline
+            .and_then(|(_, delivery)| same_rate(row, "passthrough", Some(delivery)));
+        let added = |f: fn(&Latency) -> u64| {
+            direct
+                .filter(|_| row.id.pipeline.is_some())
+                .map(|d| (f(row) as f64 - f(d) as f64) / 1000.0)
+        };
+        let added_p50 = added(|l| l.p50_us);
+        let added_p99 = added(|l| l.p99_us);
+        let vs_passthrough = passthrough.map(|p| row.p99_us as f64 / p.p99_us.max(1) as f64);
+        let show =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        println!(
+            "{:<44} {:>8} {:>8.0} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>10} {:>8}",
+            row.id.label(),
+            row.records,
+            row.sent_per_second,
+            ms(row.p50_us),
+            ms(row.p99_us),
+            ms(row.max_us),
+            show(added_p50, 2),
+            show(added_p99, 2),
+            show(vs_passthrough, 2),
+        );
+        if row.create_time > 0 {
+            println!(
+                "  {} records had no {SENT_HEADER} header on the sink: their sent time is \
+                 their CreateTime, to the millisecond",
+                row.create_time
+            );
+        }
+        if row.duplicates > 0 {
+            println!("  {} records were seen more than once", row.duplicates);
+        }
+        json.push(serde_json::json!({
+            "measure": "latency",
+            "name": row.id.name(),
+            "policy": row.id.pipeline.map(|(case, _)| case.policy),
+            "delivery": row.id.pipeline.map(|(_, d)| delivery_label(d)),
+            "rate": row.id.rate,
+            "value_bytes": LATENCY_VALUE_BYTES,
+            "records": row.records,
+            "sent_per_second": row.sent_per_second,
+            "latency_us": {"p50": row.p50_us, "p99": row.p99_us, "max": row.max_us},
+            "added_us": added_p50.zip(added_p99).map(|(p50, p99)| {
+                serde_json::json!({"p50": p50 * 1000.0, "p99": p99 * 1000.0})
+            }),
+            "p99_vs_passthrough": vs_passthrough,
+            "create_time_records": row.create_time,
+            "duplicates": row.duplicates,
+        }));
     }
 }
 
@@ -1231,7 +1804,30 @@ async fn main() {
             }
         }
     }
-    assert!(!rows.is_empty(), "no row matches --only");
+    // The latency rows, each rate's direct baseline first.
+    let mut latency_ids: Vec<LatencyId> = Vec::new();
+    for &rate in &options.rates {
+        latency_ids.push(LatencyId {
+            pipeline: None,
+            rate,
+        });
+        for &policy in LATENCY_POLICIES {
+            for delivery in LATENCY_DELIVERIES {
+                latency_ids.push(LatencyId {
+                    pipeline: Some((case(policy), delivery)),
+                    rate,
+                });
+            }
+        }
+    }
+    latency_ids.retain(|id| {
+        let label = id.label();
+        options.only.is_empty() || options.only.iter().any(|w| label.contains(w))
+    });
+    assert!(
+        !rows.is_empty() || !latency_ids.is_empty(),
+        "no row matches --only"
+    );
 
     // Kafka, with the input topics the pipeline rows read.
     let mut used_inputs: Vec<(usize, &str)> = Vec::new();
@@ -1251,7 +1847,7 @@ async fn main() {
     }
     let mut kafka = None;
     let mut where_ = String::from("no Kafka");
-    if !topics.is_empty() {
+    if !topics.is_empty() || !latency_ids.is_empty() {
         let mut list: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), PARTITIONS)).collect();
         let cluster = match &options.kafka {
             None => {
@@ -1348,13 +1944,20 @@ async fn main() {
         }
     }
 
-    report(&rows, &options, &where_, &vault);
+    // The latency rows, one after the other, after the throughput rounds.
+    let mut latencies = Vec::new();
+    for &id in &latency_ids {
+        let kafka = kafka.as_ref().unwrap();
+        latencies.push(latency_row(id, &prefix, &options, kafka, &vault, &client).await);
+    }
+
+    report(&rows, &latencies, &options, &where_, &vault);
     if let Vault::Dev(server) = vault {
         server.shutdown().await;
     }
 }
 
-fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
+fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, vault: &Vault) {
     // The row of `policy` (no options) on the same records, measure and size.
     let same_records = |row: &Row, policy: &str| {
         rows.iter().find(|r| {
@@ -1389,39 +1992,42 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
     .filter(|(yes, _)| *yes)
     .map(|(_, what)| *what)
     .collect::<Vec<_>>();
-    println!(
-        "\n{} rounds per row (after {} unmeasured), interleaved, each at least {} s; \
+    // Only latency rows: no throughput table.
+    if !rows.is_empty() {
+        println!(
+            "\n{} rounds per row (after {} unmeasured), interleaved, each at least {} s; \
          {vault_name}; pipeline rows through {where_}; batches of up to 500",
-        options.rounds, options.warmup, options.min_seconds
-    );
-    println!(
-        "median [min-max] over rounds; vs passthrough = median of per-round ratios to the \
+            options.rounds, options.warmup, options.min_seconds
+        );
+        println!(
+            "median [min-max] over rounds; vs passthrough = median of per-round ratios to the \
          passthrough row of the same measure, size and records (json-* rows: json-passthrough); \
          sink B/rec = bytes written to the sink per record (key, value, headers' names and values)"
-    );
-    if in_process.is_empty() {
-        println!("CPU: this process (the runner) alone, user+system, per MB/s of values moved");
-    } else {
-        println!(
-            "CPU: this process, user+system, per MB/s of values moved; it INCLUDES {} \
+        );
+        if in_process.is_empty() {
+            println!("CPU: this process (the runner) alone, user+system, per MB/s of values moved");
+        } else {
+            println!(
+                "CPU: this process, user+system, per MB/s of values moved; it INCLUDES {} \
              running in-process (use --kafka and --vault for the runner's own)",
-            in_process.join(" and ")
+                in_process.join(" and ")
+            );
+        }
+        println!(
+            "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>9} {:>10}",
+            "measure",
+            "size",
+            "policy",
+            "MB/s",
+            "[min-max]",
+            "records/s",
+            "vs passthrough",
+            "mcores/MB/s",
+            "vault/rnd",
+            "vault/1k",
+            "sink B/rec"
         );
     }
-    println!(
-        "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>9} {:>10}",
-        "measure",
-        "size",
-        "policy",
-        "MB/s",
-        "[min-max]",
-        "records/s",
-        "vs passthrough",
-        "mcores/MB/s",
-        "vault/rnd",
-        "vault/1k",
-        "sink B/rec"
-    );
     let mut json = Vec::new();
     for row in rows {
         let mbps: Vec<f64> = row.samples.iter().map(|s| row.mb_per_second(s)).collect();
@@ -1615,6 +2221,7 @@ fn report(rows: &[Row], options: &Options, where_: &str, vault: &Vault) {
             row.id.case.name
         );
     }
+    report_latency(latencies, options, where_, &mut json);
     if let Some(path) = &options.json {
         let text = serde_json::to_string_pretty(&json).unwrap();
         std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
