@@ -3,6 +3,9 @@
 //! resumes from them, a transaction the sink cannot take is aborted and repeated, and a
 //! second runner for the same partitions fences the first. Also, in either delivery
 //! mode, a record a compacted sink topic cannot take (it has no key) is dead-lettered.
+//! With source and sink on one cluster: offsets committed to the source group inside the
+//! runner's transaction, a restart and a rebalance without a record lost or repeated, and
+//! fencing of a second static runner.
 //!
 //! librdkafka's mock cluster cannot show these (it neither stores transactional offset
 //! commits nor hides aborted records from `read_committed` readers), so the tests are
@@ -35,9 +38,18 @@ struct Setup {
 
 impl Setup {
     async fn new(sink_topic_config: &[(&str, &str)]) -> Setup {
+        Setup::on(TestKafka::external("SINK"), sink_topic_config).await
+    }
+
+    /// Source and sink on one cluster (the source one).
+    async fn one_cluster() -> Setup {
+        Setup::on(TestKafka::external("SOURCE"), &[]).await
+    }
+
+    async fn on(sink: TestKafka, sink_topic_config: &[(&str, &str)]) -> Setup {
         let setup = Setup {
             source: TestKafka::external("SOURCE"),
-            sink: TestKafka::external("SINK"),
+            sink,
             input: support::unique_name("eos-in"),
             output: support::unique_name("eos-out"),
             group: support::unique_name("eos"),
@@ -378,4 +390,127 @@ async fn a_position_forged_on_the_sink_is_refused_and_nothing_is_skipped() {
     );
     assert_eq!(end.records_out, 300, "nothing skipped, nothing repeated");
     assert_each_once(&setup.sink_keys(&setup.output, 900).await, 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE (.ci/run sets it)"]
+async fn on_one_cluster_the_source_group_offsets_commit_in_the_transaction() {
+    let vault = support::start_vault_dev().await;
+    let setup = Setup::one_cluster().await;
+    setup.source.produce(&setup.input, &records(0, 1000)).await;
+    let first =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    first.wait_until(WAIT, |m| m.records_out >= 1000).await;
+    let end = first.stop().await.unwrap();
+    assert!(end.transactions_committed > 0);
+    assert_eq!(
+        setup.committed_on_source(),
+        1000,
+        "the transactions committed the source group's offsets"
+    );
+    // Nothing needs the offsets key (this vault-dev has none) or the offsets topic.
+    assert_eq!(end.positions_refused, 0);
+
+    setup
+        .source
+        .produce(&setup.input, &records(1000, 500))
+        .await;
+    let second =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    second.wait_until(WAIT, |m| m.records_out >= 500).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = second.stop().await.unwrap();
+    assert_eq!(
+        end.records_out, 500,
+        "resumed where the transactions left off"
+    );
+    assert_each_once(&setup.sink_keys(&setup.output, 1500).await, 1500);
+    assert_eq!(setup.committed_on_source(), 1500);
+}
+
+/// Partitions move to a runner that joins mid-stream while the first has a transaction
+/// open: the generation fences what the first can still commit, the second starts from
+/// what committed, and a `read_committed` reader sees every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE (.ci/run sets it)"]
+async fn on_one_cluster_a_rebalance_mid_stream_neither_loses_nor_repeats_a_record() {
+    let vault = support::start_vault_dev().await;
+    vault.faults().set_latency(Duration::from_millis(100));
+    let setup = Setup::one_cluster().await;
+    setup.source.produce(&setup.input, &records(0, 3000)).await;
+    let quick = |mut config: PipelineConfig| {
+        for (name, value) in [
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ] {
+            config
+                .source
+                .properties
+                .0
+                .insert(name.to_string(), value.to_string());
+        }
+        config
+    };
+    let first = RunningPipeline::start(
+        quick(setup.config(&vault.url())),
+        support::client_for(&vault),
+    )
+    .await;
+    first.wait_until(WAIT, |m| m.records_out >= 300).await;
+    let second = RunningPipeline::start(
+        quick(setup.config(&vault.url())),
+        support::client_for(&vault),
+    )
+    .await;
+    first.wait_until(WAIT, |m| m.partitions_revoked > 0).await;
+    vault.faults().clear();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while setup.committed_on_source() < 3000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled at {} of 3000 committed",
+            setup.committed_on_source()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (a, b) = (first.stop().await.unwrap(), second.stop().await.unwrap());
+    assert!(b.records_out > 0, "the second runner got partitions");
+    assert_each_once(&setup.sink_keys(&setup.output, 3000).await, 3000);
+    eprintln!(
+        "one cluster, rebalance: first {} out ({} aborted), second {} out ({} aborted)",
+        a.records_out, a.transactions_aborted, b.records_out, b.transactions_aborted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE (.ci/run sets it)"]
+async fn on_one_cluster_a_second_static_runner_fences_the_first() {
+    let vault = support::start_vault_dev().await;
+    vault.faults().set_latency(Duration::from_millis(100));
+    let setup = Setup::one_cluster().await;
+    setup.source.produce(&setup.input, &records(0, 3000)).await;
+    let static_config = || {
+        let mut config = setup.config(&vault.url());
+        config.source.assignment = Assignment::Static;
+        config
+    };
+    let first = RunningPipeline::start(static_config(), support::client_for(&vault)).await;
+    first.wait_until(WAIT, |m| m.records_out >= 300).await;
+    let second = RunningPipeline::start(static_config(), support::client_for(&vault)).await;
+    match first.finished(WAIT).await {
+        Err(PipelineError::Fenced {
+            transactional_id, ..
+        }) => assert_eq!(transactional_id, format!("{}.runner", setup.group)),
+        other => panic!("the first runner was not fenced: {other:?}"),
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while setup.committed_on_source() < 3000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second runner stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.stop().await.unwrap();
+    assert_each_once(&setup.sink_keys(&setup.output, 3000).await, 3000);
 }

@@ -107,7 +107,9 @@ impl Access {
     pub fn of(config: &PipelineConfig, token: Token) -> Access {
         let mut access = Access::default();
         access.add_policy(config);
-        if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
+        // Across clusters the positions in the offsets topic are signed; on one cluster
+        // they are the source group's offsets, in the transaction.
+        if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce && !config.one_cluster() {
             let key = &config.pipeline.offsets_key;
             let mount = &config.vault.mount;
             access.grant(

@@ -190,7 +190,7 @@ fn check_kafka(config: &PipelineConfig, problems: &mut Vec<String>) -> anyhow::R
             }
         }
     }
-    if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce {
+    if config.pipeline.delivery == DeliveryGuarantee::ExactlyOnce && !config.one_cluster() {
         let topic = &config.pipeline.offsets_topic;
         match state(&sink, topic) {
             TopicState::Partitions(_) => println!("  {topic} (exactly-once offsets, sink cluster): exists"),

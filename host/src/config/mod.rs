@@ -609,7 +609,10 @@ pub struct TuningConfig {
     /// records do not pile up in one policy instance's memory.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
-    /// How long to wait for a batch to fill before running a partial one.
+    /// How long to wait for a batch's first record; past it the batch is empty, which
+    /// tells the pipeline the source is quiet (it finishes what is open). A batch never
+    /// waits to fill: it takes what the consumer has already fetched, up to
+    /// `batch_size` and `max_batch_bytes`.
     #[serde(default = "default_batch_timeout", with = "duration_text")]
     pub batch_timeout: Duration,
     /// Batches produced but not yet acknowledged by the sink, at most.
@@ -743,13 +746,28 @@ impl PipelineConfig {
     }
 
     /// Where dead letters go, per source topic, when they go anywhere.
+    /// Whether source and sink are one cluster (the same `bootstrap_servers`): then
+    /// exactly-once commits the source offsets inside its transactions.
+    pub fn one_cluster(&self) -> bool {
+        let servers = |list: &str| {
+            let mut servers: Vec<String> = list
+                .split(',')
+                .map(|server| server.trim().to_ascii_lowercase())
+                .filter(|server| !server.is_empty())
+                .collect();
+            servers.sort();
+            servers
+        };
+        servers(&self.source.bootstrap_servers) == servers(&self.sink.bootstrap_servers)
+    }
+
     pub fn dead_letter_route(&self) -> Result<Option<Route>, ConfigError> {
         let Some(template) = &self.errors.dead_letter_topic else {
             return Ok(None);
         };
         let on_source_cluster = match self.errors.dead_letter_cluster {
             DeadLetterCluster::Source => true,
-            DeadLetterCluster::Sink => self.source.bootstrap_servers == self.sink.bootstrap_servers,
+            DeadLetterCluster::Sink => self.one_cluster(),
         };
         Ok(Some(Route::new(
             "errors.dead_letter_topic",
@@ -892,7 +910,7 @@ impl PipelineConfig {
             for (name, value) in self.sink.properties.0.iter() {
                 let refused = match name.as_str() {
                     "transactional.id" => Some(
-                        "with pipeline.delivery = \"exactly-once\" kafka-transit names one transactional producer per source partition (<source.group_id>.<topic>.<partition>); remove this property",
+                        "with pipeline.delivery = \"exactly-once\" kafka-transit names its transactional producers (<source.group_id>.<topic>.<partition> across clusters, <source.group_id>.runner-<random> on one cluster); remove this property",
                     ),
                     "enable.idempotence" if value == "false" => Some(
                         "transactions need the idempotent producer; remove this property",
@@ -1034,6 +1052,17 @@ mod reference;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_cluster_means_the_same_bootstrap_servers_in_any_order() {
+        let mut config = PipelineConfig::parse(EXAMPLE).unwrap();
+        assert!(config.one_cluster());
+        config.source.bootstrap_servers = "b:9092, A:9092".into();
+        config.sink.bootstrap_servers = "a:9092,b:9092".into();
+        assert!(config.one_cluster());
+        config.sink.bootstrap_servers = "a:9092,c:9092".into();
+        assert!(!config.one_cluster());
+    }
 
     const EXAMPLE: &str = r#"
 [source]

@@ -23,7 +23,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
 
-use super::transactions::Transactions;
+use super::error::PipelineError;
 
 /// A source partition.
 pub(crate) type Partition = (String, i32);
@@ -34,6 +34,33 @@ pub(crate) type BatchOffsets = HashMap<Partition, (i64, Epoch)>;
 
 /// One assignment of one partition to this runner.
 pub(crate) type Epoch = u64;
+
+/// What a delivery mode does when partitions come and go (exactly once: open and end
+/// the partitions' transactions). Called from librdkafka's rebalance callback (and, with
+/// static assignment, once at start-up); the calls may block.
+pub(crate) trait Handover: Send + Sync {
+    /// `partitions` were assigned: where each must start, for those the mode knows.
+    fn assigned(
+        &self,
+        _partitions: &[Partition],
+    ) -> Result<HashMap<Partition, i64>, PipelineError> {
+        Ok(HashMap::new())
+    }
+
+    /// [`Handover::assigned`] failed; the pipeline must stop on `error` before it reads
+    /// further.
+    fn failed(&self, _error: PipelineError) {}
+
+    /// The consumer's group metadata, at the start of every rebalance (its generation
+    /// fences transactional offset commits on one cluster).
+    fn group_changed(&self, _metadata: Option<rdkafka::consumer::ConsumerGroupMetadata>) {}
+
+    /// `partitions` are being revoked, before their in-flight batches are drained.
+    fn revoking(&self, _partitions: &[Partition]) {}
+
+    /// `partitions` are gone.
+    fn revoked(&self, _partitions: &[Partition]) {}
+}
 
 /// How long a revocation waits for in-flight batches before it lets the partitions go
 /// with what was acknowledged so far (the rest is repeated by the new owner).
@@ -248,11 +275,11 @@ fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
         .collect()
 }
 
-/// The source consumer's view of librdkafka: rebalances go through [`Ownership`] (and,
-/// exactly-once, [`Transactions`]); lag and revocations feed the metrics.
+/// The source consumer's view of librdkafka: rebalances go through [`Ownership`] and the
+/// delivery mode's [`Handover`]; lag and revocations feed the metrics.
 pub(crate) struct PipelineContext {
     pub(crate) ownership: Arc<Ownership>,
-    pub(crate) transactions: Option<Arc<Transactions>>,
+    pub(crate) handover: Arc<dyn Handover>,
     pub(crate) metrics: Arc<Metrics>,
     /// Whether the group rebalances incrementally (`cooperative-sticky`), known from the
     /// configuration: asking librdkafka (`rd_kafka_rebalance_protocol`) from the
@@ -323,18 +350,18 @@ impl ConsumerContext for PipelineContext {
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.handover
+            .group_changed(rdkafka::consumer::Consumer::group_metadata(consumer));
         match rebalance {
             Rebalance::Assign(partitions) => {
                 let assigned = partitions_of(partitions);
                 self.ownership.assigned(assigned.clone());
                 self.metrics.set_assigned(self.ownership.owned_count());
-                if let Some(transactions) = &self.transactions {
-                    match block_in_place(|| transactions.open(&assigned)) {
-                        Ok(committed) => resume_from(partitions, &committed),
-                        Err(error) => {
-                            tracing::error!("taking the assigned partitions failed: {error}");
-                            transactions.failed(error);
-                        }
+                match block_in_place(|| self.handover.assigned(&assigned)) {
+                    Ok(committed) => resume_from(partitions, &committed),
+                    Err(error) => {
+                        tracing::error!("taking the assigned partitions failed: {error}");
+                        self.handover.failed(error);
                     }
                 }
                 tracing::info!(
@@ -344,9 +371,7 @@ impl ConsumerContext for PipelineContext {
             }
             Rebalance::Revoke(partitions) => {
                 let revoked = partitions_of(partitions);
-                if let Some(transactions) = &self.transactions {
-                    block_in_place(|| transactions.commit_revoked(&revoked));
-                }
+                block_in_place(|| self.handover.revoking(&revoked));
                 // This callback runs inside the pipeline's poll; the delivery tasks that
                 // settle its batches run on other worker threads.
                 let commit = block_in_place(|| self.ownership.revoke(&revoked, REVOKE_DRAIN_LIMIT));
@@ -360,9 +385,7 @@ impl ConsumerContext for PipelineContext {
                         );
                     }
                 }
-                if let Some(transactions) = &self.transactions {
-                    transactions.close(&revoked);
-                }
+                self.handover.revoked(&revoked);
                 self.metrics.revoked(revoked.len() as u64);
                 self.metrics.set_assigned(self.ownership.owned_count());
                 tracing::info!(
@@ -395,7 +418,7 @@ pub(crate) fn resume_from(partitions: &TopicPartitionList, committed: &HashMap<P
 }
 
 /// Runs `f`, which blocks, without stalling other tasks of a multi-threaded runtime.
-pub(super) fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn block_in_place<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),

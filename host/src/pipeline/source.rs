@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -15,9 +16,10 @@ use crate::kafka::Consumed;
 use crate::metrics::Metrics;
 use crate::policy::SourceRecord;
 
-use super::ownership::{block_in_place, resume_from, Epoch, Ownership, Partition, PipelineContext};
-use super::transactions::Transactions;
-use super::{kafka_error, PipelineError};
+use super::error::{kafka_error, PipelineError};
+use super::ownership::{
+    block_in_place, resume_from, Epoch, Handover, Ownership, Partition, PipelineContext,
+};
 
 /// Records handed to the policy together, each with the epoch its partition was owned
 /// under when it was read.
@@ -34,7 +36,7 @@ pub(crate) struct Batch {
 pub(crate) struct Source {
     consumer: StreamConsumer<PipelineContext>,
     ownership: Arc<Ownership>,
-    transactions: Option<Arc<Transactions>>,
+    handover: Arc<dyn Handover>,
     metrics: Arc<Metrics>,
     /// Records that arrived while the source was paused; they open the next batch.
     pending: VecDeque<(Consumed, Epoch)>,
@@ -46,12 +48,12 @@ impl Source {
         config: &SourceConfig,
         tuning: &TuningConfig,
         ownership: Arc<Ownership>,
-        transactions: Option<Arc<Transactions>>,
+        handover: Arc<dyn Handover>,
         metrics: Arc<Metrics>,
     ) -> Result<Source, PipelineError> {
         let context = PipelineContext {
             ownership: ownership.clone(),
-            transactions: transactions.clone(),
+            handover: handover.clone(),
             metrics: metrics.clone(),
             cooperative: kafka::cooperative_assignment(&config.properties),
         };
@@ -60,7 +62,7 @@ impl Source {
         Ok(Source {
             consumer,
             ownership,
-            transactions,
+            handover,
             metrics,
             pending: VecDeque::new(),
             paused: false,
@@ -107,6 +109,18 @@ impl Source {
             Some("latest" | "largest" | "end") => Offset::End,
             _ => Offset::Beginning,
         };
+        let assigned: Vec<Partition> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        self.ownership.assigned(assigned.clone());
+        self.metrics.set_assigned(self.ownership.owned_count());
+        // Exactly once, this fences the previous runner first (so that nothing commits
+        // after the offsets below are read) and reads (and, for signed positions,
+        // verifies through Vault) what the sink holds, blocking: off the runtime's
+        // worker, as the rebalance path does.
+        let positions = block_in_place(|| self.handover.assigned(&assigned))?;
         let committed = committed_offsets(&self.consumer, &partitions, TIMEOUT).map_err(
             kafka_error("reading the committed offsets of source.group_id"),
         )?;
@@ -124,25 +138,16 @@ impl Source {
             partitions = start.count(),
             "source partitions assigned (static)"
         );
-        let assigned: Vec<Partition> = start
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
-        self.ownership.assigned(assigned.clone());
-        self.metrics.set_assigned(self.ownership.owned_count());
-        if let Some(transactions) = &self.transactions {
-            // Opening reads (and, for signed positions, verifies through Vault) what the
-            // sink holds, blocking: off the runtime's worker, as the rebalance path does.
-            resume_from(&start, &block_in_place(|| transactions.open(&assigned))?);
-        }
+        resume_from(&start, &positions);
         self.consumer
             .assign(&start)
             .map_err(kafka_error("assigning source partitions"))
     }
 
     /// Up to `pipeline.batch_size` records or `pipeline.max_batch_bytes` bytes (keys,
-    /// values and headers), waiting at most `pipeline.batch_timeout`.
+    /// values and headers) of what the consumer has fetched, waiting at most
+    /// `pipeline.batch_timeout` for the first record (an empty batch says the source is
+    /// quiet).
     pub(crate) async fn next_batch(&mut self, tuning: &TuningConfig) -> Batch {
         let mut batch = Batch {
             records: Vec::with_capacity(tuning.batch_size),
@@ -156,15 +161,32 @@ impl Source {
         while batch.records.len() < tuning.batch_size && held < tuning.max_batch_bytes as u64 {
             let (consumed, epoch) = match self.pending.pop_front() {
                 Some(pending) => pending,
-                None => match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Err(_elapsed) => break,
-                    Ok(Ok(message)) => match self.owned_record(&message) {
+                None if batch.records.is_empty() => {
+                    match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                        Err(_elapsed) => break,
+                        Ok(Ok(message)) => match self.owned_record(&message) {
+                            Some(owned) => owned,
+                            None => continue,
+                        },
+                        Ok(Err(error)) => {
+                            tracing::warn!("consumer: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            break;
+                        }
+                    }
+                }
+                // Once the batch has a record, it takes what librdkafka has already
+                // fetched and no more: waiting for records that may not come would add
+                // their wait to every record's latency. Under load the queue refills
+                // while a batch is in the policy, so batches still fill.
+                None => match self.consumer.recv().now_or_never() {
+                    None => break,
+                    Some(Ok(message)) => match self.owned_record(&message) {
                         Some(owned) => owned,
                         None => continue,
                     },
-                    Ok(Err(error)) => {
+                    Some(Err(error)) => {
                         tracing::warn!("consumer: {error}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                         break;
                     }
                 },
@@ -194,6 +216,12 @@ impl Source {
             .ownership
             .epoch(&(consumed.record.topic.clone(), consumed.record.partition))?;
         Some((consumed, epoch))
+    }
+
+    /// The consumer's group metadata (generation and member id), for offsets sent in a
+    /// transaction.
+    pub(crate) fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
     }
 
     /// Waits `duration` while a batch cannot go on (Vault sealed, unreachable), with
@@ -309,7 +337,8 @@ const FINAL_COMMIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// The group's committed offsets of `partitions`. A cluster that has just started (or
 /// is moving the group's coordinator) answers "not coordinator" or "loading" for a
-/// while; those are retried until `timeout`, as a consumer's own commits are.
+/// while, and offsets of an open transaction are "unstable"; those are retried until
+/// `timeout`, as a consumer's own commits are.
 fn committed_offsets<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     partitions: &TopicPartitionList,
@@ -335,6 +364,9 @@ fn coordinator_not_ready(error: &KafkaError) -> bool {
             RDKafkaErrorCode::NotCoordinator
                 | RDKafkaErrorCode::CoordinatorNotAvailable
                 | RDKafkaErrorCode::CoordinatorLoadInProgress
+                // A transaction that sent offsets is still open (exactly once on one
+                // cluster): they are readable once it ends.
+                | RDKafkaErrorCode::UnstableOffsetCommit
         )
     )
 }

@@ -522,6 +522,9 @@ async fn start_policy(config: &PipelineConfig, vault: &VaultClient) -> PolicyRun
 }
 
 /// A pipeline running in the background.
+/// How long [`RunningPipeline::stop`] waits for the pipeline to end.
+const STOP_LIMIT: Duration = Duration::from_secs(120);
+
 pub struct RunningPipeline {
     pub metrics: Arc<Metrics>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -609,10 +612,20 @@ impl RunningPipeline {
         }
     }
 
-    /// Stops the pipeline as SIGTERM would and returns how it ended.
+    /// Stops the pipeline as SIGTERM would and returns how it ended. A pipeline that
+    /// has not ended [`STOP_LIMIT`] after the request fails the test (a stop is bounded
+    /// by `pipeline.shutdown_timeout` and the commit and revocation limits, well within
+    /// it), naming its counters rather than hanging the test run.
     pub async fn stop(self) -> Result<Snapshot, PipelineError> {
         let _ = self.stop.send(());
-        self.task.await.expect("pipeline task")
+        match tokio::time::timeout(STOP_LIMIT, self.task).await {
+            Ok(ended) => ended.expect("pipeline task"),
+            Err(_elapsed) => panic!(
+                "the pipeline did not end within {STOP_LIMIT:?} of the stop request \
+                 (counters: {:?})",
+                self.metrics.snapshot()
+            ),
+        }
     }
 
     /// Waits for the pipeline to end by itself (an error that stops it).

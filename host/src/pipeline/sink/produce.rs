@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use super::stopping::Stopping;
+use crate::pipeline::stopping::Stopping;
 
 /// Hands a record to librdkafka, waiting while its local queue is full, unless the
 /// pipeline is stopping: then the full queue is the answer (nothing of the batch is

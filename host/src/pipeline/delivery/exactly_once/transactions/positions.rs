@@ -9,18 +9,33 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::kafka;
-use crate::pipeline::ownership::Partition;
-use crate::pipeline::PipelineError;
+use std::sync::Arc;
 
-use super::{Transactions, TRANSACTION_TIMEOUT};
+use crate::config::SinkConfig;
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::ownership::Partition;
+
+use super::authentication::PositionAuthenticator;
+use super::TRANSACTION_TIMEOUT;
 
 /// Longest wait for the offsets topic to be readable to its end: an open transaction
 /// of a runner that died holds it until a new owner fences that runner, or until the
 /// broker aborts it after `transaction.timeout.ms` (librdkafka's default: 60 s).
 const POSITIONS_TIMEOUT: Duration = Duration::from_secs(150);
 
-impl Transactions {
+/// The offsets topic of the sink cluster (`pipeline.offsets_topic`).
+pub(super) struct OffsetsTopic {
+    pub(super) topic: String,
+    /// Signs the positions written to it and checks those read back.
+    pub(super) authenticator: PositionAuthenticator,
+    pub(super) sink: SinkConfig,
+    pub(super) group_id: String,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl OffsetsTopic {
     /// The offsets-topic key of `partition`: `["<group>","<topic>",<partition>]`.
     fn position_key(&self, (topic, partition): &Partition) -> String {
         serde_json::json!([self.group_id, topic, partition]).to_string()
@@ -31,7 +46,7 @@ impl Transactions {
     /// "data_key":"vault:v1:..."}` (JSON, readable with any Kafka tool; see
     /// [`authentication`](super::authentication)). Blocking (a Vault request once an
     /// hour for a new signing key).
-    pub(crate) fn position_record(
+    pub(super) fn position_record(
         &self,
         partition: &Partition,
         next: i64,
@@ -58,11 +73,11 @@ impl Transactions {
     /// topic as `read_committed` up to the end it had when called, so that every
     /// transaction open then (a fenced owner's, another runner's) has ended first.
     /// Creates the topic if it does not exist. Blocking.
-    pub(super) fn positions(
+    pub(super) fn read(
         &self,
         partitions: &[Partition],
     ) -> Result<HashMap<Partition, i64>, PipelineError> {
-        let topic = self.offsets_topic.as_str();
+        let topic = self.topic.as_str();
         let failed = |context: &'static str| {
             move |error: KafkaError| self.topic_error(context, error.to_string())
         };
@@ -170,7 +185,7 @@ impl Transactions {
                 Err(refusal) => {
                     self.metrics.position_refused();
                     tracing::error!(
-                        offsets_topic = self.offsets_topic,
+                        offsets_topic = self.topic,
                         topic = partition.0,
                         partition = partition.1,
                         "refusing the position of a source partition in the offsets topic: \
@@ -187,7 +202,7 @@ impl Transactions {
         let admin = kafka::sink_admin(&self.sink)
             .map_err(|error| self.topic_error("creating it", error.to_string()))?;
         // One partition, compacted: one small record per source partition survives.
-        let topic = NewTopic::new(&self.offsets_topic, 1, TopicReplication::Fixed(-1))
+        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1))
             .set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(TRANSACTION_TIMEOUT));
         let results = futures::executor::block_on(admin.create_topics([&topic], &options))
@@ -206,16 +221,13 @@ impl Transactions {
                 }
             }
         }
-        tracing::info!(
-            topic = self.offsets_topic,
-            "created the exactly-once offsets topic"
-        );
+        tracing::info!(topic = self.topic, "created the exactly-once offsets topic");
         Ok(())
     }
 
     fn topic_error(&self, context: &'static str, detail: String) -> PipelineError {
         PipelineError::OffsetsTopic {
-            topic: self.offsets_topic.clone(),
+            topic: self.topic.clone(),
             context,
             detail,
         }

@@ -14,10 +14,11 @@ use crate::kafka;
 use crate::policy::{Header, PolicyRuntime, SourceRecord};
 use crate::topics::Route;
 
+use crate::pipeline::error::{kafka_error, PipelineError};
+use crate::pipeline::stopping::Stopping;
+
 use super::produce::enqueue;
-use super::stopping::Stopping;
 use super::topic_creation::{Cluster, TopicCreation};
-use super::{kafka_error, PipelineError};
 
 /// Headers on dead-lettered records.
 pub mod headers {
@@ -86,22 +87,13 @@ impl DeadLetters {
             .map_err(PipelineError::Route)
     }
 
-    /// Hands `record` to the dead-letter producer, on `topic`, with headers naming the
-    /// failure.
-    pub(crate) async fn send(
-        &self,
-        topic: &str,
-        record: &SourceRecord,
-        kind: &'static str,
-        reason: &str,
-        policy: &PolicyRuntime,
-    ) -> Result<DeliveryFuture, KafkaError> {
-        self.send_via(&self.producer, topic, record, kind, reason, policy)
-            .await
+    /// The dead-letter topic's own producer (idempotent, outside any transaction).
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.producer
     }
 
-    /// [`DeadLetters::send`] through another producer of the same cluster (a
-    /// transactional one).
+    /// Hands `record` to `producer` (the dead-letter producer, or a transactional one of
+    /// the same cluster), on `topic`, with headers naming the failure.
     pub(crate) async fn send_via(
         &self,
         producer: &FutureProducer,

@@ -1,0 +1,369 @@
+//! At least once (`pipeline.delivery = "at-least-once"`, the default): an idempotent
+//! producer, and batches that complete strictly in order.
+//!
+//! A batch is handed to the producer and kept in flight until every one of its
+//! deliveries was acknowledged; up to `pipeline.max_in_flight_batches` overlap, so batch
+//! N is acknowledged while batch N+1 is in the policy. Its offsets are committed (on the
+//! source cluster, under `source.group_id`) only once it and every batch before it were
+//! acknowledged, so a crash at any point repeats records, never loses them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::task::JoinHandle;
+
+use crate::config::PipelineConfig;
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::policy::{PolicyRuntime, SourceRecord, TransformResult};
+
+use crate::pipeline::error::{kafka_error, PipelineError};
+use crate::pipeline::ownership::{BatchOffsets, Epoch, Handover, Ownership, Partition};
+use crate::pipeline::sink::{
+    delivery_error, refused_by_sink, DeadLetterPath, Handed, Sink, Target, SINK_REJECTED,
+};
+use crate::pipeline::source::{Batch, Source};
+
+/// At least once needs nothing of its own when partitions come and go: [`Ownership`]
+/// drains and commits what was acknowledged.
+pub(crate) struct Untracked;
+
+impl Handover for Untracked {}
+
+/// A delivery's answer, with what it was.
+type Answer = (usize, Target, u64, Result<(), KafkaError>);
+
+/// A batch whose records were handed to producers and await acknowledgement.
+struct InFlight {
+    records: Vec<SourceRecord>,
+    /// The policy that transformed the batch: its late dead letters (a record the sink
+    /// refused) carry this digest even if another policy was swapped in meanwhile.
+    policy: Arc<PolicyRuntime>,
+    read_at: Instant,
+    /// Its number in [`Ownership`], which tracks it for rebalances.
+    sequence: u64,
+    /// Resolves when every delivery of the batch has an answer.
+    deliveries: JoinHandle<Vec<Answer>>,
+}
+
+pub(crate) struct AtLeastOnce {
+    producer: FutureProducer,
+    sink: Sink,
+    in_flight: VecDeque<InFlight>,
+    max_in_flight: usize,
+    ownership: Arc<Ownership>,
+    metrics: Arc<Metrics>,
+}
+
+impl AtLeastOnce {
+    pub(crate) fn new(
+        config: &PipelineConfig,
+        sink: Sink,
+        ownership: Arc<Ownership>,
+        metrics: Arc<Metrics>,
+    ) -> Result<AtLeastOnce, PipelineError> {
+        Ok(AtLeastOnce {
+            producer: kafka::sink_producer(&config.sink, &config.pipeline)
+                .map_err(kafka_error("creating the sink producer"))?,
+            sink,
+            in_flight: VecDeque::new(),
+            max_in_flight: config.pipeline.max_in_flight_batches,
+            ownership,
+            metrics,
+        })
+    }
+
+    /// Hands the batch's outputs to the producer, then completes the oldest batches
+    /// beyond `pipeline.max_in_flight_batches`. Records of partitions revoked since they
+    /// were read are left out: their next owner reads them again.
+    pub(crate) async fn deliver(
+        &mut self,
+        batch: Batch,
+        results: Vec<TransformResult>,
+        policy: &Arc<PolicyRuntime>,
+        source: &mut Source,
+    ) -> Result<(), PipelineError> {
+        let mut offsets = BatchOffsets::new();
+        let read_at = batch.read_at;
+        let mut records = Vec::with_capacity(batch.records.len());
+        let mut handed = Vec::with_capacity(batch.records.len());
+        // Records come in runs of one partition: ownership is asked once per run.
+        let mut run: Option<(Partition, Epoch, bool)> = None;
+        for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
+            let same_run = run.as_ref().is_some_and(|(partition, run_epoch, _)| {
+                *run_epoch == epoch
+                    && partition.1 == record.partition
+                    && partition.0 == record.topic
+            });
+            if !same_run {
+                let partition = (record.topic.clone(), record.partition);
+                let owned = self.ownership.owns(&partition, epoch);
+                if owned {
+                    offsets.insert(partition.clone(), (record.offset + 1, epoch));
+                }
+                run = Some((partition, epoch, owned));
+            }
+            let Some((partition, _, owned)) = &run else {
+                continue;
+            };
+            if !owned {
+                tracing::debug!(
+                    topic = record.topic,
+                    partition = record.partition,
+                    offset = record.offset,
+                    "partition revoked since this record was read; left to its next owner"
+                );
+                continue;
+            }
+            if let Some(next) = offsets.get_mut(partition) {
+                next.0 = record.offset + 1;
+            }
+            let index = records.len();
+            self.sink
+                .hand_over(
+                    &self.producer,
+                    index,
+                    &record,
+                    &result,
+                    None,
+                    policy,
+                    DeadLetterPath::WithBatch,
+                    &mut handed,
+                )
+                .await?;
+            records.push(record);
+        }
+        let sequence = self.ownership.dispatched(offsets);
+        self.in_flight.push_back(InFlight {
+            records,
+            policy: policy.clone(),
+            read_at,
+            sequence,
+            deliveries: tokio::spawn(acknowledged(
+                handed,
+                self.producer.clone(),
+                self.ownership.clone(),
+                sequence,
+            )),
+        });
+        self.settle(self.max_in_flight, source).await
+    }
+
+    /// Completes every batch in flight and commits (the source is quiet, Vault is away,
+    /// the pipeline stops).
+    pub(crate) async fn flush(&mut self, source: &mut Source) -> Result<(), PipelineError> {
+        self.settle(0, source).await
+    }
+
+    /// Gives up the batches in flight (a stop that could not wait for them any longer):
+    /// none of their offsets is ever committed. Returns how many there were.
+    pub(crate) fn abandon(&mut self) -> usize {
+        let batches = self.in_flight.len();
+        self.in_flight.clear();
+        self.ownership.abandon_in_flight();
+        batches
+    }
+
+    /// Completes in-flight batches, oldest first, until at most `keep` remain (waiting
+    /// as needed) and no finished batch is left at the front, and commits what they
+    /// acknowledged.
+    async fn settle(&mut self, keep: usize, source: &mut Source) -> Result<(), PipelineError> {
+        let mut completed = 0;
+        let mut outcome = Ok(());
+        while let Some(front) = self.in_flight.front() {
+            if self.in_flight.len() <= keep && !front.deliveries.is_finished() {
+                break;
+            }
+            let flight = self.in_flight.pop_front().expect("front exists");
+            let sequence = flight.sequence;
+            let completion = self.complete(flight).await;
+            // Never commit a batch whose acknowledgements were not all seen.
+            self.ownership.completed(sequence, completion.is_ok());
+            if completion.is_err() {
+                outcome = completion;
+                break;
+            }
+            completed += 1;
+        }
+        self.metrics.set_in_flight(self.in_flight.len());
+        if completed > 0 {
+            source.commit(CommitMode::Async);
+        }
+        outcome
+    }
+
+    async fn complete(&self, flight: InFlight) -> Result<(), PipelineError> {
+        let first = flight.records.first();
+        let answers = flight
+            .deliveries
+            .await
+            .map_err(|error| PipelineError::Delivery {
+                target: Target::Sink.name(),
+                topic: first.map(|r| r.topic.clone()).unwrap_or_default(),
+                partition: first.map_or(-1, |r| r.partition),
+                offset: first.map_or(-1, |r| r.offset),
+                detail: format!("waiting for acknowledgements failed: {error}"),
+            })?;
+        for (index, target, bytes, outcome) in answers {
+            let record = &flight.records[index];
+            match (target, outcome) {
+                (Target::Sink, Ok(())) => self.metrics.produced(bytes),
+                (Target::DeadLetter(kind), Ok(())) => self.metrics.dead_lettered(kind),
+                // The broker refused this record (its size, no key on a compacted
+                // topic...): that is the record's failure, not the pipeline's.
+                // Dead-letter it (waiting for that) or stop.
+                (Target::Sink, Err(error)) if refused_by_sink(&error).is_some() => {
+                    let reason = refused_by_sink(&error).unwrap_or_default();
+                    self.sink
+                        .dead_letter_acknowledged(record, SINK_REJECTED, &reason, &flight.policy)
+                        .await?;
+                }
+                (target, Err(error)) => return Err(delivery_error(target, record, error)),
+            }
+        }
+        self.metrics.committed();
+        self.metrics.batch_finished(flight.read_at.elapsed());
+        Ok(())
+    }
+}
+
+/// Waits for every delivery of batch `sequence` (a record refused only because another
+/// of its produce request was is produced again), then tells [`Ownership`], which a
+/// revocation waits on.
+async fn acknowledged(
+    handed: Vec<Handed>,
+    producer: FutureProducer,
+    ownership: Arc<Ownership>,
+    sequence: u64,
+) -> Vec<Answer> {
+    let answers = join_all(handed.into_iter().map(|handed| {
+        let producer = &producer;
+        async move {
+            let outcome = match handed.delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, message))) if collateral(&error) => resend(producer, &message).await,
+                Ok(Err((error, _message))) => Err(error),
+                Err(_canceled) => Err(KafkaError::Canceled),
+            };
+            (handed.index, handed.target, handed.bytes, outcome)
+        }
+    }))
+    .await;
+    ownership.delivered(sequence, answers.iter().all(|answer| answer.3.is_ok()));
+    answers
+}
+
+/// How long a record produced again may wait for room in librdkafka's queue.
+const RESEND_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Refused only because another record of its produce request was: not this record's
+/// failure.
+fn collateral(error: &KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(RDKafkaErrorCode::InvalidDifferentRecord)
+}
+
+/// Produces again a record the broker refused with another (see [`collateral`]). A record
+/// is refused that way only next to one the sink topic cannot take, which the sink's
+/// topic checks mostly keep from being produced; librdkafka hands it back after records
+/// it sent later, so in that rare case it lands after them.
+async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(), KafkaError> {
+    let mut record = FutureRecord::<[u8], [u8]>::to(message.topic()).partition(message.partition());
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(value) = message.payload() {
+        record = record.payload(value);
+    }
+    if let Some(headers) = message.headers() {
+        record = record.headers(headers.clone());
+    }
+    if let Some(timestamp) = message.timestamp().to_millis() {
+        record = record.timestamp(timestamp);
+    }
+    match producer
+        .send(record, Timeout::After(RESEND_QUEUE_WAIT))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err((error, _)) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_is_acknowledged_once_every_record_is_and_then_its_offsets_commit() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("out", 1, 1).unwrap();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        let ownership = Arc::new(Ownership::default());
+        let partition: Partition = ("in".into(), 0);
+        ownership.assigned([partition.clone()]);
+        let epoch = ownership.epoch(&partition).unwrap();
+        let sequence = ownership.dispatched(BatchOffsets::from([(partition, (3, epoch))]));
+        let handed: Vec<Handed> = (0..3)
+            .map(|index| Handed {
+                index,
+                target: Target::Sink,
+                bytes: 1,
+                delivery: producer
+                    .send_result(FutureRecord::<[u8], [u8]>::to("out").payload(b"x"))
+                    .map_err(|(error, _)| error)
+                    .unwrap(),
+            })
+            .collect();
+        assert_eq!(
+            ownership.commit_list().count(),
+            0,
+            "nothing before the batch completes"
+        );
+        let answers = acknowledged(handed, producer.clone(), ownership.clone(), sequence).await;
+        assert_eq!(
+            answers
+                .iter()
+                .map(|(index, target, _, outcome)| (*index, *target, outcome.is_ok()))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, Target::Sink, true),
+                (1, Target::Sink, true),
+                (2, Target::Sink, true)
+            ]
+        );
+        ownership.completed(sequence, true);
+        let committed = ownership.commit_list();
+        let element = &committed.elements()[0];
+        assert_eq!(
+            (element.topic(), element.partition(), element.offset()),
+            ("in", 0, rdkafka::Offset::Offset(3))
+        );
+    }
+
+    #[test]
+    fn only_a_record_refused_for_another_is_produced_again() {
+        let collateral_error =
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidDifferentRecord);
+        assert!(collateral(&collateral_error));
+        for own in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::BrokerNotAvailable,
+        ] {
+            assert!(!collateral(&KafkaError::MessageProduction(own)), "{own:?}");
+        }
+    }
+}
