@@ -615,7 +615,9 @@ pub struct TuningConfig {
     /// `batch_size` and `max_batch_bytes`.
     #[serde(default = "default_batch_timeout", with = "duration_text")]
     pub batch_timeout: Duration,
-    /// Batches produced but not yet acknowledged by the sink, at most.
+    /// At least once: how many full batches' worth of records (`batch_size` records,
+    /// `max_batch_bytes` bytes each) may be produced and not yet acknowledged by the sink;
+    /// small batches (a source that is not busy) do not lower it.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight_batches: usize,
     /// How often `run` logs progress.

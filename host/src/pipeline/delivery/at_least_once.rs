@@ -2,8 +2,9 @@
 //! producer, and batches that complete strictly in order.
 //!
 //! A batch is handed to the producer and kept in flight until every one of its
-//! deliveries was acknowledged; up to `pipeline.max_in_flight_batches` overlap, so batch
-//! N is acknowledged while batch N+1 is in the policy. Its offsets are committed (on the
+//! deliveries was acknowledged; up to `pipeline.max_in_flight_batches` full batches'
+//! worth of records overlap (however small batches are), so batch N is acknowledged
+//! while the next ones are in the policy. Its offsets are committed (on the
 //! source cluster, under `source.group_id`) only once it and every batch before it were
 //! acknowledged, so a crash at any point repeats records, never loses them.
 
@@ -37,6 +38,19 @@ pub(crate) struct Untracked;
 
 impl Handover for Untracked {}
 
+/// What the batches in flight hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    records: usize,
+    bytes: u64,
+}
+
+impl Held {
+    fn exceeds(self, limit: Held) -> bool {
+        self.records > limit.records || self.bytes > limit.bytes
+    }
+}
+
 /// A delivery's answer, with what it was.
 type Answer = (usize, Target, u64, Result<(), KafkaError>);
 
@@ -47,6 +61,9 @@ struct InFlight {
     /// refused) carry this digest even if another policy was swapped in meanwhile.
     policy: Arc<PolicyRuntime>,
     read_at: Instant,
+    /// Its source records' bytes (keys, values, headers), which stay held until it
+    /// completes.
+    bytes: u64,
     /// Its number in [`Ownership`], which tracks it for rebalances.
     sequence: u64,
     /// Resolves when every delivery of the batch has an answer.
@@ -57,7 +74,11 @@ pub(crate) struct AtLeastOnce {
     producer: FutureProducer,
     sink: Sink,
     in_flight: VecDeque<InFlight>,
-    max_in_flight: usize,
+    /// Records and bytes of the batches in flight.
+    held: Held,
+    /// At most this much stays in flight: `pipeline.max_in_flight_batches` full batches'
+    /// worth (`batch_size` records, `max_batch_bytes`), however small batches are.
+    limit: Held,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
 }
@@ -74,14 +95,19 @@ impl AtLeastOnce {
                 .map_err(kafka_error("creating the sink producer"))?,
             sink,
             in_flight: VecDeque::new(),
-            max_in_flight: config.pipeline.max_in_flight_batches,
+            held: Held::default(),
+            limit: Held {
+                records: config.pipeline.batch_size * config.pipeline.max_in_flight_batches,
+                bytes: config.pipeline.max_batch_bytes as u64
+                    * config.pipeline.max_in_flight_batches as u64,
+            },
             ownership,
             metrics,
         })
     }
 
     /// Hands the batch's outputs to the producer, then completes the oldest batches
-    /// beyond `pipeline.max_in_flight_batches`. Records of partitions revoked since they
+    /// while more than `pipeline.max_in_flight_batches` full batches' worth is in flight. Records of partitions revoked since they
     /// were read are left out: their next owner reads them again.
     pub(crate) async fn deliver(
         &mut self,
@@ -141,10 +167,14 @@ impl AtLeastOnce {
             records.push(record);
         }
         let sequence = self.ownership.dispatched(offsets);
+        let bytes = records.iter().map(kafka::source_record_bytes).sum();
+        self.held.records += records.len();
+        self.held.bytes += bytes;
         self.in_flight.push_back(InFlight {
             records,
             policy: policy.clone(),
             read_at,
+            bytes,
             sequence,
             deliveries: tokio::spawn(acknowledged(
                 handed,
@@ -153,13 +183,13 @@ impl AtLeastOnce {
                 sequence,
             )),
         });
-        self.settle(self.max_in_flight, source).await
+        self.settle(Some(self.limit), source).await
     }
 
     /// Completes every batch in flight and commits (the source is quiet, Vault is away,
     /// the pipeline stops).
     pub(crate) async fn flush(&mut self, source: &mut Source) -> Result<(), PipelineError> {
-        self.settle(0, source).await
+        self.settle(None, source).await
     }
 
     /// Gives up the batches in flight (a stop that could not wait for them any longer):
@@ -167,21 +197,29 @@ impl AtLeastOnce {
     pub(crate) fn abandon(&mut self) -> usize {
         let batches = self.in_flight.len();
         self.in_flight.clear();
+        self.held = Held::default();
         self.ownership.abandon_in_flight();
         batches
     }
 
-    /// Completes in-flight batches, oldest first, until at most `keep` remain (waiting
-    /// as needed) and no finished batch is left at the front, and commits what they
-    /// acknowledged.
-    async fn settle(&mut self, keep: usize, source: &mut Source) -> Result<(), PipelineError> {
+    /// Completes in-flight batches, oldest first, until what remains is within `limit`
+    /// (waiting as needed; `None`: until none remains) and no finished batch is left at
+    /// the front, and commits what they acknowledged.
+    async fn settle(
+        &mut self,
+        limit: Option<Held>,
+        source: &mut Source,
+    ) -> Result<(), PipelineError> {
         let mut completed = 0;
         let mut outcome = Ok(());
         while let Some(front) = self.in_flight.front() {
-            if self.in_flight.len() <= keep && !front.deliveries.is_finished() {
+            let within = limit.is_some_and(|limit| !self.held.exceeds(limit));
+            if within && !front.deliveries.is_finished() {
                 break;
             }
             let flight = self.in_flight.pop_front().expect("front exists");
+            self.held.records -= flight.records.len();
+            self.held.bytes -= flight.bytes;
             let sequence = flight.sequence;
             let completion = self.complete(flight).await;
             // Never commit a batch whose acknowledgements were not all seen.
@@ -365,5 +403,28 @@ mod tests {
         ] {
             assert!(!collateral(&KafkaError::MessageProduction(own)), "{own:?}");
         }
+    }
+
+    #[test]
+    fn many_small_batches_stay_in_flight_as_long_as_few_full_ones_would() {
+        let limit = Held {
+            records: 4 * 500,
+            bytes: 4 * (16 << 20),
+        };
+        let small_batches = Held {
+            records: 40 * 50,
+            bytes: 40 * 50 * 1024,
+        };
+        assert!(!small_batches.exceeds(limit));
+        assert!(Held {
+            records: 2001,
+            ..small_batches
+        }
+        .exceeds(limit));
+        assert!(Held {
+            records: 10,
+            bytes: (64 << 20) + 1
+        }
+        .exceeds(limit));
     }
 }
