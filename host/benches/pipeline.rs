@@ -6,6 +6,7 @@
 //!     cargo bench -p kafka-transit --bench pipeline
 //!     cargo bench -p kafka-transit --bench pipeline -- --rounds 2 --min-seconds 0.3 --sizes 1024
 //!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --vault http://127.0.0.1:8200
+//!     cargo bench -p kafka-transit --bench pipeline -- --kafka 127.0.0.1:9092 --sink-kafka 127.0.0.1:9093 --vault http://127.0.0.1:8200
 //!
 //! Options (after `--`):
 //! - `--rounds N` (default 5): every row is measured N times. Rounds are interleaved
@@ -25,6 +26,9 @@
 //!   it, and passes repeat until `--min-seconds`. The mock cluster keeps 5 MiB per
 //!   partition, so raise this only with `--kafka`.
 //! - `--kafka HOST:PORT`: Apache Kafka instead of librdkafka's in-process mock cluster.
+//! - `--sink-kafka HOST:PORT` (with `--kafka`): a second Apache Kafka, the sink of the
+//!   `pipeline-eos-2c` rows. Without it, `--kafka` skips those rows (and says so); on the
+//!   mock, a second mock cluster is started for them.
 //! - `--vault ADDR`: an external Vault or OpenBao (plain http) with the token in
 //!   `VAULT_TOKEN` and transit mounted at `transit/`, instead of an in-process vault-dev.
 //!   The transit key `bench` is created if missing.
@@ -32,7 +36,8 @@
 //! - `--only WORD,WORD`: only rows whose label (`measure/policy/size`, e.g.
 //!   `pipeline-eos/envelope-seal/1KiB`, or `latency/policy/delivery/rate`, e.g.
 //!   `latency/encrypt-value/exactly-once/1000rps`) contains one of the words: `--only
-//!   latency` runs the latency rows alone.
+//!   latency` runs the latency rows alone, `--only pipeline-eos` both exactly-once
+//!   measures, `--only pipeline-eos/` the one-cluster one alone.
 //! - `--rates R,R` (default 1000,10000): records per second of the latency rows.
 //! - `--latency-seconds S` (default 5): measured seconds of each latency row, after 1 s
 //!   of warm-up at the same rate.
@@ -45,8 +50,20 @@
 //!   host's per-record cost.
 //! - `pipeline` (at-least-once) and `pipeline-eos` (`delivery = "exactly-once"`): a fresh
 //!   pipeline (consumer group) per pass consumes the input topic and produces to a sink
-//!   topic; time runs from the first record consumed to the last one acknowledged, so
-//!   group join is not counted.
+//!   topic on the same cluster; time runs from the first record consumed to the last one
+//!   acknowledged (under exactly-once: committed), so group join is not counted. Source
+//!   and sink on one cluster, exactly-once runs in its one-cluster mode (one
+//!   transactional producer per runner, source offsets committed in the transaction;
+//!   docs/guarantees.md, "On one cluster").
+//! - `pipeline-eos-2c`: `pipeline-eos` with the sink topic on a second cluster (a second
+//!   mock cluster, or `--sink-kafka`): exactly-once across clusters (a transactional
+//!   producer per source partition, signed positions in `kafka-transit-offsets` on the
+//!   sink cluster; "Across clusters" there).
+//!
+//!   A pass of any pipeline row ends only when the pipeline counts every input record
+//!   produced (acknowledged by the sink; under exactly-once, in a committed transaction)
+//!   and none dead-lettered, and after it the sink topic's end offsets on the sink
+//!   cluster must have grown by at least the input's record count.
 //!
 //! - `latency` (run after the rounds, once each, in a table of their own): records of
 //!   1 KiB sent at a fixed rate (`--rates`) to a fresh source topic by a producer with
@@ -235,6 +252,10 @@ fn case(name: &str) -> &'static Case {
     CASES.iter().find(|c| c.name == name).unwrap()
 }
 
+/// Said when `--kafka` comes without `--sink-kafka`.
+const SKIPPED_TWO_CLUSTERS: &str = "pipeline-eos-2c rows skipped: --kafka without --sink-kafka \
+     (a second Apache Kafka cluster for their sink)";
+
 /// Above this, values are too large for Vault transit (see the module comment).
 const TRANSIT_MAX_VALUE: usize = 256 * 1024;
 const PARTITIONS: i32 = 16;
@@ -247,6 +268,8 @@ struct Options {
     sizes: Vec<usize>,
     input_bytes: usize,
     kafka: Option<String>,
+    /// The sink cluster of the `pipeline-eos-2c` rows, with `kafka`.
+    sink_kafka: Option<String>,
     vault: Option<String>,
     transaction_interval: Option<Duration>,
     only: Vec<String>,
@@ -265,6 +288,7 @@ fn options() -> Options {
         sizes: vec![1024, 1 << 20],
         input_bytes: 32 << 20,
         kafka: None,
+        sink_kafka: None,
         vault: None,
         transaction_interval: None,
         only: Vec::new(),
@@ -288,6 +312,7 @@ fn options() -> Options {
             }
             "--input-bytes" => options.input_bytes = value.parse().expect("--input-bytes N"),
             "--kafka" => options.kafka = Some(value.to_string()),
+            "--sink-kafka" => options.sink_kafka = Some(value.to_string()),
             "--vault" => options.vault = Some(value.trim_end_matches('/').to_string()),
             "--transaction-interval-ms" => {
                 let ms = value.parse().expect("--transaction-interval-ms N");
@@ -308,6 +333,10 @@ fn options() -> Options {
         }
     }
     assert!(options.rounds > 0, "--rounds must be at least 1");
+    assert!(
+        options.sink_kafka.is_none() || options.kafka.is_some(),
+        "--sink-kafka needs --kafka (on the mock cluster a second mock cluster is the sink)"
+    );
     assert!(
         options.rates.iter().all(|&r| r > 0),
         "--rates must be at least 1"
@@ -520,18 +549,37 @@ impl Vault {
     }
 }
 
+/// Where a pipeline row's sink topic is.
+#[derive(Clone, Copy, PartialEq)]
+enum Clusters {
+    /// On the source cluster: exactly-once in its one-cluster mode.
+    One,
+    /// On a second cluster: exactly-once across clusters.
+    Two,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Measure {
     Policy,
-    Pipeline(DeliveryGuarantee),
+    Pipeline(DeliveryGuarantee, Clusters),
 }
 
 impl Measure {
     fn label(self) -> &'static str {
         match self {
             Measure::Policy => "policy",
-            Measure::Pipeline(DeliveryGuarantee::AtLeastOnce) => "pipeline",
-            Measure::Pipeline(DeliveryGuarantee::ExactlyOnce) => "pipeline-eos",
+            Measure::Pipeline(DeliveryGuarantee::AtLeastOnce, Clusters::One) => "pipeline",
+            // Not measured (no row asks for it), named for completeness.
+            Measure::Pipeline(DeliveryGuarantee::AtLeastOnce, Clusters::Two) => "pipeline-2c",
+            Measure::Pipeline(DeliveryGuarantee::ExactlyOnce, Clusters::One) => "pipeline-eos",
+            Measure::Pipeline(DeliveryGuarantee::ExactlyOnce, Clusters::Two) => "pipeline-eos-2c",
+        }
+    }
+
+    fn clusters(self) -> Option<Clusters> {
+        match self {
+            Measure::Policy => None,
+            Measure::Pipeline(_, clusters) => Some(clusters),
         }
     }
 }
@@ -1045,19 +1093,20 @@ async fn policy_round(
 }
 
 /// The pipeline file of a pipeline row (and a latency row) of `case`: `topics` are the
-/// source topic, the sink topic and the consumer group.
+/// source topic, the sink topic and the consumer group, `[source, sink]` their clusters
+/// (one cluster twice, or two).
 fn pipeline_config(
     case: &Case,
     delivery: DeliveryGuarantee,
     value_bytes: usize,
     [input, sink, group]: [&str; 3],
     options: &Options,
-    kafka: &TestKafka,
+    [source_kafka, sink_kafka]: [&TestKafka; 2],
     vault: &Vault,
 ) -> kafka_transit::config::PipelineConfig {
     let spec = PipelineSpec {
-        source_bootstrap: &kafka.bootstrap,
-        sink_bootstrap: &kafka.bootstrap,
+        source_bootstrap: &source_kafka.bootstrap,
+        sink_bootstrap: &sink_kafka.bootstrap,
         source_topic: input,
         sink_topic: sink,
         group,
@@ -1079,7 +1128,25 @@ fn pipeline_config(
     config
 }
 
-/// One pass of a pipeline row: a fresh consumer group reads the whole input topic.
+/// The records `topic` on `cluster` has ever had: the sum of its partitions' high
+/// watermarks (on Apache Kafka transaction markers count too).
+fn end_offsets(cluster: &TestKafka, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cluster.bootstrap)
+        .create()
+        .expect("a consumer for end offsets");
+    (0..PARTITIONS)
+        .map(|partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("end offset of {topic}/{partition}: {e}"));
+            high
+        })
+        .sum()
+}
+
+/// One pass of a pipeline row: a fresh consumer group reads the whole input topic from
+/// `clusters[0]` and writes `sink` on `clusters[1]`; every record must get there.
 #[allow(clippy::too_many_arguments)]
 async fn pipeline_pass(
     row: RowId,
@@ -1088,12 +1155,19 @@ async fn pipeline_pass(
     sink: &str,
     group: &str,
     options: &Options,
-    kafka: &TestKafka,
+    clusters: [&TestKafka; 2],
     vault: &Vault,
     client: &VaultClient,
 ) -> Sample {
-    let Measure::Pipeline(delivery) = row.measure else {
+    let Measure::Pipeline(delivery, _) = row.measure else {
         unreachable!("a pass of a policy row")
+    };
+    let sink_kafka = clusters[1];
+    // On Apache Kafka each pass writes a fresh topic; on the mock the row's own topic.
+    let sink_before = if sink_kafka.is_mock() {
+        end_offsets(sink_kafka, sink)
+    } else {
+        0
     };
     let config = pipeline_config(
         row.case,
@@ -1101,7 +1175,7 @@ async fn pipeline_pass(
         row.value_bytes,
         [input, sink, group],
         options,
-        kafka,
+        clusters,
         vault,
     );
     let pipeline = RunningPipeline::start(config, client.clone()).await;
@@ -1132,6 +1206,14 @@ async fn pipeline_pass(
         0,
         "{}: records dead-lettered",
         row.label()
+    );
+    // What the pipeline counted produced is on the sink cluster's topic.
+    let written = end_offsets(sink_kafka, sink) - sink_before;
+    assert!(
+        written >= records as i64,
+        "{}: {sink} at {} grew by {written} records, not the {records} of the input",
+        row.label(),
+        sink_kafka.bootstrap
     );
     Sample {
         records: (last.records_out - first.records_out.min(last.records_out)).max(1) as f64,
@@ -1467,7 +1549,7 @@ async fn latency_row(
                 LATENCY_VALUE_BYTES,
                 [&input, &sink, &group],
                 options,
-                kafka,
+                [kafka, kafka],
                 vault,
             );
             if kafka.is_mock() {
@@ -1693,11 +1775,26 @@ async fn main() {
         (!case.transit || size <= TRANSIT_MAX_VALUE)
             && (options.only.is_empty() || options.only.iter().any(|w| label.contains(w)))
     };
-    let measures = [
+    let two_clusters = Measure::Pipeline(DeliveryGuarantee::ExactlyOnce, Clusters::Two);
+    let mut measures = vec![
         Measure::Policy,
-        Measure::Pipeline(DeliveryGuarantee::AtLeastOnce),
-        Measure::Pipeline(DeliveryGuarantee::ExactlyOnce),
+        Measure::Pipeline(DeliveryGuarantee::AtLeastOnce, Clusters::One),
+        Measure::Pipeline(DeliveryGuarantee::ExactlyOnce, Clusters::One),
+        two_clusters,
     ];
+    // Apache Kafka without a second one: no sink cluster for the two-cluster rows.
+    let skipped_two_clusters = options.kafka.is_some()
+        && options.sink_kafka.is_none()
+        && options
+            .sizes
+            .iter()
+            .any(|&size| CASES.iter().any(|c| selected(two_clusters, c, size)));
+    if options.kafka.is_some() && options.sink_kafka.is_none() {
+        measures.retain(|&m| m != two_clusters);
+    }
+    if skipped_two_clusters {
+        eprintln!("{SKIPPED_TWO_CLUSTERS}");
+    }
     let prefix = match &options.kafka {
         None => "bench".to_string(),
         Some(_) => format!("bench-{}", std::process::id()),
@@ -1719,7 +1816,7 @@ async fn main() {
     let mut sink_sizes: BTreeMap<(usize, &str), f64> = BTreeMap::new();
     for &size in &options.sizes {
         let count = (options.input_bytes / size).max(1);
-        for measure in measures {
+        for &measure in &measures {
             for case in CASES.iter().filter(|c| selected(measure, c, size)) {
                 for (input, make) in [
                     (
@@ -1779,7 +1876,7 @@ async fn main() {
                         runner.transform(&batch).await.unwrap(); // warm-up
                         Work::Policy { runner, batch }
                     }
-                    Measure::Pipeline(_) => Work::Pipeline {
+                    Measure::Pipeline(..) => Work::Pipeline {
                         input: input_topic(size, case.input_name()),
                         records: count,
                         sink: format!(
@@ -1832,6 +1929,8 @@ async fn main() {
     // Kafka, with the input topics the pipeline rows read.
     let mut used_inputs: Vec<(usize, &str)> = Vec::new();
     let mut topics: Vec<String> = Vec::new();
+    // The sink topics of the two-cluster rows, on the second cluster.
+    let mut sink_topics: Vec<String> = Vec::new();
     for row in &rows {
         if let Work::Pipeline { input, sink, .. } = &row.work {
             if !topics.contains(input) {
@@ -1841,10 +1940,16 @@ async fn main() {
             // On Apache Kafka every pass writes a sink topic of its own, deleted after
             // it: the outputs of a whole run would not fit on the disk.
             if options.kafka.is_none() {
-                topics.push(sink.clone());
+                match row.id.measure.clusters() {
+                    Some(Clusters::Two) => sink_topics.push(sink.clone()),
+                    _ => topics.push(sink.clone()),
+                }
             }
         }
     }
+    let any_two_clusters = rows
+        .iter()
+        .any(|row| row.id.measure.clusters() == Some(Clusters::Two));
     let mut kafka = None;
     let mut where_ = String::from("no Kafka");
     if !topics.is_empty() || !latency_ids.is_empty() {
@@ -1877,6 +1982,32 @@ async fn main() {
         kafka = Some(cluster);
     }
     drop(inputs);
+    // The second cluster, the sink of the two-cluster rows.
+    let sink_kafka = match (&options.sink_kafka, any_two_clusters) {
+        (_, false) => None,
+        (None, true) => {
+            // The mock cluster cannot create topics through the admin API: the sink
+            // topics and the exactly-once offsets topic (which the pipeline would create,
+            // compacted, on Apache Kafka).
+            let mut list: Vec<(&str, i32)> = sink_topics
+                .iter()
+                .map(|t| (t.as_str(), PARTITIONS))
+                .collect();
+            list.push(("kafka-transit-offsets", 1));
+            Some(TestKafka::start(&list))
+        }
+        (Some(bootstrap), true) => Some(TestKafka::at(bootstrap)),
+    };
+    let where_rows = match &sink_kafka {
+        None => where_.clone(),
+        Some(sink) if sink.is_mock() => {
+            format!("{where_} (pipeline-eos-2c: to a second mock cluster)")
+        }
+        Some(sink) => format!(
+            "{where_} (pipeline-eos-2c: to Apache Kafka at {})",
+            sink.bootstrap
+        ),
+    };
 
     // Warm-up rounds (one pass each, not measured), then round-robin: round 1 of every
     // row, then round 2, ...
@@ -1913,11 +2044,15 @@ async fn main() {
                         *passes += 1;
                         let group = format!("{sink}-{passes}");
                         let kafka = kafka.as_ref().unwrap();
-                        let sink = if kafka.is_mock() {
+                        let sink_cluster = match row.id.measure.clusters() {
+                            Some(Clusters::Two) => sink_kafka.as_ref().unwrap(),
+                            _ => kafka,
+                        };
+                        let sink = if sink_cluster.is_mock() {
                             sink.clone()
                         } else {
                             let sink = format!("{sink}-{passes}");
-                            kafka
+                            sink_cluster
                                 .create_topics(
                                     &[(&sink, PARTITIONS)],
                                     &[("max.message.bytes", "67108864")],
@@ -1926,12 +2061,19 @@ async fn main() {
                             sink
                         };
                         let pass = pipeline_pass(
-                            row.id, input, *records, &sink, &group, &options, kafka, &vault,
+                            row.id,
+                            input,
+                            *records,
+                            &sink,
+                            &group,
+                            &options,
+                            [kafka, sink_cluster],
+                            &vault,
                             &client,
                         )
                         .await;
-                        if !kafka.is_mock() {
-                            kafka.delete_topics(&[&sink]).await;
+                        if !sink_cluster.is_mock() {
+                            sink_cluster.delete_topics(&[&sink]).await;
                         }
                         total.add(pass);
                     }
@@ -1951,13 +2093,23 @@ async fn main() {
         latencies.push(latency_row(id, &prefix, &options, kafka, &vault, &client).await);
     }
 
-    report(&rows, &latencies, &options, &where_, &vault);
+    report(&rows, &latencies, &options, [&where_rows, &where_], &vault);
+    if skipped_two_clusters {
+        println!("\nNOTE: {SKIPPED_TWO_CLUSTERS}");
+    }
     if let Vault::Dev(server) = vault {
         server.shutdown().await;
     }
 }
 
-fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, vault: &Vault) {
+/// `where_`: where the pipeline rows ran, and the latency rows.
+fn report(
+    rows: &[Row],
+    latencies: &[Latency],
+    options: &Options,
+    [where_rows, where_]: [&str; 2],
+    vault: &Vault,
+) {
     // The row of `policy` (no options) on the same records, measure and size.
     let same_records = |row: &Row, policy: &str| {
         rows.iter().find(|r| {
@@ -1996,7 +2148,7 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
     if !rows.is_empty() {
         println!(
             "\n{} rounds per row (after {} unmeasured), interleaved, each at least {} s; \
-         {vault_name}; pipeline rows through {where_}; batches of up to 500",
+         {vault_name}; pipeline rows through {where_rows}; batches of up to 500",
             options.rounds, options.warmup, options.min_seconds
         );
         println!(
@@ -2014,7 +2166,7 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
             );
         }
         println!(
-            "\n{:<13} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>9} {:>10}",
+            "\n{:<15} {:<5} {:<23} {:>9} {:>19} {:>10} {:>18} {:>12} {:>10} {:>9} {:>10}",
             "measure",
             "size",
             "policy",
@@ -2054,7 +2206,7 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
         let per_thousand = per_thousand.map(|r| summary(r).0);
         let requests = requests.map(|r| summary(r).0);
         println!(
-            "{:<13} {:<5} {:<23} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10} {:>9} {:>10.0}",
+            "{:<15} {:<5} {:<23} {:>9.1} {:>19} {:>10.0} {:>18} {:>12.1} {:>10} {:>9} {:>10.0}",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name,
@@ -2106,7 +2258,7 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
     for (row, base) in options_rows {
         let (m, lo, hi) = ratio(row, base);
         println!(
-            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   sink {:.0} B/rec against {:.0} ({:.2})",
+            "{:<15} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   sink {:.0} B/rec against {:.0} ({:.2})",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name,
@@ -2147,7 +2299,7 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
     for (row, base) in subject_rows {
         let (m, lo, hi) = ratio(row, base);
         println!(
-            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   Vault {} per 1,000 records against {}",
+            "{:<15} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]   Vault {} per 1,000 records against {}",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name,
@@ -2179,35 +2331,45 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
     for (row, base) in schema_rows {
         let (m, lo, hi) = ratio(row, base);
         println!(
-            "{:<13} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]",
+            "{:<15} {:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]",
             row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name,
         );
     }
 
-    // Exactly-once against at-least-once: the same policy and size, per round.
-    let eos: Vec<&Row> = rows
+    // Exactly-once against at-least-once: the same policy and size, per round; a line
+    // per exactly-once measure (one cluster, two clusters) under each at-least-once row.
+    let eos: Vec<(&Row, &Row)> = rows
         .iter()
-        .filter(|r| r.id.measure == Measure::Pipeline(DeliveryGuarantee::ExactlyOnce))
+        .filter(|r| {
+            r.id.measure == Measure::Pipeline(DeliveryGuarantee::AtLeastOnce, Clusters::One)
+        })
+        .flat_map(|alo| {
+            rows.iter()
+                .filter(move |r| {
+                    matches!(
+                        r.id.measure,
+                        Measure::Pipeline(DeliveryGuarantee::ExactlyOnce, _)
+                    ) && r.id.case.name == alo.id.case.name
+                        && r.id.value_bytes == alo.id.value_bytes
+                })
+                .map(move |eos| (eos, alo))
+        })
         .collect();
     if !eos.is_empty() {
         println!(
             "\nexactly-once / at-least-once (transaction_interval {}), median of per-round \
-             ratios:",
+             ratios; at-least-once is the `pipeline` row (sink on the source cluster) for both: \
+             pipeline-eos = sink on the source cluster (one transaction per runner), \
+             pipeline-eos-2c = sink on a second cluster (a transaction per source partition, \
+             signed positions)",
             options
                 .transaction_interval
                 .map_or_else(|| "default".to_string(), |i| format!("{i:?}"))
         );
     }
-    for row in eos {
-        let Some(alo) = rows.iter().find(|r| {
-            r.id.measure == Measure::Pipeline(DeliveryGuarantee::AtLeastOnce)
-                && r.id.case.name == row.id.case.name
-                && r.id.value_bytes == row.id.value_bytes
-        }) else {
-            continue;
-        };
+    for (row, alo) in eos {
         let (m, lo, hi) = summary(
             row.samples
                 .iter()
@@ -2215,8 +2377,13 @@ fn report(rows: &[Row], latencies: &[Latency], options: &Options, where_: &str, 
                 .map(|(e, a)| row.mb_per_second(e) / alo.mb_per_second(a))
                 .collect(),
         );
+        let clusters = match row.id.measure.clusters() {
+            Some(Clusters::Two) => "two clusters",
+            _ => "one cluster",
+        };
         println!(
-            "{:<5} {:<23} {m:.2} [{lo:.2}-{hi:.2}]",
+            "{:<15} {:<5} {:<23} {clusters:<12} {m:.2} [{lo:.2}-{hi:.2}]",
+            row.id.measure.label(),
             size_label(row.id.value_bytes),
             row.id.case.name
         );
