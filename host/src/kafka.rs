@@ -266,6 +266,55 @@ pub fn partition_count<C: ConsumerContext>(
     })
 }
 
+/// The group's committed offsets of `partitions`, stable: a cluster that has just
+/// started (or is moving the group's coordinator) answers "not coordinator" or "loading"
+/// for a while, and the offsets a still-open transaction sent (exactly once on one
+/// cluster; a crashed runner's until the broker aborts it) are "unstable"; both are
+/// asked again until `timeout`. A partition is never answered as uncommitted while a
+/// transaction holds its offsets: librdkafka's own fetch at assignment can do that
+/// (2.12: when the assignment changes while it waits on an open transaction, it starts
+/// the partition at `auto.offset.reset`), which would repeat what was committed.
+pub fn committed_offsets<C: ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    partitions: &rdkafka::TopicPartitionList,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<rdkafka::TopicPartitionList> {
+    use rdkafka::error::RDKafkaErrorCode;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let answer = consumer.committed_offsets(partitions.clone(), left);
+        let unstable = match &answer {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .find_map(|element| element.error().err()),
+            Err(error) => Some(error.clone()),
+        };
+        let retriable = unstable.as_ref().is_some_and(|error| {
+            matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::NotCoordinator
+                        | RDKafkaErrorCode::CoordinatorNotAvailable
+                        | RDKafkaErrorCode::CoordinatorLoadInProgress
+                        | RDKafkaErrorCode::UnstableOffsetCommit
+                )
+            )
+        });
+        match unstable {
+            Some(error) if retriable && !left.is_zero() => {
+                tracing::debug!("committed offsets not readable yet ({error}); retrying");
+                std::thread::sleep(std::time::Duration::from_millis(200).min(left));
+            }
+            // A partition's own error (after the deadline, an open transaction's
+            // offsets still unstable) is the answer's error: never read as "no offset".
+            Some(error) if answer.is_ok() => return Err(error),
+            _ => return answer,
+        }
+    }
+}
+
 /// Commits `offsets` for `consumer`'s group and waits for the coordinator's answer, at
 /// most `timeout`. librdkafka's synchronous commit has no timeout of its own: a
 /// coordinator that never answers would hold a rebalance (or a stop) for ever. Returns

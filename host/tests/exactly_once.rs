@@ -4,7 +4,8 @@
 //! second runner for the same partitions fences the first. Also, in either delivery
 //! mode, a record a compacted sink topic cannot take (it has no key) is dead-lettered.
 //! With source and sink on one cluster: offsets committed to the source group inside the
-//! runner's transaction, a restart and a rebalance without a record lost or repeated, and
+//! runner's transaction, a restart and a rebalance without a record lost or repeated,
+//! partitions held back while a crashed runner's transaction holds their offsets, and
 //! fencing of a second static runner.
 //!
 //! librdkafka's mock cluster cannot show these (it neither stores transactional offset
@@ -479,6 +480,95 @@ async fn on_one_cluster_a_rebalance_mid_stream_neither_loses_nor_repeats_a_recor
     eprintln!(
         "one cluster, rebalance: first {} out ({} aborted), second {} out ({} aborted)",
         a.records_out, a.transactions_aborted, b.records_out, b.transactions_aborted
+    );
+}
+
+/// A runner killed between sending its transaction's offsets and committing it leaves
+/// them pending until the broker ends the transaction. The partitions' next owner must
+/// wait for that, even when the group rebalances meanwhile (a runner joining), and then
+/// start at what committed: librdkafka 2.12's own fetch at assignment starts such a
+/// partition at `auto.offset.reset` instead, which repeated every committed record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka: KAFKA_TRANSIT_TEST_KAFKA_SOURCE (.ci/run sets it)"]
+async fn on_one_cluster_offsets_a_crashed_runners_transaction_holds_are_waited_for() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    const COMMITTED: i64 = 10;
+    let vault = support::start_vault_dev().await;
+    let setup = Setup::one_cluster().await;
+    setup.source.produce(&setup.input, &records(0, 300)).await;
+
+    // The crashed runner: a member of the group that committed COMMITTED records of
+    // every partition, then sent further offsets in a transaction it never ends.
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.source.bootstrap)
+        .set("group.id", &setup.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    member.subscribe(&[&setup.input]).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while member.assignment().unwrap().count() < PARTITIONS as usize {
+        assert!(std::time::Instant::now() < deadline, "no assignment");
+        member.poll(Duration::from_millis(100));
+    }
+    let crashed: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.source.bootstrap)
+        .set("transactional.id", support::unique_name("crashed"))
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    crashed.init_transactions(timeout).unwrap();
+    let offsets = |next: i64| {
+        let mut list = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            list.add_partition_offset(&setup.input, partition, Offset::Offset(next))
+                .unwrap();
+        }
+        list
+    };
+    let metadata = member.group_metadata().unwrap();
+    for (next, commit) in [(COMMITTED, true), (COMMITTED * 2, false)] {
+        crashed.begin_transaction().unwrap();
+        crashed
+            .send_offsets_to_transaction(&offsets(next), &metadata, timeout)
+            .unwrap();
+        if commit {
+            crashed.commit_transaction(timeout).unwrap();
+        }
+    }
+    drop(member);
+
+    // The next owner, and a runner joining while it waits: the group rebalances.
+    let first =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second =
+        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    crashed.abort_transaction(timeout).unwrap();
+
+    let expected = 300 - COMMITTED * i64::from(PARTITIONS);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while setup.committed_on_source() < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled at {} of 300 committed",
+            setup.committed_on_source()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (a, b) = (first.stop().await.unwrap(), second.stop().await.unwrap());
+    assert_eq!(
+        a.records_out + b.records_out,
+        expected as u64,
+        "every partition resumed at the committed offset {COMMITTED}, not before it"
+    );
+    assert_each_once(
+        &setup.sink_keys(&setup.output, expected as usize).await,
+        expected as usize,
     );
 }
 

@@ -47,6 +47,15 @@ pub(crate) trait Handover: Send + Sync {
         Ok(HashMap::new())
     }
 
+    /// Whether the source group's committed offsets are this mode's positions and are
+    /// committed inside transactions (exactly once on one cluster): then an assigned
+    /// partition starts at its offset read stably here, waiting while another runner's
+    /// transaction holds it, never where librdkafka's own fetch may leave it (see
+    /// [`crate::kafka::committed_offsets`]).
+    fn positions_in_source_group(&self) -> bool {
+        false
+    }
+
     /// [`Handover::assigned`] failed; the pipeline must stop on `error` before it reads
     /// further.
     fn failed(&self, _error: PipelineError) {}
@@ -357,7 +366,14 @@ impl ConsumerContext for PipelineContext {
                 let assigned = partitions_of(partitions);
                 self.ownership.assigned(assigned.clone());
                 self.metrics.set_assigned(self.ownership.owned_count());
-                match block_in_place(|| self.handover.assigned(&assigned)) {
+                let start = block_in_place(|| {
+                    let committed = self.handover.assigned(&assigned)?;
+                    if !self.handover.positions_in_source_group() || partitions.count() == 0 {
+                        return Ok(committed);
+                    }
+                    stable_offsets(consumer, partitions)
+                });
+                match start {
                     Ok(committed) => resume_from(partitions, &committed),
                     Err(error) => {
                         tracing::error!("taking the assigned partitions failed: {error}");
@@ -398,6 +414,36 @@ impl ConsumerContext for PipelineContext {
         }
     }
 }
+
+/// The source group's committed offsets of `partitions` (those that have one), read
+/// stably: a crashed runner's transaction that had sent offsets holds them until the
+/// broker aborts it, `transaction.timeout.ms` after it began.
+fn stable_offsets(
+    consumer: &BaseConsumer<PipelineContext>,
+    partitions: &TopicPartitionList,
+) -> Result<HashMap<Partition, i64>, PipelineError> {
+    let committed = crate::kafka::committed_offsets(consumer, partitions, STABLE_OFFSETS_LIMIT)
+        .map_err(|source| PipelineError::Kafka {
+            context: "reading the committed offsets of the assigned source partitions (a runner \
+                      that crashed inside a transaction holds them until the sink's \
+                      transaction.timeout.ms ends it)",
+            source,
+        })?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(next) => {
+                Some(((element.topic().to_string(), element.partition()), next))
+            }
+            _ => None,
+        })
+        .collect())
+}
+
+/// How long an assignment waits for stable committed offsets: past the default
+/// `transaction.timeout.ms` (60 s) of a crashed runner's open transaction.
+const STABLE_OFFSETS_LIMIT: Duration = Duration::from_secs(90);
 
 /// Starts each of `partitions` at its offset in `committed` (exactly-once: the offsets
 /// committed on the sink cluster), where there is one.

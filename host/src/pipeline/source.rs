@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Assignment, SourceConfig, TuningConfig};
@@ -121,7 +120,7 @@ impl Source {
         // verifies through Vault) what the sink holds, blocking: off the runtime's
         // worker, as the rebalance path does.
         let positions = block_in_place(|| self.handover.assigned(&assigned))?;
-        let committed = committed_offsets(&self.consumer, &partitions, TIMEOUT).map_err(
+        let committed = kafka::committed_offsets(&self.consumer, &partitions, TIMEOUT).map_err(
             kafka_error("reading the committed offsets of source.group_id"),
         )?;
         let mut start = TopicPartitionList::new();
@@ -334,39 +333,3 @@ impl Source {
 
 /// How long the last commit of a stopping pipeline waits for the coordinator.
 const FINAL_COMMIT_LIMIT: Duration = Duration::from_secs(10);
-
-/// The group's committed offsets of `partitions`. A cluster that has just started (or
-/// is moving the group's coordinator) answers "not coordinator" or "loading" for a
-/// while, and offsets of an open transaction are "unstable"; those are retried until
-/// `timeout`, as a consumer's own commits are.
-fn committed_offsets<C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    partitions: &TopicPartitionList,
-    timeout: Duration,
-) -> KafkaResult<TopicPartitionList> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match consumer.committed_offsets(partitions.clone(), left) {
-            Err(error) if coordinator_not_ready(&error) && !left.is_zero() => {
-                tracing::debug!("committed offsets not readable yet ({error}); retrying");
-                std::thread::sleep(Duration::from_millis(200).min(left));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn coordinator_not_ready(error: &KafkaError) -> bool {
-    matches!(
-        error.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::NotCoordinator
-                | RDKafkaErrorCode::CoordinatorNotAvailable
-                | RDKafkaErrorCode::CoordinatorLoadInProgress
-                // A transaction that sent offsets is still open (exactly once on one
-                // cluster): they are readable once it ends.
-                | RDKafkaErrorCode::UnstableOffsetCommit
-        )
-    )
-}

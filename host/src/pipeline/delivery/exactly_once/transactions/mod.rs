@@ -400,6 +400,10 @@ impl Handover for Transactions {
         self.open(partitions)
     }
 
+    fn positions_in_source_group(&self) -> bool {
+        matches!(self.placement, Placement::SourceGroup { .. })
+    }
+
     fn failed(&self, error: PipelineError) {
         lock(&self.failure).get_or_insert(error);
     }
