@@ -128,6 +128,22 @@ impl Setup {
         last.values().sum()
     }
 
+    /// After 1,000 records went through and the runner stopped: 500 more, and a new
+    /// runner must write exactly those, so that the sink has each of the 1,500 once.
+    async fn restart_after_500_more(&self, vault: &support::RunningServer) {
+        self.source.produce(&self.input, &records(1000, 500)).await;
+        let second =
+            RunningPipeline::start(self.config(&vault.url()), support::client_for(vault)).await;
+        second.wait_until(WAIT, |m| m.records_out >= 500).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let end = second.stop().await.unwrap();
+        assert_eq!(
+            end.records_out, 500,
+            "resumed where the transactions left off"
+        );
+        assert_each_once(&self.sink_keys(&self.output, 1500).await, 1500);
+    }
+
     /// How many times each key is on `topic` of the sink for a `read_committed` reader
     /// (librdkafka's default), reading a little past `expected` so duplicates show.
     async fn sink_keys(&self, topic: &str, expected: usize) -> HashMap<String, usize> {
@@ -190,20 +206,7 @@ async fn positions_live_on_the_sink_cluster_and_a_restart_resumes_from_them() {
     setup
         .source
         .commit(&setup.group, &setup.input, PARTITIONS, 0);
-    setup
-        .source
-        .produce(&setup.input, &records(1000, 500))
-        .await;
-    let second =
-        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
-    second.wait_until(WAIT, |m| m.records_out >= 500).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end = second.stop().await.unwrap();
-    assert_eq!(
-        end.records_out, 500,
-        "resumed where the transactions left off"
-    );
-    assert_each_once(&setup.sink_keys(&setup.output, 1500).await, 1500);
+    setup.restart_after_500_more(&vault).await;
     assert_eq!(setup.positions_on_sink().await, 1500);
     // The source group gets a copy of the positions, for lag monitoring.
     assert_eq!(setup.committed_on_source(), 1500);
@@ -412,20 +415,7 @@ async fn on_one_cluster_the_source_group_offsets_commit_in_the_transaction() {
     // Nothing needs the offsets key (this vault-dev has none) or the offsets topic.
     assert_eq!(end.positions_refused, 0);
 
-    setup
-        .source
-        .produce(&setup.input, &records(1000, 500))
-        .await;
-    let second =
-        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
-    second.wait_until(WAIT, |m| m.records_out >= 500).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end = second.stop().await.unwrap();
-    assert_eq!(
-        end.records_out, 500,
-        "resumed where the transactions left off"
-    );
-    assert_each_once(&setup.sink_keys(&setup.output, 1500).await, 1500);
+    setup.restart_after_500_more(&vault).await;
     assert_eq!(setup.committed_on_source(), 1500);
 }
 

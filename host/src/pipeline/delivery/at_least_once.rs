@@ -107,8 +107,9 @@ impl AtLeastOnce {
     }
 
     /// Hands the batch's outputs to the producer, then completes the oldest batches
-    /// while more than `pipeline.max_in_flight_batches` full batches' worth is in flight. Records of partitions revoked since they
-    /// were read are left out: their next owner reads them again.
+    /// while more than `pipeline.max_in_flight_batches` full batches' worth is in
+    /// flight. Records of partitions revoked since they were read are left out: their
+    /// next owner reads them again.
     pub(crate) async fn deliver(
         &mut self,
         batch: Batch,
