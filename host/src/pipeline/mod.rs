@@ -204,6 +204,7 @@ impl Pipeline {
             })
         });
         self.source.commit(CommitMode::Sync);
+        self.source.leave_group().await;
         outcome.and(finished)
     }
 

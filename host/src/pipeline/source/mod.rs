@@ -1,7 +1,10 @@
 //! The source side: joining the group (or assigning every partition), gathering
 //! batches, staying in the group while a batch waits, and committing offsets.
 
+mod context;
+
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,9 +19,9 @@ use crate::metrics::Metrics;
 use crate::policy::SourceRecord;
 
 use super::error::{kafka_error, PipelineError};
-use super::ownership::{
-    block_in_place, resume_from, Epoch, Handover, Ownership, Partition, PipelineContext,
-};
+use super::ownership::{Epoch, Handover, Ownership, Partition};
+use context::resume_from;
+pub(crate) use context::{block_in_place, PipelineContext};
 
 /// Records handed to the policy together, each with the epoch its partition was owned
 /// under when it was read.
@@ -33,7 +36,8 @@ pub(crate) struct Batch {
 }
 
 pub(crate) struct Source {
-    consumer: StreamConsumer<PipelineContext>,
+    /// Closed with a bound when the source is dropped, never dropped in place.
+    consumer: ManuallyDrop<StreamConsumer<PipelineContext>>,
     ownership: Arc<Ownership>,
     handover: Arc<dyn Handover>,
     metrics: Arc<Metrics>,
@@ -59,7 +63,7 @@ impl Source {
         let consumer = kafka::consumer(config, tuning, context)
             .map_err(kafka_error("creating the source consumer"))?;
         Ok(Source {
-            consumer,
+            consumer: ManuallyDrop::new(consumer),
             ownership,
             handover,
             metrics,
@@ -88,7 +92,7 @@ impl Source {
         const TIMEOUT: Duration = Duration::from_secs(30);
         let mut partitions = TopicPartitionList::new();
         for topic in &config.topics {
-            let count = kafka::partition_count(&self.consumer, topic, TIMEOUT)
+            let count = kafka::partition_count(&*self.consumer, topic, TIMEOUT)
                 .map_err(kafka_error("reading the source topics' metadata"))?;
             if count == 0 {
                 return Err(PipelineError::SourceTopic(format!(
@@ -120,7 +124,7 @@ impl Source {
         // verifies through Vault) what the sink holds, blocking: off the runtime's
         // worker, as the rebalance path does.
         let positions = block_in_place(|| self.handover.assigned(&assigned))?;
-        let committed = kafka::committed_offsets(&self.consumer, &partitions, TIMEOUT).map_err(
+        let committed = kafka::committed_offsets(&*self.consumer, &partitions, TIMEOUT).map_err(
             kafka_error("reading the committed offsets of source.group_id"),
         )?;
         let mut start = TopicPartitionList::new();
@@ -321,7 +325,7 @@ impl Source {
                 .commit(&list, CommitMode::Async)
                 .map_err(|e| e.to_string()),
             CommitMode::Sync => {
-                block_in_place(|| kafka::commit_within(&self.consumer, &list, FINAL_COMMIT_LIMIT))
+                block_in_place(|| kafka::commit_within(&*self.consumer, &list, FINAL_COMMIT_LIMIT))
             }
         };
         // A failed commit loses nothing: the records are re-delivered after a restart.
@@ -329,7 +333,41 @@ impl Source {
             tracing::warn!("committing source offsets failed (records may be repeated after a restart): {error}");
         }
     }
+
+    /// Gives every partition up and leaves the consumer group (if it joined one), so
+    /// that closing the consumer has no rebalance left to answer (see
+    /// [`kafka::leave_group`]). The last step of a stop, after the final commit.
+    pub(crate) async fn leave_group(&self) {
+        if let Err(error) = kafka::leave_group(&self.consumer, LEAVE_LIMIT).await {
+            tracing::warn!(
+                "leaving the source consumer group: {error}; closing the consumer anyway"
+            );
+        }
+    }
+}
+
+impl Drop for Source {
+    /// Closing the consumer answers its last rebalance and leaves the group. librdkafka
+    /// can wait for ever doing that (see `kafka::group`); a stopping runner does not.
+    fn drop(&mut self) {
+        // SAFETY: the consumer is taken once, here, and `self` is not used again.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        if !block_in_place(|| kafka::close_within(consumer, CLOSE_LIMIT)) {
+            tracing::warn!(
+                "the source consumer did not close within {CLOSE_LIMIT:?}; stopping without it \
+                 (its partitions go to other runners once the group's session.timeout.ms passes)"
+            );
+        }
+    }
 }
 
 /// How long the last commit of a stopping pipeline waits for the coordinator.
 const FINAL_COMMIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long leaving the group may take: a revocation's drain and commit ([`context`]'s
+/// limits), and a little more.
+const LEAVE_LIMIT: Duration = Duration::from_secs(45);
+
+/// How long closing the source consumer may take, should it still have a revocation to
+/// answer (a stop that did not leave the group first).
+const CLOSE_LIMIT: Duration = Duration::from_secs(60);

@@ -1,16 +1,22 @@
 //! Kafka clients (librdkafka through rdkafka): the settings kafka-transit needs for
-//! at-least-once delivery, and conversions between Kafka messages and policy records.
+//! at-least-once delivery ([`mod@self`]), the consumer group's offsets, rebalances and
+//! close ([`group`]), and conversions between Kafka messages and policy records
+//! ([`records`]).
 //!
 //! User properties from `[source.properties]` / `[sink.properties]` are applied last,
 //! so they win over these defaults (except the commit settings, which `config` refuses).
 
+mod group;
+mod records;
+
+pub use group::{answer_rebalance, close_within, commit_within, committed_offsets, leave_group};
+pub use records::{owned_headers, record_bytes, source_record, source_record_bytes, Consumed};
+
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 
 use crate::config::{Properties, SinkConfig, SourceConfig, TuningConfig};
-use crate::policy::{Header, SourceRecord};
 
 /// Room for record headers and protocol framing on top of the largest value.
 const FRAMING_ALLOWANCE: usize = 64 * 1024;
@@ -266,216 +272,6 @@ pub fn partition_count<C: ConsumerContext>(
     })
 }
 
-/// The group's committed offsets of `partitions`, stable: a cluster that has just
-/// started (or is moving the group's coordinator) answers "not coordinator" or "loading"
-/// for a while, and the offsets a still-open transaction sent (exactly once on one
-/// cluster; a crashed runner's until the broker aborts it) are "unstable"; both are
-/// asked again until `timeout`. A partition is never answered as uncommitted while a
-/// transaction holds its offsets: librdkafka's own fetch at assignment can do that
-/// (2.12: when the assignment changes while it waits on an open transaction, it starts
-/// the partition at `auto.offset.reset`), which would repeat what was committed.
-pub fn committed_offsets<C: ConsumerContext>(
-    consumer: &impl rdkafka::consumer::Consumer<C>,
-    partitions: &rdkafka::TopicPartitionList,
-    timeout: std::time::Duration,
-) -> rdkafka::error::KafkaResult<rdkafka::TopicPartitionList> {
-    use rdkafka::error::RDKafkaErrorCode;
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let answer = consumer.committed_offsets(partitions.clone(), left);
-        let unstable = match &answer {
-            Ok(list) => list
-                .elements()
-                .iter()
-                .find_map(|element| element.error().err()),
-            Err(error) => Some(error.clone()),
-        };
-        let retriable = unstable.as_ref().is_some_and(|error| {
-            matches!(
-                error.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::NotCoordinator
-                        | RDKafkaErrorCode::CoordinatorNotAvailable
-                        | RDKafkaErrorCode::CoordinatorLoadInProgress
-                        | RDKafkaErrorCode::UnstableOffsetCommit
-                )
-            )
-        });
-        match unstable {
-            Some(error) if retriable && !left.is_zero() => {
-                tracing::debug!("committed offsets not readable yet ({error}); retrying");
-                std::thread::sleep(std::time::Duration::from_millis(200).min(left));
-            }
-            // A partition's own error (after the deadline, an open transaction's
-            // offsets still unstable) is the answer's error: never read as "no offset".
-            Some(error) if answer.is_ok() => return Err(error),
-            _ => return answer,
-        }
-    }
-}
-
-/// Commits `offsets` for `consumer`'s group and waits for the coordinator's answer, at
-/// most `timeout`. librdkafka's synchronous commit has no timeout of its own: a
-/// coordinator that never answers would hold a rebalance (or a stop) for ever. Returns
-/// why the commit failed or was not confirmed; either way the records are consumed
-/// again by whoever owns the partitions next, so nothing is lost.
-pub fn commit_within<C: ConsumerContext>(
-    consumer: &impl rdkafka::consumer::Consumer<C>,
-    offsets: &rdkafka::TopicPartitionList,
-    timeout: std::time::Duration,
-) -> Result<(), String> {
-    use rdkafka::bindings as rd;
-    let client = consumer.client().native_ptr();
-    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    // SAFETY: `client` is the consumer's live handle and `offsets` a valid list, which
-    // librdkafka copies. The queue is ours: the commit's answer is delivered to it as an
-    // event, which is destroyed once read; destroying the queue afterwards is safe even
-    // if the answer has not come (librdkafka keeps its own reference until then).
-    unsafe {
-        let queue = rd::rd_kafka_queue_new(client);
-        let err =
-            rd::rd_kafka_commit_queue(client, offsets.ptr(), queue, None, std::ptr::null_mut());
-        let result = if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Err(rdkafka::error::RDKafkaErrorCode::from(err).to_string())
-        } else {
-            let event = rd::rd_kafka_queue_poll(queue, timeout_ms);
-            if event.is_null() {
-                Err(format!(
-                    "the group coordinator did not confirm the commit within {timeout:?}"
-                ))
-            } else {
-                let err = rd::rd_kafka_event_error(event);
-                let result = if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    Ok(())
-                } else {
-                    Err(rdkafka::error::RDKafkaErrorCode::from(err).to_string())
-                };
-                rd::rd_kafka_event_destroy(event);
-                result
-            }
-        };
-        rd::rd_kafka_queue_destroy(queue);
-        result
-    }
-}
-
-/// A consumed record, and why the policy must not be given it, if it must not.
-pub struct Consumed {
-    pub record: SourceRecord,
-    /// Set when the record cannot be represented faithfully to a policy (a header
-    /// name that is not UTF-8): the record is refused as invalid input, and `record`
-    /// holds a lossy copy for the dead letter.
-    pub refused: Option<String>,
-}
-
-/// Copies a consumed message into the policy's record type.
-///
-/// Header names and values are bytes on the wire. rdkafka's `Headers` API panics on a
-/// name that is not UTF-8, which any producer can write (`kcat -H $'\xff=x'`), so the
-/// headers are read through librdkafka's raw header API instead.
-pub fn source_record(message: &BorrowedMessage<'_>) -> Consumed {
-    let (headers, refused) = raw_headers(message);
-    Consumed {
-        record: SourceRecord {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-        },
-        refused,
-    }
-}
-
-fn raw_headers(message: &BorrowedMessage<'_>) -> (Vec<Header>, Option<String>) {
-    use rdkafka::bindings::{rd_kafka_message_headers, rd_kafka_resp_err_t};
-    let mut headers = std::ptr::null_mut();
-    // SAFETY: `message.ptr()` is a live message owned by the consumer for the lifetime
-    // of `message`; librdkafka only writes the headers pointer, which points into the
-    // message and lives as long as it.
-    let err = unsafe { rd_kafka_message_headers(message.ptr(), &mut headers) };
-    if err != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
-        // RD_KAFKA_RESP_ERR__NOENT: the message has no headers.
-        return (Vec::new(), None);
-    }
-    // SAFETY: `headers` was just returned by librdkafka for this message.
-    unsafe { read_headers(headers) }
-}
-
-/// Every header of `headers`, in order. A name that is not UTF-8 cannot cross the WIT
-/// boundary (`string`): it is kept lossily (invalid bytes as U+FFFD) and reported.
-///
-/// # Safety
-/// `headers` must be a valid librdkafka header list that outlives this call.
-unsafe fn read_headers(
-    headers: *const rdkafka::bindings::rd_kafka_headers_t,
-) -> (Vec<Header>, Option<String>) {
-    use rdkafka::bindings::{rd_kafka_header_cnt, rd_kafka_header_get_all, rd_kafka_resp_err_t};
-    let count = rd_kafka_header_cnt(headers);
-    let mut out = Vec::with_capacity(count);
-    let mut refused = None;
-    for index in 0..count {
-        let mut name = std::ptr::null();
-        let mut value = std::ptr::null();
-        let mut size = 0;
-        let err = rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size);
-        if err != rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-            break;
-        }
-        let name = std::ffi::CStr::from_ptr(name).to_bytes();
-        let value = (!value.is_null())
-            .then(|| std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec());
-        let key = match std::str::from_utf8(name) {
-            Ok(key) => key.to_string(),
-            Err(_) => {
-                // The name is the producer's data: say where it is, not what it is.
-                refused.get_or_insert_with(|| {
-                    format!(
-                        "header {} of {count} has a name that is not UTF-8; policies see \
-                         header names as text, so the record cannot be protected as it is",
-                        index + 1
-                    )
-                });
-                String::from_utf8_lossy(name).into_owned()
-            }
-        };
-        out.push(Header { key, value });
-    }
-    (out, refused)
-}
-
-/// Kafka headers for a produced record.
-pub fn owned_headers(headers: &[Header]) -> OwnedHeaders {
-    headers.iter().fold(
-        OwnedHeaders::new_with_capacity(headers.len()),
-        |owned, header| {
-            owned.insert(rdkafka::message::Header {
-                key: &header.key,
-                value: header.value.as_deref(),
-            })
-        },
-    )
-}
-
-/// Bytes a record's key and value occupy, for throughput figures.
-pub fn record_bytes(key: Option<&[u8]>, value: Option<&[u8]>) -> u64 {
-    (key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len)) as u64
-}
-
-/// Bytes a source record holds in memory, headers included: what batches are sized by
-/// (`pipeline.max_batch_bytes`), so that records with huge headers cannot pile up.
-pub fn source_record_bytes(record: &SourceRecord) -> u64 {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-        .sum();
-    record_bytes(record.key.as_deref(), record.value.as_deref()) + headers as u64
-}
-
 /// Reads a topic from the beginning the way an operator would (no consumer group, all
 /// partitions), until `expected` records arrived or `timeout` passed. Blocking: call it
 /// from `spawn_blocking` in async code.
@@ -521,68 +317,6 @@ pub fn read_topic(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A librdkafka header list built from raw bytes, as a producer may send it.
-    struct RawHeaders(*mut rdkafka::bindings::rd_kafka_headers_t);
-
-    impl RawHeaders {
-        fn new(headers: &[(&[u8], Option<&[u8]>)]) -> RawHeaders {
-            use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_new};
-            // SAFETY: a fresh list, filled with pointers into `headers`, which librdkafka copies.
-            unsafe {
-                let list = rd_kafka_headers_new(headers.len());
-                for (name, value) in headers {
-                    let (value, size) = value.map_or((std::ptr::null(), 0), |v| {
-                        (v.as_ptr().cast::<std::ffi::c_void>(), v.len() as isize)
-                    });
-                    rd_kafka_header_add(
-                        list,
-                        name.as_ptr().cast(),
-                        name.len() as isize,
-                        value,
-                        size,
-                    );
-                }
-                RawHeaders(list)
-            }
-        }
-    }
-
-    impl Drop for RawHeaders {
-        fn drop(&mut self) {
-            // SAFETY: made by `rd_kafka_headers_new`, destroyed once.
-            unsafe { rdkafka::bindings::rd_kafka_headers_destroy(self.0) }
-        }
-    }
-
-    #[test]
-    fn header_names_that_are_not_utf8_are_reported_not_panicked_on() {
-        let raw = RawHeaders::new(&[
-            (b"trace", Some(b"abc")),
-            (b"\xff\xfe", Some(b"x")),
-            (b"empty", None),
-        ]);
-        // SAFETY: a valid list, alive for the call.
-        let (headers, refused) = unsafe { read_headers(raw.0) };
-        assert_eq!(headers.len(), 3, "every header is kept, in order");
-        assert_eq!(headers[0].key, "trace");
-        assert_eq!(headers[0].value.as_deref(), Some(&b"abc"[..]));
-        assert_eq!(headers[1].key, "\u{fffd}\u{fffd}");
-        assert_eq!(headers[1].value.as_deref(), Some(&b"x"[..]));
-        assert_eq!(headers[2].value, None);
-        let refused = refused.expect("the record is refused");
-        assert!(
-            refused.contains("header 2 of 3") && refused.contains("not UTF-8"),
-            "{refused}"
-        );
-
-        let raw = RawHeaders::new(&[(b"tenant", Some(b"\xff"))]);
-        // SAFETY: as above.
-        let (headers, refused) = unsafe { read_headers(raw.0) };
-        assert_eq!(refused, None, "values are bytes: anything goes");
-        assert_eq!(headers[0].value.as_deref(), Some(&b"\xff"[..]));
-    }
-
     #[test]
     fn the_rebalance_protocol_is_known_from_the_configuration() {
         let with = |strategy: Option<&str>| {
