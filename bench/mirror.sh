@@ -6,6 +6,10 @@
 # by side".
 #
 #   bash bench/mirror.sh [--records N] [--value-bytes B] [--partitions P] [--runs R] [--smoke] [--out DIR]
+#                        [--pipeline 'TOML']
+#
+# --pipeline adds settings to kafka-transit's [pipeline] table, e.g.
+# --pipeline 'batch_size = 2000' (see docs/configuration.md), to try a tuning side by side.
 #
 # Starts two Kafka clusters and OpenBao here and stops everything on exit; the results
 # (mirror.md, mirror.json), configurations and copier logs stay in --out (default: a new
@@ -24,6 +28,7 @@ while [ $# -gt 0 ]; do
     --partitions) PARTITIONS=${2:?--partitions needs a value}; shift ;;
     --runs) RUNS=${2:?--runs needs a value}; shift ;;
     --out) OUT=${2:?--out needs a directory}; shift ;;
+    --pipeline) export PIPELINE_SETTINGS=${2:?--pipeline needs TOML, e.g. 'batch_size = 2000'}; shift ;;
     --smoke) SMOKE=true ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -191,4 +196,6 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 say "results (Kafka and MirrorMaker $KAFKA_VERSION; JSON: $OUT/mirror.json)"
-python3 bench/mirror_measure.py report --note "Kafka and MirrorMaker $KAFKA_VERSION." "$OUT/mirror.json" "$OUT"/*-r[0-9]*.json | tee "$OUT/mirror.md"
+python3 bench/mirror_measure.py report \
+  --note "Kafka and MirrorMaker $KAFKA_VERSION.${PIPELINE_SETTINGS:+ kafka-transit [pipeline]: ${PIPELINE_SETTINGS//$'\n'/, }.}" \
+  "$OUT/mirror.json" "$OUT"/*-r[0-9]*.json | tee "$OUT/mirror.md"

@@ -395,7 +395,8 @@ TOML
 # (a template of the source topic may do) of SINK_BOOTSTRAP or KAFKA_BOOTSTRAP, with
 # `builtin = POLICY` and the [policy.config] lines given (TOML); Vault at VAULT_ADDR
 # (VAULT_CACERT trusted when set) with the token in the variable PIPELINE_TOKEN_ENV
-# (default VAULT_TOKEN); failures dead-lettered to DEAD_LETTER_TOPIC (source cluster).
+# (default VAULT_TOKEN); failures dead-lettered to DEAD_LETTER_TOPIC (source cluster);
+# PIPELINE_SETTINGS (TOML lines), when set, go into its [pipeline] table.
 pipeline_file() {
   local file=$1 policy=$2 sink_topic=$3 dead_letters=$4 config=$5
   shift 5
@@ -429,6 +430,7 @@ dead_letter_topic = "$dead_letters"
 
 [pipeline]
 progress_interval = "2s"
+${PIPELINE_SETTINGS:-}
 TOML
 }
 
