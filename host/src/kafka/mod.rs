@@ -62,11 +62,11 @@ fn message_limit(tuning: &TuningConfig, growth: f64) -> usize {
     (tuning.max_record_bytes as f64 * growth) as usize + FRAMING_ALLOWANCE
 }
 
-/// The source consumer; `context` sees its rebalances and statistics.
 /// How often a pattern subscription looks for new matching topics, unless the source's
 /// own `topic.metadata.refresh.interval.ms` says otherwise.
 pub const PATTERN_REFRESH_MS: &str = "10000";
 
+/// The source consumer; `context` sees its rebalances and statistics.
 pub fn consumer<C: ConsumerContext + 'static>(
     source: &SourceConfig,
     tuning: &TuningConfig,
