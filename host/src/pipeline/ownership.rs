@@ -53,6 +53,11 @@ pub(crate) trait Handover: Send + Sync {
         false
     }
 
+    /// The rebalance callback is about to wait for the assigned partitions' stable
+    /// offsets, up to a crashed runner's `transaction.timeout.ms`: end whatever of this
+    /// runner's would time out meanwhile.
+    fn before_waiting(&self) {}
+
     /// [`Handover::assigned`] failed; the pipeline must stop on `error` before it reads
     /// further.
     fn failed(&self, _error: PipelineError) {}

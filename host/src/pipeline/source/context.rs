@@ -88,6 +88,7 @@ impl ConsumerContext for PipelineContext {
                     if !self.handover.positions_in_source_group() || partitions.count() == 0 {
                         return Ok(committed);
                     }
+                    self.handover.before_waiting();
                     stable_offsets(consumer, partitions)
                 });
                 match start {

@@ -244,23 +244,39 @@ impl Transactions {
     /// one cluster, the runner's, with every partition in it); an aborted one is left to
     /// the next owner, who reads from the last committed position. Blocking.
     pub(crate) fn commit_revoked(&self, partitions: &[Partition]) {
+        let mut scopes: Vec<Scope> = partitions.iter().map(|p| self.scope_of(p)).collect();
+        scopes.dedup();
+        self.commit_now(Some(&scopes), "revoked partitions");
+    }
+
+    /// Commits every open transaction now (the rebalance callback is about to wait, up
+    /// to a crashed runner's `transaction.timeout.ms`, and an open transaction of this
+    /// runner would time out meanwhile and fence it). Blocking.
+    pub(crate) fn commit_open(&self) {
+        self.commit_now(None, "open transactions, before waiting in a rebalance");
+    }
+
+    /// Commits the open transactions of `scopes` (all, with `None`), the rewinds of an
+    /// abort left for the pipeline.
+    fn commit_now(&self, scopes: Option<&[Scope]>, what: &str) {
         let _committing = lock(&self.committing);
         let due: Vec<(Scope, OpenTransaction)> = {
             let mut open = lock(&self.open);
-            let mut scopes: Vec<Scope> = partitions.iter().map(|p| self.scope_of(p)).collect();
-            scopes.dedup();
-            scopes
-                .into_iter()
-                .filter_map(|scope| open.transactions.remove_entry(&scope))
-                .collect()
+            match scopes {
+                Some(scopes) => scopes
+                    .iter()
+                    .filter_map(|scope| open.transactions.remove_entry(scope))
+                    .collect(),
+                None => open.transactions.drain().collect(),
+            }
         };
         for (scope, transaction) in due {
             // Its partitions that stay are read again from the last commit, if it aborts.
             match self.finish(scope, transaction) {
                 Ok(rewinds) => lock(&self.pending_rewinds).extend(rewinds),
-                Err(error) => tracing::warn!(
-                    "committing the transaction of revoked partitions failed: {error}"
-                ),
+                Err(error) => {
+                    tracing::warn!("committing the transaction of {what} failed: {error}")
+                }
             }
         }
     }

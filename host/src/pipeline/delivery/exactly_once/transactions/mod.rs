@@ -404,6 +404,10 @@ impl Handover for Transactions {
         matches!(self.placement, Placement::SourceGroup { .. })
     }
 
+    fn before_waiting(&self) {
+        self.commit_open();
+    }
+
     fn failed(&self, error: PipelineError) {
         lock(&self.failure).get_or_insert(error);
     }
