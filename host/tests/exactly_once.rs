@@ -128,15 +128,31 @@ impl Setup {
         last.values().sum()
     }
 
+    /// Produces `count` records numbered from `from`, then runs a new runner until it
+    /// has written at least `count` (and 2 s more, to show nothing else comes); its
+    /// final counters.
+    async fn resume_with(
+        &self,
+        vault: &support::RunningServer,
+        from: usize,
+        count: usize,
+    ) -> kafka_transit::metrics::Snapshot {
+        self.source
+            .produce(&self.input, &records(from, count))
+            .await;
+        let second =
+            RunningPipeline::start(self.config(&vault.url()), support::client_for(vault)).await;
+        second
+            .wait_until(WAIT, |m| m.records_out >= count as u64)
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        second.stop().await.unwrap()
+    }
+
     /// After 1,000 records went through and the runner stopped: 500 more, and a new
     /// runner must write exactly those, so that the sink has each of the 1,500 once.
     async fn restart_after_500_more(&self, vault: &support::RunningServer) {
-        self.source.produce(&self.input, &records(1000, 500)).await;
-        let second =
-            RunningPipeline::start(self.config(&vault.url()), support::client_for(vault)).await;
-        second.wait_until(WAIT, |m| m.records_out >= 500).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let end = second.stop().await.unwrap();
+        let end = self.resume_with(vault, 1000, 500).await;
         assert_eq!(
             end.records_out, 500,
             "resumed where the transactions left off"
@@ -382,12 +398,7 @@ async fn a_position_forged_on_the_sink_is_refused_and_nothing_is_skipped() {
         .sink
         .produce("kafka-transit-offsets", &[forged(0), unsigned])
         .await;
-    setup.source.produce(&setup.input, &records(600, 300)).await;
-    let second =
-        RunningPipeline::start(setup.config(&vault.url()), support::client_for(&vault)).await;
-    second.wait_until(WAIT, |m| m.records_out >= 300).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end = second.stop().await.unwrap();
+    let end = setup.resume_with(&vault, 600, 300).await;
     assert_eq!(
         end.positions_refused, 2,
         "the forged and the unsigned position"
