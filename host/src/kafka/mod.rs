@@ -1,19 +1,20 @@
 //! Kafka clients (librdkafka through rdkafka): the settings kafka-transit needs for
-//! at-least-once delivery ([`mod@self`]), the consumer group's offsets, rebalances and
-//! close ([`group`]), and conversions between Kafka messages and policy records
-//! ([`records`]).
+//! at-least-once delivery ([`mod@self`]), delivery acknowledgements counted per batch
+//! ([`acks`]), the consumer group's offsets, rebalances and close ([`group`]), and
+//! conversions between Kafka messages and policy records ([`records`]).
 //!
 //! User properties from `[source.properties]` / `[sink.properties]` are applied last,
 //! so they win over these defaults (except the commit settings, which `config` refuses).
 
+mod acks;
 mod group;
 mod records;
 
+pub use acks::{AckingProducer, Acknowledging, Acks, Failed, Ticket};
 pub use group::{answer_rebalance, close_within, commit_within, committed_offsets, leave_group};
 pub use records::{owned_headers, record_bytes, source_record, source_record_bytes, Consumed};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
-use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
 use crate::config::{Properties, SinkConfig, SourceConfig, TuningConfig};
@@ -128,7 +129,7 @@ pub fn producer(
     bootstrap_servers: &str,
     properties: &Properties,
     tuning: &TuningConfig,
-) -> rdkafka::error::KafkaResult<FutureProducer> {
+) -> rdkafka::error::KafkaResult<AckingProducer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap_servers)
@@ -141,13 +142,13 @@ pub fn producer(
         .set("linger.ms", "1")
         .set("message.max.bytes", message_limit(tuning, 1.5).to_string());
     apply(&mut config, properties);
-    config.create()
+    config.create_with_context(Acknowledging)
 }
 
 pub fn sink_producer(
     sink: &SinkConfig,
     tuning: &TuningConfig,
-) -> rdkafka::error::KafkaResult<FutureProducer> {
+) -> rdkafka::error::KafkaResult<AckingProducer> {
     producer(&sink.bootstrap_servers, &sink.properties, tuning)
 }
 
@@ -157,7 +158,7 @@ pub fn transactional_producer(
     sink: &SinkConfig,
     tuning: &TuningConfig,
     transactional_id: &str,
-) -> rdkafka::error::KafkaResult<FutureProducer> {
+) -> rdkafka::error::KafkaResult<AckingProducer> {
     let mut properties = sink.properties.clone();
     properties
         .0

@@ -12,25 +12,24 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::join_all;
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use tokio::task::JoinHandle;
 
 use crate::config::PipelineConfig;
-use crate::kafka;
+use crate::kafka::{self, AckingProducer, Acks};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyRuntime, SourceRecord, TransformResult};
 
 use crate::pipeline::error::{kafka_error, PipelineError};
 use crate::pipeline::ownership::{BatchOffsets, Epoch, Handover, Ownership, Partition};
 use crate::pipeline::sink::{
-    delivery_error, refused_by_sink, DeadLetterPath, Handed, Sink, Target, SINK_REJECTED,
+    delivery_error, enqueue, refused_by_sink, DeadLetterPath, Handed, Outbox, Sink, Target,
+    SINK_REJECTED,
 };
 use crate::pipeline::source::{Batch, Source};
+use crate::pipeline::stopping::Stopping;
 
 /// At least once needs nothing of its own when partitions come and go: [`Ownership`]
 /// drains and commits what was acknowledged.
@@ -51,8 +50,21 @@ impl Held {
     }
 }
 
-/// A delivery's answer, with what it was.
-type Answer = (usize, Target, u64, Result<(), KafkaError>);
+/// A batch's answers: what was handed over, and the failures among it by ticket number
+/// (sorted; none, almost always).
+struct Answers {
+    handed: Vec<Handed>,
+    failed: Vec<(usize, KafkaError)>,
+}
+
+impl Answers {
+    fn failure(&self, handed: &Handed) -> Option<&KafkaError> {
+        self.failed
+            .binary_search_by_key(&handed.ticket, |(ticket, _)| *ticket)
+            .ok()
+            .map(|at| &self.failed[at].1)
+    }
+}
 
 /// A batch whose records were handed to producers and await acknowledgement.
 struct InFlight {
@@ -67,11 +79,11 @@ struct InFlight {
     /// Its number in [`Ownership`], which tracks it for rebalances.
     sequence: u64,
     /// Resolves when every delivery of the batch has an answer.
-    deliveries: JoinHandle<Vec<Answer>>,
+    deliveries: JoinHandle<Answers>,
 }
 
 pub(crate) struct AtLeastOnce {
-    producer: FutureProducer,
+    producer: AckingProducer,
     sink: Sink,
     in_flight: VecDeque<InFlight>,
     /// Records and bytes of the batches in flight.
@@ -81,6 +93,7 @@ pub(crate) struct AtLeastOnce {
     limit: Held,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
+    stopping: Stopping,
 }
 
 impl AtLeastOnce {
@@ -90,6 +103,7 @@ impl AtLeastOnce {
         ownership: Arc<Ownership>,
         metrics: Arc<Metrics>,
     ) -> Result<AtLeastOnce, PipelineError> {
+        let stopping = sink.stopping().clone();
         Ok(AtLeastOnce {
             producer: kafka::sink_producer(&config.sink, &config.pipeline)
                 .map_err(kafka_error("creating the sink producer"))?,
@@ -103,6 +117,7 @@ impl AtLeastOnce {
             },
             ownership,
             metrics,
+            stopping,
         })
     }
 
@@ -121,6 +136,11 @@ impl AtLeastOnce {
         let read_at = batch.read_at;
         let mut records = Vec::with_capacity(batch.records.len());
         let mut handed = Vec::with_capacity(batch.records.len());
+        let acks = Acks::new();
+        let outbox = Outbox {
+            producer: &self.producer,
+            acks: &acks,
+        };
         // Records come in runs of one partition: ownership is asked once per run.
         let mut run: Option<(Partition, Epoch, bool)> = None;
         for ((record, epoch), result) in batch.records.into_iter().zip(batch.epochs).zip(results) {
@@ -155,7 +175,7 @@ impl AtLeastOnce {
             let index = records.len();
             self.sink
                 .hand_over(
-                    &self.producer,
+                    outbox,
                     index,
                     &record,
                     &result,
@@ -167,6 +187,8 @@ impl AtLeastOnce {
                 .await?;
             records.push(record);
         }
+        // Every record of the batch was handed over.
+        acks.close();
         let sequence = self.ownership.dispatched(offsets);
         let bytes = records.iter().map(kafka::source_record_bytes).sum();
         self.held.records += records.len();
@@ -179,7 +201,9 @@ impl AtLeastOnce {
             sequence,
             deliveries: tokio::spawn(acknowledged(
                 handed,
+                acks,
                 self.producer.clone(),
+                self.stopping.clone(),
                 self.ownership.clone(),
                 sequence,
             )),
@@ -250,21 +274,21 @@ impl AtLeastOnce {
                 offset: first.map_or(-1, |r| r.offset),
                 detail: format!("waiting for acknowledgements failed: {error}"),
             })?;
-        for (index, target, bytes, outcome) in answers {
-            let record = &flight.records[index];
-            match (target, outcome) {
-                (Target::Sink, Ok(())) => self.metrics.produced(bytes),
-                (Target::DeadLetter(kind), Ok(())) => self.metrics.dead_lettered(kind),
+        for handed in &answers.handed {
+            let record = &flight.records[handed.index];
+            match (handed.target, answers.failure(handed)) {
+                (Target::Sink, None) => self.metrics.produced(handed.bytes),
+                (Target::DeadLetter(kind), None) => self.metrics.dead_lettered(kind),
                 // The broker refused this record (its size, no key on a compacted
                 // topic...): that is the record's failure, not the pipeline's.
                 // Dead-letter it (waiting for that) or stop.
-                (Target::Sink, Err(error)) if refused_by_sink(&error).is_some() => {
-                    let reason = refused_by_sink(&error).unwrap_or_default();
+                (Target::Sink, Some(error)) if refused_by_sink(error).is_some() => {
+                    let reason = refused_by_sink(error).unwrap_or_default();
                     self.sink
                         .dead_letter_acknowledged(record, SINK_REJECTED, &reason, &flight.policy)
                         .await?;
                 }
-                (target, Err(error)) => return Err(delivery_error(target, record, error)),
+                (target, Some(error)) => return Err(delivery_error(target, record, error.clone())),
             }
         }
         self.metrics.committed();
@@ -278,29 +302,26 @@ impl AtLeastOnce {
 /// revocation waits on.
 async fn acknowledged(
     handed: Vec<Handed>,
-    producer: FutureProducer,
+    acks: Acks,
+    producer: AckingProducer,
+    stopping: Stopping,
     ownership: Arc<Ownership>,
     sequence: u64,
-) -> Vec<Answer> {
-    let answers = join_all(handed.into_iter().map(|handed| {
-        let producer = &producer;
-        async move {
-            let outcome = match handed.delivery.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((error, message))) if collateral(&error) => resend(producer, &message).await,
-                Ok(Err((error, _message))) => Err(error),
-                Err(_canceled) => Err(KafkaError::Canceled),
-            };
-            (handed.index, handed.target, handed.bytes, outcome)
+) -> Answers {
+    let mut failed = Vec::new();
+    for failure in acks.answered().await {
+        if collateral(&failure.error) {
+            if let Err(error) = resend(&producer, &failure.message, &stopping).await {
+                failed.push((failure.number, error));
+            }
+        } else {
+            failed.push((failure.number, failure.error));
         }
-    }))
-    .await;
-    ownership.delivered(sequence, answers.iter().all(|answer| answer.3.is_ok()));
-    answers
+    }
+    failed.sort_unstable_by_key(|(ticket, _)| *ticket);
+    ownership.delivered(sequence, failed.is_empty());
+    Answers { handed, failed }
 }
-
-/// How long a record produced again may wait for room in librdkafka's queue.
-const RESEND_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Refused only because another record of its produce request was: not this record's
 /// failure.
@@ -312,8 +333,18 @@ fn collateral(error: &KafkaError) -> bool {
 /// is refused that way only next to one the sink topic cannot take, which the sink's
 /// topic checks mostly keep from being produced; librdkafka hands it back after records
 /// it sent later, so in that rare case it lands after them.
-async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(), KafkaError> {
-    let mut record = FutureRecord::<[u8], [u8]>::to(message.topic()).partition(message.partition());
+async fn resend(
+    producer: &AckingProducer,
+    message: &OwnedMessage,
+    stopping: &Stopping,
+) -> Result<(), KafkaError> {
+    let acks = Acks::new();
+    let outbox = Outbox {
+        producer,
+        acks: &acks,
+    };
+    let (mut record, _) = outbox.message(message.topic());
+    record = record.partition(message.partition());
     if let Some(key) = message.key() {
         record = record.key(key);
     }
@@ -326,12 +357,12 @@ async fn resend(producer: &FutureProducer, message: &OwnedMessage) -> Result<(),
     if let Some(timestamp) = message.timestamp().to_millis() {
         record = record.timestamp(timestamp);
     }
-    match producer
-        .send(record, Timeout::After(RESEND_QUEUE_WAIT))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err((error, _)) => Err(error),
+    let sent = enqueue(producer, record, stopping).await;
+    acks.close();
+    sent?;
+    match acks.answered().await.pop() {
+        None => Ok(()),
+        Some(failed) => Err(failed.error),
     }
 }
 
@@ -346,36 +377,58 @@ mod tests {
     async fn a_batch_is_acknowledged_once_every_record_is_and_then_its_offsets_commit() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("out", 1, 1).unwrap();
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: AckingProducer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
-            .create()
+            .create_with_context(kafka::Acknowledging)
             .unwrap();
         let ownership = Arc::new(Ownership::default());
         let partition: Partition = ("in".into(), 0);
         ownership.assigned([partition.clone()]);
         let epoch = ownership.epoch(&partition).unwrap();
         let sequence = ownership.dispatched(BatchOffsets::from([(partition, (3, epoch))]));
-        let handed: Vec<Handed> = (0..3)
-            .map(|index| Handed {
+        let acks = Acks::new();
+        let outbox = Outbox {
+            producer: &producer,
+            acks: &acks,
+        };
+        let stopping = Stopping::default();
+        let mut handed = Vec::new();
+        for index in 0..3 {
+            let (message, ticket) = outbox.message("out");
+            enqueue(&producer, message.payload(&b"x"[..]), &stopping)
+                .await
+                .unwrap();
+            handed.push(Handed {
                 index,
                 target: Target::Sink,
                 bytes: 1,
-                delivery: producer
-                    .send_result(FutureRecord::<[u8], [u8]>::to("out").payload(b"x"))
-                    .map_err(|(error, _)| error)
-                    .unwrap(),
-            })
-            .collect();
+                ticket,
+            });
+        }
+        acks.close();
         assert_eq!(
             ownership.commit_list().count(),
             0,
             "nothing before the batch completes"
         );
-        let answers = acknowledged(handed, producer.clone(), ownership.clone(), sequence).await;
+        let answers = acknowledged(
+            handed,
+            acks,
+            producer.clone(),
+            stopping,
+            ownership.clone(),
+            sequence,
+        )
+        .await;
         assert_eq!(
             answers
+                .handed
                 .iter()
-                .map(|(index, target, _, outcome)| (*index, *target, outcome.is_ok()))
+                .map(|handed| (
+                    handed.index,
+                    handed.target,
+                    answers.failure(handed).is_none()
+                ))
                 .collect::<Vec<_>>(),
             vec![
                 (0, Target::Sink, true),

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{DeadLetterCluster, PipelineConfig};
 use crate::kafka;
@@ -17,7 +16,7 @@ use crate::topics::Route;
 use crate::pipeline::error::{kafka_error, PipelineError};
 use crate::pipeline::stopping::Stopping;
 
-use super::produce::enqueue;
+use super::produce::{enqueue, Outbox};
 use super::topic_creation::{Cluster, TopicCreation};
 
 /// Headers on dead-lettered records.
@@ -32,7 +31,7 @@ pub mod headers {
 }
 
 pub(crate) struct DeadLetters {
-    producer: FutureProducer,
+    producer: kafka::AckingProducer,
     route: Route,
     cluster: DeadLetterCluster,
     topic_creation: Arc<TopicCreation>,
@@ -88,21 +87,22 @@ impl DeadLetters {
     }
 
     /// The dead-letter topic's own producer (idempotent, outside any transaction).
-    pub(crate) fn producer(&self) -> &FutureProducer {
+    pub(crate) fn producer(&self) -> &kafka::AckingProducer {
         &self.producer
     }
 
-    /// Hands `record` to `producer` (the dead-letter producer, or a transactional one of
-    /// the same cluster), on `topic`, with headers naming the failure.
+    /// Hands `record` to `outbox` (the dead-letter producer, or a transactional one of
+    /// the same cluster), on `topic`, with headers naming the failure; returns its
+    /// ticket's number.
     pub(crate) async fn send_via(
         &self,
-        producer: &FutureProducer,
+        outbox: Outbox<'_>,
         topic: &str,
         record: &SourceRecord,
         kind: &'static str,
         reason: &str,
         policy: &PolicyRuntime,
-    ) -> Result<DeliveryFuture, KafkaError> {
+    ) -> Result<usize, KafkaError> {
         tracing::warn!(
             topic = record.topic,
             partition = record.partition,
@@ -137,7 +137,8 @@ impl DeadLetters {
                 value: Some(value.into_bytes()),
             });
         }
-        let mut message = FutureRecord::<[u8], [u8]>::to(topic).headers(kafka::owned_headers(&all));
+        let (message, number) = outbox.message(topic);
+        let mut message = message.headers(kafka::owned_headers(&all));
         if self.cluster == DeadLetterCluster::Source {
             if let Some(key) = &record.key {
                 message = message.key(key.as_slice());
@@ -146,6 +147,7 @@ impl DeadLetters {
                 message = message.payload(value.as_slice());
             }
         }
-        enqueue(producer, message, &self.stopping).await
+        enqueue(outbox.producer, message, &self.stopping).await?;
+        Ok(number)
     }
 }

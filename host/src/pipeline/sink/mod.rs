@@ -12,7 +12,6 @@ mod topic_creation;
 use std::sync::Arc;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::config::{PipelineConfig, SinkConfig, TimestampSource};
 use crate::kafka;
@@ -24,7 +23,7 @@ use super::error::PipelineError;
 use super::stopping::Stopping;
 
 pub use dead_letter::headers as dead_letter_headers;
-pub(crate) use produce::enqueue;
+pub(crate) use produce::{enqueue, Message, Outbox};
 pub(crate) use refusal::{refused_by_sink, SINK_REJECTED};
 
 use dead_letter::DeadLetters;
@@ -52,25 +51,28 @@ impl Target {
 const UNROUTABLE: &str = "unroutable";
 
 /// A record (or its dead letter) handed to a producer, awaiting its acknowledgement.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Handed {
     /// The record's place in its batch.
     pub index: usize,
     pub target: Target,
     /// Key and value bytes of a sink record (0 for a dead letter), for the metrics.
     pub bytes: u64,
-    pub delivery: DeliveryFuture,
+    /// Its ticket's number in the [`kafka::Acks`] it was handed over with.
+    pub ticket: usize,
 }
 
 /// How a delivery mode's dead letters travel.
 #[derive(Clone, Copy)]
-pub(crate) enum DeadLetterPath<'a> {
-    /// Handed over with the batch's other records and awaited with them (at least once).
+pub(crate) enum DeadLetterPath {
+    /// Through the dead-letter producer, counted in the batch's acks and awaited with
+    /// its other records (at least once).
     WithBatch,
-    /// Exactly once: inside the transaction of this producer when the dead-letter topic
-    /// is on the sink cluster; otherwise outside it, acknowledged before going on (the
+    /// Exactly once: inside the transaction (its outbox) when the dead-letter topic is
+    /// on the sink cluster; otherwise outside it, acknowledged before going on (the
     /// position that passes the record must not commit before its dead letter is
     /// acknowledged).
-    Transaction(&'a FutureProducer),
+    Transaction,
 }
 
 pub(crate) struct Sink {
@@ -103,7 +105,12 @@ impl Sink {
         })
     }
 
-    /// Hands the outputs of `record` (the `index`th of its batch) to `producer`, or, if
+    /// Whether the pipeline is stopping (a full producer queue is then the answer).
+    pub(crate) fn stopping(&self) -> &Stopping {
+        &self.stopping
+    }
+
+    /// Hands the outputs of `record` (the `index`th of its batch) to `outbox`, or, if
     /// the record failed, has an output with no acceptable topic, was `refused` by the
     /// sink before, or has an output the sink refuses now, its dead letter (or stops, with
     /// `errors.on_failure = "stop"`). What was handed over is appended to `handed`, also
@@ -111,20 +118,20 @@ impl Sink {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn hand_over(
         &self,
-        producer: &FutureProducer,
+        outbox: Outbox<'_>,
         index: usize,
         record: &SourceRecord,
         result: &TransformResult,
         refused: Option<String>,
         policy: &PolicyRuntime,
-        path: DeadLetterPath<'_>,
+        path: DeadLetterPath,
         handed: &mut Vec<Handed>,
     ) -> Result<(), PipelineError> {
         let failure = match (result, refused) {
             (Ok(_), Some(reason)) => Some((SINK_REJECTED, reason)),
             (Ok(outputs), None) => match self.destinations(record, outputs).await {
                 Ok(topics) => {
-                    self.produce(producer, index, record, outputs, &topics, handed)
+                    self.produce(outbox, index, record, outputs, &topics, handed)
                         .await?
                 }
                 Err(failure) => Some(failure),
@@ -140,15 +147,18 @@ impl Sink {
         let target = Target::DeadLetter(kind);
         let topic = dead_letters.topic_for(record)?;
         let via = match path {
-            DeadLetterPath::WithBatch => dead_letters.producer(),
-            DeadLetterPath::Transaction(producer) if dead_letters.on_sink_cluster() => producer,
-            DeadLetterPath::Transaction(_) => {
+            DeadLetterPath::WithBatch => Outbox {
+                producer: dead_letters.producer(),
+                acks: outbox.acks,
+            },
+            DeadLetterPath::Transaction if dead_letters.on_sink_cluster() => outbox,
+            DeadLetterPath::Transaction => {
                 return self
                     .dead_letter_acknowledged(record, kind, &reason, policy)
                     .await;
             }
         };
-        let delivery = dead_letters
+        let ticket = dead_letters
             .send_via(via, &topic, record, kind, &reason, policy)
             .await
             .map_err(|error| delivery_error(target, record, error))?;
@@ -156,16 +166,16 @@ impl Sink {
             index,
             target,
             bytes: 0,
-            delivery,
+            ticket,
         });
         Ok(())
     }
 
-    /// Hands each output to `producer` until the sink refuses one (its size, no key on a
+    /// Hands each output to `outbox` until the sink refuses one (its size, no key on a
     /// compacted topic...): then that refusal is the record's failure.
     async fn produce(
         &self,
-        producer: &FutureProducer,
+        outbox: Outbox<'_>,
         index: usize,
         record: &SourceRecord,
         outputs: &[OutputRecord],
@@ -174,13 +184,14 @@ impl Sink {
     ) -> Result<Option<(&'static str, String)>, PipelineError> {
         for (output, topic) in outputs.iter().zip(topics) {
             let bytes = kafka::record_bytes(output.key.as_deref(), output.value.as_deref());
-            let message = self.sink_message(record, output, topic);
-            match enqueue(producer, message, &self.stopping).await {
-                Ok(delivery) => handed.push(Handed {
+            let (message, ticket) = outbox.message(topic);
+            let message = self.sink_message(message, record, output);
+            match enqueue(outbox.producer, message, &self.stopping).await {
+                Ok(()) => handed.push(Handed {
                     index,
                     target: Target::Sink,
                     bytes,
-                    delivery,
+                    ticket,
                 }),
                 Err(error) => match refused_by_sink(&error) {
                     Some(reason) => return Ok(Some((SINK_REJECTED, reason))),
@@ -205,24 +216,22 @@ impl Sink {
         };
         let target = Target::DeadLetter(kind);
         let topic = dead_letters.topic_for(record)?;
-        let delivery = dead_letters
-            .send_via(
-                dead_letters.producer(),
-                &topic,
-                record,
-                kind,
-                reason,
-                policy,
-            )
-            .await
-            .map_err(|error| delivery_error(target, record, error))?;
-        match delivery.await {
-            Ok(Ok(_)) => {
+        let acks = kafka::Acks::new();
+        let outbox = Outbox {
+            producer: dead_letters.producer(),
+            acks: &acks,
+        };
+        let sent = dead_letters
+            .send_via(outbox, &topic, record, kind, reason, policy)
+            .await;
+        acks.close();
+        sent.map_err(|error| delivery_error(target, record, error))?;
+        match acks.answered().await.pop() {
+            None => {
                 self.metrics.dead_lettered(kind);
                 Ok(())
             }
-            Ok(Err((error, _))) => Err(delivery_error(target, record, error)),
-            Err(_canceled) => Err(delivery_error(target, record, KafkaError::Canceled)),
+            Some(failed) => Err(delivery_error(target, record, failed.error)),
         }
     }
 
@@ -277,14 +286,13 @@ impl Sink {
             .collect()
     }
 
-    /// The sink record for one output of `record`, to `topic`.
+    /// `message` (to an output's topic) made the sink record for `output` of `record`.
     fn sink_message<'a>(
-        &'a self,
+        &self,
+        mut message: Message<'a>,
         record: &SourceRecord,
         output: &'a OutputRecord,
-        topic: &'a str,
-    ) -> FutureRecord<'a, [u8], [u8]> {
-        let mut message = FutureRecord::<[u8], [u8]>::to(topic);
+    ) -> Message<'a> {
         // librdkafka allocates a header list even for none.
         if !output.headers.is_empty() {
             message = message.headers(kafka::owned_headers(&output.headers));

@@ -15,7 +15,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use rdkafka::consumer::CommitMode;
-use rdkafka::producer::FutureProducer;
 use tokio::task::JoinHandle;
 
 use crate::config::PipelineConfig;
@@ -25,7 +24,7 @@ use crate::vault::VaultClient;
 
 use crate::pipeline::error::{joined, PipelineError};
 use crate::pipeline::ownership::{Epoch, Handover, Ownership, Partition};
-use crate::pipeline::sink::{DeadLetterPath, Sink, Target};
+use crate::pipeline::sink::{DeadLetterPath, Outbox, Sink, Target};
 use crate::pipeline::source::{Batch, Source};
 
 use transactions::{Rewind, Sent, Transactions};
@@ -182,13 +181,17 @@ impl ExactlyOnce {
             .items
             .last()
             .map_or(0, |(record, _)| record.offset + 1);
-        let Some(producer) = self
-            .transactions
-            .begin(&group.partition, group.epoch, first)?
+        let Some((producer, acks)) =
+            self.transactions
+                .begin(&group.partition, group.epoch, first)?
         else {
             return Ok(Some(group));
         };
-        let (sent, outcome) = self.hand_over(&producer, &group, policy).await;
+        let outbox = Outbox {
+            producer: &producer,
+            acks: &acks,
+        };
+        let (sent, outcome) = self.hand_over(outbox, &group, policy).await;
         let doomed = match &outcome {
             Err(error @ PipelineError::Delivery { .. }) => Some(error.to_string()),
             _ => None,
@@ -206,11 +209,11 @@ impl ExactlyOnce {
         }
     }
 
-    /// Hands each record of `group` (or its dead letter) to `producer`; returns what
-    /// was handed over, also when an error stopped it.
+    /// Hands each record of `group` (or its dead letter) to `outbox`; returns what was
+    /// handed over, also when an error stopped it.
     async fn hand_over(
         &self,
-        producer: &FutureProducer,
+        outbox: Outbox<'_>,
         group: &PartitionBatch,
         policy: &PolicyRuntime,
     ) -> (Vec<Sent>, Result<(), PipelineError>) {
@@ -221,13 +224,13 @@ impl ExactlyOnce {
             outcome = self
                 .sink
                 .hand_over(
-                    producer,
+                    outbox,
                     index,
                     record,
                     result,
                     refused,
                     policy,
-                    DeadLetterPath::Transaction(producer),
+                    DeadLetterPath::Transaction,
                     &mut handed,
                 )
                 .await;
@@ -245,7 +248,7 @@ impl ExactlyOnce {
                     Target::DeadLetter(kind) => Some(kind),
                 },
                 bytes: handed.bytes,
-                delivery: handed.delivery,
+                ticket: handed.ticket,
             })
             .collect();
         (sent, outcome)

@@ -5,13 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot::Canceled;
-use futures::FutureExt;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::{AckingProducer, Acks};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::ownership::{Epoch, Partition};
 use crate::pipeline::sink::refused_by_sink;
@@ -36,33 +34,16 @@ pub(crate) enum Outcome {
 /// [`TRANSACTION_TIMEOUT`].
 const ABORT_ATTEMPT: Duration = Duration::from_secs(10);
 
-/// A delivery's answer.
-type Answer = Result<OwnedDeliveryResult, Canceled>;
-
 /// Waits (at most [`TRANSACTION_TIMEOUT`]) until every delivery of a transaction was
 /// acknowledged, or one failed: then librdkafka holds the rest until the transaction is
 /// aborted, and flushing (which rdkafka's `commit_transaction` does first) would wait out
 /// its whole timeout. Returns why the transaction must abort, if it must.
-fn wait_for_deliveries(
-    producer: &FutureProducer,
-    sent: &mut [Sent],
-    answers: &mut [Option<Answer>],
-) -> Option<String> {
+fn wait_for_deliveries(producer: &AckingProducer, acks: &Acks) -> Option<String> {
     let deadline = Instant::now() + TRANSACTION_TIMEOUT;
     loop {
         let flushed = producer.flush(Duration::from_millis(100)).is_ok();
-        for (s, answer) in sent.iter_mut().zip(answers.iter_mut()) {
-            if answer.is_none() {
-                *answer = (&mut s.delivery).now_or_never();
-            }
-        }
-        let failed = answers.iter().find_map(|answer| match answer {
-            Some(Ok(Err((error, _)))) => Some(format!("a record was not delivered: {error}")),
-            Some(Err(Canceled)) => Some("a delivery was cancelled".to_string()),
-            _ => None,
-        });
-        if failed.is_some() {
-            return failed;
+        if let Some(error) = acks.first_failure() {
+            return Some(format!("a record was not delivered: {error}"));
         }
         if flushed {
             return None;
@@ -85,7 +66,7 @@ impl Transactions {
         partition: &Partition,
         epoch: Epoch,
         first: i64,
-    ) -> Result<Option<Arc<FutureProducer>>, PipelineError> {
+    ) -> Result<Option<(Arc<AckingProducer>, Acks)>, PipelineError> {
         let scope = self.scope_of(partition);
         let mut open = lock(&self.open);
         if open.committing.contains(&scope) {
@@ -111,6 +92,7 @@ impl Transactions {
                 scope.clone(),
                 OpenTransaction {
                     producer,
+                    acks: Acks::new(),
                     handing_over: false,
                     spans: Vec::new(),
                     began: Instant::now(),
@@ -133,7 +115,10 @@ impl Transactions {
                 next: first,
             });
         }
-        Ok(Some(transaction.producer.clone()))
+        Ok(Some((
+            transaction.producer.clone(),
+            transaction.acks.clone(),
+        )))
     }
 
     /// Records what a batch handed to the open transaction of `partition` (and, with
@@ -295,22 +280,20 @@ impl Transactions {
     ) -> Result<Vec<Rewind>, PipelineError> {
         let OpenTransaction {
             producer,
+            acks,
             spans,
-            mut sent,
+            sent,
             doomed,
             ..
         } = transaction;
-        let mut answers: Vec<Option<Answer>> = sent.iter().map(|_| None).collect();
         let recorded = match doomed {
             Some(reason) => Err(reason),
-            None => {
-                self.record_positions(&producer, &spans).and_then(|()| {
-                    match wait_for_deliveries(&producer, &mut sent, &mut answers) {
-                        Some(reason) => Err(reason),
-                        None => Ok(()),
-                    }
-                })
-            }
+            None => self
+                .record_positions(&producer, &acks, &spans)
+                .and_then(|()| match wait_for_deliveries(&producer, &acks) {
+                    Some(reason) => Err(reason),
+                    None => Ok(()),
+                }),
         };
         let outcome = match recorded {
             Ok(()) => self.commit(&producer, &scope)?,
@@ -321,21 +304,16 @@ impl Transactions {
                 Outcome::Aborted(reason)
             }
         };
-        // Every delivery has its answer once the transaction ended.
-        let answers: Vec<(usize, i64, Option<&'static str>, u64, Answer)> = sent
-            .into_iter()
-            .zip(answers)
-            .map(|(s, answer)| {
-                let answer = answer.unwrap_or_else(|| futures::executor::block_on(s.delivery));
-                (s.span, s.offset, s.dead_letter, s.bytes, answer)
-            })
-            .collect();
+        // Every delivery has its answer once the transaction ended (and it was taken out
+        // of the open transactions: nothing more is handed to it).
+        acks.close();
+        let failed = acks.wait();
         let error = match outcome {
             Outcome::Committed => {
-                for (_, _, dead_letter, bytes, _) in answers {
-                    match dead_letter {
+                for sent in &sent {
+                    match sent.dead_letter {
                         Some(kind) => self.metrics.dead_lettered(kind),
-                        None => self.metrics.produced(bytes),
+                        None => self.metrics.produced(sent.bytes),
                     }
                 }
                 self.metrics.committed();
@@ -357,12 +335,19 @@ impl Transactions {
             Outcome::Aborted(error) => error,
         };
         self.metrics.transaction_aborted();
-        let refusals: Vec<((Partition, i64), String)> = answers
-            .into_iter()
-            .filter_map(|(span, offset, dead_letter, _, answer)| match answer {
-                Ok(Err((e, _))) if dead_letter.is_none() => refused_by_sink(&e)
-                    .map(|reason| ((spans[span].partition.clone(), offset), reason)),
-                _ => None,
+        // `sent` is in ticket order.
+        let refusals: Vec<((Partition, i64), String)> = failed
+            .iter()
+            .filter_map(|failed| {
+                let at = sent
+                    .binary_search_by_key(&failed.number, |sent| sent.ticket)
+                    .ok()?;
+                let sent = &sent[at];
+                if sent.dead_letter.is_some() {
+                    return None;
+                }
+                refused_by_sink(&failed.error)
+                    .map(|reason| ((spans[sent.span].partition.clone(), sent.offset), reason))
             })
             .collect();
         let newly_refused = {
@@ -412,7 +397,12 @@ impl Transactions {
     /// in the offsets topic, or (one cluster) the source group's offsets, sent with the
     /// consumer's group metadata so that the coordinator refuses them from a runner a
     /// rebalance left behind. Blocking.
-    fn record_positions(&self, producer: &FutureProducer, spans: &[Span]) -> Result<(), String> {
+    fn record_positions(
+        &self,
+        producer: &AckingProducer,
+        acks: &Acks,
+        spans: &[Span],
+    ) -> Result<(), String> {
         match &self.placement {
             Placement::OffsetsTopic { positions, .. } => {
                 for span in spans {
@@ -421,13 +411,14 @@ impl Transactions {
                     let (key, value) = positions
                         .position_record(&span.partition, span.next)
                         .map_err(|error| error.to_string())?;
+                    // Counted with the transaction's records: a position that is not
+                    // delivered aborts it.
                     producer
-                        .send_result(
-                            FutureRecord::<str, str>::to(&positions.topic)
+                        .send(
+                            BaseRecord::with_opaque_to(&positions.topic, acks.ticket())
                                 .key(&key)
                                 .payload(&value),
                         )
-                        .map(drop)
                         .map_err(|(error, _)| {
                             format!("recording the source position failed: {error}")
                         })?;
@@ -463,7 +454,7 @@ impl Transactions {
     /// Commits the open transaction of `scope` (its outputs and its positions), or
     /// aborts it. Fencing and other fatal errors stop the pipeline.
     /// Blocking.
-    fn commit(&self, producer: &FutureProducer, scope: &Scope) -> Result<Outcome, PipelineError> {
+    fn commit(&self, producer: &AckingProducer, scope: &Scope) -> Result<Outcome, PipelineError> {
         match self.commit_retrying(producer) {
             Ok(()) => Ok(Outcome::Committed),
             Err(error) => {
@@ -474,7 +465,7 @@ impl Transactions {
         }
     }
 
-    fn commit_retrying(&self, producer: &FutureProducer) -> Result<(), KafkaError> {
+    fn commit_retrying(&self, producer: &AckingProducer) -> Result<(), KafkaError> {
         let mut attempts = 0;
         loop {
             match producer.commit_transaction(TRANSACTION_TIMEOUT) {
@@ -493,7 +484,7 @@ impl Transactions {
     /// times out (seen on CI with a transaction the sink had refused a record of), the
     /// reports are served here and the abort is tried again, as librdkafka allows for a
     /// retriable abort error.
-    fn abort(&self, producer: &FutureProducer, scope: &Scope) -> Result<(), PipelineError> {
+    fn abort(&self, producer: &AckingProducer, scope: &Scope) -> Result<(), PipelineError> {
         let deadline = Instant::now() + TRANSACTION_TIMEOUT;
         loop {
             let error = match producer.abort_transaction(ABORT_ATTEMPT) {

@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
+use rdkafka::producer::Producer;
 
 use crate::config::{PipelineConfig, SinkConfig, TuningConfig};
-use crate::kafka;
+use crate::kafka::{self, AckingProducer, Acks};
 use crate::metrics::Metrics;
 use crate::vault::VaultClient;
 
@@ -66,7 +66,8 @@ pub(crate) struct Sent {
     /// A dead letter, with its failure kind; `None` for a transformed output.
     pub dead_letter: Option<&'static str>,
     pub bytes: u64,
-    pub delivery: DeliveryFuture,
+    /// Its ticket's number in the transaction's [`Acks`].
+    pub ticket: usize,
 }
 
 /// Where to read a partition again after its transaction was aborted.
@@ -91,13 +92,13 @@ enum Placement {
     /// signed.
     OffsetsTopic {
         positions: Box<OffsetsTopic>,
-        producers: Mutex<HashMap<Partition, Arc<FutureProducer>>>,
+        producers: Mutex<HashMap<Partition, Arc<AckingProducer>>>,
     },
     /// One cluster: one producer; positions committed to the source group in the
     /// transaction, fenced by the group's generation.
     SourceGroup {
         transactional_id: String,
-        producer: Mutex<Option<Arc<FutureProducer>>>,
+        producer: Mutex<Option<Arc<AckingProducer>>>,
         /// The consumer's group metadata as of the last rebalance or batch.
         group: Mutex<Option<Arc<ConsumerGroupMetadata>>>,
     },
@@ -124,7 +125,9 @@ struct Open {
 /// A transaction, open across batches until `pipeline.transaction_interval` has passed
 /// (or something needs it committed now).
 struct OpenTransaction {
-    producer: Arc<FutureProducer>,
+    producer: Arc<AckingProducer>,
+    /// The acknowledgements of every record handed to it.
+    acks: Acks,
     /// Records are being handed to it ([`Transactions::begin`] until
     /// [`Transactions::sent`]): a round of commits leaves it for the next round.
     handing_over: bool,
@@ -296,7 +299,7 @@ impl Transactions {
         positions.read(partitions)
     }
 
-    fn open_one(&self, scope: &Scope) -> Result<FutureProducer, PipelineError> {
+    fn open_one(&self, scope: &Scope) -> Result<AckingProducer, PipelineError> {
         let id = self.transactional_id(scope);
         let producer = kafka::transactional_producer(&self.sink, &self.tuning, &id)
             .map_err(|error| self.error(scope, "creating the producer", error))?;
@@ -319,7 +322,7 @@ impl Transactions {
     }
 
     /// The producer of `scope`'s transactions, if it was opened.
-    fn producer(&self, scope: &Scope) -> Option<Arc<FutureProducer>> {
+    fn producer(&self, scope: &Scope) -> Option<Arc<AckingProducer>> {
         match (&self.placement, scope) {
             (Placement::OffsetsTopic { producers, .. }, Scope::Partition(partition)) => {
                 lock(producers).get(partition).cloned()
@@ -337,7 +340,7 @@ impl Transactions {
     /// owner of its transactional id, or another fatal error.
     fn check_fatal(
         &self,
-        producer: &FutureProducer,
+        producer: &AckingProducer,
         scope: &Scope,
         error: &KafkaError,
     ) -> Result<(), PipelineError> {
@@ -348,7 +351,7 @@ impl Transactions {
     /// it returned) or in another fatal state.
     fn usable(
         &self,
-        producer: &FutureProducer,
+        producer: &AckingProducer,
         scope: &Scope,
         code: Option<RDKafkaErrorCode>,
     ) -> Result<(), PipelineError> {
