@@ -191,7 +191,8 @@ mod tests {
     use rdkafka::error::RDKafkaErrorCode;
     use rdkafka::message::{Message, OwnedHeaders, Timestamp};
     use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseRecord, Producer};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use rdkafka::ClientConfig;
 
     use super::*;
@@ -247,45 +248,78 @@ mod tests {
         assert!(acks.wait().is_empty());
     }
 
-    #[tokio::test]
-    async fn a_batch_through_a_producer_is_answered_with_only_its_failures() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("out", 1, 1).unwrap();
-        let producer: AckingProducer = ClientConfig::new()
+    fn producer(cluster: &MockCluster<'_, DefaultProducerContext>) -> AckingProducer {
+        ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
             .set("message.max.bytes", "2000")
+            .set("linger.ms", "0")
             .create_with_context(Acknowledging)
-            .unwrap();
-        let acks = Acks::new();
-        let large = vec![0u8; 4000];
-        let mut refused_when_handed = Vec::new();
-        for value in [&b"a"[..], &large[..], &b"c"[..]] {
-            let ticket = acks.ticket();
-            let number = ticket.number();
-            let record = BaseRecord::<[u8], [u8], _>::with_opaque_to("out", ticket).payload(value);
-            // librdkafka may refuse a record over message.max.bytes when it is handed
-            // over (the ticket comes back and counts as answered) or when it is sent.
-            if let Err((error, _)) = producer.send(record) {
-                refused_when_handed.push((number, error));
-            }
-        }
+            .unwrap()
+    }
+
+    fn send(producer: &AckingProducer, acks: &Acks, value: &[u8]) -> Result<(), KafkaError> {
+        let record =
+            BaseRecord::<[u8], [u8], _>::with_opaque_to("out", acks.ticket()).payload(value);
+        producer.send(record).map_err(|(error, _)| error)
+    }
+
+    async fn answered(acks: &Acks) -> Vec<(usize, KafkaError, Option<Vec<u8>>)> {
         acks.close();
-        let failed = tokio::time::timeout(Duration::from_secs(10), acks.answered())
+        tokio::time::timeout(Duration::from_secs(10), acks.answered())
             .await
-            .expect("every record answered");
-        let mut refused: Vec<(usize, KafkaError)> = failed
+            .expect("every record answered")
             .into_iter()
-            .map(|failed| (failed.number, failed.error))
-            .chain(refused_when_handed)
-            .collect();
-        refused.sort_by_key(|(number, _)| *number);
+            .map(|failed| {
+                (
+                    failed.number,
+                    failed.error,
+                    failed.message.payload().map(<[u8]>::to_vec),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_record_the_broker_refuses_is_the_only_failure_named_by_its_number() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("out", 1, 1).unwrap();
+        let producer = producer(&cluster);
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        );
+        let acks = Acks::new();
+        send(&producer, &acks, b"refused").unwrap();
+        // Alone in its produce request, the one the broker answers with the error.
+        let _ = producer.flush(Duration::from_secs(5));
+        send(&producer, &acks, b"a").unwrap();
+        send(&producer, &acks, b"b").unwrap();
         assert_eq!(
-            refused,
+            answered(&acks).await,
             vec![(
-                1,
-                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+                0,
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                Some(b"refused".to_vec())
             )]
         );
-        producer.flush(Duration::from_secs(5)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_refused_when_handed_over_counts_as_answered_without_a_failure() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("out", 1, 1).unwrap();
+        let producer = producer(&cluster);
+        let acks = Acks::new();
+        send(&producer, &acks, b"a").unwrap();
+        // Over message.max.bytes: librdkafka refuses it at once and hands the ticket back,
+        // which counts as answered; the caller has the error.
+        assert_eq!(
+            send(&producer, &acks, &[0; 4000]),
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge
+            ))
+        );
+        send(&producer, &acks, b"c").unwrap();
+        assert_eq!(answered(&acks).await, vec![]);
     }
 }
