@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::Consumer;
 use rdkafka::TopicPartitionList;
 
 use crate::access::check;
@@ -225,9 +224,9 @@ fn group_offsets(
     for partition in 0..partitions {
         list.add_partition(topic, i32::try_from(partition).unwrap_or(i32::MAX));
     }
-    let committed = consumer
-        .committed_offsets(list, TIMEOUT)
-        .map_err(unreadable)?;
+    // Retries while the coordinator moves or loads (a broker just started), as the
+    // pipeline itself does.
+    let committed = kafka::committed_offsets(&consumer, &list, TIMEOUT).map_err(unreadable)?;
     let count = committed
         .elements()
         .iter()
