@@ -122,6 +122,16 @@ impl Acks {
         Answered(self.0.clone())
     }
 
+    /// Closes the acks and waits for every answer: the first failure's error, if any
+    /// (for a record handed over on its own).
+    pub async fn outcome(&self) -> Result<(), KafkaError> {
+        self.close();
+        match self.answered().await.into_iter().next() {
+            None => Ok(()),
+            Some(failed) => Err(failed.error),
+        }
+    }
+
     /// Every ticket answered, once closed; the same as awaiting [`Acks::answered`].
     pub fn wait(&self) -> Vec<Failed> {
         futures::executor::block_on(self.answered())

@@ -10,7 +10,7 @@ mod acks;
 mod group;
 mod records;
 
-pub use acks::{AckingProducer, Acknowledging, Acks, Failed, Ticket};
+pub use acks::{AckingProducer, Acknowledging, Acks, Ticket};
 pub use group::{answer_rebalance, close_within, commit_within, committed_offsets, leave_group};
 pub use records::{owned_headers, record_bytes, source_record, source_record_bytes, Consumed};
 

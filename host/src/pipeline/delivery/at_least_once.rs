@@ -93,7 +93,6 @@ pub(crate) struct AtLeastOnce {
     limit: Held,
     ownership: Arc<Ownership>,
     metrics: Arc<Metrics>,
-    stopping: Stopping,
 }
 
 impl AtLeastOnce {
@@ -103,7 +102,6 @@ impl AtLeastOnce {
         ownership: Arc<Ownership>,
         metrics: Arc<Metrics>,
     ) -> Result<AtLeastOnce, PipelineError> {
-        let stopping = sink.stopping().clone();
         Ok(AtLeastOnce {
             producer: kafka::sink_producer(&config.sink, &config.pipeline)
                 .map_err(kafka_error("creating the sink producer"))?,
@@ -117,7 +115,6 @@ impl AtLeastOnce {
             },
             ownership,
             metrics,
-            stopping,
         })
     }
 
@@ -203,7 +200,7 @@ impl AtLeastOnce {
                 handed,
                 acks,
                 self.producer.clone(),
-                self.stopping.clone(),
+                self.sink.stopping().clone(),
                 self.ownership.clone(),
                 sequence,
             )),
@@ -357,13 +354,8 @@ async fn resend(
     if let Some(timestamp) = message.timestamp().to_millis() {
         record = record.timestamp(timestamp);
     }
-    let sent = enqueue(producer, record, stopping).await;
-    acks.close();
-    sent?;
-    match acks.answered().await.pop() {
-        None => Ok(()),
-        Some(failed) => Err(failed.error),
-    }
+    enqueue(producer, record, stopping).await?;
+    acks.outcome().await
 }
 
 #[cfg(test)]

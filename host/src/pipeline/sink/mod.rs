@@ -224,15 +224,12 @@ impl Sink {
         let sent = dead_letters
             .send_via(outbox, &topic, record, kind, reason, policy)
             .await;
-        acks.close();
         sent.map_err(|error| delivery_error(target, record, error))?;
-        match acks.answered().await.pop() {
-            None => {
-                self.metrics.dead_lettered(kind);
-                Ok(())
-            }
-            Some(failed) => Err(delivery_error(target, record, failed.error)),
-        }
+        acks.outcome()
+            .await
+            .map_err(|error| delivery_error(target, record, error))?;
+        self.metrics.dead_lettered(kind);
+        Ok(())
     }
 
     /// The topic of each output of `record`, or why the record fails instead: an output
