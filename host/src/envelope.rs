@@ -105,6 +105,7 @@ fn commitment_of(data_key: &[u8; 32]) -> [u8; COMMITMENT_LEN] {
 mod body {
     use super::{Compression, EnvelopeError, SealOptions};
     use kafka_transit_envelope_format::record;
+    use std::borrow::Cow;
 
     /// zstd's default level: a good ratio at a speed far above the AEAD's.
     const ZSTD_LEVEL: i32 = 3;
@@ -132,7 +133,9 @@ mod body {
         })
     }
 
-    pub(super) fn encode(plaintext: &[u8], options: &SealOptions) -> Vec<u8> {
+    /// The body to encrypt: `plaintext` itself when there is nothing to compress or pad
+    /// (sealing copies it into the envelope anyway; a copy here would be a second one).
+    pub(super) fn encode<'a>(plaintext: &'a [u8], options: &SealOptions) -> Cow<'a, [u8]> {
         let compressed = match options.compression {
             Compression::None => None,
             Compression::Zstd => Some(zstd_compress(plaintext)),
@@ -145,10 +148,13 @@ mod body {
                 Some(encoder.finish().expect("finishing an LZ4 frame in memory"))
             }
         };
-        let data = compressed.as_deref().unwrap_or(plaintext);
-        match options.pad_to {
-            0 => data.to_vec(),
-            pad_to => record::pad(data, pad_to as usize),
+        match (compressed, options.pad_to) {
+            (None, 0) => Cow::Borrowed(plaintext),
+            (Some(compressed), 0) => Cow::Owned(compressed),
+            (compressed, pad_to) => Cow::Owned(record::pad(
+                compressed.as_deref().unwrap_or(plaintext),
+                pad_to as usize,
+            )),
         }
     }
 
@@ -217,8 +223,9 @@ fn associated_data<'a>(authenticated: &'a [u8], aad: &[u8]) -> std::borrow::Cow<
     }
 }
 
-/// Seals one record: header ‖ nonce ‖ ciphertext ‖ tag, encrypted in place in the
-/// output buffer (one allocation, one copy of the plaintext).
+/// Seals one record: header ‖ nonce ‖ ciphertext ‖ tag, encrypted from `plaintext`
+/// straight into the output buffer (one allocation, one pass over the plaintext; zeroing
+/// the buffer first costs less than copying the plaintext in to encrypt it in place).
 fn seal_into(
     cipher: &LessSafeKey,
     (header, authenticated): (&[u8], usize),
@@ -226,19 +233,21 @@ fn seal_into(
     plaintext: &[u8],
     aad: &[u8],
 ) -> Vec<u8> {
-    let mut envelope = Vec::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
-    envelope.extend_from_slice(header);
-    envelope.extend_from_slice(nonce);
-    envelope.extend_from_slice(plaintext);
     let body = header.len() + NONCE_LEN;
-    let tag = cipher
-        .seal_in_place_separate_tag(
+    let mut envelope = vec![0; body + plaintext.len() + TAG_LEN];
+    envelope[..header.len()].copy_from_slice(header);
+    envelope[header.len()..body].copy_from_slice(nonce);
+    let (ciphertext, tag) = envelope[body..].split_at_mut(plaintext.len());
+    cipher
+        .seal_out_of_place_scatter(
             Nonce::assume_unique_for_key(*nonce),
             Aad::from(associated_data(&header[..authenticated], aad)),
-            &mut envelope[body..],
+            plaintext,
+            ciphertext,
+            &[],
+            tag,
         )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    envelope.extend_from_slice(tag.as_ref());
+        .expect("AES-GCM encryption into buffers of the right lengths cannot fail");
     envelope
 }
 
@@ -1504,17 +1513,17 @@ mod tests {
         let huge = vec![0u8; 8 << 20];
         let body = body::encode(&huge, &options);
         assert!(body.len() < 4096, "{} bytes", body.len());
-        let error = body::decode(body, options.header_flags(), 1 << 20).unwrap_err();
+        let error = body::decode(body.into_owned(), options.header_flags(), 1 << 20).unwrap_err();
         assert!(
             error.to_string().contains("more than 1048576 bytes"),
             "{error}"
         );
         let options = v3_options(Compression::Lz4, 0);
         let body = body::encode(&huge, &options);
-        assert!(body::decode(body, options.header_flags(), 1 << 20).is_err());
+        assert!(body::decode(body.into_owned(), options.header_flags(), 1 << 20).is_err());
         // Padding that is not zeros, or a length past the end, is refused.
         let options = v3_options(Compression::None, 32);
-        let mut body = body::encode(b"abc", &options);
+        let mut body = body::encode(b"abc", &options).into_owned();
         body[20] = 1;
         assert!(body::decode(body, options.header_flags(), 1 << 20).is_err());
     }
