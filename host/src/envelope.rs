@@ -339,17 +339,23 @@ fn open_parsed(
 ) -> Result<Vec<u8>, EnvelopeError> {
     let nonce = Nonce::try_assume_unique_for_key(parsed.nonce())
         .expect("parse() splits off exactly one nonce");
-    // One copy of the ciphertext, opened in place; the tag is cut off the end.
-    let mut plaintext = parsed.sealed().to_vec();
-    let opened = cipher
-        .open_in_place(
+    // Decrypted from the envelope straight into the plaintext's buffer (as sealing does:
+    // no copy of the ciphertext to open in place).
+    let (ciphertext, tag) = parsed
+        .sealed()
+        .split_at_checked(parsed.sealed().len().saturating_sub(TAG_LEN))
+        .filter(|(_, tag)| tag.len() == TAG_LEN)
+        .ok_or(EnvelopeError::Authentication)?;
+    let mut plaintext = vec![0; ciphertext.len()];
+    cipher
+        .open_separate_gather(
             nonce,
             Aad::from(associated_data(parsed.authenticated, aad)),
+            ciphertext,
+            tag,
             &mut plaintext,
         )
-        .map_err(|_| EnvelopeError::Authentication)?
-        .len();
-    plaintext.truncate(opened);
+        .map_err(|_| EnvelopeError::Authentication)?;
     Ok(plaintext)
 }
 
