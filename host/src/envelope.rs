@@ -343,8 +343,7 @@ fn open_parsed(
     // no copy of the ciphertext to open in place).
     let (ciphertext, tag) = parsed
         .sealed()
-        .split_at_checked(parsed.sealed().len().saturating_sub(TAG_LEN))
-        .filter(|(_, tag)| tag.len() == TAG_LEN)
+        .split_last_chunk::<TAG_LEN>()
         .ok_or(EnvelopeError::Authentication)?;
     let mut plaintext = vec![0; ciphertext.len()];
     cipher
@@ -352,7 +351,7 @@ fn open_parsed(
             nonce,
             Aad::from(associated_data(parsed.authenticated, aad)),
             ciphertext,
-            tag,
+            tag.as_slice(),
             &mut plaintext,
         )
         .map_err(|_| EnvelopeError::Authentication)?;
