@@ -953,9 +953,10 @@ fn customer_records(count: usize, value_bytes: usize, format: Format) -> Vec<Sou
         .collect()
 }
 
-/// `plain_records`' values, keyed by `subjects` data subjects in turn.
+/// `plain_records`' values (at most `SUBJECT_RECORDS` of them), keyed by `subjects` data
+/// subjects in turn.
 fn subject_records(count: usize, value_bytes: usize, subjects: usize) -> Vec<SourceRecord> {
-    plain_records(count, value_bytes)
+    plain_records(count.min(SUBJECT_RECORDS), value_bytes)
         .into_iter()
         .enumerate()
         .map(|(i, record)| SourceRecord {
@@ -1843,10 +1844,10 @@ async fn main() {
                         customer_records(n, size, Format::Protobuf)
                     }),
                     ("subjects-1k", |n, size| {
-                        subject_records(n.min(SUBJECT_RECORDS), size, SUBJECTS_FEW)
+                        subject_records(n, size, SUBJECTS_FEW)
                     }),
                     ("subjects-100k", |n, size| {
-                        subject_records(n.min(SUBJECT_RECORDS), size, SUBJECTS_MANY)
+                        subject_records(n, size, SUBJECTS_MANY)
                     }),
                 ] {
                     let needed = case.input_name() == input
